@@ -1,0 +1,124 @@
+//! Checking a JWT claim set (RFC 7519 §4.1, RFC 9068 §2.2) and building the principal.
+
+use std::time::Duration;
+
+use serde::Deserialize as _;
+use serde_json::{Map, Value};
+
+use crate::error::InvalidToken;
+use crate::json;
+use crate::principal::Principal;
+use crate::scope::ScopeSet;
+
+/// What the claims are checked against.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimRules {
+    pub(crate) issuer: String,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) leeway: Duration,
+}
+
+/// Reads and checks the claim set of a token whose signature has been verified.
+pub(crate) fn check(
+    payload: &[u8],
+    rules: &ClaimRules,
+    now: Duration,
+) -> Result<Principal, InvalidToken> {
+    let claims = json::parse_object(payload)
+        .map_err(|problem| InvalidToken::Json { part: "claims", problem })?;
+
+    match claims.get("iss") {
+        Some(Value::String(issuer)) if *issuer == rules.issuer => {}
+        Some(Value::String(_)) => return Err(InvalidToken::WrongIssuer),
+        Some(_) => return Err(claim("iss", "not a string")),
+        None => return Err(claim("iss", "missing")),
+    }
+    let audiences = audiences(&claims)?;
+    if !audiences.iter().any(|audience| rules.audiences.contains(audience)) {
+        return Err(InvalidToken::WrongAudience);
+    }
+
+    let now = now.as_secs_f64();
+    let leeway = rules.leeway.as_secs_f64();
+    let expires_at = numeric_date(&claims, "exp")?.ok_or_else(|| claim("exp", "missing"))?;
+    if now >= expires_at + leeway {
+        return Err(InvalidToken::Expired);
+    }
+    if let Some(not_before) = numeric_date(&claims, "nbf")? {
+        if now + leeway < not_before {
+            return Err(InvalidToken::NotYetValid);
+        }
+    }
+    let issued_at = numeric_date(&claims, "iat")?;
+    if issued_at.is_some_and(|issued_at| now + leeway < issued_at) {
+        return Err(InvalidToken::IssuedInFuture);
+    }
+
+    let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
+        None => ScopeSet::default(),
+        Some(value) => ScopeSet::deserialize(value).map_err(|_| {
+            claim("scope", "not a space-separated string or an array of valid scope tokens")
+        })?,
+    };
+    let client_id = match optional_string(&claims, "client_id")? {
+        Some(client_id) => Some(client_id),
+        None => optional_string(&claims, "azp")?,
+    };
+    Ok(Principal {
+        subject: optional_string(&claims, "sub")?,
+        client_id,
+        scopes,
+        issuer: rules.issuer.clone(),
+        audiences,
+        expires_at: to_duration(expires_at),
+        issued_at: issued_at.map(to_duration),
+        token_id: optional_string(&claims, "jti")?,
+        claims,
+    })
+}
+
+fn claim(name: &'static str, problem: &'static str) -> InvalidToken {
+    InvalidToken::Claim { name, problem }
+}
+
+fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, InvalidToken> {
+    match claims.get("aud") {
+        Some(Value::String(audience)) => Ok(vec![audience.clone()]),
+        Some(Value::Array(values)) if values.is_empty() => Err(claim("aud", "empty array")),
+        Some(Value::Array(values)) => values
+            .iter()
+            .map(|value| value.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| claim("aud", "array holds a non-string")),
+        Some(_) => Err(claim("aud", "not a string or an array of strings")),
+        None => Err(claim("aud", "missing")),
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): a JSON number of seconds, integer or not. A string such as
+/// `"123"` is a type error, not a date.
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, InvalidToken> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(number)) => match number.as_f64() {
+            Some(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Some(seconds)),
+            _ => Err(claim(name, "not a non-negative NumericDate")),
+        },
+        Some(_) => Err(claim(name, "not a number")),
+    }
+}
+
+fn optional_string(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, InvalidToken> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(claim(name, "not a string")),
+    }
+}
+
+fn to_duration(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+}

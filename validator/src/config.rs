@@ -1,0 +1,302 @@
+//! `Validator::builder()`: every setting checked at `build()`, defaults that fail closed.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::{Host, Url};
+
+use crate::Validator;
+use crate::algorithm::Algorithm;
+use crate::claims::ClaimRules;
+use crate::clock::{Clock, SystemClock};
+use crate::error::BuildError;
+use crate::http;
+use crate::jwks::{JwksCache, JwksPolicy, JwksSource};
+use crate::verified::VerifiedTokens;
+
+/// Configures a [`Validator`].
+///
+/// Nothing is accepted until configured: `issuer`, at least one `audience` and at least one
+/// algorithm are required, and [`build`](Self::build) names the first field that is missing
+/// or wrong.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ValidatorBuilder {
+    issuer: Option<String>,
+    jwks_url: Option<String>,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: Duration,
+    required_typ: Option<String>,
+    max_token_bytes: usize,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    jwks: JwksPolicy,
+    verified_cache_capacity: u64,
+    clock: Arc<dyn Clock>,
+    allow_insecure_http: bool,
+}
+
+/// Longest accepted clock skew: more would keep expired tokens alive.
+const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+impl Default for ValidatorBuilder {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            jwks_url: None,
+            audiences: Vec::new(),
+            algorithms: Vec::new(),
+            leeway: Duration::from_secs(30),
+            required_typ: None,
+            max_token_bytes: 8 * 1024,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            jwks: JwksPolicy::default(),
+            verified_cache_capacity: 100_000,
+            clock: Arc::new(SystemClock),
+            allow_insecure_http: false,
+        }
+    }
+}
+
+impl ValidatorBuilder {
+    /// The issuer (`iss`), compared byte for byte. Unless [`jwks_url`](Self::jwks_url) is set,
+    /// its keys are found through OIDC discovery (`{issuer}/.well-known/openid-configuration`,
+    /// then RFC 8414's `oauth-authorization-server`).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Fetch keys from this JWKS URL instead of discovering it.
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// An accepted audience: the token's `aud` must contain at least one. May be repeated.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Accepted audiences, added to any already set.
+    pub fn audiences<I: IntoIterator<Item = S>, S: Into<String>>(mut self, audiences: I) -> Self {
+        self.audiences.extend(audiences.into_iter().map(Into::into));
+        self
+    }
+
+    /// The algorithms a token may be signed with. The key must also allow it.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default 30 s, at most 5 min).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Require this `typ` header, e.g. `at+jwt` for RFC 9068 access tokens. Compared without
+    /// case and with an optional `application/` prefix (RFC 7515 §4.1.9).
+    pub fn required_typ(mut self, typ: impl Into<String>) -> Self {
+        self.required_typ = Some(typ.into());
+        self
+    }
+
+    /// Tokens longer than this are rejected before any decoding (default 8 KiB).
+    pub fn max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// Connect timeout for discovery and JWKS requests (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Total timeout of one discovery or JWKS request (default 5 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Bounds on the key-set lifetime taken from `Cache-Control: max-age` (default 1 min to
+    /// 24 h), and the lifetime when the response gives none (default 5 min).
+    pub fn jwks_ttl(mut self, min: Duration, default: Duration, max: Duration) -> Self {
+        self.jwks.min_ttl = min;
+        self.jwks.default_ttl = default;
+        self.jwks.max_ttl = max;
+        self
+    }
+
+    /// A token with an unknown `kid` triggers at most one key-set fetch per this period
+    /// (default 30 s), however many such tokens arrive.
+    pub fn jwks_refetch_cooldown(mut self, cooldown: Duration) -> Self {
+        self.jwks.refetch_cooldown = cooldown;
+        self
+    }
+
+    /// After a failed fetch, wait this long before trying again (default 5 s); requests in
+    /// between get *unavailable* at once instead of piling onto a failing issuer.
+    pub fn jwks_failure_backoff(mut self, backoff: Duration) -> Self {
+        self.jwks.failure_backoff = backoff;
+        self
+    }
+
+    /// How long past its lifetime the last good key set keeps serving while the JWKS endpoint
+    /// fails (default 12 h). After that, validation is *unavailable*.
+    pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
+        self.jwks.max_stale = max_stale;
+        self
+    }
+
+    /// Largest JWKS or discovery response accepted (default 256 KiB).
+    pub fn max_document_bytes(mut self, bytes: usize) -> Self {
+        self.jwks.max_document_bytes = bytes;
+        self
+    }
+
+    /// Most keys accepted in one JWK Set (default 100).
+    pub fn max_keys(mut self, keys: usize) -> Self {
+        self.jwks.max_keys = keys;
+        self
+    }
+
+    /// Capacity of the verified-token cache (default 100 000 tokens). A token that verified
+    /// once is not verified cryptographically again until it expires or its key is withdrawn.
+    pub fn verified_token_cache(mut self, capacity: u64) -> Self {
+        self.verified_cache_capacity = capacity;
+        self
+    }
+
+    /// Turns the verified-token cache off: every token is verified in full every time.
+    pub fn without_verified_token_cache(mut self) -> Self {
+        self.verified_cache_capacity = 0;
+        self
+    }
+
+    /// The clock (default: the system clock). Tests use a [`MockClock`](crate::MockClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Allow plain-`http` issuer and JWKS URLs on hosts other than loopback.
+    ///
+    /// # Security
+    /// Keys fetched over plain HTTP can be replaced by anyone on the path, who can then mint
+    /// tokens this validator accepts. Loopback URLs are always allowed for development.
+    pub fn dangerous_allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+
+    /// Checks every setting and builds the validator. No network request is made here; keys
+    /// are fetched on first use (or by [`Validator::refresh_keys`]).
+    ///
+    /// # Errors
+    /// A [`BuildError`] naming the first field that is missing or invalid.
+    pub fn build(self) -> Result<Validator, BuildError> {
+        let issuer = self.issuer.ok_or_else(|| {
+            BuildError::new("issuer", "required: tokens are accepted from one configured issuer")
+        })?;
+        let issuer_url = checked_url("issuer", &issuer, self.allow_insecure_http)?;
+        if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+            return Err(BuildError::new("issuer", "must not have a query or fragment"));
+        }
+        let source = match &self.jwks_url {
+            Some(url) => JwksSource::Url(checked_url("jwks_url", url, self.allow_insecure_http)?),
+            None => JwksSource::Discovery { issuer: issuer.clone() },
+        };
+        if self.audiences.is_empty() {
+            return Err(BuildError::new("audience", "at least one audience is required"));
+        }
+        if self.audiences.iter().any(String::is_empty) {
+            return Err(BuildError::new("audience", "must not be empty"));
+        }
+        if self.algorithms.is_empty() {
+            return Err(BuildError::new("algorithms", "at least one algorithm is required"));
+        }
+        if self.leeway > MAX_LEEWAY {
+            return Err(BuildError::new("leeway", "must be at most 5 minutes"));
+        }
+        if self.required_typ.as_deref().is_some_and(str::is_empty) {
+            return Err(BuildError::new("required_typ", "must not be empty"));
+        }
+        if !(256..=1024 * 1024).contains(&self.max_token_bytes) {
+            return Err(BuildError::new("max_token_bytes", "must be between 256 bytes and 1 MiB"));
+        }
+        for (field, timeout) in
+            [("connect_timeout", self.connect_timeout), ("request_timeout", self.request_timeout)]
+        {
+            if timeout.is_zero() || timeout > Duration::from_secs(120) {
+                return Err(BuildError::new(field, "must be more than 0 and at most 120 s"));
+            }
+        }
+        self.jwks.check()?;
+        let http = http::client(self.connect_timeout, self.request_timeout)
+            .map_err(|error| BuildError::new("http", error.to_string()))?;
+        let mut algorithms = self.algorithms;
+        algorithms.dedup();
+        let jwks = JwksCache::new(
+            source,
+            self.jwks,
+            algorithms.clone(),
+            http,
+            Arc::clone(&self.clock),
+            self.allow_insecure_http,
+        );
+        Ok(Validator::from_parts(crate::Inner {
+            rules: ClaimRules { issuer, audiences: self.audiences, leeway: self.leeway },
+            algorithms,
+            required_typ: self.required_typ.map(|typ| normalize_typ(&typ)),
+            max_token_bytes: self.max_token_bytes,
+            verified: VerifiedTokens::new(self.verified_cache_capacity),
+            jwks: Arc::new(jwks),
+            clock: self.clock,
+        }))
+    }
+}
+
+/// `typ` values are media types: compare without case and without `application/`.
+pub(crate) fn normalize_typ(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
+}
+
+/// Parses a URL that keys or documents are fetched from: https, or http on loopback, or http
+/// anywhere with the explicit opt-in.
+pub(crate) fn checked_url(
+    field: &'static str,
+    url: &str,
+    allow_insecure_http: bool,
+) -> Result<Url, BuildError> {
+    let parsed = Url::parse(url).map_err(|error| BuildError::new(field, error.to_string()))?;
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if allow_insecure_http || is_loopback(&parsed) => Ok(parsed),
+        "http" => Err(BuildError::new(
+            field,
+            "plain http is allowed only on loopback hosts (use https, or opt in with \
+             dangerous_allow_insecure_http)",
+        )),
+        other => Err(BuildError::new(field, format!("unsupported scheme {other:?}"))),
+    }
+}
+
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(address)) => IpAddr::V4(address).is_loopback(),
+        Some(Host::Ipv6(address)) => IpAddr::V6(address).is_loopback(),
+        None => false,
+    }
+}

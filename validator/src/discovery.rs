@@ -1,0 +1,116 @@
+//! Finding the issuer's `jwks_uri`: OpenID Connect Discovery 1.0 §4, then RFC 8414.
+
+use reqwest::Client;
+use serde_json::Value;
+use url::Url;
+
+use crate::config::checked_url;
+use crate::error::FetchError;
+use crate::http::{self, Fetched};
+use crate::json;
+
+/// Where the metadata may live, tried in order: OIDC appends to the issuer, RFC 8414 §3
+/// inserts the well-known segment before the issuer's path.
+fn metadata_urls(issuer: &str) -> Result<Vec<Url>, FetchError> {
+    let invalid = |problem: String| FetchError::InvalidDocument { url: issuer.to_owned(), problem };
+    let base = Url::parse(issuer).map_err(|error| invalid(error.to_string()))?;
+    let path = base.path().trim_end_matches('/').to_owned();
+    let mut oidc = base.clone();
+    oidc.set_path(&format!("{path}/.well-known/openid-configuration"));
+    let mut rfc8414 = base;
+    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    Ok(if oidc == rfc8414 { vec![oidc] } else { vec![oidc, rfc8414] })
+}
+
+/// The issuer metadata fields the validator uses.
+#[derive(Debug, Clone)]
+pub(crate) struct Metadata {
+    pub(crate) jwks_uri: Url,
+}
+
+/// Fetches the issuer's metadata and checks that it speaks for exactly this issuer.
+pub(crate) async fn discover(
+    client: &Client,
+    issuer: &str,
+    max_bytes: usize,
+    allow_insecure_http: bool,
+) -> Result<Metadata, FetchError> {
+    let mut last_error = None;
+    for url in metadata_urls(issuer)? {
+        let body = match http::get(client, &url, max_bytes, None).await {
+            Ok(Fetched::Body { body, .. }) => body,
+            Ok(Fetched::NotModified { .. }) => unreachable_not_modified(&url)?,
+            // 404 at the OIDC location: try RFC 8414's before giving up.
+            Err(error @ FetchError::Status { status: 404, .. }) => {
+                last_error = Some(error);
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        return read_metadata(&url, &body, issuer, allow_insecure_http);
+    }
+    Err(last_error.unwrap_or_else(|| FetchError::InvalidDocument {
+        url: issuer.to_owned(),
+        problem: "no metadata location".to_owned(),
+    }))
+}
+
+fn unreachable_not_modified(url: &Url) -> Result<Vec<u8>, FetchError> {
+    Err(FetchError::InvalidDocument {
+        url: url.to_string(),
+        problem: "304 to a request without If-None-Match".to_owned(),
+    })
+}
+
+fn read_metadata(
+    url: &Url,
+    body: &[u8],
+    issuer: &str,
+    allow_insecure_http: bool,
+) -> Result<Metadata, FetchError> {
+    let invalid = |problem: String| FetchError::InvalidDocument { url: url.to_string(), problem };
+    let document = json::parse_object(body).map_err(invalid)?;
+    // OIDC Discovery §4.3 / RFC 8414 §3.3: the issuer in the document must be identical to the
+    // one asked for, or an attacker's metadata could stand in for the real issuer.
+    match document.get("issuer") {
+        Some(Value::String(found)) if found == issuer => {}
+        Some(Value::String(found)) => {
+            return Err(invalid(format!("issuer {found:?} is not the configured {issuer:?}")));
+        }
+        _ => return Err(invalid("no `issuer` string".to_owned())),
+    }
+    let Some(Value::String(jwks_uri)) = document.get("jwks_uri") else {
+        return Err(invalid("no `jwks_uri` string".to_owned()));
+    };
+    let jwks_uri = checked_url("jwks_uri", jwks_uri, allow_insecure_http)
+        .map_err(|error| invalid(error.to_string()))?;
+    Ok(Metadata { jwks_uri })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_locations_follow_oidc_then_rfc8414() {
+        let urls = metadata_urls("https://idp.test/tenant/").unwrap();
+        assert_eq!(urls[0].as_str(), "https://idp.test/tenant/.well-known/openid-configuration");
+        assert_eq!(urls[1].as_str(), "https://idp.test/.well-known/oauth-authorization-server/tenant");
+        let urls = metadata_urls("https://idp.test").unwrap();
+        assert_eq!(urls[0].as_str(), "https://idp.test/.well-known/openid-configuration");
+        assert_eq!(urls[1].as_str(), "https://idp.test/.well-known/oauth-authorization-server");
+    }
+
+    #[test]
+    fn metadata_for_another_issuer_is_refused() {
+        let url = Url::parse("https://idp.test/.well-known/openid-configuration").unwrap();
+        let body = br#"{"issuer":"https://idp.test/","jwks_uri":"https://idp.test/jwks"}"#;
+        let error = read_metadata(&url, body, "https://idp.test", false).unwrap_err();
+        assert!(error.to_string().contains("is not the configured"), "{error}");
+        let body = br#"{"issuer":"https://idp.test","jwks_uri":"http://evil.test/jwks"}"#;
+        assert!(read_metadata(&url, body, "https://idp.test", false).is_err());
+        let body = br#"{"issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks"}"#;
+        let metadata = read_metadata(&url, body, "https://idp.test", false).unwrap();
+        assert_eq!(metadata.jwks_uri.as_str(), "https://idp.test/jwks");
+    }
+}

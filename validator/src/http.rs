@@ -1,0 +1,134 @@
+//! Fetching documents from the issuer: one shared client, timeouts, a size cap, no redirects.
+
+use std::time::Duration;
+
+use reqwest::header::{CACHE_CONTROL, CONTENT_LENGTH, ETAG, IF_NONE_MATCH};
+use reqwest::{Client, StatusCode};
+use url::Url;
+
+use crate::error::FetchError;
+
+/// What a GET brought back.
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    /// `304 Not Modified` for the `ETag` we sent.
+    NotModified { max_age: Option<Duration> },
+    /// A `200` with its body.
+    Body { body: Vec<u8>, etag: Option<String>, max_age: Option<Duration> },
+}
+
+pub(crate) fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<Client> {
+    Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        // A redirect could send the fetch anywhere; issuers publish final URLs.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("scopegate-validator/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// GETs `url`, reading at most `max_bytes` of body.
+pub(crate) async fn get(
+    client: &Client,
+    url: &Url,
+    max_bytes: usize,
+    if_none_match: Option<&str>,
+) -> Result<Fetched, FetchError> {
+    let mut request = client.get(url.clone()).header("accept", "application/json");
+    if let Some(etag) = if_none_match {
+        request = request.header(IF_NONE_MATCH, etag);
+    }
+    let transport = |error: reqwest::Error| FetchError::Transport {
+        url: url.to_string(),
+        message: error.without_url().to_string(),
+    };
+    let mut response = request.send().await.map_err(transport)?;
+    let max_age = max_age(response.headers());
+    let status = response.status();
+    if status == StatusCode::NOT_MODIFIED && if_none_match.is_some() {
+        return Ok(Fetched::NotModified { max_age });
+    }
+    if status != StatusCode::OK {
+        return Err(FetchError::Status { url: url.to_string(), status: status.as_u16() });
+    }
+    let too_large = || FetchError::TooLarge { url: url.to_string(), max: max_bytes };
+    let declared = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_bytes as u64) {
+        return Err(too_large());
+    }
+    let etag = response
+        .headers()
+        .get(ETAG)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Fetched::Body { body, etag, max_age })
+}
+
+/// The freshness lifetime from `Cache-Control`: `max-age`, or zero for `no-cache`/`no-store`.
+fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let mut found = None;
+    for value in headers.get_all(CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',') {
+            let directive = directive.trim();
+            let (name, argument) = match directive.split_once('=') {
+                Some((name, argument)) => (name.trim(), Some(argument.trim().trim_matches('"'))),
+                None => (directive, None),
+            };
+            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+                return Some(Duration::ZERO);
+            }
+            if name.eq_ignore_ascii_case("max-age") {
+                if let Some(seconds) = argument.and_then(|argument| argument.parse::<u64>().ok()) {
+                    found = Some(Duration::from_secs(seconds));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    fn cache_control(values: &[&str]) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(CACHE_CONTROL, HeaderValue::from_str(value).unwrap());
+        }
+        max_age(&headers)
+    }
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(cache_control(&["public, max-age=300"]), Some(Duration::from_secs(300)));
+        assert_eq!(cache_control(&["MAX-AGE=\"60\""]), Some(Duration::from_secs(60)));
+        assert_eq!(cache_control(&["public", "max-age=5"]), Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn no_cache_and_no_store_mean_zero() {
+        assert_eq!(cache_control(&["max-age=300, no-cache"]), Some(Duration::ZERO));
+        assert_eq!(cache_control(&["no-store"]), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn absent_or_garbled_max_age_means_unknown() {
+        assert_eq!(cache_control(&[]), None);
+        assert_eq!(cache_control(&["max-age=soon"]), None);
+        assert_eq!(cache_control(&["max-age=-1"]), None);
+    }
+}

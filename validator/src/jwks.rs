@@ -1,0 +1,356 @@
+//! The issuer's key set, cached. Reads are one atomic load of an `ArcSwap` snapshot: no lock
+//! and no `.await` on the hot path. Fetches happen one at a time, and every request waiting
+//! for a fetch shares its result.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use reqwest::Client;
+use url::Url;
+
+use crate::algorithm::Algorithm;
+use crate::clock::Clock;
+use crate::discovery;
+use crate::error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
+use crate::http::{self, Fetched};
+use crate::jwk::KeySet;
+use crate::jws::UntrustedJws;
+
+/// How long key sets live and how hard the issuer may be asked for them.
+#[derive(Debug, Clone)]
+pub(crate) struct JwksPolicy {
+    pub(crate) min_ttl: Duration,
+    pub(crate) default_ttl: Duration,
+    pub(crate) max_ttl: Duration,
+    pub(crate) refetch_cooldown: Duration,
+    pub(crate) failure_backoff: Duration,
+    pub(crate) max_stale: Duration,
+    pub(crate) max_document_bytes: usize,
+    pub(crate) max_keys: usize,
+}
+
+impl Default for JwksPolicy {
+    fn default() -> Self {
+        Self {
+            min_ttl: Duration::from_secs(60),
+            default_ttl: Duration::from_secs(300),
+            max_ttl: Duration::from_secs(24 * 3600),
+            refetch_cooldown: Duration::from_secs(30),
+            failure_backoff: Duration::from_secs(5),
+            max_stale: Duration::from_secs(12 * 3600),
+            max_document_bytes: 256 * 1024,
+            max_keys: 100,
+        }
+    }
+}
+
+impl JwksPolicy {
+    pub(crate) fn check(&self) -> Result<(), BuildError> {
+        if self.min_ttl > self.default_ttl || self.default_ttl > self.max_ttl {
+            return Err(BuildError::new("jwks_ttl", "needs min <= default <= max"));
+        }
+        if self.refetch_cooldown.is_zero() {
+            return Err(BuildError::new(
+                "jwks_refetch_cooldown",
+                "must be more than 0, or a flood of unknown kids becomes a flood of fetches",
+            ));
+        }
+        if self.failure_backoff.is_zero() {
+            return Err(BuildError::new("jwks_failure_backoff", "must be more than 0"));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_document_bytes) {
+            return Err(BuildError::new("max_document_bytes", "must be between 1 KiB and 16 MiB"));
+        }
+        if !(1..=10_000).contains(&self.max_keys) {
+            return Err(BuildError::new("max_keys", "must be between 1 and 10 000"));
+        }
+        Ok(())
+    }
+
+    fn lifetime(&self, max_age: Option<Duration>) -> Duration {
+        max_age.unwrap_or(self.default_ttl).clamp(self.min_ttl, self.max_ttl)
+    }
+}
+
+/// Where the key set comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum JwksSource {
+    Discovery { issuer: String },
+    Url(Url),
+}
+
+/// One fetched key set and how long it may be used.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) keys: Arc<KeySet>,
+    fresh_until: Duration,
+    usable_until: Duration,
+    etag: Option<String>,
+}
+
+impl Snapshot {
+    pub(crate) fn is_fresh(&self, now: Duration) -> bool {
+        now < self.fresh_until
+    }
+}
+
+/// The outcome of the last fetch attempt, shared with everyone who waited for it.
+#[derive(Debug, Default)]
+struct LastAttempt {
+    at: Option<Duration>,
+    error: Option<FetchError>,
+}
+
+/// Why a fetch is wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// No usable key set.
+    Missing,
+    /// The key set is past its lifetime but still usable: refreshed in the background.
+    Stale,
+    /// A token names a key the set does not have: at most once per cooldown.
+    UnknownKey,
+    /// Asked for explicitly.
+    Forced,
+}
+
+pub(crate) struct JwksCache {
+    source: JwksSource,
+    policy: JwksPolicy,
+    algorithms: Vec<Algorithm>,
+    http: Client,
+    clock: Arc<dyn Clock>,
+    allow_insecure_http: bool,
+    jwks_uri: OnceLock<Url>,
+    current: ArcSwapOption<Snapshot>,
+    /// Serialises fetches; holds what the last one found.
+    fetching: tokio::sync::Mutex<LastAttempt>,
+    /// Bumped after every attempt, so a waiter can tell that someone fetched for it.
+    attempts: AtomicU64,
+    /// Clock time (ms) of the last attempt, readable without the lock.
+    last_attempt_ms: AtomicU64,
+    background_refresh: AtomicBool,
+}
+
+impl std::fmt::Debug for JwksCache {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("JwksCache")
+            .field("source", &self.source)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwksCache {
+    pub(crate) fn new(
+        source: JwksSource,
+        policy: JwksPolicy,
+        algorithms: Vec<Algorithm>,
+        http: Client,
+        clock: Arc<dyn Clock>,
+        allow_insecure_http: bool,
+    ) -> Self {
+        let jwks_uri = OnceLock::new();
+        if let JwksSource::Url(url) = &source {
+            let _ = jwks_uri.set(url.clone());
+        }
+        Self {
+            source,
+            policy,
+            algorithms,
+            http,
+            clock,
+            allow_insecure_http,
+            jwks_uri,
+            current: ArcSwapOption::empty(),
+            fetching: tokio::sync::Mutex::new(LastAttempt::default()),
+            attempts: AtomicU64::new(0),
+            last_attempt_ms: AtomicU64::new(0),
+            background_refresh: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the current key set is fresh and still holds the key with this fingerprint:
+    /// the check a cached verification must pass.
+    pub(crate) fn fresh_set_holds(&self, fingerprint: u64, now: Duration) -> bool {
+        let current = self.current.load();
+        current
+            .as_ref()
+            .is_some_and(|snapshot| snapshot.is_fresh(now) && snapshot.keys.contains_fingerprint(fingerprint))
+    }
+
+    /// Verifies the signature of `jws` with the issuer's keys, fetching them when needed.
+    /// Returns the payload and the verifying key's fingerprint.
+    pub(crate) async fn verify(
+        self: &Arc<Self>,
+        jws: &UntrustedJws<'_>,
+    ) -> Result<(Vec<u8>, u64), Error> {
+        let now = self.clock.now();
+        let snapshot = match self.current.load_full() {
+            Some(snapshot) if snapshot.is_fresh(now) => snapshot,
+            Some(snapshot) if now < snapshot.usable_until => {
+                self.refresh_in_background();
+                snapshot
+            }
+            _ => self.fetch(Trigger::Missing).await?,
+        };
+        match jws.verify(&snapshot.keys) {
+            Err(InvalidToken::UnknownKey(kid)) => {
+                if !self.cooldown_passed(now) {
+                    return Err(InvalidToken::UnknownKey(kid).into());
+                }
+                let snapshot = self.fetch(Trigger::UnknownKey).await?;
+                Ok(jws.verify(&snapshot.keys)?)
+            }
+            result => Ok(result?),
+        }
+    }
+
+    /// Fetches the key set now (subject to the failure backoff).
+    pub(crate) async fn refresh(&self) -> Result<usize, Error> {
+        let snapshot = self.fetch(Trigger::Forced).await?;
+        Ok(snapshot.keys.len())
+    }
+
+    fn cooldown_passed(&self, now: Duration) -> bool {
+        let last = Duration::from_millis(self.last_attempt_ms.load(Ordering::Acquire));
+        self.attempts.load(Ordering::Acquire) == 0 || now >= last + self.policy.refetch_cooldown
+    }
+
+    fn refresh_in_background(self: &Arc<Self>) {
+        if self.background_refresh.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cache = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(error) = cache.fetch(Trigger::Stale).await {
+                tracing::warn!(%error, "background JWKS refresh failed; the last good key set keeps serving");
+            }
+            cache.background_refresh.store(false, Ordering::Release);
+        });
+    }
+
+    /// Runs one fetch, or shares the result of one that finished while this caller waited.
+    async fn fetch(&self, trigger: Trigger) -> Result<Arc<Snapshot>, Unavailable> {
+        let seen = self.attempts.load(Ordering::Acquire);
+        let mut last = self.fetching.lock().await;
+        let now = self.clock.now();
+        let someone_fetched = self.attempts.load(Ordering::Acquire) != seen;
+        let current = self.current.load_full();
+        let current_is_usable = current.as_ref().is_some_and(|snapshot| now < snapshot.usable_until);
+        let skip = match trigger {
+            _ if someone_fetched => true,
+            Trigger::Forced => false,
+            Trigger::Missing => current_is_usable,
+            Trigger::Stale => current.as_ref().is_some_and(|snapshot| snapshot.is_fresh(now)),
+            Trigger::UnknownKey => last.at.is_some_and(|at| now < at + self.policy.refetch_cooldown),
+        };
+        if skip {
+            return match (&last.error, current) {
+                (None, Some(snapshot)) if now < snapshot.usable_until => Ok(snapshot),
+                (Some(error), _) => Err(self.unavailable(error.clone())),
+                (None, _) => Err(self.unavailable(FetchError::InvalidDocument {
+                    url: self.describe_source(),
+                    problem: "no key set".to_owned(),
+                })),
+            };
+        }
+        if let (Some(at), Some(error)) = (last.at, &last.error) {
+            if now < at + self.policy.failure_backoff && trigger != Trigger::Forced {
+                return Err(self.unavailable(FetchError::BackingOff(Box::new(error.clone()))));
+            }
+        }
+
+        let result = self.fetch_snapshot(now, current.as_deref()).await;
+        last.at = Some(now);
+        self.last_attempt_ms
+            .store(u64::try_from(now.as_millis()).unwrap_or(u64::MAX), Ordering::Release);
+        let outcome = match result {
+            Ok(snapshot) => {
+                let snapshot = Arc::new(snapshot);
+                self.current.store(Some(Arc::clone(&snapshot)));
+                last.error = None;
+                Ok(snapshot)
+            }
+            Err(error) => {
+                tracing::warn!(%error, trigger = ?trigger, "JWKS fetch failed");
+                last.error = Some(error.clone());
+                match current {
+                    // The last good set keeps serving within its max-stale bound, except when
+                    // a new key was asked for: that question stays unanswered.
+                    Some(snapshot) if now < snapshot.usable_until && trigger != Trigger::UnknownKey => {
+                        Ok(snapshot)
+                    }
+                    _ => Err(self.unavailable(error)),
+                }
+            }
+        };
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        outcome
+    }
+
+    async fn fetch_snapshot(
+        &self,
+        now: Duration,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, FetchError> {
+        let url = self.jwks_uri().await?;
+        let etag = previous.and_then(|snapshot| snapshot.etag.as_deref());
+        let max_bytes = self.policy.max_document_bytes;
+        let (keys, etag, max_age) = match http::get(&self.http, &url, max_bytes, etag).await? {
+            Fetched::NotModified { max_age } => match previous {
+                Some(previous) => (Arc::clone(&previous.keys), previous.etag.clone(), max_age),
+                None => {
+                    return Err(FetchError::InvalidDocument {
+                        url: url.to_string(),
+                        problem: "304 without a cached key set".to_owned(),
+                    });
+                }
+            },
+            Fetched::Body { body, etag, max_age } => {
+                let (keys, skipped) = KeySet::from_jwks(&body, &self.algorithms, self.policy.max_keys)
+                    .map_err(|problem| FetchError::InvalidDocument { url: url.to_string(), problem })?;
+                for key in skipped {
+                    tracing::warn!(kid = ?key.kid, reason = %key.reason, "JWKS key not used");
+                }
+                (Arc::new(keys), etag, max_age)
+            }
+        };
+        let fresh_until = now + self.policy.lifetime(max_age);
+        Ok(Snapshot { keys, fresh_until, usable_until: fresh_until + self.policy.max_stale, etag })
+    }
+
+    async fn jwks_uri(&self) -> Result<Url, FetchError> {
+        if let Some(url) = self.jwks_uri.get() {
+            return Ok(url.clone());
+        }
+        let issuer = match &self.source {
+            JwksSource::Url(url) => return Ok(url.clone()),
+            JwksSource::Discovery { issuer } => issuer,
+        };
+        let metadata = discovery::discover(
+            &self.http,
+            issuer,
+            self.policy.max_document_bytes,
+            self.allow_insecure_http,
+        )
+        .await?;
+        // Only fetches write this, one at a time (under `fetching`).
+        Ok(self.jwks_uri.get_or_init(|| metadata.jwks_uri).clone())
+    }
+
+    fn describe_source(&self) -> String {
+        match &self.source {
+            JwksSource::Discovery { issuer } => issuer.clone(),
+            JwksSource::Url(url) => url.to_string(),
+        }
+    }
+
+    fn unavailable(&self, error: FetchError) -> Unavailable {
+        let what = if self.jwks_uri.get().is_some() { "JWKS" } else { "issuer metadata" };
+        Unavailable::new(what, self.policy.failure_backoff.max(Duration::from_secs(1)), error)
+    }
+}

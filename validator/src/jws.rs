@@ -1,0 +1,141 @@
+//! Compact JWS (RFC 7515) parsing and signature verification, with the header rules of
+//! RFC 8725: the algorithm comes from an allow-list and must fit the key; header parameters that
+//! would let the token pick its own key are refused.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+use crate::algorithm::Algorithm;
+use crate::error::InvalidToken;
+use crate::json;
+use crate::jwk::KeySet;
+
+/// The shape of a bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenShape {
+    /// Three segments: a compact JWS.
+    Jws,
+    /// Five segments: a compact JWE.
+    Jwe,
+    /// Anything else: an opaque (reference) token, or junk.
+    Other,
+}
+
+pub(crate) fn shape(token: &str) -> TokenShape {
+    match token.bytes().filter(|byte| *byte == b'.').count() {
+        2 => TokenShape::Jws,
+        4 => TokenShape::Jwe,
+        _ => TokenShape::Other,
+    }
+}
+
+/// The protected header, checked but not yet verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<String>,
+    pub(crate) typ: Option<String>,
+}
+
+/// A compact JWS whose signature has not been checked yet.
+#[derive(Debug)]
+pub(crate) struct UntrustedJws<'a> {
+    pub(crate) header: Header,
+    signing_input: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+}
+
+/// Header parameters that name a key or certificate: honouring them would let the token choose
+/// the key that verifies it (RFC 8725 §3.10), so their presence alone rejects the token.
+const KEY_SELECTING_PARAMETERS: [&str; 4] = ["jku", "jwk", "x5u", "x5c"];
+
+impl<'a> UntrustedJws<'a> {
+    /// Splits and reads the header of a three-segment token; only `allowed` algorithms pass.
+    pub(crate) fn parse(token: &'a str, allowed: &[Algorithm]) -> Result<Self, InvalidToken> {
+        let mut segments = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (segments.next(), segments.next(), segments.next(), segments.next())
+        else {
+            return Err(InvalidToken::Malformed("a JWS has exactly three segments"));
+        };
+        if header.is_empty() || signature.is_empty() {
+            return Err(InvalidToken::Malformed("empty header or signature segment"));
+        }
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| InvalidToken::Malformed("header is not base64url"))?;
+        let header = read_header(&header_json, allowed)?;
+        let signing_input = &token[..token.len() - signature.len() - 1];
+        Ok(Self { header, signing_input, payload, signature })
+    }
+
+    /// Verifies the signature with the key the header selects and returns the payload bytes and
+    /// the verifying key's fingerprint.
+    pub(crate) fn verify(&self, keys: &KeySet) -> Result<(Vec<u8>, u64), InvalidToken> {
+        let (key, verifier) = keys.select(self.header.kid.as_deref(), self.header.alg)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(self.signature)
+            .map_err(|_| InvalidToken::Malformed("signature is not base64url"))?;
+        verifier
+            .verify_sig(self.signing_input.as_bytes(), &signature)
+            .map_err(|_| InvalidToken::BadSignature)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(self.payload)
+            .map_err(|_| InvalidToken::Malformed("payload is not base64url"))?;
+        Ok((payload, key.fingerprint()))
+    }
+}
+
+fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidToken> {
+    let header = json::parse_object(bytes)
+        .map_err(|problem| InvalidToken::Json { part: "header", problem })?;
+    if let Some(name) = KEY_SELECTING_PARAMETERS.iter().find(|name| header.contains_key(**name)) {
+        return Err(InvalidToken::ForbiddenHeader(name));
+    }
+    if header.contains_key("crit") {
+        return Err(InvalidToken::UnknownCritical);
+    }
+    if header.contains_key("enc") {
+        return Err(InvalidToken::Encrypted);
+    }
+    for name in ["zip", "b64"] {
+        if header.contains_key(name) {
+            return Err(InvalidToken::ForbiddenHeader(if name == "zip" { "zip" } else { "b64" }));
+        }
+    }
+    if let Some(Value::String(content_type)) = header.get("cty") {
+        // A nested JWT would be a second token to verify, which access tokens never are.
+        if content_type.eq_ignore_ascii_case("JWT") {
+            return Err(InvalidToken::ForbiddenHeader("cty"));
+        }
+    }
+    let alg = match header.get("alg") {
+        Some(Value::String(name)) => match Algorithm::from_name(name) {
+            Some(alg) if allowed.contains(&alg) => alg,
+            _ => return Err(InvalidToken::AlgorithmNotAllowed(name.chars().take(32).collect())),
+        },
+        Some(_) => return Err(header_problem("`alg` is not a string")),
+        None => return Err(header_problem("no `alg`")),
+    };
+    Ok(Header { alg, kid: optional_string(&header, "kid")?, typ: optional_string(&header, "typ")? })
+}
+
+fn optional_string(
+    header: &serde_json::Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, InvalidToken> {
+    match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(header_problem(match name {
+            "kid" => "`kid` is not a string",
+            _ => "`typ` is not a string",
+        })),
+    }
+}
+
+fn header_problem(problem: &str) -> InvalidToken {
+    InvalidToken::Json { part: "header", problem: problem.to_owned() }
+}

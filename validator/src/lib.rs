@@ -1,0 +1,164 @@
+#![doc = include_str!("../README.md")]
+
+mod algorithm;
+mod claims;
+mod clock;
+mod config;
+mod discovery;
+mod error;
+mod http;
+mod json;
+mod jwk;
+mod jwks;
+mod jws;
+mod principal;
+pub mod scope;
+mod verified;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use algorithm::{Algorithm, UnsupportedAlgorithm};
+pub use clock::{Clock, MockClock, SystemClock};
+pub use config::ValidatorBuilder;
+pub use error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
+pub use principal::Principal;
+pub use scope::{Requirement, Scope, ScopeSet};
+
+use crate::claims::ClaimRules;
+use crate::jws::{TokenShape, UntrustedJws};
+use crate::verified::VerifiedTokens;
+
+/// Turns bearer tokens into verified [`Principal`]s.
+///
+/// Cheap to clone (one `Arc`); share one per issuer across the whole application so that every
+/// request uses the same key cache and verified-token cache.
+#[derive(Clone, Debug)]
+pub struct Validator {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    rules: ClaimRules,
+    algorithms: Vec<Algorithm>,
+    required_typ: Option<String>,
+    max_token_bytes: usize,
+    verified: VerifiedTokens,
+    jwks: Arc<jwks::JwksCache>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Validator {
+    /// Starts a configuration. See [`ValidatorBuilder`].
+    pub fn builder() -> ValidatorBuilder {
+        ValidatorBuilder::default()
+    }
+
+    fn from_parts(inner: Inner) -> Self {
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The configured issuer.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.inner.rules.issuer
+    }
+
+    /// Verifies a bearer token and returns who it speaks for.
+    ///
+    /// # Errors
+    /// - [`Error::NoToken`] for an empty token;
+    /// - [`Error::InvalidToken`] for anything forged, malformed, expired, or meant for another
+    ///   issuer or audience;
+    /// - [`Error::Unavailable`] when the issuer's keys cannot be obtained.
+    ///
+    /// # Security
+    /// Follows RFC 8725: the algorithm must be allowed by configuration *and* by the key;
+    /// `none` and HMAC are never accepted; `jku`, `jwk`, `x5u`, `x5c` and `crit` headers reject
+    /// the token; duplicate JSON members reject it; `iss` must match exactly, `aud` must
+    /// contain a configured audience, `exp` is required.
+    pub async fn validate(&self, token: &str) -> Result<Arc<Principal>, Error> {
+        let inner = &*self.inner;
+        if token.is_empty() {
+            return Err(Error::NoToken);
+        }
+        if token.len() > inner.max_token_bytes {
+            return Err(InvalidToken::TooLarge { size: token.len(), max: inner.max_token_bytes }.into());
+        }
+        let now = inner.clock.now();
+        let hash = inner.verified.is_enabled().then(|| verified::token_hash(token));
+        if let Some(hit) = hash.as_ref().and_then(|hash| inner.verified.get(hash)) {
+            let unexpired = now < hit.principal.expires_at.saturating_add(inner.rules.leeway);
+            if unexpired && inner.jwks.fresh_set_holds(hit.key_fingerprint, now) {
+                return Ok(hit.principal);
+            }
+        }
+
+        match jws::shape(token) {
+            TokenShape::Jws => {}
+            TokenShape::Jwe => return Err(InvalidToken::Encrypted.into()),
+            TokenShape::Other => return Err(InvalidToken::NotAJwt.into()),
+        }
+        let jws = UntrustedJws::parse(token, &inner.algorithms)?;
+        if let Some(required) = &inner.required_typ {
+            let found = jws.header.typ.as_deref().map(config::normalize_typ).unwrap_or_default();
+            if found != *required {
+                return Err(InvalidToken::WrongType { found, required: required.clone() }.into());
+            }
+        }
+        let (payload, key_fingerprint) = inner.jwks.verify(&jws).await?;
+        let principal = Arc::new(claims::check(&payload, &inner.rules, now)?);
+        if let Some(hash) = hash {
+            inner.verified.insert(hash, Arc::clone(&principal), key_fingerprint, now);
+        }
+        Ok(principal)
+    }
+
+    /// Verifies a token and checks it against a route's requirement for `method`.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate), plus [`Error::InsufficientScope`].
+    pub async fn authorize(
+        &self,
+        token: &str,
+        requirement: &Requirement,
+        method: &str,
+    ) -> Result<Arc<Principal>, Error> {
+        let principal = self.validate(token).await?;
+        principal.check(requirement, method)?;
+        Ok(principal)
+    }
+
+    /// Fetches the issuer's key set now, e.g. at start-up so the first request does not wait.
+    /// Returns the number of usable keys.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when discovery or the JWKS fetch fails.
+    pub async fn refresh_keys(&self) -> Result<usize, Error> {
+        self.inner.jwks.refresh().await
+    }
+
+    /// The leeway applied to time claims.
+    #[must_use]
+    pub fn leeway(&self) -> Duration {
+        self.inner.rules.leeway
+    }
+}
+
+#[cfg(test)]
+mod assertions {
+    fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn public_types_are_send_sync_clone() {
+        assert_send_sync_clone::<super::Validator>();
+        assert_send_sync_clone::<super::Principal>();
+        assert_send_sync_clone::<super::Scope>();
+        assert_send_sync_clone::<super::ScopeSet>();
+        assert_send_sync_clone::<super::Requirement>();
+    }
+}

@@ -1,0 +1,105 @@
+//! The verified identity behind a token.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::scope::{Requirement, ScopeSet};
+
+/// Who a verified token speaks for, and what it grants.
+///
+/// Built only by the validator, from a token whose signature, issuer, audience and lifetime
+/// have been checked. Every claim of the token stays available through [`claims`](Self::claims)
+/// and [`deserialize_claims`](Self::deserialize_claims).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub(crate) subject: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) scopes: ScopeSet,
+    pub(crate) issuer: String,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) expires_at: Duration,
+    pub(crate) issued_at: Option<Duration>,
+    pub(crate) token_id: Option<String>,
+    pub(crate) claims: Map<String, Value>,
+}
+
+impl Principal {
+    /// `sub`: the user for tokens issued to a person, the client for client credentials.
+    #[must_use]
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// `client_id` (RFC 9068 §2.2), or `azp` when the issuer writes that instead.
+    #[must_use]
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    /// The granted scopes, from `scope` (or `scp`), as a string or an array.
+    #[must_use]
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.scopes
+    }
+
+    /// `iss`, equal to the configured issuer.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// `aud`, as one or more values; at least one is a configured audience.
+    #[must_use]
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    /// `exp`.
+    #[must_use]
+    pub fn expires_at(&self) -> SystemTime {
+        UNIX_EPOCH + self.expires_at
+    }
+
+    /// `iat`, when present.
+    #[must_use]
+    pub fn issued_at(&self) -> Option<SystemTime> {
+        self.issued_at.map(|since_epoch| UNIX_EPOCH + since_epoch)
+    }
+
+    /// `jti`, when present.
+    #[must_use]
+    pub fn token_id(&self) -> Option<&str> {
+        self.token_id.as_deref()
+    }
+
+    /// Every claim of the token, as JSON.
+    #[must_use]
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// One claim, as JSON.
+    #[must_use]
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.claims.get(name)
+    }
+
+    /// The claims as the application's own type.
+    ///
+    /// # Errors
+    /// When the claims do not fit `T` (a missing field, a wrong type).
+    pub fn deserialize_claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(Value::Object(self.claims.clone()))
+    }
+
+    /// Checks the granted scopes against a route's requirement for a request `method`.
+    ///
+    /// # Errors
+    /// [`Error::InsufficientScope`] naming the scopes the route needs.
+    pub fn check(&self, requirement: &Requirement, method: &str) -> Result<(), Error> {
+        requirement.check(&self.scopes, method).map_err(Error::InsufficientScope)
+    }
+}
