@@ -242,8 +242,8 @@ impl JwksCache {
         let current = self.current.load_full();
         let current_is_usable = current.as_ref().is_some_and(|snapshot| now < snapshot.usable_until);
         let skip = match trigger {
-            _ if someone_fetched => true,
             Trigger::Forced => false,
+            _ if someone_fetched => true,
             Trigger::Missing => current_is_usable,
             Trigger::Stale => current.as_ref().is_some_and(|snapshot| snapshot.is_fresh(now)),
             Trigger::UnknownKey => last.at.is_some_and(|at| now < at + self.policy.refetch_cooldown),

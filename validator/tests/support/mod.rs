@@ -1,0 +1,350 @@
+//! Test support: an in-process fake IdP on port 0 that counts its requests, signing keys, and
+//! a token minter that can write any header and claims (including broken ones).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+    Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256, RSA_PSS_SHA256, RsaEncoding,
+};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use scopegate_validator::{Algorithm, MockClock, Validator, ValidatorBuilder};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+pub const AUDIENCE: &str = "https://api.example.test";
+
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+enum KeyMaterial {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair, &'static str),
+    Ed(Ed25519KeyPair),
+}
+
+/// A signing key with its `kid` and JWS algorithm.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: &'static str,
+    material: Arc<KeyMaterial>,
+}
+
+/// RSA key generation is slow; most tests share one.
+fn shared_rsa() -> Arc<KeyMaterial> {
+    static KEY: OnceLock<Arc<KeyMaterial>> = OnceLock::new();
+    Arc::clone(KEY.get_or_init(|| Arc::new(KeyMaterial::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).unwrap()))))
+}
+
+impl SigningKey {
+    pub fn rs256(kid: &str) -> Self {
+        Self { kid: kid.to_owned(), alg: "RS256", material: shared_rsa() }
+    }
+
+    pub fn ps256(kid: &str) -> Self {
+        Self { kid: kid.to_owned(), alg: "PS256", material: shared_rsa() }
+    }
+
+    /// A distinct RSA key (slow: only where a second key is the point).
+    pub fn fresh_rs256(kid: &str) -> Self {
+        let key = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        Self { kid: kid.to_owned(), alg: "RS256", material: Arc::new(KeyMaterial::Rsa(key)) }
+    }
+
+    pub fn es256(kid: &str) -> Self {
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        Self { kid: kid.to_owned(), alg: "ES256", material: Arc::new(KeyMaterial::Ec(key, "P-256")) }
+    }
+
+    pub fn es384(kid: &str) -> Self {
+        let key = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+        Self { kid: kid.to_owned(), alg: "ES384", material: Arc::new(KeyMaterial::Ec(key, "P-384")) }
+    }
+
+    pub fn eddsa(kid: &str) -> Self {
+        let key = Ed25519KeyPair::generate().unwrap();
+        Self { kid: kid.to_owned(), alg: "EdDSA", material: Arc::new(KeyMaterial::Ed(key)) }
+    }
+
+    /// The public JWK, with `kid`, `alg` and `use: sig`.
+    pub fn jwk(&self) -> Value {
+        let mut jwk = self.bare_jwk();
+        jwk["kid"] = json!(self.kid);
+        jwk["alg"] = json!(self.alg);
+        jwk["use"] = json!("sig");
+        jwk
+    }
+
+    /// The public JWK with only the key members.
+    pub fn bare_jwk(&self) -> Value {
+        match &*self.material {
+            KeyMaterial::Rsa(key) => {
+                let public = key.public_key();
+                json!({
+                    "kty": "RSA",
+                    "n": b64(public.modulus().big_endian_without_leading_zero()),
+                    "e": b64(public.exponent().big_endian_without_leading_zero()),
+                })
+            }
+            KeyMaterial::Ec(key, curve) => {
+                let point = key.public_key().as_ref();
+                let size = (point.len() - 1) / 2;
+                json!({
+                    "kty": "EC",
+                    "crv": curve,
+                    "x": b64(&point[1..=size]),
+                    "y": b64(&point[size + 1..]),
+                })
+            }
+            KeyMaterial::Ed(key) => {
+                json!({ "kty": "OKP", "crv": "Ed25519", "x": b64(key.public_key().as_ref()) })
+            }
+        }
+    }
+
+    /// Signs `signing_input` with this key's algorithm.
+    pub fn sign_bytes(&self, signing_input: &[u8]) -> Vec<u8> {
+        match &*self.material {
+            KeyMaterial::Rsa(key) => {
+                let encoding: &'static dyn RsaEncoding =
+                    if self.alg == "PS256" { &RSA_PSS_SHA256 } else { &RSA_PKCS1_SHA256 };
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(encoding, &SystemRandom::new(), signing_input, &mut signature).unwrap();
+                signature
+            }
+            KeyMaterial::Ec(key, _) => {
+                key.sign(&SystemRandom::new(), signing_input).unwrap().as_ref().to_vec()
+            }
+            KeyMaterial::Ed(key) => key.sign(signing_input).as_ref().to_vec(),
+        }
+    }
+
+    /// A compact JWS of exactly these header and payload bytes.
+    pub fn sign_raw(&self, header: &str, payload: &str) -> String {
+        let signing_input = format!("{}.{}", b64(header), b64(payload));
+        let signature = self.sign_bytes(signing_input.as_bytes());
+        format!("{signing_input}.{}", b64(signature))
+    }
+
+    /// The standard header (`alg`, `kid`, `typ: at+jwt`) over `claims`.
+    pub fn sign(&self, claims: &Value) -> String {
+        let header = json!({ "alg": self.alg, "kid": self.kid, "typ": "at+jwt" });
+        self.sign_raw(&header.to_string(), &claims.to_string())
+    }
+}
+
+/// How the fake IdP answers its JWKS endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Normal,
+    Status(u16),
+    Garbage,
+    /// A body larger than any sensible cap.
+    Huge,
+    /// Answers after this long.
+    Slow(Duration),
+}
+
+struct IdpState {
+    issuer: String,
+    discovery_issuer: Mutex<Option<String>>,
+    jwks: Mutex<Value>,
+    etag: Mutex<Option<String>>,
+    cache_control: Mutex<Option<String>>,
+    mode: Mutex<Mode>,
+    discovery_hits: AtomicUsize,
+    jwks_hits: AtomicUsize,
+    not_modified: AtomicUsize,
+    hit: Notify,
+}
+
+/// An IdP serving discovery and a JWKS on 127.0.0.1, port 0.
+pub struct FakeIdp {
+    pub issuer: String,
+    state: Arc<IdpState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeIdp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeIdp {
+    pub async fn start(keys: &[&SigningKey]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(IdpState {
+            issuer: issuer.clone(),
+            discovery_issuer: Mutex::new(None),
+            jwks: Mutex::new(jwks_of(keys)),
+            etag: Mutex::new(None),
+            cache_control: Mutex::new(Some("public, max-age=300".to_owned())),
+            mode: Mutex::new(Mode::Normal),
+            discovery_hits: AtomicUsize::new(0),
+            jwks_hits: AtomicUsize::new(0),
+            not_modified: AtomicUsize::new(0),
+            hit: Notify::new(),
+        });
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .with_state(Arc::clone(&state));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { issuer, state, task }
+    }
+
+    pub fn set_keys(&self, keys: &[&SigningKey]) {
+        *self.state.jwks.lock().unwrap() = jwks_of(keys);
+    }
+
+    pub fn set_jwks(&self, document: Value) {
+        *self.state.jwks.lock().unwrap() = document;
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+
+    pub fn set_etag(&self, etag: Option<&str>) {
+        *self.state.etag.lock().unwrap() = etag.map(str::to_owned);
+    }
+
+    pub fn set_cache_control(&self, value: Option<&str>) {
+        *self.state.cache_control.lock().unwrap() = value.map(str::to_owned);
+    }
+
+    /// Makes discovery claim another issuer.
+    pub fn set_discovery_issuer(&self, issuer: &str) {
+        *self.state.discovery_issuer.lock().unwrap() = Some(issuer.to_owned());
+    }
+
+    pub fn discovery_hits(&self) -> usize {
+        self.state.discovery_hits.load(Ordering::SeqCst)
+    }
+
+    pub fn jwks_hits(&self) -> usize {
+        self.state.jwks_hits.load(Ordering::SeqCst)
+    }
+
+    pub fn not_modified(&self) -> usize {
+        self.state.not_modified.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded, 10 s) until the JWKS endpoint has been asked `count` times: for
+    /// background refreshes, which no request awaits.
+    pub async fn wait_for_jwks_hits(&self, count: usize) {
+        let wait = async {
+            loop {
+                let notified = self.state.hit.notified();
+                if self.jwks_hits() >= count {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("the JWKS endpoint was not asked in time");
+    }
+
+    /// Claims for a valid token of this issuer, expiring 10 minutes after `clock`'s now.
+    pub fn claims(&self, clock: &MockClock) -> Value {
+        use scopegate_validator::Clock as _;
+        let now = clock.now().as_secs();
+        json!({
+            "iss": self.issuer,
+            "sub": "user-1",
+            "aud": AUDIENCE,
+            "client_id": "client-1",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+            "jti": "token-1",
+            "scope": "openid akamai:social_profile:read",
+        })
+    }
+
+    /// A builder for a validator of this issuer on `clock`, all algorithms allowed.
+    pub fn validator_builder(&self, clock: &MockClock) -> ValidatorBuilder {
+        Validator::builder()
+            .issuer(&self.issuer)
+            .audience(AUDIENCE)
+            .algorithms(Algorithm::ALL)
+            .clock(clock.clone())
+    }
+
+    pub fn validator(&self, clock: &MockClock) -> Validator {
+        self.validator_builder(clock).build().unwrap()
+    }
+}
+
+pub fn jwks_of(keys: &[&SigningKey]) -> Value {
+    json!({ "keys": keys.iter().map(|key| key.jwk()).collect::<Vec<_>>() })
+}
+
+async fn discovery(State(state): State<Arc<IdpState>>) -> Response {
+    state.discovery_hits.fetch_add(1, Ordering::SeqCst);
+    let issuer = state.discovery_issuer.lock().unwrap().clone().unwrap_or(state.issuer.clone());
+    axum::Json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{}/jwks", state.issuer),
+        "token_endpoint": format!("{}/token", state.issuer),
+    }))
+    .into_response()
+}
+
+async fn jwks(State(state): State<Arc<IdpState>>, request_headers: HeaderMap) -> Response {
+    state.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    let response = jwks_response(&state, &request_headers).await;
+    state.hit.notify_waiters();
+    response
+}
+
+async fn jwks_response(state: &IdpState, request_headers: &HeaderMap) -> Response {
+    let mode = state.mode.lock().unwrap().clone();
+    match mode {
+        Mode::Normal => {}
+        Mode::Status(status) => return StatusCode::from_u16(status).unwrap().into_response(),
+        Mode::Garbage => return (StatusCode::OK, "<html>maintenance</html>").into_response(),
+        Mode::Huge => {
+            let keys = vec![json!({"kty": "RSA", "n": "x".repeat(4096), "e": "AQAB"}); 512];
+            return axum::Json(json!({ "keys": keys })).into_response();
+        }
+        Mode::Slow(delay) => tokio::time::sleep(delay).await,
+    }
+    let etag = state.etag.lock().unwrap().clone();
+    let mut headers = HeaderMap::new();
+    if let Some(value) = state.cache_control.lock().unwrap().clone() {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_str(&value).unwrap());
+    }
+    if let Some(etag) = &etag {
+        headers.insert(header::ETAG, HeaderValue::from_str(etag).unwrap());
+        let matches = request_headers
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|value| value.as_bytes() == etag.as_bytes());
+        if matches {
+            state.not_modified.fetch_add(1, Ordering::SeqCst);
+            return (StatusCode::NOT_MODIFIED, headers).into_response();
+        }
+    }
+    let body = state.jwks.lock().unwrap().to_string();
+    (headers, body).into_response()
+}
