@@ -123,7 +123,9 @@ impl fmt::Display for Algorithm {
 
 /// An `alg` name that is not one of [`Algorithm::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported algorithm {0:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)")]
+#[error(
+    "unsupported algorithm {0:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
+)]
 pub struct UnsupportedAlgorithm(pub String);
 
 impl FromStr for Algorithm {

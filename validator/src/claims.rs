@@ -24,8 +24,10 @@ pub(crate) fn check(
     rules: &ClaimRules,
     now: Duration,
 ) -> Result<Principal, InvalidToken> {
-    let claims = json::parse_object(payload)
-        .map_err(|problem| InvalidToken::Json { part: "claims", problem })?;
+    let claims = json::parse_object(payload).map_err(|problem| InvalidToken::Json {
+        part: "claims",
+        problem,
+    })?;
 
     match claims.get("iss") {
         Some(Value::String(issuer)) if *issuer == rules.issuer => {}
@@ -34,7 +36,10 @@ pub(crate) fn check(
         None => return Err(claim("iss", "missing")),
     }
     let audiences = audiences(&claims)?;
-    if !audiences.iter().any(|audience| rules.audiences.contains(audience)) {
+    if !audiences
+        .iter()
+        .any(|audience| rules.audiences.contains(audience))
+    {
         return Err(InvalidToken::WrongAudience);
     }
 
@@ -44,10 +49,10 @@ pub(crate) fn check(
     if now >= expires_at + leeway {
         return Err(InvalidToken::Expired);
     }
-    if let Some(not_before) = numeric_date(&claims, "nbf")? {
-        if now + leeway < not_before {
-            return Err(InvalidToken::NotYetValid);
-        }
+    if let Some(not_before) = numeric_date(&claims, "nbf")?
+        && now + leeway < not_before
+    {
+        return Err(InvalidToken::NotYetValid);
     }
     let issued_at = numeric_date(&claims, "iat")?;
     if issued_at.is_some_and(|issued_at| now + leeway < issued_at) {
@@ -57,7 +62,10 @@ pub(crate) fn check(
     let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
         None => ScopeSet::default(),
         Some(value) => ScopeSet::deserialize(value).map_err(|_| {
-            claim("scope", "not a space-separated string or an array of valid scope tokens")
+            claim(
+                "scope",
+                "not a space-separated string or an array of valid scope tokens",
+            )
         })?,
     };
     let client_id = match optional_string(&claims, "client_id")? {
@@ -97,7 +105,10 @@ fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, InvalidToken> {
 
 /// A NumericDate (RFC 7519 §2): a JSON number of seconds, integer or not. A string such as
 /// `"123"` is a type error, not a date.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, InvalidToken> {
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<f64>, InvalidToken> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(number)) => match number.as_f64() {

@@ -19,7 +19,9 @@ impl Clock for SystemClock {
     fn now(&self) -> Duration {
         // A clock before 1970 is a broken host; treat it as the epoch (every token then looks
         // issued in the future and fails, which is the safe side).
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
     }
 }
 
@@ -34,7 +36,9 @@ impl MockClock {
     #[must_use]
     pub fn new(since_epoch: Duration) -> Self {
         let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
-        Self { millis: Arc::new(AtomicU64::new(millis)) }
+        Self {
+            millis: Arc::new(AtomicU64::new(millis)),
+        }
     }
 
     /// A clock standing at the current system time.

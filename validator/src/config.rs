@@ -203,24 +203,38 @@ impl ValidatorBuilder {
     /// A [`BuildError`] naming the first field that is missing or invalid.
     pub fn build(self) -> Result<Validator, BuildError> {
         let issuer = self.issuer.ok_or_else(|| {
-            BuildError::new("issuer", "required: tokens are accepted from one configured issuer")
+            BuildError::new(
+                "issuer",
+                "required: tokens are accepted from one configured issuer",
+            )
         })?;
         let issuer_url = checked_url("issuer", &issuer, self.allow_insecure_http)?;
         if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
-            return Err(BuildError::new("issuer", "must not have a query or fragment"));
+            return Err(BuildError::new(
+                "issuer",
+                "must not have a query or fragment",
+            ));
         }
         let source = match &self.jwks_url {
             Some(url) => JwksSource::Url(checked_url("jwks_url", url, self.allow_insecure_http)?),
-            None => JwksSource::Discovery { issuer: issuer.clone() },
+            None => JwksSource::Discovery {
+                issuer: issuer.clone(),
+            },
         };
         if self.audiences.is_empty() {
-            return Err(BuildError::new("audience", "at least one audience is required"));
+            return Err(BuildError::new(
+                "audience",
+                "at least one audience is required",
+            ));
         }
         if self.audiences.iter().any(String::is_empty) {
             return Err(BuildError::new("audience", "must not be empty"));
         }
         if self.algorithms.is_empty() {
-            return Err(BuildError::new("algorithms", "at least one algorithm is required"));
+            return Err(BuildError::new(
+                "algorithms",
+                "at least one algorithm is required",
+            ));
         }
         if self.leeway > MAX_LEEWAY {
             return Err(BuildError::new("leeway", "must be at most 5 minutes"));
@@ -229,13 +243,20 @@ impl ValidatorBuilder {
             return Err(BuildError::new("required_typ", "must not be empty"));
         }
         if !(256..=1024 * 1024).contains(&self.max_token_bytes) {
-            return Err(BuildError::new("max_token_bytes", "must be between 256 bytes and 1 MiB"));
+            return Err(BuildError::new(
+                "max_token_bytes",
+                "must be between 256 bytes and 1 MiB",
+            ));
         }
-        for (field, timeout) in
-            [("connect_timeout", self.connect_timeout), ("request_timeout", self.request_timeout)]
-        {
+        for (field, timeout) in [
+            ("connect_timeout", self.connect_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
             if timeout.is_zero() || timeout > Duration::from_secs(120) {
-                return Err(BuildError::new(field, "must be more than 0 and at most 120 s"));
+                return Err(BuildError::new(
+                    field,
+                    "must be more than 0 and at most 120 s",
+                ));
             }
         }
         self.jwks.check()?;
@@ -252,7 +273,11 @@ impl ValidatorBuilder {
             self.allow_insecure_http,
         );
         Ok(Validator::from_parts(crate::Inner {
-            rules: ClaimRules { issuer, audiences: self.audiences, leeway: self.leeway },
+            rules: ClaimRules {
+                issuer,
+                audiences: self.audiences,
+                leeway: self.leeway,
+            },
             algorithms,
             required_typ: self.required_typ.map(|typ| normalize_typ(&typ)),
             max_token_bytes: self.max_token_bytes,
@@ -288,7 +313,10 @@ pub(crate) fn checked_url(
             "plain http is allowed only on loopback hosts (use https, or opt in with \
              dangerous_allow_insecure_http)",
         )),
-        other => Err(BuildError::new(field, format!("unsupported scheme {other:?}"))),
+        other => Err(BuildError::new(
+            field,
+            format!("unsupported scheme {other:?}"),
+        )),
     }
 }
 

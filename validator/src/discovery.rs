@@ -12,14 +12,21 @@ use crate::json;
 /// Where the metadata may live, tried in order: OIDC appends to the issuer, RFC 8414 §3
 /// inserts the well-known segment before the issuer's path.
 fn metadata_urls(issuer: &str) -> Result<Vec<Url>, FetchError> {
-    let invalid = |problem: String| FetchError::InvalidDocument { url: issuer.to_owned(), problem };
+    let invalid = |problem: String| FetchError::InvalidDocument {
+        url: issuer.to_owned(),
+        problem,
+    };
     let base = Url::parse(issuer).map_err(|error| invalid(error.to_string()))?;
     let path = base.path().trim_end_matches('/').to_owned();
     let mut oidc = base.clone();
     oidc.set_path(&format!("{path}/.well-known/openid-configuration"));
     let mut rfc8414 = base;
     rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
-    Ok(if oidc == rfc8414 { vec![oidc] } else { vec![oidc, rfc8414] })
+    Ok(if oidc == rfc8414 {
+        vec![oidc]
+    } else {
+        vec![oidc, rfc8414]
+    })
 }
 
 /// The issuer metadata fields the validator uses.
@@ -68,14 +75,19 @@ fn read_metadata(
     issuer: &str,
     allow_insecure_http: bool,
 ) -> Result<Metadata, FetchError> {
-    let invalid = |problem: String| FetchError::InvalidDocument { url: url.to_string(), problem };
+    let invalid = |problem: String| FetchError::InvalidDocument {
+        url: url.to_string(),
+        problem,
+    };
     let document = json::parse_object(body).map_err(invalid)?;
     // OIDC Discovery §4.3 / RFC 8414 §3.3: the issuer in the document must be identical to the
     // one asked for, or an attacker's metadata could stand in for the real issuer.
     match document.get("issuer") {
         Some(Value::String(found)) if found == issuer => {}
         Some(Value::String(found)) => {
-            return Err(invalid(format!("issuer {found:?} is not the configured {issuer:?}")));
+            return Err(invalid(format!(
+                "issuer {found:?} is not the configured {issuer:?}"
+            )));
         }
         _ => return Err(invalid("no `issuer` string".to_owned())),
     }
@@ -94,11 +106,23 @@ mod tests {
     #[test]
     fn metadata_locations_follow_oidc_then_rfc8414() {
         let urls = metadata_urls("https://idp.test/tenant/").unwrap();
-        assert_eq!(urls[0].as_str(), "https://idp.test/tenant/.well-known/openid-configuration");
-        assert_eq!(urls[1].as_str(), "https://idp.test/.well-known/oauth-authorization-server/tenant");
+        assert_eq!(
+            urls[0].as_str(),
+            "https://idp.test/tenant/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            urls[1].as_str(),
+            "https://idp.test/.well-known/oauth-authorization-server/tenant"
+        );
         let urls = metadata_urls("https://idp.test").unwrap();
-        assert_eq!(urls[0].as_str(), "https://idp.test/.well-known/openid-configuration");
-        assert_eq!(urls[1].as_str(), "https://idp.test/.well-known/oauth-authorization-server");
+        assert_eq!(
+            urls[0].as_str(),
+            "https://idp.test/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            urls[1].as_str(),
+            "https://idp.test/.well-known/oauth-authorization-server"
+        );
     }
 
     #[test]
@@ -106,7 +130,10 @@ mod tests {
         let url = Url::parse("https://idp.test/.well-known/openid-configuration").unwrap();
         let body = br#"{"issuer":"https://idp.test/","jwks_uri":"https://idp.test/jwks"}"#;
         let error = read_metadata(&url, body, "https://idp.test", false).unwrap_err();
-        assert!(error.to_string().contains("is not the configured"), "{error}");
+        assert!(
+            error.to_string().contains("is not the configured"),
+            "{error}"
+        );
         let body = br#"{"issuer":"https://idp.test","jwks_uri":"http://evil.test/jwks"}"#;
         assert!(read_metadata(&url, body, "https://idp.test", false).is_err());
         let body = br#"{"issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks"}"#;

@@ -157,7 +157,11 @@ pub struct Unavailable {
 
 impl Unavailable {
     pub(crate) fn new(what: &'static str, retry_after: Duration, source: FetchError) -> Self {
-        Self { what, retry_after, source }
+        Self {
+            what,
+            retry_after,
+            source,
+        }
     }
 
     /// What could not be obtained (`JWKS`, `discovery document`, ...).
@@ -224,7 +228,10 @@ pub struct BuildError {
 
 impl BuildError {
     pub(crate) fn new(field: &'static str, problem: impl Into<String>) -> Self {
-        Self { field, problem: problem.into() }
+        Self {
+            field,
+            problem: problem.into(),
+        }
     }
 
     /// The builder field at fault.

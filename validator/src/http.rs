@@ -14,7 +14,11 @@ pub(crate) enum Fetched {
     /// `304 Not Modified` for the `ETag` we sent.
     NotModified { max_age: Option<Duration> },
     /// A `200` with its body.
-    Body { body: Vec<u8>, etag: Option<String>, max_age: Option<Duration> },
+    Body {
+        body: Vec<u8>,
+        etag: Option<String>,
+        max_age: Option<Duration>,
+    },
 }
 
 pub(crate) fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<Client> {
@@ -49,9 +53,15 @@ pub(crate) async fn get(
         return Ok(Fetched::NotModified { max_age });
     }
     if status != StatusCode::OK {
-        return Err(FetchError::Status { url: url.to_string(), status: status.as_u16() });
+        return Err(FetchError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+        });
     }
-    let too_large = || FetchError::TooLarge { url: url.to_string(), max: max_bytes };
+    let too_large = || FetchError::TooLarge {
+        url: url.to_string(),
+        max: max_bytes,
+    };
     let declared = response
         .headers()
         .get(CONTENT_LENGTH)
@@ -71,7 +81,11 @@ pub(crate) async fn get(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Fetched::Body { body, etag, max_age })
+    Ok(Fetched::Body {
+        body,
+        etag,
+        max_age,
+    })
 }
 
 /// The freshness lifetime from `Cache-Control`: `max-age`, or zero for `no-cache`/`no-store`.
@@ -88,10 +102,10 @@ fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
             if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
                 return Some(Duration::ZERO);
             }
-            if name.eq_ignore_ascii_case("max-age") {
-                if let Some(seconds) = argument.and_then(|argument| argument.parse::<u64>().ok()) {
-                    found = Some(Duration::from_secs(seconds));
-                }
+            if name.eq_ignore_ascii_case("max-age")
+                && let Some(seconds) = argument.and_then(|argument| argument.parse::<u64>().ok())
+            {
+                found = Some(Duration::from_secs(seconds));
             }
         }
     }
@@ -114,14 +128,26 @@ mod tests {
 
     #[test]
     fn max_age_is_read_from_cache_control() {
-        assert_eq!(cache_control(&["public, max-age=300"]), Some(Duration::from_secs(300)));
-        assert_eq!(cache_control(&["MAX-AGE=\"60\""]), Some(Duration::from_secs(60)));
-        assert_eq!(cache_control(&["public", "max-age=5"]), Some(Duration::from_secs(5)));
+        assert_eq!(
+            cache_control(&["public, max-age=300"]),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            cache_control(&["MAX-AGE=\"60\""]),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            cache_control(&["public", "max-age=5"]),
+            Some(Duration::from_secs(5))
+        );
     }
 
     #[test]
     fn no_cache_and_no_store_mean_zero() {
-        assert_eq!(cache_control(&["max-age=300, no-cache"]), Some(Duration::ZERO));
+        assert_eq!(
+            cache_control(&["max-age=300, no-cache"]),
+            Some(Duration::ZERO)
+        );
         assert_eq!(cache_control(&["no-store"]), Some(Duration::ZERO));
     }
 

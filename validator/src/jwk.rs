@@ -51,7 +51,10 @@ impl VerifyingKey {
     }
 
     fn verifier(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
-        self.verifiers.iter().find(|(candidate, _)| *candidate == alg).map(|(_, key)| key)
+        self.verifiers
+            .iter()
+            .find(|(candidate, _)| *candidate == alg)
+            .map(|(_, key)| key)
     }
 }
 
@@ -81,13 +84,19 @@ impl KeySet {
             return Err("no \"keys\" array".to_owned());
         };
         if entries.len() > max_keys {
-            return Err(format!("{} keys, more than the {max_keys} allowed", entries.len()));
+            return Err(format!(
+                "{} keys, more than the {max_keys} allowed",
+                entries.len()
+            ));
         }
         let mut keys = Vec::with_capacity(entries.len());
         let mut skipped = Vec::new();
         for entry in entries {
             let Value::Object(jwk) = entry else {
-                skipped.push(SkippedKey { kid: None, reason: "not a JSON object".to_owned() });
+                skipped.push(SkippedKey {
+                    kid: None,
+                    reason: "not a JSON object".to_owned(),
+                });
                 continue;
             };
             match parse_jwk(jwk, allowed) {
@@ -157,25 +166,33 @@ fn shorten(kid: &str) -> String {
 }
 
 fn parse_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<VerifyingKey, String> {
-    if let Some(member) = SECRET_MEMBERS.iter().find(|member| jwk.contains_key(**member)) {
-        return Err(format!("contains private or secret key material (`{member}`)"));
+    if let Some(member) = SECRET_MEMBERS
+        .iter()
+        .find(|member| jwk.contains_key(**member))
+    {
+        return Err(format!(
+            "contains private or secret key material (`{member}`)"
+        ));
     }
     let kid = optional_string(jwk, "kid")?;
-    if let Some(usage) = optional_string(jwk, "use")? {
-        if usage != "sig" {
-            return Err(format!("`use` is {usage:?}, not \"sig\""));
-        }
+    if let Some(usage) = optional_string(jwk, "use")?
+        && usage != "sig"
+    {
+        return Err(format!("`use` is {usage:?}, not \"sig\""));
     }
     if let Some(operations) = jwk.get("key_ops") {
         let operations = operations.as_array().ok_or("`key_ops` is not an array")?;
-        if !operations.iter().any(|operation| operation.as_str() == Some("verify")) {
+        if !operations
+            .iter()
+            .any(|operation| operation.as_str() == Some("verify"))
+        {
             return Err("`key_ops` does not include \"verify\"".to_owned());
         }
     }
     let declared = match optional_string(jwk, "alg")? {
-        Some(name) => Some(
-            Algorithm::from_name(&name).ok_or_else(|| format!("unsupported `alg` {name:?}"))?,
-        ),
+        Some(name) => {
+            Some(Algorithm::from_name(&name).ok_or_else(|| format!("unsupported `alg` {name:?}"))?)
+        }
         None => None,
     };
     let kty = optional_string(jwk, "kty")?.ok_or("no `kty`")?;
@@ -185,10 +202,10 @@ fn parse_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Verifyin
         "OKP" => okp_material(jwk)?,
         other => return Err(format!("unsupported `kty` {other:?}")),
     };
-    if let Some(declared) = declared {
-        if declared.key_kind() != kind {
-            return Err(format!("`alg` {declared} does not fit this {kty} key"));
-        }
+    if let Some(declared) = declared
+        && declared.key_kind() != kind
+    {
+        return Err(format!("`alg` {declared} does not fit this {kty} key"));
     }
     let mut verifiers = Vec::new();
     for &alg in allowed {
@@ -198,12 +215,18 @@ fn parse_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Verifyin
         let parsed = match &material {
             KeyMaterial::Rsa { n, e } => {
                 let parameters = alg.rsa_parameters().ok_or("not an RSA algorithm")?;
-                RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }
-                    .to_parsed_public_key(parameters)
+                RsaPublicKeyComponents {
+                    n: n.as_slice(),
+                    e: e.as_slice(),
+                }
+                .to_parsed_public_key(parameters)
             }
             KeyMaterial::Raw(bytes) => ParsedPublicKey::new(alg.verification(), bytes),
         };
-        verifiers.push((alg, parsed.map_err(|error| format!("key rejected: {error}"))?));
+        verifiers.push((
+            alg,
+            parsed.map_err(|error| format!("key rejected: {error}"))?,
+        ));
     }
     if verifiers.is_empty() {
         return Err("no allowed algorithm fits this key".to_owned());
@@ -216,7 +239,10 @@ fn parse_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Verifyin
 }
 
 enum KeyMaterial {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// An uncompressed EC point or an Ed25519 public key, as aws-lc-rs takes them.
     Raw(Vec<u8>),
 }
@@ -229,16 +255,52 @@ fn rsa_material(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
     }
     let bits = n.len() * 8 - n.first().map_or(8, |byte| byte.leading_zeros() as usize);
     if bits < MIN_RSA_BITS {
-        return Err(format!("RSA modulus of {bits} bits, fewer than {MIN_RSA_BITS}"));
+        return Err(format!(
+            "RSA modulus of {bits} bits, fewer than {MIN_RSA_BITS}"
+        ));
     }
     // e must be odd and at least 3; more than 64 bits is not a real exponent.
     let exponent_is_valid = e.len() <= 8
         && e.last().is_some_and(|byte| byte & 1 == 1)
-        && e.iter().fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte)) >= 3;
+        && e.iter()
+            .fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte))
+            >= 3;
     if !exponent_is_valid {
         return Err("RSA public exponent is not an odd number of at least 3".to_owned());
     }
+    if has_roca_fingerprint(&n) {
+        return Err("RSA modulus has the ROCA fingerprint (CVE-2017-15361): factorable".to_owned());
+    }
     Ok(KeyMaterial::Rsa { n, e })
+}
+
+/// The first odd primes: every ROCA prime has the form `k·M + (65537^a mod M)` where `M` is a
+/// primorial of at least the first 39 primes (up to 167), so for each of these primes `n mod p`
+/// lies in the subgroup generated by 65537. A random modulus passes all of them with negligible
+/// probability.
+const ROCA_PRIMES: [u32; 38] = [
+    3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97,
+    101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+];
+
+/// Detects moduli generated by the Infineon RSALib flaw (Nemec et al., CCS 2017).
+fn has_roca_fingerprint(modulus: &[u8]) -> bool {
+    ROCA_PRIMES.iter().all(|&prime| {
+        let residue = modulus
+            .iter()
+            .fold(0u32, |acc, byte| (acc * 256 + u32::from(*byte)) % prime);
+        let generator = 65537 % prime;
+        let mut element = 1;
+        loop {
+            if element == residue {
+                return true;
+            }
+            element = element * generator % prime;
+            if element == 1 {
+                return false;
+            }
+        }
+    })
 }
 
 fn ec_material(jwk: &Map<String, Value>) -> Result<(KeyKind, KeyMaterial), String> {
@@ -282,7 +344,9 @@ fn optional_string(jwk: &Map<String, Value>, name: &str) -> Result<Option<String
 
 fn required_bytes(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
     let encoded = optional_string(jwk, name)?.ok_or_else(|| format!("missing `{name}`"))?;
-    LENIENT_BASE64URL.decode(encoded).map_err(|_| format!("`{name}` is not base64url"))
+    LENIENT_BASE64URL
+        .decode(encoded)
+        .map_err(|_| format!("`{name}` is not base64url"))
 }
 
 fn fingerprint(kid: Option<&str>, material: &KeyMaterial) -> u64 {

@@ -58,10 +58,16 @@ impl JwksPolicy {
             ));
         }
         if self.failure_backoff.is_zero() {
-            return Err(BuildError::new("jwks_failure_backoff", "must be more than 0"));
+            return Err(BuildError::new(
+                "jwks_failure_backoff",
+                "must be more than 0",
+            ));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_document_bytes) {
-            return Err(BuildError::new("max_document_bytes", "must be between 1 KiB and 16 MiB"));
+            return Err(BuildError::new(
+                "max_document_bytes",
+                "must be between 1 KiB and 16 MiB",
+            ));
         }
         if !(1..=10_000).contains(&self.max_keys) {
             return Err(BuildError::new("max_keys", "must be between 1 and 10 000"));
@@ -70,7 +76,9 @@ impl JwksPolicy {
     }
 
     fn lifetime(&self, max_age: Option<Duration>) -> Duration {
-        max_age.unwrap_or(self.default_ttl).clamp(self.min_ttl, self.max_ttl)
+        max_age
+            .unwrap_or(self.default_ttl)
+            .clamp(self.min_ttl, self.max_ttl)
     }
 }
 
@@ -177,9 +185,9 @@ impl JwksCache {
     /// the check a cached verification must pass.
     pub(crate) fn fresh_set_holds(&self, fingerprint: u64, now: Duration) -> bool {
         let current = self.current.load();
-        current
-            .as_ref()
-            .is_some_and(|snapshot| snapshot.is_fresh(now) && snapshot.keys.contains_fingerprint(fingerprint))
+        current.as_ref().is_some_and(|snapshot| {
+            snapshot.is_fresh(now) && snapshot.keys.contains_fingerprint(fingerprint)
+        })
     }
 
     /// Verifies the signature of `jws` with the issuer's keys, fetching them when needed.
@@ -240,13 +248,19 @@ impl JwksCache {
         let now = self.clock.now();
         let someone_fetched = self.attempts.load(Ordering::Acquire) != seen;
         let current = self.current.load_full();
-        let current_is_usable = current.as_ref().is_some_and(|snapshot| now < snapshot.usable_until);
+        let current_is_usable = current
+            .as_ref()
+            .is_some_and(|snapshot| now < snapshot.usable_until);
         let skip = match trigger {
             Trigger::Forced => false,
             _ if someone_fetched => true,
             Trigger::Missing => current_is_usable,
-            Trigger::Stale => current.as_ref().is_some_and(|snapshot| snapshot.is_fresh(now)),
-            Trigger::UnknownKey => last.at.is_some_and(|at| now < at + self.policy.refetch_cooldown),
+            Trigger::Stale => current
+                .as_ref()
+                .is_some_and(|snapshot| snapshot.is_fresh(now)),
+            Trigger::UnknownKey => last
+                .at
+                .is_some_and(|at| now < at + self.policy.refetch_cooldown),
         };
         if skip {
             return match (&last.error, current) {
@@ -258,16 +272,19 @@ impl JwksCache {
                 })),
             };
         }
-        if let (Some(at), Some(error)) = (last.at, &last.error) {
-            if now < at + self.policy.failure_backoff && trigger != Trigger::Forced {
-                return Err(self.unavailable(FetchError::BackingOff(Box::new(error.clone()))));
-            }
+        if let (Some(at), Some(error)) = (last.at, &last.error)
+            && now < at + self.policy.failure_backoff
+            && trigger != Trigger::Forced
+        {
+            return Err(self.unavailable(FetchError::BackingOff(Box::new(error.clone()))));
         }
 
         let result = self.fetch_snapshot(now, current.as_deref()).await;
         last.at = Some(now);
-        self.last_attempt_ms
-            .store(u64::try_from(now.as_millis()).unwrap_or(u64::MAX), Ordering::Release);
+        self.last_attempt_ms.store(
+            u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
         let outcome = match result {
             Ok(snapshot) => {
                 let snapshot = Arc::new(snapshot);
@@ -281,7 +298,9 @@ impl JwksCache {
                 match current {
                     // The last good set keeps serving within its max-stale bound, except when
                     // a new key was asked for: that question stays unanswered.
-                    Some(snapshot) if now < snapshot.usable_until && trigger != Trigger::UnknownKey => {
+                    Some(snapshot)
+                        if now < snapshot.usable_until && trigger != Trigger::UnknownKey =>
+                    {
                         Ok(snapshot)
                     }
                     _ => Err(self.unavailable(error)),
@@ -310,9 +329,18 @@ impl JwksCache {
                     });
                 }
             },
-            Fetched::Body { body, etag, max_age } => {
-                let (keys, skipped) = KeySet::from_jwks(&body, &self.algorithms, self.policy.max_keys)
-                    .map_err(|problem| FetchError::InvalidDocument { url: url.to_string(), problem })?;
+            Fetched::Body {
+                body,
+                etag,
+                max_age,
+            } => {
+                let (keys, skipped) =
+                    KeySet::from_jwks(&body, &self.algorithms, self.policy.max_keys).map_err(
+                        |problem| FetchError::InvalidDocument {
+                            url: url.to_string(),
+                            problem,
+                        },
+                    )?;
                 for key in skipped {
                     tracing::warn!(kid = ?key.kid, reason = %key.reason, "JWKS key not used");
                 }
@@ -320,7 +348,12 @@ impl JwksCache {
             }
         };
         let fresh_until = now + self.policy.lifetime(max_age);
-        Ok(Snapshot { keys, fresh_until, usable_until: fresh_until + self.policy.max_stale, etag })
+        Ok(Snapshot {
+            keys,
+            fresh_until,
+            usable_until: fresh_until + self.policy.max_stale,
+            etag,
+        })
     }
 
     async fn jwks_uri(&self) -> Result<Url, FetchError> {
@@ -350,7 +383,15 @@ impl JwksCache {
     }
 
     fn unavailable(&self, error: FetchError) -> Unavailable {
-        let what = if self.jwks_uri.get().is_some() { "JWKS" } else { "issuer metadata" };
-        Unavailable::new(what, self.policy.failure_backoff.max(Duration::from_secs(1)), error)
+        let what = if self.jwks_uri.get().is_some() {
+            "JWKS"
+        } else {
+            "issuer metadata"
+        };
+        Unavailable::new(
+            what,
+            self.policy.failure_backoff.max(Duration::from_secs(1)),
+            error,
+        )
     }
 }

@@ -55,9 +55,12 @@ impl<'a> UntrustedJws<'a> {
     /// Splits and reads the header of a three-segment token; only `allowed` algorithms pass.
     pub(crate) fn parse(token: &'a str, allowed: &[Algorithm]) -> Result<Self, InvalidToken> {
         let mut segments = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (segments.next(), segments.next(), segments.next(), segments.next())
-        else {
+        let (Some(header), Some(payload), Some(signature), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
             return Err(InvalidToken::Malformed("a JWS has exactly three segments"));
         };
         if header.is_empty() || signature.is_empty() {
@@ -68,7 +71,12 @@ impl<'a> UntrustedJws<'a> {
             .map_err(|_| InvalidToken::Malformed("header is not base64url"))?;
         let header = read_header(&header_json, allowed)?;
         let signing_input = &token[..token.len() - signature.len() - 1];
-        Ok(Self { header, signing_input, payload, signature })
+        Ok(Self {
+            header,
+            signing_input,
+            payload,
+            signature,
+        })
     }
 
     /// Verifies the signature with the key the header selects and returns the payload bytes and
@@ -89,9 +97,14 @@ impl<'a> UntrustedJws<'a> {
 }
 
 fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidToken> {
-    let header = json::parse_object(bytes)
-        .map_err(|problem| InvalidToken::Json { part: "header", problem })?;
-    if let Some(name) = KEY_SELECTING_PARAMETERS.iter().find(|name| header.contains_key(**name)) {
+    let header = json::parse_object(bytes).map_err(|problem| InvalidToken::Json {
+        part: "header",
+        problem,
+    })?;
+    if let Some(name) = KEY_SELECTING_PARAMETERS
+        .iter()
+        .find(|name| header.contains_key(**name))
+    {
         return Err(InvalidToken::ForbiddenHeader(name));
     }
     if header.contains_key("crit") {
@@ -102,7 +115,11 @@ fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidTok
     }
     for name in ["zip", "b64"] {
         if header.contains_key(name) {
-            return Err(InvalidToken::ForbiddenHeader(if name == "zip" { "zip" } else { "b64" }));
+            return Err(InvalidToken::ForbiddenHeader(if name == "zip" {
+                "zip"
+            } else {
+                "b64"
+            }));
         }
     }
     if let Some(Value::String(content_type)) = header.get("cty") {
@@ -114,12 +131,20 @@ fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidTok
     let alg = match header.get("alg") {
         Some(Value::String(name)) => match Algorithm::from_name(name) {
             Some(alg) if allowed.contains(&alg) => alg,
-            _ => return Err(InvalidToken::AlgorithmNotAllowed(name.chars().take(32).collect())),
+            _ => {
+                return Err(InvalidToken::AlgorithmNotAllowed(
+                    name.chars().take(32).collect(),
+                ));
+            }
         },
         Some(_) => return Err(header_problem("`alg` is not a string")),
         None => return Err(header_problem("no `alg`")),
     };
-    Ok(Header { alg, kid: optional_string(&header, "kid")?, typ: optional_string(&header, "typ")? })
+    Ok(Header {
+        alg,
+        kid: optional_string(&header, "kid")?,
+        typ: optional_string(&header, "typ")?,
+    })
 }
 
 fn optional_string(
@@ -137,5 +162,8 @@ fn optional_string(
 }
 
 fn header_problem(problem: &str) -> InvalidToken {
-    InvalidToken::Json { part: "header", problem: problem.to_owned() }
+    InvalidToken::Json {
+        part: "header",
+        problem: problem.to_owned(),
+    }
 }

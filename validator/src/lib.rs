@@ -17,6 +17,8 @@ mod verified;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wycheproof;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +61,9 @@ impl Validator {
     }
 
     fn from_parts(inner: Inner) -> Self {
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The configured issuer.
@@ -87,10 +91,17 @@ impl Validator {
             return Err(Error::NoToken);
         }
         if token.len() > inner.max_token_bytes {
-            return Err(InvalidToken::TooLarge { size: token.len(), max: inner.max_token_bytes }.into());
+            return Err(InvalidToken::TooLarge {
+                size: token.len(),
+                max: inner.max_token_bytes,
+            }
+            .into());
         }
         let now = inner.clock.now();
-        let hash = inner.verified.is_enabled().then(|| verified::token_hash(token));
+        let hash = inner
+            .verified
+            .is_enabled()
+            .then(|| verified::token_hash(token));
         if let Some(hit) = hash.as_ref().and_then(|hash| inner.verified.get(hash)) {
             let unexpired = now < hit.principal.expires_at.saturating_add(inner.rules.leeway);
             if unexpired && inner.jwks.fresh_set_holds(hit.key_fingerprint, now) {
@@ -105,15 +116,26 @@ impl Validator {
         }
         let jws = UntrustedJws::parse(token, &inner.algorithms)?;
         if let Some(required) = &inner.required_typ {
-            let found = jws.header.typ.as_deref().map(config::normalize_typ).unwrap_or_default();
+            let found = jws
+                .header
+                .typ
+                .as_deref()
+                .map(config::normalize_typ)
+                .unwrap_or_default();
             if found != *required {
-                return Err(InvalidToken::WrongType { found, required: required.clone() }.into());
+                return Err(InvalidToken::WrongType {
+                    found,
+                    required: required.clone(),
+                }
+                .into());
             }
         }
         let (payload, key_fingerprint) = inner.jwks.verify(&jws).await?;
         let principal = Arc::new(claims::check(&payload, &inner.rules, now)?);
         if let Some(hash) = hash {
-            inner.verified.insert(hash, Arc::clone(&principal), key_fingerprint, now);
+            inner
+                .verified
+                .insert(hash, Arc::clone(&principal), key_fingerprint, now);
         }
         Ok(principal)
     }

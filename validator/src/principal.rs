@@ -100,6 +100,8 @@ impl Principal {
     /// # Errors
     /// [`Error::InsufficientScope`] naming the scopes the route needs.
     pub fn check(&self, requirement: &Requirement, method: &str) -> Result<(), Error> {
-        requirement.check(&self.scopes, method).map_err(Error::InsufficientScope)
+        requirement
+            .check(&self.scopes, method)
+            .map_err(Error::InsufficientScope)
     }
 }

@@ -53,7 +53,10 @@ impl std::fmt::Debug for VerifiedTokens {
 impl VerifiedTokens {
     pub(crate) fn new(capacity: u64) -> Self {
         Self((capacity > 0).then(|| {
-            Cache::builder().max_capacity(capacity).expire_after(UntilExpiry).build()
+            Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(UntilExpiry)
+                .build()
         }))
     }
 
@@ -75,15 +78,14 @@ impl VerifiedTokens {
         let Some(cache) = &self.0 else { return };
         let lifetime = principal.expires_at.saturating_sub(now);
         if !lifetime.is_zero() {
-            cache.insert(hash, Verified { principal, key_fingerprint, lifetime });
+            cache.insert(
+                hash,
+                Verified {
+                    principal,
+                    key_fingerprint,
+                    lifetime,
+                },
+            );
         }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> u64 {
-        self.0.as_ref().map_or(0, |cache| {
-            cache.run_pending_tasks();
-            cache.entry_count()
-        })
     }
 }

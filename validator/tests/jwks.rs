@@ -17,9 +17,16 @@ async fn keys_are_discovered_once_and_cached() {
     let key = SigningKey::rs256("k1");
     let idp = FakeIdp::start(&[&key]).await;
     let clock = MockClock::at_system_time();
-    let validator = idp.validator_builder(&clock).without_verified_token_cache().build().unwrap();
+    let validator = idp
+        .validator_builder(&clock)
+        .without_verified_token_cache()
+        .build()
+        .unwrap();
     for _ in 0..10 {
-        validator.validate(&key.sign(&idp.claims(&clock))).await.unwrap();
+        validator
+            .validate(&key.sign(&idp.claims(&clock)))
+            .await
+            .unwrap();
     }
     assert_eq!(idp.discovery_hits(), 1);
     assert_eq!(idp.jwks_hits(), 1);
@@ -36,12 +43,18 @@ async fn max_age_sets_the_lifetime_and_a_stale_set_is_refreshed_in_the_backgroun
     assert_eq!(idp.jwks_hits(), 1);
 
     clock.advance(Duration::from_secs(119));
-    validator.validate(&key.sign(&idp.claims(&clock))).await.unwrap();
+    validator
+        .validate(&key.sign(&idp.claims(&clock)))
+        .await
+        .unwrap();
     assert_eq!(idp.jwks_hits(), 1, "fresh for max-age seconds");
 
     clock.advance(Duration::from_secs(2));
     // Past max-age: this request is served from the stale set while a refresh runs.
-    validator.validate(&key.sign(&idp.claims(&clock))).await.unwrap();
+    validator
+        .validate(&key.sign(&idp.claims(&clock)))
+        .await
+        .unwrap();
     idp.wait_for_jwks_hits(2).await;
     assert_eq!(idp.jwks_hits(), 2);
 }
@@ -60,21 +73,38 @@ async fn max_age_is_clamped_to_the_configured_bounds() {
     idp.set_cache_control(Some("max-age=1"));
     validator.refresh_keys().await.unwrap();
     clock.advance(Duration::from_secs(59));
-    validator.validate(&key.sign(&idp.claims(&clock))).await.unwrap();
-    assert_eq!(idp.jwks_hits(), 1, "max-age=1 is raised to the 60 s minimum");
+    validator
+        .validate(&key.sign(&idp.claims(&clock)))
+        .await
+        .unwrap();
+    assert_eq!(
+        idp.jwks_hits(),
+        1,
+        "max-age=1 is raised to the 60 s minimum"
+    );
 
     idp.set_cache_control(Some("max-age=999999999"));
     validator.refresh_keys().await.unwrap();
     assert_eq!(idp.jwks_hits(), 2);
     clock.advance(60 * MINUTE + Duration::from_secs(1));
-    validator.validate(&key.sign(&idp.claims(&clock))).await.unwrap();
+    validator
+        .validate(&key.sign(&idp.claims(&clock)))
+        .await
+        .unwrap();
     idp.wait_for_jwks_hits(3).await;
-    assert_eq!(idp.jwks_hits(), 3, "a huge max-age is cut to the 60 min maximum");
+    assert_eq!(
+        idp.jwks_hits(),
+        3,
+        "a huge max-age is cut to the 60 min maximum"
+    );
 
     idp.set_cache_control(None);
     validator.refresh_keys().await.unwrap();
     clock.advance(5 * MINUTE - Duration::from_secs(1));
-    validator.validate(&key.sign(&idp.claims(&clock))).await.unwrap();
+    validator
+        .validate(&key.sign(&idp.claims(&clock)))
+        .await
+        .unwrap();
     assert_eq!(idp.jwks_hits(), 4, "no Cache-Control: the default lifetime");
 }
 
@@ -88,8 +118,15 @@ async fn an_expired_set_is_revalidated_with_its_etag() {
     validator.refresh_keys().await.unwrap();
     clock.advance(6 * MINUTE);
     validator.refresh_keys().await.unwrap();
-    assert_eq!(idp.not_modified(), 1, "the second fetch sent If-None-Match and got a 304");
-    validator.validate(&key.sign(&idp.claims(&clock))).await.unwrap();
+    assert_eq!(
+        idp.not_modified(),
+        1,
+        "the second fetch sent If-None-Match and got a 304"
+    );
+    validator
+        .validate(&key.sign(&idp.claims(&clock)))
+        .await
+        .unwrap();
     assert_eq!(idp.jwks_hits(), 2);
 }
 
@@ -98,27 +135,49 @@ async fn an_unknown_kid_refetches_once_per_cooldown() {
     let old = SigningKey::es256("old");
     let idp = FakeIdp::start(&[&old]).await;
     let clock = MockClock::at_system_time();
-    let validator = idp.validator_builder(&clock).jwks_refetch_cooldown(MINUTE).build().unwrap();
-    validator.validate(&old.sign(&idp.claims(&clock))).await.unwrap();
+    let validator = idp
+        .validator_builder(&clock)
+        .jwks_refetch_cooldown(MINUTE)
+        .build()
+        .unwrap();
+    validator
+        .validate(&old.sign(&idp.claims(&clock)))
+        .await
+        .unwrap();
     assert_eq!(idp.jwks_hits(), 1);
 
     // The issuer rotates: a token with the new kid triggers one refetch and verifies.
     let new = SigningKey::es256("new");
     idp.set_keys(&[&old, &new]);
     clock.advance(MINUTE);
-    validator.validate(&new.sign(&idp.claims(&clock))).await.unwrap();
+    validator
+        .validate(&new.sign(&idp.claims(&clock)))
+        .await
+        .unwrap();
     assert_eq!(idp.jwks_hits(), 2);
 
     // Right after, another unknown kid is refused without asking the issuer.
     let stranger = SigningKey::es256("stranger");
-    let error = validator.validate(&stranger.sign(&idp.claims(&clock))).await.unwrap_err();
-    assert!(matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))), "{error:?}");
+    let error = validator
+        .validate(&stranger.sign(&idp.claims(&clock)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))),
+        "{error:?}"
+    );
     assert_eq!(idp.jwks_hits(), 2);
 
     // Once the cooldown has passed, it may ask again (and still finds nothing).
     clock.advance(MINUTE);
-    let error = validator.validate(&stranger.sign(&idp.claims(&clock))).await.unwrap_err();
-    assert!(matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))), "{error:?}");
+    let error = validator
+        .validate(&stranger.sign(&idp.claims(&clock)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))),
+        "{error:?}"
+    );
     assert_eq!(idp.jwks_hits(), 3);
 }
 
@@ -154,7 +213,11 @@ async fn a_random_kid_flood_fetches_at_most_once_per_cooldown() {
     let key = SigningKey::es256("real");
     let idp = FakeIdp::start(&[&key]).await;
     let clock = MockClock::at_system_time();
-    let validator = idp.validator_builder(&clock).jwks_refetch_cooldown(MINUTE).build().unwrap();
+    let validator = idp
+        .validator_builder(&clock)
+        .jwks_refetch_cooldown(MINUTE)
+        .build()
+        .unwrap();
     validator.refresh_keys().await.unwrap();
     clock.advance(MINUTE);
 
@@ -171,11 +234,21 @@ async fn a_random_kid_flood_fetches_at_most_once_per_cooldown() {
             .collect();
         for task in tasks {
             let error = task.await.unwrap().unwrap_err();
-            assert!(matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))), "{error:?}");
+            assert!(
+                matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))),
+                "{error:?}"
+            );
         }
-        assert_eq!(idp.jwks_hits(), 1 + round, "round {round}: one fetch for 1000 unknown kids");
+        assert_eq!(
+            idp.jwks_hits(),
+            1 + round,
+            "round {round}: one fetch for 1000 unknown kids"
+        );
         // Valid tokens kept working throughout.
-        validator.validate(&key.sign(&idp.claims(&clock))).await.unwrap();
+        validator
+            .validate(&key.sign(&idp.claims(&clock)))
+            .await
+            .unwrap();
         clock.advance(MINUTE);
     }
 }
@@ -202,12 +275,18 @@ async fn a_failing_endpoint_keeps_the_last_good_set_until_max_stale() {
 
         clock.advance(30 * MINUTE);
         let token = key.sign(&idp.claims(&clock));
-        validator.validate(&token).await.expect("still within max-stale");
+        validator
+            .validate(&token)
+            .await
+            .expect("still within max-stale");
 
         clock.advance(10 * MINUTE);
         let token = key.sign(&idp.claims(&clock));
         let error = validator.validate(&token).await.unwrap_err();
-        assert!(error.is_unavailable(), "{failure:?}: past max-stale must be unavailable: {error:?}");
+        assert!(
+            error.is_unavailable(),
+            "{failure:?}: past max-stale must be unavailable: {error:?}"
+        );
         assert_eq!(error.rfc6750_code(), None);
         assert!(error.retry_after().is_some());
 
@@ -225,7 +304,10 @@ async fn an_unreachable_issuer_is_unavailable_never_invalid() {
     idp.set_mode(Mode::Status(503));
     let clock = MockClock::at_system_time();
     let validator = idp.validator(&clock);
-    let error = validator.validate(&key.sign(&idp.claims(&clock))).await.unwrap_err();
+    let error = validator
+        .validate(&key.sign(&idp.claims(&clock)))
+        .await
+        .unwrap_err();
     assert!(error.is_unavailable(), "{error:?}");
 
     // Nothing listening at all.
@@ -239,7 +321,10 @@ async fn an_unreachable_issuer_is_unavailable_never_invalid() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let error = validator.validate(&key.sign(&idp.claims(&clock))).await.unwrap_err();
+    let error = validator
+        .validate(&key.sign(&idp.claims(&clock)))
+        .await
+        .unwrap_err();
     assert!(error.is_unavailable(), "{error:?}");
 }
 
@@ -249,15 +334,30 @@ async fn after_a_failure_the_issuer_is_not_asked_again_until_the_backoff_passes(
     let idp = FakeIdp::start(&[&key]).await;
     idp.set_mode(Mode::Status(500));
     let clock = MockClock::at_system_time();
-    let validator =
-        idp.validator_builder(&clock).jwks_failure_backoff(Duration::from_secs(10)).build().unwrap();
+    let validator = idp
+        .validator_builder(&clock)
+        .jwks_failure_backoff(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let token = key.sign(&idp.claims(&clock));
     for _ in 0..20 {
-        assert!(validator.validate(&token).await.unwrap_err().is_unavailable());
+        assert!(
+            validator
+                .validate(&token)
+                .await
+                .unwrap_err()
+                .is_unavailable()
+        );
     }
     assert_eq!(idp.jwks_hits(), 1);
     clock.advance(Duration::from_secs(10));
-    assert!(validator.validate(&token).await.unwrap_err().is_unavailable());
+    assert!(
+        validator
+            .validate(&token)
+            .await
+            .unwrap_err()
+            .is_unavailable()
+    );
     assert_eq!(idp.jwks_hits(), 2);
 }
 
@@ -267,11 +367,18 @@ async fn an_oversized_jwks_is_refused() {
     let idp = FakeIdp::start(&[&key]).await;
     idp.set_mode(Mode::Huge);
     let clock = MockClock::at_system_time();
-    let validator = idp.validator_builder(&clock).max_document_bytes(64 * 1024).build().unwrap();
+    let validator = idp
+        .validator_builder(&clock)
+        .max_document_bytes(64 * 1024)
+        .build()
+        .unwrap();
     let Error::Unavailable(unavailable) = validator.refresh_keys().await.unwrap_err() else {
         panic!("expected unavailable");
     };
-    assert!(matches!(unavailable.fetch_error(), FetchError::TooLarge { .. }), "{unavailable}");
+    assert!(
+        matches!(unavailable.fetch_error(), FetchError::TooLarge { .. }),
+        "{unavailable}"
+    );
 }
 
 #[tokio::test]
@@ -280,12 +387,19 @@ async fn a_slow_jwks_endpoint_times_out() {
     let idp = FakeIdp::start(&[&key]).await;
     idp.set_mode(Mode::Slow(Duration::from_secs(5)));
     let clock = MockClock::at_system_time();
-    let validator =
-        idp.validator_builder(&clock).request_timeout(Duration::from_millis(200)).build().unwrap();
+    let validator = idp
+        .validator_builder(&clock)
+        .request_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
     let started = std::time::Instant::now();
     let error = validator.refresh_keys().await.unwrap_err();
     assert!(error.is_unavailable(), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -297,7 +411,11 @@ async fn discovery_for_another_issuer_is_refused() {
     let error = idp.validator(&clock).refresh_keys().await.unwrap_err();
     assert!(error.is_unavailable(), "{error:?}");
     assert!(error.to_string().contains("issuer metadata"), "{error}");
-    assert_eq!(idp.jwks_hits(), 0, "no key set is fetched from unverified metadata");
+    assert_eq!(
+        idp.jwks_hits(),
+        0,
+        "no key set is fetched from unverified metadata"
+    );
 }
 
 #[tokio::test]
@@ -325,14 +443,29 @@ async fn encryption_keys_private_keys_and_duplicate_kids_never_verify() {
     ]}));
     let validator = idp.validator(&clock);
     for kid in ["enc", "ops", "private"] {
-        let token = signer.sign_raw(&json!({"alg": "ES256", "kid": kid}).to_string(), &claims.to_string());
+        let token = signer.sign_raw(
+            &json!({"alg": "ES256", "kid": kid}).to_string(),
+            &claims.to_string(),
+        );
         let error = validator.validate(&token).await.unwrap_err();
-        assert!(matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))), "{kid}: {error:?}");
+        assert!(
+            matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))),
+            "{kid}: {error:?}"
+        );
     }
-    let token = signer.sign_raw(&json!({"alg": "ES256", "kid": "twin"}).to_string(), &claims.to_string());
+    let token = signer.sign_raw(
+        &json!({"alg": "ES256", "kid": "twin"}).to_string(),
+        &claims.to_string(),
+    );
     let error = validator.validate(&token).await.unwrap_err();
-    assert!(matches!(error, Error::InvalidToken(InvalidToken::AmbiguousKey(_))), "{error:?}");
-    validator.validate(&good.sign(&claims)).await.expect("the usable key still works");
+    assert!(
+        matches!(error, Error::InvalidToken(InvalidToken::AmbiguousKey(_))),
+        "{error:?}"
+    );
+    validator
+        .validate(&good.sign(&claims))
+        .await
+        .expect("the usable key still works");
 }
 
 #[tokio::test]
@@ -344,13 +477,19 @@ async fn a_warm_token_is_served_from_the_cache_until_its_key_is_withdrawn() {
     let token = old.sign(&idp.claims(&clock));
     let first = validator.validate(&token).await.unwrap();
     let second = validator.validate(&token).await.unwrap();
-    assert!(Arc::ptr_eq(&first, &second), "the second check is a cache hit");
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "the second check is a cache hit"
+    );
 
     let new = SigningKey::es256("new");
     idp.set_keys(&[&new]);
     validator.refresh_keys().await.unwrap();
     let error = validator.validate(&token).await.unwrap_err();
-    assert!(matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))), "{error:?}");
+    assert!(
+        matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -358,14 +497,21 @@ async fn a_cached_token_never_outlives_its_exp() {
     let key = SigningKey::es256("k1");
     let idp = FakeIdp::start(&[&key]).await;
     let clock = MockClock::at_system_time();
-    let validator = idp.validator_builder(&clock).leeway(Duration::ZERO).build().unwrap();
+    let validator = idp
+        .validator_builder(&clock)
+        .leeway(Duration::ZERO)
+        .build()
+        .unwrap();
     let token = key.sign(&idp.claims(&clock));
     validator.validate(&token).await.unwrap();
     clock.advance(Duration::from_secs(599));
     validator.validate(&token).await.unwrap();
     clock.advance(Duration::from_secs(1));
     let error = validator.validate(&token).await.unwrap_err();
-    assert!(matches!(error, Error::InvalidToken(InvalidToken::Expired)), "{error:?}");
+    assert!(
+        matches!(error, Error::InvalidToken(InvalidToken::Expired)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -373,7 +519,11 @@ async fn with_the_cache_off_every_check_verifies_again() {
     let key = SigningKey::es256("k1");
     let idp = FakeIdp::start(&[&key]).await;
     let clock = MockClock::at_system_time();
-    let validator = idp.validator_builder(&clock).without_verified_token_cache().build().unwrap();
+    let validator = idp
+        .validator_builder(&clock)
+        .without_verified_token_cache()
+        .build()
+        .unwrap();
     let token = key.sign(&idp.claims(&clock));
     let first = validator.validate(&token).await.unwrap();
     let second = validator.validate(&token).await.unwrap();

@@ -1,7 +1,7 @@
 //! Test support: an in-process fake IdP on port 0 that counts its requests, signing keys, and
 //! a token minter that can write any header and claims (including broken ones).
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,8 +10,8 @@ use std::time::Duration;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
-    Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256, RSA_PSS_SHA256, RsaEncoding,
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
+    KeyPair as _, RSA_PKCS1_SHA256, RSA_PSS_SHA256, RsaEncoding,
 };
 use axum::Router;
 use axum::extract::State;
@@ -47,37 +47,65 @@ pub struct SigningKey {
 /// RSA key generation is slow; most tests share one.
 fn shared_rsa() -> Arc<KeyMaterial> {
     static KEY: OnceLock<Arc<KeyMaterial>> = OnceLock::new();
-    Arc::clone(KEY.get_or_init(|| Arc::new(KeyMaterial::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).unwrap()))))
+    Arc::clone(KEY.get_or_init(|| {
+        Arc::new(KeyMaterial::Rsa(
+            RsaKeyPair::generate(KeySize::Rsa2048).unwrap(),
+        ))
+    }))
 }
 
 impl SigningKey {
     pub fn rs256(kid: &str) -> Self {
-        Self { kid: kid.to_owned(), alg: "RS256", material: shared_rsa() }
+        Self {
+            kid: kid.to_owned(),
+            alg: "RS256",
+            material: shared_rsa(),
+        }
     }
 
     pub fn ps256(kid: &str) -> Self {
-        Self { kid: kid.to_owned(), alg: "PS256", material: shared_rsa() }
+        Self {
+            kid: kid.to_owned(),
+            alg: "PS256",
+            material: shared_rsa(),
+        }
     }
 
     /// A distinct RSA key (slow: only where a second key is the point).
     pub fn fresh_rs256(kid: &str) -> Self {
         let key = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
-        Self { kid: kid.to_owned(), alg: "RS256", material: Arc::new(KeyMaterial::Rsa(key)) }
+        Self {
+            kid: kid.to_owned(),
+            alg: "RS256",
+            material: Arc::new(KeyMaterial::Rsa(key)),
+        }
     }
 
     pub fn es256(kid: &str) -> Self {
         let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-        Self { kid: kid.to_owned(), alg: "ES256", material: Arc::new(KeyMaterial::Ec(key, "P-256")) }
+        Self {
+            kid: kid.to_owned(),
+            alg: "ES256",
+            material: Arc::new(KeyMaterial::Ec(key, "P-256")),
+        }
     }
 
     pub fn es384(kid: &str) -> Self {
         let key = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
-        Self { kid: kid.to_owned(), alg: "ES384", material: Arc::new(KeyMaterial::Ec(key, "P-384")) }
+        Self {
+            kid: kid.to_owned(),
+            alg: "ES384",
+            material: Arc::new(KeyMaterial::Ec(key, "P-384")),
+        }
     }
 
     pub fn eddsa(kid: &str) -> Self {
         let key = Ed25519KeyPair::generate().unwrap();
-        Self { kid: kid.to_owned(), alg: "EdDSA", material: Arc::new(KeyMaterial::Ed(key)) }
+        Self {
+            kid: kid.to_owned(),
+            alg: "EdDSA",
+            material: Arc::new(KeyMaterial::Ed(key)),
+        }
     }
 
     /// The public JWK, with `kid`, `alg` and `use: sig`.
@@ -120,15 +148,26 @@ impl SigningKey {
     pub fn sign_bytes(&self, signing_input: &[u8]) -> Vec<u8> {
         match &*self.material {
             KeyMaterial::Rsa(key) => {
-                let encoding: &'static dyn RsaEncoding =
-                    if self.alg == "PS256" { &RSA_PSS_SHA256 } else { &RSA_PKCS1_SHA256 };
+                let encoding: &'static dyn RsaEncoding = if self.alg == "PS256" {
+                    &RSA_PSS_SHA256
+                } else {
+                    &RSA_PKCS1_SHA256
+                };
                 let mut signature = vec![0; key.public_modulus_len()];
-                key.sign(encoding, &SystemRandom::new(), signing_input, &mut signature).unwrap();
+                key.sign(
+                    encoding,
+                    &SystemRandom::new(),
+                    signing_input,
+                    &mut signature,
+                )
+                .unwrap();
                 signature
             }
-            KeyMaterial::Ec(key, _) => {
-                key.sign(&SystemRandom::new(), signing_input).unwrap().as_ref().to_vec()
-            }
+            KeyMaterial::Ec(key, _) => key
+                .sign(&SystemRandom::new(), signing_input)
+                .unwrap()
+                .as_ref()
+                .to_vec(),
             KeyMaterial::Ed(key) => key.sign(signing_input).as_ref().to_vec(),
         }
     }
@@ -208,7 +247,11 @@ impl FakeIdp {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self { issuer, state, task }
+        Self {
+            issuer,
+            state,
+            task,
+        }
     }
 
     pub fn set_keys(&self, keys: &[&SigningKey]) {
@@ -302,7 +345,12 @@ pub fn jwks_of(keys: &[&SigningKey]) -> Value {
 
 async fn discovery(State(state): State<Arc<IdpState>>) -> Response {
     state.discovery_hits.fetch_add(1, Ordering::SeqCst);
-    let issuer = state.discovery_issuer.lock().unwrap().clone().unwrap_or(state.issuer.clone());
+    let issuer = state
+        .discovery_issuer
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or(state.issuer.clone());
     axum::Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{}/jwks", state.issuer),
@@ -333,7 +381,10 @@ async fn jwks_response(state: &IdpState, request_headers: &HeaderMap) -> Respons
     let etag = state.etag.lock().unwrap().clone();
     let mut headers = HeaderMap::new();
     if let Some(value) = state.cache_control.lock().unwrap().clone() {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_str(&value).unwrap());
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&value).unwrap(),
+        );
     }
     if let Some(etag) = &etag {
         headers.insert(header::ETAG, HeaderValue::from_str(etag).unwrap());
