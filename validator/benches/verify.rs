@@ -1,2 +1,98 @@
-//! Placeholder; replaced below.
-fn main() {}
+//! Verification cost next to the bare signature check of the same backend (aws-lc-rs), for
+//! RS256, ES256 and EdDSA: cold (verified-token cache off: every token fully verified) and warm
+//! (cache hit).
+//!
+//! Run with: `cargo bench -p scopegate-validator --bench verify`, then
+//! `python3 validator/benches/ratios.py` for the ratios.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::{Criterion, criterion_group, criterion_main};
+use scopegate_validator::MockClock;
+use support::{FakeIdp, SigningKey};
+
+/// Runs a future that must not wait (keys are already cached): no executor in the measurement.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut context = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut context) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the measured path awaited"),
+    }
+}
+
+fn bare_verifier(key: &SigningKey) -> ParsedPublicKey {
+    let jwk = key.jwk();
+    let bytes = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+    match key.alg {
+        "RS256" => RsaPublicKeyComponents {
+            n: bytes("n"),
+            e: bytes("e"),
+        }
+        .to_parsed_public_key(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256)
+        .unwrap(),
+        "ES256" => {
+            let mut point = vec![4];
+            point.extend(bytes("x"));
+            point.extend(bytes("y"));
+            ParsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point).unwrap()
+        }
+        _ => ParsedPublicKey::new(&aws_lc_rs::signature::ED25519, bytes("x")).unwrap(),
+    }
+}
+
+fn verification(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for key in [
+        SigningKey::rs256("rs"),
+        SigningKey::es256("es"),
+        SigningKey::eddsa("ed"),
+    ] {
+        let clock = MockClock::at_system_time();
+        let (idp, cold, warm) = runtime.block_on(async {
+            let idp = FakeIdp::start(&[&key]).await;
+            let cold = idp
+                .validator_builder(&clock)
+                .without_verified_token_cache()
+                .build()
+                .unwrap();
+            let warm = idp.validator(&clock);
+            cold.refresh_keys().await.unwrap();
+            warm.refresh_keys().await.unwrap();
+            (idp, cold, warm)
+        });
+        let token = key.sign(&idp.claims(&clock));
+        let (signing_input, signature) = token.rsplit_once('.').unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        let bare = bare_verifier(&key);
+        bare.verify_sig(signing_input.as_bytes(), &signature)
+            .unwrap();
+        ready(warm.validate(&token)).unwrap();
+
+        let mut group = c.benchmark_group(key.alg);
+        group.bench_function("bare signature check", |b| {
+            b.iter(|| bare.verify_sig(black_box(signing_input.as_bytes()), black_box(&signature)))
+        });
+        group.bench_function("cold (cache off)", |b| {
+            b.iter(|| ready(cold.validate(black_box(&token))).unwrap())
+        });
+        group.bench_function("warm (cache hit)", |b| {
+            b.iter(|| ready(warm.validate(black_box(&token))).unwrap())
+        });
+        group.finish();
+        drop(idp);
+    }
+}
+
+criterion_group!(benches, verification);
+criterion_main!(benches);

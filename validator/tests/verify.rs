@@ -1,7 +1,7 @@
 //! JWT verification per RFC 8725 and DESIGN.md's validator rules: what passes, and every way a
+//! token must fail.
 
 #![allow(clippy::unwrap_used)]
-//! token must fail.
 
 mod support;
 
