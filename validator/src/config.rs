@@ -328,3 +328,118 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete() -> ValidatorBuilder {
+        Validator::builder()
+            .issuer("https://idp.example.test")
+            .audience("https://api.example.test")
+            .algorithms([Algorithm::RS256])
+    }
+
+    fn field_of(builder: ValidatorBuilder) -> &'static str {
+        builder.build().expect_err("must not build").field()
+    }
+
+    #[test]
+    fn a_complete_configuration_builds() {
+        let validator = complete().build().unwrap();
+        assert_eq!(validator.issuer(), "https://idp.example.test");
+    }
+
+    #[test]
+    fn nothing_is_accepted_until_configured() {
+        assert_eq!(field_of(Validator::builder()), "issuer");
+        let no_audience = Validator::builder()
+            .issuer("https://idp.example.test")
+            .algorithms([Algorithm::RS256]);
+        assert_eq!(field_of(no_audience), "audience");
+        let no_algorithm = Validator::builder()
+            .issuer("https://idp.example.test")
+            .audience("https://api.test");
+        assert_eq!(field_of(no_algorithm), "algorithms");
+        assert_eq!(field_of(complete().algorithms([])), "algorithms");
+        assert_eq!(field_of(complete().audience("")), "audience");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let error = Validator::builder().build().unwrap_err();
+        assert!(error.to_string().contains("`issuer`"), "{error}");
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_on_loopback_or_with_the_opt_in() {
+        assert_eq!(
+            field_of(complete().issuer("http://idp.example.test")),
+            "issuer"
+        );
+        assert_eq!(
+            field_of(complete().jwks_url("http://idp.example.test/jwks")),
+            "jwks_url"
+        );
+        assert_eq!(
+            field_of(complete().issuer("ftp://idp.example.test")),
+            "issuer"
+        );
+        assert_eq!(field_of(complete().issuer("not a url")), "issuer");
+        assert_eq!(
+            field_of(complete().issuer("https://idp.test/?tenant=1")),
+            "issuer"
+        );
+        for loopback in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://localhost:1",
+            "http://[::1]:80",
+        ] {
+            complete().issuer(loopback).build().unwrap();
+        }
+        complete()
+            .issuer("http://idp.example.test")
+            .dangerous_allow_insecure_http()
+            .build()
+            .unwrap();
+    }
+
+    #[test]
+    fn bounds_are_checked() {
+        assert_eq!(
+            field_of(complete().leeway(Duration::from_secs(301))),
+            "leeway"
+        );
+        assert_eq!(field_of(complete().max_token_bytes(10)), "max_token_bytes");
+        assert_eq!(
+            field_of(complete().connect_timeout(Duration::ZERO)),
+            "connect_timeout"
+        );
+        assert_eq!(
+            field_of(complete().request_timeout(Duration::from_secs(3600))),
+            "request_timeout"
+        );
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            field_of(complete().jwks_ttl(minute * 2, minute, minute * 3)),
+            "jwks_ttl"
+        );
+        assert_eq!(
+            field_of(complete().jwks_refetch_cooldown(Duration::ZERO)),
+            "jwks_refetch_cooldown"
+        );
+        assert_eq!(
+            field_of(complete().max_document_bytes(10)),
+            "max_document_bytes"
+        );
+        assert_eq!(field_of(complete().max_keys(0)), "max_keys");
+        assert_eq!(field_of(complete().required_typ("")), "required_typ");
+    }
+
+    #[test]
+    fn typ_values_are_normalised_as_media_types() {
+        assert_eq!(normalize_typ("application/AT+JWT"), "at+jwt");
+        assert_eq!(normalize_typ("at+jwt"), "at+jwt");
+    }
+}

@@ -16,8 +16,6 @@ pub mod scope;
 mod verified;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod wycheproof;
 
 use std::sync::Arc;
