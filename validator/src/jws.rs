@@ -47,6 +47,11 @@ pub(crate) struct UntrustedJws<'a> {
     signature: &'a str,
 }
 
+/// Decoded headers beyond this are refused (real ones are under 200 bytes).
+const MAX_HEADER_BYTES: usize = 2048;
+/// The largest signature of a supported algorithm: RSA with an 8192-bit key.
+const MAX_SIGNATURE_BYTES: usize = 1024;
+
 /// Header parameters that name a key or certificate: honouring them would let the token choose
 /// the key that verifies it (RFC 8725 §3.10), so their presence alone rejects the token.
 const KEY_SELECTING_PARAMETERS: [&str; 4] = ["jku", "jwk", "x5u", "x5c"];
@@ -66,10 +71,11 @@ impl<'a> UntrustedJws<'a> {
         if header.is_empty() || signature.is_empty() {
             return Err(InvalidToken::Malformed("empty header or signature segment"));
         }
-        let header_json = URL_SAFE_NO_PAD
-            .decode(header)
-            .map_err(|_| InvalidToken::Malformed("header is not base64url"))?;
-        let header = read_header(&header_json, allowed)?;
+        let mut buffer = [0u8; MAX_HEADER_BYTES];
+        let length = URL_SAFE_NO_PAD
+            .decode_slice(header, &mut buffer)
+            .map_err(|_| InvalidToken::Malformed("header is not base64url, or too long"))?;
+        let header = read_header(&buffer[..length], allowed)?;
         let signing_input = &token[..token.len() - signature.len() - 1];
         Ok(Self {
             header,
@@ -83,11 +89,12 @@ impl<'a> UntrustedJws<'a> {
     /// the verifying key's fingerprint.
     pub(crate) fn verify(&self, keys: &KeySet) -> Result<(Vec<u8>, u64), InvalidToken> {
         let (key, verifier) = keys.select(self.header.kid.as_deref(), self.header.alg)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(self.signature)
-            .map_err(|_| InvalidToken::Malformed("signature is not base64url"))?;
+        let mut signature = [0u8; MAX_SIGNATURE_BYTES];
+        let length = URL_SAFE_NO_PAD
+            .decode_slice(self.signature, &mut signature)
+            .map_err(|_| InvalidToken::Malformed("signature is not base64url, or too long"))?;
         verifier
-            .verify_sig(self.signing_input.as_bytes(), &signature)
+            .verify_sig(self.signing_input.as_bytes(), &signature[..length])
             .map_err(|_| InvalidToken::BadSignature)?;
         let payload = URL_SAFE_NO_PAD
             .decode(self.payload)
@@ -97,7 +104,7 @@ impl<'a> UntrustedJws<'a> {
 }
 
 fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidToken> {
-    let header = json::parse_object(bytes).map_err(|problem| InvalidToken::Json {
+    let mut header = json::parse_object(bytes).map_err(|problem| InvalidToken::Json {
         part: "header",
         problem,
     })?;
@@ -142,18 +149,18 @@ fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidTok
     };
     Ok(Header {
         alg,
-        kid: optional_string(&header, "kid")?,
-        typ: optional_string(&header, "typ")?,
+        kid: take_string(&mut header, "kid")?,
+        typ: take_string(&mut header, "typ")?,
     })
 }
 
-fn optional_string(
-    header: &serde_json::Map<String, Value>,
+fn take_string(
+    header: &mut serde_json::Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<String>, InvalidToken> {
-    match header.get(name) {
+    match header.remove(name) {
         None => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(Value::String(value)) => Ok(Some(value)),
         Some(_) => Err(header_problem(match name {
             "kid" => "`kid` is not a string",
             _ => "`typ` is not a string",

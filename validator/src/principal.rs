@@ -15,14 +15,12 @@ use crate::scope::{Requirement, ScopeSet};
 /// and [`deserialize_claims`](Self::deserialize_claims).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
-    pub(crate) subject: Option<String>,
-    pub(crate) client_id: Option<String>,
+    // `sub`, `client_id`/`azp`, `iss` and `jti` are read from `claims`, whose types the
+    // validator checked: no second copy per token.
     pub(crate) scopes: ScopeSet,
-    pub(crate) issuer: String,
     pub(crate) audiences: Vec<String>,
     pub(crate) expires_at: Duration,
     pub(crate) issued_at: Option<Duration>,
-    pub(crate) token_id: Option<String>,
     pub(crate) claims: Map<String, Value>,
 }
 
@@ -30,13 +28,14 @@ impl Principal {
     /// `sub`: the user for tokens issued to a person, the client for client credentials.
     #[must_use]
     pub fn subject(&self) -> Option<&str> {
-        self.subject.as_deref()
+        self.string_claim("sub")
     }
 
     /// `client_id` (RFC 9068 §2.2), or `azp` when the issuer writes that instead.
     #[must_use]
     pub fn client_id(&self) -> Option<&str> {
-        self.client_id.as_deref()
+        self.string_claim("client_id")
+            .or_else(|| self.string_claim("azp"))
     }
 
     /// The granted scopes, from `scope` (or `scp`), as a string or an array.
@@ -48,7 +47,7 @@ impl Principal {
     /// `iss`, equal to the configured issuer.
     #[must_use]
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        self.string_claim("iss").unwrap_or_default()
     }
 
     /// `aud`, as one or more values; at least one is a configured audience.
@@ -72,7 +71,11 @@ impl Principal {
     /// `jti`, when present.
     #[must_use]
     pub fn token_id(&self) -> Option<&str> {
-        self.token_id.as_deref()
+        self.string_claim("jti")
+    }
+
+    fn string_claim(&self, name: &str) -> Option<&str> {
+        self.claims.get(name).and_then(Value::as_str)
     }
 
     /// Every claim of the token, as JSON.
