@@ -174,3 +174,102 @@ fn header_problem(problem: &str) -> InvalidToken {
         problem: problem.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn b64(text: &str) -> String {
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    #[test]
+    fn header_parameters_are_read_and_checked() {
+        let token = format!(
+            "{}.e30.c2ln",
+            b64(r#"{"alg":"ES256","kid":"k","typ":"at+jwt"}"#)
+        );
+        let jws = UntrustedJws::parse(&token, &Algorithm::ALL).unwrap();
+        assert_eq!(jws.header.alg, Algorithm::ES256);
+        assert_eq!(jws.header.kid.as_deref(), Some("k"));
+        assert_eq!(jws.header.typ.as_deref(), Some("at+jwt"));
+
+        for (header, expected) in [
+            (
+                r#"{"alg":"ES256","enc":"A256GCM"}"#,
+                InvalidToken::Encrypted,
+            ),
+            (
+                r#"{"alg":"ES256","zip":"DEF"}"#,
+                InvalidToken::ForbiddenHeader("zip"),
+            ),
+            (
+                r#"{"alg":"ES256","b64":false}"#,
+                InvalidToken::ForbiddenHeader("b64"),
+            ),
+            (
+                r#"{"alg":"ES256","cty":"JWT"}"#,
+                InvalidToken::ForbiddenHeader("cty"),
+            ),
+            (
+                r#"{"alg":"HS256"}"#,
+                InvalidToken::AlgorithmNotAllowed("HS256".into()),
+            ),
+            (
+                r#"{"alg":"es256"}"#,
+                InvalidToken::AlgorithmNotAllowed("es256".into()),
+            ),
+        ] {
+            let token = format!("{}.e30.c2ln", b64(header));
+            assert_eq!(
+                UntrustedJws::parse(&token, &Algorithm::ALL).unwrap_err(),
+                expected,
+                "{header}"
+            );
+        }
+        for header in [
+            r#"{"alg":1}"#,
+            r#"{"kid":"k"}"#,
+            r#"{"alg":"ES256","kid":7}"#,
+            "[]",
+            "{",
+        ] {
+            let token = format!("{}.e30.c2ln", b64(header));
+            let error = UntrustedJws::parse(&token, &Algorithm::ALL).unwrap_err();
+            assert!(
+                matches!(error, InvalidToken::Json { part: "header", .. }),
+                "{header}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_configured_allow_list_binds() {
+        let token = format!("{}.e30.c2ln", b64(r#"{"alg":"ES256"}"#));
+        let error = UntrustedJws::parse(&token, &[Algorithm::RS256]).unwrap_err();
+        assert_eq!(error, InvalidToken::AlgorithmNotAllowed("ES256".into()));
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(token in ".{0,300}") {
+            let _ = shape(&token);
+            let _ = UntrustedJws::parse(&token, &Algorithm::ALL);
+        }
+
+        #[test]
+        fn parsing_a_json_header_never_panics(header in "\\{.{0,80}\\}", payload in "[A-Za-z0-9_-]{0,40}") {
+            let token = format!("{}.{payload}.c2ln", b64(&header));
+            let _ = UntrustedJws::parse(&token, &Algorithm::ALL);
+        }
+
+        #[test]
+        fn reading_a_key_set_never_panics(document in ".{0,300}") {
+            let _ = KeySet::from_jwks(document.as_bytes(), &Algorithm::ALL, 10);
+            let wrapped = format!(r#"{{"keys":[{document}]}}"#);
+            let _ = KeySet::from_jwks(wrapped.as_bytes(), &Algorithm::ALL, 10);
+        }
+    }
+}
