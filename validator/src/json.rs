@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Parses `bytes` as one JSON object, rejecting duplicate member names at any depth.
@@ -81,14 +82,18 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            let StrictValue(value) = access.next_value()?;
-            if map.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate member {:?}",
-                    truncate(&key)
-                )));
+            match map.entry(key) {
+                Entry::Vacant(entry) => {
+                    let StrictValue(value) = access.next_value()?;
+                    entry.insert(value);
+                }
+                Entry::Occupied(entry) => {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate member {:?}",
+                        truncate(entry.key())
+                    )));
+                }
             }
-            map.insert(key, value);
         }
         Ok(Value::Object(map))
     }

@@ -23,9 +23,10 @@ pub(crate) enum TokenShape {
 }
 
 pub(crate) fn shape(token: &str) -> TokenShape {
-    match token.bytes().filter(|byte| *byte == b'.').count() {
-        2 => TokenShape::Jws,
-        4 => TokenShape::Jwe,
+    // `split` finds separators with memchr: much faster than a byte loop on long tokens.
+    match token.split('.').take(6).count() {
+        3 => TokenShape::Jws,
+        5 => TokenShape::Jwe,
         _ => TokenShape::Other,
     }
 }
