@@ -1,4 +1,5 @@
-//! Checking a JWT claim set (RFC 7519 §4.1, RFC 9068 §2.2) and building the principal.
+//! Checking a claim set — a JWT's (RFC 7519 §4.1, RFC 9068 §2.2) or an introspection
+//! response's (RFC 7662 §2.2) — and building the principal.
 
 use std::time::Duration;
 
@@ -18,8 +19,16 @@ pub(crate) struct ClaimRules {
     pub(crate) leeway: Duration,
 }
 
+/// Where a claim set comes from: a JWT must carry `iss`, `aud` and `exp`; an introspection
+/// response may leave them out (RFC 7662 §2.2), but what it says is checked the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Jwt,
+    Introspection,
+}
+
 /// Reads and checks the claim set of a token whose signature has been verified.
-pub(crate) fn check(
+pub(crate) fn check_jwt(
     payload: &[u8],
     rules: &ClaimRules,
     now: Duration,
@@ -28,26 +37,40 @@ pub(crate) fn check(
         part: "claims",
         problem,
     })?;
+    check(claims, rules, now, Source::Jwt)
+}
 
+/// Checks a claim set and builds the principal from it.
+pub(crate) fn check(
+    claims: Map<String, Value>,
+    rules: &ClaimRules,
+    now: Duration,
+    source: Source,
+) -> Result<Principal, InvalidToken> {
+    let required = source == Source::Jwt;
     match claims.get("iss") {
         Some(Value::String(issuer)) if *issuer == rules.issuer => {}
         Some(Value::String(_)) => return Err(InvalidToken::WrongIssuer),
         Some(_) => return Err(claim("iss", "not a string")),
-        None => return Err(claim("iss", "missing")),
+        None if required => return Err(claim("iss", "missing")),
+        None => {}
     }
-    let audiences = audiences(&claims)?;
-    if !audiences
-        .iter()
-        .any(|audience| rules.audiences.contains(audience))
+    let audiences = audiences(&claims, required)?;
+    if (required || !audiences.is_empty())
+        && !audiences
+            .iter()
+            .any(|audience| rules.audiences.contains(audience))
     {
         return Err(InvalidToken::WrongAudience);
     }
 
     let now = now.as_secs_f64();
     let leeway = rules.leeway.as_secs_f64();
-    let expires_at = numeric_date(&claims, "exp")?.ok_or_else(|| claim("exp", "missing"))?;
-    if now >= expires_at + leeway {
-        return Err(InvalidToken::Expired);
+    let expires_at = numeric_date(&claims, "exp")?;
+    match expires_at {
+        Some(expires_at) if now >= expires_at + leeway => return Err(InvalidToken::Expired),
+        None if required => return Err(claim("exp", "missing")),
+        _ => {}
     }
     if let Some(not_before) = numeric_date(&claims, "nbf")?
         && now + leeway < not_before
@@ -76,7 +99,7 @@ pub(crate) fn check(
     Ok(Principal {
         scopes,
         audiences,
-        expires_at: to_duration(expires_at),
+        expires_at: expires_at.map(to_duration),
         issued_at: issued_at.map(to_duration),
         claims,
     })
@@ -86,7 +109,7 @@ fn claim(name: &'static str, problem: &'static str) -> InvalidToken {
     InvalidToken::Claim { name, problem }
 }
 
-fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, InvalidToken> {
+fn audiences(claims: &Map<String, Value>, required: bool) -> Result<Vec<String>, InvalidToken> {
     match claims.get("aud") {
         Some(Value::String(audience)) => Ok(vec![audience.clone()]),
         Some(Value::Array(values)) if values.is_empty() => Err(claim("aud", "empty array")),
@@ -96,7 +119,8 @@ fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, InvalidToken> {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| claim("aud", "array holds a non-string")),
         Some(_) => Err(claim("aud", "not a string or an array of strings")),
-        None => Err(claim("aud", "missing")),
+        None if required => Err(claim("aud", "missing")),
+        None => Ok(Vec::new()),
     }
 }
 

@@ -10,8 +10,10 @@ use crate::Validator;
 use crate::algorithm::Algorithm;
 use crate::claims::ClaimRules;
 use crate::clock::{Clock, SystemClock};
+use crate::discovery::IssuerMetadata;
 use crate::error::BuildError;
 use crate::http;
+use crate::introspect::{Endpoint, IntrospectionPolicy, Introspector, Secret};
 use crate::jwks::{JwksCache, JwksPolicy, JwksSource};
 use crate::verified::VerifiedTokens;
 
@@ -36,6 +38,10 @@ pub struct ValidatorBuilder {
     verified_cache_capacity: u64,
     clock: Arc<dyn Clock>,
     allow_insecure_http: bool,
+    introspection_credentials: Option<(String, Secret)>,
+    introspection_endpoint: Option<String>,
+    introspect_jwts: bool,
+    introspection: IntrospectionPolicy,
 }
 
 /// Longest accepted clock skew: more would keep expired tokens alive.
@@ -57,6 +63,10 @@ impl Default for ValidatorBuilder {
             verified_cache_capacity: 100_000,
             clock: Arc::new(SystemClock),
             allow_insecure_http: false,
+            introspection_credentials: None,
+            introspection_endpoint: None,
+            introspect_jwts: false,
+            introspection: IntrospectionPolicy::default(),
         }
     }
 }
@@ -196,6 +206,61 @@ impl ValidatorBuilder {
         self
     }
 
+    /// Accept opaque tokens by asking the issuer's RFC 7662 introspection endpoint, found
+    /// through discovery unless [`introspection_endpoint`](Self::introspection_endpoint) is
+    /// set. The API authenticates with its own credentials (`client_secret_basic`).
+    pub fn introspection(
+        mut self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        self.introspection_credentials = Some((client_id.into(), Secret(client_secret.into())));
+        self
+    }
+
+    /// The introspection endpoint, instead of discovering it.
+    pub fn introspection_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.introspection_endpoint = Some(url.into());
+        self
+    }
+
+    /// Also introspect JWTs after verifying them locally, for APIs that must see revocation
+    /// within the introspection cache lifetime rather than at `exp` (default off).
+    pub fn introspect_jwts(mut self, introspect: bool) -> Self {
+        self.introspect_jwts = introspect;
+        self
+    }
+
+    /// The introspection cache: capacity (default 100 000), the longest an active answer is
+    /// used (default 60 s, and never past the token's `exp`), and how long an inactive answer
+    /// is remembered (default 10 s).
+    pub fn introspection_cache(
+        mut self,
+        capacity: u64,
+        max_ttl: Duration,
+        inactive_ttl: Duration,
+    ) -> Self {
+        self.introspection.capacity = capacity;
+        self.introspection.max_ttl = max_ttl;
+        self.introspection.inactive_ttl = inactive_ttl;
+        self
+    }
+
+    /// While the introspection endpoint is down, keep accepting a token whose cached answer
+    /// was *active*, for at most `max_stale` past that answer's lifetime (never past `exp`).
+    /// Off by default: a revoked token could be accepted that long.
+    pub fn introspection_serve_stale(mut self, max_stale: Duration) -> Self {
+        self.introspection.serve_stale = Some(max_stale);
+        self
+    }
+
+    /// Most introspection calls in flight at once (default 32): a flood of unknown tokens
+    /// queues here instead of overwhelming the issuer.
+    pub fn introspection_max_concurrent_calls(mut self, calls: usize) -> Self {
+        self.introspection.max_concurrent_calls = calls;
+        self
+    }
+
     /// Checks every setting and builds the validator. No network request is made here; keys
     /// are fetched on first use (or by [`Validator::refresh_keys`]).
     ///
@@ -215,11 +280,17 @@ impl ValidatorBuilder {
                 "must not have a query or fragment",
             ));
         }
-        let source = match &self.jwks_url {
-            Some(url) => JwksSource::Url(checked_url("jwks_url", url, self.allow_insecure_http)?),
-            None => JwksSource::Discovery {
-                issuer: issuer.clone(),
-            },
+        let jwks_url = match &self.jwks_url {
+            Some(url) => Some(checked_url("jwks_url", url, self.allow_insecure_http)?),
+            None => None,
+        };
+        let introspection_url = match &self.introspection_endpoint {
+            Some(url) => Some(checked_url(
+                "introspection_endpoint",
+                url,
+                self.allow_insecure_http,
+            )?),
+            None => None,
         };
         if self.audiences.is_empty() {
             return Err(BuildError::new(
@@ -262,6 +333,52 @@ impl ValidatorBuilder {
         self.jwks.check()?;
         let http = http::client(self.connect_timeout, self.request_timeout)
             .map_err(|error| BuildError::new("http", error.to_string()))?;
+        let metadata = Arc::new(IssuerMetadata::new(
+            issuer.clone(),
+            http.clone(),
+            self.jwks.max_document_bytes,
+            self.allow_insecure_http,
+        ));
+        let source = match jwks_url {
+            Some(url) => JwksSource::Url(url),
+            None => JwksSource::Discovery(Arc::clone(&metadata)),
+        };
+        let rules = ClaimRules {
+            issuer,
+            audiences: self.audiences,
+            leeway: self.leeway,
+        };
+        let introspector = match self.introspection_credentials {
+            Some((client_id, secret)) => {
+                if client_id.is_empty() || secret.0.is_empty() {
+                    return Err(BuildError::new(
+                        "introspection",
+                        "client id and secret must not be empty",
+                    ));
+                }
+                self.introspection.check()?;
+                let endpoint = match introspection_url {
+                    Some(url) => Endpoint::Configured(url),
+                    None => Endpoint::Discovered(metadata),
+                };
+                Some(Arc::new(Introspector::new(
+                    endpoint,
+                    client_id,
+                    &secret,
+                    http.clone(),
+                    Arc::clone(&self.clock),
+                    rules.clone(),
+                    self.introspection,
+                )?))
+            }
+            None if introspection_url.is_some() || self.introspect_jwts => {
+                return Err(BuildError::new(
+                    "introspection",
+                    "an introspection endpoint or introspect_jwts needs the API's credentials",
+                ));
+            }
+            None => None,
+        };
         let mut algorithms = self.algorithms;
         algorithms.dedup();
         let jwks = JwksCache::new(
@@ -270,19 +387,16 @@ impl ValidatorBuilder {
             algorithms.clone(),
             http,
             Arc::clone(&self.clock),
-            self.allow_insecure_http,
         );
         Ok(Validator::from_parts(crate::Inner {
-            rules: ClaimRules {
-                issuer,
-                audiences: self.audiences,
-                leeway: self.leeway,
-            },
+            rules,
             algorithms,
             required_typ: self.required_typ.map(|typ| normalize_typ(&typ)),
             max_token_bytes: self.max_token_bytes,
             verified: VerifiedTokens::new(self.verified_cache_capacity),
             jwks: Arc::new(jwks),
+            introspector,
+            introspect_jwts: self.introspect_jwts,
             clock: self.clock,
         }))
     }

@@ -32,11 +32,61 @@ fn metadata_urls(issuer: &str) -> Result<Vec<Url>, FetchError> {
 /// The issuer metadata fields the validator uses.
 #[derive(Debug, Clone)]
 pub(crate) struct Metadata {
-    pub(crate) jwks_uri: Url,
+    pub(crate) jwks_uri: Option<Url>,
+    pub(crate) introspection_endpoint: Option<Url>,
+}
+
+/// The issuer's metadata, fetched once when first needed; concurrent first users share one
+/// fetch, and a failed fetch is not remembered.
+#[derive(Debug)]
+pub(crate) struct IssuerMetadata {
+    issuer: String,
+    http: Client,
+    max_bytes: usize,
+    allow_insecure_http: bool,
+    metadata: tokio::sync::OnceCell<Metadata>,
+}
+
+impl IssuerMetadata {
+    pub(crate) fn new(
+        issuer: String,
+        http: Client,
+        max_bytes: usize,
+        allow_insecure_http: bool,
+    ) -> Self {
+        Self {
+            issuer,
+            http,
+            max_bytes,
+            allow_insecure_http,
+            metadata: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub(crate) fn is_known(&self) -> bool {
+        self.metadata.initialized()
+    }
+
+    pub(crate) async fn get(&self) -> Result<&Metadata, FetchError> {
+        self.metadata
+            .get_or_try_init(|| {
+                discover(
+                    &self.http,
+                    &self.issuer,
+                    self.max_bytes,
+                    self.allow_insecure_http,
+                )
+            })
+            .await
+    }
 }
 
 /// Fetches the issuer's metadata and checks that it speaks for exactly this issuer.
-pub(crate) async fn discover(
+async fn discover(
     client: &Client,
     issuer: &str,
     max_bytes: usize,
@@ -91,12 +141,17 @@ fn read_metadata(
         }
         _ => return Err(invalid("no `issuer` string".to_owned())),
     }
-    let Some(Value::String(jwks_uri)) = document.get("jwks_uri") else {
-        return Err(invalid("no `jwks_uri` string".to_owned()));
+    let endpoint = |name: &'static str| match document.get(name) {
+        None => Ok(None),
+        Some(Value::String(url)) => checked_url(name, url, allow_insecure_http)
+            .map(Some)
+            .map_err(|error| invalid(error.to_string())),
+        Some(_) => Err(invalid(format!("`{name}` is not a string"))),
     };
-    let jwks_uri = checked_url("jwks_uri", jwks_uri, allow_insecure_http)
-        .map_err(|error| invalid(error.to_string()))?;
-    Ok(Metadata { jwks_uri })
+    Ok(Metadata {
+        jwks_uri: endpoint("jwks_uri")?,
+        introspection_endpoint: endpoint("introspection_endpoint")?,
+    })
 }
 
 #[cfg(test)]
@@ -138,6 +193,6 @@ mod tests {
         assert!(read_metadata(&url, body, "https://idp.test", false).is_err());
         let body = br#"{"issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks"}"#;
         let metadata = read_metadata(&url, body, "https://idp.test", false).unwrap();
-        assert_eq!(metadata.jwks_uri.as_str(), "https://idp.test/jwks");
+        assert_eq!(metadata.jwks_uri.unwrap().as_str(), "https://idp.test/jwks");
     }
 }

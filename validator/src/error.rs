@@ -143,10 +143,14 @@ pub enum InvalidToken {
     /// `iat` is in the future.
     #[error("token was issued in the future")]
     IssuedInFuture,
+    /// The issuer's introspection endpoint says the token is not active (revoked, expired,
+    /// unknown, or not meant for this API).
+    #[error("token is not active")]
+    Inactive,
 }
 
 /// The issuer's keys or introspection endpoint could not be obtained.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{what} unavailable: {source}")]
 pub struct Unavailable {
     what: &'static str,

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use reqwest::header::{CACHE_CONTROL, CONTENT_LENGTH, ETAG, IF_NONE_MATCH};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue,
+    IF_NONE_MATCH,
+};
 use reqwest::{Client, StatusCode};
 use url::Url;
 
@@ -38,15 +41,14 @@ pub(crate) async fn get(
     max_bytes: usize,
     if_none_match: Option<&str>,
 ) -> Result<Fetched, FetchError> {
-    let mut request = client.get(url.clone()).header("accept", "application/json");
+    let mut request = client.get(url.clone()).header(ACCEPT, "application/json");
     if let Some(etag) = if_none_match {
         request = request.header(IF_NONE_MATCH, etag);
     }
-    let transport = |error: reqwest::Error| FetchError::Transport {
-        url: url.to_string(),
-        message: error.without_url().to_string(),
-    };
-    let mut response = request.send().await.map_err(transport)?;
+    let mut response = request
+        .send()
+        .await
+        .map_err(|error| transport(url, error))?;
     let max_age = max_age(response.headers());
     let status = response.status();
     if status == StatusCode::NOT_MODIFIED && if_none_match.is_some() {
@@ -58,6 +60,63 @@ pub(crate) async fn get(
             status: status.as_u16(),
         });
     }
+    let etag = response
+        .headers()
+        .get(ETAG)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body = read_body(&mut response, url, max_bytes).await?;
+    Ok(Fetched::Body {
+        body,
+        etag,
+        max_age,
+    })
+}
+
+/// POSTs a form with an `Authorization` header and returns the `200` body, at most
+/// `max_bytes` of it.
+pub(crate) async fn post_form(
+    client: &Client,
+    url: &Url,
+    authorization: &HeaderValue,
+    form: &[(&str, &str)],
+    max_bytes: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let mut response = client
+        .post(url.clone())
+        .header(AUTHORIZATION, authorization.clone())
+        .header(ACCEPT, "application/json")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|error| transport(url, error))?;
+    let status = response.status();
+    if status != StatusCode::OK {
+        return Err(FetchError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+        });
+    }
+    read_body(&mut response, url, max_bytes).await
+}
+
+fn transport(url: &Url, error: reqwest::Error) -> FetchError {
+    FetchError::Transport {
+        url: url.to_string(),
+        message: error.without_url().to_string(),
+    }
+}
+
+/// Reads a body, refusing it as soon as it is known to exceed `max_bytes`.
+async fn read_body(
+    response: &mut reqwest::Response,
+    url: &Url,
+    max_bytes: usize,
+) -> Result<Vec<u8>, FetchError> {
     let too_large = || FetchError::TooLarge {
         url: url.to_string(),
         max: max_bytes,
@@ -69,23 +128,18 @@ pub(crate) async fn get(
     if declared.is_some_and(|length| length > max_bytes as u64) {
         return Err(too_large());
     }
-    let etag = response
-        .headers()
-        .get(ETAG)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| transport(url, error))?
+    {
         if body.len() + chunk.len() > max_bytes {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Fetched::Body {
-        body,
-        etag,
-        max_age,
-    })
+    Ok(body)
 }
 
 /// The freshness lifetime from `Cache-Control`: `max-age`, or zero for `no-cache`/`no-store`.

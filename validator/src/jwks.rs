@@ -2,8 +2,8 @@
 //! and no `.await` on the hot path. Fetches happen one at a time, and every request waiting
 //! for a fetch shares its result.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::algorithm::Algorithm;
 use crate::clock::Clock;
-use crate::discovery;
+use crate::discovery::IssuerMetadata;
 use crate::error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
 use crate::http::{self, Fetched};
 use crate::jwk::KeySet;
@@ -85,7 +85,7 @@ impl JwksPolicy {
 /// Where the key set comes from.
 #[derive(Debug, Clone)]
 pub(crate) enum JwksSource {
-    Discovery { issuer: String },
+    Discovery(Arc<IssuerMetadata>),
     Url(Url),
 }
 
@@ -130,8 +130,6 @@ pub(crate) struct JwksCache {
     algorithms: Vec<Algorithm>,
     http: Client,
     clock: Arc<dyn Clock>,
-    allow_insecure_http: bool,
-    jwks_uri: OnceLock<Url>,
     current: ArcSwapOption<Snapshot>,
     /// Serialises fetches; holds what the last one found.
     fetching: tokio::sync::Mutex<LastAttempt>,
@@ -159,20 +157,13 @@ impl JwksCache {
         algorithms: Vec<Algorithm>,
         http: Client,
         clock: Arc<dyn Clock>,
-        allow_insecure_http: bool,
     ) -> Self {
-        let jwks_uri = OnceLock::new();
-        if let JwksSource::Url(url) = &source {
-            let _ = jwks_uri.set(url.clone());
-        }
         Self {
             source,
             policy,
             algorithms,
             http,
             clock,
-            allow_insecure_http,
-            jwks_uri,
             current: ArcSwapOption::empty(),
             fetching: tokio::sync::Mutex::new(LastAttempt::default()),
             attempts: AtomicU64::new(0),
@@ -357,33 +348,35 @@ impl JwksCache {
     }
 
     async fn jwks_uri(&self) -> Result<Url, FetchError> {
-        if let Some(url) = self.jwks_uri.get() {
-            return Ok(url.clone());
+        match &self.source {
+            JwksSource::Url(url) => Ok(url.clone()),
+            JwksSource::Discovery(metadata) => {
+                metadata
+                    .get()
+                    .await?
+                    .jwks_uri
+                    .clone()
+                    .ok_or_else(|| FetchError::InvalidDocument {
+                        url: metadata.issuer().to_owned(),
+                        problem: "the issuer metadata has no `jwks_uri`".to_owned(),
+                    })
+            }
         }
-        let issuer = match &self.source {
-            JwksSource::Url(url) => return Ok(url.clone()),
-            JwksSource::Discovery { issuer } => issuer,
-        };
-        let metadata = discovery::discover(
-            &self.http,
-            issuer,
-            self.policy.max_document_bytes,
-            self.allow_insecure_http,
-        )
-        .await?;
-        // Only fetches write this, one at a time (under `fetching`).
-        Ok(self.jwks_uri.get_or_init(|| metadata.jwks_uri).clone())
     }
 
     fn describe_source(&self) -> String {
         match &self.source {
-            JwksSource::Discovery { issuer } => issuer.clone(),
+            JwksSource::Discovery(metadata) => metadata.issuer().to_owned(),
             JwksSource::Url(url) => url.to_string(),
         }
     }
 
     fn unavailable(&self, error: FetchError) -> Unavailable {
-        let what = if self.jwks_uri.get().is_some() {
+        let metadata_known = match &self.source {
+            JwksSource::Url(_) => true,
+            JwksSource::Discovery(metadata) => metadata.is_known(),
+        };
+        let what = if metadata_known {
             "JWKS"
         } else {
             "issuer metadata"

@@ -7,6 +7,7 @@ mod config;
 mod discovery;
 mod error;
 mod http;
+mod introspect;
 mod json;
 mod jwk;
 mod jwks;
@@ -49,6 +50,8 @@ struct Inner {
     max_token_bytes: usize,
     verified: VerifiedTokens,
     jwks: Arc<jwks::JwksCache>,
+    introspector: Option<Arc<introspect::Introspector>>,
+    introspect_jwts: bool,
     clock: Arc<dyn Clock>,
 }
 
@@ -76,7 +79,11 @@ impl Validator {
     /// - [`Error::NoToken`] for an empty token;
     /// - [`Error::InvalidToken`] for anything forged, malformed, expired, or meant for another
     ///   issuer or audience;
-    /// - [`Error::Unavailable`] when the issuer's keys cannot be obtained.
+    /// - [`Error::Unavailable`] when the issuer's keys or its introspection endpoint cannot be
+    ///   reached.
+    ///
+    /// A token shaped like a JWT (three segments) is verified locally; any other token goes to
+    /// the introspection endpoint when one is configured, and is invalid otherwise.
     ///
     /// # Security
     /// Follows RFC 8725: the algorithm must be allowed by configuration *and* by the key;
@@ -95,23 +102,44 @@ impl Validator {
             }
             .into());
         }
+        let shape = jws::shape(token);
+        if shape != TokenShape::Jws {
+            return match &inner.introspector {
+                Some(introspector) if introspect::is_b64token(token) => {
+                    introspector.introspect(token).await
+                }
+                Some(_) => Err(InvalidToken::Malformed("not an RFC 6750 bearer token").into()),
+                None if shape == TokenShape::Jwe => Err(InvalidToken::Encrypted.into()),
+                None => Err(InvalidToken::NotAJwt.into()),
+            };
+        }
+        let principal = self.verify_jwt(token).await?;
+        if inner.introspect_jwts
+            && let Some(introspector) = &inner.introspector
+        {
+            introspector.introspect(token).await?;
+        }
+        Ok(principal)
+    }
+
+    /// The JWT path: the verified-token cache, else full local verification.
+    async fn verify_jwt(&self, token: &str) -> Result<Arc<Principal>, Error> {
+        let inner = &*self.inner;
         let now = inner.clock.now();
         let hash = inner
             .verified
             .is_enabled()
             .then(|| verified::token_hash(token));
         if let Some(hit) = hash.as_ref().and_then(|hash| inner.verified.get(hash)) {
-            let unexpired = now < hit.principal.expires_at.saturating_add(inner.rules.leeway);
+            let unexpired = hit
+                .principal
+                .expires_at
+                .is_some_and(|exp| now < exp.saturating_add(inner.rules.leeway));
             if unexpired && inner.jwks.fresh_set_holds(hit.key_fingerprint, now) {
                 return Ok(hit.principal);
             }
         }
 
-        match jws::shape(token) {
-            TokenShape::Jws => {}
-            TokenShape::Jwe => return Err(InvalidToken::Encrypted.into()),
-            TokenShape::Other => return Err(InvalidToken::NotAJwt.into()),
-        }
         let jws = UntrustedJws::parse(token, &inner.algorithms)?;
         if let Some(required) = &inner.required_typ {
             let found = jws
@@ -129,7 +157,7 @@ impl Validator {
             }
         }
         let (payload, key_fingerprint) = inner.jwks.verify(&jws).await?;
-        let principal = Arc::new(claims::check(&payload, &inner.rules, now)?);
+        let principal = Arc::new(claims::check_jwt(&payload, &inner.rules, now)?);
         if let Some(hash) = hash {
             inner
                 .verified
@@ -162,11 +190,33 @@ impl Validator {
         self.inner.jwks.refresh().await
     }
 
+    /// How many entries the caches hold now (after pending evictions), for metrics.
+    pub async fn cache_stats(&self) -> CacheStats {
+        let introspection_answers = match &self.inner.introspector {
+            Some(introspector) => introspector.cached_entries().await,
+            None => 0,
+        };
+        CacheStats {
+            verified_tokens: self.inner.verified.len(),
+            introspection_answers,
+        }
+    }
+
     /// The leeway applied to time claims.
     #[must_use]
     pub fn leeway(&self) -> Duration {
         self.inner.rules.leeway
     }
+}
+
+/// Entry counts of a validator's caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Tokens verified once and not verified cryptographically again until they expire.
+    pub verified_tokens: u64,
+    /// Cached introspection answers, active and inactive.
+    pub introspection_answers: u64,
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub struct Principal {
     // validator checked: no second copy per token.
     pub(crate) scopes: ScopeSet,
     pub(crate) audiences: Vec<String>,
-    pub(crate) expires_at: Duration,
+    pub(crate) expires_at: Option<Duration>,
     pub(crate) issued_at: Option<Duration>,
     pub(crate) claims: Map<String, Value>,
 }
@@ -56,16 +56,18 @@ impl Principal {
         &self.audiences
     }
 
-    /// `exp`.
+    /// `exp`: always present for a JWT; an introspection answer may leave it out.
     #[must_use]
-    pub fn expires_at(&self) -> SystemTime {
-        UNIX_EPOCH + self.expires_at
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+            .and_then(|since_epoch| UNIX_EPOCH.checked_add(since_epoch))
     }
 
     /// `iat`, when present.
     #[must_use]
     pub fn issued_at(&self) -> Option<SystemTime> {
-        self.issued_at.map(|since_epoch| UNIX_EPOCH + since_epoch)
+        self.issued_at
+            .and_then(|since_epoch| UNIX_EPOCH.checked_add(since_epoch))
     }
 
     /// `jti`, when present.

@@ -64,6 +64,13 @@ impl VerifiedTokens {
         self.0.is_some()
     }
 
+    pub(crate) fn len(&self) -> u64 {
+        self.0.as_ref().map_or(0, |cache| {
+            cache.run_pending_tasks();
+            cache.entry_count()
+        })
+    }
+
     pub(crate) fn get(&self, hash: &TokenHash) -> Option<Verified> {
         self.0.as_ref()?.get(hash)
     }
@@ -76,7 +83,7 @@ impl VerifiedTokens {
         now: Duration,
     ) {
         let Some(cache) = &self.0 else { return };
-        let lifetime = principal.expires_at.saturating_sub(now);
+        let lifetime = principal.expires_at.unwrap_or_default().saturating_sub(now);
         if !lifetime.is_zero() {
             cache.insert(
                 hash,

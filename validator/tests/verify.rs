@@ -100,7 +100,7 @@ async fn the_principal_carries_every_claim() {
     let exp = claims["exp"].as_u64().unwrap();
     assert_eq!(
         principal.expires_at(),
-        std::time::UNIX_EPOCH + Duration::from_secs(exp)
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(exp))
     );
     assert_eq!(principal.claim("companyName"), Some(&json!("Bizcorp")));
 

@@ -1,0 +1,402 @@
+//! Opaque tokens: asking the issuer's RFC 7662 introspection endpoint, with a cache so that an
+//! API request is not a network round trip.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use moka::Expiry;
+use moka::future::Cache;
+use reqwest::Client;
+use reqwest::header::HeaderValue;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::claims::{self, ClaimRules, Source};
+use crate::clock::Clock;
+use crate::discovery::IssuerMetadata;
+use crate::error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
+use crate::http;
+use crate::json;
+use crate::principal::Principal;
+
+/// A secret whose `Debug` output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("[redacted]")
+    }
+}
+
+/// How introspection answers are cached and how hard the endpoint may be asked.
+#[derive(Debug, Clone)]
+pub(crate) struct IntrospectionPolicy {
+    pub(crate) capacity: u64,
+    pub(crate) max_ttl: Duration,
+    pub(crate) inactive_ttl: Duration,
+    pub(crate) serve_stale: Option<Duration>,
+    pub(crate) stale_retry: Duration,
+    pub(crate) max_concurrent_calls: usize,
+    pub(crate) max_response_bytes: usize,
+}
+
+impl Default for IntrospectionPolicy {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            max_ttl: Duration::from_secs(60),
+            inactive_ttl: Duration::from_secs(10),
+            serve_stale: None,
+            stale_retry: Duration::from_secs(5),
+            max_concurrent_calls: 32,
+            max_response_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl IntrospectionPolicy {
+    pub(crate) fn check(&self) -> Result<(), BuildError> {
+        if self.capacity == 0 {
+            return Err(BuildError::new(
+                "introspection_cache",
+                "capacity must be more than 0",
+            ));
+        }
+        if self.max_ttl.is_zero() || self.inactive_ttl > self.max_ttl {
+            return Err(BuildError::new(
+                "introspection_cache",
+                "needs 0 < max_ttl and inactive_ttl <= max_ttl",
+            ));
+        }
+        if self
+            .serve_stale
+            .is_some_and(|bound| bound.is_zero() || bound > Duration::from_secs(3600))
+        {
+            return Err(BuildError::new(
+                "introspection_serve_stale",
+                "must be more than 0 and at most 1 hour",
+            ));
+        }
+        if self.max_concurrent_calls == 0 {
+            return Err(BuildError::new(
+                "introspection_max_concurrent_calls",
+                "must be more than 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the introspection endpoint comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Endpoint {
+    Configured(Url),
+    Discovered(Arc<IssuerMetadata>),
+}
+
+/// A cached answer about one token.
+#[derive(Debug)]
+struct Entry {
+    answer: Result<Arc<Principal>, InvalidToken>,
+    /// Clock time until which the answer is used without asking again.
+    fresh_until: Duration,
+    /// Clock time until which an active answer may stand in while the endpoint is down.
+    stale_until: Duration,
+    /// How long moka keeps it in memory (real time).
+    memory_lifetime: Duration,
+}
+
+struct EntryLifetime;
+
+impl Expiry<[u8; 32], Arc<Entry>> for EntryLifetime {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        entry: &Arc<Entry>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(entry.memory_lifetime)
+    }
+}
+
+pub(crate) struct Introspector {
+    endpoint: Endpoint,
+    client_id: String,
+    authorization: HeaderValue,
+    http: Client,
+    clock: Arc<dyn Clock>,
+    rules: ClaimRules,
+    policy: IntrospectionPolicy,
+    cache: Cache<[u8; 32], Arc<Entry>>,
+    calls: Semaphore,
+}
+
+impl fmt::Debug for Introspector {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Introspector")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Introspector {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        client_id: String,
+        client_secret: &Secret,
+        http: Client,
+        clock: Arc<dyn Clock>,
+        rules: ClaimRules,
+        policy: IntrospectionPolicy,
+    ) -> Result<Self, BuildError> {
+        let mut authorization =
+            HeaderValue::from_str(&basic_authorization(&client_id, &client_secret.0))
+                .map_err(|_| BuildError::new("introspection", "credentials do not fit a header"))?;
+        authorization.set_sensitive(true);
+        let cache = Cache::builder()
+            .max_capacity(policy.capacity)
+            .expire_after(EntryLifetime)
+            .build();
+        let calls = Semaphore::new(policy.max_concurrent_calls);
+        Ok(Self {
+            endpoint,
+            client_id,
+            authorization,
+            http,
+            clock,
+            rules,
+            policy,
+            cache,
+            calls,
+        })
+    }
+
+    /// Asks (or remembers) whether the issuer considers `token` active, and for whom.
+    pub(crate) async fn introspect(&self, token: &str) -> Result<Arc<Principal>, Error> {
+        let endpoint = self.endpoint().await?;
+        let key = cache_key(&endpoint, token);
+        let now = self.clock.now();
+        let Some(cached) = self.cache.get(&key).await else {
+            return self
+                .ask(key, token, &endpoint)
+                .await?
+                .answer
+                .clone()
+                .map_err(Error::from);
+        };
+        if now < cached.fresh_until {
+            return cached.answer.clone().map_err(Error::from);
+        }
+        // Past its time by our clock: ask again (one call for all who wait).
+        self.cache.invalidate(&key).await;
+        match self.ask(key, token, &endpoint).await {
+            Ok(entry) => entry.answer.clone().map_err(Error::from),
+            Err(unavailable) => match (&cached.answer, self.policy.serve_stale) {
+                (Ok(principal), Some(_)) if now < cached.stale_until => {
+                    tracing::warn!(error = %unavailable, "introspection unavailable; serving a cached active answer");
+                    // Stand in for a few seconds before trying again, never past the bound.
+                    let retry_at = (now + self.policy.stale_retry).min(cached.stale_until);
+                    let stand_in = Entry {
+                        answer: Ok(Arc::clone(principal)),
+                        fresh_until: retry_at,
+                        stale_until: cached.stale_until,
+                        memory_lifetime: cached.stale_until.saturating_sub(now),
+                    };
+                    self.cache.insert(key, Arc::new(stand_in)).await;
+                    Ok(Arc::clone(principal))
+                }
+                _ => Err(unavailable.into()),
+            },
+        }
+    }
+
+    /// The cached entry for `key`, or one call to the endpoint shared by every concurrent
+    /// caller. Failures are returned to all of them and never cached.
+    async fn ask(
+        &self,
+        key: [u8; 32],
+        token: &str,
+        endpoint: &Url,
+    ) -> Result<Arc<Entry>, Unavailable> {
+        self.cache
+            .try_get_with(key, async {
+                self.call(token, endpoint).await.map(Arc::new)
+            })
+            .await
+            .map_err(|error| (*error).clone())
+    }
+
+    async fn call(&self, token: &str, endpoint: &Url) -> Result<Entry, Unavailable> {
+        let _permit = self.calls.acquire().await.map_err(|_| {
+            self.unavailable(FetchError::InvalidDocument {
+                url: endpoint.to_string(),
+                problem: "introspection is shutting down".to_owned(),
+            })
+        })?;
+        let form = [("token", token), ("token_type_hint", "access_token")];
+        let body = http::post_form(
+            &self.http,
+            endpoint,
+            &self.authorization,
+            &form,
+            self.policy.max_response_bytes,
+        )
+        .await
+        .map_err(|error| {
+            if let FetchError::Status { status: 401 | 403, .. } = error {
+                tracing::error!(client_id = %self.client_id, "the introspection endpoint refused this API's credentials");
+            }
+            self.unavailable(error)
+        })?;
+        let now = self.clock.now();
+        let answer = self.read_answer(endpoint, &body, now)?;
+        let fresh_until = match &answer {
+            Ok(principal) => {
+                let limit = now + self.policy.max_ttl;
+                principal.expires_at.map_or(limit, |exp| exp.min(limit))
+            }
+            Err(_) => now + self.policy.inactive_ttl,
+        };
+        let stale_until = match (&answer, self.policy.serve_stale) {
+            (Ok(principal), Some(bound)) => {
+                let limit = fresh_until + bound;
+                principal.expires_at.map_or(limit, |exp| exp.min(limit))
+            }
+            _ => fresh_until,
+        };
+        Ok(Entry {
+            answer,
+            fresh_until,
+            stale_until,
+            memory_lifetime: stale_until.saturating_sub(now),
+        })
+    }
+
+    /// RFC 7662 §2.2: `active` is a boolean; anything not active is invalid whatever else the
+    /// answer says; an active answer's claims are checked like a JWT's.
+    fn read_answer(
+        &self,
+        endpoint: &Url,
+        body: &[u8],
+        now: Duration,
+    ) -> Result<Result<Arc<Principal>, InvalidToken>, Unavailable> {
+        let invalid = |problem: String| {
+            self.unavailable(FetchError::InvalidDocument {
+                url: endpoint.to_string(),
+                problem,
+            })
+        };
+        let mut answer = json::parse_object(body).map_err(invalid)?;
+        match answer.remove("active") {
+            Some(Value::Bool(true)) => {}
+            Some(Value::Bool(false)) => return Ok(Err(InvalidToken::Inactive)),
+            Some(_) => return Err(invalid("`active` is not a boolean".to_owned())),
+            None => return Err(invalid("no `active` member".to_owned())),
+        }
+        Ok(claims::check(answer, &self.rules, now, Source::Introspection).map(Arc::new))
+    }
+
+    async fn endpoint(&self) -> Result<Url, Unavailable> {
+        match &self.endpoint {
+            Endpoint::Configured(url) => Ok(url.clone()),
+            Endpoint::Discovered(metadata) => {
+                let found = metadata
+                    .get()
+                    .await
+                    .map_err(|error| self.unavailable(error))?;
+                found.introspection_endpoint.clone().ok_or_else(|| {
+                    self.unavailable(FetchError::InvalidDocument {
+                        url: metadata.issuer().to_owned(),
+                        problem: "the issuer metadata has no `introspection_endpoint`".to_owned(),
+                    })
+                })
+            }
+        }
+    }
+
+    fn unavailable(&self, error: FetchError) -> Unavailable {
+        Unavailable::new("introspection", self.policy.stale_retry, error)
+    }
+
+    pub(crate) async fn cached_entries(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.entry_count()
+    }
+}
+
+/// The cache key: the endpoint and the token together, so an answer from one issuer never
+/// stands for another's; hashed, so the cache never holds a usable token.
+fn cache_key(endpoint: &Url, token: &str) -> [u8; 32] {
+    let mut context = digest::Context::new(&digest::SHA256);
+    context.update(endpoint.as_str().as_bytes());
+    context.update(&[0]);
+    context.update(token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(context.finish().as_ref());
+    key
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-encoded before they are joined with `:`, so that a
+/// `:` `+` or `%` inside either survives.
+pub(crate) fn basic_authorization(client_id: &str, client_secret: &str) -> String {
+    let encode =
+        |value: &str| url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>();
+    let credentials = format!("{}:{}", encode(client_id), encode(client_secret));
+    format!("Basic {}", STANDARD.encode(credentials))
+}
+
+/// RFC 6750 §2.1 `b64token`: anything else cannot be a bearer token and is refused without
+/// asking the issuer.
+pub(crate) fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_encoded_first() {
+        let header = basic_authorization("api:one+two", "s%cr:t +x");
+        let encoded = header.strip_prefix("Basic ").unwrap();
+        let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
+        assert_eq!(decoded, "api%3Aone%2Btwo:s%25cr%3At+%2Bx");
+    }
+
+    #[test]
+    fn bearer_token_syntax_is_checked() {
+        assert!(is_b64token("abc-DEF_123.~+/=="));
+        assert!(!is_b64token(""));
+        assert!(!is_b64token("=="));
+        assert!(!is_b64token("has space"));
+        assert!(!is_b64token("quote\""));
+        assert!(!is_b64token("é"));
+        assert!(!is_b64token("a=b"));
+    }
+
+    #[test]
+    fn cache_keys_differ_per_endpoint() {
+        let one = Url::parse("https://a.test/introspect").unwrap();
+        let two = Url::parse("https://b.test/introspect").unwrap();
+        assert_ne!(cache_key(&one, "token"), cache_key(&two, "token"));
+        assert_eq!(cache_key(&one, "token"), cache_key(&one, "token"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        assert_eq!(format!("{:?}", Secret("hunter2".to_owned())), "[redacted]");
+    }
+}
