@@ -94,5 +94,31 @@ fn verification(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, verification);
+/// A cached opaque token (introspection cache hit) next to a warm JWT, same process, same run.
+fn cached_opaque(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = SigningKey::es256("es");
+    let clock = MockClock::at_system_time();
+    let opaque = "q9Xv3kz7Jd1oWm2Lr8Tn5Yb0Hc4Fa6Se_Ug-Pi7Ko1Zx";
+    let (idp, validator, jwt) = runtime.block_on(async {
+        let idp = FakeIdp::start(&[&key]).await;
+        idp.set_answer(opaque, idp.active_answer(&clock, 3600));
+        let validator = idp.introspecting_validator(&clock).build().unwrap();
+        let jwt = key.sign(&idp.claims(&clock));
+        validator.validate(opaque).await.unwrap();
+        validator.validate(&jwt).await.unwrap();
+        (idp, validator, jwt)
+    });
+    let mut group = c.benchmark_group("cached");
+    group.bench_function("opaque (introspection cache hit)", |b| {
+        b.iter(|| ready(validator.validate(black_box(opaque))).unwrap())
+    });
+    group.bench_function("jwt (verified-token cache hit)", |b| {
+        b.iter(|| ready(validator.validate(black_box(&jwt))).unwrap())
+    });
+    group.finish();
+    drop(idp);
+}
+
+criterion_group!(benches, verification, cached_opaque);
 criterion_main!(benches);

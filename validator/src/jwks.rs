@@ -182,6 +182,7 @@ impl JwksCache {
     }
 
     /// Verifies the signature of `jws` with the issuer's keys, fetching them when needed.
+    /// Fetches are boxed: the hot path's future stays small (it is moved on every call).
     /// Returns the payload and the verifying key's fingerprint.
     pub(crate) async fn verify(
         self: &Arc<Self>,
@@ -194,14 +195,14 @@ impl JwksCache {
                 self.refresh_in_background();
                 snapshot
             }
-            _ => self.fetch(Trigger::Missing).await?,
+            _ => Box::pin(self.fetch(Trigger::Missing)).await?,
         };
         match jws.verify(&snapshot.keys) {
             Err(InvalidToken::UnknownKey(kid)) => {
                 if !self.cooldown_passed(now) {
                     return Err(InvalidToken::UnknownKey(kid).into());
                 }
-                let snapshot = self.fetch(Trigger::UnknownKey).await?;
+                let snapshot = Box::pin(self.fetch(Trigger::UnknownKey)).await?;
                 Ok(jws.verify(&snapshot.keys)?)
             }
             result => Ok(result?),

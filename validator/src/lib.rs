@@ -102,44 +102,59 @@ impl Validator {
             }
             .into());
         }
-        let shape = jws::shape(token);
-        if shape != TokenShape::Jws {
-            return match &inner.introspector {
-                Some(introspector) if introspect::is_b64token(token) => {
-                    introspector.introspect(token).await
+        // The hot path first: a JWT verified before. Everything slower is boxed so that this
+        // future stays small; it is built and moved on every request.
+        let hash = (inner.verified.is_enabled() && token.contains('.'))
+            .then(|| verified::token_hash(token));
+        let cached = hash.as_ref().and_then(|hash| self.cached_jwt(hash));
+        let principal = match cached {
+            Some(principal) => principal,
+            None => {
+                let shape = jws::shape(token);
+                if shape != TokenShape::Jws {
+                    return match &inner.introspector {
+                        Some(introspector) if introspect::is_b64token(token) => {
+                            Box::pin(introspector.introspect(token)).await
+                        }
+                        Some(_) => {
+                            Err(InvalidToken::Malformed("not an RFC 6750 bearer token").into())
+                        }
+                        None if shape == TokenShape::Jwe => Err(InvalidToken::Encrypted.into()),
+                        None => Err(InvalidToken::NotAJwt.into()),
+                    };
                 }
-                Some(_) => Err(InvalidToken::Malformed("not an RFC 6750 bearer token").into()),
-                None if shape == TokenShape::Jwe => Err(InvalidToken::Encrypted.into()),
-                None => Err(InvalidToken::NotAJwt.into()),
-            };
-        }
-        let principal = self.verify_jwt(token).await?;
+                Box::pin(self.verify_jwt(token, hash)).await?
+            }
+        };
         if inner.introspect_jwts
             && let Some(introspector) = &inner.introspector
         {
-            introspector.introspect(token).await?;
+            Box::pin(introspector.introspect(token)).await?;
         }
         Ok(principal)
     }
 
-    /// The JWT path: the verified-token cache, else full local verification.
-    async fn verify_jwt(&self, token: &str) -> Result<Arc<Principal>, Error> {
+    /// A verified-token cache hit, if the token has not expired and its key is still published
+    /// in a fresh key set.
+    fn cached_jwt(&self, hash: &verified::TokenHash) -> Option<Arc<Principal>> {
+        let inner = &*self.inner;
+        let hit = inner.verified.get(hash)?;
+        let now = inner.clock.now();
+        let unexpired = hit
+            .principal
+            .expires_at
+            .is_some_and(|exp| now < exp.saturating_add(inner.rules.leeway));
+        (unexpired && inner.jwks.fresh_set_holds(hit.key_fingerprint, now)).then_some(hit.principal)
+    }
+
+    /// The JWT path: full local verification, remembered in the verified-token cache.
+    async fn verify_jwt(
+        &self,
+        token: &str,
+        hash: Option<verified::TokenHash>,
+    ) -> Result<Arc<Principal>, Error> {
         let inner = &*self.inner;
         let now = inner.clock.now();
-        let hash = inner
-            .verified
-            .is_enabled()
-            .then(|| verified::token_hash(token));
-        if let Some(hit) = hash.as_ref().and_then(|hash| inner.verified.get(hash)) {
-            let unexpired = hit
-                .principal
-                .expires_at
-                .is_some_and(|exp| now < exp.saturating_add(inner.rules.leeway));
-            if unexpired && inner.jwks.fresh_set_holds(hit.key_fingerprint, now) {
-                return Ok(hit.principal);
-            }
-        }
-
         let jws = UntrustedJws::parse(token, &inner.algorithms)?;
         if let Some(required) = &inner.required_typ {
             let found = jws

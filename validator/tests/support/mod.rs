@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use scopegate_validator::{Algorithm, MockClock, Validator, ValidatorBuilder};
@@ -25,6 +26,9 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 pub const AUDIENCE: &str = "https://api.example.test";
+/// The API's own credentials at the fake IdP: characters that Basic auth must form-encode.
+pub const API_ID: &str = "api:one+two";
+pub const API_SECRET: &str = "s%cr:t +x";
 
 pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -209,6 +213,15 @@ struct IdpState {
     jwks_hits: AtomicUsize,
     not_modified: AtomicUsize,
     hit: Notify,
+    /// Introspection: the answer per token (absent → `{"active": false}`).
+    answers: Mutex<HashMap<String, Value>>,
+    introspection_mode: Mutex<Mode>,
+    /// Replaces every answer when set: an endpoint that lies.
+    lie: Mutex<Option<Value>>,
+    credentials: (String, String),
+    introspection_calls: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 /// An IdP serving discovery and a JWKS on 127.0.0.1, port 0.
@@ -239,10 +252,18 @@ impl FakeIdp {
             jwks_hits: AtomicUsize::new(0),
             not_modified: AtomicUsize::new(0),
             hit: Notify::new(),
+            answers: Mutex::new(HashMap::new()),
+            introspection_mode: Mutex::new(Mode::Normal),
+            lie: Mutex::new(None),
+            credentials: (API_ID.to_owned(), API_SECRET.to_owned()),
+            introspection_calls: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
+            .route("/introspect", post(introspect))
             .with_state(Arc::clone(&state));
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -289,6 +310,60 @@ impl FakeIdp {
 
     pub fn not_modified(&self) -> usize {
         self.state.not_modified.load(Ordering::SeqCst)
+    }
+
+    /// The introspection answer for `token` (RFC 7662 JSON).
+    pub fn set_answer(&self, token: &str, answer: Value) {
+        self.state
+            .answers
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), answer);
+    }
+
+    /// Revokes `token`: from now on the endpoint says `{"active": false}`.
+    pub fn revoke(&self, token: &str) {
+        self.state.answers.lock().unwrap().remove(token);
+    }
+
+    pub fn set_introspection_mode(&self, mode: Mode) {
+        *self.state.introspection_mode.lock().unwrap() = mode;
+    }
+
+    /// Answers every introspection request with `answer`, whatever the token.
+    pub fn lie(&self, answer: Option<Value>) {
+        *self.state.lie.lock().unwrap() = answer;
+    }
+
+    pub fn introspection_calls(&self) -> usize {
+        self.state.introspection_calls.load(Ordering::SeqCst)
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// An active introspection answer for this issuer and audience, expiring in `ttl` seconds
+    /// after `clock`'s now.
+    pub fn active_answer(&self, clock: &MockClock, ttl: u64) -> Value {
+        use scopegate_validator::Clock as _;
+        let now = clock.now().as_secs();
+        json!({
+            "active": true,
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": "user-1",
+            "client_id": "client-1",
+            "scope": "akamai:social_profile:read",
+            "exp": now + ttl,
+            "iat": now,
+        })
+    }
+
+    /// A validator that introspects with the API's credentials.
+    pub fn introspecting_validator(&self, clock: &MockClock) -> ValidatorBuilder {
+        self.validator_builder(clock)
+            .introspection(API_ID, API_SECRET)
     }
 
     /// Waits (bounded, 10 s) until the JWKS endpoint has been asked `count` times: for
@@ -355,6 +430,7 @@ async fn discovery(State(state): State<Arc<IdpState>>) -> Response {
         "issuer": issuer,
         "jwks_uri": format!("{}/jwks", state.issuer),
         "token_endpoint": format!("{}/token", state.issuer),
+        "introspection_endpoint": format!("{}/introspect", state.issuer),
     }))
     .into_response()
 }
@@ -398,4 +474,85 @@ async fn jwks_response(state: &IdpState, request_headers: &HeaderMap) -> Respons
     }
     let body = state.jwks.lock().unwrap().to_string();
     (headers, body).into_response()
+}
+
+async fn introspect(
+    State(state): State<Arc<IdpState>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Response {
+    state.introspection_calls.fetch_add(1, Ordering::SeqCst);
+    let now_in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state
+        .max_in_flight
+        .fetch_max(now_in_flight, Ordering::SeqCst);
+    let response = introspection_response(&state, &headers, &form).await;
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn introspection_response(
+    state: &IdpState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Response {
+    if !authorized(&state.credentials, headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let mode = state.introspection_mode.lock().unwrap().clone();
+    match mode {
+        Mode::Normal => {}
+        Mode::Status(status) => return StatusCode::from_u16(status).unwrap().into_response(),
+        Mode::Garbage => return (StatusCode::OK, "<html>maintenance</html>").into_response(),
+        Mode::Huge => {
+            return axum::Json(json!({"active": true, "pad": "x".repeat(1 << 20)})).into_response();
+        }
+        Mode::Slow(delay) => tokio::time::sleep(delay).await,
+    }
+    if let Some(lie) = state.lie.lock().unwrap().clone() {
+        return axum::Json(lie).into_response();
+    }
+    let Some(token) = form.get("token") else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_request"})),
+        )
+            .into_response();
+    };
+    let answer = state.answers.lock().unwrap().get(token).cloned();
+    axum::Json(answer.unwrap_or_else(|| json!({"active": false}))).into_response()
+}
+
+/// Decodes Basic credentials the RFC 6749 §2.3.1 way: base64, split at the first `:`, then
+/// form-decode each part.
+fn authorized(expected: &(String, String), headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(encoded) = value.strip_prefix("Basic ") else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+        return false;
+    };
+    let Ok(decoded) = String::from_utf8(decoded) else {
+        return false;
+    };
+    let Some((id, secret)) = decoded.split_once(':') else {
+        return false;
+    };
+    let form_decode = |part: &str| -> String {
+        url::form_urlencoded::parse(format!("x={part}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    form_decode(id) == expected.0 && form_decode(secret) == expected.1
 }

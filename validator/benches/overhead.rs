@@ -1,0 +1,137 @@
+//! The cold-path overhead ratio measured the noise-resistant way: bare signature check, cold
+//! validation and warm validation alternate in short rounds on the same token, and the ratio is
+//! taken per round, so a noisy neighbour slows both sides of each ratio alike.
+//!
+//! Run with: `cargo bench -p scopegate-validator --bench overhead`
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use scopegate_validator::MockClock;
+use support::{FakeIdp, SigningKey};
+
+const ROUNDS: usize = 41;
+
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut context = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut context) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the measured path awaited"),
+    }
+}
+
+fn bare_verifier(key: &SigningKey) -> ParsedPublicKey {
+    let jwk = key.jwk();
+    let bytes = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+    match key.alg {
+        "RS256" => RsaPublicKeyComponents {
+            n: bytes("n"),
+            e: bytes("e"),
+        }
+        .to_parsed_public_key(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256)
+        .unwrap(),
+        "ES256" => {
+            let mut point = vec![4];
+            point.extend(bytes("x"));
+            point.extend(bytes("y"));
+            ParsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point).unwrap()
+        }
+        _ => ParsedPublicKey::new(&aws_lc_rs::signature::ED25519, bytes("x")).unwrap(),
+    }
+}
+
+/// Nanoseconds per call of `f`, over `iterations` calls.
+fn time(iterations: u32, mut f: impl FnMut()) -> f64 {
+    let started = Instant::now();
+    for _ in 0..iterations {
+        f();
+    }
+    started.elapsed().as_nanos() as f64 / f64::from(iterations)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn quartiles(values: &mut [f64]) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (values[values.len() / 4], values[values.len() * 3 / 4])
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    println!(
+        "{ROUNDS} alternating rounds per algorithm; medians, and the interquartile range of the per-round ratio"
+    );
+    println!(
+        "{:6} {:>10} {:>10} {:>9} {:>11} {:>15}",
+        "alg", "bare", "cold", "warm", "cold/bare", "IQR"
+    );
+    for key in [
+        SigningKey::rs256("rs"),
+        SigningKey::es256("es"),
+        SigningKey::eddsa("ed"),
+    ] {
+        let clock = MockClock::at_system_time();
+        let (idp, cold, warm) = runtime.block_on(async {
+            let idp = FakeIdp::start(&[&key]).await;
+            let cold = idp
+                .validator_builder(&clock)
+                .without_verified_token_cache()
+                .build()
+                .unwrap();
+            let warm = idp.validator(&clock);
+            cold.refresh_keys().await.unwrap();
+            warm.refresh_keys().await.unwrap();
+            (idp, cold, warm)
+        });
+        let token = key.sign(&idp.claims(&clock));
+        let (signing_input, signature) = token.rsplit_once('.').unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        let bare = bare_verifier(&key);
+        ready(warm.validate(&token)).unwrap();
+        let slow_iterations = if key.alg == "RS256" { 400 } else { 150 };
+
+        let (mut bares, mut colds, mut warms, mut ratios) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..ROUNDS {
+            let bare_ns = time(slow_iterations, || {
+                bare.verify_sig(black_box(signing_input.as_bytes()), black_box(&signature))
+                    .unwrap()
+            });
+            let cold_ns = time(slow_iterations, || {
+                ready(cold.validate(black_box(&token))).unwrap();
+            });
+            let warm_ns = time(20_000, || {
+                ready(warm.validate(black_box(&token))).unwrap();
+            });
+            ratios.push(cold_ns / bare_ns);
+            bares.push(bare_ns);
+            colds.push(cold_ns);
+            warms.push(warm_ns);
+        }
+        let (low, high) = quartiles(&mut ratios.clone());
+        println!(
+            "{:6} {:>8.2}µs {:>8.2}µs {:>7.0}ns {:>10.3}× {:>7.3}–{:.3}",
+            key.alg,
+            median(&mut bares) / 1000.0,
+            median(&mut colds) / 1000.0,
+            median(&mut warms),
+            median(&mut ratios),
+            low,
+            high
+        );
+        drop(idp);
+    }
+}
