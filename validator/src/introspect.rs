@@ -183,11 +183,11 @@ impl Introspector {
     /// Asks (or remembers) whether the issuer considers `token` active, and for whom.
     pub(crate) async fn introspect(&self, token: &str) -> Result<Arc<Principal>, Error> {
         let endpoint = self.endpoint().await?;
-        let key = cache_key(&endpoint, token);
+        let key = cache_key(endpoint, token);
         let now = self.clock.now();
         let Some(cached) = self.cache.get(&key).await else {
             return self
-                .ask(key, token, &endpoint)
+                .ask(key, token, endpoint)
                 .await?
                 .answer
                 .clone()
@@ -198,7 +198,7 @@ impl Introspector {
         }
         // Past its time by our clock: ask again (one call for all who wait).
         self.cache.invalidate(&key).await;
-        match self.ask(key, token, &endpoint).await {
+        match self.ask(key, token, endpoint).await {
             Ok(entry) => entry.answer.clone().map_err(Error::from),
             Err(unavailable) => match (&cached.answer, self.policy.serve_stale) {
                 (Ok(principal), Some(_)) if now < cached.stale_until => {
@@ -305,15 +305,15 @@ impl Introspector {
         Ok(claims::check(answer, &self.rules, now, Source::Introspection).map(Arc::new))
     }
 
-    async fn endpoint(&self) -> Result<Url, Unavailable> {
+    async fn endpoint(&self) -> Result<&Url, Unavailable> {
         match &self.endpoint {
-            Endpoint::Configured(url) => Ok(url.clone()),
+            Endpoint::Configured(url) => Ok(url),
             Endpoint::Discovered(metadata) => {
                 let found = metadata
                     .get()
                     .await
                     .map_err(|error| self.unavailable(error))?;
-                found.introspection_endpoint.clone().ok_or_else(|| {
+                found.introspection_endpoint.as_ref().ok_or_else(|| {
                     self.unavailable(FetchError::InvalidDocument {
                         url: metadata.issuer().to_owned(),
                         problem: "the issuer metadata has no `introspection_endpoint`".to_owned(),
