@@ -338,6 +338,8 @@ impl ValidatorBuilder {
             http.clone(),
             self.jwks.max_document_bytes,
             self.allow_insecure_http,
+            Arc::clone(&self.clock),
+            self.jwks.failure_backoff,
         ));
         let source = match jwks_url {
             Some(url) => JwksSource::Url(url),
@@ -548,6 +550,18 @@ mod tests {
             "max_document_bytes"
         );
         assert_eq!(field_of(complete().max_keys(0)), "max_keys");
+        assert_eq!(
+            field_of(complete().jwks_max_stale(Duration::MAX)),
+            "jwks_max_stale"
+        );
+        assert_eq!(
+            field_of(complete().jwks_ttl(minute, minute, Duration::MAX)),
+            "jwks_ttl"
+        );
+        assert_eq!(
+            field_of(complete().jwks_failure_backoff(Duration::MAX)),
+            "jwks_failure_backoff"
+        );
         assert_eq!(field_of(complete().required_typ("")), "required_typ");
     }
 

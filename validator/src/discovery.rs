@@ -1,9 +1,13 @@
 //! Finding the issuer's `jwks_uri`: OpenID Connect Discovery 1.0 §4, then RFC 8414.
 
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
 use reqwest::Client;
 use serde_json::Value;
 use url::Url;
 
+use crate::clock::Clock;
 use crate::config::checked_url;
 use crate::error::FetchError;
 use crate::http::{self, Fetched};
@@ -36,15 +40,20 @@ pub(crate) struct Metadata {
     pub(crate) introspection_endpoint: Option<Url>,
 }
 
-/// The issuer's metadata, fetched once when first needed; concurrent first users share one
-/// fetch, and a failed fetch is not remembered.
+/// The issuer's metadata, fetched once when first needed. Attempts are made one at a time;
+/// after a failure, callers get that failure at once until the backoff has passed, so an
+/// unreachable issuer is not asked by every waiting request in turn.
 #[derive(Debug)]
 pub(crate) struct IssuerMetadata {
     issuer: String,
     http: Client,
     max_bytes: usize,
     allow_insecure_http: bool,
-    metadata: tokio::sync::OnceCell<Metadata>,
+    clock: Arc<dyn Clock>,
+    failure_backoff: Duration,
+    metadata: OnceLock<Metadata>,
+    /// When the last attempt failed, and how.
+    last_failure: tokio::sync::Mutex<Option<(Duration, FetchError)>>,
 }
 
 impl IssuerMetadata {
@@ -53,13 +62,18 @@ impl IssuerMetadata {
         http: Client,
         max_bytes: usize,
         allow_insecure_http: bool,
+        clock: Arc<dyn Clock>,
+        failure_backoff: Duration,
     ) -> Self {
         Self {
             issuer,
             http,
             max_bytes,
             allow_insecure_http,
-            metadata: tokio::sync::OnceCell::new(),
+            clock,
+            failure_backoff,
+            metadata: OnceLock::new(),
+            last_failure: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -68,20 +82,37 @@ impl IssuerMetadata {
     }
 
     pub(crate) fn is_known(&self) -> bool {
-        self.metadata.initialized()
+        self.metadata.get().is_some()
     }
 
     pub(crate) async fn get(&self) -> Result<&Metadata, FetchError> {
-        self.metadata
-            .get_or_try_init(|| {
-                discover(
-                    &self.http,
-                    &self.issuer,
-                    self.max_bytes,
-                    self.allow_insecure_http,
-                )
-            })
-            .await
+        if let Some(metadata) = self.metadata.get() {
+            return Ok(metadata);
+        }
+        let mut last_failure = self.last_failure.lock().await;
+        if let Some(metadata) = self.metadata.get() {
+            return Ok(metadata);
+        }
+        let now = self.clock.now();
+        if let Some((at, error)) = &*last_failure
+            && now < *at + self.failure_backoff
+        {
+            return Err(FetchError::BackingOff(Box::new(error.clone())));
+        }
+        match discover(
+            &self.http,
+            &self.issuer,
+            self.max_bytes,
+            self.allow_insecure_http,
+        )
+        .await
+        {
+            Ok(metadata) => Ok(self.metadata.get_or_init(|| metadata)),
+            Err(error) => {
+                *last_failure = Some((now, error.clone()));
+                Err(error)
+            }
+        }
     }
 }
 

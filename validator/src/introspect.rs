@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use moka::Expiry;
 use moka::future::Cache;
+use moka::ops::compute::Op;
 use reqwest::Client;
 use reqwest::header::HeaderValue;
 use serde_json::Value;
@@ -68,10 +69,13 @@ impl IntrospectionPolicy {
                 "capacity must be more than 0",
             ));
         }
-        if self.max_ttl.is_zero() || self.inactive_ttl > self.max_ttl {
+        if self.max_ttl.is_zero()
+            || self.max_ttl > Duration::from_secs(24 * 3600)
+            || self.inactive_ttl > self.max_ttl
+        {
             return Err(BuildError::new(
                 "introspection_cache",
-                "needs 0 < max_ttl and inactive_ttl <= max_ttl",
+                "needs 0 < max_ttl <= 1 day and inactive_ttl <= max_ttl",
             ));
         }
         if self
@@ -184,39 +188,63 @@ impl Introspector {
     pub(crate) async fn introspect(&self, token: &str) -> Result<Arc<Principal>, Error> {
         let endpoint = self.endpoint().await?;
         let key = cache_key(endpoint, token);
-        let now = self.clock.now();
-        let Some(cached) = self.cache.get(&key).await else {
-            return self
-                .ask(key, token, endpoint)
-                .await?
-                .answer
-                .clone()
-                .map_err(Error::from);
-        };
-        if now < cached.fresh_until {
-            return cached.answer.clone().map_err(Error::from);
+        let cached = self.cache.get(&key).await;
+        if let Some(entry) = &cached
+            && self.clock.now() < entry.fresh_until
+        {
+            return entry.answer.clone().map_err(Error::from);
         }
-        // Past its time by our clock: ask again (one call for all who wait).
-        self.cache.invalidate(&key).await;
+        if let Some(stale) = &cached {
+            // Past its time by our clock. Remove it only if it is still the entry we saw: one
+            // that another request put there meanwhile stays, and answers us below.
+            let stale = Arc::clone(stale);
+            self.cache
+                .entry(key)
+                .and_compute_with(|current| async move {
+                    match current {
+                        Some(current) if Arc::ptr_eq(current.value(), &stale) => Op::Remove,
+                        _ => Op::Nop,
+                    }
+                })
+                .await;
+        }
         match self.ask(key, token, endpoint).await {
             Ok(entry) => entry.answer.clone().map_err(Error::from),
-            Err(unavailable) => match (&cached.answer, self.policy.serve_stale) {
-                (Ok(principal), Some(_)) if now < cached.stale_until => {
-                    tracing::warn!(error = %unavailable, "introspection unavailable; serving a cached active answer");
-                    // Stand in for a few seconds before trying again, never past the bound.
-                    let retry_at = (now + self.policy.stale_retry).min(cached.stale_until);
-                    let stand_in = Entry {
-                        answer: Ok(Arc::clone(principal)),
-                        fresh_until: retry_at,
-                        stale_until: cached.stale_until,
-                        memory_lifetime: cached.stale_until.saturating_sub(now),
-                    };
-                    self.cache.insert(key, Arc::new(stand_in)).await;
-                    Ok(Arc::clone(principal))
+            Err(unavailable) => {
+                // Read the clock again: the call may have waited a while.
+                let now = self.clock.now();
+                if let Some(entry) = self.cache.get(&key).await
+                    && now < entry.fresh_until
+                {
+                    return entry.answer.clone().map_err(Error::from);
                 }
-                _ => Err(unavailable.into()),
-            },
+                match cached.and_then(|entry| self.serve_stale(&entry, now)) {
+                    Some(stand_in) => {
+                        tracing::warn!(error = %unavailable, "introspection unavailable; serving a cached active answer");
+                        self.cache.insert(key, Arc::clone(&stand_in)).await;
+                        stand_in.answer.clone().map_err(Error::from)
+                    }
+                    None => Err(unavailable.into()),
+                }
+            }
         }
+    }
+
+    /// With serve-stale on, an active answer still within its bound stands in for a few
+    /// seconds before the endpoint is tried again, never past the bound (itself never past
+    /// `exp`). Inactive answers are never served stale.
+    fn serve_stale(&self, entry: &Entry, now: Duration) -> Option<Arc<Entry>> {
+        self.policy.serve_stale?;
+        let principal = entry.answer.as_ref().ok()?;
+        if now >= entry.stale_until {
+            return None;
+        }
+        Some(Arc::new(Entry {
+            answer: Ok(Arc::clone(principal)),
+            fresh_until: (now + self.policy.stale_retry).min(entry.stale_until),
+            stale_until: entry.stale_until,
+            memory_lifetime: entry.stale_until.saturating_sub(now),
+        }))
     }
 
     /// The cached entry for `key`, or one call to the endpoint shared by every concurrent
@@ -301,6 +329,14 @@ impl Introspector {
             Some(Value::Bool(false)) => return Ok(Err(InvalidToken::Inactive)),
             Some(_) => return Err(invalid("`active` is not a boolean".to_owned())),
             None => return Err(invalid("no `active` member".to_owned())),
+        }
+        // An authorization server that reports on refresh tokens must not get them accepted
+        // as access tokens.
+        if let Some(Value::String(token_type)) = answer.get("token_type")
+            && (token_type.eq_ignore_ascii_case("refresh_token")
+                || token_type == "urn:ietf:params:oauth:token-type:refresh_token")
+        {
+            return Ok(Err(InvalidToken::Inactive));
         }
         Ok(claims::check(answer, &self.rules, now, Source::Introspection).map(Arc::new))
     }

@@ -250,6 +250,9 @@ enum KeyMaterial {
 fn rsa_material(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
     let n = required_bytes(jwk, "n")?;
     let e = required_bytes(jwk, "e")?;
+    if n.is_empty() || e.is_empty() {
+        return Err("RSA `n` or `e` is empty".to_owned());
+    }
     if n.first() == Some(&0) || e.first() == Some(&0) {
         return Err("RSA `n` or `e` has leading zero bytes".to_owned());
     }

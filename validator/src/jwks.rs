@@ -18,6 +18,9 @@ use crate::http::{self, Fetched};
 use crate::jwk::KeySet;
 use crate::jws::UntrustedJws;
 
+/// The longest any configured period may be.
+pub(crate) const MAX_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How long key sets live and how hard the issuer may be asked for them.
 #[derive(Debug, Clone)]
 pub(crate) struct JwksPolicy {
@@ -50,6 +53,18 @@ impl JwksPolicy {
     pub(crate) fn check(&self) -> Result<(), BuildError> {
         if self.min_ttl > self.default_ttl || self.default_ttl > self.max_ttl {
             return Err(BuildError::new("jwks_ttl", "needs min <= default <= max"));
+        }
+        // Bounded so that time arithmetic can never overflow, and a key set is never trusted
+        // for absurdly long.
+        for (field, value) in [
+            ("jwks_ttl", self.max_ttl),
+            ("jwks_refetch_cooldown", self.refetch_cooldown),
+            ("jwks_failure_backoff", self.failure_backoff),
+            ("jwks_max_stale", self.max_stale),
+        ] {
+            if value > MAX_PERIOD {
+                return Err(BuildError::new(field, "must be at most 7 days"));
+            }
         }
         if self.refetch_cooldown.is_zero() {
             return Err(BuildError::new(
@@ -138,6 +153,17 @@ pub(crate) struct JwksCache {
     /// Clock time (ms) of the last attempt, readable without the lock.
     last_attempt_ms: AtomicU64,
     background_refresh: AtomicBool,
+    /// Whether the last attempt failed.
+    last_failed: AtomicBool,
+}
+
+/// Clears a flag however the task holding it ends.
+struct ResetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -169,6 +195,7 @@ impl JwksCache {
             attempts: AtomicU64::new(0),
             last_attempt_ms: AtomicU64::new(0),
             background_refresh: AtomicBool::new(false),
+            last_failed: AtomicBool::new(false),
         }
     }
 
@@ -183,11 +210,8 @@ impl JwksCache {
 
     /// Verifies the signature of `jws` with the issuer's keys, fetching them when needed.
     /// Fetches are boxed: the hot path's future stays small (it is moved on every call).
-    /// Returns the payload and the verifying key's fingerprint.
-    pub(crate) async fn verify(
-        self: &Arc<Self>,
-        jws: &UntrustedJws<'_>,
-    ) -> Result<(Vec<u8>, u64), Error> {
+    /// Returns the verifying key's fingerprint.
+    pub(crate) async fn verify(self: &Arc<Self>, jws: &UntrustedJws<'_>) -> Result<u64, Error> {
         let now = self.clock.now();
         let snapshot = match self.current.load_full() {
             Some(snapshot) if snapshot.is_fresh(now) => snapshot,
@@ -199,7 +223,9 @@ impl JwksCache {
         };
         match jws.verify(&snapshot.keys) {
             Err(InvalidToken::UnknownKey(kid)) => {
-                if !self.cooldown_passed(now) {
+                // Within the cooldown the issuer is not asked again; but if it could not be
+                // asked last time, the key may well exist: that is unavailable, not invalid.
+                if !self.cooldown_passed(now) && !self.last_failed.load(Ordering::Acquire) {
                     return Err(InvalidToken::UnknownKey(kid).into());
                 }
                 let snapshot = Box::pin(self.fetch(Trigger::UnknownKey)).await?;
@@ -210,7 +236,7 @@ impl JwksCache {
     }
 
     /// Fetches the key set now (subject to the failure backoff).
-    pub(crate) async fn refresh(&self) -> Result<usize, Error> {
+    pub(crate) async fn refresh(self: &Arc<Self>) -> Result<usize, Error> {
         let snapshot = self.fetch(Trigger::Forced).await?;
         Ok(snapshot.keys.len())
     }
@@ -221,21 +247,43 @@ impl JwksCache {
     }
 
     fn refresh_in_background(self: &Arc<Self>) {
-        if self.background_refresh.swap(true, Ordering::AcqRel) {
+        let backing_off = self.last_failed.load(Ordering::Acquire) && {
+            let last = Duration::from_millis(self.last_attempt_ms.load(Ordering::Acquire));
+            self.clock.now() < last + self.policy.failure_backoff
+        };
+        if backing_off || self.background_refresh.swap(true, Ordering::AcqRel) {
             return;
         }
         let cache = Arc::clone(self);
+        let seen = self.attempts.load(Ordering::Acquire);
         tokio::spawn(async move {
-            if let Err(error) = cache.fetch(Trigger::Stale).await {
+            let _reset = ResetOnDrop(&cache.background_refresh);
+            if let Err(error) = cache.fetch_once(Trigger::Stale, seen).await {
                 tracing::warn!(%error, "background JWKS refresh failed; the last good key set keeps serving");
             }
-            cache.background_refresh.store(false, Ordering::Release);
         });
     }
 
     /// Runs one fetch, or shares the result of one that finished while this caller waited.
-    async fn fetch(&self, trigger: Trigger) -> Result<Arc<Snapshot>, Unavailable> {
+    ///
+    /// The fetch runs in its own task: when the request that started it is dropped (a client
+    /// gone, a timeout layer), it still finishes and records its outcome, so the cooldown and
+    /// the failure backoff hold whatever the callers do.
+    async fn fetch(self: &Arc<Self>, trigger: Trigger) -> Result<Arc<Snapshot>, Unavailable> {
         let seen = self.attempts.load(Ordering::Acquire);
+        let cache = Arc::clone(self);
+        match tokio::spawn(async move { cache.fetch_once(trigger, seen).await }).await {
+            Ok(outcome) => outcome,
+            Err(error) => Err(self.unavailable(FetchError::InvalidDocument {
+                url: self.describe_source(),
+                problem: format!("the fetch task failed: {error}"),
+            })),
+        }
+    }
+
+    /// `seen` is the attempt count when the caller started waiting: if it moved, someone
+    /// fetched meanwhile and that result is shared.
+    async fn fetch_once(&self, trigger: Trigger, seen: u64) -> Result<Arc<Snapshot>, Unavailable> {
         let mut last = self.fetching.lock().await;
         let now = self.clock.now();
         let someone_fetched = self.attempts.load(Ordering::Acquire) != seen;
@@ -277,6 +325,7 @@ impl JwksCache {
             u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
             Ordering::Release,
         );
+        self.last_failed.store(result.is_err(), Ordering::Release);
         let outcome = match result {
             Ok(snapshot) => {
                 let snapshot = Arc::new(snapshot);

@@ -39,13 +39,24 @@ pub(crate) struct Header {
     pub(crate) typ: Option<String>,
 }
 
-/// A compact JWS whose signature has not been checked yet.
-#[derive(Debug)]
+/// A compact JWS whose signature has not been checked yet, every segment already decoded so
+/// that a malformed token is refused before any key is looked up or fetched.
 pub(crate) struct UntrustedJws<'a> {
     pub(crate) header: Header,
     signing_input: &'a str,
-    payload: &'a str,
-    signature: &'a str,
+    payload: Vec<u8>,
+    signature: [u8; MAX_SIGNATURE_BYTES],
+    signature_length: usize,
+}
+
+/// The token itself never appears in debug output.
+impl std::fmt::Debug for UntrustedJws<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("UntrustedJws")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Decoded headers beyond this are refused (real ones are under 200 bytes).
@@ -77,30 +88,38 @@ impl<'a> UntrustedJws<'a> {
             .decode_slice(header, &mut buffer)
             .map_err(|_| InvalidToken::Malformed("header is not base64url, or too long"))?;
         let header = read_header(&buffer[..length], allowed)?;
+        let mut decoded_signature = [0u8; MAX_SIGNATURE_BYTES];
+        let signature_length = URL_SAFE_NO_PAD
+            .decode_slice(signature, &mut decoded_signature)
+            .map_err(|_| InvalidToken::Malformed("signature is not base64url, or too long"))?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| InvalidToken::Malformed("payload is not base64url"))?;
         let signing_input = &token[..token.len() - signature.len() - 1];
         Ok(Self {
             header,
             signing_input,
             payload,
-            signature,
+            signature: decoded_signature,
+            signature_length,
         })
     }
 
-    /// Verifies the signature with the key the header selects and returns the payload bytes and
-    /// the verifying key's fingerprint.
-    pub(crate) fn verify(&self, keys: &KeySet) -> Result<(Vec<u8>, u64), InvalidToken> {
+    /// Verifies the signature with the key the header selects; returns that key's fingerprint.
+    pub(crate) fn verify(&self, keys: &KeySet) -> Result<u64, InvalidToken> {
         let (key, verifier) = keys.select(self.header.kid.as_deref(), self.header.alg)?;
-        let mut signature = [0u8; MAX_SIGNATURE_BYTES];
-        let length = URL_SAFE_NO_PAD
-            .decode_slice(self.signature, &mut signature)
-            .map_err(|_| InvalidToken::Malformed("signature is not base64url, or too long"))?;
         verifier
-            .verify_sig(self.signing_input.as_bytes(), &signature[..length])
+            .verify_sig(
+                self.signing_input.as_bytes(),
+                &self.signature[..self.signature_length],
+            )
             .map_err(|_| InvalidToken::BadSignature)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(self.payload)
-            .map_err(|_| InvalidToken::Malformed("payload is not base64url"))?;
-        Ok((payload, key.fingerprint()))
+        Ok(key.fingerprint())
+    }
+
+    /// The payload: claims only once [`verify`](Self::verify) has succeeded.
+    pub(crate) fn into_payload(self) -> Vec<u8> {
+        self.payload
     }
 }
 

@@ -154,7 +154,6 @@ impl Validator {
         hash: Option<verified::TokenHash>,
     ) -> Result<Arc<Principal>, Error> {
         let inner = &*self.inner;
-        let now = inner.clock.now();
         let jws = UntrustedJws::parse(token, &inner.algorithms)?;
         if let Some(required) = &inner.required_typ {
             let found = jws
@@ -171,8 +170,10 @@ impl Validator {
                 .into());
             }
         }
-        let (payload, key_fingerprint) = inner.jwks.verify(&jws).await?;
-        let principal = Arc::new(claims::check_jwt(&payload, &inner.rules, now)?);
+        let key_fingerprint = inner.jwks.verify(&jws).await?;
+        // A key fetch may have taken a while: judge the claims by the time now.
+        let now = inner.clock.now();
+        let principal = Arc::new(claims::check_jwt(&jws.into_payload(), &inner.rules, now)?);
         if let Some(hash) = hash {
             inner
                 .verified

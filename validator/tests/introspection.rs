@@ -568,3 +568,48 @@ async fn introspection_settings_are_checked_at_build() {
         "the secret leaked into Debug: {debug}"
     );
 }
+
+#[tokio::test]
+async fn an_active_refresh_token_is_not_an_access_token() {
+    let idp = idp().await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.introspecting_validator(&clock).build().unwrap();
+    let mut answer = idp.active_answer(&clock, 3600);
+    answer["token_type"] = json!("refresh_token");
+    idp.set_answer(TOKEN, answer);
+    assert_eq!(
+        invalid(validator.validate(TOKEN).await),
+        InvalidToken::Inactive
+    );
+}
+
+#[tokio::test]
+async fn failed_discovery_is_not_retried_by_every_request() {
+    let idp = idp().await;
+    idp.set_discovery_issuer("https://evil.test");
+    let clock = MockClock::at_system_time();
+    let validator = idp.introspecting_validator(&clock).build().unwrap();
+    for _ in 0..10 {
+        assert!(
+            validator
+                .validate(TOKEN)
+                .await
+                .unwrap_err()
+                .is_unavailable()
+        );
+    }
+    assert_eq!(
+        idp.discovery_hits(),
+        1,
+        "one attempt, then the backoff answers"
+    );
+    clock.advance(Duration::from_secs(5));
+    assert!(
+        validator
+            .validate(TOKEN)
+            .await
+            .unwrap_err()
+            .is_unavailable()
+    );
+    assert_eq!(idp.discovery_hits(), 2);
+}

@@ -530,3 +530,101 @@ async fn with_the_cache_off_every_check_verifies_again() {
     assert!(!Arc::ptr_eq(&first, &second));
     assert_eq!(first, second);
 }
+
+#[tokio::test]
+async fn an_unknown_kid_while_the_issuer_fails_is_unavailable_not_invalid() {
+    let key = SigningKey::es256("k1");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    validator.refresh_keys().await.unwrap();
+    idp.set_mode(Mode::Status(503));
+    clock.advance(MINUTE);
+    let rotated = SigningKey::es256("k2");
+    for _ in 0..3 {
+        // The first asks and fails; the next are within the cooldown, but the last attempt
+        // failed, so the key may exist: still unavailable.
+        let error = validator
+            .validate(&rotated.sign(&idp.claims(&clock)))
+            .await
+            .unwrap_err();
+        assert!(error.is_unavailable(), "{error:?}");
+    }
+    assert_eq!(idp.jwks_hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_request_still_records_its_fetch() {
+    let key = SigningKey::es256("k1");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    validator.refresh_keys().await.unwrap();
+    clock.advance(MINUTE);
+    idp.set_mode(Mode::Slow(Duration::from_millis(300)));
+    let stranger = SigningKey::es256("stranger");
+    let token = stranger.sign(&idp.claims(&clock));
+    // The client goes away while the refetch for its unknown kid is in flight.
+    let dropped = tokio::time::timeout(Duration::from_millis(50), validator.validate(&token)).await;
+    assert!(
+        dropped.is_err(),
+        "the request should still have been waiting"
+    );
+    idp.wait_for_jwks_hits(2).await;
+    for index in 0..20 {
+        let other = SigningKey::es256(&format!("other-{index}"));
+        let error = validator
+            .validate(&other.sign(&idp.claims(&clock)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidToken(InvalidToken::UnknownKey(_))),
+            "{error:?}"
+        );
+    }
+    assert_eq!(
+        idp.jwks_hits(),
+        2,
+        "the abandoned fetch counted for the cooldown"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_token_is_invalid_even_when_the_issuer_is_down() {
+    let key = SigningKey::es256("k1");
+    let idp = FakeIdp::start(&[&key]).await;
+    idp.set_mode(Mode::Status(503));
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    let token = key.sign(&idp.claims(&clock));
+    let (signing_input, _) = token.rsplit_once('.').unwrap();
+    for broken in [
+        format!("{signing_input}.!!!"),
+        format!("{signing_input}x.c2ln"),
+    ] {
+        let error = validator.validate(&broken).await.unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidToken(InvalidToken::Malformed(_))),
+            "{error:?}"
+        );
+    }
+    assert_eq!(idp.jwks_hits(), 0, "refused before any key was looked up");
+}
+
+#[tokio::test]
+async fn a_key_with_an_empty_modulus_is_skipped() {
+    let good = SigningKey::es256("good");
+    let idp = FakeIdp::start(&[]).await;
+    idp.set_jwks(json!({"keys": [
+        {"kty": "RSA", "kid": "empty", "n": "", "e": "AQAB"},
+        {"kty": "RSA", "kid": "empty-e", "n": "AQAB", "e": ""},
+        good.jwk(),
+    ]}));
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    assert_eq!(validator.refresh_keys().await.unwrap(), 1);
+    validator
+        .validate(&good.sign(&idp.claims(&clock)))
+        .await
+        .unwrap();
+}
