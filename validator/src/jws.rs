@@ -45,8 +45,7 @@ pub(crate) struct UntrustedJws<'a> {
     pub(crate) header: Header,
     signing_input: &'a str,
     payload: Vec<u8>,
-    signature: [u8; MAX_SIGNATURE_BYTES],
-    signature_length: usize,
+    signature: Vec<u8>,
 }
 
 /// The token itself never appears in debug output.
@@ -88,10 +87,12 @@ impl<'a> UntrustedJws<'a> {
             .decode_slice(header, &mut buffer)
             .map_err(|_| InvalidToken::Malformed("header is not base64url, or too long"))?;
         let header = read_header(&buffer[..length], allowed)?;
-        let mut decoded_signature = [0u8; MAX_SIGNATURE_BYTES];
-        let signature_length = URL_SAFE_NO_PAD
-            .decode_slice(signature, &mut decoded_signature)
-            .map_err(|_| InvalidToken::Malformed("signature is not base64url, or too long"))?;
+        if signature.len() > MAX_SIGNATURE_BYTES * 4 / 3 + 4 {
+            return Err(InvalidToken::Malformed("signature is too long"));
+        }
+        let decoded_signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| InvalidToken::Malformed("signature is not base64url"))?;
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| InvalidToken::Malformed("payload is not base64url"))?;
@@ -101,7 +102,6 @@ impl<'a> UntrustedJws<'a> {
             signing_input,
             payload,
             signature: decoded_signature,
-            signature_length,
         })
     }
 
@@ -109,10 +109,7 @@ impl<'a> UntrustedJws<'a> {
     pub(crate) fn verify(&self, keys: &KeySet) -> Result<u64, InvalidToken> {
         let (key, verifier) = keys.select(self.header.kid.as_deref(), self.header.alg)?;
         verifier
-            .verify_sig(
-                self.signing_input.as_bytes(),
-                &self.signature[..self.signature_length],
-            )
+            .verify_sig(self.signing_input.as_bytes(), &self.signature)
             .map_err(|_| InvalidToken::BadSignature)?;
         Ok(key.fingerprint())
     }
