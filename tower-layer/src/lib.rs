@@ -1,4 +1,30 @@
-//! `tower-scopegate`: a tower `Layer` that enforces OAuth2 scope requirements per route.
-//!
-//! Not built yet: this crate is filled by a later issue (see the workspace README). It exists now
-//! so that the workspace layout is the final one.
+#![doc = include_str!("../README.md")]
+
+mod future;
+mod layer;
+mod response;
+mod service;
+mod token;
+
+#[cfg(feature = "axum")]
+mod extract;
+
+#[cfg(feature = "axum")]
+pub use extract::{Authenticated, Claims, MissingLayer};
+pub use future::ResponseFuture;
+pub use layer::ScopeLayer;
+pub use response::{JsonErrorBody, Rejection, RejectionBody, RejectionKind};
+pub use scopegate_validator::{Principal, Requirement, Validator};
+pub use service::Scope;
+
+#[cfg(test)]
+mod assertions {
+    fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn public_types_are_send_sync_clone() {
+        assert_send_sync_clone::<super::ScopeLayer>();
+        assert_send_sync_clone::<super::Scope<()>>();
+        assert_send_sync_clone::<super::Rejection>();
+    }
+}

@@ -1,0 +1,311 @@
+//! The one place where validation outcomes become HTTP: status, `WWW-Authenticate` (RFC 6750
+//! §3), `Retry-After`, and an optional body shaped by the application.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use scopegate_validator::Error;
+
+/// The kinds of refusal, one per row of the response table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// No bearer credentials: 401 with a bare challenge.
+    MissingToken,
+    /// A malformed request (two tokens, a token in the query, a bad header): 400.
+    InvalidRequest,
+    /// A bad, expired or revoked token: 401 `invalid_token`.
+    InvalidToken,
+    /// A valid token without the route's scope: 403 `insufficient_scope`.
+    InsufficientScope,
+    /// The issuer's keys or introspection endpoint could not be reached: 503.
+    Unavailable,
+}
+
+/// Why a request was refused. Placed in the response's extensions so that an outer layer can
+/// log or count it; never holds the token.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    kind: RejectionKind,
+    description: String,
+    required_scopes: Vec<String>,
+    retry_after: Option<Duration>,
+}
+
+impl Rejection {
+    pub(crate) fn from_error(error: &Error) -> Self {
+        let kind = match error {
+            Error::NoToken => RejectionKind::MissingToken,
+            Error::InsufficientScope(_) => RejectionKind::InsufficientScope,
+            Error::Unavailable(_) => RejectionKind::Unavailable,
+            _ => RejectionKind::InvalidToken,
+        };
+        let required_scopes = match error {
+            Error::InsufficientScope(insufficient) => insufficient
+                .required_scopes()
+                .iter()
+                .map(|scope| scope.as_str().to_owned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        Self {
+            kind,
+            description: error.to_string(),
+            required_scopes,
+            retry_after: error.retry_after(),
+        }
+    }
+
+    pub(crate) fn invalid_request(description: &'static str) -> Self {
+        Self {
+            kind: RejectionKind::InvalidRequest,
+            description: description.to_owned(),
+            required_scopes: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// Which row of the table this is.
+    #[must_use]
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            RejectionKind::MissingToken | RejectionKind::InvalidToken => StatusCode::UNAUTHORIZED,
+            RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            RejectionKind::InsufficientScope => StatusCode::FORBIDDEN,
+            RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The RFC 6750 §3.1 error code, if the answer carries one.
+    #[must_use]
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self.kind {
+            RejectionKind::MissingToken | RejectionKind::Unavailable => None,
+            RejectionKind::InvalidRequest => Some("invalid_request"),
+            RejectionKind::InvalidToken => Some("invalid_token"),
+            RejectionKind::InsufficientScope => Some("insufficient_scope"),
+        }
+    }
+
+    /// What went wrong, for logs (and for clients when `error_description` is switched on).
+    #[must_use]
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// For `insufficient_scope`: the scopes the route needs.
+    #[must_use]
+    pub fn required_scopes(&self) -> &[String] {
+        &self.required_scopes
+    }
+
+    /// For *unavailable*: when to retry.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The `WWW-Authenticate` value (RFC 6750 §3), or `None` for a 503.
+    fn challenge(&self, options: &ResponseOptions) -> Option<HeaderValue> {
+        if self.kind == RejectionKind::Unavailable {
+            return None;
+        }
+        let mut parameters = Vec::new();
+        if let Some(realm) = &options.realm {
+            parameters.push(format!("realm=\"{}\"", quoted(realm)));
+        }
+        if let Some(code) = self.error_code() {
+            parameters.push(format!("error=\"{code}\""));
+            if options.error_description {
+                parameters.push(format!(
+                    "error_description=\"{}\"",
+                    description_chars(&self.description)
+                ));
+            }
+        }
+        if self.kind == RejectionKind::InsufficientScope {
+            // Scope tokens cannot hold `"` or `\` (RFC 6749 §3.3): nothing to escape.
+            parameters.push(format!("scope=\"{}\"", self.required_scopes.join(" ")));
+        }
+        let value = if parameters.is_empty() {
+            "Bearer".to_owned()
+        } else {
+            format!("Bearer {}", parameters.join(", "))
+        };
+        // Every part is visible ASCII by construction; should one not be, a bare challenge is
+        // still a correct answer.
+        Some(HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer")))
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{} {}", self.status().as_u16(), self.description)
+    }
+}
+
+/// Shapes the body of a refusal; status and headers stay as RFC 6750 says. Return `None` for
+/// an empty body (the default).
+pub trait RejectionBody: Send + Sync + 'static {
+    /// The body and its content type.
+    fn body(&self, rejection: &Rejection) -> Option<(HeaderValue, Bytes)>;
+}
+
+impl<F> RejectionBody for F
+where
+    F: Fn(&Rejection) -> Option<(HeaderValue, Bytes)> + Send + Sync + 'static,
+{
+    fn body(&self, rejection: &Rejection) -> Option<(HeaderValue, Bytes)> {
+        self(rejection)
+    }
+}
+
+/// A ready-made body: `{"error": "...", "error_description": "..."}` as JSON (the description
+/// only when descriptions are switched on for the layer).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonErrorBody {
+    /// Include `error_description`.
+    pub with_description: bool,
+}
+
+impl RejectionBody for JsonErrorBody {
+    fn body(&self, rejection: &Rejection) -> Option<(HeaderValue, Bytes)> {
+        let mut body = serde_json::Map::new();
+        let code = rejection.error_code().unwrap_or(match rejection.kind {
+            RejectionKind::Unavailable => "temporarily_unavailable",
+            _ => "unauthorized",
+        });
+        body.insert("error".to_owned(), code.into());
+        if self.with_description {
+            body.insert(
+                "error_description".to_owned(),
+                rejection.description.clone().into(),
+            );
+        }
+        let bytes = serde_json::to_vec(&body).ok()?;
+        Some((
+            HeaderValue::from_static("application/json"),
+            Bytes::from(bytes),
+        ))
+    }
+}
+
+/// How refusals are written.
+#[derive(Clone)]
+pub(crate) struct ResponseOptions {
+    pub(crate) realm: Option<String>,
+    pub(crate) error_description: bool,
+    pub(crate) body: Option<Arc<dyn RejectionBody>>,
+}
+
+impl fmt::Debug for ResponseOptions {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("ResponseOptions")
+            .field("realm", &self.realm)
+            .field("error_description", &self.error_description)
+            .field("custom_body", &self.body.is_some())
+            .finish()
+    }
+}
+
+impl Default for ResponseOptions {
+    fn default() -> Self {
+        Self {
+            realm: Some("api".to_owned()),
+            error_description: false,
+            body: None,
+        }
+    }
+}
+
+/// Builds the response for a refusal and logs it at `debug` (client mistakes are not server
+/// faults; an unreachable issuer is logged by the validator).
+pub(crate) fn respond<B: From<Bytes>>(
+    rejection: Rejection,
+    options: &ResponseOptions,
+) -> Response<B> {
+    tracing::debug!(
+        status = rejection.status().as_u16(),
+        error = rejection.error_code().unwrap_or("none"),
+        reason = %rejection.description,
+        "request refused"
+    );
+    let (content_type, body) = match options.body.as_ref().and_then(|body| body.body(&rejection)) {
+        Some((content_type, body)) => (Some(content_type), body),
+        None => (None, Bytes::new()),
+    };
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() = rejection.status();
+    let headers = response.headers_mut();
+    if let Some(challenge) = rejection.challenge(options) {
+        headers.insert(WWW_AUTHENTICATE, challenge);
+    }
+    if let Some(retry_after) = rejection
+        .retry_after
+        .filter(|_| rejection.kind == RejectionKind::Unavailable)
+    {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    if let Some(content_type) = content_type {
+        headers.insert(CONTENT_TYPE, content_type);
+    }
+    response.extensions_mut().insert(rejection);
+    response
+}
+
+/// A quoted-string (RFC 9110 §5.6.4): `\` and `"` escaped.
+fn quoted(value: &str) -> String {
+    value
+        .chars()
+        .fold(String::with_capacity(value.len()), |mut out, character| {
+            if character == '"' || character == '\\' {
+                out.push('\\');
+            }
+            out.push(character);
+            out
+        })
+}
+
+/// RFC 6750 §3 allows only `%x20-21 / %x23-5B / %x5D-7E` in `error_description`: quotes become
+/// apostrophes, anything else outside the set becomes `?`.
+fn description_chars(value: &str) -> String {
+    value
+        .chars()
+        .map(|character| match character {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => character,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_strings_are_escaped() {
+        assert_eq!(quoted(r#"my "api" \ x"#), r#"my \"api\" \\ x"#);
+    }
+
+    #[test]
+    fn descriptions_keep_to_the_rfc_6750_characters() {
+        assert_eq!(
+            description_chars("alg \"HS256\" \\ é\n"),
+            "alg 'HS256' / ??"
+        );
+    }
+}
