@@ -133,7 +133,7 @@ impl Rejection {
                 ));
             }
         }
-        if self.kind == RejectionKind::InsufficientScope {
+        if self.kind == RejectionKind::InsufficientScope && !self.required_scopes.is_empty() {
             // Scope tokens cannot hold `"` or `\` (RFC 6749 §3.3): nothing to escape.
             parameters.push(format!("scope=\"{}\"", self.required_scopes.join(" ")));
         }

@@ -1,0 +1,166 @@
+//! The layer in axum routers, and the extractors.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../validator/tests/support/mod.rs"]
+mod support;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use axum::routing::get;
+use http_body_util::BodyExt;
+use scopegate_validator::{MockClock, Requirement};
+use serde::Deserialize;
+use serde_json::json;
+use support::{FakeIdp, SigningKey};
+use tower::ServiceExt;
+use tower_scopegate::{Authenticated, Claims, ScopeLayer};
+
+#[derive(Deserialize)]
+struct CompanyClaims {
+    #[serde(rename = "companyName")]
+    company_name: String,
+}
+
+async fn me(who: Authenticated) -> String {
+    format!("{}/{}", who.subject().unwrap_or("-"), who.scopes())
+}
+
+async fn company(Claims(claims): Claims<CompanyClaims>) -> String {
+    claims.company_name
+}
+
+async fn reports(who: Authenticated) -> Result<&'static str, tower_scopegate::Rejection> {
+    // A rule the layer cannot express: decided in the handler.
+    who.require(&Requirement::all_of(["reports:all:read"]).unwrap(), "GET")?;
+    Ok("reports")
+}
+
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+) -> (StatusCode, String) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn route_layers_protect_single_routes_and_extractors_read_the_principal() {
+    let key = SigningKey::es256("k");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    let app = Router::new()
+        .route(
+            "/me",
+            get(me).route_layer(ScopeLayer::any_valid_token(&validator)),
+        )
+        .route(
+            "/profile",
+            get(me).put(me).route_layer(
+                ScopeLayer::method_derived(&validator, "akamai:social_profile").unwrap(),
+            ),
+        )
+        .route(
+            "/company",
+            get(company).route_layer(ScopeLayer::any_valid_token(&validator)),
+        )
+        .route(
+            "/reports",
+            get(reports).route_layer(ScopeLayer::any_valid_token(&validator)),
+        )
+        .route("/public", get(|| async { "open" }))
+        .route("/forgotten", get(me));
+
+    let mut claims = idp.claims(&clock);
+    claims["companyName"] = json!("Bizcorp");
+    let token = key.sign(&claims);
+
+    assert_eq!(
+        send(&app, Method::GET, "/public", None).await,
+        (StatusCode::OK, "open".into())
+    );
+    assert_eq!(
+        send(&app, Method::GET, "/me", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&app, Method::GET, "/me", Some(&token)).await,
+        (
+            StatusCode::OK,
+            "user-1/akamai:social_profile:read openid".into()
+        )
+    );
+    assert_eq!(
+        send(&app, Method::GET, "/profile", Some(&token)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, Method::PUT, "/profile", Some(&token)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&app, Method::GET, "/company", Some(&token)).await,
+        (StatusCode::OK, "Bizcorp".into())
+    );
+    let (status, _) = send(&app, Method::GET, "/reports", Some(&token)).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the in-handler check refuses"
+    );
+
+    let (status, body) = send(&app, Method::GET, "/forgotten", Some(&token)).await;
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "a missing layer is a server error"
+    );
+    assert!(
+        body.contains("not protected by tower_scopegate::ScopeLayer"),
+        "{body}"
+    );
+
+    // Claims the token does not have: not a token this API can use.
+    let plain = key.sign(&idp.claims(&clock));
+    assert_eq!(
+        send(&app, Method::GET, "/company", Some(&plain)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn one_layer_can_protect_a_whole_router() {
+    let key = SigningKey::es256("k");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    let app = Router::new()
+        .route("/a", get(me))
+        .route("/b", get(me))
+        .layer(ScopeLayer::all_of(&validator, ["openid"]).unwrap());
+    let token = key.sign(&idp.claims(&clock));
+    for path in ["/a", "/b"] {
+        assert_eq!(
+            send(&app, Method::GET, path, None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            send(&app, Method::GET, path, Some(&token)).await.0,
+            StatusCode::OK
+        );
+    }
+}
