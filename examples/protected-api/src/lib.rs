@@ -1,0 +1,165 @@
+//! The example protected API: routes guarded by `tower-scopegate`, configured from the
+//! environment as `../shared/DESIGN.md` describes.
+//!
+//! Run with: `ISSUER=http://127.0.0.1:8080 AUDIENCE=https://api.example.test cargo run -p example-protected-api`
+
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use scopegate_validator::scope::ScopeError;
+use scopegate_validator::{Algorithm, BuildError, Validator};
+use serde_json::{Value, json};
+use tower_scopegate::{Authenticated, ScopeLayer};
+
+/// The API's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `ISSUER`: the token service; its keys and introspection endpoint come from discovery.
+    pub issuer: String,
+    /// `AUDIENCE`: this API's identifier, which tokens must be issued for.
+    pub audience: String,
+    /// `INTROSPECTION_CLIENT_ID` / `INTROSPECTION_CLIENT_SECRET`: set both to accept opaque
+    /// tokens.
+    pub introspection: Option<(String, String)>,
+    /// `LISTEN`, default `127.0.0.1:3000`.
+    pub listen: String,
+}
+
+impl Config {
+    /// Reads the settings through `lookup` (the environment, in `main`).
+    ///
+    /// # Errors
+    /// A message naming the variable that is missing or inconsistent.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let required = |name: &str| {
+            lookup(name)
+                .filter(|value| !value.is_empty())
+                .ok_or_else(|| format!("{name} is required"))
+        };
+        let introspection = match (
+            lookup("INTROSPECTION_CLIENT_ID"),
+            lookup("INTROSPECTION_CLIENT_SECRET"),
+        ) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "set both INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET, or neither"
+                        .to_owned(),
+                );
+            }
+        };
+        Ok(Self {
+            issuer: required("ISSUER")?,
+            audience: required("AUDIENCE")?,
+            introspection,
+            listen: lookup("LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned()),
+        })
+    }
+
+    /// The validator for these settings: any asymmetric algorithm the issuer's keys allow.
+    ///
+    /// # Errors
+    /// An invalid issuer URL or empty credentials.
+    pub fn validator(&self) -> Result<Validator, BuildError> {
+        let mut builder = Validator::builder()
+            .issuer(&self.issuer)
+            .audience(&self.audience)
+            .algorithms(Algorithm::ALL);
+        if let Some((id, secret)) = &self.introspection {
+            builder = builder.introspection(id, secret);
+        }
+        builder.build()
+    }
+}
+
+/// The routes: `GET /public` open; `GET|PUT|DELETE /profile` need
+/// `akamai:social_profile:read|write|delete`; `GET /me` needs any valid token.
+///
+/// # Errors
+/// Never for these fixed scopes; the signature shows where a bad scope string would fail —
+/// at start-up.
+pub fn app(validator: &Validator) -> Result<Router, ScopeError> {
+    Ok(Router::new()
+        .route("/public", get(public))
+        .route(
+            "/profile",
+            get(read_profile)
+                .put(write_profile)
+                .delete(delete_profile)
+                .route_layer(ScopeLayer::method_derived(
+                    validator,
+                    "akamai:social_profile",
+                )?),
+        )
+        .route(
+            "/me",
+            get(me).route_layer(ScopeLayer::any_valid_token(validator)),
+        ))
+}
+
+async fn public() -> Json<Value> {
+    Json(json!({ "message": "anyone may read this" }))
+}
+
+async fn read_profile(who: Authenticated) -> Json<Value> {
+    Json(json!({ "sub": who.subject(), "profile": { "nickname": "jane", "locale": "en" } }))
+}
+
+async fn write_profile(who: Authenticated, Json(profile): Json<Value>) -> Json<Value> {
+    Json(json!({ "sub": who.subject(), "profile": profile, "updated": true }))
+}
+
+async fn delete_profile(_: Authenticated) -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+async fn me(who: Authenticated) -> Json<Value> {
+    let scopes: Vec<&str> = who.scopes().iter().map(|scope| scope.as_str()).collect();
+    Json(json!({ "sub": who.subject(), "client_id": who.client_id(), "scopes": scopes }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        }
+    }
+
+    #[test]
+    fn settings_come_from_the_environment_with_defaults() {
+        let config = Config::from_lookup(lookup(&[
+            ("ISSUER", "http://127.0.0.1:8080"),
+            ("AUDIENCE", "api"),
+        ]))
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:3000");
+        assert_eq!(config.introspection, None);
+        config.validator().unwrap();
+    }
+
+    #[test]
+    fn missing_or_half_set_variables_are_named() {
+        assert_eq!(
+            Config::from_lookup(lookup(&[("AUDIENCE", "api")])).unwrap_err(),
+            "ISSUER is required"
+        );
+        let half = Config::from_lookup(lookup(&[
+            ("ISSUER", "http://127.0.0.1:8080"),
+            ("AUDIENCE", "api"),
+            ("INTROSPECTION_CLIENT_ID", "api"),
+        ]));
+        assert!(half.unwrap_err().contains("INTROSPECTION_CLIENT_SECRET"));
+    }
+}

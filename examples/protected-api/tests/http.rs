@@ -1,0 +1,150 @@
+//! The example API over real HTTP, against an in-process fake IdP: JWTs signed with RS256,
+//! ES256 and EdDSA, and opaque tokens through introspection.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../../validator/tests/support/mod.rs"]
+mod support;
+
+use example_protected_api::{Config, app};
+use reqwest::StatusCode;
+use scopegate_validator::MockClock;
+use serde_json::{Value, json};
+use support::{API_ID, API_SECRET, AUDIENCE, FakeIdp, SigningKey};
+
+struct Running {
+    base: String,
+    client: reqwest::Client,
+}
+
+async fn start(idp: &FakeIdp) -> Running {
+    let config = Config {
+        issuer: idp.issuer.clone(),
+        audience: AUDIENCE.to_owned(),
+        introspection: Some((API_ID.to_owned(), API_SECRET.to_owned())),
+        listen: "127.0.0.1:0".to_owned(),
+    };
+    let router = app(&config.validator().unwrap()).unwrap();
+    let listener = tokio::net::TcpListener::bind(&config.listen).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Running {
+        base,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Running {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, String, Option<String>) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request = request
+            .header("content-type", "application/json")
+            .body(r#"{"nickname":"j"}"#);
+        let response = request.send().await.unwrap();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|value| value.to_str().unwrap().to_owned());
+        (response.status(), response.text().await.unwrap(), challenge)
+    }
+}
+
+#[tokio::test]
+async fn jwts_of_every_algorithm_are_checked_by_scope_over_http() {
+    let keys = [
+        SigningKey::rs256("rs"),
+        SigningKey::es256("es"),
+        SigningKey::eddsa("ed"),
+    ];
+    let idp = FakeIdp::start(&keys.iter().collect::<Vec<_>>()).await;
+    let api = start(&idp).await;
+    let clock = MockClock::at_system_time();
+
+    let (status, _, _) = api.send(reqwest::Method::GET, "/public", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, challenge) = api.send(reqwest::Method::GET, "/profile", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="api""#));
+
+    for key in &keys {
+        let mut claims = idp.claims(&clock);
+        claims["scope"] = json!("akamai:social_profile:read akamai:social_profile:write");
+        let token = key.sign(&claims);
+        let (status, body, _) = api
+            .send(reqwest::Method::GET, "/profile", Some(&token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{}: {body}", key.alg);
+        let (status, body, _) = api
+            .send(reqwest::Method::PUT, "/profile", Some(&token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{}: {body}", key.alg);
+        let (status, _, challenge) = api
+            .send(reqwest::Method::DELETE, "/profile", Some(&token))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{}", key.alg);
+        assert_eq!(
+            challenge.as_deref(),
+            Some(
+                r#"Bearer realm="api", error="insufficient_scope", scope="akamai:social_profile:delete""#
+            )
+        );
+        let (status, body, _) = api.send(reqwest::Method::GET, "/me", Some(&token)).await;
+        assert_eq!(status, StatusCode::OK);
+        let me: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            me,
+            json!({
+                "sub": "user-1",
+                "client_id": "client-1",
+                "scopes": ["akamai:social_profile:read", "akamai:social_profile:write"],
+            })
+        );
+    }
+
+    let (status, _, challenge) = api.send(reqwest::Method::GET, "/me", Some("a.b.c")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenge.as_deref(),
+        Some(r#"Bearer realm="api", error="invalid_token""#)
+    );
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_checked_through_introspection_over_http() {
+    let idp = FakeIdp::start(&[&SigningKey::es256("es")]).await;
+    let api = start(&idp).await;
+    let clock = MockClock::at_system_time();
+    let mut answer = idp.active_answer(&clock, 600);
+    answer["scope"] = json!("akamai:social_profile:*");
+    idp.set_answer("opaque-token-1", answer);
+
+    for method in [reqwest::Method::GET, reqwest::Method::PUT] {
+        let (status, body, _) = api.send(method, "/profile", Some("opaque-token-1")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body, _) = api
+        .send(reqwest::Method::DELETE, "/profile", Some("opaque-token-1"))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _, challenge) = api
+        .send(reqwest::Method::GET, "/me", Some("revoked-or-unknown"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenge.as_deref(),
+        Some(r#"Bearer realm="api", error="invalid_token""#)
+    );
+    assert_eq!(
+        idp.introspection_calls(),
+        2,
+        "the opaque token was introspected once, then cached"
+    );
+}
