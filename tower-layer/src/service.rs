@@ -38,21 +38,26 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(context)
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (mut parts, body) = request.into_parts();
+        // The fast path: a token whose answer is cached needs no waiting and no allocation.
+        if let Some(principal) = cached(&self.config, &parts) {
+            parts.extensions.insert(principal);
+            return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
+        }
         // Call the instance that was driven to readiness; keep a fresh clone for next time.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = Arc::clone(&self.config);
         // Only the head is borrowed across the validation (`Parts` is `Sync`; bodies often
         // are not).
-        let (mut parts, body) = request.into_parts();
-        ResponseFuture::new(async move {
+        ResponseFuture::validating(async move {
             match authorize(&config, &parts).await {
                 Ok(principal) => {
                     parts.extensions.insert(principal);
@@ -64,13 +69,32 @@ where
     }
 }
 
+/// A cached principal that satisfies the requirement; anything else takes the full path, which
+/// also produces the right refusal.
+fn cached(config: &Config, request: &Parts) -> Option<Arc<Principal>> {
+    let Credentials::Bearer(token) = token::bearer(
+        &request.headers,
+        request.uri.query(),
+        config.max_header_bytes,
+    ) else {
+        return None;
+    };
+    let principal = config.validator.cached(token)?;
+    principal
+        .check(&config.requirement, request.method.as_str())
+        .ok()?;
+    Some(principal)
+}
+
 async fn authorize(config: &Config, request: &Parts) -> Result<Arc<Principal>, Rejection> {
     let token = match token::bearer(
         &request.headers,
         request.uri.query(),
         config.max_header_bytes,
     ) {
-        Credentials::Bearer(token) => token,
+        Credentials::Bearer(token) => {
+            token::check_syntax(token).map_err(Rejection::invalid_request)?
+        }
         Credentials::Missing => return Err(Rejection::from_error(&Error::NoToken)),
         Credentials::Malformed(problem) => return Err(Rejection::invalid_request(problem)),
     };

@@ -85,6 +85,11 @@ impl IssuerMetadata {
         self.metadata.get().is_some()
     }
 
+    /// The metadata, if it has been fetched already.
+    pub(crate) fn known(&self) -> Option<&Metadata> {
+        self.metadata.get()
+    }
+
     pub(crate) async fn get(&self) -> Result<&Metadata, FetchError> {
         if let Some(metadata) = self.metadata.get() {
             return Ok(metadata);

@@ -2,6 +2,7 @@
 //! API request is not a network round trip.
 
 use std::fmt;
+use std::future::Future as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -230,6 +231,26 @@ impl Introspector {
         }
     }
 
+    /// A fresh, active cached answer for `token`, without waiting: the cache lookup is polled
+    /// once (it completes at once unless the cache is doing housekeeping, which counts as a
+    /// miss).
+    pub(crate) fn peek(&self, token: &str) -> Option<Arc<Principal>> {
+        let endpoint = match &self.endpoint {
+            Endpoint::Configured(url) => url,
+            Endpoint::Discovered(metadata) => metadata.known()?.introspection_endpoint.as_ref()?,
+        };
+        let key = cache_key(endpoint, token);
+        let lookup = std::pin::pin!(self.cache.get(&key));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(Some(entry)) = lookup.poll(&mut context) else {
+            return None;
+        };
+        if self.clock.now() >= entry.fresh_until {
+            return None;
+        }
+        entry.answer.as_ref().ok().map(Arc::clone)
+    }
+
     /// With serve-stale on, an active answer still within its bound stands in for a few
     /// seconds before the endpoint is tried again, never past the bound (itself never past
     /// `exp`). Inactive answers are never served stale.
@@ -390,14 +411,26 @@ pub(crate) fn basic_authorization(client_id: &str, client_secret: &str) -> Strin
     format!("Basic {}", STANDARD.encode(credentials))
 }
 
-/// RFC 6750 §2.1 `b64token`: anything else cannot be a bearer token and is refused without
-/// asking the issuer.
-pub(crate) fn is_b64token(token: &str) -> bool {
+/// The bytes RFC 6750 §2.1 allows in a `b64token` before its trailing `=`s.
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let character = byte as u8;
+        table[byte] = character.is_ascii_alphanumeric()
+            || matches!(character, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        byte += 1;
+    }
+    table
+};
+
+/// Whether `token` has the RFC 6750 §2.1 `b64token` syntax:
+/// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`. Anything else cannot be a
+/// bearer token and is refused without asking the issuer.
+#[must_use]
+pub fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte))
+    !body.is_empty() && body.bytes().all(|byte| B64TOKEN[usize::from(byte)])
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub use algorithm::{Algorithm, UnsupportedAlgorithm};
 pub use clock::{Clock, MockClock, SystemClock};
 pub use config::ValidatorBuilder;
 pub use error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
+pub use introspect::is_b64token;
 pub use principal::Principal;
 pub use scope::{Requirement, Scope, ScopeSet};
 
@@ -132,6 +133,36 @@ impl Validator {
             Box::pin(introspector.introspect(token)).await?;
         }
         Ok(principal)
+    }
+
+    /// The principal for `token` if its answer is cached and fresh — a JWT verified before, or
+    /// an opaque token whose introspection answer is cached — without waiting for anything.
+    /// `None` means "not known yet": call [`validate`](Self::validate), which gives the answer.
+    ///
+    /// Lets a middleware take a fast path without allocating a future.
+    #[must_use]
+    pub fn cached(&self, token: &str) -> Option<Arc<Principal>> {
+        let inner = &*self.inner;
+        if token.is_empty() || token.len() > inner.max_token_bytes {
+            return None;
+        }
+        if token.contains('.') {
+            // Only a JWS was ever verified: a hit needs no shape check.
+            let hit = inner
+                .verified
+                .is_enabled()
+                .then(|| self.cached_jwt(&verified::token_hash(token)));
+            if let Some(principal) = hit.flatten() {
+                if inner.introspect_jwts {
+                    inner.introspector.as_ref()?.peek(token)?;
+                }
+                return Some(principal);
+            }
+            if jws::shape(token) == TokenShape::Jws {
+                return None;
+            }
+        }
+        inner.introspector.as_ref()?.peek(token)
     }
 
     /// A verified-token cache hit, if the token has not expired and its key is still published
