@@ -64,11 +64,7 @@ fn layer(c: &mut Criterion) {
         })
     });
     group.bench_function("service_fn", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(bare.oneshot(request(&token)))
-                .unwrap()
-        })
+        b.iter(|| runtime.block_on(bare.oneshot(request(&token))).unwrap())
     });
     group.bench_function("service_fn + ScopeLayer (warm JWT)", |b| {
         b.iter(|| {

@@ -613,3 +613,47 @@ async fn failed_discovery_is_not_retried_by_every_request() {
     );
     assert_eq!(idp.discovery_hits(), 2);
 }
+
+#[tokio::test]
+async fn cached_answers_only_what_was_validated_and_is_still_fresh() {
+    let key = SigningKey::es256("k");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp
+        .introspecting_validator(&clock)
+        .introspection_cache(1000, Duration::from_secs(60), Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let jwt = key.sign(&idp.claims(&clock));
+    idp.set_answer(TOKEN, idp.active_answer(&clock, 3600));
+
+    assert!(validator.cached(&jwt).is_none(), "not validated yet");
+    assert!(validator.cached(TOKEN).is_none(), "not introspected yet");
+    let verified = validator.validate(&jwt).await.unwrap();
+    let introspected = validator.validate(TOKEN).await.unwrap();
+    assert!(Arc::ptr_eq(&validator.cached(&jwt).unwrap(), &verified));
+    assert!(Arc::ptr_eq(
+        &validator.cached(TOKEN).unwrap(),
+        &introspected
+    ));
+
+    assert!(validator.validate("unknown-token").await.is_err());
+    assert!(
+        validator.cached("unknown-token").is_none(),
+        "an inactive answer is not a principal"
+    );
+    assert!(validator.cached("").is_none());
+    assert!(validator.cached(&"a".repeat(10_000)).is_none());
+
+    clock.advance(Duration::from_secs(60));
+    assert!(
+        validator.cached(TOKEN).is_none(),
+        "past the introspection cache lifetime"
+    );
+    assert!(
+        validator.cached(&jwt).is_some(),
+        "the JWT is good until its exp"
+    );
+    clock.advance(Duration::from_secs(600));
+    assert!(validator.cached(&jwt).is_none(), "past exp");
+}
