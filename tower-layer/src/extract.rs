@@ -17,42 +17,53 @@ use crate::response::{Rejection, ResponseOptions, respond};
 /// A route without the layer answers 500 and says so: a missing layer is a server bug, not
 /// the client's missing token.
 #[derive(Debug, Clone)]
-pub struct Authenticated(pub Arc<Principal>);
+pub struct Authenticated {
+    principal: Arc<Principal>,
+    options: Option<Arc<ResponseOptions>>,
+}
 
 impl Deref for Authenticated {
     type Target = Principal;
 
     fn deref(&self) -> &Principal {
-        &self.0
+        &self.principal
     }
 }
 
 impl Authenticated {
+    /// The principal, shared.
+    #[must_use]
+    pub fn principal(&self) -> &Arc<Principal> {
+        &self.principal
+    }
+
     /// Checks a requirement inside the handler, for rules a layer cannot express (e.g. a scope
     /// that depends on the resource).
     ///
     /// # Errors
     /// A [`Rejection`] that answers 403 `insufficient_scope`.
     pub fn require(&self, requirement: &Requirement, method: &str) -> Result<(), Rejection> {
-        self.0
+        self.principal
             .check(requirement, method)
-            .map_err(|error| Rejection::from_error(&error))
+            .map_err(|error| Rejection::from_error(&error).with_options(self.options.clone()))
     }
 }
 
-fn principal(parts: &Parts) -> Result<Arc<Principal>, MissingLayer> {
-    parts
+fn from_layer(parts: &Parts) -> Result<Authenticated, MissingLayer> {
+    let principal = parts
         .extensions
         .get::<Arc<Principal>>()
         .cloned()
-        .ok_or(MissingLayer)
+        .ok_or(MissingLayer)?;
+    let options = parts.extensions.get::<Arc<ResponseOptions>>().cloned();
+    Ok(Authenticated { principal, options })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
     type Rejection = MissingLayer;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        principal(parts).map(Self)
+        from_layer(parts)
     }
 }
 
@@ -67,14 +78,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let principal = principal(parts).map_err(IntoResponse::into_response)?;
-        principal
+        let authenticated = from_layer(parts).map_err(IntoResponse::into_response)?;
+        authenticated
+            .principal
             .deserialize_claims::<T>()
             .map(Claims)
             .map_err(|_| {
                 let problem = "claims do not have the shape this API needs";
                 let error = Error::InvalidToken(InvalidToken::Claim { name: "*", problem });
-                Rejection::from_error(&error).into_response()
+                Rejection::from_error(&error)
+                    .with_options(authenticated.options)
+                    .into_response()
             })
     }
 }
@@ -97,6 +111,7 @@ impl IntoResponse for MissingLayer {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        respond(self, &ResponseOptions::default())
+        let options = self.options().cloned().unwrap_or_default();
+        respond(self, &options)
     }
 }

@@ -38,7 +38,7 @@ pub struct ScopeLayer {
 pub(crate) struct Config {
     pub(crate) validator: Validator,
     pub(crate) requirement: Requirement,
-    pub(crate) options: ResponseOptions,
+    pub(crate) options: Arc<ResponseOptions>,
     pub(crate) max_header_bytes: usize,
 }
 
@@ -50,7 +50,7 @@ impl ScopeLayer {
             config: Arc::new(Config {
                 validator: validator.clone(),
                 requirement,
-                options: ResponseOptions::default(),
+                options: Arc::new(ResponseOptions::default()),
                 max_header_bytes,
             }),
         }
@@ -110,33 +110,34 @@ impl ScopeLayer {
         Self::new(validator, Requirement::any_valid_token())
     }
 
-    /// The `realm` of the challenges (default `api`). Control characters are dropped.
+    /// The `realm` of the challenges (default `api`). Only visible ASCII and spaces are kept:
+    /// a header value can hold nothing else.
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         let realm: String = realm
             .into()
             .chars()
-            .filter(|character| !character.is_control())
+            .filter(|character| matches!(character, ' '..='~'))
             .collect();
-        Arc::make_mut(&mut self.config).options.realm = Some(realm);
+        self.options_mut().realm = Some(realm);
         self
     }
 
     /// Challenges without a `realm`.
     pub fn without_realm(mut self) -> Self {
-        Arc::make_mut(&mut self.config).options.realm = None;
+        self.options_mut().realm = None;
         self
     }
 
     /// Tell clients why in `error_description` (off by default: the reasons help an attacker
     /// probe as much as they help a developer debug).
     pub fn error_description(mut self, include: bool) -> Self {
-        Arc::make_mut(&mut self.config).options.error_description = include;
+        self.options_mut().error_description = include;
         self
     }
 
     /// Shape the body of refusals (status and challenge stay as RFC 6750 says).
     pub fn rejection_body(mut self, body: impl RejectionBody) -> Self {
-        Arc::make_mut(&mut self.config).options.body = Some(Arc::new(body));
+        self.options_mut().body = Some(Arc::new(body));
         self
     }
 
@@ -145,6 +146,12 @@ impl ScopeLayer {
     pub fn max_header_bytes(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_header_bytes = bytes;
         self
+    }
+}
+
+impl ScopeLayer {
+    fn options_mut(&mut self) -> &mut ResponseOptions {
+        Arc::make_mut(&mut Arc::make_mut(&mut self.config).options)
     }
 }
 

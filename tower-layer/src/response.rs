@@ -34,6 +34,8 @@ pub struct Rejection {
     description: String,
     required_scopes: Vec<String>,
     retry_after: Option<Duration>,
+    /// How the layer that protects the route writes refusals, for refusals made in handlers.
+    options: Option<Arc<ResponseOptions>>,
 }
 
 impl Rejection {
@@ -57,6 +59,7 @@ impl Rejection {
             description: error.to_string(),
             required_scopes,
             retry_after: error.retry_after(),
+            options: None,
         }
     }
 
@@ -66,7 +69,18 @@ impl Rejection {
             description: description.to_owned(),
             required_scopes: Vec::new(),
             retry_after: None,
+            options: None,
         }
+    }
+
+    /// Written the way the protecting layer writes its own refusals.
+    pub(crate) fn with_options(mut self, options: Option<Arc<ResponseOptions>>) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub(crate) fn options(&self) -> Option<&Arc<ResponseOptions>> {
+        self.options.as_ref()
     }
 
     /// Which row of the table this is.
@@ -142,8 +156,8 @@ impl Rejection {
         } else {
             format!("Bearer {}", parameters.join(", "))
         };
-        // Every part is visible ASCII by construction; should one not be, a bare challenge is
-        // still a correct answer.
+        // Every part is visible ASCII by construction (realm filtered, description mapped,
+        // scopes and codes are ASCII); a bare challenge is the last resort.
         Some(HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer")))
     }
 }
@@ -170,11 +184,11 @@ where
     }
 }
 
-/// A ready-made body: `{"error": "...", "error_description": "..."}` as JSON (the description
-/// only when descriptions are switched on for the layer).
+/// A ready-made body: `{"error": "...", "error_description": "..."}` as JSON.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonErrorBody {
-    /// Include `error_description`.
+    /// Include `error_description` for client errors (never for a 503, whose cause names the
+    /// issuer's internal endpoints).
     pub with_description: bool,
 }
 
@@ -186,7 +200,7 @@ impl RejectionBody for JsonErrorBody {
             _ => "unauthorized",
         });
         body.insert("error".to_owned(), code.into());
-        if self.with_description {
+        if self.with_description && rejection.kind != RejectionKind::Unavailable {
             body.insert(
                 "error_description".to_owned(),
                 rejection.description.clone().into(),
@@ -200,7 +214,8 @@ impl RejectionBody for JsonErrorBody {
     }
 }
 
-/// How refusals are written.
+/// How refusals are written. The layer also puts it in the request's extensions, so that a
+/// refusal made in a handler is written the same way.
 #[derive(Clone)]
 pub(crate) struct ResponseOptions {
     pub(crate) realm: Option<String>,
@@ -255,7 +270,9 @@ pub(crate) fn respond<B: From<Bytes>>(
         .retry_after
         .filter(|_| rejection.kind == RejectionKind::Unavailable)
     {
-        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let seconds = retry_after
+            .as_secs()
+            .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
         headers.insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     }
     if let Some(content_type) = content_type {

@@ -49,11 +49,13 @@ where
         // The fast path: a token whose answer is cached needs no waiting and no allocation.
         if let Some(principal) = cached(&self.config, &parts) {
             parts.extensions.insert(principal);
+            parts.extensions.insert(Arc::clone(&self.config.options));
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
         }
-        // Call the instance that was driven to readiness; keep a fresh clone for next time.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // Validation may wait (a key fetch, an introspection call): a clone waits, and asks for
+        // readiness only once the request is authorized, so the ready instance is not held by
+        // a request that may well be refused.
+        let mut inner = self.inner.clone();
         let config = Arc::clone(&self.config);
         // Only the head is borrowed across the validation (`Parts` is `Sync`; bodies often
         // are not).
@@ -61,6 +63,8 @@ where
             match authorize(&config, &parts).await {
                 Ok(principal) => {
                     parts.extensions.insert(principal);
+                    parts.extensions.insert(Arc::clone(&config.options));
+                    std::future::poll_fn(|context| inner.poll_ready(context)).await?;
                     inner.call(Request::from_parts(parts, body)).await
                 }
                 Err(rejection) => Ok(respond(rejection, &config.options)),

@@ -61,10 +61,9 @@ pub(crate) fn check_syntax(token: &str) -> Result<&str, &'static str> {
     }
 }
 
+/// Names are form-decoded first: `access%5Ftoken` is `access_token` to any server that reads it.
 fn has_access_token_parameter(query: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("access_token"))
+    url::form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "access_token")
 }
 
 #[cfg(test)]
@@ -120,6 +119,8 @@ mod tests {
         assert!(malformed(&headers(&["Bearer a\"b"]), None));
         assert!(malformed(&headers(&["Bearer =="]), None));
         assert!(malformed(&headers(&[]), Some("x=1&access_token=abc")));
+        assert!(malformed(&headers(&[]), Some("access%5Ftoken=abc")));
+        assert!(malformed(&headers(&[]), Some("access_token")));
         assert!(malformed(
             &headers(&["Bearer abc"]),
             Some("access_token=abc")

@@ -164,3 +164,24 @@ async fn one_layer_can_protect_a_whole_router() {
         );
     }
 }
+
+#[tokio::test]
+async fn refusals_made_in_handlers_follow_the_layers_settings() {
+    let key = SigningKey::es256("k");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    let layer = ScopeLayer::any_valid_token(&validator).realm("reports");
+    let app = Router::new().route("/reports", get(reports).route_layer(layer));
+    let token = key.sign(&idp.claims(&clock));
+    let request = Request::get("/reports")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="reports", error="insufficient_scope", scope="reports:all:read""#
+    );
+}

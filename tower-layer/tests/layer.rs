@@ -351,7 +351,7 @@ async fn every_requirement_kind_is_enforced() {
             &all,
             Method::TRACE,
             StatusCode::FORBIDDEN,
-            Some("akamai:social_profile"),
+            Some(""),
         ),
         (
             ScopeLayer::any_valid_token(validator),
@@ -448,4 +448,78 @@ async fn an_opaque_token_is_accepted_through_introspection() {
     assert_eq!(response.status(), StatusCode::OK);
     let response = call(&layer, request(Method::PUT, &["Bearer opaque-abc"])).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_non_ascii_realm_keeps_the_error_codes() {
+    let setup = setup().await;
+    let layer = ScopeLayer::all_of(&setup.validator, ["akamai:social_profile:write"])
+        .unwrap()
+        .realm("Bücher API");
+    let response = call(
+        &layer,
+        request(Method::GET, &[&bearer(&setup.token("openid"))]),
+    )
+    .await;
+    assert_eq!(
+        challenge(&response),
+        Some(
+            r#"Bearer realm="Bcher API", error="insufficient_scope", scope="akamai:social_profile:write""#
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_request_being_validated_does_not_hold_the_inner_services_capacity() {
+    // The inner service takes one request at a time. A request whose validation waits (an
+    // introspection call of 300 ms) must not hold that one slot meanwhile.
+    let setup = setup().await;
+    setup
+        .idp
+        .set_introspection_mode(Mode::Slow(std::time::Duration::from_millis(300)));
+    let token = setup.token("openid");
+    setup.validator.validate(&token).await.unwrap();
+    let service = ServiceBuilder::new()
+        .layer(ScopeLayer::any_valid_token(&setup.validator))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(1))
+        .service_fn(echo);
+    let slow = tokio::spawn(
+        service
+            .clone()
+            .oneshot(request(Method::GET, &["Bearer unknown-opaque"])),
+    );
+    tokio::task::yield_now().await;
+    let fast = tokio::time::timeout(
+        std::time::Duration::from_millis(150),
+        service
+            .clone()
+            .oneshot(request(Method::GET, &[&bearer(&token)])),
+    )
+    .await
+    .expect("the cached request is not stuck behind the one being validated")
+    .unwrap();
+    assert_eq!(fast.status(), StatusCode::OK);
+    assert_eq!(
+        slow.await.unwrap().unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_json_body_never_describes_an_outage() {
+    let setup = setup().await;
+    setup.idp.set_mode(Mode::Status(503));
+    let layer = ScopeLayer::any_valid_token(&setup.validator).rejection_body(JsonErrorBody {
+        with_description: true,
+    });
+    let response = call(
+        &layer,
+        request(Method::GET, &[&bearer(&setup.token("openid"))]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body(response).await,
+        r#"{"error":"temporarily_unavailable"}"#
+    );
 }
