@@ -9,47 +9,18 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::future::Future;
+mod common;
+
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{bare_verifier, ready};
 use scopegate_validator::MockClock;
 use support::{FakeIdp, SigningKey};
 
 const ROUNDS: usize = 41;
-
-fn ready<F: Future>(future: F) -> F::Output {
-    let mut context = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut context) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the measured path awaited"),
-    }
-}
-
-fn bare_verifier(key: &SigningKey) -> ParsedPublicKey {
-    let jwk = key.jwk();
-    let bytes = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
-    match key.alg {
-        "RS256" => RsaPublicKeyComponents {
-            n: bytes("n"),
-            e: bytes("e"),
-        }
-        .to_parsed_public_key(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256)
-        .unwrap(),
-        "ES256" => {
-            let mut point = vec![4];
-            point.extend(bytes("x"));
-            point.extend(bytes("y"));
-            ParsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point).unwrap()
-        }
-        _ => ParsedPublicKey::new(&aws_lc_rs::signature::ED25519, bytes("x")).unwrap(),
-    }
-}
 
 /// Nanoseconds per call of `f`, over `iterations` calls.
 fn time(iterations: u32, mut f: impl FnMut()) -> f64 {
