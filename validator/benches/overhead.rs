@@ -14,11 +14,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{bare_verifier, ready};
-use scopegate_validator::MockClock;
-use support::{FakeIdp, SigningKey};
+use common::{Fixture, ready};
 
 const ROUNDS: usize = 41;
 
@@ -50,42 +46,32 @@ fn main() {
         "{:6} {:>10} {:>10} {:>9} {:>11} {:>15}",
         "alg", "bare", "cold", "warm", "cold/bare", "IQR"
     );
-    for key in [
-        SigningKey::rs256("rs"),
-        SigningKey::es256("es"),
-        SigningKey::eddsa("ed"),
-    ] {
-        let clock = MockClock::at_system_time();
-        let (idp, cold, warm) = runtime.block_on(async {
-            let idp = FakeIdp::start(&[&key]).await;
-            let cold = idp
-                .validator_builder(&clock)
-                .without_verified_token_cache()
-                .build()
-                .unwrap();
-            let warm = idp.validator(&clock);
-            cold.refresh_keys().await.unwrap();
-            warm.refresh_keys().await.unwrap();
-            (idp, cold, warm)
-        });
-        let token = key.sign(&idp.claims(&clock));
-        let (signing_input, signature) = token.rsplit_once('.').unwrap();
-        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
-        let bare = bare_verifier(&key);
-        ready(warm.validate(&token)).unwrap();
+    for key in Fixture::keys() {
+        let fixture = Fixture::new(&runtime, key);
+        let Fixture {
+            key,
+            cold,
+            warm,
+            token,
+            signature,
+            bare,
+            ..
+        } = &fixture;
+        let signing_input = fixture.signing_input();
+        ready(warm.validate(token)).unwrap();
         let slow_iterations = if key.alg == "RS256" { 400 } else { 150 };
 
         let (mut bares, mut colds, mut warms, mut ratios) = (vec![], vec![], vec![], vec![]);
         for _ in 0..ROUNDS {
             let bare_ns = time(slow_iterations, || {
-                bare.verify_sig(black_box(signing_input.as_bytes()), black_box(&signature))
+                bare.verify_sig(black_box(signing_input.as_bytes()), black_box(signature))
                     .unwrap()
             });
             let cold_ns = time(slow_iterations, || {
-                ready(cold.validate(black_box(&token))).unwrap();
+                ready(cold.validate(black_box(token))).unwrap();
             });
             let warm_ns = time(20_000, || {
-                ready(warm.validate(black_box(&token))).unwrap();
+                ready(warm.validate(black_box(token))).unwrap();
             });
             ratios.push(cold_ns / bare_ns);
             bares.push(bare_ns);
@@ -103,6 +89,5 @@ fn main() {
             low,
             high
         );
-        drop(idp);
     }
 }

@@ -14,53 +14,40 @@ mod common;
 
 use std::hint::black_box;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{bare_verifier, ready};
+use common::{Fixture, ready};
 use criterion::{Criterion, criterion_group, criterion_main};
 use scopegate_validator::MockClock;
 use support::{FakeIdp, SigningKey};
 
 fn verification(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    for key in [
-        SigningKey::rs256("rs"),
-        SigningKey::es256("es"),
-        SigningKey::eddsa("ed"),
-    ] {
-        let clock = MockClock::at_system_time();
-        let (idp, cold, warm) = runtime.block_on(async {
-            let idp = FakeIdp::start(&[&key]).await;
-            let cold = idp
-                .validator_builder(&clock)
-                .without_verified_token_cache()
-                .build()
-                .unwrap();
-            let warm = idp.validator(&clock);
-            cold.refresh_keys().await.unwrap();
-            warm.refresh_keys().await.unwrap();
-            (idp, cold, warm)
-        });
-        let token = key.sign(&idp.claims(&clock));
-        let (signing_input, signature) = token.rsplit_once('.').unwrap();
-        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
-        let bare = bare_verifier(&key);
-        bare.verify_sig(signing_input.as_bytes(), &signature)
+    for key in Fixture::keys() {
+        let fixture = Fixture::new(&runtime, key);
+        let Fixture {
+            key,
+            cold,
+            warm,
+            token,
+            signature,
+            bare,
+            ..
+        } = &fixture;
+        let signing_input = fixture.signing_input();
+        bare.verify_sig(signing_input.as_bytes(), signature)
             .unwrap();
-        ready(warm.validate(&token)).unwrap();
+        ready(warm.validate(token)).unwrap();
 
         let mut group = c.benchmark_group(key.alg);
         group.bench_function("bare signature check", |b| {
-            b.iter(|| bare.verify_sig(black_box(signing_input.as_bytes()), black_box(&signature)))
+            b.iter(|| bare.verify_sig(black_box(signing_input.as_bytes()), black_box(signature)))
         });
         group.bench_function("cold (cache off)", |b| {
-            b.iter(|| ready(cold.validate(black_box(&token))).unwrap())
+            b.iter(|| ready(cold.validate(black_box(token))).unwrap())
         });
         group.bench_function("warm (cache hit)", |b| {
-            b.iter(|| ready(warm.validate(black_box(&token))).unwrap())
+            b.iter(|| ready(warm.validate(black_box(token))).unwrap())
         });
         group.finish();
-        drop(idp);
     }
 }
 

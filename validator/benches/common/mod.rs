@@ -8,7 +8,9 @@ use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::support::SigningKey;
+use scopegate_validator::{MockClock, Validator};
+
+use crate::support::{FakeIdp, SigningKey};
 
 /// Runs a future that must not wait (keys are already cached): no executor in the measurement.
 pub(crate) fn ready<F: Future>(future: F) -> F::Output {
@@ -20,7 +22,7 @@ pub(crate) fn ready<F: Future>(future: F) -> F::Output {
 }
 
 /// The key parsed the way the validator parses it, for the bare signature check.
-pub(crate) fn bare_verifier(key: &SigningKey) -> ParsedPublicKey {
+fn bare_verifier(key: &SigningKey) -> ParsedPublicKey {
     let jwk = key.jwk();
     let bytes = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
     match key.alg {
@@ -37,5 +39,63 @@ pub(crate) fn bare_verifier(key: &SigningKey) -> ParsedPublicKey {
             ParsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point).unwrap()
         }
         _ => ParsedPublicKey::new(&aws_lc_rs::signature::ED25519, bytes("x")).unwrap(),
+    }
+}
+
+/// One algorithm's setup: a fake IdP publishing `key`, a validator with the verified-token cache
+/// off (cold) and one with it on (warm), both holding the keys, and a token with its signing
+/// input, decoded signature and bare verifier.
+pub(crate) struct Fixture {
+    pub(crate) key: SigningKey,
+    pub(crate) cold: Validator,
+    pub(crate) warm: Validator,
+    pub(crate) token: String,
+    pub(crate) signature: Vec<u8>,
+    pub(crate) bare: ParsedPublicKey,
+    _idp: FakeIdp,
+}
+
+impl Fixture {
+    pub(crate) fn new(runtime: &tokio::runtime::Runtime, key: SigningKey) -> Self {
+        let clock = MockClock::at_system_time();
+        let (idp, cold, warm) = runtime.block_on(async {
+            let idp = FakeIdp::start(&[&key]).await;
+            let cold = idp
+                .validator_builder(&clock)
+                .without_verified_token_cache()
+                .build()
+                .unwrap();
+            let warm = idp.validator(&clock);
+            cold.refresh_keys().await.unwrap();
+            warm.refresh_keys().await.unwrap();
+            (idp, cold, warm)
+        });
+        let token = key.sign(&idp.claims(&clock));
+        let signature = URL_SAFE_NO_PAD
+            .decode(token.rsplit_once('.').unwrap().1)
+            .unwrap();
+        let bare = bare_verifier(&key);
+        Self {
+            key,
+            cold,
+            warm,
+            token,
+            signature,
+            bare,
+            _idp: idp,
+        }
+    }
+
+    pub(crate) fn signing_input(&self) -> &str {
+        self.token.rsplit_once('.').unwrap().0
+    }
+
+    /// The three algorithms the issue measures.
+    pub(crate) fn keys() -> [SigningKey; 3] {
+        [
+            SigningKey::rs256("rs"),
+            SigningKey::es256("es"),
+            SigningKey::eddsa("ed"),
+        ]
     }
 }
