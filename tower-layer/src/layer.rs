@@ -39,6 +39,9 @@ pub(crate) struct Config {
     pub(crate) validator: Validator,
     pub(crate) requirement: Requirement,
     pub(crate) options: Arc<ResponseOptions>,
+    /// Whether `options` differ from the defaults; only then do they travel in the request
+    /// extensions (handlers fall back to the defaults), which keeps the fast path lean.
+    pub(crate) options_customized: bool,
     pub(crate) max_header_bytes: usize,
 }
 
@@ -51,6 +54,7 @@ impl ScopeLayer {
                 validator: validator.clone(),
                 requirement,
                 options: Arc::new(ResponseOptions::default()),
+                options_customized: false,
                 max_header_bytes,
             }),
         }
@@ -151,7 +155,9 @@ impl ScopeLayer {
 
 impl ScopeLayer {
     fn options_mut(&mut self) -> &mut ResponseOptions {
-        Arc::make_mut(&mut Arc::make_mut(&mut self.config).options)
+        let config = Arc::make_mut(&mut self.config);
+        config.options_customized = true;
+        Arc::make_mut(&mut config.options)
     }
 }
 

@@ -48,8 +48,7 @@ where
         let (mut parts, body) = request.into_parts();
         // The fast path: a token whose answer is cached needs no waiting and no allocation.
         if let Some(principal) = cached(&self.config, &parts) {
-            parts.extensions.insert(principal);
-            parts.extensions.insert(Arc::clone(&self.config.options));
+            pass_on(&self.config, &mut parts, principal);
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
         }
         // Validation may wait (a key fetch, an introspection call): a clone waits, and asks for
@@ -62,14 +61,22 @@ where
         ResponseFuture::validating(async move {
             match authorize(&config, &parts).await {
                 Ok(principal) => {
-                    parts.extensions.insert(principal);
-                    parts.extensions.insert(Arc::clone(&config.options));
+                    pass_on(&config, &mut parts, principal);
                     std::future::poll_fn(|context| inner.poll_ready(context)).await?;
                     inner.call(Request::from_parts(parts, body)).await
                 }
                 Err(rejection) => Ok(respond(rejection, &config.options)),
             }
         })
+    }
+}
+
+/// What an authorized request carries to the inner service: the principal and, when the layer's
+/// response options are not the defaults, those options for the extractors' refusals.
+fn pass_on(config: &Config, parts: &mut Parts, principal: Arc<Principal>) {
+    parts.extensions.insert(principal);
+    if config.options_customized {
+        parts.extensions.insert(Arc::clone(&config.options));
     }
 }
 
