@@ -1,4 +1,244 @@
 //! `scopegate-token-service`: a compact OAuth2 / OpenID Connect authorization server.
 //!
-//! Not built yet: this crate is filled by a later issue (see the workspace README). It exists now
-//! so that the workspace layout is the final one.
+//! Today it serves machine-to-machine tokens: the client credentials grant (JWT per RFC 9068 or
+//! opaque tokens, per client), introspection (RFC 7662) for registered APIs, revocation
+//! (RFC 7009), the JWKS with key rotation, and discovery (RFC 8414 / OpenID Connect).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use scopegate_token_service::{Config, State, app, config::Source};
+//!
+//! let config = Config::load(&Source::Demo)?;
+//! let state = State::start(config).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! axum::serve(listener, app(state)).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod clients;
+pub mod config;
+pub mod error;
+pub mod grant;
+pub mod http;
+pub mod keys;
+pub mod secret;
+pub mod store;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use scopegate_validator::{Clock, SystemClock};
+
+pub use config::Config;
+pub use http::app;
+
+use crate::clients::Registry;
+use crate::keys::{KeyError, KeyRing, SigningKey, StoredKey};
+use crate::secret::SecretVerifier;
+use crate::store::{Store, StoreError};
+
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A signing key could not be generated or loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct State {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    store: Arc<dyn Store>,
+    keys: ArcSwap<KeyRing>,
+    registry: Registry,
+    secrets: SecretVerifier,
+    clock: Arc<dyn Clock>,
+}
+
+impl State {
+    /// Opens the configured store, creates the first signing key if there is none, and loads
+    /// the keys.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] if the store cannot be opened or a stored key cannot be loaded.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let store = store::open(&config.storage).await?;
+        Self::with_store(config, store, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`State::start`] with a given store and clock (tests).
+    ///
+    /// # Errors
+    ///
+    /// As [`State::start`].
+    pub async fn with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let now = clock.now().as_secs();
+        if store.list_keys().await?.is_empty() {
+            let (key, pkcs8) = SigningKey::generate(config.signing.algorithm)?;
+            tracing::info!(
+                kid = key.kid(),
+                algorithm = key.algorithm().as_str(),
+                "generated the first signing key"
+            );
+            store
+                .insert_key(&StoredKey {
+                    kid: key.kid().to_owned(),
+                    algorithm: key.algorithm().as_str().to_owned(),
+                    private_pkcs8: pkcs8,
+                    created_at: now,
+                    activates_at: now,
+                })
+                .await?;
+        }
+        let registry = Registry::new(&config, Arc::clone(&store));
+        let ring = KeyRing::load(&store.list_keys().await?, registry.retention().await?)?;
+        Ok(Self {
+            inner: Arc::new(Shared {
+                secrets: SecretVerifier::new(config.limits.max_concurrent_hashing),
+                config,
+                store,
+                keys: ArcSwap::from_pointee(ring),
+                registry,
+                clock,
+            }),
+        })
+    }
+
+    /// The checked configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Clients and APIs, from the configuration and the store.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The secret verifier.
+    #[must_use]
+    pub fn secrets(&self) -> &SecretVerifier {
+        &self.inner.secrets
+    }
+
+    /// The current key ring.
+    #[must_use]
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeyRing>> {
+        self.inner.keys.load()
+    }
+
+    /// Seconds since the epoch, from the injected clock.
+    #[must_use]
+    pub fn now(&self) -> u64 {
+        self.inner.clock.now().as_secs()
+    }
+
+    /// Re-reads the keys from the store (picks up `token-service keys rotate` run elsewhere).
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] if the store fails or a key cannot be loaded; the current ring stays.
+    pub async fn reload_keys(&self) -> Result<(), StartError> {
+        let stored = self.inner.store.list_keys().await?;
+        let ring = KeyRing::load(&stored, self.inner.registry.retention().await?)?;
+        self.inner.keys.store(Arc::new(ring));
+        Ok(())
+    }
+
+    /// Runs the periodic jobs (key reload every 30 s, sweeping expired rows) until the
+    /// returned handle is dropped or aborted.
+    #[must_use]
+    pub fn spawn_background(&self) -> BackgroundJobs {
+        let state = self.clone();
+        let handle = tokio::spawn(async move {
+            let mut reload = tokio::time::interval(Duration::from_secs(30));
+            let mut sweep = tokio::time::interval(state.config().sweep_interval);
+            loop {
+                tokio::select! {
+                    _ = reload.tick() => {
+                        if let Err(error) = state.reload_keys().await {
+                            tracing::error!(%error, "could not reload signing keys; keeping the current ones");
+                        }
+                    }
+                    _ = sweep.tick() => state.sweep().await,
+                }
+            }
+        });
+        BackgroundJobs(handle)
+    }
+
+    /// Deletes expired tokens and revocation records (a minute after expiry, for clock skew).
+    pub async fn sweep(&self) {
+        let cutoff = self.now().saturating_sub(60);
+        match self.inner.store.sweep(cutoff).await {
+            Ok(swept) => tracing::debug!(
+                tokens = swept.tokens,
+                revoked_jwts = swept.revoked_jwts,
+                "swept expired rows"
+            ),
+            Err(error) => tracing::error!(%error, "sweeping expired rows failed"),
+        }
+    }
+}
+
+/// The periodic jobs; stopped when dropped.
+#[derive(Debug)]
+pub struct BackgroundJobs(tokio::task::JoinHandle<()>);
+
+impl Drop for BackgroundJobs {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then finishes the requests in flight.
+///
+/// # Errors
+///
+/// An I/O error from the listener.
+pub async fn serve(
+    state: State,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let _jobs = state.spawn_background();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod assertions {
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn public_types_are_send_sync_clone() {
+        send_sync_clone::<super::State>();
+        send_sync_clone::<super::Config>();
+        send_sync_clone::<super::error::OAuthError>();
+    }
+}

@@ -1,0 +1,224 @@
+//! Who may ask for tokens and who may introspect them: clients (configured, or added to the
+//! store with `token-service client add`) and APIs (configured), and their authentication.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use scopegate_validator::ScopeSet;
+
+use crate::config::{self, Api, Client, Config, GrantType, TokenFormat};
+use crate::secret::{SecretHash, SecretVerifier};
+use crate::store::{ClientRecord, Store, StoreError};
+
+/// How long a client read from the store is remembered (also how long a client added while the
+/// service runs may take to become known).
+const STORED_CLIENT_TTL: Duration = Duration::from_secs(10);
+
+/// Clients and APIs.
+#[derive(Clone)]
+pub struct Registry {
+    configured: Arc<HashMap<String, Arc<Client>>>,
+    apis: Arc<HashMap<String, Arc<Api>>>,
+    longest_configured_ttl: Duration,
+    store: Arc<dyn Store>,
+    stored: moka::future::Cache<String, Option<Arc<Client>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Registry")
+            .field("configured_clients", &self.configured.len())
+            .field("apis", &self.apis.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A hash that unknown client ids are checked against, so that an unknown id costs as much
+/// time as a wrong secret and ids cannot be discovered by timing.
+fn decoy_hash() -> &'static SecretHash {
+    static DECOY: OnceLock<SecretHash> = OnceLock::new();
+    DECOY.get_or_init(|| SecretHash::hash(&crate::secret::random_token()))
+}
+
+impl Registry {
+    /// The configured clients and APIs, and the store for clients added at run time.
+    #[must_use]
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
+        let _ = decoy_hash();
+        Self {
+            configured: Arc::new(
+                config
+                    .clients
+                    .iter()
+                    .map(|client| (client.id.clone(), Arc::new(client.clone())))
+                    .collect(),
+            ),
+            apis: Arc::new(
+                config
+                    .apis
+                    .iter()
+                    .map(|api| (api.id.clone(), Arc::new(api.clone())))
+                    .collect(),
+            ),
+            longest_configured_ttl: config.longest_access_token_ttl(),
+            store,
+            stored: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(STORED_CLIENT_TTL)
+                .build(),
+        }
+    }
+
+    /// A client by id: configured ones first, then the store.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails or holds a client this version cannot read.
+    pub async fn client(&self, id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        if let Some(client) = self.configured.get(id) {
+            return Ok(Some(Arc::clone(client)));
+        }
+        let store = Arc::clone(&self.store);
+        self.stored
+            .try_get_with(id.to_owned(), async move {
+                match store.find_client(id).await? {
+                    Some(record) => {
+                        client_from_record(&record).map(|client| Some(Arc::new(client)))
+                    }
+                    None => Ok(None),
+                }
+            })
+            .await
+            .map_err(|error: Arc<StoreError>| match Arc::try_unwrap(error) {
+                Ok(error) => error,
+                Err(shared) => StoreError::Corrupt {
+                    table: "clients",
+                    reason: shared.to_string(),
+                },
+            })
+    }
+
+    /// Whether a client with this id exists in the configuration.
+    #[must_use]
+    pub fn is_configured(&self, id: &str) -> bool {
+        self.configured.contains_key(id)
+    }
+
+    /// The configured clients.
+    pub fn configured_clients(&self) -> impl Iterator<Item = &Arc<Client>> {
+        self.configured.values()
+    }
+
+    /// An API by id.
+    #[must_use]
+    pub fn api(&self, id: &str) -> Option<Arc<Api>> {
+        self.apis.get(id).cloned()
+    }
+
+    /// The client `id` if `secret` is its secret. Unknown ids, public clients and wrong
+    /// secrets are indistinguishable, in answer and in time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails.
+    pub async fn authenticate_client(
+        &self,
+        verifier: &SecretVerifier,
+        id: &str,
+        secret: &str,
+    ) -> Result<Option<Arc<Client>>, StoreError> {
+        let client = self.client(id).await?;
+        let hash = client
+            .as_ref()
+            .and_then(|client| client.secret.as_ref())
+            .unwrap_or_else(|| decoy_hash());
+        let matches = verifier.verify(hash, secret).await;
+        Ok(client.filter(|client| matches && !client.is_public()))
+    }
+
+    /// The API `id` if `secret` is its secret; same rules as clients.
+    pub async fn authenticate_api(
+        &self,
+        verifier: &SecretVerifier,
+        id: &str,
+        secret: &str,
+    ) -> Option<Arc<Api>> {
+        let api = self.api(id);
+        let hash = api
+            .as_ref()
+            .map_or_else(|| decoy_hash().clone(), |api| api.secret.clone());
+        let matches = verifier.verify(&hash, secret).await;
+        api.filter(|_| matches)
+    }
+
+    /// How long a superseded signing key stays published: the longest access token lifetime
+    /// any client can get, plus a minute for clock skew.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the stored clients cannot be read.
+    pub async fn retention(&self) -> Result<Duration, StoreError> {
+        let stored_longest = self
+            .store
+            .list_clients()
+            .await?
+            .iter()
+            .filter_map(|client| client.access_token_ttl)
+            .max()
+            .map_or(Duration::ZERO, Duration::from_secs);
+        Ok(self.longest_configured_ttl.max(stored_longest) + Duration::from_secs(60))
+    }
+}
+
+/// Rebuilds a client from its stored row.
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] naming what could not be read.
+pub fn client_from_record(record: &ClientRecord) -> Result<Client, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        table: "clients",
+        reason: format!("client `{}`: {reason}", record.id),
+    };
+    let secret = record
+        .secret_hash
+        .as_deref()
+        .map(SecretHash::parse)
+        .transpose()
+        .map_err(corrupt)?;
+    let grants = record
+        .grants
+        .iter()
+        .map(|name| {
+            GrantType::parse(name).ok_or_else(|| corrupt(format!("unknown grant `{name}`")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let scopes = ScopeSet::parse_space_separated(&record.scopes)
+        .map_err(|error| corrupt(error.to_string()))?;
+    let token_format = TokenFormat::parse(&record.token_format)
+        .ok_or_else(|| corrupt(format!("unknown token format `{}`", record.token_format)))?;
+    let access_token_ttl = record
+        .access_token_ttl
+        .map(|seconds| {
+            config::check_ttl(
+                "access_token_ttl",
+                Duration::from_secs(seconds),
+                config::MAX_ACCESS_TOKEN_TTL,
+            )
+            .map_err(|error| corrupt(error.to_string()))
+        })
+        .transpose()?;
+    Ok(Client {
+        id: record.id.clone(),
+        secret,
+        grants,
+        scopes,
+        default_scopes: None,
+        token_format,
+        access_token_ttl,
+        audience: record.audience.clone(),
+        redirect_uris: record.redirect_uris.clone(),
+    })
+}

@@ -1,0 +1,966 @@
+//! Configuration: a TOML file (or the built-in demo), overridden field by field from
+//! `SCOPEGATE_*` environment variables, then checked into typed values. Every mistake is
+//! reported at start-up with the field it concerns.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use scopegate_validator::{Scope, ScopeSet};
+use serde::{Deserialize, Deserializer};
+
+use crate::keys::KeyAlgorithm;
+use crate::secret::{Secret, SecretHash};
+
+/// The demo configuration shipped in the repository, used when no file is given.
+pub const DEMO_CONFIG: &str = include_str!("../demo.toml");
+
+/// Top-level keys that `SCOPEGATE_<KEY>` may override (other `SCOPEGATE_*` variables, such as
+/// `SCOPEGATE_CONFIG`, belong to the command line).
+const OVERRIDABLE: &[&str] = &[
+    "issuer", "listen", "storage", "signing", "defaults", "limits", "scopes", "clients", "apis",
+    "users",
+];
+
+/// A configuration that could not be loaded or is not valid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file or an environment override could not be read or does not fit the schema.
+    #[error("{0}")]
+    Parse(#[source] Box<figment::Error>),
+    /// A field holds a value that is not allowed.
+    #[error("`{field}`: {reason}")]
+    Invalid {
+        /// The field, as a path (`clients[1].scopes`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A TOML file.
+    File(PathBuf),
+    /// The demo configuration built into the binary.
+    Demo,
+    /// TOML text (tests).
+    Text(String),
+}
+
+/// How access tokens of a client look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenFormat {
+    /// An RFC 9068 JWT, verifiable locally against the JWKS.
+    Jwt,
+    /// A random reference, checked by introspection.
+    Opaque,
+}
+
+impl TokenFormat {
+    /// The name used in the configuration and the store.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::Opaque => "opaque",
+        }
+    }
+
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        match value {
+            "jwt" => Some(Self::Jwt),
+            "opaque" => Some(Self::Opaque),
+            _ => None,
+        }
+    }
+}
+
+/// The OAuth2 grant types a client may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// RFC 6749 §4.4.
+    ClientCredentials,
+    /// RFC 6749 §4.1.
+    AuthorizationCode,
+    /// RFC 6749 §6.
+    RefreshToken,
+}
+
+impl GrantType {
+    /// The `grant_type` value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "client_credentials",
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+        }
+    }
+
+    /// The grant type for a `grant_type` value.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "client_credentials" => Some(Self::ClientCredentials),
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            _ => None,
+        }
+    }
+}
+
+/// A registered client (from the configuration or the store).
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// `client_id`.
+    pub id: String,
+    /// `None` for a public client.
+    pub secret: Option<SecretHash>,
+    /// The grants it may use.
+    pub grants: Vec<GrantType>,
+    /// The scopes it may be granted.
+    pub scopes: ScopeSet,
+    /// What it gets when it asks for no scope; `None` = every allowed scope.
+    pub default_scopes: Option<ScopeSet>,
+    /// JWT or opaque access tokens.
+    pub token_format: TokenFormat,
+    /// Access token lifetime; `None` = the service default.
+    pub access_token_ttl: Option<Duration>,
+    /// The audiences its tokens may carry (RFC 8707 `resource` must be one of them).
+    pub audience: Vec<String>,
+    /// Redirect URIs (authorization code flow).
+    pub redirect_uris: Vec<String>,
+}
+
+impl Client {
+    /// Whether the client has no secret (and so cannot use `client_credentials`).
+    #[must_use]
+    pub const fn is_public(&self) -> bool {
+        self.secret.is_none()
+    }
+}
+
+/// A resource server allowed to introspect tokens.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Its identifier (also the audience of tokens meant for it).
+    pub id: String,
+    /// Its credential for `/introspect`.
+    pub secret: SecretHash,
+    /// The scopes that belong to it: exact scopes, or `prefix:name` for every permission.
+    pub scopes: Vec<Scope>,
+}
+
+impl Api {
+    /// Whether a granted scope belongs to this API.
+    #[must_use]
+    pub fn owns(&self, granted: &Scope) -> bool {
+        self.scopes.iter().any(|owned| {
+            owned == granted
+                || (owned.suffix().is_none() && owned.is_structured() && granted.covers(owned))
+        })
+    }
+}
+
+/// A user from the configuration (used by the browser login, issue 6).
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Login name.
+    pub username: String,
+    /// Argon2id hash of the password.
+    pub password: SecretHash,
+    /// Claims and custom attributes.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A custom scope and the claims it releases (claim name → user attribute).
+#[derive(Debug, Clone)]
+pub struct CustomScope {
+    /// The scope.
+    pub name: Scope,
+    /// Claim name → user attribute.
+    pub claims: BTreeMap<String, String>,
+}
+
+/// Signing settings.
+#[derive(Debug, Clone)]
+pub struct Signing {
+    /// Algorithm of newly generated keys.
+    pub algorithm: KeyAlgorithm,
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age: Duration,
+    /// How long a rotated-in key is published before it signs.
+    pub announce_period: Duration,
+}
+
+/// Request limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Concurrent slow secret verifications (Argon2id); more wait.
+    pub max_concurrent_hashing: usize,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The issuer identifier, exactly as configured.
+    pub issuer: String,
+    /// Socket address to bind.
+    pub listen: SocketAddr,
+    /// `sqlite://path`, `sqlite::memory:`.
+    pub storage: String,
+    /// Signing settings.
+    pub signing: Signing,
+    /// Default access token lifetime.
+    pub access_token_ttl: Duration,
+    /// Browser session lifetime (issue 6).
+    pub session_ttl: Duration,
+    /// How often expired rows are swept.
+    pub sweep_interval: Duration,
+    /// Request limits.
+    pub limits: Limits,
+    /// Custom scopes.
+    pub scopes: Vec<CustomScope>,
+    /// Clients from the configuration.
+    pub clients: Vec<Client>,
+    /// Resource servers from the configuration.
+    pub apis: Vec<Api>,
+    /// Users from the configuration.
+    pub users: Vec<User>,
+    /// Fields given as plain secrets (warned about at start-up).
+    pub plain_secret_fields: Vec<String>,
+}
+
+impl Config {
+    /// Loads and checks the configuration from `source` and the environment.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the field that is missing, malformed or not allowed.
+    pub fn load(source: &Source) -> Result<Self, ConfigError> {
+        Self::load_with_env(source, true)
+    }
+
+    /// Like [`Config::load`], without environment overrides.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`].
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::load_with_env(&Source::Text(text.to_owned()), false)
+    }
+
+    fn load_with_env(source: &Source, environment: bool) -> Result<Self, ConfigError> {
+        let mut figment = match source {
+            Source::File(path) => Figment::from(Toml::file_exact(path)),
+            Source::Demo => Figment::from(Toml::string(DEMO_CONFIG)),
+            Source::Text(text) => Figment::from(Toml::string(text)),
+        };
+        if environment {
+            figment = figment.merge(Env::prefixed("SCOPEGATE_").split("__").filter(|key| {
+                let top = key.as_str().split('.').next().unwrap_or_default();
+                OVERRIDABLE.contains(&top)
+            }));
+        }
+        let raw: RawConfig = figment
+            .extract()
+            .map_err(|error| ConfigError::Parse(Box::new(error)))?;
+        raw.check()
+    }
+
+    /// The longest access token lifetime any configured client can get.
+    #[must_use]
+    pub fn longest_access_token_ttl(&self) -> Duration {
+        self.clients
+            .iter()
+            .filter_map(|client| client.access_token_ttl)
+            .fold(self.access_token_ttl, Duration::max)
+    }
+
+    /// The base of every endpoint URL (the issuer without a trailing slash).
+    #[must_use]
+    pub fn base_url(&self) -> &str {
+        self.issuer.trim_end_matches('/')
+    }
+}
+
+/// Where the configuration came from, for the start-up log. Relative paths in it (the SQLite
+/// file) are relative to the working directory, as with every other tool.
+#[must_use]
+pub fn describe(source: &Source) -> String {
+    match source {
+        Source::File(path) => path.display().to_string(),
+        Source::Demo => "the built-in demo configuration (token-service/demo.toml)".to_owned(),
+        Source::Text(_) => "inline configuration".to_owned(),
+    }
+}
+
+/// A duration written like `60m`, `14d`, `1h 30m`.
+#[derive(Debug, Clone, Copy)]
+struct HumanDuration(Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map(Self).map_err(|error| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration like `60m`, `14d` or `30s` ({error})"
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    issuer: String,
+    listen: String,
+    storage: String,
+    #[serde(default)]
+    signing: RawSigning,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    scopes: Vec<RawScope>,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+    #[serde(default)]
+    apis: Vec<RawApi>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigning {
+    algorithm: Option<String>,
+    jwks_max_age: Option<HumanDuration>,
+    announce_period: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    access_token_ttl: Option<HumanDuration>,
+    session_ttl: Option<HumanDuration>,
+    sweep_interval: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<usize>,
+    max_concurrent_hashing: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScope {
+    name: String,
+    #[serde(default)]
+    claims: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    id: String,
+    secret: Option<Secret>,
+    secret_hash: Option<String>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    grants: Vec<GrantType>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    default_scopes: Option<Vec<String>>,
+    token_format: Option<TokenFormat>,
+    access_token_ttl: Option<HumanDuration>,
+    #[serde(default)]
+    audience: Vec<String>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    id: String,
+    secret: Option<Secret>,
+    secret_hash: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    username: String,
+    password: Option<Secret>,
+    password_hash: Option<String>,
+    #[serde(default)]
+    attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The longest access token lifetime accepted: a day (longer-lived access is what refresh
+/// tokens are for).
+pub const MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Checks a lifetime is within `1s..=max`.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming `field`.
+pub fn check_ttl(field: &str, ttl: Duration, max: Duration) -> Result<Duration, ConfigError> {
+    if ttl < Duration::from_secs(1) {
+        return Err(invalid(field, "must be at least 1s"));
+    }
+    if ttl > max {
+        return Err(invalid(
+            field,
+            format!("must be at most {}", humantime::format_duration(max)),
+        ));
+    }
+    Ok(ttl)
+}
+
+fn check_issuer(issuer: &str) -> Result<String, ConfigError> {
+    let url = url::Url::parse(issuer)
+        .map_err(|error| invalid("issuer", format!("not a URL: {error}")))?;
+    let loopback = url.host().is_some_and(|host| match host {
+        url::Host::Domain(name) => name == "localhost",
+        url::Host::Ipv4(address) => address.is_loopback(),
+        url::Host::Ipv6(address) => address.is_loopback(),
+    });
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(invalid(
+                "issuer",
+                "must use https (http is allowed only on loopback, for development)",
+            ));
+        }
+        other => {
+            return Err(invalid(
+                "issuer",
+                format!("scheme `{other}` is not http(s)"),
+            ));
+        }
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            "issuer",
+            "must not have a query or fragment (RFC 8414 §2)",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("issuer", "must not carry credentials"));
+    }
+    Ok(issuer.to_owned())
+}
+
+fn parse_scopes(field: &str, scopes: &[String]) -> Result<ScopeSet, ConfigError> {
+    scopes
+        .iter()
+        .enumerate()
+        .map(|(index, scope)| {
+            Scope::parse(scope)
+                .map_err(|error| invalid(format!("{field}[{index}]"), error.to_string()))
+        })
+        .collect()
+}
+
+/// Checks an audience value: non-empty, no whitespace or control characters.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming `field`.
+pub fn check_audience(field: &str, audience: &str) -> Result<(), ConfigError> {
+    if audience.is_empty()
+        || audience
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            field,
+            "must be a non-empty identifier without spaces",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a client or API identifier: visible ASCII, at most 255 characters.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming `field`.
+pub fn check_identifier(field: &str, id: &str) -> Result<(), ConfigError> {
+    if id.is_empty() || id.len() > 255 || !id.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(invalid(
+            field,
+            "must be 1 to 255 visible ASCII characters (no spaces)",
+        ));
+    }
+    Ok(())
+}
+
+fn secret_of(
+    field: &str,
+    secret: Option<Secret>,
+    secret_hash: Option<String>,
+    plain_fields: &mut Vec<String>,
+) -> Result<Option<SecretHash>, ConfigError> {
+    match (secret, secret_hash) {
+        (Some(_), Some(_)) => Err(invalid(
+            field,
+            "give either the secret or its hash, not both",
+        )),
+        (Some(plain), None) => {
+            if plain.expose().is_empty() {
+                return Err(invalid(field, "must not be empty"));
+            }
+            plain_fields.push(field.to_owned());
+            Ok(Some(SecretHash::hash(plain.expose())))
+        }
+        (None, Some(hash)) => SecretHash::parse(&hash)
+            .map(Some)
+            .map_err(|reason| invalid(format!("{field}_hash"), reason)),
+        (None, None) => Ok(None),
+    }
+}
+
+impl RawConfig {
+    fn check(self) -> Result<Config, ConfigError> {
+        let issuer = check_issuer(&self.issuer)?;
+        let listen = self
+            .listen
+            .parse()
+            .map_err(|_| invalid("listen", "must be an address and port like 127.0.0.1:8080"))?;
+        if !(self.storage.starts_with("sqlite:")) {
+            return Err(invalid(
+                "storage",
+                "must be `sqlite://<path>` (Postgres support arrives with multi-instance operation)",
+            ));
+        }
+        let algorithm = match self.signing.algorithm.as_deref() {
+            None => KeyAlgorithm::Rs256,
+            Some(name) => KeyAlgorithm::parse(name)
+                .ok_or_else(|| invalid("signing.algorithm", "must be RS256, ES256 or EdDSA"))?,
+        };
+        let jwks_max_age = self
+            .signing
+            .jwks_max_age
+            .map_or(Duration::from_secs(300), |d| d.0);
+        if jwks_max_age > Duration::from_secs(24 * 3600) {
+            return Err(invalid("signing.jwks_max_age", "must be at most 1d"));
+        }
+        let announce_period = self
+            .signing
+            .announce_period
+            .map_or(2 * jwks_max_age, |d| d.0);
+        let signing = Signing {
+            algorithm,
+            jwks_max_age,
+            announce_period,
+        };
+        let access_token_ttl = check_ttl(
+            "defaults.access_token_ttl",
+            self.defaults
+                .access_token_ttl
+                .map_or(Duration::from_secs(3600), |d| d.0),
+            MAX_ACCESS_TOKEN_TTL,
+        )?;
+        let session_ttl = check_ttl(
+            "defaults.session_ttl",
+            self.defaults
+                .session_ttl
+                .map_or(Duration::from_secs(14 * 24 * 3600), |d| d.0),
+            Duration::from_secs(366 * 24 * 3600),
+        )?;
+        let sweep_interval = check_ttl(
+            "defaults.sweep_interval",
+            self.defaults
+                .sweep_interval
+                .map_or(Duration::from_secs(600), |d| d.0),
+            Duration::from_secs(24 * 3600),
+        )?;
+        let limits = Limits {
+            max_body_bytes: match self.limits.max_body_bytes {
+                None => 64 * 1024,
+                Some(bytes) if (1024..=16 * 1024 * 1024).contains(&bytes) => bytes,
+                Some(_) => return Err(invalid("limits.max_body_bytes", "must be 1024..=16777216")),
+            },
+            max_concurrent_hashing: match self.limits.max_concurrent_hashing {
+                None => 2,
+                Some(count) if (1..=256).contains(&count) => count,
+                Some(_) => {
+                    return Err(invalid("limits.max_concurrent_hashing", "must be 1..=256"));
+                }
+            },
+        };
+
+        let mut plain_secret_fields = Vec::new();
+        let scopes = self
+            .scopes
+            .into_iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                let name = Scope::parse(&raw.name)
+                    .map_err(|error| invalid(format!("scopes[{index}].name"), error.to_string()))?;
+                Ok(CustomScope {
+                    name,
+                    claims: raw.claims,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+
+        let mut client_ids = HashSet::new();
+        let mut clients = Vec::new();
+        for (index, raw) in self.clients.into_iter().enumerate() {
+            let field = |name: &str| format!("clients[{index}].{name}");
+            check_identifier(&field("id"), &raw.id)?;
+            if !client_ids.insert(raw.id.clone()) {
+                return Err(invalid(field("id"), format!("`{}` is used twice", raw.id)));
+            }
+            let secret = secret_of(
+                &field("secret"),
+                raw.secret,
+                raw.secret_hash,
+                &mut plain_secret_fields,
+            )?;
+            match (raw.public, &secret) {
+                (true, Some(_)) => {
+                    return Err(invalid(field("secret"), "a public client has no secret"));
+                }
+                (false, None) => {
+                    return Err(invalid(
+                        field("secret"),
+                        "a confidential client needs `secret` or `secret_hash` (or `public = true`)",
+                    ));
+                }
+                _ => {}
+            }
+            if raw.grants.is_empty() {
+                return Err(invalid(field("grants"), "name at least one grant"));
+            }
+            if raw.public && raw.grants.contains(&GrantType::ClientCredentials) {
+                return Err(invalid(
+                    field("grants"),
+                    "a public client cannot use client_credentials",
+                ));
+            }
+            let allowed = parse_scopes(&field("scopes"), &raw.scopes)?;
+            let default_scopes = match raw.default_scopes {
+                None => None,
+                Some(defaults) => {
+                    let defaults = parse_scopes(&field("default_scopes"), &defaults)?;
+                    scopegate_validator::scope::grant(&defaults, &allowed)
+                        .map_err(|error| invalid(field("default_scopes"), error.to_string()))?;
+                    Some(defaults)
+                }
+            };
+            let access_token_ttl = raw
+                .access_token_ttl
+                .map(|ttl| check_ttl(&field("access_token_ttl"), ttl.0, MAX_ACCESS_TOKEN_TTL))
+                .transpose()?;
+            for (position, audience) in raw.audience.iter().enumerate() {
+                check_audience(&format!("clients[{index}].audience[{position}]"), audience)?;
+            }
+            for (position, uri) in raw.redirect_uris.iter().enumerate() {
+                let parsed = url::Url::parse(uri).map_err(|error| {
+                    invalid(
+                        format!("clients[{index}].redirect_uris[{position}]"),
+                        error.to_string(),
+                    )
+                })?;
+                if parsed.fragment().is_some() {
+                    return Err(invalid(
+                        format!("clients[{index}].redirect_uris[{position}]"),
+                        "must not have a fragment (RFC 6749 §3.1.2)",
+                    ));
+                }
+            }
+            clients.push(Client {
+                id: raw.id,
+                secret,
+                grants: raw.grants,
+                scopes: allowed,
+                default_scopes,
+                token_format: raw.token_format.unwrap_or(TokenFormat::Jwt),
+                access_token_ttl,
+                audience: raw.audience,
+                redirect_uris: raw.redirect_uris,
+            });
+        }
+
+        let mut api_ids = HashSet::new();
+        let mut apis = Vec::new();
+        for (index, raw) in self.apis.into_iter().enumerate() {
+            let field = |name: &str| format!("apis[{index}].{name}");
+            check_identifier(&field("id"), &raw.id)?;
+            if !api_ids.insert(raw.id.clone()) {
+                return Err(invalid(field("id"), format!("`{}` is used twice", raw.id)));
+            }
+            let secret = secret_of(
+                &field("secret"),
+                raw.secret,
+                raw.secret_hash,
+                &mut plain_secret_fields,
+            )?
+            .ok_or_else(|| invalid(field("secret"), "an API needs `secret` or `secret_hash`"))?;
+            let scopes = parse_scopes(&field("scopes"), &raw.scopes)?;
+            apis.push(Api {
+                id: raw.id,
+                secret,
+                scopes: scopes.into_iter().collect(),
+            });
+        }
+
+        let mut usernames = HashSet::new();
+        let mut users = Vec::new();
+        for (index, raw) in self.users.into_iter().enumerate() {
+            let field = |name: &str| format!("users[{index}].{name}");
+            check_identifier(&field("username"), &raw.username)?;
+            if !usernames.insert(raw.username.clone()) {
+                return Err(invalid(
+                    field("username"),
+                    format!("`{}` is used twice", raw.username),
+                ));
+            }
+            let password = secret_of(
+                &field("password"),
+                raw.password,
+                raw.password_hash,
+                &mut plain_secret_fields,
+            )?
+            .ok_or_else(|| invalid(field("password"), "needs `password` or `password_hash`"))?;
+            users.push(User {
+                username: raw.username,
+                password,
+                attributes: raw.attributes,
+            });
+        }
+
+        Ok(Config {
+            issuer,
+            listen,
+            storage: self.storage,
+            signing,
+            access_token_ttl,
+            session_ttl,
+            sweep_interval,
+            limits,
+            scopes,
+            clients,
+            apis,
+            users,
+            plain_secret_fields,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+issuer = "http://127.0.0.1:8080"
+listen = "127.0.0.1:8080"
+storage = "sqlite::memory:"
+"#;
+
+    fn with(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(&format!("{MINIMAL}{extra}"))
+    }
+
+    fn field_of(error: ConfigError) -> String {
+        match error {
+            ConfigError::Invalid { field, .. } => field,
+            ConfigError::Parse(error) => format!("parse: {error}"),
+        }
+    }
+
+    #[test]
+    fn demo_config_is_valid() {
+        let config = Config::load_with_env(&Source::Demo, false).unwrap();
+        assert_eq!(config.issuer, "http://127.0.0.1:8080");
+        assert!(config.clients.iter().any(|client| client.id == "svc-a"));
+        assert_eq!(config.access_token_ttl, Duration::from_secs(3600));
+        assert_eq!(config.session_ttl, Duration::from_secs(14 * 24 * 3600));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = with("").unwrap();
+        assert_eq!(config.signing.algorithm, KeyAlgorithm::Rs256);
+        assert_eq!(config.signing.jwks_max_age, Duration::from_secs(300));
+        assert_eq!(config.signing.announce_period, Duration::from_secs(600));
+        assert_eq!(config.limits.max_body_bytes, 65536);
+    }
+
+    #[test]
+    fn durations_accept_human_units() {
+        let config =
+            with("[defaults]\naccess_token_ttl = \"15m\"\nsession_ttl = \"2d\"\n").unwrap();
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.session_ttl, Duration::from_secs(2 * 86400));
+    }
+
+    #[test]
+    fn bad_duration_names_the_field() {
+        let error = with("[defaults]\naccess_token_ttl = \"soon\"\n").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("defaults.access_token_ttl"), "{text}");
+        assert!(text.contains("soon"), "{text}");
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let text = with("colour = \"blue\"\n").unwrap_err().to_string();
+        assert!(text.contains("colour"), "{text}");
+    }
+
+    #[test]
+    fn non_loopback_http_issuer_is_refused() {
+        let error = Config::from_toml(
+            "issuer = \"http://auth.example.test\"\nlisten = \"127.0.0.1:1\"\nstorage = \"sqlite::memory:\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(field_of(error), "issuer");
+    }
+
+    #[test]
+    fn bad_listen_address_is_refused() {
+        let error = Config::from_toml(
+            "issuer = \"https://auth.example.test\"\nlisten = \"everywhere\"\nstorage = \"sqlite::memory:\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(field_of(error), "listen");
+    }
+
+    #[test]
+    fn client_scope_errors_name_the_element() {
+        let error = with(
+            "[[clients]]\nid = \"a\"\nsecret = \"s\"\ngrants = [\"client_credentials\"]\nscopes = [\"ok:x:read\", \"bad scope\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(field_of(error), "clients[0].scopes[1]");
+    }
+
+    #[test]
+    fn duplicate_client_ids_are_refused() {
+        let client = "[[clients]]\nid = \"a\"\nsecret = \"s\"\ngrants = [\"client_credentials\"]\n";
+        let error = with(&format!("{client}{client}")).unwrap_err();
+        assert_eq!(field_of(error), "clients[1].id");
+    }
+
+    #[test]
+    fn secret_and_hash_together_are_refused() {
+        let hash = SecretHash::hash("s");
+        let error = with(&format!(
+            "[[clients]]\nid = \"a\"\nsecret = \"s\"\nsecret_hash = \"{}\"\ngrants = [\"client_credentials\"]\n",
+            hash.as_str()
+        ))
+        .unwrap_err();
+        assert_eq!(field_of(error), "clients[0].secret");
+    }
+
+    #[test]
+    fn malformed_secret_hash_is_refused() {
+        let error = with(
+            "[[clients]]\nid = \"a\"\nsecret_hash = \"md5:abc\"\ngrants = [\"client_credentials\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(field_of(error), "clients[0].secret_hash");
+    }
+
+    #[test]
+    fn confidential_client_without_secret_is_refused() {
+        let error =
+            with("[[clients]]\nid = \"a\"\ngrants = [\"client_credentials\"]\n").unwrap_err();
+        assert_eq!(field_of(error), "clients[0].secret");
+    }
+
+    #[test]
+    fn public_client_cannot_use_client_credentials() {
+        let error =
+            with("[[clients]]\nid = \"a\"\npublic = true\ngrants = [\"client_credentials\"]\n")
+                .unwrap_err();
+        assert_eq!(field_of(error), "clients[0].grants");
+    }
+
+    #[test]
+    fn unknown_grant_is_refused() {
+        let text = with("[[clients]]\nid = \"a\"\nsecret = \"s\"\ngrants = [\"password\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("password"), "{text}");
+    }
+
+    #[test]
+    fn default_scopes_must_be_grantable() {
+        let error = with(
+            "[[clients]]\nid = \"a\"\nsecret = \"s\"\ngrants = [\"client_credentials\"]\nscopes = [\"x:y:read\"]\ndefault_scopes = [\"x:y:write\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(field_of(error), "clients[0].default_scopes");
+    }
+
+    #[test]
+    fn too_long_access_token_ttl_is_refused() {
+        let error = with(
+            "[[clients]]\nid = \"a\"\nsecret = \"s\"\ngrants = [\"client_credentials\"]\naccess_token_ttl = \"2d\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(field_of(error), "clients[0].access_token_ttl");
+    }
+
+    #[test]
+    fn plain_secrets_are_listed_for_the_warning() {
+        let config =
+            with("[[clients]]\nid = \"a\"\nsecret = \"s\"\ngrants = [\"client_credentials\"]\n")
+                .unwrap();
+        assert_eq!(config.plain_secret_fields, ["clients[0].secret"]);
+        assert!(config.clients[0].secret.as_ref().unwrap().verify("s"));
+    }
+
+    #[test]
+    fn api_owns_its_scopes_and_their_permissions() {
+        let api = Api {
+            id: "api".into(),
+            secret: SecretHash::hash("s"),
+            scopes: vec![
+                Scope::parse("akamai:social_profile").unwrap(),
+                Scope::parse("exact:only:read").unwrap(),
+            ],
+        };
+        let owns = |s: &str| api.owns(&Scope::parse(s).unwrap());
+        assert!(owns("akamai:social_profile:read"));
+        assert!(owns("akamai:social_profile:*"));
+        assert!(owns("akamai:social_profile"));
+        assert!(owns("exact:only:read"));
+        assert!(!owns("exact:only:write"));
+        assert!(!owns("akamai:other:read"));
+        assert!(!owns("openid"));
+    }
+}

@@ -1,0 +1,89 @@
+//! The grants, one module each. They take typed requests and an authenticated client, and
+//! return an issued token or an OAuth error; no HTTP types here.
+
+mod client_credentials;
+
+pub use client_credentials::{ClientCredentialsRequest, client_credentials};
+
+use scopegate_validator::ScopeSet;
+use scopegate_validator::scope::grant;
+
+use crate::State;
+use crate::config::Client;
+use crate::error::{ErrorCode, OAuthError};
+
+/// The scopes a client gets: what it asked for, as the scope model grants it, or its defaults
+/// when it asked for nothing.
+///
+/// # Errors
+///
+/// `invalid_scope` naming every requested scope that grants nothing.
+pub fn granted_scopes(
+    client: &Client,
+    requested: Option<&ScopeSet>,
+) -> Result<ScopeSet, OAuthError> {
+    match requested {
+        Some(requested) => grant(requested, &client.scopes)
+            .map_err(|error| OAuthError::new(ErrorCode::InvalidScope, error.to_string())),
+        None => Ok(client
+            .default_scopes
+            .clone()
+            .unwrap_or_else(|| client.scopes.clone())),
+    }
+}
+
+/// The `aud` of a token: the requested RFC 8707 resources (each one the client may address),
+/// else the client's configured audiences, else the APIs that own a granted scope, else the
+/// issuer itself.
+///
+/// # Errors
+///
+/// `invalid_target` for a resource that is not an absolute URI or not one the client may use.
+pub fn audience(
+    state: &State,
+    client: &Client,
+    scope: &ScopeSet,
+    resources: &[String],
+) -> Result<Vec<String>, OAuthError> {
+    let owning_apis = || -> Vec<String> {
+        state
+            .config()
+            .apis
+            .iter()
+            .filter(|api| scope.iter().any(|granted| api.owns(granted)))
+            .map(|api| api.id.clone())
+            .collect()
+    };
+    let allowed = if client.audience.is_empty() {
+        owning_apis()
+    } else {
+        client.audience.clone()
+    };
+    if resources.is_empty() {
+        return Ok(if allowed.is_empty() {
+            vec![state.config().issuer.clone()]
+        } else {
+            allowed
+        });
+    }
+    let mut audience = Vec::with_capacity(resources.len());
+    for resource in resources {
+        let absolute = url::Url::parse(resource).is_ok_and(|url| url.fragment().is_none());
+        if !absolute {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                format!("resource `{resource}` is not an absolute URI without a fragment"),
+            ));
+        }
+        if !allowed.contains(resource) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                format!("resource `{resource}` is not an audience this client may address"),
+            ));
+        }
+        if !audience.contains(resource) {
+            audience.push(resource.clone());
+        }
+    }
+    Ok(audience)
+}

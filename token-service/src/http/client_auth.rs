@@ -1,0 +1,179 @@
+//! Client authentication at the token, introspection and revocation endpoints:
+//! `client_secret_basic` (RFC 6749 §2.3.1, with its form-encoding of id and secret) or
+//! `client_secret_post` — one method per request.
+
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use http::{HeaderMap, header};
+
+use super::form::Form;
+use crate::error::OAuthError;
+use crate::secret::Secret;
+
+/// Standard base64, padded or not (clients differ).
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// What the caller presented.
+#[derive(Debug)]
+pub(crate) struct Credentials {
+    pub(crate) id: String,
+    /// `None`: only a `client_id` (a public client).
+    pub(crate) secret: Option<Secret>,
+}
+
+/// Reverses the `application/x-www-form-urlencoded` encoding of a Basic credential part.
+fn form_decode(part: &str) -> Option<String> {
+    let plus_as_space = part.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// The credentials in the `Authorization` header or the body.
+///
+/// # Errors
+///
+/// `invalid_request` for two methods at once or two `Authorization` headers; `invalid_client`
+/// for a malformed or non-Basic `Authorization` header.
+pub(crate) fn presented(
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Option<Credentials>, OAuthError> {
+    let mut authorizations = headers.get_all(header::AUTHORIZATION).iter();
+    let header_value = authorizations.next();
+    if authorizations.next().is_some() {
+        return Err(OAuthError::invalid_request("two Authorization headers"));
+    }
+    let body_id = form.get("client_id");
+    let body_secret = form.get("client_secret");
+    let Some(value) = header_value else {
+        return Ok(body_id.map(|id| Credentials {
+            id: id.to_owned(),
+            secret: body_secret.map(|secret| Secret::new(secret.to_owned())),
+        }));
+    };
+    if body_secret.is_some() {
+        return Err(OAuthError::invalid_request(
+            "use one client authentication method: the Authorization header or client_secret, not both",
+        ));
+    }
+    let basic = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, encoded)| encoded.trim());
+    let Some(encoded) = basic else {
+        return Err(OAuthError::invalid_client());
+    };
+    let decoded = BASIC
+        .decode(encoded)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(OAuthError::invalid_client)?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(OAuthError::invalid_client)?;
+    let (Some(id), Some(secret)) = (form_decode(id), form_decode(secret)) else {
+        return Err(OAuthError::invalid_client());
+    };
+    if body_id.is_some_and(|body_id| body_id != id) {
+        return Err(OAuthError::invalid_request(
+            "client_id in the body differs from the Authorization header",
+        ));
+    }
+    Ok(Some(Credentials {
+        id,
+        secret: Some(Secret::new(secret)),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn form(body: &str) -> Form {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        Form::parse(&headers, body.as_bytes(), &[]).unwrap()
+    }
+
+    fn basic(id: &str, secret: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {encoded}").parse().unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let credentials = presented(&basic("api%3Aone%2Btwo", "s%25cr%3At+%2Bx"), &form(""))
+            .unwrap()
+            .unwrap();
+        assert_eq!(credentials.id, "api:one+two");
+        assert_eq!(credentials.secret.unwrap().expose(), "s%cr:t +x");
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        let mut headers = basic("a", "b");
+        let value = headers[header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .replace("Basic", "bAsIc");
+        headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+        assert_eq!(presented(&headers, &form("")).unwrap().unwrap().id, "a");
+    }
+
+    #[test]
+    fn post_credentials_are_read_from_the_body() {
+        let credentials = presented(&HeaderMap::new(), &form("client_id=a&client_secret=b"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                credentials.id.as_str(),
+                credentials.secret.unwrap().expose()
+            ),
+            ("a", "b")
+        );
+    }
+
+    #[test]
+    fn two_methods_at_once_are_refused() {
+        let error = presented(&basic("a", "b"), &form("client_secret=b")).unwrap_err();
+        assert_eq!(error.code.as_str(), "invalid_request");
+    }
+
+    #[test]
+    fn mismatched_body_client_id_is_refused() {
+        let error = presented(&basic("a", "b"), &form("client_id=other")).unwrap_err();
+        assert_eq!(error.code.as_str(), "invalid_request");
+    }
+
+    #[test]
+    fn malformed_basic_is_invalid_client() {
+        for value in ["Basic !!!", "Basic YWJj", "Bearer abc", "Basic"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            let error = presented(&headers, &form("")).unwrap_err();
+            assert_eq!(error.code.as_str(), "invalid_client", "{value}");
+        }
+    }
+
+    #[test]
+    fn no_credentials_is_none() {
+        assert!(presented(&HeaderMap::new(), &form("")).unwrap().is_none());
+    }
+}

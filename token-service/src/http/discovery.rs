@@ -1,0 +1,47 @@
+//! Discovery (RFC 8414 and OpenID Connect Discovery 1.0) and the JWKS.
+
+use axum::Json;
+use axum::extract::State as Shared;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, header};
+use serde_json::json;
+
+use crate::State;
+
+const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+
+pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
+    let config = state.config();
+    let base = config.base_url();
+    let algorithm = config.signing.algorithm.as_str();
+    let mut response = Json(json!({
+        "issuer": config.issuer,
+        "token_endpoint": format!("{base}/token"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{base}/introspect"),
+        "revocation_endpoint": format!("{base}/revoke"),
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "subject_types_supported": ["public"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "id_token_signing_alg_values_supported": [algorithm],
+    }))
+    .into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
+}
+
+pub(super) async fn jwks(Shared(state): Shared<State>) -> Response {
+    let document = state.keys().jwks(state.now());
+    let mut response = Json(document).into_response();
+    let max_age = state.config().signing.jwks_max_age.as_secs();
+    if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    response
+}

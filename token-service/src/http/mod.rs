@@ -1,0 +1,40 @@
+//! The HTTP surface: thin handlers (parse → call the domain → build the response).
+
+mod client_auth;
+mod discovery;
+mod form;
+mod health;
+mod introspect;
+mod revoke;
+mod token;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+use crate::State;
+
+/// The token service's routes.
+pub fn app(state: State) -> Router {
+    let body_limit = state.config().limits.max_body_bytes;
+    Router::new()
+        .route("/token", post(token::token))
+        .route("/introspect", post(introspect::introspect))
+        .route("/revoke", post(revoke::revoke))
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::metadata),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::metadata),
+        )
+        .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(DefaultBodyLimit::max(body_limit))
+        // Spans carry method and path only: no headers, no query, no body.
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,101 @@
+//! `POST /token` (RFC 6749 §3.2).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State as Shared;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::HeaderMap;
+use scopegate_validator::ScopeSet;
+use serde_json::json;
+
+use super::client_auth;
+use super::form::Form;
+use crate::State;
+use crate::config::{Client, GrantType};
+use crate::error::{ErrorCode, OAuthError, no_store};
+use crate::grant::{self, ClientCredentialsRequest};
+use crate::tokens::IssuedToken;
+
+pub(super) async fn token(
+    Shared(state): Shared<State>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match exchange(&state, &headers, &body).await {
+        Ok(issued) => {
+            let mut response = Json(json!({
+                "access_token": issued.access_token,
+                "token_type": "Bearer",
+                "expires_in": issued.expires_in,
+                "scope": issued.scope.to_string(),
+            }))
+            .into_response();
+            no_store(&mut response);
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn exchange(
+    state: &State,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<IssuedToken, OAuthError> {
+    let form = Form::parse(headers, body, &["resource"])?;
+    let grant_type = form.require("grant_type")?;
+    let grant_type = GrantType::parse(grant_type).ok_or_else(|| {
+        OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant_type `{grant_type}` is not supported"),
+        )
+    })?;
+    let client = authenticate_client(state, headers, &form).await?;
+    match grant_type {
+        GrantType::ClientCredentials => {
+            let request = ClientCredentialsRequest {
+                scope: requested_scope(&form)?,
+                resources: form.all("resource").to_vec(),
+            };
+            grant::client_credentials(state, client, &request).await
+        }
+        GrantType::AuthorizationCode | GrantType::RefreshToken => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant_type `{}` is not supported yet", grant_type.as_str()),
+        )),
+    }
+}
+
+/// The `scope` parameter, if sent.
+fn requested_scope(form: &Form) -> Result<Option<ScopeSet>, OAuthError> {
+    form.get("scope")
+        .map(|scope| {
+            ScopeSet::parse_space_separated(scope)
+                .map_err(|error| OAuthError::new(ErrorCode::InvalidScope, error.to_string()))
+        })
+        .transpose()
+}
+
+/// A confidential client, authenticated by its secret.
+pub(super) async fn authenticate_client(
+    state: &State,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Arc<Client>, OAuthError> {
+    let Some(credentials) = client_auth::presented(headers, form)? else {
+        return Err(OAuthError::invalid_client());
+    };
+    let Some(secret) = credentials.secret else {
+        return Err(OAuthError::invalid_client());
+    };
+    state
+        .registry()
+        .authenticate_client(state.secrets(), &credentials.id, secret.expose())
+        .await?
+        .ok_or_else(|| {
+            tracing::debug!(client_id = %credentials.id, "client authentication failed");
+            OAuthError::invalid_client()
+        })
+}

@@ -1,0 +1,429 @@
+//! The `token-service` command line: run the service and manage its clients and keys.
+//!
+//! Run with: `cargo run --release -p scopegate-token-service -- serve`
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use scopegate_token_service::config::{self, Config, Source, TokenFormat};
+use scopegate_token_service::keys::{KeyRing, SigningKey, StoredKey};
+use scopegate_token_service::secret::{Secret, SecretHash};
+use scopegate_token_service::store::{self, ClientRecord, StoreError};
+use scopegate_token_service::{State, clients};
+use scopegate_validator::ScopeSet;
+
+/// A compact OAuth2 / OpenID Connect authorization server.
+///
+/// Without --config it runs on the demo configuration built into the binary
+/// (token-service/demo.toml in the repository).
+#[derive(Debug, Parser)]
+#[command(name = "token-service", version, propagate_version = true)]
+struct Cli {
+    /// Configuration file (TOML). Fields can be overridden with SCOPEGATE_<FIELD> variables,
+    /// nested ones with `__` (SCOPEGATE_SIGNING__ALGORITHM=ES256).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SCOPEGATE_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "SCOPEGATE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (stops gracefully on Ctrl-C or SIGTERM).
+    Serve,
+    /// Manage clients added at run time (configured clients live in the config file).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Inspect and rotate signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Read a secret from standard input and print its Argon2id hash, for `secret_hash` or
+    /// `password_hash` in the config file.
+    HashSecret,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Add a client; prints its generated secret once (only the hash is stored).
+    Add(AddClient),
+    /// List configured and stored clients (never their secrets).
+    List,
+}
+
+#[derive(Debug, Args)]
+struct AddClient {
+    /// The client_id.
+    #[arg(long)]
+    id: String,
+    /// An allowed scope (repeat, or separate with spaces).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// An allowed grant type (repeatable).
+    #[arg(long = "grant", default_value = "client-credentials")]
+    grants: Vec<GrantArg>,
+    /// Access token format.
+    #[arg(long, default_value = "jwt")]
+    format: FormatArg,
+    /// Access token lifetime, like 15m (default: the service default).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ttl: Option<Duration>,
+    /// An audience its tokens may carry (repeatable).
+    #[arg(long = "audience", value_name = "URI")]
+    audiences: Vec<String>,
+    /// A redirect URI (repeatable; authorization code clients).
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// A public client: no secret (authorization code with PKCE only).
+    #[arg(long)]
+    public: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GrantArg {
+    ClientCredentials,
+    AuthorizationCode,
+    RefreshToken,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Jwt,
+    Opaque,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List signing keys with their state (announced, active, retiring, retired).
+    List,
+    /// Add a new key: published at once, signing after the announce period, while the current
+    /// key stays published until every token it signed has expired.
+    Rotate {
+        /// Sign with the new key at once (a compromised key); validators that cached the old
+        /// key set refetch it when they meet the new kid.
+        #[arg(long)]
+        now: bool,
+    },
+}
+
+/// An error for the user: printed as one line, exit code 1 (2 for configuration errors).
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self {
+            message: error.to_string(),
+            code: 1,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, Failure> {
+    let source = path.map_or(Source::Demo, |path| Source::File(path.clone()));
+    let config = Config::load(&source).map_err(|error| Failure {
+        message: format!("configuration ({}): {error}", config::describe(&source)),
+        code: 2,
+    })?;
+    tracing::info!(source = %config::describe(&source), "configuration loaded");
+    for field in &config.plain_secret_fields {
+        tracing::warn!(field = %field, "plain secret in the configuration; prefer `{field}_hash` from `token-service hash-secret`");
+    }
+    Ok(config)
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::HashSecret => hash_secret(),
+        Command::Serve => serve(load_config(cli.config.as_ref())?).await,
+        Command::Client(command) => {
+            let config = load_config(cli.config.as_ref())?;
+            match command {
+                ClientCommand::Add(add) => add_client(&config, add).await,
+                ClientCommand::List => list_clients(&config).await,
+            }
+        }
+        Command::Keys(command) => {
+            let config = load_config(cli.config.as_ref())?;
+            match command {
+                KeysCommand::List => list_keys(&config).await,
+                KeysCommand::Rotate { now } => rotate_keys(&config, now).await,
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Failure> {
+    let listen = config.listen;
+    let issuer = config.issuer.clone();
+    let state = State::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+    tracing::info!(%listen, %issuer, "token service ready");
+    scopegate_token_service::serve(state, listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn hash_secret() -> Result<(), Failure> {
+    if std::io::stdin().is_terminal() {
+        eprint!("secret (input is shown): ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let secret = line.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err("no secret on standard input".into());
+    }
+    println!("{}", SecretHash::hash(secret).as_str());
+    Ok(())
+}
+
+async fn add_client(config: &Config, add: AddClient) -> Result<(), Failure> {
+    config::check_identifier("--id", &add.id)?;
+    if config.clients.iter().any(|client| client.id == add.id) {
+        return Err(format!("client `{}` exists in the configuration", add.id).into());
+    }
+    let scopes = ScopeSet::parse_space_separated(&add.scopes.join(" "))
+        .map_err(|error| format!("--scope: {error}"))?;
+    let grants: Vec<String> = add
+        .grants
+        .iter()
+        .map(|grant| {
+            match grant {
+                GrantArg::ClientCredentials => "client_credentials",
+                GrantArg::AuthorizationCode => "authorization_code",
+                GrantArg::RefreshToken => "refresh_token",
+            }
+            .to_owned()
+        })
+        .collect();
+    if add.public && grants.iter().any(|grant| grant == "client_credentials") {
+        return Err("a public client cannot use client_credentials (pass --grant)".into());
+    }
+    if let Some(ttl) = add.ttl {
+        config::check_ttl("--ttl", ttl, config::MAX_ACCESS_TOKEN_TTL)?;
+    }
+    for audience in &add.audiences {
+        config::check_audience("--audience", audience)?;
+    }
+    let secret = (!add.public).then(Secret::generate);
+    let format = match add.format {
+        FormatArg::Jwt => TokenFormat::Jwt,
+        FormatArg::Opaque => TokenFormat::Opaque,
+    };
+    let record = ClientRecord {
+        id: add.id.clone(),
+        secret_hash: secret
+            .as_ref()
+            .map(|secret| SecretHash::hash(secret.expose()).as_str().to_owned()),
+        grants,
+        scopes: scopes.to_string(),
+        token_format: format.as_str().to_owned(),
+        access_token_ttl: add.ttl.map(|ttl| ttl.as_secs()),
+        audience: add.audiences,
+        redirect_uris: add.redirect_uris,
+        created_at: now(),
+    };
+    // The same checks the service applies when it reads the row.
+    clients::client_from_record(&record)?;
+    let store = store::open(&config.storage).await?;
+    match store.insert_client(&record).await {
+        Err(StoreError::Duplicate(id)) => {
+            return Err(format!("client `{id}` exists in the store").into());
+        }
+        other => other?,
+    }
+    println!("client_id:     {}", record.id);
+    match secret {
+        Some(secret) => {
+            println!("client_secret: {}", secret.expose());
+            println!("(shown once: only its hash is stored)");
+        }
+        None => println!("public client: no secret"),
+    }
+    Ok(())
+}
+
+async fn list_clients(config: &Config) -> Result<(), Failure> {
+    let store = store::open(&config.storage).await?;
+    println!(
+        "{:<24} {:<7} {:<7} {:<40} scopes",
+        "client_id", "source", "format", "grants"
+    );
+    for client in &config.clients {
+        let grants: Vec<&str> = client.grants.iter().map(|grant| grant.as_str()).collect();
+        println!(
+            "{:<24} {:<7} {:<7} {:<40} {}",
+            client.id,
+            "config",
+            client.token_format.as_str(),
+            grants.join(","),
+            client.scopes
+        );
+    }
+    for record in store.list_clients().await? {
+        println!(
+            "{:<24} {:<7} {:<7} {:<40} {}",
+            record.id,
+            "store",
+            record.token_format,
+            record.grants.join(","),
+            record.scopes
+        );
+    }
+    Ok(())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+fn format_time(seconds: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(seconds))
+        .to_string()
+}
+
+async fn list_keys(config: &Config) -> Result<(), Failure> {
+    let state = State::start(config.clone()).await?;
+    let ring: std::sync::Arc<KeyRing> = state.keys().clone();
+    let at = now();
+    println!(
+        "{:<24} {:<6} {:<10} {:<22} signs from",
+        "kid", "alg", "state", "created"
+    );
+    let stored = state.store().list_keys().await?;
+    for key in ring.all() {
+        let created = stored
+            .iter()
+            .find(|stored| stored.kid == key.key.kid())
+            .map_or(0, |stored| stored.created_at);
+        println!(
+            "{:<24} {:<6} {:<10} {:<22} {}",
+            key.key.kid(),
+            key.key.algorithm().as_str(),
+            ring.state(key, at).as_str(),
+            format_time(created),
+            format_time(key.activates_at)
+        );
+    }
+    Ok(())
+}
+
+async fn rotate_keys(config: &Config, immediately: bool) -> Result<(), Failure> {
+    let store = store::open(&config.storage).await?;
+    let (key, pkcs8) = SigningKey::generate(config.signing.algorithm)?;
+    let created_at = now();
+    let activates_at = if immediately {
+        created_at
+    } else {
+        created_at + config.signing.announce_period.as_secs()
+    };
+    store
+        .insert_key(&StoredKey {
+            kid: key.kid().to_owned(),
+            algorithm: key.algorithm().as_str().to_owned(),
+            private_pkcs8: pkcs8,
+            created_at,
+            activates_at,
+        })
+        .await?;
+    println!(
+        "new {} key {}: published now, signs from {}",
+        key.algorithm().as_str(),
+        key.kid(),
+        format_time(activates_at)
+    );
+    println!(
+        "running instances pick it up within 30 s; the current key stays published until its tokens expire"
+    );
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Persistence behind one trait: clients, API registrations, opaque access tokens (as SHA-256
+//! digests only), revoked JWTs, signing keys. SQLite is the embedded default (`sql.rs`).
+
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use sql::SqliteStore;
+
+use crate::keys::StoredKey;
+
+/// A store that failed (I/O, a corrupt file, a lost connection).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Embedded migrations could not be applied.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A row holds a value this version cannot read.
+    #[error("corrupt row in `{table}`: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A row with this key exists already.
+    #[error("`{0}` exists already")]
+    Duplicate(String),
+}
+
+/// A client kept in the store (added with `token-service client add`).
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    /// `client_id`.
+    pub id: String,
+    /// Argon2id PHC string; `None` for a public client.
+    pub secret_hash: Option<String>,
+    /// Grant type names.
+    pub grants: Vec<String>,
+    /// Allowed scopes (space-separated).
+    pub scopes: String,
+    /// `jwt` or `opaque`.
+    pub token_format: String,
+    /// Access token lifetime in seconds, `None` for the default.
+    pub access_token_ttl: Option<u64>,
+    /// Allowed audiences.
+    pub audience: Vec<String>,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Seconds since the epoch.
+    pub created_at: u64,
+}
+
+/// An opaque access token, known by the SHA-256 digest of its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// SHA-256 of the token.
+    pub digest: [u8; 32],
+    /// Token identifier (also in logs instead of the token).
+    pub jti: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The subject (the client id for client credentials).
+    pub subject: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// Audiences.
+    pub audience: Vec<String>,
+    /// Seconds since the epoch.
+    pub issued_at: u64,
+    /// Seconds since the epoch.
+    pub expires_at: u64,
+    /// Seconds since the epoch, once revoked.
+    pub revoked_at: Option<u64>,
+}
+
+/// What a revocation request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// The token was the client's and is revoked now (or was already).
+    Done,
+    /// The token belongs to another client; nothing changed.
+    OtherClient,
+    /// No such token.
+    Unknown,
+}
+
+/// Rows removed by a sweep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Expired opaque tokens.
+    pub tokens: u64,
+    /// Revocation records of expired JWTs.
+    pub revoked_jwts: u64,
+}
+
+/// Persistence for the token service.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Adds a client.
+    async fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    /// A client by id.
+    async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    /// Every stored client.
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+
+    /// Records an opaque access token.
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// An opaque access token by digest (expired and revoked ones included).
+    async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
+    /// Revokes an opaque token on behalf of `client_id`.
+    async fn revoke_token(
+        &self,
+        digest: &[u8; 32],
+        client_id: &str,
+        now: u64,
+    ) -> Result<Revoked, StoreError>;
+
+    /// Records that the JWT `jti` (issued to `client_id`, valid until `expires_at`) is revoked.
+    async fn revoke_jwt(
+        &self,
+        jti: &str,
+        client_id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError>;
+    /// Whether the JWT `jti` was revoked.
+    async fn is_jwt_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+
+    /// Adds a signing key.
+    async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Every signing key.
+    async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// Deletes rows that expired before `cutoff`.
+    async fn sweep(&self, cutoff: u64) -> Result<Swept, StoreError>;
+}
+
+/// Opens the store named by `storage` (`sqlite://path` or `sqlite::memory:`), creating and
+/// migrating it as needed.
+///
+/// # Errors
+///
+/// [`StoreError`] if it cannot be opened or migrated.
+pub async fn open(storage: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqliteStore::open(storage).await?))
+}

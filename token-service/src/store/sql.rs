@@ -1,0 +1,460 @@
+//! The SQLite store: one file, WAL journal, migrations embedded in the binary.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{ClientRecord, Revoked, Store, StoreError, Swept, TokenRecord};
+use crate::keys::StoredKey;
+
+/// SQLite behind a connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn json_list(values: &[String]) -> String {
+    serde_json::Value::from(values.to_vec()).to_string()
+}
+
+fn parse_list(table: &'static str, text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
+        table,
+        reason: format!("a list column is not a JSON array of strings: {error}"),
+    })
+}
+
+fn duplicate_or(error: sqlx::Error, key: &str) -> StoreError {
+    match &error {
+        sqlx::Error::Database(database) if database.is_unique_violation() => {
+            StoreError::Duplicate(key.to_owned())
+        }
+        _ => StoreError::Database(error),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path`, `sqlite::memory:`)
+    /// and applies the embedded migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the file cannot be created or opened, or migrations fail.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // WAL: readers never wait for the writer. `synchronous = NORMAL` in WAL mode survives a
+        // killed process without losing a committed transaction; only a power cut can lose the
+        // last few.
+        let options = if memory {
+            options
+        } else {
+            options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        };
+        let file = options.get_filename().to_path_buf();
+        if !memory && let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
+        }
+        // An in-memory database exists per connection: one connection, kept open.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if memory { 1 } else { 8 })
+            .min_connections(u32::from(memory))
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .connect_with(options)
+            .await?;
+        if !memory {
+            restrict_permissions(&file);
+        }
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// The database holds private keys: readable by its owner only.
+fn restrict_permissions(file: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(error) = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(file = %file.display(), %error, "could not restrict the database file to its owner");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+}
+
+fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ClientRecord, StoreError> {
+    Ok(ClientRecord {
+        id: row.try_get("id")?,
+        secret_hash: row.try_get("secret_hash")?,
+        grants: parse_list("clients", &row.try_get::<String, _>("grants")?)?,
+        scopes: row.try_get("scopes")?,
+        token_format: row.try_get("token_format")?,
+        access_token_ttl: row
+            .try_get::<Option<i64>, _>("access_token_ttl")?
+            .map(to_u64),
+        audience: parse_list("clients", &row.try_get::<String, _>("audience")?)?,
+        redirect_uris: parse_list("clients", &row.try_get::<String, _>("redirect_uris")?)?,
+        created_at: to_u64(row.try_get("created_at")?),
+    })
+}
+
+fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {
+    let digest: Vec<u8> = row.try_get("digest")?;
+    let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| StoreError::Corrupt {
+        table: "access_tokens",
+        reason: "a digest is not 32 bytes".to_owned(),
+    })?;
+    Ok(TokenRecord {
+        digest,
+        jti: row.try_get("jti")?,
+        client_id: row.try_get("client_id")?,
+        subject: row.try_get("subject")?,
+        scope: row.try_get("scope")?,
+        audience: parse_list("access_tokens", &row.try_get::<String, _>("audience")?)?,
+        issued_at: to_u64(row.try_get("issued_at")?),
+        expires_at: to_u64(row.try_get("expires_at")?),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(to_u64),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO clients (id, secret_hash, grants, scopes, token_format, access_token_ttl, \
+             audience, redirect_uris, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&client.id)
+        .bind(&client.secret_hash)
+        .bind(json_list(&client.grants))
+        .bind(&client.scopes)
+        .bind(&client.token_format)
+        .bind(client.access_token_ttl.map(to_i64))
+        .bind(json_list(&client.audience))
+        .bind(json_list(&client.redirect_uris))
+        .bind(to_i64(client.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|error| duplicate_or(error, &client.id))?;
+        Ok(())
+    }
+
+    async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        sqlx::query("SELECT * FROM clients WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(client_from_row)
+            .transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        sqlx::query("SELECT * FROM clients ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(client_from_row)
+            .collect()
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO access_tokens (digest, jti, client_id, subject, scope, audience, \
+             issued_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token.digest.as_slice())
+        .bind(&token.jti)
+        .bind(&token.client_id)
+        .bind(&token.subject)
+        .bind(&token.scope)
+        .bind(json_list(&token.audience))
+        .bind(to_i64(token.issued_at))
+        .bind(to_i64(token.expires_at))
+        .bind(token.revoked_at.map(to_i64))
+        .execute(&self.pool)
+        .await
+        .map_err(|error| duplicate_or(error, &token.jti))?;
+        Ok(())
+    }
+
+    async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        sqlx::query("SELECT * FROM access_tokens WHERE digest = ?")
+            .bind(digest.as_slice())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()
+    }
+
+    async fn revoke_token(
+        &self,
+        digest: &[u8; 32],
+        client_id: &str,
+        now: u64,
+    ) -> Result<Revoked, StoreError> {
+        // One statement: the check of ownership and the update cannot be separated.
+        let updated = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, ?) \
+             WHERE digest = ? AND client_id = ?",
+        )
+        .bind(to_i64(now))
+        .bind(digest.as_slice())
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated > 0 {
+            return Ok(Revoked::Done);
+        }
+        let exists = sqlx::query("SELECT 1 FROM access_tokens WHERE digest = ?")
+            .bind(digest.as_slice())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        Ok(if exists {
+            Revoked::OtherClient
+        } else {
+            Revoked::Unknown
+        })
+    }
+
+    async fn revoke_jwt(
+        &self,
+        jti: &str,
+        client_id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_jwts (jti, client_id, expires_at, revoked_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(client_id)
+        .bind(to_i64(expires_at))
+        .bind(to_i64(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn is_jwt_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM revoked_jwts WHERE jti = ?")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at, activates_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(key.private_pkcs8.as_slice())
+        .bind(to_i64(key.created_at))
+        .bind(to_i64(key.activates_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|error| duplicate_or(error, &key.kid))?;
+        Ok(())
+    }
+
+    async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        sqlx::query("SELECT * FROM signing_keys ORDER BY activates_at, created_at")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(StoredKey {
+                    kid: row.try_get("kid")?,
+                    algorithm: row.try_get("algorithm")?,
+                    private_pkcs8: row.try_get("private_key")?,
+                    created_at: to_u64(row.try_get("created_at")?),
+                    activates_at: to_u64(row.try_get("activates_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn sweep(&self, cutoff: u64) -> Result<Swept, StoreError> {
+        let tokens = sqlx::query("DELETE FROM access_tokens WHERE expires_at < ?")
+            .bind(to_i64(cutoff))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let revoked_jwts = sqlx::query("DELETE FROM revoked_jwts WHERE expires_at < ?")
+            .bind(to_i64(cutoff))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(Swept {
+            tokens,
+            revoked_jwts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(digest: u8, client: &str, expires_at: u64) -> TokenRecord {
+        TokenRecord {
+            digest: [digest; 32],
+            jti: format!("jti-{digest}"),
+            client_id: client.to_owned(),
+            subject: client.to_owned(),
+            scope: "a:b:read".to_owned(),
+            audience: vec!["https://api.example.test".to_owned()],
+            issued_at: 100,
+            expires_at,
+            revoked_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_round_trip_and_revoke_only_for_their_client() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let record = token(1, "svc-a", 1000);
+        store.insert_token(&record).await.unwrap();
+        assert_eq!(store.find_token(&[1; 32]).await.unwrap(), Some(record));
+        assert_eq!(store.find_token(&[2; 32]).await.unwrap(), None);
+        assert_eq!(
+            store.revoke_token(&[1; 32], "svc-b", 200).await.unwrap(),
+            Revoked::OtherClient
+        );
+        assert_eq!(
+            store
+                .find_token(&[1; 32])
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            None
+        );
+        assert_eq!(
+            store.revoke_token(&[1; 32], "svc-a", 200).await.unwrap(),
+            Revoked::Done
+        );
+        // A second revocation keeps the first time.
+        store.revoke_token(&[1; 32], "svc-a", 300).await.unwrap();
+        assert_eq!(
+            store
+                .find_token(&[1; 32])
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            Some(200)
+        );
+        assert_eq!(
+            store.revoke_token(&[9; 32], "svc-a", 200).await.unwrap(),
+            Revoked::Unknown
+        );
+    }
+
+    #[tokio::test]
+    async fn duplicate_client_is_reported() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let client = ClientRecord {
+            id: "c".into(),
+            secret_hash: None,
+            grants: vec!["client_credentials".into()],
+            scopes: "x:y:read".into(),
+            token_format: "jwt".into(),
+            access_token_ttl: Some(60),
+            audience: vec![],
+            redirect_uris: vec![],
+            created_at: 1,
+        };
+        store.insert_client(&client).await.unwrap();
+        assert!(matches!(
+            store.insert_client(&client).await,
+            Err(StoreError::Duplicate(id)) if id == "c"
+        ));
+        let found = store.find_client("c").await.unwrap().unwrap();
+        assert_eq!(found.access_token_ttl, Some(60));
+        assert_eq!(found.grants, ["client_credentials"]);
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_only_expired_rows() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.insert_token(&token(1, "a", 100)).await.unwrap();
+        store.insert_token(&token(2, "a", 300)).await.unwrap();
+        store.revoke_jwt("old", "a", 100, 50).await.unwrap();
+        store.revoke_jwt("new", "a", 300, 50).await.unwrap();
+        let swept = store.sweep(200).await.unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                tokens: 1,
+                revoked_jwts: 1
+            }
+        );
+        assert!(store.find_token(&[1; 32]).await.unwrap().is_none());
+        assert!(store.find_token(&[2; 32]).await.unwrap().is_some());
+        assert!(!store.is_jwt_revoked("old").await.unwrap());
+        assert!(store.is_jwt_revoked("new").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn file_database_is_created_with_its_directory_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/nested/db.sqlite", dir.path().display());
+        {
+            let store = SqliteStore::open(&url).await.unwrap();
+            store.insert_token(&token(7, "a", 1000)).await.unwrap();
+            store.pool.close().await;
+        }
+        let reopened = SqliteStore::open(&url).await.unwrap();
+        assert!(reopened.find_token(&[7; 32]).await.unwrap().is_some());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("nested/db.sqlite"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Access tokens: issuing them (RFC 9068 JWT or opaque, per client) and looking them up again
+//! for introspection and revocation.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use scopegate_validator::ScopeSet;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::State;
+use crate::config::{Client, TokenFormat};
+use crate::error::{ErrorCode, OAuthError};
+use crate::secret::{random_token, token_digest};
+use crate::store::{StoreError, TokenRecord};
+
+/// Longest token the service looks at; anything longer is not one of its tokens.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// What an access token is issued for.
+#[derive(Debug, Clone)]
+pub struct AccessGrant {
+    /// The client it is issued to.
+    pub client: Arc<Client>,
+    /// `sub`: the user, or the client id for client credentials.
+    pub subject: String,
+    /// Granted scopes.
+    pub scope: ScopeSet,
+    /// `aud`.
+    pub audience: Vec<String>,
+}
+
+/// A freshly issued access token.
+#[derive(Clone)]
+pub struct IssuedToken {
+    /// The token itself (shown once, to the client).
+    pub access_token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// Granted scopes.
+    pub scope: ScopeSet,
+    /// Its identifier (for logs).
+    pub jti: String,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("IssuedToken")
+            .field("jti", &self.jti)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token that is active: issued here, unexpired, unrevoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveToken {
+    /// `client_id`.
+    pub client_id: String,
+    /// `sub`.
+    pub subject: String,
+    /// `scope`.
+    pub scope: ScopeSet,
+    /// `aud`.
+    pub audience: Vec<String>,
+    /// `iat` (seconds since the epoch).
+    pub issued_at: u64,
+    /// `exp` (seconds since the epoch).
+    pub expires_at: u64,
+    /// `jti`.
+    pub jti: String,
+    /// JWT or opaque.
+    pub format: TokenFormat,
+}
+
+/// A short random identifier (128 bits) for `jti`.
+fn new_jti() -> String {
+    random_token()[..22].to_owned()
+}
+
+/// Issues an access token for `grant` in the client's format and lifetime.
+///
+/// # Errors
+///
+/// `temporarily_unavailable` if an opaque token cannot be stored or no key can sign.
+pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OAuthError> {
+    let ttl = grant
+        .client
+        .access_token_ttl
+        .unwrap_or(state.config().access_token_ttl)
+        .as_secs();
+    let now = state.now();
+    let jti = new_jti();
+    let access_token = match grant.client.token_format {
+        TokenFormat::Opaque => {
+            let token = random_token();
+            state
+                .store()
+                .insert_token(&TokenRecord {
+                    digest: token_digest(&token),
+                    jti: jti.clone(),
+                    client_id: grant.client.id.clone(),
+                    subject: grant.subject.clone(),
+                    scope: grant.scope.to_string(),
+                    audience: grant.audience.clone(),
+                    issued_at: now,
+                    expires_at: now + ttl,
+                    revoked_at: None,
+                })
+                .await?;
+            token
+        }
+        TokenFormat::Jwt => sign_jwt(state, grant, &jti, now, ttl)?,
+    };
+    tracing::info!(client_id = %grant.client.id, jti = %jti, format = grant.client.token_format.as_str(), scope = %grant.scope, "access token issued");
+    Ok(IssuedToken {
+        access_token,
+        expires_in: ttl,
+        scope: grant.scope.clone(),
+        jti,
+    })
+}
+
+/// An RFC 9068 JWT access token signed by the active key.
+fn sign_jwt(
+    state: &State,
+    grant: &AccessGrant,
+    jti: &str,
+    now: u64,
+    ttl: u64,
+) -> Result<String, OAuthError> {
+    let ring = state.keys();
+    let key = ring.active(now).ok_or_else(|| {
+        tracing::error!("no signing key is active");
+        OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "no signing key is active",
+        )
+    })?;
+    let header = json!({
+        "alg": key.key.algorithm().as_str(),
+        "typ": "at+jwt",
+        "kid": key.key.kid(),
+    });
+    // One audience is written as a string, several as an array (RFC 7519 §4.1.3).
+    let audience = match grant.audience.as_slice() {
+        [single] => Value::from(single.as_str()),
+        many => Value::from(many.to_vec()),
+    };
+    let claims = json!({
+        "iss": state.config().issuer,
+        "sub": grant.subject,
+        "aud": audience,
+        "client_id": grant.client.id,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": jti,
+        "scope": grant.scope.to_string(),
+    });
+    let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signature = key.key.sign(token.as_bytes()).map_err(|_| {
+        tracing::error!(kid = key.key.kid(), "signing failed");
+        OAuthError::new(ErrorCode::TemporarilyUnavailable, "signing failed")
+    })?;
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    Ok(token)
+}
+
+#[derive(Deserialize)]
+struct JwtHeader {
+    alg: String,
+    kid: String,
+    typ: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct JwtClaims {
+    iss: String,
+    sub: String,
+    aud: Audience,
+    client_id: String,
+    iat: u64,
+    exp: u64,
+    jti: String,
+    scope: String,
+}
+
+/// Looks a token up: `Some` only if it was issued here and is unexpired and unrevoked.
+///
+/// # Errors
+///
+/// [`StoreError`] if the store fails (the answer is then unknown, not "inactive").
+pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, StoreError> {
+    if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+        return Ok(None);
+    }
+    let now = state.now();
+    if token.bytes().filter(|byte| *byte == b'.').count() == 2 {
+        let Some(found) = verify_jwt(state, token, now) else {
+            return Ok(None);
+        };
+        if state.store().is_jwt_revoked(&found.jti).await? {
+            return Ok(None);
+        }
+        return Ok(Some(found));
+    }
+    let Some(record) = state.store().find_token(&token_digest(token)).await? else {
+        return Ok(None);
+    };
+    if record.revoked_at.is_some() || record.expires_at <= now {
+        return Ok(None);
+    }
+    let Ok(scope) = ScopeSet::parse_space_separated(&record.scope) else {
+        tracing::error!(jti = %record.jti, "stored token has an unreadable scope");
+        return Ok(None);
+    };
+    Ok(Some(ActiveToken {
+        client_id: record.client_id,
+        subject: record.subject,
+        scope,
+        audience: record.audience,
+        issued_at: record.issued_at,
+        expires_at: record.expires_at,
+        jti: record.jti,
+        format: TokenFormat::Opaque,
+    }))
+}
+
+/// Verifies one of this service's JWT access tokens (published key, signature, issuer, type,
+/// expiry).
+fn verify_jwt(state: &State, token: &str, now: u64) -> Option<ActiveToken> {
+    let mut segments = token.splitn(3, '.');
+    let (header, payload, signature) = (segments.next()?, segments.next()?, segments.next()?);
+    let header: JwtHeader = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+    let ring = state.keys();
+    let key = ring.find(&header.kid, now)?;
+    if header.alg != key.key.algorithm().as_str() || header.typ != "at+jwt" {
+        return None;
+    }
+    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    let signed = &token[..header_and_payload_len(token)?];
+    if !key.key.verify(signed.as_bytes(), &signature) {
+        return None;
+    }
+    let claims: JwtClaims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    if claims.iss != state.config().issuer || claims.exp <= now {
+        return None;
+    }
+    Some(ActiveToken {
+        client_id: claims.client_id,
+        subject: claims.sub,
+        scope: ScopeSet::parse_space_separated(&claims.scope).ok()?,
+        audience: match claims.aud {
+            Audience::One(one) => vec![one],
+            Audience::Many(many) => many,
+        },
+        issued_at: claims.iat,
+        expires_at: claims.exp,
+        jti: claims.jti,
+        format: TokenFormat::Jwt,
+    })
+}
+
+fn header_and_payload_len(token: &str) -> Option<usize> {
+    token.rfind('.')
+}
