@@ -1,0 +1,224 @@
+//! Shared by the token service's integration tests: a service on a temporary SQLite file with a
+//! mock clock, and helpers to speak to it in-process (`oneshot`) or over loopback.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::{HeaderMap, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use scopegate_token_service::config::Config;
+use scopegate_token_service::store::{SqliteStore, Store};
+use scopegate_token_service::{State, app};
+use scopegate_validator::MockClock;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const API: &str = "https://api.example.test";
+pub const API_SECRET: &str = "api secret: s%cr+t";
+pub const OTHER_API: &str = "https://other.example.test";
+
+/// A configuration for `issuer` with `algorithm`, and a few clients and APIs.
+pub fn config_text(issuer: &str, algorithm: &str) -> String {
+    format!(
+        r#"
+issuer = "{issuer}"
+listen = "127.0.0.1:0"
+storage = "sqlite::memory:"
+
+[signing]
+algorithm = "{algorithm}"
+announce_period = "10m"
+
+[defaults]
+access_token_ttl = "60m"
+
+[[clients]]
+id = "svc-jwt"
+secret = "jwt-secret"
+grants = ["client_credentials"]
+scopes = ["akamai:social_profile:read", "akamai:social_profile:write", "other:thing:read"]
+default_scopes = ["akamai:social_profile:read"]
+token_format = "jwt"
+access_token_ttl = "15m"
+audience = ["{API}", "{OTHER_API}"]
+
+[[clients]]
+id = "svc-opaque"
+secret = "opaque-secret"
+grants = ["client_credentials"]
+scopes = ["akamai:social_profile:*", "other:thing:read"]
+token_format = "opaque"
+
+[[clients]]
+id = "web-app"
+public = true
+grants = ["authorization_code"]
+redirect_uris = ["http://127.0.0.1:3000/callback"]
+scopes = ["openid"]
+
+[[clients]]
+id = "no-cc"
+secret = "no-cc-secret"
+grants = ["refresh_token"]
+scopes = ["akamai:social_profile:read"]
+
+[[apis]]
+id = "{API}"
+secret = "{API_SECRET}"
+scopes = ["akamai:social_profile"]
+
+[[apis]]
+id = "{OTHER_API}"
+secret = "other-secret"
+scopes = ["other:thing"]
+"#
+    )
+}
+
+pub struct TestService {
+    pub state: State,
+    pub clock: Arc<MockClock>,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl TestService {
+    pub async fn start() -> Self {
+        Self::start_with(&config_text("http://127.0.0.1:8080", "ES256")).await
+    }
+
+    pub async fn start_with(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/store.db", dir.path().display());
+        let clock = Arc::new(MockClock::at_system_time());
+        let state = Self::open(config, &url, &clock).await;
+        Self {
+            state,
+            clock,
+            dir,
+            url,
+        }
+    }
+
+    pub async fn open(config: &str, url: &str, clock: &Arc<MockClock>) -> State {
+        let config = Config::from_toml(config).unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(url).await.unwrap());
+        State::with_store(config, store, clock.clone())
+            .await
+            .unwrap()
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    pub async fn call(&self, request: Request<Body>) -> Answer {
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            json,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// POSTs a form with optional Basic credentials.
+    pub async fn post(&self, path: &str, basic: Option<(&str, &str)>, body: &str) -> Answer {
+        let mut request =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some((id, secret)) = basic {
+            request = request.header(header::AUTHORIZATION, basic_header(id, secret));
+        }
+        self.call(request.body(Body::from(body.to_owned())).unwrap())
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    /// A token for `client` (Basic) with `extra` form parameters; panics unless 200.
+    pub async fn token(&self, client: (&str, &str), extra: &str) -> Value {
+        let answer = self
+            .post(
+                "/token",
+                Some(client),
+                &format!("grant_type=client_credentials{extra}"),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer.json
+    }
+
+    pub async fn introspect(&self, api: (&str, &str), token: &str) -> Answer {
+        self.post(
+            "/introspect",
+            Some(api),
+            &format!("token={}", form_encode(token)),
+        )
+        .await
+    }
+}
+
+pub const JWT_CLIENT: (&str, &str) = ("svc-jwt", "jwt-secret");
+pub const OPAQUE_CLIENT: (&str, &str) = ("svc-opaque", "opaque-secret");
+pub const API_CREDENTIALS: (&str, &str) = (API, API_SECRET);
+pub const OTHER_API_CREDENTIALS: (&str, &str) = (OTHER_API, "other-secret");
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("<none>")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map_or("<absent>", |value| value.to_str().unwrap())
+    }
+}
+
+/// `client_secret_basic`: id and secret form-encoded, then base64 (RFC 6749 §2.3.1).
+pub fn basic_header(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", form_encode(id), form_encode(secret)))
+    )
+}
+
+pub fn form_encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// The decoded header and claims of a JWT (no verification).
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    let mut segments = token.split('.');
+    let decode = |segment: &str| -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+    };
+    let header = decode(segments.next().unwrap());
+    let claims = decode(segments.next().unwrap());
+    (header, claims)
+}
