@@ -1,3 +1,4 @@
 //! End-to-end tests across the validator, the tower layer and the token service.
 //!
-//! The tests themselves live in `tests/tests/`; they arrive with the token service.
+//! The tests live in `tests/tests/`: the token service issues JWT and opaque tokens over real
+//! HTTP, and `examples/protected-api` (through `tower-scopegate`) accepts or refuses them.
