@@ -276,7 +276,9 @@ impl Config {
         if environment {
             figment = figment.merge(Env::prefixed("SCOPEGATE_").split("__").filter(|key| {
                 let top = key.as_str().split('.').next().unwrap_or_default();
-                OVERRIDABLE.contains(&top)
+                OVERRIDABLE
+                    .iter()
+                    .any(|field| field.eq_ignore_ascii_case(top))
             }));
         }
         let raw: RawConfig = figment

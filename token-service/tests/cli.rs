@@ -1,0 +1,240 @@
+//! The `token-service` binary's commands, run as a user would run them.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use scopegate_token_service::secret::SecretHash;
+use scopegate_validator::MockClock;
+use support::*;
+
+struct Cli {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    storage: String,
+}
+
+impl Cli {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = format!("sqlite://{}/cli.db", dir.path().display());
+        let config = dir.path().join("config.toml");
+        let text = config_text("http://127.0.0.1:8080", "ES256").replace(
+            "storage = \"sqlite::memory:\"",
+            &format!("storage = \"{storage}\""),
+        );
+        std::fs::write(&config, text).unwrap();
+        Self {
+            dir,
+            config,
+            storage,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_token-service"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn client_add_prints_the_secret_once_and_the_client_gets_tokens() {
+    let cli = Cli::new();
+    let output = cli.run(&[
+        "client",
+        "add",
+        "--id",
+        "batch-job",
+        "--scope",
+        "akamai:social_profile:read",
+        "--format",
+        "opaque",
+        "--ttl",
+        "5m",
+        "--audience",
+        API,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = stdout(&output);
+    let secret = text
+        .lines()
+        .find_map(|line| line.strip_prefix("client_secret: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(secret.len(), 43);
+
+    let listing = stdout(&cli.run(&["client", "list"]));
+    assert!(listing.contains("batch-job"), "{listing}");
+    assert!(listing.contains("svc-jwt"), "{listing}");
+    assert!(!listing.contains(&secret), "never shows secrets");
+
+    // The service knows the client from the store.
+    let clock = Arc::new(MockClock::at_system_time());
+    let config = std::fs::read_to_string(&cli.config).unwrap();
+    let service = TestService {
+        state: TestService::open(&config, &cli.storage, &clock).await,
+        clock,
+        url: cli.storage.clone(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let token = service.token(("batch-job", &secret), "").await;
+    assert_eq!(token["expires_in"], 300);
+    assert_eq!(token["scope"], "akamai:social_profile:read");
+    let answer = service
+        .post(
+            "/token",
+            Some(("batch-job", "wrong")),
+            "grant_type=client_credentials",
+        )
+        .await;
+    assert_eq!(answer.status, 401);
+
+    // The same id again is refused, as is an id from the configuration.
+    for id in ["batch-job", "svc-jwt"] {
+        let output = cli.run(&["client", "add", "--id", id, "--scope", "a:b:read"]);
+        assert!(!output.status.success());
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("exists"),
+            "{id}"
+        );
+    }
+    drop(cli.dir);
+}
+
+#[test]
+fn client_add_refuses_bad_input() {
+    let cli = Cli::new();
+    for args in [
+        vec!["client", "add", "--id", "x", "--scope", "bad\"scope"],
+        vec!["client", "add", "--id", "has space"],
+        vec!["client", "add", "--id", "x", "--ttl", "3d"],
+        vec!["client", "add", "--id", "x", "--public"],
+    ] {
+        let output = cli.run(&args);
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: "), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn keys_list_and_rotate() {
+    let cli = Cli::new();
+    let first = stdout(&cli.run(&["keys", "list"]));
+    assert_eq!(first.lines().count(), 2, "{first}");
+    assert!(
+        first.contains("ES256") && first.contains("active"),
+        "{first}"
+    );
+    let rotated = cli.run(&["keys", "rotate"]);
+    assert!(rotated.status.success());
+    assert!(stdout(&rotated).contains("published now, signs from"));
+    let listing = stdout(&cli.run(&["keys", "list"]));
+    assert_eq!(listing.lines().count(), 3, "{listing}");
+    assert!(listing.contains("announced"), "{listing}");
+    let now = cli.run(&["keys", "rotate", "--now"]);
+    assert!(now.status.success());
+    let listing = stdout(&cli.run(&["keys", "list"]));
+    assert!(listing.contains("retiring"), "{listing}");
+}
+
+#[test]
+fn hash_secret_reads_stdin_and_prints_an_argon2id_hash() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_token-service"))
+        .arg("hash-secret")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret value\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let hash = SecretHash::parse(stdout(&output).trim()).unwrap();
+    assert!(hash.verify("s3cret value"));
+    assert!(!hash.verify("s3cret value\n"));
+}
+
+#[test]
+fn a_bad_config_fails_at_start_naming_the_field() {
+    let cli = Cli::new();
+    let text = std::fs::read_to_string(&cli.config)
+        .unwrap()
+        .replace("access_token_ttl = \"60m\"", "access_token_ttl = \"sixty\"");
+    std::fs::write(&cli.config, text).unwrap();
+    let output = cli.run(&["serve"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("defaults.access_token_ttl"), "{stderr}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let cli = Cli::new();
+    let output = Command::new(env!("CARGO_BIN_EXE_token-service"))
+        .arg("--config")
+        .arg(&cli.config)
+        .args(["keys", "rotate"])
+        .env("SCOPEGATE_SIGNING__ALGORITHM", "EdDSA")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout(&output).contains("new EdDSA key"));
+    let output = Command::new(env!("CARGO_BIN_EXE_token-service"))
+        .arg("--config")
+        .arg(&cli.config)
+        .arg("serve")
+        .env("SCOPEGATE_LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`listen`"));
+}
+
+#[test]
+fn help_names_every_command() {
+    let output = Command::new(env!("CARGO_BIN_EXE_token-service"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = stdout(&output);
+    for command in ["serve", "client", "keys", "hash-secret", "--config"] {
+        assert!(help.contains(command), "{command}: {help}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_token-service"))
+        .args(["client", "add", "--help"])
+        .output()
+        .unwrap();
+    let help = stdout(&output);
+    for option in ["--id", "--scope", "--format", "--ttl", "--audience"] {
+        assert!(help.contains(option), "{option}: {help}");
+    }
+}
