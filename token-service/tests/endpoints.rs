@@ -682,7 +682,7 @@ async fn rotated_key_is_announced_then_signs_and_the_old_one_stays_until_its_tok
     assert_eq!(jwt_parts(&new_token).0["kid"], key.kid());
     assert_eq!(kids(&service.get("/.well-known/jwks.json").await).len(), 2);
     let answer = service
-        .introspect(API_CREDENTIALS, &during["access_token"].as_str().unwrap())
+        .introspect(API_CREDENTIALS, during["access_token"].as_str().unwrap())
         .await;
     assert_eq!(answer.json["active"], true);
 
