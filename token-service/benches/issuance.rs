@@ -63,10 +63,17 @@ struct Variant {
     script: std::path::PathBuf,
 }
 
+/// `client_secret_basic`: id and secret form-encoded first (RFC 6749 §2.3.1).
 fn basic(id: &str, secret: &str) -> String {
+    let encode =
+        |value: &str| form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>();
     format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            encode(id),
+            encode(secret)
+        ))
     )
 }
 

@@ -9,7 +9,7 @@ use scopegate_validator::ScopeSet;
 
 use crate::config::{self, Api, Client, Config, GrantType, TokenFormat};
 use crate::secret::{SecretHash, SecretVerifier};
-use crate::store::{ClientRecord, Store, StoreError};
+use crate::store::{ApiRecord, ClientRecord, Store, StoreError};
 
 /// How long a client read from the store is remembered (also how long a client added while the
 /// service runs may take to become known).
@@ -23,6 +23,8 @@ pub struct Registry {
     longest_configured_ttl: Duration,
     store: Arc<dyn Store>,
     stored: moka::future::Cache<String, Option<Arc<Client>>>,
+    /// Every API of the store, re-read at most every `STORED_CLIENT_TTL`.
+    stored_apis: moka::future::Cache<(), Arc<Vec<Arc<Api>>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -68,6 +70,10 @@ impl Registry {
                 .max_capacity(10_000)
                 .time_to_live(STORED_CLIENT_TTL)
                 .build(),
+            stored_apis: moka::future::Cache::builder()
+                .max_capacity(1)
+                .time_to_live(STORED_CLIENT_TTL)
+                .build(),
         }
     }
 
@@ -91,13 +97,7 @@ impl Registry {
                 }
             })
             .await
-            .map_err(|error: Arc<StoreError>| match Arc::try_unwrap(error) {
-                Ok(error) => error,
-                Err(shared) => StoreError::Corrupt {
-                    table: "clients",
-                    reason: shared.to_string(),
-                },
-            })
+            .map_err(unshare)
     }
 
     /// Whether a client with this id exists in the configuration.
@@ -111,10 +111,57 @@ impl Registry {
         self.configured.values()
     }
 
-    /// An API by id.
-    #[must_use]
-    pub fn api(&self, id: &str) -> Option<Arc<Api>> {
-        self.apis.get(id).cloned()
+    /// The APIs of the store (cached briefly).
+    async fn stored_apis(&self) -> Result<Arc<Vec<Arc<Api>>>, StoreError> {
+        let store = Arc::clone(&self.store);
+        self.stored_apis
+            .try_get_with((), async move {
+                store
+                    .list_apis()
+                    .await?
+                    .iter()
+                    .map(|record| api_from_record(record).map(Arc::new))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Arc::new)
+            })
+            .await
+            .map_err(unshare)
+    }
+
+    /// An API by id: configured ones first, then the store.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails or holds an API this version cannot read.
+    pub async fn api(&self, id: &str) -> Result<Option<Arc<Api>>, StoreError> {
+        if let Some(api) = self.apis.get(id) {
+            return Ok(Some(Arc::clone(api)));
+        }
+        Ok(self
+            .stored_apis()
+            .await?
+            .iter()
+            .find(|api| api.id == id)
+            .cloned())
+    }
+
+    /// The ids of every API (configured or stored) that owns one of `scope`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the stored APIs cannot be read.
+    pub async fn apis_owning(&self, scope: &ScopeSet) -> Result<Vec<String>, StoreError> {
+        let stored = self.stored_apis().await?;
+        let mut owners: Vec<String> = self
+            .apis
+            .values()
+            .chain(stored.iter())
+            .filter(|api| scope.iter().any(|granted| api.owns(granted)))
+            .map(|api| api.id.clone())
+            .collect();
+        owners.sort();
+        owners.dedup();
+        Ok(owners)
     }
 
     /// The client `id` if `secret` is its secret. Unknown ids, public clients and wrong
@@ -139,18 +186,22 @@ impl Registry {
     }
 
     /// The API `id` if `secret` is its secret; same rules as clients.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails.
     pub async fn authenticate_api(
         &self,
         verifier: &SecretVerifier,
         id: &str,
         secret: &str,
-    ) -> Option<Arc<Api>> {
-        let api = self.api(id);
+    ) -> Result<Option<Arc<Api>>, StoreError> {
+        let api = self.api(id).await?;
         let hash = api
             .as_ref()
             .map_or_else(|| decoy_hash().clone(), |api| api.secret.clone());
         let matches = verifier.verify(&hash, secret).await;
-        api.filter(|_| matches)
+        Ok(api.filter(|_| matches))
     }
 
     /// How long a superseded signing key stays published: the longest access token lifetime
@@ -170,6 +221,31 @@ impl Registry {
             .map_or(Duration::ZERO, Duration::from_secs);
         Ok(self.longest_configured_ttl.max(stored_longest) + Duration::from_secs(60))
     }
+}
+
+/// An error shared by every caller that waited for one store read.
+fn unshare(error: Arc<StoreError>) -> StoreError {
+    Arc::try_unwrap(error).unwrap_or_else(|shared| StoreError::Shared(shared.to_string()))
+}
+
+/// Rebuilds an API from its stored row.
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] naming what could not be read.
+pub fn api_from_record(record: &ApiRecord) -> Result<Api, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        table: "apis",
+        reason: format!("API `{}`: {reason}", record.id),
+    };
+    Ok(Api {
+        id: record.id.clone(),
+        secret: SecretHash::parse(&record.secret_hash).map_err(corrupt)?,
+        scopes: ScopeSet::parse_space_separated(&record.scopes)
+            .map_err(|error| corrupt(error.to_string()))?
+            .into_iter()
+            .collect(),
+    })
 }
 
 /// Rebuilds a client from its stored row.

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use scopegate_token_service::config::{self, Config, Source, TokenFormat};
 use scopegate_token_service::keys::{KeyRing, SigningKey, StoredKey};
 use scopegate_token_service::secret::{Secret, SecretHash};
-use scopegate_token_service::store::{self, ClientRecord, StoreError};
+use scopegate_token_service::store::{self, ApiRecord, ClientRecord, StoreError};
 use scopegate_token_service::{State, clients};
 use scopegate_validator::ScopeSet;
 
@@ -61,6 +61,9 @@ enum Command {
     /// Manage clients added at run time (configured clients live in the config file).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage APIs (resource servers that may introspect) added at run time.
+    #[command(subcommand)]
+    Api(ApiCommand),
     /// Inspect and rotate signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -74,6 +77,22 @@ enum ClientCommand {
     /// Add a client; prints its generated secret once (only the hash is stored).
     Add(AddClient),
     /// List configured and stored clients (never their secrets).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiCommand {
+    /// Register an API; prints its generated introspection secret once.
+    Add {
+        /// Its identifier, usually its base URL (also the audience of tokens for it).
+        #[arg(long)]
+        id: String,
+        /// A scope that belongs to it: exact, or `prefix:name` for every permission
+        /// (repeat, or separate with spaces).
+        #[arg(long = "scope", value_name = "SCOPE", required = true)]
+        scopes: Vec<String>,
+    },
+    /// List configured and stored APIs (never their secrets).
     List,
 }
 
@@ -204,6 +223,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             match command {
                 ClientCommand::Add(add) => add_client(&config, add).await,
                 ClientCommand::List => list_clients(&config).await,
+            }
+        }
+        Command::Api(command) => {
+            let config = load_config(cli.config.as_ref())?;
+            match command {
+                ApiCommand::Add { id, scopes } => add_api(&config, &id, &scopes).await,
+                ApiCommand::List => list_apis(&config).await,
             }
         }
         Command::Keys(command) => {
@@ -358,6 +384,47 @@ async fn list_clients(config: &Config) -> Result<(), Failure> {
             record.grants.join(","),
             record.scopes
         );
+    }
+    Ok(())
+}
+
+async fn add_api(config: &Config, id: &str, scopes: &[String]) -> Result<(), Failure> {
+    config::check_identifier("--id", id)?;
+    config::check_audience("--id", id)?;
+    if config.apis.iter().any(|api| api.id == id) {
+        return Err(format!("API `{id}` exists in the configuration").into());
+    }
+    let scopes = ScopeSet::parse_space_separated(&scopes.join(" "))
+        .map_err(|error| format!("--scope: {error}"))?;
+    let secret = Secret::generate();
+    let record = ApiRecord {
+        id: id.to_owned(),
+        secret_hash: SecretHash::hash(secret.expose()).as_str().to_owned(),
+        scopes: scopes.to_string(),
+        created_at: now(),
+    };
+    let store = store::open(&config.storage).await?;
+    match store.insert_api(&record).await {
+        Err(StoreError::Duplicate(id)) => {
+            return Err(format!("API `{id}` exists in the store").into());
+        }
+        other => other?,
+    }
+    println!("api id:        {id}");
+    println!("client_secret: {}", secret.expose());
+    println!("(shown once: only its hash is stored; use it to authenticate at /introspect)");
+    Ok(())
+}
+
+async fn list_apis(config: &Config) -> Result<(), Failure> {
+    let store = store::open(&config.storage).await?;
+    println!("{:<40} {:<7} scopes", "id", "source");
+    for api in &config.apis {
+        let scopes: Vec<&str> = api.scopes.iter().map(|scope| scope.as_str()).collect();
+        println!("{:<40} {:<7} {}", api.id, "config", scopes.join(" "));
+    }
+    for record in store.list_apis().await? {
+        println!("{:<40} {:<7} {}", record.id, "store", record.scopes);
     }
     Ok(())
 }

@@ -119,6 +119,75 @@ async fn client_add_prints_the_secret_once_and_the_client_gets_tokens() {
     drop(cli.dir);
 }
 
+#[tokio::test]
+async fn api_add_registers_an_api_that_may_introspect_its_scopes() {
+    let cli = Cli::new();
+    let output = cli.run(&[
+        "api",
+        "add",
+        "--id",
+        "https://reports.example.test",
+        "--scope",
+        "other:thing",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = stdout(&output);
+    let secret = text
+        .lines()
+        .find_map(|line| line.strip_prefix("client_secret: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let listing = stdout(&cli.run(&["api", "list"]));
+    assert!(
+        listing.contains("https://reports.example.test"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&secret));
+
+    let clock = Arc::new(MockClock::at_system_time());
+    let config = std::fs::read_to_string(&cli.config).unwrap();
+    let service = TestService {
+        state: TestService::open(&config, &cli.storage, &clock).await,
+        clock,
+        url: cli.storage.clone(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    // svc-opaque has no configured audience: the stored API owning other:thing becomes one.
+    let token = service
+        .token(OPAQUE_CLIENT, "&scope=other:thing:read")
+        .await;
+    let token = token["access_token"].as_str().unwrap();
+    let reports = ("https://reports.example.test", secret.as_str());
+    let answer = service.introspect(reports, token).await;
+    assert_eq!(answer.json["active"], true, "{}", answer.text);
+    assert_eq!(answer.json["scope"], "other:thing:read");
+    assert!(
+        answer.json["aud"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|aud| aud == "https://reports.example.test")
+    );
+    let wrong = service
+        .introspect(("https://reports.example.test", "wrong"), token)
+        .await;
+    assert_eq!(wrong.status, 401);
+    let duplicate = cli.run(&[
+        "api",
+        "add",
+        "--id",
+        "https://reports.example.test",
+        "--scope",
+        "x:y",
+    ]);
+    assert!(!duplicate.status.success());
+}
+
 #[test]
 fn client_add_refuses_bad_input() {
     let cli = Cli::new();

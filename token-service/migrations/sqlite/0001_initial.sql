@@ -11,6 +11,15 @@ CREATE TABLE clients (
     created_at       INTEGER NOT NULL
 );
 
+-- Resource servers registered at run time (`token-service api add`); configured ones live in
+-- the config.
+CREATE TABLE apis (
+    id          TEXT    PRIMARY KEY NOT NULL,
+    secret_hash TEXT    NOT NULL,
+    scopes      TEXT    NOT NULL,  -- space-separated
+    created_at  INTEGER NOT NULL
+);
+
 -- Opaque access tokens, known only by the SHA-256 digest of their value.
 CREATE TABLE access_tokens (
     digest     BLOB    PRIMARY KEY NOT NULL,

@@ -36,7 +36,7 @@ pub async fn client_credentials(
         ));
     }
     let scope = super::granted_scopes(&client, request.scope.as_ref())?;
-    let audience = super::audience(state, &client, &scope, &request.resources)?;
+    let audience = super::audience(state, &client, &scope, &request.resources).await?;
     tokens::issue(
         state,
         &AccessGrant {

@@ -38,24 +38,16 @@ pub fn granted_scopes(
 ///
 /// # Errors
 ///
-/// `invalid_target` for a resource that is not an absolute URI or not one the client may use.
-pub fn audience(
+/// `invalid_target` for a resource that is not an absolute URI or not one the client may use;
+/// `temporarily_unavailable` if the store fails.
+pub async fn audience(
     state: &State,
     client: &Client,
     scope: &ScopeSet,
     resources: &[String],
 ) -> Result<Vec<String>, OAuthError> {
-    let owning_apis = || -> Vec<String> {
-        state
-            .config()
-            .apis
-            .iter()
-            .filter(|api| scope.iter().any(|granted| api.owns(granted)))
-            .map(|api| api.id.clone())
-            .collect()
-    };
     let allowed = if client.audience.is_empty() {
-        owning_apis()
+        state.registry().apis_owning(scope).await?
     } else {
         client.audience.clone()
     };

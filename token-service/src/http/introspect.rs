@@ -42,7 +42,7 @@ async fn answer(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<Value
     let api = state
         .registry()
         .authenticate_api(state.secrets(), &credentials.id, secret.expose())
-        .await
+        .await?
         .ok_or_else(|| {
             tracing::debug!(api = %credentials.id, "API authentication failed at introspection");
             OAuthError::invalid_client()

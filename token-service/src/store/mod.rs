@@ -29,6 +29,9 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A failure met by a concurrent read whose result this caller shared.
+    #[error("store read failed: {0}")]
+    Shared(String),
     /// A row with this key exists already.
     #[error("`{0}` exists already")]
     Duplicate(String),
@@ -53,6 +56,19 @@ pub struct ClientRecord {
     pub audience: Vec<String>,
     /// Redirect URIs.
     pub redirect_uris: Vec<String>,
+    /// Seconds since the epoch.
+    pub created_at: u64,
+}
+
+/// A resource server kept in the store (added with `token-service api add`).
+#[derive(Debug, Clone)]
+pub struct ApiRecord {
+    /// Its identifier (the audience of tokens meant for it).
+    pub id: String,
+    /// Argon2id PHC string of its introspection secret.
+    pub secret_hash: String,
+    /// The scopes that belong to it (space-separated; `prefix:name` for every permission).
+    pub scopes: String,
     /// Seconds since the epoch.
     pub created_at: u64,
 }
@@ -112,6 +128,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
     /// Every stored client.
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+
+    /// Registers an API.
+    async fn insert_api(&self, api: &ApiRecord) -> Result<(), StoreError>;
+    /// An API by id.
+    async fn find_api(&self, id: &str) -> Result<Option<ApiRecord>, StoreError>;
+    /// Every stored API.
+    async fn list_apis(&self) -> Result<Vec<ApiRecord>, StoreError>;
 
     /// Records an opaque access token.
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{ClientRecord, Revoked, Store, StoreError, Swept, TokenRecord};
+use super::{ApiRecord, ClientRecord, Revoked, Store, StoreError, Swept, TokenRecord};
 use crate::keys::StoredKey;
 
 /// SQLite behind a connection pool.
@@ -126,6 +126,15 @@ fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ClientRecord, StoreE
     })
 }
 
+fn api_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiRecord, StoreError> {
+    Ok(ApiRecord {
+        id: row.try_get("id")?,
+        secret_hash: row.try_get("secret_hash")?,
+        scopes: row.try_get("scopes")?,
+        created_at: to_u64(row.try_get("created_at")?),
+    })
+}
+
 fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {
     let digest: Vec<u8> = row.try_get("digest")?;
     let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| StoreError::Corrupt {
@@ -188,6 +197,37 @@ impl Store for SqliteStore {
             .await?
             .iter()
             .map(client_from_row)
+            .collect()
+    }
+
+    async fn insert_api(&self, api: &ApiRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO apis (id, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&api.id)
+            .bind(&api.secret_hash)
+            .bind(&api.scopes)
+            .bind(to_i64(api.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(|error| duplicate_or(error, &api.id))?;
+        Ok(())
+    }
+
+    async fn find_api(&self, id: &str) -> Result<Option<ApiRecord>, StoreError> {
+        sqlx::query("SELECT * FROM apis WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(api_from_row)
+            .transpose()
+    }
+
+    async fn list_apis(&self) -> Result<Vec<ApiRecord>, StoreError> {
+        sqlx::query("SELECT * FROM apis ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(api_from_row)
             .collect()
     }
 
