@@ -34,16 +34,39 @@ async fn trace_logs_hold_no_tokens_or_secrets() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let service = TestService::start().await;
-    let jwt = service.token(JWT_CLIENT, "").await["access_token"].as_str().unwrap().to_owned();
-    let opaque = service.token(OPAQUE_CLIENT, "").await["access_token"].as_str().unwrap().to_owned();
+    let jwt = service.token(JWT_CLIENT, "").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let opaque = service.token(OPAQUE_CLIENT, "").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     service.introspect(API_CREDENTIALS, &opaque).await;
     service.introspect(API_CREDENTIALS, &jwt).await;
-    service.post("/token", Some(("svc-jwt", "a-wrong-secret")), "grant_type=client_credentials").await;
-    service.post("/introspect", Some((API, "another-wrong-secret")), &format!("token={opaque}")).await;
-    service.post("/revoke", Some(OPAQUE_CLIENT), &format!("token={opaque}")).await;
+    service
+        .post(
+            "/token",
+            Some(("svc-jwt", "a-wrong-secret")),
+            "grant_type=client_credentials",
+        )
+        .await;
+    service
+        .post(
+            "/introspect",
+            Some((API, "another-wrong-secret")),
+            &format!("token={opaque}"),
+        )
+        .await;
+    service
+        .post("/revoke", Some(OPAQUE_CLIENT), &format!("token={opaque}"))
+        .await;
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("access token issued"), "the logs were captured:\n{logs}");
+    assert!(
+        logs.contains("access token issued"),
+        "the logs were captured:\n{logs}"
+    );
     assert!(logs.contains("access token revoked"));
     for secret in [
         jwt.as_str(),
@@ -55,6 +78,9 @@ async fn trace_logs_hold_no_tokens_or_secrets() {
         "a-wrong-secret",
         "another-wrong-secret",
     ] {
-        assert!(!logs.contains(secret), "`{secret}` appears in the logs:\n{logs}");
+        assert!(
+            !logs.contains(secret),
+            "`{secret}` appears in the logs:\n{logs}"
+        );
     }
 }
