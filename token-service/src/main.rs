@@ -22,8 +22,9 @@ use scopegate_validator::ScopeSet;
 #[derive(Debug, Parser)]
 #[command(name = "token-service", version, propagate_version = true)]
 struct Cli {
-    /// Configuration file (TOML). Fields can be overridden with SCOPEGATE_<FIELD> variables,
-    /// nested ones with `__` (SCOPEGATE_SIGNING__ALGORITHM=ES256).
+    /// Configuration file (TOML). Fields can be overridden with SCOPEGATE_ variables
+    /// (SCOPEGATE_LISTEN=127.0.0.1:9000), nested ones with a double underscore
+    /// (SCOPEGATE_SIGNING__ALGORITHM=ES256).
     #[arg(
         long,
         short,
