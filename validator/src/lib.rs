@@ -107,7 +107,7 @@ impl Validator {
         // future stays small; it is built and moved on every request.
         let hash = (inner.verified.is_enabled() && token.contains('.'))
             .then(|| verified::token_hash(token));
-        let cached = hash.as_ref().and_then(|hash| self.cached_jwt(hash));
+        let cached = hash.as_ref().and_then(|hash| self.cached_jwt(hash, token));
         let principal = match cached {
             Some(principal) => principal,
             None => {
@@ -151,7 +151,7 @@ impl Validator {
             let hit = inner
                 .verified
                 .is_enabled()
-                .then(|| self.cached_jwt(&verified::token_hash(token)));
+                .then(|| self.cached_jwt(&verified::token_hash(token), token));
             if let Some(principal) = hit.flatten() {
                 if inner.introspect_jwts {
                     inner.introspector.as_ref()?.peek(token)?;
@@ -167,9 +167,9 @@ impl Validator {
 
     /// A verified-token cache hit, if the token has not expired and its key is still published
     /// in a fresh key set.
-    fn cached_jwt(&self, hash: &verified::TokenHash) -> Option<Arc<Principal>> {
+    fn cached_jwt(&self, hash: &verified::TokenHash, token: &str) -> Option<Arc<Principal>> {
         let inner = &*self.inner;
-        let hit = inner.verified.get(hash)?;
+        let hit = inner.verified.get(hash, token)?;
         let now = inner.clock.now();
         let unexpired = hit
             .principal
@@ -208,7 +208,7 @@ impl Validator {
         if let Some(hash) = hash {
             inner
                 .verified
-                .insert(hash, Arc::clone(&principal), key_fingerprint, now);
+                .insert(hash, token, Arc::clone(&principal), key_fingerprint, now);
         }
         Ok(principal)
     }

@@ -10,14 +10,30 @@ use moka::sync::Cache;
 
 use crate::principal::Principal;
 
-/// SHA-256 of the token: the cache never holds a usable token.
+/// The cache key: SHA-256 of the token's signature segment.
+///
+/// Hashing 86 bytes (an ES256 signature) instead of the whole token keeps the hot path cheap;
+/// the entry then holds the signed part (`header.payload`, which carries nothing secret: the
+/// principal holds the same claims) and a hit requires it to match byte for byte. A hit thus
+/// still means *this exact token* — the same signature by SHA-256's collision resistance, the
+/// same signed part by comparison — and the cache still never holds a usable token, since the
+/// signature itself is never stored.
 pub(crate) type TokenHash = [u8; 32];
 
+/// The key for `token` (a compact JWS: the text after its last `.` is the signature).
 pub(crate) fn token_hash(token: &str) -> TokenHash {
-    let digest = digest::digest(&digest::SHA256, token.as_bytes());
+    let signature = token
+        .rsplit_once('.')
+        .map_or(token, |(_, signature)| signature);
+    let digest = digest::digest(&digest::SHA256, signature.as_bytes());
     let mut hash = [0u8; 32];
     hash.copy_from_slice(digest.as_ref());
     hash
+}
+
+/// `header.payload` of a compact JWS.
+fn signed_part(token: &str) -> &str {
+    token.rsplit_once('.').map_or("", |(signed, _)| signed)
 }
 
 #[derive(Clone)]
@@ -27,6 +43,8 @@ pub(crate) struct Verified {
     pub(crate) key_fingerprint: u64,
     /// How long the entry may live in memory: until the token's `exp`.
     lifetime: Duration,
+    /// `header.payload` of the token, compared on every hit.
+    signed: Arc<str>,
 }
 
 struct UntilExpiry;
@@ -37,9 +55,31 @@ impl Expiry<TokenHash, Verified> for UntilExpiry {
     }
 }
 
+/// Keys are SHA-256 digests already: their first eight bytes are as good a table hash as
+/// hashing them again. Only verified tokens become keys, so no one can fill a bucket on purpose.
+#[derive(Clone, Copy, Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as its length (a `usize`) then its bytes: keep the digest's bytes.
+        if let Some(first) = bytes.first_chunk::<8>()
+            && bytes.len() >= 32
+        {
+            self.0 = u64::from_le_bytes(*first);
+        }
+    }
+}
+
+type DigestHash = std::hash::BuildHasherDefault<DigestHasher>;
+
 /// Bounded; `None` when switched off.
 #[derive(Clone)]
-pub(crate) struct VerifiedTokens(Option<Cache<TokenHash, Verified>>);
+pub(crate) struct VerifiedTokens(Option<Cache<TokenHash, Verified, DigestHash>>);
 
 impl std::fmt::Debug for VerifiedTokens {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,7 +96,7 @@ impl VerifiedTokens {
             Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(UntilExpiry)
-                .build()
+                .build_with_hasher(DigestHash::default())
         }))
     }
 
@@ -71,13 +111,18 @@ impl VerifiedTokens {
         })
     }
 
-    pub(crate) fn get(&self, hash: &TokenHash) -> Option<Verified> {
-        self.0.as_ref()?.get(hash)
+    /// The entry for `token` (whose key is `hash`), only if it was made for this very token.
+    pub(crate) fn get(&self, hash: &TokenHash, token: &str) -> Option<Verified> {
+        self.0
+            .as_ref()?
+            .get(hash)
+            .filter(|hit| *hit.signed == *signed_part(token))
     }
 
     pub(crate) fn insert(
         &self,
         hash: TokenHash,
+        token: &str,
         principal: Arc<Principal>,
         key_fingerprint: u64,
         now: Duration,
@@ -91,6 +136,7 @@ impl VerifiedTokens {
                     principal,
                     key_fingerprint,
                     lifetime,
+                    signed: Arc::from(signed_part(token)),
                 },
             );
         }

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
@@ -455,6 +456,45 @@ async fn a_tampered_signature_or_payload_fails() {
     let (header, _) = signing_input.split_once('.').unwrap();
     let swapped = format!("{header}.{other_payload}.{signature}");
     assert_eq!(setup.invalid(&swapped).await, InvalidToken::BadSignature);
+}
+
+#[tokio::test]
+async fn a_cached_tokens_signature_on_another_payload_never_hits_the_cache() {
+    // The verified-token cache is keyed by the signature segment: a token that reuses a
+    // verified token's signature with another payload (or header) must be verified in full,
+    // and fail, rather than borrow the cached principal.
+    let setup = setup(SigningKey::es256("k")).await;
+    let warm = setup.idp.validator(&setup.clock);
+    let token = setup.key.sign(&setup.claims());
+    let principal = warm.validate(&token).await.unwrap();
+    assert!(warm.cached(&token).is_some(), "the genuine token is cached");
+    assert!(Arc::ptr_eq(
+        &warm.validate(&token).await.unwrap(),
+        &principal
+    ));
+
+    let (signing_input, signature) = token.rsplit_once('.').unwrap();
+    let (header, _) = signing_input.split_once('.').unwrap();
+    let mut claims = setup.claims();
+    claims["scope"] = json!("akamai:social_profile:*");
+    let forgeries = [
+        format!("{header}.{}.{signature}", b64(claims.to_string())),
+        format!(
+            "{}.{}.{signature}",
+            b64(json!({"alg": "ES256", "kid": "k"}).to_string()),
+            signing_input.split_once('.').unwrap().1
+        ),
+        format!("{signing_input}x.{signature}"),
+    ];
+    for forged in &forgeries {
+        assert!(warm.cached(forged).is_none(), "{forged}");
+        match warm.validate(forged).await {
+            Err(Error::InvalidToken(_)) => {}
+            other => panic!("a forged token was not refused: {other:?}"),
+        }
+    }
+    // The genuine token is still served from the cache.
+    assert!(warm.cached(&token).is_some());
 }
 
 #[tokio::test]
