@@ -24,6 +24,7 @@ pub mod keys;
 pub mod secret;
 pub mod store;
 pub mod tokens;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,7 @@ use crate::clients::Registry;
 use crate::keys::{KeyError, KeyRing, SigningKey, StoredKey};
 use crate::secret::SecretVerifier;
 use crate::store::{Store, StoreError};
+use crate::users::Users;
 
 /// The service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,7 @@ struct Shared {
     store: Arc<dyn Store>,
     keys: ArcSwap<KeyRing>,
     registry: Registry,
+    users: Users,
     secrets: SecretVerifier,
     clock: Arc<dyn Clock>,
 }
@@ -108,6 +111,7 @@ impl State {
                 .await?;
         }
         let registry = Registry::new(&config, Arc::clone(&store));
+        let users = Users::new(&config, Arc::clone(&store));
         let ring = KeyRing::load(&store.list_keys().await?, registry.retention().await?)?;
         Ok(Self {
             inner: Arc::new(Shared {
@@ -116,6 +120,7 @@ impl State {
                 store,
                 keys: ArcSwap::from_pointee(ring),
                 registry,
+                users,
                 clock,
             }),
         })
@@ -137,6 +142,12 @@ impl State {
     #[must_use]
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// Users who may sign in.
+    #[must_use]
+    pub fn users(&self) -> &Users {
+        &self.inner.users
     }
 
     /// The secret verifier.

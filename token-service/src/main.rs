@@ -11,8 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use scopegate_token_service::config::{self, Config, Source, TokenFormat};
 use scopegate_token_service::keys::{KeyRing, SigningKey, StoredKey};
 use scopegate_token_service::secret::{Secret, SecretHash};
-use scopegate_token_service::store::{self, ApiRecord, ClientRecord, StoreError};
-use scopegate_token_service::{State, clients};
+use scopegate_token_service::store::{self, ApiRecord, ClientRecord, StoreError, UserRecord};
+use scopegate_token_service::{State, clients, users};
 use scopegate_validator::ScopeSet;
 
 /// A compact OAuth2 / OpenID Connect authorization server.
@@ -62,6 +62,9 @@ enum Command {
     /// Manage clients added at run time (configured clients live in the config file).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage users added at run time (configured users live in the config file).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Manage APIs (resource servers that may introspect) added at run time.
     #[command(subcommand)]
     Api(ApiCommand),
@@ -78,6 +81,28 @@ enum ClientCommand {
     /// Add a client; prints its generated secret once (only the hash is stored).
     Add(AddClient),
     /// List configured and stored clients (never their secrets).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; reads the password from standard input.
+    Add {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// A claim or custom attribute, NAME=VALUE (repeatable); VALUE is read as JSON when it
+        /// is JSON (true, 42, "x"), else as text: --attribute companyName=Bizcorp.
+        #[arg(long = "attribute", value_name = "NAME=VALUE")]
+        attributes: Vec<String>,
+    },
+    /// Change a stored user's password; reads the new password from standard input.
+    SetPassword {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+    },
+    /// List configured and stored users (never their passwords).
     List,
 }
 
@@ -226,6 +251,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 ClientCommand::List => list_clients(&config).await,
             }
         }
+        Command::User(command) => {
+            let config = load_config(cli.config.as_ref())?;
+            match command {
+                UserCommand::Add {
+                    username,
+                    attributes,
+                } => add_user(&config, &username, &attributes).await,
+                UserCommand::SetPassword { username } => set_password(&config, &username).await,
+                UserCommand::List => list_users(&config).await,
+            }
+        }
         Command::Api(command) => {
             let config = load_config(cli.config.as_ref())?;
             match command {
@@ -278,18 +314,113 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-fn hash_secret() -> Result<(), Failure> {
+/// One line from standard input (prompting when it is a terminal), without its line end.
+fn read_secret(prompt: &str) -> Result<String, Failure> {
     if std::io::stdin().is_terminal() {
-        eprint!("secret (input is shown): ");
+        eprint!("{prompt} (input is shown): ");
         let _ = std::io::stderr().flush();
     }
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    let secret = line.trim_end_matches(['\r', '\n']);
+    let secret = line.trim_end_matches(['\r', '\n']).to_owned();
     if secret.is_empty() {
-        return Err("no secret on standard input".into());
+        return Err(format!("no {prompt} on standard input").into());
     }
-    println!("{}", SecretHash::hash(secret).as_str());
+    Ok(secret)
+}
+
+fn hash_secret() -> Result<(), Failure> {
+    let secret = read_secret("secret")?;
+    println!("{}", SecretHash::hash(&secret).as_str());
+    Ok(())
+}
+
+async fn add_user(config: &Config, username: &str, attributes: &[String]) -> Result<(), Failure> {
+    config::check_identifier("--username", username)?;
+    if config.users.iter().any(|user| user.username == username) {
+        return Err(format!("user `{username}` exists in the configuration").into());
+    }
+    let mut claims = serde_json::Map::new();
+    for attribute in attributes {
+        let Some((name, value)) = attribute
+            .split_once('=')
+            .filter(|(name, _)| !name.is_empty())
+        else {
+            return Err(format!("--attribute `{attribute}`: write NAME=VALUE").into());
+        };
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        claims.insert(name.to_owned(), value);
+    }
+    let password = read_secret("password")?;
+    users::check_new_password(username, &password)?;
+    let now = now();
+    let record = UserRecord {
+        id: scopegate_token_service::secret::random_token()[..22].to_owned(),
+        username: username.to_owned(),
+        password_hash: SecretHash::hash(&password).as_str().to_owned(),
+        attributes: claims,
+        created_at: now,
+        updated_at: now,
+    };
+    let store = store::open(&config.storage).await?;
+    match store.insert_user(&record).await {
+        Err(StoreError::Duplicate(name)) => {
+            return Err(format!("user `{name}` exists in the store").into());
+        }
+        other => other?,
+    }
+    println!("user {username} added (sub {})", record.id);
+    Ok(())
+}
+
+async fn set_password(config: &Config, username: &str) -> Result<(), Failure> {
+    if config.users.iter().any(|user| user.username == username) {
+        return Err(format!(
+            "user `{username}` is defined in the configuration: change its password_hash there"
+        )
+        .into());
+    }
+    let store = store::open(&config.storage).await?;
+    if store.find_user_by_name(username).await?.is_none() {
+        return Err(format!("no stored user `{username}`").into());
+    }
+    let password = read_secret("new password")?;
+    users::check_new_password(username, &password)?;
+    let hash = SecretHash::hash(&password);
+    if !store.set_password(username, hash.as_str(), now()).await? {
+        return Err(format!("no stored user `{username}`").into());
+    }
+    println!("password of {username} changed");
+    Ok(())
+}
+
+async fn list_users(config: &Config) -> Result<(), Failure> {
+    let store = store::open(&config.storage).await?;
+    println!(
+        "{:<24} {:<24} {:<7} attributes",
+        "username", "sub", "source"
+    );
+    for user in &config.users {
+        let names: Vec<&str> = user.attributes.keys().map(String::as_str).collect();
+        println!(
+            "{:<24} {:<24} {:<7} {}",
+            user.username,
+            user.username,
+            "config",
+            names.join(",")
+        );
+    }
+    for record in store.list_users().await? {
+        let names: Vec<&str> = record.attributes.keys().map(String::as_str).collect();
+        println!(
+            "{:<24} {:<24} {:<7} {}",
+            record.username,
+            record.id,
+            "store",
+            names.join(",")
+        );
+    }
     Ok(())
 }
 

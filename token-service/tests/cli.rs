@@ -307,3 +307,125 @@ fn help_names_every_command() {
         assert!(help.contains(option), "{option}: {help}");
     }
 }
+
+impl Cli {
+    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_token-service"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn user_add_and_set_password_store_argon2id_hashes_the_service_accepts() {
+    let cli = Cli::new();
+    let added = cli.run_with_stdin(
+        &[
+            "user",
+            "add",
+            "--username",
+            "sam",
+            "--attribute",
+            "companyName=Bizcorp",
+            "--attribute",
+            "email_verified=true",
+        ],
+        "first password 1\n",
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let listing = stdout(&cli.run(&["user", "list"]));
+    assert!(
+        listing.contains("sam") && listing.contains("companyName"),
+        "{listing}"
+    );
+    assert!(!listing.contains("first password"), "{listing}");
+
+    let clock = Arc::new(MockClock::at_system_time());
+    let config = std::fs::read_to_string(&cli.config).unwrap();
+    let state = TestService::open(&config, &cli.storage, &clock).await;
+    let users = state.users();
+    let sam = users
+        .authenticate(state.secrets(), "sam", "first password 1")
+        .await
+        .unwrap()
+        .expect("the right password signs in");
+    assert_eq!(sam.attributes["companyName"], "Bizcorp");
+    assert_eq!(sam.attributes["email_verified"], true);
+    assert_ne!(sam.id, "sam", "stored users get a random sub");
+    assert!(
+        users
+            .authenticate(state.secrets(), "sam", "wrong")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        users
+            .authenticate(state.secrets(), "nobody", "first password 1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let changed = cli.run_with_stdin(
+        &["user", "set-password", "--username", "sam"],
+        "second password 2\n",
+    );
+    assert!(
+        changed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
+    assert!(
+        users
+            .authenticate(state.secrets(), "sam", "first password 1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        users
+            .authenticate(state.secrets(), "sam", "second password 2")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Refusals: a short password, a duplicate, an unknown user, a configured user.
+    for (args, stdin) in [
+        (vec!["user", "add", "--username", "tom"], "short\n"),
+        (
+            vec!["user", "add", "--username", "sam"],
+            "long enough password\n",
+        ),
+        (
+            vec!["user", "set-password", "--username", "nobody"],
+            "long enough password\n",
+        ),
+        (
+            vec!["user", "add", "--username", "x", "--attribute", "=v"],
+            "long enough password\n",
+        ),
+    ] {
+        let output = cli.run_with_stdin(&args, stdin);
+        assert!(!output.status.success(), "{args:?}");
+    }
+}

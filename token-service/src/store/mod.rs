@@ -73,6 +73,33 @@ pub struct ApiRecord {
     pub created_at: u64,
 }
 
+/// A user kept in the store (added with `token-service user add`).
+#[derive(Clone)]
+pub struct UserRecord {
+    /// Stable identifier, the `sub` of the user's tokens.
+    pub id: String,
+    /// Login name.
+    pub username: String,
+    /// Argon2id PHC string of the password.
+    pub password_hash: String,
+    /// Standard and custom claims (a JSON object).
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Seconds since the epoch.
+    pub created_at: u64,
+    /// Seconds since the epoch.
+    pub updated_at: u64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An opaque access token, known by the SHA-256 digest of its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -135,6 +162,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn find_api(&self, id: &str) -> Result<Option<ApiRecord>, StoreError>;
     /// Every stored API.
     async fn list_apis(&self) -> Result<Vec<ApiRecord>, StoreError>;
+
+    /// Adds a user.
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// A user by login name.
+    async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Every stored user, by login name.
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Replaces a user's password hash; `false` if there is no such user.
+    async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now: u64,
+    ) -> Result<bool, StoreError>;
 
     /// Records an opaque access token.
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{ApiRecord, ClientRecord, Revoked, Store, StoreError, Swept, TokenRecord};
+use super::{ApiRecord, ClientRecord, Revoked, Store, StoreError, Swept, TokenRecord, UserRecord};
 use crate::keys::StoredKey;
 
 /// SQLite behind a connection pool.
@@ -135,6 +135,21 @@ fn api_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiRecord, StoreError> 
     })
 }
 
+fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
+    let attributes: String = row.try_get("attributes")?;
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        attributes: serde_json::from_str(&attributes).map_err(|error| StoreError::Corrupt {
+            table: "users",
+            reason: format!("attributes are not a JSON object: {error}"),
+        })?,
+        created_at: to_u64(row.try_get("created_at")?),
+        updated_at: to_u64(row.try_get("updated_at")?),
+    })
+}
+
 fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {
     let digest: Vec<u8> = row.try_get("digest")?;
     let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| StoreError::Corrupt {
@@ -229,6 +244,59 @@ impl Store for SqliteStore {
             .iter()
             .map(api_from_row)
             .collect()
+    }
+
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, attributes, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(serde_json::Value::Object(user.attributes.clone()).to_string())
+        .bind(to_i64(user.created_at))
+        .bind(to_i64(user.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|error| duplicate_or(error, &user.username))?;
+        Ok(())
+    }
+
+    async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        sqlx::query("SELECT * FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        sqlx::query("SELECT * FROM users ORDER BY username")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let updated =
+            sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?")
+                .bind(password_hash)
+                .bind(to_i64(now))
+                .bind(username)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(updated > 0)
     }
 
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
@@ -453,6 +521,33 @@ mod tests {
         let found = store.find_client("c").await.unwrap().unwrap();
         assert_eq!(found.access_token_ttl, Some(60));
         assert_eq!(found.grants, ["client_credentials"]);
+    }
+
+    #[tokio::test]
+    async fn users_round_trip_and_change_passwords() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("companyName".into(), "Bizcorp".into());
+        let user = UserRecord {
+            id: "u1".into(),
+            username: "jane".into(),
+            password_hash: "h1".into(),
+            attributes,
+            created_at: 1,
+            updated_at: 1,
+        };
+        store.insert_user(&user).await.unwrap();
+        let found = store.find_user_by_name("jane").await.unwrap().unwrap();
+        assert_eq!(found.attributes["companyName"], "Bizcorp");
+        assert!(matches!(
+            store.insert_user(&UserRecord { id: "u2".into(), ..user }).await,
+            Err(StoreError::Duplicate(name)) if name == "jane"
+        ));
+        assert!(store.set_password("jane", "h2", 5).await.unwrap());
+        assert!(!store.set_password("nobody", "h2", 5).await.unwrap());
+        let found = store.find_user_by_name("jane").await.unwrap().unwrap();
+        assert_eq!((found.password_hash.as_str(), found.updated_at), ("h2", 5));
+        assert_eq!(store.list_users().await.unwrap().len(), 1);
     }
 
     #[tokio::test]

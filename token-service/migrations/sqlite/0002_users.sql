@@ -1,0 +1,9 @@
+-- Users added at run time (`token-service user add`); configured users live in the config.
+CREATE TABLE users (
+    id            TEXT    PRIMARY KEY NOT NULL,  -- the `sub` of their tokens
+    username      TEXT    NOT NULL UNIQUE,
+    password_hash TEXT    NOT NULL,              -- Argon2id PHC string
+    attributes    TEXT    NOT NULL,              -- JSON object: standard and custom claims
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);

@@ -1,0 +1,171 @@
+//! People who sign in: users from the configuration (their `sub` is their username) and users
+//! added to the store (a random `sub`), with their password check.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use crate::config::{Config, User};
+use crate::secret::{SecretHash, SecretVerifier};
+use crate::store::{Store, StoreError, UserRecord};
+
+/// The shortest password accepted for a new or changed password.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+/// A user who may sign in.
+#[derive(Clone)]
+pub struct Account {
+    /// The `sub` of their tokens.
+    pub id: String,
+    /// Login name.
+    pub username: String,
+    /// Argon2id hash of the password.
+    pub password: SecretHash,
+    /// Standard and custom claims.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Whether the account lives in the configuration (read-only here).
+    pub configured: bool,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Account")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+fn decoy_hash() -> &'static SecretHash {
+    static DECOY: OnceLock<SecretHash> = OnceLock::new();
+    DECOY.get_or_init(|| SecretHash::hash(&crate::secret::random_token()))
+}
+
+/// Checks a new password: long enough, not blank, not the username.
+///
+/// # Errors
+///
+/// A sentence for the person choosing it.
+pub fn check_new_password(username: &str, password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "the password must have at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    if password.trim().is_empty() || password.eq_ignore_ascii_case(username) {
+        return Err("the password must not be blank or the username".to_owned());
+    }
+    Ok(())
+}
+
+/// Configured and stored users.
+#[derive(Clone)]
+pub struct Users {
+    configured: Arc<HashMap<String, Arc<Account>>>,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Users")
+            .field("configured", &self.configured.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn from_config(user: &User) -> Account {
+    Account {
+        id: user.username.clone(),
+        username: user.username.clone(),
+        password: user.password.clone(),
+        attributes: user.attributes.clone(),
+        configured: true,
+    }
+}
+
+/// Rebuilds an account from its stored row.
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] if the password hash cannot be read.
+pub fn from_record(record: UserRecord) -> Result<Account, StoreError> {
+    let password =
+        SecretHash::parse(&record.password_hash).map_err(|reason| StoreError::Corrupt {
+            table: "users",
+            reason: format!("user `{}`: {reason}", record.username),
+        })?;
+    Ok(Account {
+        id: record.id,
+        username: record.username,
+        password,
+        attributes: record.attributes,
+        configured: false,
+    })
+}
+
+impl Users {
+    /// The configured users and the store.
+    #[must_use]
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
+        let _ = decoy_hash();
+        Self {
+            configured: Arc::new(
+                config
+                    .users
+                    .iter()
+                    .map(|user| (user.username.clone(), Arc::new(from_config(user))))
+                    .collect(),
+            ),
+            store,
+        }
+    }
+
+    /// A user by login name: configured ones first, then the store.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails.
+    pub async fn find(&self, username: &str) -> Result<Option<Arc<Account>>, StoreError> {
+        if let Some(account) = self.configured.get(username) {
+            return Ok(Some(Arc::clone(account)));
+        }
+        match self.store.find_user_by_name(username).await? {
+            Some(record) => Ok(Some(Arc::new(from_record(record)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The user if `password` is theirs. An unknown username takes as long as a wrong
+    /// password and gives the same answer.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails.
+    pub async fn authenticate(
+        &self,
+        verifier: &SecretVerifier,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Arc<Account>>, StoreError> {
+        let account = self.find(username).await?;
+        let hash = account
+            .as_ref()
+            .map_or_else(|| decoy_hash().clone(), |account| account.password.clone());
+        let matches = verifier.verify(&hash, password).await;
+        Ok(account.filter(|_| matches))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_passwords_must_be_long_and_not_the_username() {
+        assert!(check_new_password("jane", "short").is_err());
+        assert!(check_new_password("janedoe123", "JaneDoe123").is_err());
+        assert!(check_new_password("jane", "          ").is_err());
+        assert!(check_new_password("jane", "correct horse battery").is_ok());
+    }
+}
