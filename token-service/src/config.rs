@@ -230,8 +230,10 @@ pub struct Config {
     pub signing: Signing,
     /// Default access token lifetime.
     pub access_token_ttl: Duration,
-    /// Browser session lifetime (issue 6).
+    /// Browser session lifetime.
     pub session_ttl: Duration,
+    /// Authorization code lifetime.
+    pub code_ttl: Duration,
     /// How often expired rows are swept.
     pub sweep_interval: Duration,
     /// Request limits.
@@ -364,6 +366,7 @@ struct RawSigning {
 struct RawDefaults {
     access_token_ttl: Option<HumanDuration>,
     session_ttl: Option<HumanDuration>,
+    code_ttl: Option<HumanDuration>,
     sweep_interval: Option<HumanDuration>,
 }
 
@@ -599,6 +602,13 @@ impl RawConfig {
                 .map_or(Duration::from_secs(14 * 24 * 3600), |d| d.0),
             Duration::from_secs(366 * 24 * 3600),
         )?;
+        let code_ttl = check_ttl(
+            "defaults.code_ttl",
+            self.defaults
+                .code_ttl
+                .map_or(Duration::from_secs(60), |d| d.0),
+            Duration::from_secs(600),
+        )?;
         let sweep_interval = check_ttl(
             "defaults.sweep_interval",
             self.defaults
@@ -770,6 +780,7 @@ impl RawConfig {
             signing,
             access_token_ttl,
             session_ttl,
+            code_ttl,
             sweep_interval,
             limits,
             scopes,

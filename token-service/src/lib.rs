@@ -20,9 +20,12 @@ pub mod config;
 pub mod error;
 pub mod grant;
 pub mod http;
+pub mod id_token;
 pub mod keys;
 pub mod secret;
+pub mod session;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 
@@ -67,6 +70,9 @@ struct Shared {
     registry: Registry,
     users: Users,
     secrets: SecretVerifier,
+    throttle: throttle::Throttle,
+    /// HMAC key for CSRF tokens, shared by every instance through the store.
+    csrf_key: aws_lc_rs::hmac::Key,
     clock: Arc<dyn Clock>,
 }
 
@@ -112,6 +118,10 @@ impl State {
         }
         let registry = Registry::new(&config, Arc::clone(&store));
         let users = Users::new(&config, Arc::clone(&store));
+        let csrf_key = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            &store.server_secret("csrf", now).await?,
+        );
         let ring = KeyRing::load(&store.list_keys().await?, registry.retention().await?)?;
         Ok(Self {
             inner: Arc::new(Shared {
@@ -121,6 +131,8 @@ impl State {
                 keys: ArcSwap::from_pointee(ring),
                 registry,
                 users,
+                throttle: throttle::Throttle::default(),
+                csrf_key,
                 clock,
             }),
         })
@@ -148,6 +160,31 @@ impl State {
     #[must_use]
     pub fn users(&self) -> &Users {
         &self.inner.users
+    }
+
+    /// Login throttling.
+    #[must_use]
+    pub fn throttle(&self) -> &throttle::Throttle {
+        &self.inner.throttle
+    }
+
+    /// A CSRF token bound to `nonce` (a value the browser holds in a cookie).
+    #[must_use]
+    pub fn csrf_token(&self, nonce: &str) -> String {
+        use base64::Engine;
+        let tag = aws_lc_rs::hmac::sign(&self.inner.csrf_key, nonce.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Whether `token` is the CSRF token for `nonce` (constant-time).
+    #[must_use]
+    pub fn csrf_matches(&self, nonce: &str, token: &str) -> bool {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .is_ok_and(|tag| {
+                aws_lc_rs::hmac::verify(&self.inner.csrf_key, nonce.as_bytes(), &tag).is_ok()
+            })
     }
 
     /// The secret verifier.
@@ -237,7 +274,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let _jobs = state.spawn_background();
-    axum::serve(listener, app(state))
+    // The peer address feeds the login throttle (behind a proxy it is the proxy's).
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

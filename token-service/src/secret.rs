@@ -49,15 +49,21 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// 32 random bytes, base64url without padding (43 characters).
+/// 32 random bytes.
 #[must_use]
-pub fn random_token() -> String {
+pub fn random_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     // aws-lc's system RNG does not fail on supported platforms; an all-zero token would be
     // caught by no one, so a failure here must stop the process rather than continue.
     #[allow(clippy::expect_used)]
     rand::fill(&mut bytes).expect("the system random number generator works");
-    URL_SAFE_NO_PAD.encode(bytes)
+    bytes
+}
+
+/// 32 random bytes, base64url without padding (43 characters).
+#[must_use]
+pub fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes())
 }
 
 /// The Argon2id parameters for new hashes: OWASP's recommended minimum (19 MiB, 2 passes).

@@ -29,6 +29,9 @@ pub struct AccessGrant {
     pub scope: ScopeSet,
     /// `aud`.
     pub audience: Vec<String>,
+    /// The grant (an authorization code) it comes from, so that a replayed code can revoke
+    /// what it produced.
+    pub grant_id: Option<String>,
 }
 
 /// A freshly issued access token.
@@ -115,6 +118,17 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
         }
         TokenFormat::Jwt => sign_jwt(state, grant, &jti, now, ttl)?,
     };
+    if let Some(grant_id) = &grant.grant_id {
+        let revoked_meanwhile = state
+            .store()
+            .record_grant_token(grant_id, &jti, &grant.client.id, now + ttl)
+            .await?;
+        if revoked_meanwhile {
+            // A concurrent replay of the code revoked the grant before this token was
+            // recorded: it shares the fate of the grant's other tokens.
+            state.store().revoke_grant(grant_id, now).await?;
+        }
+    }
     tracing::info!(client_id = %grant.client.id, jti = %jti, format = grant.client.token_format.as_str(), scope = %grant.scope, "access token issued");
     Ok(IssuedToken {
         access_token,
@@ -132,19 +146,6 @@ fn sign_jwt(
     now: u64,
     ttl: u64,
 ) -> Result<String, OAuthError> {
-    let ring = state.keys();
-    let key = ring.active(now).ok_or_else(|| {
-        tracing::error!("no signing key is active");
-        OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "no signing key is active",
-        )
-    })?;
-    let header = json!({
-        "alg": key.key.algorithm().as_str(),
-        "typ": "at+jwt",
-        "kid": key.key.kid(),
-    });
     // One audience is written as a string, several as an array (RFC 7519 §4.1.3).
     let audience = match grant.audience.as_slice() {
         [single] => Value::from(single.as_str()),
@@ -161,6 +162,34 @@ fn sign_jwt(
         "jti": jti,
         "scope": grant.scope.to_string(),
     });
+    sign_jws(state, "at+jwt", &claims, now).map(|(token, _)| token)
+}
+
+/// A compact JWS of `claims` with header `typ`, signed by the key active at `now`; also
+/// returns that key's algorithm.
+///
+/// # Errors
+///
+/// `temporarily_unavailable` if no key is active or signing fails.
+pub fn sign_jws(
+    state: &State,
+    typ: &str,
+    claims: &Value,
+    now: u64,
+) -> Result<(String, crate::keys::KeyAlgorithm), OAuthError> {
+    let ring = state.keys();
+    let key = ring.active(now).ok_or_else(|| {
+        tracing::error!("no signing key is active");
+        OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "no signing key is active",
+        )
+    })?;
+    let header = json!({
+        "alg": key.key.algorithm().as_str(),
+        "typ": typ,
+        "kid": key.key.kid(),
+    });
     let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
@@ -170,7 +199,7 @@ fn sign_jwt(
     })?;
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(signature));
-    Ok(token)
+    Ok((token, key.key.algorithm()))
 }
 
 #[derive(Deserialize)]

@@ -607,12 +607,24 @@ async fn discovery_documents_name_the_configured_issuer_exactly() {
             "http://127.0.0.1:8080/tenant/revoke"
         );
         assert_eq!(
+            metadata["authorization_endpoint"],
+            "http://127.0.0.1:8080/tenant/authorize"
+        );
+        assert_eq!(
             metadata["grant_types_supported"],
-            json!(["client_credentials"])
+            json!(["client_credentials", "authorization_code"])
+        );
+        assert_eq!(
+            metadata["code_challenge_methods_supported"],
+            json!(["S256"])
+        );
+        assert_eq!(
+            metadata["authorization_response_iss_parameter_supported"],
+            true
         );
         assert_eq!(
             metadata["token_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post"])
+            json!(["client_secret_basic", "client_secret_post", "none"])
         );
     }
 }

@@ -44,6 +44,7 @@ pub async fn client_credentials(
             client,
             scope,
             audience,
+            grant_id: None,
         },
     )
     .await

@@ -1,8 +1,10 @@
 //! The grants, one module each. They take typed requests and an authenticated client, and
 //! return an issued token or an OAuth error; no HTTP types here.
 
+pub mod authorization_code;
 mod client_credentials;
 
+pub use authorization_code::{CodeExchange, CodeGrant, CodeTokens, authorization_code};
 pub use client_credentials::{ClientCredentialsRequest, client_credentials};
 
 use scopegate_validator::ScopeSet;

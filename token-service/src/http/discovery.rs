@@ -14,16 +14,37 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
     let config = state.config();
     let base = config.base_url();
     let algorithm = config.signing.algorithm.as_str();
+    let mut scopes: Vec<String> = ["openid", "profile", "email", "phone", "address"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    scopes.extend(
+        config
+            .scopes
+            .iter()
+            .map(|scope| scope.name.as_str().to_owned()),
+    );
     let mut response = Json(json!({
         "issuer": config.issuer,
+        "authorization_endpoint": format!("{base}/authorize"),
         "token_endpoint": format!("{base}/token"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "introspection_endpoint": format!("{base}/introspect"),
         "revocation_endpoint": format!("{base}/revoke"),
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
+        "grant_types_supported": ["client_credentials", "authorization_code"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
         "subject_types_supported": ["public"],
-        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "scopes_supported": scopes,
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "acr",
+            "name", "given_name", "middle_name", "family_name", "nickname", "birthdate", "gender",
+            "updated_at", "email", "email_verified", "phone_number", "phone_number_verified",
+            "address",
+        ],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "id_token_signing_alg_values_supported": [algorithm],

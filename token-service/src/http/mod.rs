@@ -1,5 +1,6 @@
 //! The HTTP surface: thin handlers (parse → call the domain → build the response).
 
+mod authorize;
 mod client_auth;
 mod discovery;
 mod form;
@@ -19,6 +20,9 @@ use crate::State;
 pub fn app(state: State) -> Router {
     let body_limit = state.config().limits.max_body_bytes;
     Router::new()
+        .route("/authorize", get(authorize::authorize))
+        .route("/login", post(authorize::login))
+        .route("/assets/login.css", get(authorize::stylesheet))
         .route("/token", post(token::token))
         .route("/introspect", post(introspect::introspect))
         .route("/revoke", post(revoke::revoke))

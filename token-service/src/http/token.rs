@@ -15,7 +15,7 @@ use super::form::Form;
 use crate::State;
 use crate::config::{Client, GrantType};
 use crate::error::{ErrorCode, OAuthError, no_store};
-use crate::grant::{self, ClientCredentialsRequest};
+use crate::grant::{self, ClientCredentialsRequest, CodeExchange};
 use crate::tokens::IssuedToken;
 
 pub(super) async fn token(
@@ -24,14 +24,17 @@ pub(super) async fn token(
     body: Bytes,
 ) -> Response {
     match exchange(&state, &headers, &body).await {
-        Ok(issued) => {
-            let mut response = Json(json!({
+        Ok((issued, id_token)) => {
+            let mut answer = json!({
                 "access_token": issued.access_token,
                 "token_type": "Bearer",
                 "expires_in": issued.expires_in,
                 "scope": issued.scope.to_string(),
-            }))
-            .into_response();
+            });
+            if let (Some(id_token), Some(fields)) = (id_token, answer.as_object_mut()) {
+                fields.insert("id_token".to_owned(), id_token.into());
+            }
+            let mut response = Json(answer).into_response();
             no_store(&mut response);
             response
         }
@@ -43,7 +46,7 @@ async fn exchange(
     state: &State,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<IssuedToken, OAuthError> {
+) -> Result<(IssuedToken, Option<String>), OAuthError> {
     let form = Form::parse(headers, body, &["resource"])?;
     let grant_type = form.require("grant_type")?;
     let grant_type = GrantType::parse(grant_type).ok_or_else(|| {
@@ -52,16 +55,29 @@ async fn exchange(
             format!("grant_type `{grant_type}` is not supported"),
         )
     })?;
-    let client = authenticate_client(state, headers, &form).await?;
     match grant_type {
         GrantType::ClientCredentials => {
+            let client = authenticate_client(state, headers, &form).await?;
             let request = ClientCredentialsRequest {
                 scope: requested_scope(&form)?,
                 resources: form.all("resource").to_vec(),
             };
-            grant::client_credentials(state, client, &request).await
+            Ok((
+                grant::client_credentials(state, client, &request).await?,
+                None,
+            ))
         }
-        GrantType::AuthorizationCode | GrantType::RefreshToken => Err(OAuthError::new(
+        GrantType::AuthorizationCode => {
+            let client = identify_client(state, headers, &form).await?;
+            let exchange = CodeExchange {
+                code: form.require("code")?.to_owned(),
+                redirect_uri: form.get("redirect_uri").map(str::to_owned),
+                code_verifier: form.get("code_verifier").map(str::to_owned),
+            };
+            let tokens = grant::authorization_code(state, client, &exchange).await?;
+            Ok((tokens.access, tokens.id_token))
+        }
+        GrantType::RefreshToken => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             format!("grant_type `{}` is not supported yet", grant_type.as_str()),
         )),
@@ -76,6 +92,24 @@ fn requested_scope(form: &Form) -> Result<Option<ScopeSet>, OAuthError> {
                 .map_err(|error| OAuthError::new(ErrorCode::InvalidScope, error.to_string()))
         })
         .transpose()
+}
+
+/// A confidential client authenticated by its secret, or a public client named by its
+/// `client_id` (which then must prove itself with PKCE).
+async fn identify_client(
+    state: &State,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Arc<Client>, OAuthError> {
+    match client_auth::presented(headers, form)? {
+        Some(credentials) if credentials.secret.is_none() => {
+            match state.registry().client(&credentials.id).await? {
+                Some(client) if client.is_public() => Ok(client),
+                _ => Err(OAuthError::invalid_client()),
+            }
+        }
+        _ => authenticate_client(state, headers, form).await,
+    }
 }
 
 /// A confidential client, authenticated by its secret.

@@ -123,6 +123,65 @@ pub struct TokenRecord {
     pub revoked_at: Option<u64>,
 }
 
+/// A browser session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the cookie value.
+    pub digest: [u8; 32],
+    /// Public session id (`sid` claim).
+    pub sid: String,
+    /// The user's `sub`.
+    pub user_id: String,
+    /// The user's login name.
+    pub username: String,
+    /// When the user signed in (seconds since the epoch).
+    pub auth_time: u64,
+    /// Seconds since the epoch.
+    pub expires_at: u64,
+    /// Set once the session ended (logout).
+    pub ended_at: Option<u64>,
+}
+
+/// An authorization code, known by its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    /// SHA-256 of the code.
+    pub digest: [u8; 32],
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user's `sub`.
+    pub user_id: String,
+    /// The user's login name.
+    pub username: String,
+    /// The browser session it came from.
+    pub sid: String,
+    /// The redirect URI it was sent to.
+    pub redirect_uri: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// The `nonce` of the authorization request.
+    pub nonce: Option<String>,
+    /// The PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+    /// When the user signed in.
+    pub auth_time: u64,
+    /// Seconds since the epoch.
+    pub expires_at: u64,
+    /// Set by the one redemption.
+    pub redeemed_at: Option<u64>,
+}
+
+/// What redeeming a code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption {
+    /// This call redeemed it.
+    Redeemed,
+    /// It had been redeemed before (a replay, or a concurrent redemption that won).
+    AlreadyRedeemed,
+    /// No such code.
+    Unknown,
+}
+
 /// What a revocation request found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revoked {
@@ -176,6 +235,36 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         password_hash: &str,
         now: u64,
     ) -> Result<bool, StoreError>;
+
+    /// Starts a browser session.
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    /// A session by cookie digest (ended and expired ones included).
+    async fn find_session(&self, digest: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError>;
+    /// Ends a session.
+    async fn end_session(&self, sid: &str, now: u64) -> Result<(), StoreError>;
+
+    /// Records an authorization code.
+    async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError>;
+    /// A code by digest (redeemed and expired ones included).
+    async fn find_code(&self, digest: &[u8; 32]) -> Result<Option<CodeRecord>, StoreError>;
+    /// Marks a code redeemed, atomically: of concurrent callers exactly one sees `Redeemed`.
+    async fn redeem_code(&self, digest: &[u8; 32], now: u64) -> Result<Redemption, StoreError>;
+
+    /// Records that `grant_id` produced the access token `jti`; `true` if the grant has been
+    /// revoked meanwhile (a concurrent replay), in which case the caller revokes again.
+    async fn record_grant_token(
+        &self,
+        grant_id: &str,
+        jti: &str,
+        client_id: &str,
+        expires_at: u64,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every access token `grant_id` produced, and marks the grant revoked so that
+    /// tokens recorded later learn of it; returns how many were revoked.
+    async fn revoke_grant(&self, grant_id: &str, now: u64) -> Result<u64, StoreError>;
+
+    /// A random 32-byte secret shared by every instance, created on first use.
+    async fn server_secret(&self, name: &str, now: u64) -> Result<Vec<u8>, StoreError>;
 
     /// Records an opaque access token.
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;

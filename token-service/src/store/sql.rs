@@ -8,8 +8,14 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{ApiRecord, ClientRecord, Revoked, Store, StoreError, Swept, TokenRecord, UserRecord};
+use super::{
+    ApiRecord, ClientRecord, CodeRecord, Redemption, Revoked, SessionRecord, Store, StoreError,
+    Swept, TokenRecord, UserRecord,
+};
 use crate::keys::StoredKey;
+
+/// The `jti` of the row that marks a grant revoked (no real jti starts with `!`).
+const REVOKED_MARK: &str = "!revoked";
 
 /// SQLite behind a connection pool.
 #[derive(Debug, Clone)]
@@ -147,6 +153,42 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError
         })?,
         created_at: to_u64(row.try_get("created_at")?),
         updated_at: to_u64(row.try_get("updated_at")?),
+    })
+}
+
+fn digest_of(table: &'static str, bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt {
+        table,
+        reason: "a digest is not 32 bytes".to_owned(),
+    })
+}
+
+fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        digest: digest_of("sessions", &row.try_get::<Vec<u8>, _>("digest")?)?,
+        sid: row.try_get("sid")?,
+        user_id: row.try_get("user_id")?,
+        username: row.try_get("username")?,
+        auth_time: to_u64(row.try_get("auth_time")?),
+        expires_at: to_u64(row.try_get("expires_at")?),
+        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(to_u64),
+    })
+}
+
+fn code_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CodeRecord, StoreError> {
+    Ok(CodeRecord {
+        digest: digest_of("authorization_codes", &row.try_get::<Vec<u8>, _>("digest")?)?,
+        client_id: row.try_get("client_id")?,
+        user_id: row.try_get("user_id")?,
+        username: row.try_get("username")?,
+        sid: row.try_get("sid")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        scope: row.try_get("scope")?,
+        nonce: row.try_get("nonce")?,
+        code_challenge: row.try_get("code_challenge")?,
+        auth_time: to_u64(row.try_get("auth_time")?),
+        expires_at: to_u64(row.try_get("expires_at")?),
+        redeemed_at: row.try_get::<Option<i64>, _>("redeemed_at")?.map(to_u64),
     })
 }
 
@@ -299,6 +341,179 @@ impl Store for SqliteStore {
         Ok(updated > 0)
     }
 
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (digest, sid, user_id, username, auth_time, expires_at, ended_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(session.digest.as_slice())
+        .bind(&session.sid)
+        .bind(&session.user_id)
+        .bind(&session.username)
+        .bind(to_i64(session.auth_time))
+        .bind(to_i64(session.expires_at))
+        .bind(session.ended_at.map(to_i64))
+        .execute(&self.pool)
+        .await
+        .map_err(|error| duplicate_or(error, &session.sid))?;
+        Ok(())
+    }
+
+    async fn find_session(&self, digest: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
+        sqlx::query("SELECT * FROM sessions WHERE digest = ?")
+            .bind(digest.as_slice())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
+    }
+
+    async fn end_session(&self, sid: &str, now: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET ended_at = COALESCE(ended_at, ?) WHERE sid = ?")
+            .bind(to_i64(now))
+            .bind(sid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (digest, client_id, user_id, username, sid, \
+             redirect_uri, scope, nonce, code_challenge, auth_time, expires_at, redeemed_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(code.digest.as_slice())
+        .bind(&code.client_id)
+        .bind(&code.user_id)
+        .bind(&code.username)
+        .bind(&code.sid)
+        .bind(&code.redirect_uri)
+        .bind(&code.scope)
+        .bind(&code.nonce)
+        .bind(&code.code_challenge)
+        .bind(to_i64(code.auth_time))
+        .bind(to_i64(code.expires_at))
+        .bind(code.redeemed_at.map(to_i64))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_code(&self, digest: &[u8; 32]) -> Result<Option<CodeRecord>, StoreError> {
+        sqlx::query("SELECT * FROM authorization_codes WHERE digest = ?")
+            .bind(digest.as_slice())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(code_from_row)
+            .transpose()
+    }
+
+    async fn redeem_code(&self, digest: &[u8; 32], now: u64) -> Result<Redemption, StoreError> {
+        // One statement: the database decides which of concurrent redemptions wins.
+        let updated = sqlx::query(
+            "UPDATE authorization_codes SET redeemed_at = ? \
+             WHERE digest = ? AND redeemed_at IS NULL",
+        )
+        .bind(to_i64(now))
+        .bind(digest.as_slice())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            return Ok(Redemption::Redeemed);
+        }
+        Ok(if self.find_code(digest).await?.is_some() {
+            Redemption::AlreadyRedeemed
+        } else {
+            Redemption::Unknown
+        })
+    }
+
+    async fn record_grant_token(
+        &self,
+        grant_id: &str,
+        jti: &str,
+        client_id: &str,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        sqlx::query(
+            "INSERT INTO grant_tokens (grant_id, jti, client_id, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(grant_id)
+        .bind(jti)
+        .bind(client_id)
+        .bind(to_i64(expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query("SELECT 1 FROM grant_tokens WHERE grant_id = ? AND jti = ?")
+                .bind(grant_id)
+                .bind(REVOKED_MARK)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, now: u64) -> Result<u64, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO grant_tokens (grant_id, jti, client_id, expires_at) \
+             VALUES (?, ?, '', ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(grant_id)
+        .bind(REVOKED_MARK)
+        .bind(to_i64(now + 2 * 86400))
+        .execute(&mut *transaction)
+        .await?;
+        let opaque = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND jti IN \
+             (SELECT jti FROM grant_tokens WHERE grant_id = ?)",
+        )
+        .bind(to_i64(now))
+        .bind(grant_id)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        // JWTs cannot be recalled; their jti goes on the revocation list (opaque ones too:
+        // harmless, and it keeps the statement simple).
+        let listed = sqlx::query(
+            "INSERT INTO revoked_jwts (jti, client_id, expires_at, revoked_at) \
+             SELECT jti, client_id, expires_at, ? FROM grant_tokens \
+             WHERE grant_id = ? AND jti <> '!revoked' \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(to_i64(now))
+        .bind(grant_id)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        transaction.commit().await?;
+        Ok(opaque.max(listed))
+    }
+
+    async fn server_secret(&self, name: &str, now: u64) -> Result<Vec<u8>, StoreError> {
+        let candidate = crate::secret::random_bytes();
+        // Whoever inserts first wins; everyone reads the winner.
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate.as_slice())
+        .bind(to_i64(now))
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO access_tokens (digest, jti, client_id, subject, scope, audience, \
@@ -433,6 +648,18 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        for statement in [
+            "DELETE FROM sessions WHERE expires_at < ?",
+            "DELETE FROM grant_tokens WHERE expires_at < ?",
+            // Redeemed codes are kept a day past expiry, so that a late replay is still
+            // recognised as one.
+            "DELETE FROM authorization_codes WHERE expires_at + 86400 < ?",
+        ] {
+            sqlx::query(statement)
+                .bind(to_i64(cutoff))
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(Swept {
             tokens,
             revoked_jwts,

@@ -65,7 +65,23 @@ id = "web-app"
 public = true
 grants = ["authorization_code"]
 redirect_uris = ["http://127.0.0.1:3000/callback"]
-scopes = ["openid"]
+scopes = ["openid", "profile", "email", "ad:user_custom:read"]
+
+[[clients]]
+id = "conf-web"
+secret = "conf-web-secret"
+grants = ["authorization_code"]
+redirect_uris = ["https://app.example.test/cb?tenant=7"]
+scopes = ["openid", "email"]
+
+[[scopes]]
+name = "ad:user_custom:read"
+claims = {{ company_name = "companyName" }}
+
+[[users]]
+username = "jane"
+password = "jane-password-1"
+attributes = {{ given_name = "Jane", family_name = "Doe", email = "jane@example.test", email_verified = true, companyName = "Bizcorp" }}
 
 [[clients]]
 id = "no-cc"

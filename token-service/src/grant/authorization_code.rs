@@ -1,0 +1,237 @@
+//! RFC 6749 §4.1 with PKCE (RFC 7636, S256 only): codes are one-time, short-lived, and bound
+//! to the client, the redirect URI and the challenge. A replayed code revokes every token the
+//! first redemption produced (RFC 6749 §4.1.2, RFC 9700 §4.5).
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use scopegate_validator::ScopeSet;
+use subtle::ConstantTimeEq;
+
+use crate::State;
+use crate::config::{Client, GrantType};
+use crate::error::{ErrorCode, OAuthError};
+use crate::id_token::{self, Subject};
+use crate::secret::{random_token, token_digest};
+use crate::store::{CodeRecord, Redemption, SessionRecord};
+use crate::tokens::{self, AccessGrant, IssuedToken};
+
+/// What a code is issued for (the authorization request, checked).
+#[derive(Debug, Clone)]
+pub struct CodeGrant {
+    /// The client.
+    pub client_id: String,
+    /// The redirect URI the code goes to.
+    pub redirect_uri: String,
+    /// Granted scopes.
+    pub scope: ScopeSet,
+    /// `nonce`.
+    pub nonce: Option<String>,
+    /// PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+}
+
+/// Issues a code for `grant` in `session`; returns the code.
+///
+/// # Errors
+///
+/// `temporarily_unavailable` if the store fails.
+pub async fn issue_code(
+    state: &State,
+    grant: &CodeGrant,
+    session: &SessionRecord,
+) -> Result<String, OAuthError> {
+    let code = random_token();
+    state
+        .store()
+        .insert_code(&CodeRecord {
+            digest: token_digest(&code),
+            client_id: grant.client_id.clone(),
+            user_id: session.user_id.clone(),
+            username: session.username.clone(),
+            sid: session.sid.clone(),
+            redirect_uri: grant.redirect_uri.clone(),
+            scope: grant.scope.to_string(),
+            nonce: grant.nonce.clone(),
+            code_challenge: grant.code_challenge.clone(),
+            auth_time: session.auth_time,
+            expires_at: state.now() + state.config().code_ttl.as_secs(),
+            redeemed_at: None,
+        })
+        .await?;
+    Ok(code)
+}
+
+/// A PKCE code verifier or challenge: 43 to 128 unreserved characters (RFC 7636 §4.1).
+#[must_use]
+pub fn is_pkce_value(value: &str) -> bool {
+    (43..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte))
+}
+
+/// The S256 challenge of a verifier.
+#[must_use]
+pub fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
+}
+
+/// The token request of this grant, already parsed.
+#[derive(Debug, Clone)]
+pub struct CodeExchange {
+    /// `code`.
+    pub code: String,
+    /// `redirect_uri`.
+    pub redirect_uri: Option<String>,
+    /// `code_verifier`.
+    pub code_verifier: Option<String>,
+}
+
+/// Tokens from a code: the access token and, for `openid`, an id_token.
+#[derive(Debug, Clone)]
+pub struct CodeTokens {
+    /// The access token.
+    pub access: IssuedToken,
+    /// The id_token, when `openid` was granted.
+    pub id_token: Option<String>,
+}
+
+fn invalid_grant(description: &str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, description)
+}
+
+/// Redeems a code for an authenticated (or public, identified) client.
+///
+/// # Errors
+///
+/// `unauthorized_client`; `invalid_grant` for an unknown, expired, replayed or foreign code,
+/// a wrong redirect URI or PKCE verifier; `temporarily_unavailable` if the store fails.
+pub async fn authorization_code(
+    state: &State,
+    client: Arc<Client>,
+    exchange: &CodeExchange,
+) -> Result<CodeTokens, OAuthError> {
+    if !client.grants.contains(&GrantType::AuthorizationCode) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the authorization_code grant",
+        ));
+    }
+    let now = state.now();
+    let digest = token_digest(&exchange.code);
+    let grant_id = format!("code:{}", URL_SAFE_NO_PAD.encode(digest));
+    let Some(code) = state.store().find_code(&digest).await? else {
+        return Err(invalid_grant("unknown authorization code"));
+    };
+    if code.redeemed_at.is_some() {
+        return Err(replayed(state, &grant_id, now).await);
+    }
+    // Checks that leave the code usable by its rightful client.
+    if code.client_id != client.id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    if code.expires_at <= now {
+        return Err(invalid_grant("the authorization code has expired"));
+    }
+    if exchange.redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
+        return Err(invalid_grant(
+            "redirect_uri must be the one of the authorization request",
+        ));
+    }
+    match (&code.code_challenge, &exchange.code_verifier) {
+        (Some(challenge), Some(verifier)) => {
+            let matches = is_pkce_value(verifier)
+                && bool::from(s256(verifier).as_bytes().ct_eq(challenge.as_bytes()));
+            if !matches {
+                return Err(invalid_grant(
+                    "the code_verifier does not match the challenge",
+                ));
+            }
+        }
+        (Some(_), None) => return Err(invalid_grant("code_verifier is missing")),
+        (None, Some(_)) => {
+            return Err(invalid_grant(
+                "a code_verifier was sent but the authorization request had no challenge",
+            ));
+        }
+        (None, None) => {}
+    }
+    match state.store().redeem_code(&digest, now).await? {
+        Redemption::Redeemed => {}
+        Redemption::AlreadyRedeemed => return Err(replayed(state, &grant_id, now).await),
+        Redemption::Unknown => return Err(invalid_grant("unknown authorization code")),
+    }
+    let Some(account) = state.users().find(&code.username).await? else {
+        return Err(invalid_grant("the user no longer exists"));
+    };
+    if account.id != code.user_id {
+        return Err(invalid_grant("the user no longer exists"));
+    }
+    let scope = ScopeSet::parse_space_separated(&code.scope)
+        .map_err(|_| invalid_grant("the code's scope cannot be read"))?;
+    let audience = super::audience(state, &client, &scope, &[]).await?;
+    let access = tokens::issue(
+        state,
+        &AccessGrant {
+            client: Arc::clone(&client),
+            subject: account.id.clone(),
+            scope: scope.clone(),
+            audience,
+            grant_id: Some(grant_id),
+        },
+    )
+    .await?;
+    let openid = scope.iter().any(|granted| granted.as_str() == "openid");
+    let id_token = if openid {
+        Some(id_token::issue(
+            state,
+            &Subject {
+                user_id: &account.id,
+                attributes: &account.attributes,
+                client_id: &client.id,
+                scope: &scope,
+                nonce: code.nonce.as_deref(),
+                auth_time: code.auth_time,
+                sid: &code.sid,
+                access_token: &access.access_token,
+                ttl: access.expires_in,
+            },
+        )?)
+    } else {
+        None
+    };
+    Ok(CodeTokens { access, id_token })
+}
+
+/// A second redemption: revoke what the first one issued, then refuse.
+async fn replayed(state: &State, grant_id: &str, now: u64) -> OAuthError {
+    match state.store().revoke_grant(grant_id, now).await {
+        Ok(revoked) => {
+            tracing::warn!(
+                revoked,
+                "authorization code replayed: its tokens are revoked"
+            );
+            invalid_grant("the authorization code was already used")
+        }
+        Err(error) => OAuthError::store(&error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s256_matches_rfc7636_appendix_b() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert!(is_pkce_value("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
+        assert!(!is_pkce_value("short"));
+        assert!(!is_pkce_value(&"a+".repeat(30)));
+    }
+}

@@ -1,0 +1,611 @@
+//! The browser sign-in and the authorization code flow, in-process: `/authorize`, the login
+//! form, the session cookie, PKCE, the code exchange and the id_token.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{Request, StatusCode, header};
+use scopegate_token_service::grant::authorization_code::s256;
+use scopegate_token_service::id_token::at_hash;
+use scopegate_token_service::keys::KeyAlgorithm;
+use scopegate_token_service::tokens;
+use support::*;
+
+const REDIRECT: &str = "http://127.0.0.1:3000/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+fn query(extra: &str) -> String {
+    format!(
+        "response_type=code&client_id=web-app&redirect_uri={}&scope=openid%20profile%20email%20ad:user_custom:read&state=st-1&nonce=n-1&code_challenge={}&code_challenge_method=S256{extra}",
+        form_encode(REDIRECT),
+        s256(VERIFIER)
+    )
+}
+
+/// `Set-Cookie` values of an answer.
+fn set_cookies(answer: &Answer) -> Vec<String> {
+    answer
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `name=value` of the cookie `name` set by an answer.
+fn cookie(answer: &Answer, name: &str) -> Option<String> {
+    set_cookies(answer)
+        .into_iter()
+        .find(|cookie| cookie.starts_with(&format!("{name}=")))
+        .map(|cookie| cookie.split(';').next().unwrap().to_owned())
+}
+
+/// The value of a hidden form field.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    let end = start + html[start..].find('"').unwrap();
+    html[start..end]
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The query parameters of a redirect's `Location`.
+fn location_params(answer: &Answer) -> (String, Vec<(String, String)>) {
+    let location = answer.header("location").to_owned();
+    let url = url::Url::parse(&location).unwrap();
+    let params = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    (location, params)
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+async fn get_with_cookies(service: &TestService, path: &str, cookies: &[String]) -> Answer {
+    let mut request = Request::get(path);
+    if !cookies.is_empty() {
+        request = request.header(header::COOKIE, cookies.join("; "));
+    }
+    service.call(request.body(Body::empty()).unwrap()).await
+}
+
+struct LoginForm {
+    nonce_cookie: String,
+    csrf: String,
+    request: String,
+}
+
+async fn login_form(service: &TestService, query: &str) -> LoginForm {
+    let page = get_with_cookies(service, &format!("/authorize?{query}"), &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    LoginForm {
+        nonce_cookie: cookie(&page, "scopegate_login").unwrap(),
+        csrf: hidden(&page.text, "csrf"),
+        request: hidden(&page.text, "request"),
+    }
+}
+
+async fn submit(service: &TestService, form: &LoginForm, username: &str, password: &str) -> Answer {
+    let body = format!(
+        "csrf={}&request={}&username={}&password={}",
+        form_encode(&form.csrf),
+        form_encode(&form.request),
+        form_encode(username),
+        form_encode(password)
+    );
+    let request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, &form.nonce_cookie)
+        .body(Body::from(body))
+        .unwrap();
+    service.call(request).await
+}
+
+/// Signs jane in for `query`; returns the code and the session cookie.
+async fn sign_in(service: &TestService, query: &str) -> (String, String) {
+    let form = login_form(service, query).await;
+    let answer = submit(service, &form, "jane", "jane-password-1").await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+    let (_, params) = location_params(&answer);
+    (
+        param(&params, "code").unwrap().to_owned(),
+        cookie(&answer, "scopegate_session").unwrap(),
+    )
+}
+
+async fn exchange(service: &TestService, code: &str, extra: &str) -> Answer {
+    service
+        .post(
+            "/token",
+            None,
+            &format!(
+                "grant_type=authorization_code&client_id=web-app&code={code}&redirect_uri={}{extra}",
+                form_encode(REDIRECT)
+            ),
+        )
+        .await
+}
+
+fn claims(jwt: &str) -> serde_json::Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_login_page_is_served_with_protective_headers() {
+    let service = TestService::start().await;
+    let page = get_with_cookies(&service, &format!("/authorize?{}", query("")), &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.header("content-security-policy")
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(page.header("referrer-policy"), "no-referrer");
+    assert_eq!(page.header("x-frame-options"), "DENY");
+    assert_eq!(page.header("cache-control"), "no-store");
+    assert!(
+        page.text
+            .contains("<label for=\"username\">Username</label>")
+    );
+    assert!(page.text.contains("type=\"password\""));
+    assert!(page.text.contains("web-app"));
+    let nonce = set_cookies(&page)
+        .into_iter()
+        .find(|c| c.starts_with("scopegate_login="))
+        .unwrap();
+    assert!(
+        nonce.contains("HttpOnly") && nonce.contains("SameSite=Lax"),
+        "{nonce}"
+    );
+    let css = service.get("/assets/login.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.header("content-type").starts_with("text/css"));
+}
+
+#[tokio::test]
+async fn signing_in_redirects_with_code_state_and_iss_and_sets_the_session_cookie() {
+    let service = TestService::start().await;
+    let form = login_form(&service, &query("")).await;
+    let answer = submit(&service, &form, "jane", "jane-password-1").await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+    let (location, params) = location_params(&answer);
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(param(&params, "state"), Some("st-1"));
+    assert_eq!(param(&params, "iss"), Some("http://127.0.0.1:8080"));
+    assert_eq!(param(&params, "code").unwrap().len(), 43);
+    let session = set_cookies(&answer)
+        .into_iter()
+        .find(|c| c.starts_with("scopegate_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=1209600"] {
+        assert!(session.contains(attribute), "{attribute} in {session}");
+    }
+    assert!(
+        !session.contains("Secure"),
+        "an http issuer cannot set Secure cookies"
+    );
+}
+
+#[tokio::test]
+async fn the_code_buys_an_access_token_and_an_id_token_with_the_released_claims() {
+    let service = TestService::start().await;
+    let (code, _) = sign_in(&service, &query("")).await;
+    let answer = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.header("cache-control"), "no-store");
+    let access = answer.json["access_token"].as_str().unwrap();
+    let id_token = answer.json["id_token"].as_str().unwrap();
+    let access_claims = claims(access);
+    assert_eq!(access_claims["sub"], "jane");
+    assert_eq!(access_claims["client_id"], "web-app");
+    let id = claims(id_token);
+    assert_eq!(id["iss"], "http://127.0.0.1:8080");
+    assert_eq!(id["aud"], "web-app");
+    assert_eq!(id["sub"], "jane");
+    assert_eq!(id["nonce"], "n-1");
+    assert!(id["auth_time"].as_u64().is_some());
+    assert_eq!(id["sid"].as_str().unwrap().len(), 22);
+    assert_eq!(id["at_hash"], at_hash(access, KeyAlgorithm::Es256));
+    assert_eq!(id["given_name"], "Jane", "profile");
+    assert_eq!(id["email"], "jane@example.test", "email");
+    assert_eq!(id["email_verified"], true);
+    assert_eq!(id["company_name"], "Bizcorp", "the custom scope's claim");
+    assert!(
+        id.get("companyName").is_none(),
+        "attributes are released under their claim name"
+    );
+}
+
+#[tokio::test]
+async fn claims_are_limited_to_the_scopes_granted() {
+    let service = TestService::start().await;
+    let narrow = query("").replace(
+        "scope=openid%20profile%20email%20ad:user_custom:read",
+        "scope=openid",
+    );
+    let (code, _) = sign_in(&service, &narrow).await;
+    let answer = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
+    let id = claims(answer.json["id_token"].as_str().unwrap());
+    for claim in ["given_name", "email", "company_name"] {
+        assert!(
+            id.get(claim).is_none(),
+            "{claim} released without its scope"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_session_gives_a_code_without_asking_again_unless_prompt_or_max_age_demand_it() {
+    let service = TestService::start().await;
+    let (_, session) = sign_in(&service, &query("")).await;
+    let again = get_with_cookies(
+        &service,
+        &format!("/authorize?{}", query("")),
+        std::slice::from_ref(&session),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);
+    assert!(param(&location_params(&again).1, "code").is_some());
+
+    let forced = get_with_cookies(
+        &service,
+        &format!("/authorize?{}", query("&prompt=login")),
+        std::slice::from_ref(&session),
+    )
+    .await;
+    assert_eq!(forced.status, StatusCode::OK, "prompt=login shows the form");
+    service.advance(Duration::from_secs(120));
+    let stale = get_with_cookies(
+        &service,
+        &format!("/authorize?{}", query("&max_age=60")),
+        std::slice::from_ref(&session),
+    )
+    .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::OK,
+        "max_age exceeded shows the form"
+    );
+    let recent = get_with_cookies(
+        &service,
+        &format!("/authorize?{}", query("&max_age=600")),
+        &[session],
+    )
+    .await;
+    assert_eq!(recent.status, StatusCode::SEE_OTHER);
+
+    let none = get_with_cookies(
+        &service,
+        &format!("/authorize?{}", query("&prompt=none")),
+        &[],
+    )
+    .await;
+    assert_eq!(none.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        param(&location_params(&none).1, "error"),
+        Some("login_required")
+    );
+}
+
+#[tokio::test]
+async fn the_session_expires_after_its_lifetime() {
+    let service = TestService::start().await;
+    let (_, session) = sign_in(&service, &query("")).await;
+    service.advance(Duration::from_secs(14 * 24 * 3600 + 1));
+    let page = get_with_cookies(&service, &format!("/authorize?{}", query("")), &[session]).await;
+    assert_eq!(page.status, StatusCode::OK, "asked to sign in again");
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_answer() {
+    let service = TestService::start().await;
+    let form = login_form(&service, &query("")).await;
+    let wrong = submit(&service, &form, "jane", "not-her-password").await;
+    let unknown = submit(&service, &form, "nobody", "jane-password-1").await;
+    for answer in [&wrong, &unknown] {
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert!(answer.text.contains("Wrong username or password."));
+        assert!(cookie(answer, "scopegate_session").is_none());
+        assert_eq!(answer.header("location"), "<absent>");
+    }
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_even_with_the_right_password() {
+    let service = TestService::start().await;
+    let form = login_form(&service, &query("")).await;
+    for _ in 0..5 {
+        assert_eq!(
+            submit(&service, &form, "jane", "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let blocked = submit(&service, &form, "jane", "jane-password-1").await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(blocked.header("retry-after").parse::<u64>().is_ok());
+    assert!(cookie(&blocked, "scopegate_session").is_none());
+}
+
+#[tokio::test]
+async fn the_login_form_is_csrf_protected() {
+    let service = TestService::start().await;
+    let form = login_form(&service, &query("")).await;
+    let other = login_form(&service, &query("")).await;
+    let forged = [
+        LoginForm {
+            csrf: String::new(),
+            ..login_form(&service, &query("")).await
+        },
+        LoginForm {
+            csrf: "AAAA".into(),
+            ..login_form(&service, &query("")).await
+        },
+        // A valid token, but for another browser's nonce.
+        LoginForm {
+            csrf: other.csrf.clone(),
+            nonce_cookie: form.nonce_cookie.clone(),
+            request: form.request.clone(),
+        },
+        LoginForm {
+            nonce_cookie: "unrelated=1".into(),
+            ..login_form(&service, &query("")).await
+        },
+    ];
+    for forged in &forged {
+        let answer = submit(&service, forged, "jane", "jane-password-1").await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert!(cookie(&answer, "scopegate_session").is_none());
+    }
+    assert_eq!(
+        submit(&service, &form, "jane", "jane-password-1")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn bad_clients_and_redirect_uris_get_an_error_page_never_a_redirect() {
+    let service = TestService::start().await;
+    for bad in [
+        query("").replace("client_id=web-app", "client_id=nobody"),
+        query("").replace(
+            &form_encode(REDIRECT),
+            &form_encode("http://127.0.0.1:3000/callback/x"),
+        ),
+        query("").replace(
+            &form_encode(REDIRECT),
+            &form_encode("https://evil.example.test/cb"),
+        ),
+        query("").replace("client_id=web-app&", ""),
+    ] {
+        let answer = get_with_cookies(&service, &format!("/authorize?{bad}"), &[]).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(answer.header("location"), "<absent>");
+        assert!(
+            answer
+                .header("content-security-policy")
+                .contains("frame-ancestors 'none'")
+        );
+    }
+}
+
+#[tokio::test]
+async fn other_request_errors_go_back_to_the_client_with_state_and_iss() {
+    let service = TestService::start().await;
+    let without_pkce = query("").replace(
+        &format!(
+            "&code_challenge={}&code_challenge_method=S256",
+            s256(VERIFIER)
+        ),
+        "",
+    );
+    for (bad, error) in [
+        (
+            query("").replace("response_type=code", "response_type=token"),
+            "unsupported_response_type",
+        ),
+        (
+            query("").replace("code_challenge_method=S256", "code_challenge_method=plain"),
+            "invalid_request",
+        ),
+        (
+            query("").replace("&code_challenge_method=S256", ""),
+            "invalid_request",
+        ),
+        (without_pkce, "invalid_request"),
+        (query("&scope=admin"), "invalid_request"),
+        (
+            query("").replace("scope=openid%20profile", "scope=admin%20profile"),
+            "invalid_scope",
+        ),
+        (query("&prompt=none%20login"), "invalid_request"),
+        (query("&max_age=soon"), "invalid_request"),
+    ] {
+        let answer = get_with_cookies(&service, &format!("/authorize?{bad}"), &[]).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::SEE_OTHER,
+            "{bad}: {}",
+            answer.text
+        );
+        let (location, params) = location_params(&answer);
+        assert!(location.starts_with(REDIRECT));
+        assert_eq!(param(&params, "error"), Some(error), "{bad}");
+        assert_eq!(param(&params, "state"), Some("st-1"));
+        assert_eq!(param(&params, "iss"), Some("http://127.0.0.1:8080"));
+        assert!(param(&params, "code").is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_second_redemption_fails_and_revokes_what_the_first_issued() {
+    let service = TestService::start().await;
+    let (code, _) = sign_in(&service, &query("")).await;
+    let first = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let access = first.json["access_token"].as_str().unwrap();
+    assert!(
+        tokens::lookup(&service.state, access)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let second = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
+    assert_eq!(
+        (second.status, second.error()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
+    assert!(
+        tokens::lookup(&service.state, access)
+            .await
+            .unwrap()
+            .is_none(),
+        "revoked"
+    );
+}
+
+#[tokio::test]
+async fn of_twenty_concurrent_redemptions_exactly_one_succeeds() {
+    let service = std::sync::Arc::new(TestService::start().await);
+    let (code, _) = sign_in(&service, &query("")).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let service = std::sync::Arc::clone(&service);
+        let code = code.clone();
+        tasks.spawn(async move {
+            exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await
+        });
+    }
+    let (mut successes, mut refusals) = (0, 0);
+    while let Some(answer) = tasks.join_next().await {
+        let answer = answer.unwrap();
+        match answer.status {
+            StatusCode::OK => successes += 1,
+            StatusCode::BAD_REQUEST if answer.error() == "invalid_grant" => refusals += 1,
+            other => panic!("unexpected {other}: {}", answer.text),
+        }
+    }
+    assert_eq!((successes, refusals), (1, 19));
+}
+
+#[tokio::test]
+async fn pkce_redirect_uri_client_and_expiry_are_enforced() {
+    let service = TestService::start().await;
+    let other_verifier = "x".repeat(43);
+    let cases = [
+        (format!("&code_verifier={other_verifier}"), "wrong verifier"),
+        (String::new(), "missing verifier"),
+        (
+            format!("&code_verifier={VERIFIER}&redirect_uri=x"),
+            "repeated redirect_uri",
+        ),
+    ];
+    for (extra, why) in cases {
+        let (code, _) = sign_in(&service, &query("")).await;
+        let answer = exchange(&service, &code, &extra).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{why}");
+        // The rightful exchange still works: failed checks do not consume the code.
+        if why != "repeated redirect_uri" {
+            assert_eq!(answer.error(), "invalid_grant", "{why}");
+            let retry = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
+            assert_eq!(retry.status, StatusCode::OK, "{why}: {}", retry.text);
+        }
+    }
+    let (code, _) = sign_in(&service, &query("")).await;
+    let wrong_redirect = service
+        .post(
+            "/token",
+            None,
+            &format!("grant_type=authorization_code&client_id=web-app&code={code}&redirect_uri={}&code_verifier={VERIFIER}", form_encode("http://127.0.0.1:3000/other")),
+        )
+        .await;
+    assert_eq!(wrong_redirect.error(), "invalid_grant");
+    let other_client = service
+        .post(
+            "/token",
+            Some(("conf-web", "conf-web-secret")),
+            &format!("grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={VERIFIER}", form_encode(REDIRECT)),
+        )
+        .await;
+    assert_eq!(other_client.error(), "invalid_grant");
+    service.advance(Duration::from_secs(61));
+    let expired = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
+    assert_eq!(expired.error(), "invalid_grant", "codes live 60 s");
+}
+
+#[tokio::test]
+async fn a_confidential_client_authenticates_and_may_skip_pkce_but_not_send_a_stray_verifier() {
+    let service = TestService::start().await;
+    let redirect = "https://app.example.test/cb?tenant=7";
+    let conf_query = format!(
+        "response_type=code&client_id=conf-web&redirect_uri={}&scope=openid%20email&state=s2",
+        form_encode(redirect)
+    );
+    for (extra, expected) in [
+        (
+            format!("&code_verifier={VERIFIER}"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (String::new(), StatusCode::OK),
+    ] {
+        let form = login_form(&service, &conf_query).await;
+        let answer = submit(&service, &form, "jane", "jane-password-1").await;
+        let (location, params) = location_params(&answer);
+        assert!(
+            location.starts_with("https://app.example.test/cb?tenant=7&"),
+            "{location}"
+        );
+        let code = param(&params, "code").unwrap().to_owned();
+        let token = service
+            .post(
+                "/token",
+                Some(("conf-web", "conf-web-secret")),
+                &format!(
+                    "grant_type=authorization_code&code={code}&redirect_uri={}{extra}",
+                    form_encode(redirect)
+                ),
+            )
+            .await;
+        assert_eq!(token.status, expected, "{extra}: {}", token.text);
+    }
+    // Without its secret the confidential client is not identified by client_id alone.
+    let form = login_form(&service, &conf_query).await;
+    let answer = submit(&service, &form, "jane", "jane-password-1").await;
+    let code = param(&location_params(&answer).1, "code")
+        .unwrap()
+        .to_owned();
+    let token = service
+        .post(
+            "/token",
+            None,
+            &format!(
+                "grant_type=authorization_code&client_id=conf-web&code={code}&redirect_uri={}",
+                form_encode(redirect)
+            ),
+        )
+        .await;
+    assert_eq!(
+        (token.status, token.error()),
+        (StatusCode::UNAUTHORIZED, "invalid_client")
+    );
+}
