@@ -234,6 +234,8 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Authorization code lifetime.
     pub code_ttl: Duration,
+    /// Refresh token lifetime (each rotation starts a new one).
+    pub refresh_token_ttl: Duration,
     /// How often expired rows are swept.
     pub sweep_interval: Duration,
     /// Request limits.
@@ -367,6 +369,7 @@ struct RawDefaults {
     access_token_ttl: Option<HumanDuration>,
     session_ttl: Option<HumanDuration>,
     code_ttl: Option<HumanDuration>,
+    refresh_token_ttl: Option<HumanDuration>,
     sweep_interval: Option<HumanDuration>,
 }
 
@@ -609,6 +612,13 @@ impl RawConfig {
                 .map_or(Duration::from_secs(60), |d| d.0),
             Duration::from_secs(600),
         )?;
+        let refresh_token_ttl = check_ttl(
+            "defaults.refresh_token_ttl",
+            self.defaults
+                .refresh_token_ttl
+                .map_or(Duration::from_secs(30 * 24 * 3600), |d| d.0),
+            Duration::from_secs(366 * 24 * 3600),
+        )?;
         let sweep_interval = check_ttl(
             "defaults.sweep_interval",
             self.defaults
@@ -781,6 +791,7 @@ impl RawConfig {
             access_token_ttl,
             session_ttl,
             code_ttl,
+            refresh_token_ttl,
             sweep_interval,
             limits,
             scopes,

@@ -612,7 +612,7 @@ async fn discovery_documents_name_the_configured_issuer_exactly() {
         );
         assert_eq!(
             metadata["grant_types_supported"],
-            json!(["client_credentials", "authorization_code"])
+            json!(["client_credentials", "authorization_code", "refresh_token"])
         );
         assert_eq!(
             metadata["code_challenge_methods_supported"],

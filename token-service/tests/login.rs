@@ -609,3 +609,118 @@ async fn a_confidential_client_authenticates_and_may_skip_pkce_but_not_send_a_st
         (StatusCode::UNAUTHORIZED, "invalid_client")
     );
 }
+
+// ---- refresh tokens --------------------------------------------------------------------
+
+async fn refresh(service: &TestService, token: &str, extra: &str) -> Answer {
+    service
+        .post(
+            "/token",
+            None,
+            &format!("grant_type=refresh_token&client_id=web-app&refresh_token={token}{extra}"),
+        )
+        .await
+}
+
+/// Signs in and redeems the code; returns the token response.
+async fn first_tokens(service: &TestService) -> serde_json::Value {
+    let (code, _) = sign_in(service, &query("")).await;
+    let answer = exchange(service, &code, &format!("&code_verifier={VERIFIER}")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer.json
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family() {
+    let service = TestService::start().await;
+    let first = first_tokens(&service).await;
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(r1.len(), 43);
+    let second = refresh(&service, &r1, "").await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    assert_eq!(second.header("cache-control"), "no-store");
+    let r2 = second.json["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(r1, r2, "rotated");
+    assert!(second.json["id_token"].is_string());
+    let access2 = second.json["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims(&access2)["sub"], "jane");
+
+    // The rotated token comes back: refused, and the whole family is revoked.
+    let reused = refresh(&service, &r1, "").await;
+    assert_eq!(
+        (reused.status, reused.error()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
+    let after = refresh(&service, &r2, "").await;
+    assert_eq!(
+        after.error(),
+        "invalid_grant",
+        "the live successor is revoked too"
+    );
+    for access in [first["access_token"].as_str().unwrap(), access2.as_str()] {
+        assert!(
+            tokens::lookup(&service.state, access)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test]
+async fn refreshing_can_only_narrow_the_scopes() {
+    let service = TestService::start().await;
+    let first = first_tokens(&service).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let narrow = refresh(&service, r1, "&scope=openid").await;
+    assert_eq!(narrow.json["scope"], "openid");
+    assert_eq!(
+        claims(narrow.json["access_token"].as_str().unwrap())["scope"],
+        "openid"
+    );
+    // The next refresh may ask for the original scopes again, never more.
+    let r2 = narrow.json["refresh_token"].as_str().unwrap();
+    let wider = refresh(&service, r2, "&scope=openid%20admin").await;
+    assert_eq!(
+        (wider.status, wider.error()),
+        (StatusCode::BAD_REQUEST, "invalid_scope")
+    );
+    let back = refresh(&service, r2, "&scope=openid%20email").await;
+    assert_eq!(back.json["scope"], "email openid", "{}", back.text);
+}
+
+#[tokio::test]
+async fn a_refresh_token_is_bound_to_its_client_and_expires() {
+    let service = TestService::start().await;
+    let first = first_tokens(&service).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let foreign = service
+        .post(
+            "/token",
+            Some(("conf-web", "conf-web-secret")),
+            &format!("grant_type=refresh_token&refresh_token={r1}"),
+        )
+        .await;
+    assert_eq!(foreign.error(), "invalid_grant");
+    // The failed foreign attempt did not use it up.
+    let mine = refresh(&service, r1, "").await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
+    let r2 = mine.json["refresh_token"].as_str().unwrap();
+    service.advance(Duration::from_secs(30 * 24 * 3600 + 1));
+    assert_eq!(refresh(&service, r2, "").await.error(), "invalid_grant");
+    assert_eq!(
+        refresh(&service, "never-issued", "").await.error(),
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_code_revokes_the_refresh_token_it_issued() {
+    let service = TestService::start().await;
+    let (code, _) = sign_in(&service, &query("")).await;
+    let first = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
+    let r1 = first.json["refresh_token"].as_str().unwrap().to_owned();
+    let replay = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
+    assert_eq!(replay.error(), "invalid_grant");
+    assert_eq!(refresh(&service, &r1, "").await.error(), "invalid_grant");
+}

@@ -15,7 +15,7 @@ use crate::config::{Client, GrantType};
 use crate::error::{ErrorCode, OAuthError};
 use crate::id_token::{self, Subject};
 use crate::secret::{random_token, token_digest};
-use crate::store::{CodeRecord, Redemption, SessionRecord};
+use crate::store::{CodeRecord, Redemption, RefreshRecord, SessionRecord};
 use crate::tokens::{self, AccessGrant, IssuedToken};
 
 /// What a code is issued for (the authorization request, checked).
@@ -90,13 +90,16 @@ pub struct CodeExchange {
     pub code_verifier: Option<String>,
 }
 
-/// Tokens from a code: the access token and, for `openid`, an id_token.
+/// Tokens for a user: the access token, an id_token for `openid`, and a refresh token for
+/// clients allowed the `refresh_token` grant.
 #[derive(Debug, Clone)]
 pub struct CodeTokens {
     /// The access token.
     pub access: IssuedToken,
     /// The id_token, when `openid` was granted.
     pub id_token: Option<String>,
+    /// The refresh token.
+    pub refresh_token: Option<String>,
 }
 
 fn invalid_grant(description: &str) -> OAuthError {
@@ -172,30 +175,70 @@ pub async fn authorization_code(
     }
     let scope = ScopeSet::parse_space_separated(&code.scope)
         .map_err(|_| invalid_grant("the code's scope cannot be read"))?;
-    let audience = super::audience(state, &client, &scope, &[]).await?;
+    user_tokens(
+        state,
+        &client,
+        &UserGrant {
+            account: &account,
+            family: &grant_id,
+            sid: &code.sid,
+            auth_time: code.auth_time,
+            scope: &scope,
+            refresh_scope: &scope,
+            nonce: code.nonce.as_deref(),
+        },
+    )
+    .await
+}
+
+/// What a user's tokens are issued for.
+pub(crate) struct UserGrant<'a> {
+    pub(crate) account: &'a crate::users::Account,
+    /// The grant id shared by every token descending from one code.
+    pub(crate) family: &'a str,
+    pub(crate) sid: &'a str,
+    pub(crate) auth_time: u64,
+    /// The access token's scopes.
+    pub(crate) scope: &'a ScopeSet,
+    /// What the next refresh may ask for (the original grant's scopes).
+    pub(crate) refresh_scope: &'a ScopeSet,
+    pub(crate) nonce: Option<&'a str>,
+}
+
+/// Issues the access token, the id_token (for `openid`) and the refresh token (for clients
+/// allowed that grant).
+pub(crate) async fn user_tokens(
+    state: &State,
+    client: &Arc<Client>,
+    grant: &UserGrant<'_>,
+) -> Result<CodeTokens, OAuthError> {
+    let audience = super::audience(state, client, grant.scope, &[]).await?;
     let access = tokens::issue(
         state,
         &AccessGrant {
-            client: Arc::clone(&client),
-            subject: account.id.clone(),
-            scope: scope.clone(),
+            client: Arc::clone(client),
+            subject: grant.account.id.clone(),
+            scope: grant.scope.clone(),
             audience,
-            grant_id: Some(grant_id),
+            grant_id: Some(grant.family.to_owned()),
         },
     )
     .await?;
-    let openid = scope.iter().any(|granted| granted.as_str() == "openid");
+    let openid = grant
+        .scope
+        .iter()
+        .any(|granted| granted.as_str() == "openid");
     let id_token = if openid {
         Some(id_token::issue(
             state,
             &Subject {
-                user_id: &account.id,
-                attributes: &account.attributes,
+                user_id: &grant.account.id,
+                attributes: &grant.account.attributes,
                 client_id: &client.id,
-                scope: &scope,
-                nonce: code.nonce.as_deref(),
-                auth_time: code.auth_time,
-                sid: &code.sid,
+                scope: grant.scope,
+                nonce: grant.nonce,
+                auth_time: grant.auth_time,
+                sid: grant.sid,
                 access_token: &access.access_token,
                 ttl: access.expires_in,
             },
@@ -203,7 +246,35 @@ pub async fn authorization_code(
     } else {
         None
     };
-    Ok(CodeTokens { access, id_token })
+    let refresh_token = if client.grants.contains(&GrantType::RefreshToken) {
+        let token = random_token();
+        let now = state.now();
+        state
+            .store()
+            .insert_refresh(&RefreshRecord {
+                digest: token_digest(&token),
+                family: grant.family.to_owned(),
+                client_id: client.id.clone(),
+                user_id: grant.account.id.clone(),
+                username: grant.account.username.clone(),
+                sid: grant.sid.to_owned(),
+                scope: grant.refresh_scope.to_string(),
+                auth_time: grant.auth_time,
+                issued_at: now,
+                expires_at: now + state.config().refresh_token_ttl.as_secs(),
+                rotated_at: None,
+                revoked_at: None,
+            })
+            .await?;
+        Some(token)
+    } else {
+        None
+    };
+    Ok(CodeTokens {
+        access,
+        id_token,
+        refresh_token,
+    })
 }
 
 /// A second redemption: revoke what the first one issued, then refuse.

@@ -3,9 +3,11 @@
 
 pub mod authorization_code;
 mod client_credentials;
+mod refresh_token;
 
 pub use authorization_code::{CodeExchange, CodeGrant, CodeTokens, authorization_code};
 pub use client_credentials::{ClientCredentialsRequest, client_credentials};
+pub use refresh_token::{RefreshRequest, refresh_token};
 
 use scopegate_validator::ScopeSet;
 use scopegate_validator::scope::grant;

@@ -15,7 +15,7 @@ use super::form::Form;
 use crate::State;
 use crate::config::{Client, GrantType};
 use crate::error::{ErrorCode, OAuthError, no_store};
-use crate::grant::{self, ClientCredentialsRequest, CodeExchange};
+use crate::grant::{self, ClientCredentialsRequest, CodeExchange, RefreshRequest};
 use crate::tokens::IssuedToken;
 
 pub(super) async fn token(
@@ -24,15 +24,20 @@ pub(super) async fn token(
     body: Bytes,
 ) -> Response {
     match exchange(&state, &headers, &body).await {
-        Ok((issued, id_token)) => {
+        Ok((issued, id_token, refresh_token)) => {
             let mut answer = json!({
                 "access_token": issued.access_token,
                 "token_type": "Bearer",
                 "expires_in": issued.expires_in,
                 "scope": issued.scope.to_string(),
             });
-            if let (Some(id_token), Some(fields)) = (id_token, answer.as_object_mut()) {
-                fields.insert("id_token".to_owned(), id_token.into());
+            if let Some(fields) = answer.as_object_mut() {
+                if let Some(id_token) = id_token {
+                    fields.insert("id_token".to_owned(), id_token.into());
+                }
+                if let Some(refresh_token) = refresh_token {
+                    fields.insert("refresh_token".to_owned(), refresh_token.into());
+                }
             }
             let mut response = Json(answer).into_response();
             no_store(&mut response);
@@ -46,7 +51,7 @@ async fn exchange(
     state: &State,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(IssuedToken, Option<String>), OAuthError> {
+) -> Result<(IssuedToken, Option<String>, Option<String>), OAuthError> {
     let form = Form::parse(headers, body, &["resource"])?;
     let grant_type = form.require("grant_type")?;
     let grant_type = GrantType::parse(grant_type).ok_or_else(|| {
@@ -62,10 +67,8 @@ async fn exchange(
                 scope: requested_scope(&form)?,
                 resources: form.all("resource").to_vec(),
             };
-            Ok((
-                grant::client_credentials(state, client, &request).await?,
-                None,
-            ))
+            let access = grant::client_credentials(state, client, &request).await?;
+            Ok((access, None, None))
         }
         GrantType::AuthorizationCode => {
             let client = identify_client(state, headers, &form).await?;
@@ -75,12 +78,17 @@ async fn exchange(
                 code_verifier: form.get("code_verifier").map(str::to_owned),
             };
             let tokens = grant::authorization_code(state, client, &exchange).await?;
-            Ok((tokens.access, tokens.id_token))
+            Ok((tokens.access, tokens.id_token, tokens.refresh_token))
         }
-        GrantType::RefreshToken => Err(OAuthError::new(
-            ErrorCode::UnsupportedGrantType,
-            format!("grant_type `{}` is not supported yet", grant_type.as_str()),
-        )),
+        GrantType::RefreshToken => {
+            let client = identify_client(state, headers, &form).await?;
+            let request = RefreshRequest {
+                refresh_token: form.require("refresh_token")?.to_owned(),
+                scope: requested_scope(&form)?,
+            };
+            let tokens = grant::refresh_token(state, client, &request).await?;
+            Ok((tokens.access, tokens.id_token, tokens.refresh_token))
+        }
     }
 }
 

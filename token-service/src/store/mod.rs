@@ -171,6 +171,35 @@ pub struct CodeRecord {
     pub redeemed_at: Option<u64>,
 }
 
+/// A refresh token, known by its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// SHA-256 of the token.
+    pub digest: [u8; 32],
+    /// The grant it descends from (the authorization code's grant id).
+    pub family: String,
+    /// The client it is bound to.
+    pub client_id: String,
+    /// The user's `sub`.
+    pub user_id: String,
+    /// The user's login name.
+    pub username: String,
+    /// The browser session it came from.
+    pub sid: String,
+    /// The scopes it may ask for, space-separated.
+    pub scope: String,
+    /// When the user signed in.
+    pub auth_time: u64,
+    /// Seconds since the epoch.
+    pub issued_at: u64,
+    /// Seconds since the epoch.
+    pub expires_at: u64,
+    /// Set when it was exchanged for its successor.
+    pub rotated_at: Option<u64>,
+    /// Set when its family was revoked.
+    pub revoked_at: Option<u64>,
+}
+
 /// What redeeming a code found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redemption {
@@ -250,6 +279,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Marks a code redeemed, atomically: of concurrent callers exactly one sees `Redeemed`.
     async fn redeem_code(&self, digest: &[u8; 32], now: u64) -> Result<Redemption, StoreError>;
 
+    /// Records a refresh token.
+    async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError>;
+    /// A refresh token by digest (rotated, revoked and expired ones included).
+    async fn find_refresh(&self, digest: &[u8; 32]) -> Result<Option<RefreshRecord>, StoreError>;
+    /// Marks a refresh token rotated, atomically: `false` if it was rotated or revoked already.
+    async fn rotate_refresh(&self, digest: &[u8; 32], now: u64) -> Result<bool, StoreError>;
+
     /// Records that `grant_id` produced the access token `jti`; `true` if the grant has been
     /// revoked meanwhile (a concurrent replay), in which case the caller revokes again.
     async fn record_grant_token(
@@ -259,8 +295,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         client_id: &str,
         expires_at: u64,
     ) -> Result<bool, StoreError>;
-    /// Revokes every access token `grant_id` produced, and marks the grant revoked so that
-    /// tokens recorded later learn of it; returns how many were revoked.
+    /// Revokes every access and refresh token `grant_id` produced, and marks the grant revoked
+    /// so that tokens recorded later learn of it; returns how many access tokens were revoked.
     async fn revoke_grant(&self, grant_id: &str, now: u64) -> Result<u64, StoreError>;
 
     /// A random 32-byte secret shared by every instance, created on first use.

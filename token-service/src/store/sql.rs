@@ -9,8 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    ApiRecord, ClientRecord, CodeRecord, Redemption, Revoked, SessionRecord, Store, StoreError,
-    Swept, TokenRecord, UserRecord,
+    ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
+    StoreError, Swept, TokenRecord, UserRecord,
 };
 use crate::keys::StoredKey;
 
@@ -189,6 +189,23 @@ fn code_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CodeRecord, StoreError
         auth_time: to_u64(row.try_get("auth_time")?),
         expires_at: to_u64(row.try_get("expires_at")?),
         redeemed_at: row.try_get::<Option<i64>, _>("redeemed_at")?.map(to_u64),
+    })
+}
+
+fn refresh_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RefreshRecord, StoreError> {
+    Ok(RefreshRecord {
+        digest: digest_of("refresh_tokens", &row.try_get::<Vec<u8>, _>("digest")?)?,
+        family: row.try_get("family")?,
+        client_id: row.try_get("client_id")?,
+        user_id: row.try_get("user_id")?,
+        username: row.try_get("username")?,
+        sid: row.try_get("sid")?,
+        scope: row.try_get("scope")?,
+        auth_time: to_u64(row.try_get("auth_time")?),
+        issued_at: to_u64(row.try_get("issued_at")?),
+        expires_at: to_u64(row.try_get("expires_at")?),
+        rotated_at: row.try_get::<Option<i64>, _>("rotated_at")?.map(to_u64),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(to_u64),
     })
 }
 
@@ -432,6 +449,52 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (digest, family, client_id, user_id, username, sid, scope, \
+             auth_time, issued_at, expires_at, rotated_at, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token.digest.as_slice())
+        .bind(&token.family)
+        .bind(&token.client_id)
+        .bind(&token.user_id)
+        .bind(&token.username)
+        .bind(&token.sid)
+        .bind(&token.scope)
+        .bind(to_i64(token.auth_time))
+        .bind(to_i64(token.issued_at))
+        .bind(to_i64(token.expires_at))
+        .bind(token.rotated_at.map(to_i64))
+        .bind(token.revoked_at.map(to_i64))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_refresh(&self, digest: &[u8; 32]) -> Result<Option<RefreshRecord>, StoreError> {
+        sqlx::query("SELECT * FROM refresh_tokens WHERE digest = ?")
+            .bind(digest.as_slice())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(refresh_from_row)
+            .transpose()
+    }
+
+    async fn rotate_refresh(&self, digest: &[u8; 32], now: u64) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = ? \
+             WHERE digest = ? AND rotated_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(to_i64(now))
+        .bind(digest.as_slice())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
     async fn record_grant_token(
         &self,
         grant_id: &str,
@@ -491,6 +554,13 @@ impl Store for SqliteStore {
         .execute(&mut *transaction)
         .await?
         .rows_affected();
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE family = ?",
+        )
+        .bind(to_i64(now))
+        .bind(grant_id)
+        .execute(&mut *transaction)
+        .await?;
         transaction.commit().await?;
         Ok(opaque.max(listed))
     }
@@ -651,6 +721,7 @@ impl Store for SqliteStore {
         for statement in [
             "DELETE FROM sessions WHERE expires_at < ?",
             "DELETE FROM grant_tokens WHERE expires_at < ?",
+            "DELETE FROM refresh_tokens WHERE expires_at < ?",
             // Redeemed codes are kept a day past expiry, so that a late replay is still
             // recognised as one.
             "DELETE FROM authorization_codes WHERE expires_at + 86400 < ?",

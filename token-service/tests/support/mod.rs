@@ -63,14 +63,14 @@ token_format = "opaque"
 [[clients]]
 id = "web-app"
 public = true
-grants = ["authorization_code"]
+grants = ["authorization_code", "refresh_token"]
 redirect_uris = ["http://127.0.0.1:3000/callback"]
 scopes = ["openid", "profile", "email", "ad:user_custom:read"]
 
 [[clients]]
 id = "conf-web"
 secret = "conf-web-secret"
-grants = ["authorization_code"]
+grants = ["authorization_code", "refresh_token"]
 redirect_uris = ["https://app.example.test/cb?tenant=7"]
 scopes = ["openid", "email"]
 
