@@ -296,5 +296,6 @@ pub fn client_from_record(record: &ClientRecord) -> Result<Client, StoreError> {
         access_token_ttl,
         audience: record.audience.clone(),
         redirect_uris: record.redirect_uris.clone(),
+        post_logout_redirect_uris: Vec::new(),
     })
 }

@@ -145,6 +145,8 @@ pub struct Client {
     pub audience: Vec<String>,
     /// Redirect URIs (authorization code flow).
     pub redirect_uris: Vec<String>,
+    /// Where `/logout` may send the browser afterwards.
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl Client {
@@ -407,6 +409,8 @@ struct RawClient {
     audience: Vec<String>,
     #[serde(default)]
     redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -708,6 +712,14 @@ impl RawConfig {
             for (position, audience) in raw.audience.iter().enumerate() {
                 check_audience(&format!("clients[{index}].audience[{position}]"), audience)?;
             }
+            for (position, uri) in raw.post_logout_redirect_uris.iter().enumerate() {
+                url::Url::parse(uri).map_err(|error| {
+                    invalid(
+                        format!("clients[{index}].post_logout_redirect_uris[{position}]"),
+                        error.to_string(),
+                    )
+                })?;
+            }
             for (position, uri) in raw.redirect_uris.iter().enumerate() {
                 let parsed = url::Url::parse(uri).map_err(|error| {
                     invalid(
@@ -732,6 +744,7 @@ impl RawConfig {
                 access_token_ttl,
                 audience: raw.audience,
                 redirect_uris: raw.redirect_uris,
+                post_logout_redirect_uris: raw.post_logout_redirect_uris,
             });
         }
 

@@ -91,3 +91,29 @@ pub async fn current(
         .await?
         .filter(|session| session.ended_at.is_none() && now < session.expires_at))
 }
+
+/// Ends a session and revokes every token issued in it (refresh tokens, opaque access tokens;
+/// JWT access tokens go on the revocation list seen by introspection).
+///
+/// # Errors
+///
+/// [`StoreError`] if the store fails.
+pub async fn end(state: &State, sid: &str) -> Result<(), StoreError> {
+    let now = state.now();
+    let store = state.store();
+    store.end_session(sid, now).await?;
+    let mut grants: Vec<String> = store
+        .session_codes(sid)
+        .await?
+        .iter()
+        .map(crate::grant::authorization_code::grant_id)
+        .collect();
+    grants.extend(store.session_families(sid).await?);
+    grants.sort();
+    grants.dedup();
+    for grant in &grants {
+        store.revoke_grant(grant, now).await?;
+    }
+    tracing::info!(sid, grants = grants.len(), "session ended");
+    Ok(())
+}

@@ -724,3 +724,114 @@ async fn a_replayed_code_revokes_the_refresh_token_it_issued() {
     assert_eq!(replay.error(), "invalid_grant");
     assert_eq!(refresh(&service, &r1, "").await.error(), "invalid_grant");
 }
+
+// ---- logout -----------------------------------------------------------------------------
+
+const SIGNED_OUT: &str = "http://127.0.0.1:3000/signed-out";
+
+#[tokio::test]
+async fn logout_with_an_id_token_hint_ends_the_session_revokes_its_tokens_and_returns() {
+    let service = TestService::start().await;
+    let (code, session) = sign_in(&service, &query("")).await;
+    let tokens_json = exchange(&service, &code, &format!("&code_verifier={VERIFIER}"))
+        .await
+        .json;
+    let id_token = tokens_json["id_token"].as_str().unwrap();
+    let access = tokens_json["access_token"].as_str().unwrap();
+    let refresh_token = tokens_json["refresh_token"].as_str().unwrap();
+
+    let path = format!(
+        "/logout?id_token_hint={id_token}&post_logout_redirect_uri={}&state=bye",
+        form_encode(SIGNED_OUT)
+    );
+    let answer = get_with_cookies(&service, &path, std::slice::from_ref(&session)).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+    let (location, params) = location_params(&answer);
+    assert!(location.starts_with(SIGNED_OUT));
+    assert_eq!(param(&params, "state"), Some("bye"));
+    let cleared = set_cookies(&answer)
+        .into_iter()
+        .find(|c| c.starts_with("scopegate_session="))
+        .unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    let again = get_with_cookies(&service, &format!("/authorize?{}", query("")), &[session]).await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "the old cookie no longer signs in"
+    );
+    assert_eq!(
+        refresh(&service, refresh_token, "").await.error(),
+        "invalid_grant"
+    );
+    assert!(
+        tokens::lookup(&service.state, access)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn logout_never_redirects_to_an_unregistered_uri() {
+    let service = TestService::start().await;
+    let (code, session) = sign_in(&service, &query("")).await;
+    let id_token = exchange(&service, &code, &format!("&code_verifier={VERIFIER}"))
+        .await
+        .json["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for uri in ["https://evil.example.test/", REDIRECT] {
+        let path = format!(
+            "/logout?id_token_hint={id_token}&post_logout_redirect_uri={}",
+            form_encode(uri)
+        );
+        let answer = get_with_cookies(&service, &path, std::slice::from_ref(&session)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(answer.header("location"), "<absent>");
+    }
+    let still = get_with_cookies(&service, &format!("/authorize?{}", query("")), &[session]).await;
+    assert_eq!(
+        still.status,
+        StatusCode::SEE_OTHER,
+        "nothing was signed out"
+    );
+}
+
+#[tokio::test]
+async fn logout_without_a_hint_asks_first_and_the_confirmation_is_csrf_protected() {
+    let service = TestService::start().await;
+    let (_, session) = sign_in(&service, &query("")).await;
+    let ask = get_with_cookies(&service, "/logout", std::slice::from_ref(&session)).await;
+    assert_eq!(ask.status, StatusCode::OK);
+    assert!(ask.text.contains("Do you want to sign out?"));
+    let still = get_with_cookies(
+        &service,
+        &format!("/authorize?{}", query("")),
+        std::slice::from_ref(&session),
+    )
+    .await;
+    assert_eq!(
+        still.status,
+        StatusCode::SEE_OTHER,
+        "asking signs nobody out"
+    );
+
+    let nonce = cookie(&ask, "scopegate_login").unwrap();
+    let post = |csrf: String| {
+        Request::post("/logout")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("{nonce}; {session}"))
+            .body(Body::from(format!("csrf={}&request=", form_encode(&csrf))))
+            .unwrap()
+    };
+    let forged = service.call(post("AAAA".into())).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let confirmed = service.call(post(hidden(&ask.text, "csrf"))).await;
+    assert_eq!(confirmed.status, StatusCode::OK);
+    assert!(confirmed.text.contains("You are signed out."));
+    let after = get_with_cookies(&service, &format!("/authorize?{}", query("")), &[session]).await;
+    assert_eq!(after.status, StatusCode::OK, "signed out");
+}

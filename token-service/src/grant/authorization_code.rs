@@ -64,6 +64,12 @@ pub async fn issue_code(
     Ok(code)
 }
 
+/// The grant id of a code (by digest): every token descending from it carries it.
+#[must_use]
+pub fn grant_id(digest: &[u8; 32]) -> String {
+    format!("code:{}", URL_SAFE_NO_PAD.encode(digest))
+}
+
 /// A PKCE code verifier or challenge: 43 to 128 unreserved characters (RFC 7636 §4.1).
 #[must_use]
 pub fn is_pkce_value(value: &str) -> bool {
@@ -125,7 +131,7 @@ pub async fn authorization_code(
     }
     let now = state.now();
     let digest = token_digest(&exchange.code);
-    let grant_id = format!("code:{}", URL_SAFE_NO_PAD.encode(digest));
+    let grant_id = grant_id(&digest);
     let Some(code) = state.store().find_code(&digest).await? else {
         return Err(invalid_grant("unknown authorization code"));
     };

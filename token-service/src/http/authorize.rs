@@ -26,7 +26,7 @@ use crate::session;
 use crate::store::SessionRecord;
 
 /// The cookie holding the login form's CSRF nonce.
-const LOGIN_NONCE_COOKIE: &str = "scopegate_login";
+pub(super) const LOGIN_NONCE_COOKIE: &str = "scopegate_login";
 
 /// An authorization request that passed every check.
 struct Checked {
@@ -60,7 +60,7 @@ impl IntoResponse for Refusal {
 }
 
 /// HTML-escapes text for element content and attribute values.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match character {
@@ -93,7 +93,7 @@ fn secure_page(mut response: Response) -> Response {
     response
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -119,7 +119,7 @@ pub(super) async fn stylesheet() -> Response {
 }
 
 /// Parses the query, refusing parameters sent twice (RFC 6749 §3.1).
-fn parameters(query: &str) -> (HashMap<String, String>, Vec<String>) {
+pub(super) fn parameters(query: &str) -> (HashMap<String, String>, Vec<String>) {
     let mut values = HashMap::new();
     let mut repeated = Vec::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -137,7 +137,7 @@ fn parameters(query: &str) -> (HashMap<String, String>, Vec<String>) {
 }
 
 /// A redirect back to the client with these parameters (and `iss`).
-fn redirect_to(state: &State, redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
+pub(super) fn redirect_to(state: &State, redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
         return page(
             StatusCode::BAD_REQUEST,
@@ -378,6 +378,26 @@ pub(super) async fn authorize(
     }
 }
 
+/// The browser's CSRF nonce (its cookie's, or a new one) and the token for it.
+pub(super) fn csrf_pair(state: &State, headers: &HeaderMap) -> (String, String) {
+    let nonce = session::read_cookie(headers, LOGIN_NONCE_COOKIE)
+        .filter(|nonce| nonce.len() == 43)
+        .map_or_else(random_token, str::to_owned);
+    let csrf = state.csrf_token(&nonce);
+    (nonce, csrf)
+}
+
+/// Whether a posted form carries the CSRF token for the browser's nonce cookie.
+pub(super) fn csrf_ok(state: &State, headers: &HeaderMap, form: &Form) -> bool {
+    match (
+        session::read_cookie(headers, LOGIN_NONCE_COOKIE),
+        form.get("csrf"),
+    ) {
+        (Some(nonce), Some(token)) => state.csrf_matches(nonce, token),
+        _ => false,
+    }
+}
+
 /// The sign-in form; `request` is the authorization request it completes.
 fn login_page(
     state: &State,
@@ -388,10 +408,7 @@ fn login_page(
     username: &str,
     status: StatusCode,
 ) -> Response {
-    let nonce = session::read_cookie(headers, LOGIN_NONCE_COOKIE)
-        .filter(|nonce| nonce.len() == 43)
-        .map_or_else(random_token, str::to_owned);
-    let csrf = state.csrf_token(&nonce);
+    let (nonce, csrf) = csrf_pair(state, headers);
     let alert = error.map_or_else(String::new, |error| {
         format!(
             "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>\n",

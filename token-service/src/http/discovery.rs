@@ -31,6 +31,7 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "introspection_endpoint": format!("{base}/introspect"),
         "revocation_endpoint": format!("{base}/revoke"),
+        "end_session_endpoint": format!("{base}/logout"),
         "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

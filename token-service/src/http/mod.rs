@@ -6,6 +6,7 @@ mod discovery;
 mod form;
 mod health;
 mod introspect;
+mod logout;
 mod revoke;
 mod token;
 
@@ -23,6 +24,7 @@ pub fn app(state: State) -> Router {
         .route("/authorize", get(authorize::authorize))
         .route("/login", post(authorize::login))
         .route("/assets/login.css", get(authorize::stylesheet))
+        .route("/logout", get(logout::logout).post(logout::confirm_logout))
         .route("/token", post(token::token))
         .route("/introspect", post(introspect::introspect))
         .route("/revoke", post(revoke::revoke))

@@ -272,6 +272,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Ends a session.
     async fn end_session(&self, sid: &str, now: u64) -> Result<(), StoreError>;
 
+    /// The digests of every code issued in a session.
+    async fn session_codes(&self, sid: &str) -> Result<Vec<[u8; 32]>, StoreError>;
+    /// The refresh token families started in a session.
+    async fn session_families(&self, sid: &str) -> Result<Vec<String>, StoreError>;
+
     /// Records an authorization code.
     async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError>;
     /// A code by digest (redeemed and expired ones included).

@@ -395,6 +395,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn session_codes(&self, sid: &str) -> Result<Vec<[u8; 32]>, StoreError> {
+        sqlx::query("SELECT digest FROM authorization_codes WHERE sid = ?")
+            .bind(sid)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| digest_of("authorization_codes", &row.try_get::<Vec<u8>, _>("digest")?))
+            .collect()
+    }
+
+    async fn session_families(&self, sid: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query("SELECT DISTINCT family FROM refresh_tokens WHERE sid = ?")
+            .bind(sid)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get("family")?))
+            .collect()
+    }
+
     async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO authorization_codes (digest, client_id, user_id, username, sid, \

@@ -65,6 +65,7 @@ id = "web-app"
 public = true
 grants = ["authorization_code", "refresh_token"]
 redirect_uris = ["http://127.0.0.1:3000/callback"]
+post_logout_redirect_uris = ["http://127.0.0.1:3000/signed-out"]
 scopes = ["openid", "profile", "email", "ad:user_custom:read"]
 
 [[clients]]

@@ -1,0 +1,175 @@
+//! `/logout` (OpenID Connect RP-Initiated Logout 1.0): ends the browser session, revokes the
+//! tokens issued in it, and returns only to a registered post-logout URI. Without a valid
+//! `id_token_hint` the user confirms first (a CSRF-protected form), so that another site cannot
+//! sign people out behind their back.
+
+use axum::extract::{RawQuery, State as Shared};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+
+use super::authorize::{
+    LOGIN_NONCE_COOKIE, csrf_ok, csrf_pair, escape, page, parameters, redirect_to,
+};
+use super::form::Form;
+use crate::State;
+use crate::id_token::verify_hint;
+use crate::session;
+
+fn refused(message: &str) -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        "Sign-out request refused",
+        &format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message)),
+    )
+}
+
+/// A checked logout request.
+struct Checked {
+    /// Where to go afterwards (registered), with the client's `state`.
+    redirect: Option<(String, Option<String>)>,
+    /// The session the hint names.
+    hinted_sid: Option<String>,
+    /// Whether a valid `id_token_hint` came with it.
+    hinted: bool,
+}
+
+async fn check(state: &State, query: &str) -> Result<Checked, Response> {
+    let (values, repeated) = parameters(query);
+    if let Some(name) = repeated.first() {
+        return Err(refused(&format!("Parameter `{name}` is repeated.")));
+    }
+    let hint = values
+        .get("id_token_hint")
+        .and_then(|hint| verify_hint(state, hint));
+    let hinted_client = hint
+        .as_ref()
+        .and_then(|claims| claims.get("aud"))
+        .and_then(|aud| aud.as_str())
+        .map(str::to_owned);
+    let client_id = match (values.get("client_id"), &hinted_client) {
+        (Some(named), Some(hinted)) if named != hinted => {
+            return Err(refused("client_id does not match the id_token_hint."));
+        }
+        (Some(named), _) => Some(named.clone()),
+        (None, hinted) => hinted.clone(),
+    };
+    let redirect = match values.get("post_logout_redirect_uri") {
+        None => None,
+        Some(uri) => {
+            let client = match &client_id {
+                Some(id) => state.registry().client(id).await.ok().flatten(),
+                None => None,
+            };
+            let registered = client.as_ref().is_some_and(|client| {
+                client
+                    .post_logout_redirect_uris
+                    .iter()
+                    .any(|known| known == uri)
+            });
+            if !registered {
+                return Err(refused(
+                    "The application asked to return to an address that is not registered for it.",
+                ));
+            }
+            Some((uri.clone(), values.get("state").cloned()))
+        }
+    };
+    Ok(Checked {
+        redirect,
+        hinted_sid: hint
+            .as_ref()
+            .and_then(|claims| claims.get("sid"))
+            .and_then(|sid| sid.as_str())
+            .map(str::to_owned),
+        hinted: hint.is_some(),
+    })
+}
+
+/// Ends the browser's session (and the hinted one), clears the cookie, and answers.
+async fn sign_out(state: &State, headers: &HeaderMap, checked: &Checked) -> Response {
+    let mut sids = Vec::new();
+    if let Ok(Some(current)) = session::current(state, headers).await {
+        sids.push(current.sid);
+    }
+    if let Some(sid) = &checked.hinted_sid {
+        sids.push(sid.clone());
+    }
+    sids.sort();
+    sids.dedup();
+    for sid in &sids {
+        if let Err(error) = session::end(state, sid).await {
+            tracing::error!(%error, "store failure at sign-out");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-out failed",
+                "<p class=\"error\" role=\"alert\">The service cannot sign you out right now; try again shortly.</p>",
+            );
+        }
+    }
+    let mut response = match &checked.redirect {
+        Some((uri, client_state)) => {
+            let pairs: Vec<(&str, &str)> = client_state
+                .iter()
+                .map(|client_state| ("state", client_state.as_str()))
+                .collect();
+            redirect_to(state, uri, &pairs)
+        }
+        None => page(StatusCode::OK, "Signed out", "<p>You are signed out.</p>"),
+    };
+    if let Some(cookie) = session::set_cookie(state, session::cookie_name(state), "", 0) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+pub(super) async fn logout(
+    Shared(state): Shared<State>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let checked = match check(&state, &query).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    if checked.hinted {
+        return sign_out(&state, &headers, &checked).await;
+    }
+    let (nonce, csrf) = csrf_pair(&state, &headers);
+    let body = format!(
+        "<p>Do you want to sign out?</p>\n<form method=\"post\" action=\"/logout\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         <input type=\"hidden\" name=\"request\" value=\"{request}\">\n\
+         <button type=\"submit\">Sign out</button>\n</form>",
+        request = escape(&query)
+    );
+    let mut response = page(StatusCode::OK, "Sign out", &body);
+    if let Some(cookie) = session::set_cookie(&state, LOGIN_NONCE_COOKIE, &nonce, 3600) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+pub(super) async fn confirm_logout(
+    Shared(state): Shared<State>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(form) = Form::parse(&headers, &body, &[]) else {
+        return refused("The sign-out form could not be read.");
+    };
+    if !csrf_ok(&state, &headers, &form) {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Sign-out request refused",
+            "<p class=\"error\" role=\"alert\">This form has expired or did not come from this site.</p>",
+        )
+        .into_response();
+    }
+    let checked = match check(&state, form.get("request").unwrap_or_default()).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    sign_out(&state, &headers, &checked).await
+}
