@@ -835,3 +835,127 @@ async fn logout_without_a_hint_asks_first_and_the_confirmation_is_csrf_protected
     let after = get_with_cookies(&service, &format!("/authorize?{}", query("")), &[session]).await;
     assert_eq!(after.status, StatusCode::OK, "signed out");
 }
+
+// ---- password change ---------------------------------------------------------------------
+
+async fn change_password(
+    service: &TestService,
+    username: &str,
+    current: &str,
+    new: &str,
+    confirm: &str,
+) -> Answer {
+    let page = get_with_cookies(service, "/password", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.header("content-security-policy")
+            .contains("frame-ancestors 'none'")
+    );
+    let nonce = cookie(&page, "scopegate_login").unwrap();
+    let body = format!(
+        "csrf={}&username={}&current={}&new={}&confirm={}",
+        form_encode(&hidden(&page.text, "csrf")),
+        form_encode(username),
+        form_encode(current),
+        form_encode(new),
+        form_encode(confirm)
+    );
+    let request = Request::post("/password")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, nonce)
+        .body(Body::from(body))
+        .unwrap();
+    service.call(request).await
+}
+
+#[tokio::test]
+async fn a_password_change_needs_the_current_password_every_time() {
+    let service = TestService::start().await;
+    let now = service.state.now();
+    service
+        .state
+        .store()
+        .insert_user(&scopegate_token_service::store::UserRecord {
+            id: "u-sam".into(),
+            username: "sam".into(),
+            password_hash: scopegate_token_service::secret::SecretHash::hash("old password 1")
+                .as_str()
+                .to_owned(),
+            attributes: serde_json::Map::new(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let users = service.state.users();
+    for (current, new, confirm, status) in [
+        (
+            "wrong",
+            "new password 22",
+            "new password 22",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "old password 1",
+            "new password 22",
+            "new password 23",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("old password 1", "short", "short", StatusCode::BAD_REQUEST),
+    ] {
+        let answer = change_password(&service, "sam", current, new, confirm).await;
+        assert_eq!(answer.status, status, "{current} {new} {confirm}");
+        assert!(
+            users
+                .authenticate(service.state.secrets(), "sam", "old password 1")
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    let configured = change_password(
+        &service,
+        "jane",
+        "jane-password-1",
+        "new password 22",
+        "new password 22",
+    )
+    .await;
+    assert_eq!(configured.status, StatusCode::CONFLICT);
+    let changed = change_password(
+        &service,
+        "sam",
+        "old password 1",
+        "new password 22",
+        "new password 22",
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert!(changed.text.contains("Your password has been changed."));
+    assert!(
+        users
+            .authenticate(service.state.secrets(), "sam", "old password 1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        users
+            .authenticate(service.state.secrets(), "sam", "new password 22")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Without the form's CSRF token nothing changes.
+    let forged = service
+        .call(
+            Request::post("/password")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(
+                    "username=sam&current=new+password+22&new=x+y+z+1234567&confirm=x+y+z+1234567",
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}

@@ -424,7 +424,8 @@ fn login_page(
          <input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus value=\"{username}\">\n\
          <label for=\"password\">Password</label>\n\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n\
-         <button type=\"submit\">Sign in</button>\n</form>",
+         <button type=\"submit\">Sign in</button>\n</form>\n\
+         <p><a href=\"/password\">Change your password</a></p>",
         client = escape(client_id),
         request = escape(request),
         username = escape(username),

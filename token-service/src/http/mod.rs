@@ -7,6 +7,7 @@ mod form;
 mod health;
 mod introspect;
 mod logout;
+mod password;
 mod revoke;
 mod token;
 
@@ -25,6 +26,7 @@ pub fn app(state: State) -> Router {
         .route("/login", post(authorize::login))
         .route("/assets/login.css", get(authorize::stylesheet))
         .route("/logout", get(logout::logout).post(logout::confirm_logout))
+        .route("/password", get(password::show).post(password::change))
         .route("/token", post(token::token))
         .route("/introspect", post(introspect::introspect))
         .route("/revoke", post(revoke::revoke))

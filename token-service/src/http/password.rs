@@ -1,0 +1,152 @@
+//! `GET|POST /password`: a user changes their password, giving the current one every time.
+//! CSRF-protected and throttled like the sign-in.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State as Shared};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use super::authorize::{LOGIN_NONCE_COOKIE, csrf_ok, csrf_pair, escape, page};
+use super::form::Form;
+use crate::State;
+use crate::secret::SecretHash;
+use crate::session;
+use crate::users::check_new_password;
+
+fn form_page(
+    state: &State,
+    headers: &HeaderMap,
+    status: StatusCode,
+    message: Option<(&str, bool)>,
+    username: &str,
+) -> Response {
+    let (nonce, csrf) = csrf_pair(state, headers);
+    let notice = message.map_or_else(String::new, |(text, error)| {
+        let class = if error { "error" } else { "notice" };
+        format!("<p class=\"{class}\" role=\"alert\">{}</p>\n", escape(text))
+    });
+    let body = format!(
+        "{notice}<form method=\"post\" action=\"/password\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         <label for=\"username\">Username</label>\n\
+         <input id=\"username\" name=\"username\" autocomplete=\"username\" required value=\"{username}\">\n\
+         <label for=\"current\">Current password</label>\n\
+         <input id=\"current\" name=\"current\" type=\"password\" autocomplete=\"current-password\" required>\n\
+         <label for=\"new\">New password (at least {min} characters)</label>\n\
+         <input id=\"new\" name=\"new\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\n\
+         <label for=\"confirm\">New password, again</label>\n\
+         <input id=\"confirm\" name=\"confirm\" type=\"password\" autocomplete=\"new-password\" required>\n\
+         <button type=\"submit\">Change password</button>\n</form>",
+        username = escape(username),
+        min = crate::users::MIN_PASSWORD_CHARS,
+    );
+    let mut response = page(status, "Change your password", &body);
+    if let Some(cookie) = session::set_cookie(state, LOGIN_NONCE_COOKIE, &nonce, 3600) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+pub(super) async fn show(Shared(state): Shared<State>, headers: HeaderMap) -> Response {
+    form_page(&state, &headers, StatusCode::OK, None, "")
+}
+
+pub(super) async fn change(
+    Shared(state): Shared<State>,
+    connection: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(form) = Form::parse(&headers, &body, &[]) else {
+        return form_page(
+            &state,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            Some(("The form could not be read.", true)),
+            "",
+        );
+    };
+    if !csrf_ok(&state, &headers, &form) {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Change your password",
+            "<p class=\"error\" role=\"alert\">This form has expired or did not come from this site. Reload it and try again.</p>",
+        );
+    }
+    let username = form.get("username").unwrap_or_default();
+    let answer =
+        |status, text: &str| form_page(&state, &headers, status, Some((text, true)), username);
+    let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
+    if state.throttle().blocked(username, address.as_deref()) {
+        let mut response = answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed attempts. Wait a few minutes and try again.",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
+        return response;
+    }
+    let (current, new, confirm) = (
+        form.get("current").unwrap_or_default(),
+        form.get("new").unwrap_or_default(),
+        form.get("confirm").unwrap_or_default(),
+    );
+    let account = match state
+        .users()
+        .authenticate(state.secrets(), username, current)
+        .await
+    {
+        Ok(Some(account)) => account,
+        Ok(None) => {
+            state.throttle().failed(username, address.as_deref());
+            return answer(StatusCode::UNAUTHORIZED, "Wrong username or password.");
+        }
+        Err(error) => {
+            tracing::error!(%error, "store failure at password change");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service cannot change passwords right now; try again shortly.",
+            );
+        }
+    };
+    if new != confirm {
+        return answer(StatusCode::BAD_REQUEST, "The two new passwords differ.");
+    }
+    if let Err(reason) = check_new_password(username, new) {
+        return answer(StatusCode::BAD_REQUEST, &reason);
+    }
+    if account.configured {
+        return answer(
+            StatusCode::CONFLICT,
+            "This account is managed in the service's configuration; ask its operator to change the password.",
+        );
+    }
+    let hash = SecretHash::hash(new);
+    match state
+        .store()
+        .set_password(&account.username, hash.as_str(), state.now())
+        .await
+    {
+        Ok(true) => {
+            tracing::info!("password changed");
+            form_page(
+                &state,
+                &headers,
+                StatusCode::OK,
+                Some(("Your password has been changed.", false)),
+                username,
+            )
+        }
+        Ok(false) => answer(StatusCode::UNAUTHORIZED, "Wrong username or password."),
+        Err(error) => {
+            tracing::error!(%error, "store failure at password change");
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service cannot change passwords right now; try again shortly.",
+            )
+        }
+    }
+}
