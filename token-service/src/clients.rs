@@ -100,6 +100,15 @@ impl Registry {
             .map_err(unshare)
     }
 
+    /// Adds the service's own API identity (used by its `/userinfo` to introspect), unless an
+    /// API of that id is configured.
+    #[must_use]
+    pub fn with_internal_api(mut self, api: Api) -> Self {
+        let apis = Arc::make_mut(&mut self.apis);
+        apis.entry(api.id.clone()).or_insert_with(|| Arc::new(api));
+        self
+    }
+
     /// Whether a client with this id exists in the configuration.
     #[must_use]
     pub fn is_configured(&self, id: &str) -> bool {

@@ -54,6 +54,12 @@ pub enum StartError {
     /// A signing key could not be generated or loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The validator guarding `/userinfo` could not be built from the configuration.
+    #[error("cannot protect /userinfo: {0}")]
+    Userinfo(#[source] scopegate_validator::BuildError),
+    /// The `/userinfo` requirement could not be built.
+    #[error("cannot protect /userinfo: {0}")]
+    UserinfoScope(#[source] scopegate_validator::scope::ScopeError),
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -71,6 +77,11 @@ struct Shared {
     users: Users,
     secrets: SecretVerifier,
     throttle: throttle::Throttle,
+    /// Checks the access tokens presented at `/userinfo`: this service's own, JWT (against its
+    /// own JWKS) or opaque (through its own introspection).
+    userinfo: scopegate_validator::Validator,
+    /// The layer requiring `openid` at `/userinfo`.
+    userinfo_layer: tower_scopegate::ScopeLayer,
     /// HMAC key for CSRF tokens, shared by every instance through the store.
     csrf_key: aws_lc_rs::hmac::Key,
     clock: Arc<dyn Clock>,
@@ -116,7 +127,24 @@ impl State {
                 })
                 .await?;
         }
-        let registry = Registry::new(&config, Arc::clone(&store));
+        // The service's own identity as an API, shared by every instance through the store:
+        // `/userinfo` introspects opaque tokens with it.
+        let userinfo_secret = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            store.server_secret("userinfo", now).await?,
+        );
+        let mut userinfo_scopes: Vec<scopegate_validator::Scope> =
+            ["openid", "profile", "email", "phone", "address"]
+                .iter()
+                .filter_map(|name| scopegate_validator::Scope::parse(name).ok())
+                .collect();
+        userinfo_scopes.extend(config.scopes.iter().map(|scope| scope.name.clone()));
+        let registry = Registry::new(&config, Arc::clone(&store)).with_internal_api(config::Api {
+            id: config.issuer.clone(),
+            secret: secret::SecretHash::hash(&userinfo_secret),
+            scopes: userinfo_scopes,
+        });
+        let userinfo = userinfo_validator(&config, &userinfo_secret)?;
         let users = Users::new(&config, Arc::clone(&store));
         let csrf_key = aws_lc_rs::hmac::Key::new(
             aws_lc_rs::hmac::HMAC_SHA256,
@@ -132,6 +160,9 @@ impl State {
                 registry,
                 users,
                 throttle: throttle::Throttle::default(),
+                userinfo_layer: tower_scopegate::ScopeLayer::all_of(&userinfo, ["openid"])
+                    .map_err(StartError::UserinfoScope)?,
+                userinfo,
                 csrf_key,
                 clock,
             }),
@@ -160,6 +191,17 @@ impl State {
     #[must_use]
     pub fn users(&self) -> &Users {
         &self.inner.users
+    }
+
+    /// The validator guarding `/userinfo`.
+    #[must_use]
+    pub fn userinfo_validator(&self) -> &scopegate_validator::Validator {
+        &self.inner.userinfo
+    }
+
+    /// The layer requiring `openid` at `/userinfo`.
+    pub fn userinfo_layer(&self) -> &tower_scopegate::ScopeLayer {
+        &self.inner.userinfo_layer
     }
 
     /// Login throttling.
@@ -251,6 +293,28 @@ impl State {
             Err(error) => tracing::error!(%error, "sweeping expired rows failed"),
         }
     }
+}
+
+/// A validator for this service's own access tokens: audience = issuer, `typ` at+jwt (so an
+/// id_token is never taken for an access token), and a short introspection cache so that a
+/// revoked opaque token stops reading `/userinfo` within seconds.
+fn userinfo_validator(
+    config: &Config,
+    secret: &str,
+) -> Result<scopegate_validator::Validator, StartError> {
+    use scopegate_validator::Algorithm;
+    let base = config.base_url();
+    scopegate_validator::Validator::builder()
+        .issuer(&config.issuer)
+        .jwks_url(format!("{base}/.well-known/jwks.json"))
+        .introspection_endpoint(format!("{base}/introspect"))
+        .introspection(config.issuer.clone(), secret.to_owned())
+        .introspection_cache(10_000, Duration::from_secs(5), Duration::from_secs(5))
+        .audience(&config.issuer)
+        .algorithms([Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA])
+        .required_typ("at+jwt")
+        .build()
+        .map_err(StartError::Userinfo)
 }
 
 /// The periodic jobs; stopped when dropped.

@@ -136,6 +136,21 @@ impl Users {
         }
     }
 
+    /// A user by `sub` (configured users' `sub` is their username).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails.
+    pub async fn find_by_id(&self, id: &str) -> Result<Option<Arc<Account>>, StoreError> {
+        if let Some(account) = self.configured.get(id) {
+            return Ok(Some(Arc::clone(account)));
+        }
+        match self.store.find_user_by_id(id).await? {
+            Some(record) => Ok(Some(Arc::new(from_record(record)?))),
+            None => Ok(None),
+        }
+    }
+
     /// The user if `password` is theirs. An unknown username takes as long as a wrong
     /// password and gives the same answer.
     ///

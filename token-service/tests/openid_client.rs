@@ -172,6 +172,20 @@ async fn openidconnect_relying_party_completes_the_code_flow_and_refreshes() {
             .is_err()
     );
 
+    // The userinfo endpoint, through our own tower-scopegate layer.
+    let userinfo: openidconnect::core::CoreUserInfoClaims = client
+        .user_info(tokens.access_token().clone(), None)
+        .unwrap()
+        .request_async(&http)
+        .await
+        .expect("userinfo answers");
+    assert_eq!(userinfo.subject().as_str(), "jane");
+    assert_eq!(userinfo.email().unwrap().as_str(), "jane@example.test");
+    assert_eq!(
+        userinfo.given_name().unwrap().get(None).unwrap().as_str(),
+        "Jane"
+    );
+
     let refresh_token = tokens.refresh_token().expect("web-app may refresh");
     let refreshed = client
         .exchange_refresh_token(refresh_token)
@@ -193,4 +207,107 @@ async fn openidconnect_relying_party_completes_the_code_flow_and_refreshes() {
         .request_async(&http)
         .await;
     assert!(again.is_err(), "the rotated refresh token is refused");
+}
+
+#[tokio::test]
+async fn userinfo_is_guarded_by_tower_scopegate() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let service = TestService::start_with(&config_text(&issuer, "ES256")).await;
+    tokio::spawn(scopegate_token_service::serve(
+        service.state.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let userinfo = |token: Option<String>| {
+        let mut request = http.get(format!("{issuer}/userinfo"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let bare = userinfo(None).await.unwrap();
+    assert_eq!(bare.status(), 401);
+    assert_eq!(
+        bare.headers()["www-authenticate"],
+        "Bearer realm=\"token-service\""
+    );
+
+    // A client credentials token is for the API, not for the token service.
+    let machine = service.token(JWT_CLIENT, "").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = userinfo(Some(machine)).await.unwrap();
+    assert_eq!(answer.status(), 401);
+    assert!(
+        answer.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+
+    // conf-web gets opaque tokens: checked through the service's own introspection.
+    let redirect = "https://app.example.test/cb?tenant=7";
+    let authorization_url = format!(
+        "{issuer}/authorize?response_type=code&client_id=conf-web&redirect_uri={}&scope=openid%20email&nonce=n",
+        form_encode(redirect)
+    );
+    let code_for = |callback: url::Url| {
+        callback
+            .query_pairs()
+            .find(|(key, _)| key == "code")
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    let mut opaque_tokens = Vec::new();
+    for _ in 0..2 {
+        let code = code_for(browser_sign_in(&authorization_url).await);
+        let answer = service
+            .post(
+                "/token",
+                Some(("conf-web", "conf-web-secret")),
+                &format!(
+                    "grant_type=authorization_code&code={code}&redirect_uri={}",
+                    form_encode(redirect)
+                ),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        opaque_tokens.push(answer.json);
+    }
+    let first = &opaque_tokens[0];
+    let opaque = first["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(opaque.len(), 43);
+    let answer = userinfo(Some(opaque)).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let claims: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(claims["sub"], "jane");
+    assert_eq!(claims["email"], "jane@example.test");
+    assert!(
+        claims.get("given_name").is_none(),
+        "profile was not granted"
+    );
+
+    // An id_token is not an access token.
+    let id_token = first["id_token"].as_str().unwrap().to_owned();
+    assert_eq!(userinfo(Some(id_token)).await.unwrap().status(), 401);
+
+    // A token revoked before its first use is refused.
+    let second = opaque_tokens[1]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = service
+        .post(
+            "/revoke",
+            Some(("conf-web", "conf-web-secret")),
+            &format!("token={second}"),
+        )
+        .await;
+    assert_eq!(revoked.status, 200);
+    assert_eq!(userinfo(Some(second)).await.unwrap().status(), 401);
 }

@@ -38,7 +38,7 @@ pub fn granted_scopes(
 
 /// The `aud` of a token: the requested RFC 8707 resources (each one the client may address),
 /// else the client's configured audiences, else the APIs that own a granted scope, else the
-/// issuer itself.
+/// issuer itself; the issuer is added whenever `openid` is granted (it serves `/userinfo`).
 ///
 /// # Errors
 ///
@@ -56,11 +56,14 @@ pub async fn audience(
         client.audience.clone()
     };
     if resources.is_empty() {
-        return Ok(if allowed.is_empty() {
-            vec![state.config().issuer.clone()]
-        } else {
-            allowed
-        });
+        let issuer = &state.config().issuer;
+        let openid = scope.iter().any(|granted| granted.as_str() == "openid");
+        let mut audience = allowed;
+        // The token service itself serves /userinfo to `openid` tokens.
+        if (audience.is_empty() || openid) && !audience.contains(issuer) {
+            audience.push(issuer.clone());
+        }
+        return Ok(audience);
     }
     let mut audience = Vec::with_capacity(resources.len());
     for resource in resources {

@@ -10,6 +10,7 @@ mod logout;
 mod password;
 mod revoke;
 mod token;
+mod userinfo;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -21,12 +22,19 @@ use crate::State;
 /// The token service's routes.
 pub fn app(state: State) -> Router {
     let body_limit = state.config().limits.max_body_bytes;
+    let userinfo_layer = state.userinfo_layer().clone().realm("token-service");
     Router::new()
         .route("/authorize", get(authorize::authorize))
         .route("/login", post(authorize::login))
         .route("/assets/login.css", get(authorize::stylesheet))
         .route("/logout", get(logout::logout).post(logout::confirm_logout))
         .route("/password", get(password::show).post(password::change))
+        .route(
+            "/userinfo",
+            get(userinfo::userinfo)
+                .post(userinfo::userinfo)
+                .route_layer(userinfo_layer),
+        )
         .route("/token", post(token::token))
         .route("/introspect", post(introspect::introspect))
         .route("/revoke", post(revoke::revoke))

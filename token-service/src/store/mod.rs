@@ -255,6 +255,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     /// A user by login name.
     async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// A user by `sub`.
+    async fn find_user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     /// Every stored user, by login name.
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
     /// Replaces a user's password hash; `false` if there is no such user.

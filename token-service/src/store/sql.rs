@@ -332,6 +332,16 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    async fn find_user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         sqlx::query("SELECT * FROM users ORDER BY username")
             .fetch_all(&self.pool)

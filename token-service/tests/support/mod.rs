@@ -74,6 +74,7 @@ secret = "conf-web-secret"
 grants = ["authorization_code", "refresh_token"]
 redirect_uris = ["https://app.example.test/cb?tenant=7"]
 scopes = ["openid", "email"]
+token_format = "opaque"
 
 [[scopes]]
 name = "ad:user_custom:read"
