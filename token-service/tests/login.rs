@@ -959,3 +959,58 @@ async fn a_password_change_needs_the_current_password_every_time() {
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn an_https_issuer_sets_secure_host_prefixed_cookies() {
+    let service = TestService::start_with(&config_text("https://auth.example.test", "ES256")).await;
+    let form = login_form(&service, &query("")).await;
+    let answer = submit(&service, &form, "jane", "jane-password-1").await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+    let session = set_cookies(&answer)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-scopegate_session="))
+        .expect("a __Host- cookie");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.contains(attribute), "{attribute} in {session}");
+    }
+    assert!(
+        !session.contains("Domain="),
+        "__Host- cookies carry no Domain"
+    );
+    let (_, params) = location_params(&answer);
+    assert_eq!(param(&params, "iss"), Some("https://auth.example.test"));
+}
+
+#[tokio::test]
+async fn failures_from_one_address_are_throttled_across_usernames() {
+    let service = TestService::start().await;
+    let form = login_form(&service, &query("")).await;
+    let from = |username: &str, password: &str| {
+        let body = format!(
+            "csrf={}&request={}&username={}&password={}",
+            form_encode(&form.csrf),
+            form_encode(&form.request),
+            form_encode(username),
+            form_encode(password)
+        );
+        let mut request = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, &form.nonce_cookie)
+            .body(Body::from(body))
+            .unwrap();
+        let address: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(address));
+        request
+    };
+    for index in 0..20 {
+        let answer = service.call(from(&format!("user{index}"), "guess")).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    let blocked = service.call(from("jane", "jane-password-1")).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another address is not affected.
+    let elsewhere = submit(&service, &form, "jane", "jane-password-1").await;
+    assert_eq!(elsewhere.status, StatusCode::SEE_OTHER);
+}
