@@ -397,7 +397,23 @@ async fn bad_clients_and_redirect_uris_get_an_error_page_never_a_redirect() {
             &form_encode("https://evil.example.test/cb"),
         ),
         query("").replace("client_id=web-app&", ""),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        [
+            // Path tricks, another port, another scheme, case, a trailing slash, a fragment.
+            "http://127.0.0.1:3000/callback/..%2Fevil",
+            "http://127.0.0.1:3000/callback/../evil",
+            "http://127.0.0.1:3001/callback",
+            "https://127.0.0.1:3000/callback",
+            "http://127.0.0.1:3000/Callback",
+            "http://127.0.0.1:3000/callback/",
+            "http://127.0.0.1:3000/callback#x",
+            "http://127.0.0.1:3000/callback?x=1",
+        ]
+        .into_iter()
+        .map(|uri| query("").replace(&form_encode(REDIRECT), &form_encode(uri))),
+    ) {
         let answer = get_with_cookies(&service, &format!("/authorize?{bad}"), &[]).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(answer.header("location"), "<absent>");
