@@ -9,7 +9,8 @@ use example_protected_api::{Config as ApiConfig, app as api_app};
 use reqwest::{Method, StatusCode};
 use scopegate_token_service::State;
 use scopegate_token_service::config::Config;
-use scopegate_token_service::keys::{KeyAlgorithm, SigningKey, StoredKey};
+use scopegate_token_service::keys::KeyAlgorithm;
+use scopegate_token_service::rotation;
 use scopegate_token_service::store::{SqliteStore, Store};
 use scopegate_validator::{Algorithm, Clock, MockClock, SystemClock, Validator};
 use serde_json::{Value, json};
@@ -287,21 +288,18 @@ async fn tokens_signed_before_and_after_a_key_rotation_are_both_accepted() {
 
     // `token-service keys rotate`: the new key is published now and signs after the announce
     // period (10 min by default, longer than the JWKS max-age of 5 min).
-    let (key, pkcs8) = SigningKey::generate(KeyAlgorithm::Rs256).unwrap();
     let now = stack.state.now();
     let announce = stack.state.config().signing.announce_period.as_secs();
-    stack
-        .state
-        .store()
-        .insert_key(&StoredKey {
-            kid: key.kid().to_owned(),
-            algorithm: "RS256".to_owned(),
-            private_pkcs8: pkcs8,
-            created_at: now,
-            activates_at: now + announce,
-        })
-        .await
-        .unwrap();
+    let key = rotation::add_key(
+        &**stack.state.store(),
+        KeyAlgorithm::Rs256,
+        Some(&header_kid(&before)),
+        now,
+        now + announce,
+    )
+    .await
+    .unwrap()
+    .expect("the only rotation of this key");
     stack.state.reload_keys().await.unwrap();
     let during = stack.token("reader", "reader-secret", None).await;
     assert_eq!(
@@ -312,7 +310,7 @@ async fn tokens_signed_before_and_after_a_key_rotation_are_both_accepted() {
 
     clock.advance(std::time::Duration::from_secs(announce));
     let after = stack.token("reader", "reader-secret", None).await;
-    assert_eq!(header_kid(&after), key.kid());
+    assert_eq!(header_kid(&after), key.kid);
     // The API's key set has expired (max-age 5 min) and is refetched: it holds both keys, so
     // tokens signed before and after the rotation are accepted.
     for token in [&after, &during, &before] {

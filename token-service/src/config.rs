@@ -208,6 +208,10 @@ pub struct Signing {
     pub jwks_max_age: Duration,
     /// How long a rotated-in key is published before it signs.
     pub announce_period: Duration,
+    /// How long a key signs before the next one takes over; `None`: rotation by hand only.
+    pub rotation_period: Option<Duration>,
+    /// How often each instance re-reads the keys (and rotates when due).
+    pub key_reload_interval: Duration,
 }
 
 /// Request limits.
@@ -217,6 +221,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Concurrent slow secret verifications (Argon2id); more wait.
     pub max_concurrent_hashing: usize,
+    /// Connections to a Postgres store per instance.
+    pub database_connections: u32,
+    /// How long a request waits for a database connection before it is answered 503.
+    pub database_wait: Duration,
 }
 
 /// The checked configuration.
@@ -226,7 +234,7 @@ pub struct Config {
     pub issuer: String,
     /// Socket address to bind.
     pub listen: SocketAddr,
-    /// `sqlite://path`, `sqlite::memory:`.
+    /// `sqlite://path`, `sqlite::memory:`, `postgres://user@host/database`.
     pub storage: String,
     /// Signing settings.
     pub signing: Signing,
@@ -363,6 +371,8 @@ struct RawSigning {
     algorithm: Option<String>,
     jwks_max_age: Option<HumanDuration>,
     announce_period: Option<HumanDuration>,
+    rotation_period: Option<HumanDuration>,
+    key_reload_interval: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -380,6 +390,8 @@ struct RawDefaults {
 struct RawLimits {
     max_body_bytes: Option<usize>,
     max_concurrent_hashing: Option<usize>,
+    database_connections: Option<u32>,
+    database_wait: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -568,10 +580,10 @@ impl RawConfig {
             .listen
             .parse()
             .map_err(|_| invalid("listen", "must be an address and port like 127.0.0.1:8080"))?;
-        if !(self.storage.starts_with("sqlite:")) {
+        if !(self.storage.starts_with("sqlite:") || crate::store::is_postgres(&self.storage)) {
             return Err(invalid(
                 "storage",
-                "must be `sqlite://<path>` (Postgres support arrives with multi-instance operation)",
+                "must be `sqlite://<path>`, `sqlite::memory:` or `postgres://<user>@<host>/<database>`",
             ));
         }
         let algorithm = match self.signing.algorithm.as_deref() {
@@ -586,14 +598,47 @@ impl RawConfig {
         if jwks_max_age > Duration::from_secs(24 * 3600) {
             return Err(invalid("signing.jwks_max_age", "must be at most 1d"));
         }
-        let announce_period = self
+        let key_reload_interval = self
             .signing
-            .announce_period
-            .map_or(2 * jwks_max_age, |d| d.0);
+            .key_reload_interval
+            .map_or(Duration::from_secs(30), |d| d.0);
+        if key_reload_interval.is_zero() || key_reload_interval > Duration::from_secs(3600) {
+            return Err(invalid("signing.key_reload_interval", "must be 1s..=1h"));
+        }
+        let announce_period = self.signing.announce_period.map_or(
+            (2 * jwks_max_age).max(jwks_max_age + key_reload_interval),
+            |d| d.0,
+        );
+        // A validator may hold the JWKS for `jwks_max_age`, and an instance may learn of a new
+        // key only at its next reload: a key announced for less than both could sign tokens
+        // that validators with a cached JWKS do not know yet.
+        if announce_period < jwks_max_age + key_reload_interval {
+            return Err(invalid(
+                "signing.announce_period",
+                format!(
+                    "must be at least jwks_max_age + key_reload_interval ({}), so that validators \
+                     caching the JWKS know a key before it signs",
+                    humantime::format_duration(jwks_max_age + key_reload_interval)
+                ),
+            ));
+        }
+        let rotation_period = match self.signing.rotation_period.map(|d| d.0) {
+            None => Some(Duration::from_secs(90 * 24 * 3600)),
+            Some(period) if period.is_zero() => None,
+            Some(period) if period > announce_period => Some(period),
+            Some(_) => {
+                return Err(invalid(
+                    "signing.rotation_period",
+                    "must be longer than announce_period (or 0s to rotate by hand only)",
+                ));
+            }
+        };
         let signing = Signing {
             algorithm,
             jwks_max_age,
             announce_period,
+            rotation_period,
+            key_reload_interval,
         };
         let access_token_ttl = check_ttl(
             "defaults.access_token_ttl",
@@ -642,6 +687,16 @@ impl RawConfig {
                 Some(_) => {
                     return Err(invalid("limits.max_concurrent_hashing", "must be 1..=256"));
                 }
+            },
+            database_connections: match self.limits.database_connections {
+                None => 16,
+                Some(count) if (1..=1000).contains(&count) => count,
+                Some(_) => return Err(invalid("limits.database_connections", "must be 1..=1000")),
+            },
+            database_wait: match self.limits.database_wait.map(|d| d.0) {
+                None => Duration::from_secs(3),
+                Some(wait) if !wait.is_zero() && wait <= Duration::from_secs(60) => wait,
+                Some(_) => return Err(invalid("limits.database_wait", "must be 1ms..=60s")),
             },
         };
 

@@ -252,6 +252,10 @@ pub struct StoredKey {
     pub created_at: u64,
     /// Seconds since the epoch from which it signs.
     pub activates_at: u64,
+    /// The `kid` of the key it succeeds (`""` for a first key; `None` for keys stored before
+    /// successors were recorded). Unique in the store: of instances rotating at once, or
+    /// generating a first key at once, exactly one succeeds.
+    pub succeeds: Option<String>,
 }
 
 impl fmt::Debug for StoredKey {
@@ -262,6 +266,7 @@ impl fmt::Debug for StoredKey {
             .field("algorithm", &self.algorithm)
             .field("created_at", &self.created_at)
             .field("activates_at", &self.activates_at)
+            .field("succeeds", &self.succeeds)
             .finish_non_exhaustive()
     }
 }
@@ -326,7 +331,10 @@ impl KeyRing {
                     .map(|key| (stored.activates_at, stored.created_at, key))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        loaded.sort_by_key(|(activates_at, created_at, _)| (*activates_at, *created_at));
+        // Every instance orders the same keys the same way, so they agree on the active one.
+        loaded.sort_by(|left, right| {
+            (left.0, left.1, left.2.kid()).cmp(&(right.0, right.1, right.2.kid()))
+        });
         let next_activations: Vec<Option<u64>> = (0..loaded.len())
             .map(|index| loaded.get(index + 1).map(|next| next.0))
             .collect();
@@ -410,6 +418,7 @@ mod tests {
             private_pkcs8: pkcs8,
             created_at,
             activates_at,
+            succeeds: None,
         }
     }
 

@@ -22,6 +22,7 @@ pub mod grant;
 pub mod http;
 pub mod id_token;
 pub mod keys;
+pub mod rotation;
 pub mod secret;
 pub mod session;
 pub mod store;
@@ -39,7 +40,7 @@ pub use config::Config;
 pub use http::app;
 
 use crate::clients::Registry;
-use crate::keys::{KeyError, KeyRing, SigningKey, StoredKey};
+use crate::keys::{KeyError, KeyRing};
 use crate::secret::SecretVerifier;
 use crate::store::{Store, StoreError};
 use crate::users::Users;
@@ -54,6 +55,9 @@ pub enum StartError {
     /// A signing key could not be generated or loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A signing key could not be added.
+    #[error(transparent)]
+    Rotation(#[from] rotation::RotationError),
     /// The validator guarding `/userinfo` could not be built from the configuration.
     #[error("cannot protect /userinfo: {0}")]
     Userinfo(#[source] scopegate_validator::BuildError),
@@ -95,7 +99,11 @@ impl State {
     ///
     /// [`StartError`] if the store cannot be opened or a stored key cannot be loaded.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let store = store::open(&config.storage).await?;
+        let pool = store::PoolSettings {
+            max_connections: config.limits.database_connections,
+            acquire_timeout: config.limits.database_wait,
+        };
+        let store = store::open_with(&config.storage, pool).await?;
         Self::with_store(config, store, Arc::new(SystemClock)).await
     }
 
@@ -111,21 +119,16 @@ impl State {
     ) -> Result<Self, StartError> {
         let now = clock.now().as_secs();
         if store.list_keys().await?.is_empty() {
-            let (key, pkcs8) = SigningKey::generate(config.signing.algorithm)?;
-            tracing::info!(
-                kid = key.kid(),
-                algorithm = key.algorithm().as_str(),
-                "generated the first signing key"
-            );
-            store
-                .insert_key(&StoredKey {
-                    kid: key.kid().to_owned(),
-                    algorithm: key.algorithm().as_str().to_owned(),
-                    private_pkcs8: pkcs8,
-                    created_at: now,
-                    activates_at: now,
-                })
-                .await?;
+            // Instances starting at once on an empty store: one first key wins, all load it.
+            if let Some(added) =
+                rotation::add_key(&*store, config.signing.algorithm, None, now, now).await?
+            {
+                tracing::info!(
+                    kid = added.kid,
+                    algorithm = config.signing.algorithm.as_str(),
+                    "generated the first signing key"
+                );
+            }
         }
         // The service's own identity as an API, shared by every instance through the store:
         // `/userinfo` introspects opaque tokens with it.
@@ -259,19 +262,58 @@ impl State {
         Ok(())
     }
 
-    /// Runs the periodic jobs (key reload every 30 s, sweeping expired rows) until the
-    /// returned handle is dropped or aborted.
+    /// Adds the next signing key if the rotation schedule says it is time (see
+    /// [`rotation`]); `Ok(None)` if it is not, or another instance did it first.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] if the store fails or no key can be generated.
+    pub async fn rotate_if_due(&self) -> Result<Option<rotation::AddedKey>, StartError> {
+        let signing = &self.inner.config.signing;
+        let Some(period) = signing.rotation_period else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let ring = self.keys();
+        let Some(activates_at) = rotation::due_activation(
+            &ring,
+            now,
+            period.as_secs(),
+            signing.announce_period.as_secs(),
+        ) else {
+            return Ok(None);
+        };
+        let newest = ring.all().last().map(|key| key.key.kid().to_owned());
+        let added = rotation::add_key(
+            &*self.inner.store,
+            signing.algorithm,
+            newest.as_deref(),
+            now,
+            activates_at,
+        )
+        .await?;
+        if let Some(added) = &added {
+            tracing::info!(kid = added.kid, activates_at, "rotation: announced the next signing key");
+        }
+        self.reload_keys().await?;
+        Ok(added)
+    }
+
+    /// Runs the periodic jobs until the returned handle is dropped or aborted: every
+    /// `signing.key_reload_interval`, re-read the keys and rotate when due; sweep expired rows.
     #[must_use]
     pub fn spawn_background(&self) -> BackgroundJobs {
         let state = self.clone();
         let handle = tokio::spawn(async move {
-            let mut reload = tokio::time::interval(Duration::from_secs(30));
+            let mut reload = tokio::time::interval(state.config().signing.key_reload_interval);
             let mut sweep = tokio::time::interval(state.config().sweep_interval);
             loop {
                 tokio::select! {
                     _ = reload.tick() => {
                         if let Err(error) = state.reload_keys().await {
                             tracing::error!(%error, "could not reload signing keys; keeping the current ones");
+                        } else if let Err(error) = state.rotate_if_due().await {
+                            tracing::error!(%error, "could not rotate the signing key; retrying at the next reload");
                         }
                     }
                     _ = sweep.tick() => state.sweep().await,

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use scopegate_token_service::config::{self, Config, Source, TokenFormat};
-use scopegate_token_service::keys::{KeyRing, SigningKey, StoredKey};
+use scopegate_token_service::keys::KeyRing;
 use scopegate_token_service::secret::{Secret, SecretHash};
 use scopegate_token_service::store::{self, ApiRecord, ClientRecord, StoreError, UserRecord};
-use scopegate_token_service::{State, clients, users};
+use scopegate_token_service::{State, clients, rotation, users};
 use scopegate_validator::ScopeSet;
 
 /// A compact OAuth2 / OpenID Connect authorization server.
@@ -600,30 +600,35 @@ async fn list_keys(config: &Config) -> Result<(), Failure> {
 
 async fn rotate_keys(config: &Config, immediately: bool) -> Result<(), Failure> {
     let store = store::open(&config.storage).await?;
-    let (key, pkcs8) = SigningKey::generate(config.signing.algorithm)?;
+    let newest = store.list_keys().await?.last().map(|key| key.kid.clone());
     let created_at = now();
     let activates_at = if immediately {
         created_at
     } else {
         created_at + config.signing.announce_period.as_secs()
     };
-    store
-        .insert_key(&StoredKey {
-            kid: key.kid().to_owned(),
-            algorithm: key.algorithm().as_str().to_owned(),
-            private_pkcs8: pkcs8,
-            created_at,
-            activates_at,
-        })
-        .await?;
+    let Some(added) = rotation::add_key(
+        &*store,
+        config.signing.algorithm,
+        newest.as_deref(),
+        created_at,
+        activates_at,
+    )
+    .await?
+    else {
+        return Err(Failure::from(
+            "another rotation added a key at the same moment; run `keys list` and try again",
+        ));
+    };
     println!(
         "new {} key {}: published now, signs from {}",
-        key.algorithm().as_str(),
-        key.kid(),
+        config.signing.algorithm.as_str(),
+        added.kid,
         format_time(activates_at)
     );
     println!(
-        "running instances pick it up within 30 s; the current key stays published until its tokens expire"
+        "running instances pick it up within {}; the current key stays published until its tokens expire",
+        humantime::format_duration(config.signing.key_reload_interval)
     );
     Ok(())
 }

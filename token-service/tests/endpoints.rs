@@ -650,22 +650,18 @@ async fn rotated_key_is_announced_then_signs_and_the_old_one_stays_until_its_tok
         .to_owned();
     let (old_header, _) = jwt_parts(&old_token);
 
-    let (key, pkcs8) = scopegate_token_service::keys::SigningKey::generate(
-        scopegate_token_service::keys::KeyAlgorithm::Es256,
-    )
-    .unwrap();
     let now = state.now();
-    state
-        .store()
-        .insert_key(&scopegate_token_service::keys::StoredKey {
-            kid: key.kid().to_owned(),
-            algorithm: "ES256".into(),
-            private_pkcs8: pkcs8,
-            created_at: now,
-            activates_at: now + 600,
-        })
-        .await
-        .unwrap();
+    let current = old_header["kid"].as_str().unwrap().to_owned();
+    let key = scopegate_token_service::rotation::add_key(
+        &**state.store(),
+        scopegate_token_service::keys::KeyAlgorithm::Es256,
+        Some(&current),
+        now,
+        now + 600,
+    )
+    .await
+    .unwrap()
+    .expect("the only rotation of this key");
     state.reload_keys().await.unwrap();
     let kids = |answer: &Answer| -> Vec<String> {
         answer.json["keys"]
@@ -678,7 +674,7 @@ async fn rotated_key_is_announced_then_signs_and_the_old_one_stays_until_its_tok
     // Announced: published, not signing.
     let published = kids(&service.get("/.well-known/jwks.json").await);
     assert_eq!(published.len(), 2);
-    assert!(published.contains(&key.kid().to_owned()));
+    assert!(published.contains(&key.kid));
     let during = service.token(JWT_CLIENT, "").await;
     assert_eq!(
         jwt_parts(during["access_token"].as_str().unwrap()).0["kid"],
@@ -691,7 +687,7 @@ async fn rotated_key_is_announced_then_signs_and_the_old_one_stays_until_its_tok
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(jwt_parts(&new_token).0["kid"], key.kid());
+    assert_eq!(jwt_parts(&new_token).0["kid"], key.kid.as_str());
     assert_eq!(kids(&service.get("/.well-known/jwks.json").await).len(), 2);
     let answer = service
         .introspect(API_CREDENTIALS, during["access_token"].as_str().unwrap())
@@ -702,7 +698,7 @@ async fn rotated_key_is_announced_then_signs_and_the_old_one_stays_until_its_tok
     service.advance(Duration::from_secs(3600 + 60));
     assert_eq!(
         kids(&service.get("/.well-known/jwks.json").await),
-        [key.kid().to_owned()]
+        [key.kid.clone()]
     );
 }
 

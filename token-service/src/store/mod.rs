@@ -1,13 +1,18 @@
-//! Persistence behind one trait: clients, API registrations, opaque access tokens (as SHA-256
-//! digests only), revoked JWTs, signing keys. SQLite is the embedded default (`sql.rs`).
+//! Persistence behind one trait: clients, API registrations, users, sessions, codes, refresh
+//! tokens, opaque access tokens (as SHA-256 digests only), revoked JWTs, signing keys. SQLite is
+//! the embedded default; Postgres serves several instances. Both run the same statements
+//! (`sql.rs`) over twin migrations.
 
+mod postgres;
 mod sql;
+mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use sql::SqliteStore;
+pub use postgres::{PoolSettings, PostgresStore};
+pub use sqlite::SqliteStore;
 
 use crate::keys::StoredKey;
 
@@ -341,12 +346,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn sweep(&self, cutoff: u64) -> Result<Swept, StoreError>;
 }
 
-/// Opens the store named by `storage` (`sqlite://path` or `sqlite::memory:`), creating and
-/// migrating it as needed.
+/// Opens the store named by `storage` (`sqlite://path`, `sqlite::memory:`, or
+/// `postgres://…`), creating and migrating it as needed.
 ///
 /// # Errors
 ///
 /// [`StoreError`] if it cannot be opened or migrated.
 pub async fn open(storage: &str) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(SqliteStore::open(storage).await?))
+    open_with(storage, PoolSettings::default()).await
+}
+
+/// [`open`] with pool settings for Postgres (SQLite ignores them).
+///
+/// # Errors
+///
+/// [`StoreError`] if it cannot be opened or migrated.
+pub async fn open_with(storage: &str, pool: PoolSettings) -> Result<Arc<dyn Store>, StoreError> {
+    if is_postgres(storage) {
+        Ok(Arc::new(PostgresStore::open(storage, pool).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::open(storage).await?))
+    }
+}
+
+/// Whether `storage` names a Postgres database.
+#[must_use]
+pub fn is_postgres(storage: &str) -> bool {
+    storage.starts_with("postgres://") || storage.starts_with("postgresql://")
 }

@@ -1,48 +1,33 @@
-//! The SQLite store: one file, WAL journal, migrations embedded in the binary.
+//! The SQL both stores share, written once. Placeholders are `$N`, which SQLite and Postgres
+//! both read, and columns use types both map to the same Rust types (`i64`, `String`, bytes), so
+//! `sql_store!` implements [`Store`](super::Store) for either backend's pool and row types: the
+//! one-time rules (codes, refresh rotation, revocation) are the same statements on both.
 
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
-
-use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
-
-use super::{
-    ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
-    StoreError, Swept, TokenRecord, UserRecord,
-};
-use crate::keys::StoredKey;
+use super::StoreError;
 
 /// The `jti` of the row that marks a grant revoked (no real jti starts with `!`).
-const REVOKED_MARK: &str = "!revoked";
+pub(super) const REVOKED_MARK: &str = "!revoked";
 
-/// SQLite behind a connection pool.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
-
-fn to_i64(value: u64) -> i64 {
+pub(super) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn to_u64(value: i64) -> u64 {
+pub(super) fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-fn json_list(values: &[String]) -> String {
+pub(super) fn json_list(values: &[String]) -> String {
     serde_json::Value::from(values.to_vec()).to_string()
 }
 
-fn parse_list(table: &'static str, text: &str) -> Result<Vec<String>, StoreError> {
+pub(super) fn parse_list(table: &'static str, text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
         table,
         reason: format!("a list column is not a JSON array of strings: {error}"),
     })
 }
 
-fn duplicate_or(error: sqlx::Error, key: &str) -> StoreError {
+pub(super) fn duplicate_or(error: sqlx::Error, key: &str) -> StoreError {
     match &error {
         sqlx::Error::Database(database) if database.is_unique_violation() => {
             StoreError::Duplicate(key.to_owned())
@@ -51,873 +36,681 @@ fn duplicate_or(error: sqlx::Error, key: &str) -> StoreError {
     }
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `url` (`sqlite://path`, `sqlite::memory:`)
-    /// and applies the embedded migrations.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] if the file cannot be created or opened, or migrations fail.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        // WAL: readers never wait for the writer. `synchronous = NORMAL` in WAL mode survives a
-        // killed process without losing a committed transaction; only a power cut can lose the
-        // last few.
-        let options = if memory {
-            options
-        } else {
-            options
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-        };
-        let file = options.get_filename().to_path_buf();
-        if !memory && let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
-        }
-        // An in-memory database exists per connection: one connection, kept open.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(if memory { 1 } else { 8 })
-            .min_connections(u32::from(memory))
-            .idle_timeout(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(3600))
-            })
-            .connect_with(options)
-            .await?;
-        if !memory {
-            restrict_permissions(&file);
-        }
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
-    }
-}
-
-/// The database holds private keys: readable by its owner only.
-fn restrict_permissions(file: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(error) = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)) {
-            tracing::warn!(file = %file.display(), %error, "could not restrict the database file to its owner");
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = file;
-}
-
-fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ClientRecord, StoreError> {
-    Ok(ClientRecord {
-        id: row.try_get("id")?,
-        secret_hash: row.try_get("secret_hash")?,
-        grants: parse_list("clients", &row.try_get::<String, _>("grants")?)?,
-        scopes: row.try_get("scopes")?,
-        token_format: row.try_get("token_format")?,
-        access_token_ttl: row
-            .try_get::<Option<i64>, _>("access_token_ttl")?
-            .map(to_u64),
-        audience: parse_list("clients", &row.try_get::<String, _>("audience")?)?,
-        redirect_uris: parse_list("clients", &row.try_get::<String, _>("redirect_uris")?)?,
-        created_at: to_u64(row.try_get("created_at")?),
-    })
-}
-
-fn api_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiRecord, StoreError> {
-    Ok(ApiRecord {
-        id: row.try_get("id")?,
-        secret_hash: row.try_get("secret_hash")?,
-        scopes: row.try_get("scopes")?,
-        created_at: to_u64(row.try_get("created_at")?),
-    })
-}
-
-fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
-    let attributes: String = row.try_get("attributes")?;
-    Ok(UserRecord {
-        id: row.try_get("id")?,
-        username: row.try_get("username")?,
-        password_hash: row.try_get("password_hash")?,
-        attributes: serde_json::from_str(&attributes).map_err(|error| StoreError::Corrupt {
-            table: "users",
-            reason: format!("attributes are not a JSON object: {error}"),
-        })?,
-        created_at: to_u64(row.try_get("created_at")?),
-        updated_at: to_u64(row.try_get("updated_at")?),
-    })
-}
-
-fn digest_of(table: &'static str, bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+pub(super) fn digest_of(table: &'static str, bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt {
         table,
         reason: "a digest is not 32 bytes".to_owned(),
     })
 }
 
-fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionRecord, StoreError> {
-    Ok(SessionRecord {
-        digest: digest_of("sessions", &row.try_get::<Vec<u8>, _>("digest")?)?,
-        sid: row.try_get("sid")?,
-        user_id: row.try_get("user_id")?,
-        username: row.try_get("username")?,
-        auth_time: to_u64(row.try_get("auth_time")?),
-        expires_at: to_u64(row.try_get("expires_at")?),
-        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(to_u64),
-    })
-}
 
-fn code_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CodeRecord, StoreError> {
-    Ok(CodeRecord {
-        digest: digest_of("authorization_codes", &row.try_get::<Vec<u8>, _>("digest")?)?,
-        client_id: row.try_get("client_id")?,
-        user_id: row.try_get("user_id")?,
-        username: row.try_get("username")?,
-        sid: row.try_get("sid")?,
-        redirect_uri: row.try_get("redirect_uri")?,
-        scope: row.try_get("scope")?,
-        nonce: row.try_get("nonce")?,
-        code_challenge: row.try_get("code_challenge")?,
-        auth_time: to_u64(row.try_get("auth_time")?),
-        expires_at: to_u64(row.try_get("expires_at")?),
-        redeemed_at: row.try_get::<Option<i64>, _>("redeemed_at")?.map(to_u64),
-    })
-}
+/// Implements `Store` for `$store` (a struct with a `pool` field) whose rows are `$row`.
+macro_rules! sql_store {
+    ($store:ty, $row:ty) => {
+        fn client_from_row(row: &$row) -> Result<ClientRecord, StoreError> {
+            Ok(ClientRecord {
+                id: row.try_get("id")?,
+                secret_hash: row.try_get("secret_hash")?,
+                grants: parse_list("clients", &row.try_get::<String, _>("grants")?)?,
+                scopes: row.try_get("scopes")?,
+                token_format: row.try_get("token_format")?,
+                access_token_ttl: row
+                    .try_get::<Option<i64>, _>("access_token_ttl")?
+                    .map(to_u64),
+                audience: parse_list("clients", &row.try_get::<String, _>("audience")?)?,
+                redirect_uris: parse_list("clients", &row.try_get::<String, _>("redirect_uris")?)?,
+                created_at: to_u64(row.try_get("created_at")?),
+            })
+        }
 
-fn refresh_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RefreshRecord, StoreError> {
-    Ok(RefreshRecord {
-        digest: digest_of("refresh_tokens", &row.try_get::<Vec<u8>, _>("digest")?)?,
-        family: row.try_get("family")?,
-        client_id: row.try_get("client_id")?,
-        user_id: row.try_get("user_id")?,
-        username: row.try_get("username")?,
-        sid: row.try_get("sid")?,
-        scope: row.try_get("scope")?,
-        auth_time: to_u64(row.try_get("auth_time")?),
-        issued_at: to_u64(row.try_get("issued_at")?),
-        expires_at: to_u64(row.try_get("expires_at")?),
-        rotated_at: row.try_get::<Option<i64>, _>("rotated_at")?.map(to_u64),
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(to_u64),
-    })
-}
+        fn api_from_row(row: &$row) -> Result<ApiRecord, StoreError> {
+            Ok(ApiRecord {
+                id: row.try_get("id")?,
+                secret_hash: row.try_get("secret_hash")?,
+                scopes: row.try_get("scopes")?,
+                created_at: to_u64(row.try_get("created_at")?),
+            })
+        }
 
-fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {
-    let digest: Vec<u8> = row.try_get("digest")?;
-    let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| StoreError::Corrupt {
-        table: "access_tokens",
-        reason: "a digest is not 32 bytes".to_owned(),
-    })?;
-    Ok(TokenRecord {
-        digest,
-        jti: row.try_get("jti")?,
-        client_id: row.try_get("client_id")?,
-        subject: row.try_get("subject")?,
-        scope: row.try_get("scope")?,
-        audience: parse_list("access_tokens", &row.try_get::<String, _>("audience")?)?,
-        issued_at: to_u64(row.try_get("issued_at")?),
-        expires_at: to_u64(row.try_get("expires_at")?),
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(to_u64),
-    })
-}
+        fn user_from_row(row: &$row) -> Result<UserRecord, StoreError> {
+            let attributes: String = row.try_get("attributes")?;
+            Ok(UserRecord {
+                id: row.try_get("id")?,
+                username: row.try_get("username")?,
+                password_hash: row.try_get("password_hash")?,
+                attributes: serde_json::from_str(&attributes).map_err(|error| StoreError::Corrupt {
+                    table: "users",
+                    reason: format!("attributes are not a JSON object: {error}"),
+                })?,
+                created_at: to_u64(row.try_get("created_at")?),
+                updated_at: to_u64(row.try_get("updated_at")?),
+            })
+        }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
+        fn session_from_row(row: &$row) -> Result<SessionRecord, StoreError> {
+            Ok(SessionRecord {
+                digest: digest_of("sessions", &row.try_get::<Vec<u8>, _>("digest")?)?,
+                sid: row.try_get("sid")?,
+                user_id: row.try_get("user_id")?,
+                username: row.try_get("username")?,
+                auth_time: to_u64(row.try_get("auth_time")?),
+                expires_at: to_u64(row.try_get("expires_at")?),
+                ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(to_u64),
+            })
+        }
 
-    async fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO clients (id, secret_hash, grants, scopes, token_format, access_token_ttl, \
-             audience, redirect_uris, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&client.id)
-        .bind(&client.secret_hash)
-        .bind(json_list(&client.grants))
-        .bind(&client.scopes)
-        .bind(&client.token_format)
-        .bind(client.access_token_ttl.map(to_i64))
-        .bind(json_list(&client.audience))
-        .bind(json_list(&client.redirect_uris))
-        .bind(to_i64(client.created_at))
-        .execute(&self.pool)
-        .await
-        .map_err(|error| duplicate_or(error, &client.id))?;
-        Ok(())
-    }
+        fn code_from_row(row: &$row) -> Result<CodeRecord, StoreError> {
+            Ok(CodeRecord {
+                digest: digest_of("authorization_codes", &row.try_get::<Vec<u8>, _>("digest")?)?,
+                client_id: row.try_get("client_id")?,
+                user_id: row.try_get("user_id")?,
+                username: row.try_get("username")?,
+                sid: row.try_get("sid")?,
+                redirect_uri: row.try_get("redirect_uri")?,
+                scope: row.try_get("scope")?,
+                nonce: row.try_get("nonce")?,
+                code_challenge: row.try_get("code_challenge")?,
+                auth_time: to_u64(row.try_get("auth_time")?),
+                expires_at: to_u64(row.try_get("expires_at")?),
+                redeemed_at: row.try_get::<Option<i64>, _>("redeemed_at")?.map(to_u64),
+            })
+        }
 
-    async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        sqlx::query("SELECT * FROM clients WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(client_from_row)
-            .transpose()
-    }
+        fn refresh_from_row(row: &$row) -> Result<RefreshRecord, StoreError> {
+            Ok(RefreshRecord {
+                digest: digest_of("refresh_tokens", &row.try_get::<Vec<u8>, _>("digest")?)?,
+                family: row.try_get("family")?,
+                client_id: row.try_get("client_id")?,
+                user_id: row.try_get("user_id")?,
+                username: row.try_get("username")?,
+                sid: row.try_get("sid")?,
+                scope: row.try_get("scope")?,
+                auth_time: to_u64(row.try_get("auth_time")?),
+                issued_at: to_u64(row.try_get("issued_at")?),
+                expires_at: to_u64(row.try_get("expires_at")?),
+                rotated_at: row.try_get::<Option<i64>, _>("rotated_at")?.map(to_u64),
+                revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(to_u64),
+            })
+        }
 
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        sqlx::query("SELECT * FROM clients ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(client_from_row)
-            .collect()
-    }
+        fn token_from_row(row: &$row) -> Result<TokenRecord, StoreError> {
+            let digest: Vec<u8> = row.try_get("digest")?;
+            let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| StoreError::Corrupt {
+                table: "access_tokens",
+                reason: "a digest is not 32 bytes".to_owned(),
+            })?;
+            Ok(TokenRecord {
+                digest,
+                jti: row.try_get("jti")?,
+                client_id: row.try_get("client_id")?,
+                subject: row.try_get("subject")?,
+                scope: row.try_get("scope")?,
+                audience: parse_list("access_tokens", &row.try_get::<String, _>("audience")?)?,
+                issued_at: to_u64(row.try_get("issued_at")?),
+                expires_at: to_u64(row.try_get("expires_at")?),
+                revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(to_u64),
+            })
+        }
 
-    async fn insert_api(&self, api: &ApiRecord) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO apis (id, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&api.id)
-            .bind(&api.secret_hash)
-            .bind(&api.scopes)
-            .bind(to_i64(api.created_at))
-            .execute(&self.pool)
-            .await
-            .map_err(|error| duplicate_or(error, &api.id))?;
-        Ok(())
-    }
+        #[async_trait::async_trait]
+                impl Store for $store {
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
 
-    async fn find_api(&self, id: &str) -> Result<Option<ApiRecord>, StoreError> {
-        sqlx::query("SELECT * FROM apis WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(api_from_row)
-            .transpose()
-    }
+            async fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO clients (id, secret_hash, grants, scopes, token_format, access_token_ttl, \
+                     audience, redirect_uris, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&client.id)
+                .bind(&client.secret_hash)
+                .bind(json_list(&client.grants))
+                .bind(&client.scopes)
+                .bind(&client.token_format)
+                .bind(client.access_token_ttl.map(to_i64))
+                .bind(json_list(&client.audience))
+                .bind(json_list(&client.redirect_uris))
+                .bind(to_i64(client.created_at))
+                .execute(&self.pool)
+                .await
+                .map_err(|error| duplicate_or(error, &client.id))?;
+                Ok(())
+            }
 
-    async fn list_apis(&self) -> Result<Vec<ApiRecord>, StoreError> {
-        sqlx::query("SELECT * FROM apis ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(api_from_row)
-            .collect()
-    }
+            async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+                sqlx::query("SELECT * FROM clients WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(client_from_row)
+                    .transpose()
+            }
 
-    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO users (id, username, password_hash, attributes, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&user.id)
-        .bind(&user.username)
-        .bind(&user.password_hash)
-        .bind(serde_json::Value::Object(user.attributes.clone()).to_string())
-        .bind(to_i64(user.created_at))
-        .bind(to_i64(user.updated_at))
-        .execute(&self.pool)
-        .await
-        .map_err(|error| duplicate_or(error, &user.username))?;
-        Ok(())
-    }
+            async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+                sqlx::query("SELECT * FROM clients ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(client_from_row)
+                    .collect()
+            }
 
-    async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        sqlx::query("SELECT * FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(user_from_row)
-            .transpose()
-    }
+            async fn insert_api(&self, api: &ApiRecord) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO apis (id, secret_hash, scopes, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&api.id)
+                    .bind(&api.secret_hash)
+                    .bind(&api.scopes)
+                    .bind(to_i64(api.created_at))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|error| duplicate_or(error, &api.id))?;
+                Ok(())
+            }
 
-    async fn find_user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        sqlx::query("SELECT * FROM users WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(user_from_row)
-            .transpose()
-    }
+            async fn find_api(&self, id: &str) -> Result<Option<ApiRecord>, StoreError> {
+                sqlx::query("SELECT * FROM apis WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(api_from_row)
+                    .transpose()
+            }
 
-    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        sqlx::query("SELECT * FROM users ORDER BY username")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(user_from_row)
-            .collect()
-    }
+            async fn list_apis(&self) -> Result<Vec<ApiRecord>, StoreError> {
+                sqlx::query("SELECT * FROM apis ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(api_from_row)
+                    .collect()
+            }
 
-    async fn set_password(
-        &self,
-        username: &str,
-        password_hash: &str,
-        now: u64,
-    ) -> Result<bool, StoreError> {
-        let updated =
-            sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?")
-                .bind(password_hash)
+            async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO users (id, username, password_hash, attributes, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&user.id)
+                .bind(&user.username)
+                .bind(&user.password_hash)
+                .bind(serde_json::Value::Object(user.attributes.clone()).to_string())
+                .bind(to_i64(user.created_at))
+                .bind(to_i64(user.updated_at))
+                .execute(&self.pool)
+                .await
+                .map_err(|error| duplicate_or(error, &user.username))?;
+                Ok(())
+            }
+
+            async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+                sqlx::query("SELECT * FROM users WHERE username = $1")
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(user_from_row)
+                    .transpose()
+            }
+
+            async fn find_user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+                sqlx::query("SELECT * FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(user_from_row)
+                    .transpose()
+            }
+
+            async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+                sqlx::query("SELECT * FROM users ORDER BY username")
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(user_from_row)
+                    .collect()
+            }
+
+            async fn set_password(
+                &self,
+                username: &str,
+                password_hash: &str,
+                now: u64,
+            ) -> Result<bool, StoreError> {
+                let updated =
+                    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
+                        .bind(password_hash)
+                        .bind(to_i64(now))
+                        .bind(username)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                Ok(updated > 0)
+            }
+
+            async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO sessions (digest, sid, user_id, username, auth_time, expires_at, ended_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(session.digest.as_slice())
+                .bind(&session.sid)
+                .bind(&session.user_id)
+                .bind(&session.username)
+                .bind(to_i64(session.auth_time))
+                .bind(to_i64(session.expires_at))
+                .bind(session.ended_at.map(to_i64))
+                .execute(&self.pool)
+                .await
+                .map_err(|error| duplicate_or(error, &session.sid))?;
+                Ok(())
+            }
+
+            async fn find_session(&self, digest: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
+                sqlx::query("SELECT * FROM sessions WHERE digest = $1")
+                    .bind(digest.as_slice())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(session_from_row)
+                    .transpose()
+            }
+
+            async fn end_session(&self, sid: &str, now: u64) -> Result<(), StoreError> {
+                sqlx::query("UPDATE sessions SET ended_at = COALESCE(ended_at, $1) WHERE sid = $2")
+                    .bind(to_i64(now))
+                    .bind(sid)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn session_codes(&self, sid: &str) -> Result<Vec<[u8; 32]>, StoreError> {
+                sqlx::query("SELECT digest FROM authorization_codes WHERE sid = $1")
+                    .bind(sid)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|row| digest_of("authorization_codes", &row.try_get::<Vec<u8>, _>("digest")?))
+                    .collect()
+            }
+
+            async fn session_families(&self, sid: &str) -> Result<Vec<String>, StoreError> {
+                sqlx::query("SELECT DISTINCT family FROM refresh_tokens WHERE sid = $1")
+                    .bind(sid)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|row| Ok(row.try_get("family")?))
+                    .collect()
+            }
+
+            async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO authorization_codes (digest, client_id, user_id, username, sid, \
+                     redirect_uri, scope, nonce, code_challenge, auth_time, expires_at, redeemed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(code.digest.as_slice())
+                .bind(&code.client_id)
+                .bind(&code.user_id)
+                .bind(&code.username)
+                .bind(&code.sid)
+                .bind(&code.redirect_uri)
+                .bind(&code.scope)
+                .bind(&code.nonce)
+                .bind(&code.code_challenge)
+                .bind(to_i64(code.auth_time))
+                .bind(to_i64(code.expires_at))
+                .bind(code.redeemed_at.map(to_i64))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn find_code(&self, digest: &[u8; 32]) -> Result<Option<CodeRecord>, StoreError> {
+                sqlx::query("SELECT * FROM authorization_codes WHERE digest = $1")
+                    .bind(digest.as_slice())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(code_from_row)
+                    .transpose()
+            }
+
+            async fn redeem_code(&self, digest: &[u8; 32], now: u64) -> Result<Redemption, StoreError> {
+                // One statement: the database decides which of concurrent redemptions wins.
+                let updated = sqlx::query(
+                    "UPDATE authorization_codes SET redeemed_at = $1 \
+                     WHERE digest = $2 AND redeemed_at IS NULL",
+                )
                 .bind(to_i64(now))
-                .bind(username)
+                .bind(digest.as_slice())
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
-        Ok(updated > 0)
-    }
-
-    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (digest, sid, user_id, username, auth_time, expires_at, ended_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session.digest.as_slice())
-        .bind(&session.sid)
-        .bind(&session.user_id)
-        .bind(&session.username)
-        .bind(to_i64(session.auth_time))
-        .bind(to_i64(session.expires_at))
-        .bind(session.ended_at.map(to_i64))
-        .execute(&self.pool)
-        .await
-        .map_err(|error| duplicate_or(error, &session.sid))?;
-        Ok(())
-    }
-
-    async fn find_session(&self, digest: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
-        sqlx::query("SELECT * FROM sessions WHERE digest = ?")
-            .bind(digest.as_slice())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(session_from_row)
-            .transpose()
-    }
-
-    async fn end_session(&self, sid: &str, now: u64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET ended_at = COALESCE(ended_at, ?) WHERE sid = ?")
-            .bind(to_i64(now))
-            .bind(sid)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn session_codes(&self, sid: &str) -> Result<Vec<[u8; 32]>, StoreError> {
-        sqlx::query("SELECT digest FROM authorization_codes WHERE sid = ?")
-            .bind(sid)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| digest_of("authorization_codes", &row.try_get::<Vec<u8>, _>("digest")?))
-            .collect()
-    }
-
-    async fn session_families(&self, sid: &str) -> Result<Vec<String>, StoreError> {
-        sqlx::query("SELECT DISTINCT family FROM refresh_tokens WHERE sid = ?")
-            .bind(sid)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| Ok(row.try_get("family")?))
-            .collect()
-    }
-
-    async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO authorization_codes (digest, client_id, user_id, username, sid, \
-             redirect_uri, scope, nonce, code_challenge, auth_time, expires_at, redeemed_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(code.digest.as_slice())
-        .bind(&code.client_id)
-        .bind(&code.user_id)
-        .bind(&code.username)
-        .bind(&code.sid)
-        .bind(&code.redirect_uri)
-        .bind(&code.scope)
-        .bind(&code.nonce)
-        .bind(&code.code_challenge)
-        .bind(to_i64(code.auth_time))
-        .bind(to_i64(code.expires_at))
-        .bind(code.redeemed_at.map(to_i64))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn find_code(&self, digest: &[u8; 32]) -> Result<Option<CodeRecord>, StoreError> {
-        sqlx::query("SELECT * FROM authorization_codes WHERE digest = ?")
-            .bind(digest.as_slice())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(code_from_row)
-            .transpose()
-    }
-
-    async fn redeem_code(&self, digest: &[u8; 32], now: u64) -> Result<Redemption, StoreError> {
-        // One statement: the database decides which of concurrent redemptions wins.
-        let updated = sqlx::query(
-            "UPDATE authorization_codes SET redeemed_at = ? \
-             WHERE digest = ? AND redeemed_at IS NULL",
-        )
-        .bind(to_i64(now))
-        .bind(digest.as_slice())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated == 1 {
-            return Ok(Redemption::Redeemed);
-        }
-        Ok(if self.find_code(digest).await?.is_some() {
-            Redemption::AlreadyRedeemed
-        } else {
-            Redemption::Unknown
-        })
-    }
-
-    async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (digest, family, client_id, user_id, username, sid, scope, \
-             auth_time, issued_at, expires_at, rotated_at, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(token.digest.as_slice())
-        .bind(&token.family)
-        .bind(&token.client_id)
-        .bind(&token.user_id)
-        .bind(&token.username)
-        .bind(&token.sid)
-        .bind(&token.scope)
-        .bind(to_i64(token.auth_time))
-        .bind(to_i64(token.issued_at))
-        .bind(to_i64(token.expires_at))
-        .bind(token.rotated_at.map(to_i64))
-        .bind(token.revoked_at.map(to_i64))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn find_refresh(&self, digest: &[u8; 32]) -> Result<Option<RefreshRecord>, StoreError> {
-        sqlx::query("SELECT * FROM refresh_tokens WHERE digest = ?")
-            .bind(digest.as_slice())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(refresh_from_row)
-            .transpose()
-    }
-
-    async fn rotate_refresh(&self, digest: &[u8; 32], now: u64) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = ? \
-             WHERE digest = ? AND rotated_at IS NULL AND revoked_at IS NULL",
-        )
-        .bind(to_i64(now))
-        .bind(digest.as_slice())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(updated == 1)
-    }
-
-    async fn record_grant_token(
-        &self,
-        grant_id: &str,
-        jti: &str,
-        client_id: &str,
-        expires_at: u64,
-    ) -> Result<bool, StoreError> {
-        sqlx::query(
-            "INSERT INTO grant_tokens (grant_id, jti, client_id, expires_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(grant_id)
-        .bind(jti)
-        .bind(client_id)
-        .bind(to_i64(expires_at))
-        .execute(&self.pool)
-        .await?;
-        Ok(
-            sqlx::query("SELECT 1 FROM grant_tokens WHERE grant_id = ? AND jti = ?")
-                .bind(grant_id)
-                .bind(REVOKED_MARK)
-                .fetch_optional(&self.pool)
-                .await?
-                .is_some(),
-        )
-    }
-
-    async fn revoke_grant(&self, grant_id: &str, now: u64) -> Result<u64, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO grant_tokens (grant_id, jti, client_id, expires_at) \
-             VALUES (?, ?, '', ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(grant_id)
-        .bind(REVOKED_MARK)
-        .bind(to_i64(now + 2 * 86400))
-        .execute(&mut *transaction)
-        .await?;
-        let opaque = sqlx::query(
-            "UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND jti IN \
-             (SELECT jti FROM grant_tokens WHERE grant_id = ?)",
-        )
-        .bind(to_i64(now))
-        .bind(grant_id)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
-        // JWTs cannot be recalled; their jti goes on the revocation list (opaque ones too:
-        // harmless, and it keeps the statement simple).
-        let listed = sqlx::query(
-            "INSERT INTO revoked_jwts (jti, client_id, expires_at, revoked_at) \
-             SELECT jti, client_id, expires_at, ? FROM grant_tokens \
-             WHERE grant_id = ? AND jti <> '!revoked' \
-             ON CONFLICT (jti) DO NOTHING",
-        )
-        .bind(to_i64(now))
-        .bind(grant_id)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE family = ?",
-        )
-        .bind(to_i64(now))
-        .bind(grant_id)
-        .execute(&mut *transaction)
-        .await?;
-        transaction.commit().await?;
-        Ok(opaque.max(listed))
-    }
-
-    async fn server_secret(&self, name: &str, now: u64) -> Result<Vec<u8>, StoreError> {
-        let candidate = crate::secret::random_bytes();
-        // Whoever inserts first wins; everyone reads the winner.
-        sqlx::query(
-            "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(candidate.as_slice())
-        .bind(to_i64(now))
-        .execute(&self.pool)
-        .await?;
-        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("value")?)
-    }
-
-    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO access_tokens (digest, jti, client_id, subject, scope, audience, \
-             issued_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(token.digest.as_slice())
-        .bind(&token.jti)
-        .bind(&token.client_id)
-        .bind(&token.subject)
-        .bind(&token.scope)
-        .bind(json_list(&token.audience))
-        .bind(to_i64(token.issued_at))
-        .bind(to_i64(token.expires_at))
-        .bind(token.revoked_at.map(to_i64))
-        .execute(&self.pool)
-        .await
-        .map_err(|error| duplicate_or(error, &token.jti))?;
-        Ok(())
-    }
-
-    async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        sqlx::query("SELECT * FROM access_tokens WHERE digest = ?")
-            .bind(digest.as_slice())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(token_from_row)
-            .transpose()
-    }
-
-    async fn revoke_token(
-        &self,
-        digest: &[u8; 32],
-        client_id: &str,
-        now: u64,
-    ) -> Result<Revoked, StoreError> {
-        // One statement: the check of ownership and the update cannot be separated.
-        let updated = sqlx::query(
-            "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, ?) \
-             WHERE digest = ? AND client_id = ?",
-        )
-        .bind(to_i64(now))
-        .bind(digest.as_slice())
-        .bind(client_id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated > 0 {
-            return Ok(Revoked::Done);
-        }
-        let exists = sqlx::query("SELECT 1 FROM access_tokens WHERE digest = ?")
-            .bind(digest.as_slice())
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some();
-        Ok(if exists {
-            Revoked::OtherClient
-        } else {
-            Revoked::Unknown
-        })
-    }
-
-    async fn revoke_jwt(
-        &self,
-        jti: &str,
-        client_id: &str,
-        expires_at: u64,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO revoked_jwts (jti, client_id, expires_at, revoked_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (jti) DO NOTHING",
-        )
-        .bind(jti)
-        .bind(client_id)
-        .bind(to_i64(expires_at))
-        .bind(to_i64(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn is_jwt_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("SELECT 1 FROM revoked_jwts WHERE jti = ?")
-            .bind(jti)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
-    }
-
-    async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at, activates_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&key.kid)
-        .bind(&key.algorithm)
-        .bind(key.private_pkcs8.as_slice())
-        .bind(to_i64(key.created_at))
-        .bind(to_i64(key.activates_at))
-        .execute(&self.pool)
-        .await
-        .map_err(|error| duplicate_or(error, &key.kid))?;
-        Ok(())
-    }
-
-    async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        sqlx::query("SELECT * FROM signing_keys ORDER BY activates_at, created_at")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(StoredKey {
-                    kid: row.try_get("kid")?,
-                    algorithm: row.try_get("algorithm")?,
-                    private_pkcs8: row.try_get("private_key")?,
-                    created_at: to_u64(row.try_get("created_at")?),
-                    activates_at: to_u64(row.try_get("activates_at")?),
+                if updated == 1 {
+                    return Ok(Redemption::Redeemed);
+                }
+                Ok(if self.find_code(digest).await?.is_some() {
+                    Redemption::AlreadyRedeemed
+                } else {
+                    Redemption::Unknown
                 })
-            })
-            .collect()
-    }
+            }
 
-    async fn sweep(&self, cutoff: u64) -> Result<Swept, StoreError> {
-        let tokens = sqlx::query("DELETE FROM access_tokens WHERE expires_at < ?")
-            .bind(to_i64(cutoff))
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        let revoked_jwts = sqlx::query("DELETE FROM revoked_jwts WHERE expires_at < ?")
-            .bind(to_i64(cutoff))
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        for statement in [
-            "DELETE FROM sessions WHERE expires_at < ?",
-            "DELETE FROM grant_tokens WHERE expires_at < ?",
-            "DELETE FROM refresh_tokens WHERE expires_at < ?",
-            // Redeemed codes are kept a day past expiry, so that a late replay is still
-            // recognised as one.
-            "DELETE FROM authorization_codes WHERE expires_at + 86400 < ?",
-        ] {
-            sqlx::query(statement)
-                .bind(to_i64(cutoff))
+            async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (digest, family, client_id, user_id, username, sid, scope, \
+                     auth_time, issued_at, expires_at, rotated_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(token.digest.as_slice())
+                .bind(&token.family)
+                .bind(&token.client_id)
+                .bind(&token.user_id)
+                .bind(&token.username)
+                .bind(&token.sid)
+                .bind(&token.scope)
+                .bind(to_i64(token.auth_time))
+                .bind(to_i64(token.issued_at))
+                .bind(to_i64(token.expires_at))
+                .bind(token.rotated_at.map(to_i64))
+                .bind(token.revoked_at.map(to_i64))
                 .execute(&self.pool)
                 .await?;
-        }
-        Ok(Swept {
-            tokens,
-            revoked_jwts,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn token(digest: u8, client: &str, expires_at: u64) -> TokenRecord {
-        TokenRecord {
-            digest: [digest; 32],
-            jti: format!("jti-{digest}"),
-            client_id: client.to_owned(),
-            subject: client.to_owned(),
-            scope: "a:b:read".to_owned(),
-            audience: vec!["https://api.example.test".to_owned()],
-            issued_at: 100,
-            expires_at,
-            revoked_at: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn tokens_round_trip_and_revoke_only_for_their_client() {
-        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        let record = token(1, "svc-a", 1000);
-        store.insert_token(&record).await.unwrap();
-        assert_eq!(store.find_token(&[1; 32]).await.unwrap(), Some(record));
-        assert_eq!(store.find_token(&[2; 32]).await.unwrap(), None);
-        assert_eq!(
-            store.revoke_token(&[1; 32], "svc-b", 200).await.unwrap(),
-            Revoked::OtherClient
-        );
-        assert_eq!(
-            store
-                .find_token(&[1; 32])
-                .await
-                .unwrap()
-                .unwrap()
-                .revoked_at,
-            None
-        );
-        assert_eq!(
-            store.revoke_token(&[1; 32], "svc-a", 200).await.unwrap(),
-            Revoked::Done
-        );
-        // A second revocation keeps the first time.
-        store.revoke_token(&[1; 32], "svc-a", 300).await.unwrap();
-        assert_eq!(
-            store
-                .find_token(&[1; 32])
-                .await
-                .unwrap()
-                .unwrap()
-                .revoked_at,
-            Some(200)
-        );
-        assert_eq!(
-            store.revoke_token(&[9; 32], "svc-a", 200).await.unwrap(),
-            Revoked::Unknown
-        );
-    }
-
-    #[tokio::test]
-    async fn duplicate_client_is_reported() {
-        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        let client = ClientRecord {
-            id: "c".into(),
-            secret_hash: None,
-            grants: vec!["client_credentials".into()],
-            scopes: "x:y:read".into(),
-            token_format: "jwt".into(),
-            access_token_ttl: Some(60),
-            audience: vec![],
-            redirect_uris: vec![],
-            created_at: 1,
-        };
-        store.insert_client(&client).await.unwrap();
-        assert!(matches!(
-            store.insert_client(&client).await,
-            Err(StoreError::Duplicate(id)) if id == "c"
-        ));
-        let found = store.find_client("c").await.unwrap().unwrap();
-        assert_eq!(found.access_token_ttl, Some(60));
-        assert_eq!(found.grants, ["client_credentials"]);
-    }
-
-    #[tokio::test]
-    async fn users_round_trip_and_change_passwords() {
-        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        let mut attributes = serde_json::Map::new();
-        attributes.insert("companyName".into(), "Bizcorp".into());
-        let user = UserRecord {
-            id: "u1".into(),
-            username: "jane".into(),
-            password_hash: "h1".into(),
-            attributes,
-            created_at: 1,
-            updated_at: 1,
-        };
-        store.insert_user(&user).await.unwrap();
-        let found = store.find_user_by_name("jane").await.unwrap().unwrap();
-        assert_eq!(found.attributes["companyName"], "Bizcorp");
-        assert!(matches!(
-            store.insert_user(&UserRecord { id: "u2".into(), ..user }).await,
-            Err(StoreError::Duplicate(name)) if name == "jane"
-        ));
-        assert!(store.set_password("jane", "h2", 5).await.unwrap());
-        assert!(!store.set_password("nobody", "h2", 5).await.unwrap());
-        let found = store.find_user_by_name("jane").await.unwrap().unwrap();
-        assert_eq!((found.password_hash.as_str(), found.updated_at), ("h2", 5));
-        assert_eq!(store.list_users().await.unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn sweep_removes_only_expired_rows() {
-        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        store.insert_token(&token(1, "a", 100)).await.unwrap();
-        store.insert_token(&token(2, "a", 300)).await.unwrap();
-        store.revoke_jwt("old", "a", 100, 50).await.unwrap();
-        store.revoke_jwt("new", "a", 300, 50).await.unwrap();
-        let swept = store.sweep(200).await.unwrap();
-        assert_eq!(
-            swept,
-            Swept {
-                tokens: 1,
-                revoked_jwts: 1
+                // A replay that revoked the family while this token was being made: it shares
+                // the family's fate (see `revoke_grant`).
+                sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = $1 \
+                     WHERE digest = $2 AND revoked_at IS NULL AND EXISTS \
+                     (SELECT 1 FROM grant_tokens WHERE grant_id = $3 AND jti = $4)",
+                )
+                .bind(to_i64(token.issued_at))
+                .bind(token.digest.as_slice())
+                .bind(&token.family)
+                .bind(REVOKED_MARK)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
             }
-        );
-        assert!(store.find_token(&[1; 32]).await.unwrap().is_none());
-        assert!(store.find_token(&[2; 32]).await.unwrap().is_some());
-        assert!(!store.is_jwt_revoked("old").await.unwrap());
-        assert!(store.is_jwt_revoked("new").await.unwrap());
-    }
 
-    #[tokio::test]
-    async fn file_database_is_created_with_its_directory_and_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/nested/db.sqlite", dir.path().display());
-        {
-            let store = SqliteStore::open(&url).await.unwrap();
-            store.insert_token(&token(7, "a", 1000)).await.unwrap();
-            store.pool.close().await;
+            async fn find_refresh(&self, digest: &[u8; 32]) -> Result<Option<RefreshRecord>, StoreError> {
+                sqlx::query("SELECT * FROM refresh_tokens WHERE digest = $1")
+                    .bind(digest.as_slice())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(refresh_from_row)
+                    .transpose()
+            }
+
+            async fn rotate_refresh(&self, digest: &[u8; 32], now: u64) -> Result<bool, StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE refresh_tokens SET rotated_at = $1 \
+                     WHERE digest = $2 AND rotated_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(to_i64(now))
+                .bind(digest.as_slice())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(updated == 1)
+            }
+
+            async fn record_grant_token(
+                &self,
+                grant_id: &str,
+                jti: &str,
+                client_id: &str,
+                expires_at: u64,
+            ) -> Result<bool, StoreError> {
+                sqlx::query(
+                    "INSERT INTO grant_tokens (grant_id, jti, client_id, expires_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(grant_id)
+                .bind(jti)
+                .bind(client_id)
+                .bind(to_i64(expires_at))
+                .execute(&self.pool)
+                .await?;
+                Ok(
+                    sqlx::query("SELECT 1 FROM grant_tokens WHERE grant_id = $1 AND jti = $2")
+                        .bind(grant_id)
+                        .bind(REVOKED_MARK)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .is_some(),
+                )
+            }
+
+            async fn revoke_grant(&self, grant_id: &str, now: u64) -> Result<u64, StoreError> {
+                // The mark is committed before the revocations read anything: a token recorded
+                // concurrently is either seen by the statements below or, recorded after they
+                // read, sees the mark itself (`record_grant_token`, `insert_refresh`). This holds
+                // under Postgres' READ COMMITTED as under SQLite's single writer.
+                sqlx::query(
+                    "INSERT INTO grant_tokens (grant_id, jti, client_id, expires_at) \
+                     VALUES ($1, $2, '', $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(grant_id)
+                .bind(REVOKED_MARK)
+                .bind(to_i64(now + 2 * 86400))
+                .execute(&self.pool)
+                .await?;
+                let mut transaction = self.pool.begin().await?;
+                let opaque = sqlx::query(
+                    "UPDATE access_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND jti IN \
+                     (SELECT jti FROM grant_tokens WHERE grant_id = $2)",
+                )
+                .bind(to_i64(now))
+                .bind(grant_id)
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
+                // JWTs cannot be recalled; their jti goes on the revocation list (opaque ones too:
+                // harmless, and it keeps the statement simple).
+                let listed = sqlx::query(
+                    "INSERT INTO revoked_jwts (jti, client_id, expires_at, revoked_at) \
+                     SELECT jti, client_id, expires_at, $1 FROM grant_tokens \
+                     WHERE grant_id = $2 AND jti <> $3 \
+                     ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(to_i64(now))
+                .bind(grant_id)
+                .bind(REVOKED_MARK)
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
+                sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE family = $2",
+                )
+                .bind(to_i64(now))
+                .bind(grant_id)
+                .execute(&mut *transaction)
+                .await?;
+                transaction.commit().await?;
+                Ok(opaque.max(listed))
+            }
+
+            async fn server_secret(&self, name: &str, now: u64) -> Result<Vec<u8>, StoreError> {
+                let candidate = crate::secret::random_bytes();
+                // Whoever inserts first wins; everyone reads the winner.
+                sqlx::query(
+                    "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(candidate.as_slice())
+                .bind(to_i64(now))
+                .execute(&self.pool)
+                .await?;
+                let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get("value")?)
+            }
+
+            async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO access_tokens (digest, jti, client_id, subject, scope, audience, \
+                     issued_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(token.digest.as_slice())
+                .bind(&token.jti)
+                .bind(&token.client_id)
+                .bind(&token.subject)
+                .bind(&token.scope)
+                .bind(json_list(&token.audience))
+                .bind(to_i64(token.issued_at))
+                .bind(to_i64(token.expires_at))
+                .bind(token.revoked_at.map(to_i64))
+                .execute(&self.pool)
+                .await
+                .map_err(|error| duplicate_or(error, &token.jti))?;
+                Ok(())
+            }
+
+            async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+                sqlx::query("SELECT * FROM access_tokens WHERE digest = $1")
+                    .bind(digest.as_slice())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(token_from_row)
+                    .transpose()
+            }
+
+            async fn revoke_token(
+                &self,
+                digest: &[u8; 32],
+                client_id: &str,
+                now: u64,
+            ) -> Result<Revoked, StoreError> {
+                // One statement: the check of ownership and the update cannot be separated.
+                let updated = sqlx::query(
+                    "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) \
+                     WHERE digest = $2 AND client_id = $3",
+                )
+                .bind(to_i64(now))
+                .bind(digest.as_slice())
+                .bind(client_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if updated > 0 {
+                    return Ok(Revoked::Done);
+                }
+                let exists = sqlx::query("SELECT 1 FROM access_tokens WHERE digest = $1")
+                    .bind(digest.as_slice())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .is_some();
+                Ok(if exists {
+                    Revoked::OtherClient
+                } else {
+                    Revoked::Unknown
+                })
+            }
+
+            async fn revoke_jwt(
+                &self,
+                jti: &str,
+                client_id: &str,
+                expires_at: u64,
+                now: u64,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO revoked_jwts (jti, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti)
+                .bind(client_id)
+                .bind(to_i64(expires_at))
+                .bind(to_i64(now))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn is_jwt_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+                Ok(sqlx::query("SELECT 1 FROM revoked_jwts WHERE jti = $1")
+                    .bind(jti)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .is_some())
+            }
+
+            async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, algorithm, private_key, created_at, activates_at, \
+                     succeeds) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&key.kid)
+                .bind(&key.algorithm)
+                .bind(key.private_pkcs8.as_slice())
+                .bind(to_i64(key.created_at))
+                .bind(to_i64(key.activates_at))
+                .bind(&key.succeeds)
+                .execute(&self.pool)
+                .await
+                .map_err(|error| duplicate_or(error, &key.kid))?;
+                Ok(())
+            }
+
+            async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+                sqlx::query("SELECT * FROM signing_keys ORDER BY activates_at, created_at, kid")
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        Ok(StoredKey {
+                            kid: row.try_get("kid")?,
+                            algorithm: row.try_get("algorithm")?,
+                            private_pkcs8: row.try_get("private_key")?,
+                            created_at: to_u64(row.try_get("created_at")?),
+                            activates_at: to_u64(row.try_get("activates_at")?),
+                            succeeds: row.try_get("succeeds")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn sweep(&self, cutoff: u64) -> Result<Swept, StoreError> {
+                let tokens = sqlx::query("DELETE FROM access_tokens WHERE expires_at < $1")
+                    .bind(to_i64(cutoff))
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                let revoked_jwts = sqlx::query("DELETE FROM revoked_jwts WHERE expires_at < $1")
+                    .bind(to_i64(cutoff))
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                for statement in [
+                    "DELETE FROM sessions WHERE expires_at < $1",
+                    "DELETE FROM grant_tokens WHERE expires_at < $1",
+                    "DELETE FROM refresh_tokens WHERE expires_at < $1",
+                    // Redeemed codes are kept a day past expiry, so that a late replay is still
+                    // recognised as one.
+                    "DELETE FROM authorization_codes WHERE expires_at + 86400 < $1",
+                ] {
+                    sqlx::query(statement)
+                        .bind(to_i64(cutoff))
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(Swept {
+                    tokens,
+                    revoked_jwts,
+                })
+            }
         }
-        let reopened = SqliteStore::open(&url).await.unwrap();
-        assert!(reopened.find_token(&[7; 32]).await.unwrap().is_some());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("nested/db.sqlite"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-    }
+    };
 }
+pub(super) use sql_store;

@@ -1,0 +1,244 @@
+//! The SQLite store: one file, WAL journal, migrations embedded in the binary.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::sql::{
+    REVOKED_MARK, digest_of, duplicate_or, json_list, parse_list, sql_store, to_i64, to_u64,
+};
+use super::{
+    ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
+    StoreError, Swept, TokenRecord, UserRecord,
+};
+use crate::keys::StoredKey;
+
+/// SQLite behind a connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path`, `sqlite::memory:`)
+    /// and applies the embedded migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the file cannot be created or opened, or migrations fail.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // WAL: readers never wait for the writer. `synchronous = NORMAL` in WAL mode survives a
+        // killed process without losing a committed transaction; only a power cut can lose the
+        // last few.
+        let options = if memory {
+            options
+        } else {
+            options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        };
+        let file = options.get_filename().to_path_buf();
+        if !memory && let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
+        }
+        // An in-memory database exists per connection: one connection, kept open.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if memory { 1 } else { 8 })
+            .min_connections(u32::from(memory))
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .connect_with(options)
+            .await?;
+        if !memory {
+            restrict_permissions(&file);
+        }
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// The database holds private keys: readable by its owner only.
+fn restrict_permissions(file: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(error) = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(file = %file.display(), %error, "could not restrict the database file to its owner");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+}
+
+sql_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(digest: u8, client: &str, expires_at: u64) -> TokenRecord {
+        TokenRecord {
+            digest: [digest; 32],
+            jti: format!("jti-{digest}"),
+            client_id: client.to_owned(),
+            subject: client.to_owned(),
+            scope: "a:b:read".to_owned(),
+            audience: vec!["https://api.example.test".to_owned()],
+            issued_at: 100,
+            expires_at,
+            revoked_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_round_trip_and_revoke_only_for_their_client() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let record = token(1, "svc-a", 1000);
+        store.insert_token(&record).await.unwrap();
+        assert_eq!(store.find_token(&[1; 32]).await.unwrap(), Some(record));
+        assert_eq!(store.find_token(&[2; 32]).await.unwrap(), None);
+        assert_eq!(
+            store.revoke_token(&[1; 32], "svc-b", 200).await.unwrap(),
+            Revoked::OtherClient
+        );
+        assert_eq!(
+            store
+                .find_token(&[1; 32])
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            None
+        );
+        assert_eq!(
+            store.revoke_token(&[1; 32], "svc-a", 200).await.unwrap(),
+            Revoked::Done
+        );
+        // A second revocation keeps the first time.
+        store.revoke_token(&[1; 32], "svc-a", 300).await.unwrap();
+        assert_eq!(
+            store
+                .find_token(&[1; 32])
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            Some(200)
+        );
+        assert_eq!(
+            store.revoke_token(&[9; 32], "svc-a", 200).await.unwrap(),
+            Revoked::Unknown
+        );
+    }
+
+    #[tokio::test]
+    async fn duplicate_client_is_reported() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let client = ClientRecord {
+            id: "c".into(),
+            secret_hash: None,
+            grants: vec!["client_credentials".into()],
+            scopes: "x:y:read".into(),
+            token_format: "jwt".into(),
+            access_token_ttl: Some(60),
+            audience: vec![],
+            redirect_uris: vec![],
+            created_at: 1,
+        };
+        store.insert_client(&client).await.unwrap();
+        assert!(matches!(
+            store.insert_client(&client).await,
+            Err(StoreError::Duplicate(id)) if id == "c"
+        ));
+        let found = store.find_client("c").await.unwrap().unwrap();
+        assert_eq!(found.access_token_ttl, Some(60));
+        assert_eq!(found.grants, ["client_credentials"]);
+    }
+
+    #[tokio::test]
+    async fn users_round_trip_and_change_passwords() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("companyName".into(), "Bizcorp".into());
+        let user = UserRecord {
+            id: "u1".into(),
+            username: "jane".into(),
+            password_hash: "h1".into(),
+            attributes,
+            created_at: 1,
+            updated_at: 1,
+        };
+        store.insert_user(&user).await.unwrap();
+        let found = store.find_user_by_name("jane").await.unwrap().unwrap();
+        assert_eq!(found.attributes["companyName"], "Bizcorp");
+        assert!(matches!(
+            store.insert_user(&UserRecord { id: "u2".into(), ..user }).await,
+            Err(StoreError::Duplicate(name)) if name == "jane"
+        ));
+        assert!(store.set_password("jane", "h2", 5).await.unwrap());
+        assert!(!store.set_password("nobody", "h2", 5).await.unwrap());
+        let found = store.find_user_by_name("jane").await.unwrap().unwrap();
+        assert_eq!((found.password_hash.as_str(), found.updated_at), ("h2", 5));
+        assert_eq!(store.list_users().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_only_expired_rows() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.insert_token(&token(1, "a", 100)).await.unwrap();
+        store.insert_token(&token(2, "a", 300)).await.unwrap();
+        store.revoke_jwt("old", "a", 100, 50).await.unwrap();
+        store.revoke_jwt("new", "a", 300, 50).await.unwrap();
+        let swept = store.sweep(200).await.unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                tokens: 1,
+                revoked_jwts: 1
+            }
+        );
+        assert!(store.find_token(&[1; 32]).await.unwrap().is_none());
+        assert!(store.find_token(&[2; 32]).await.unwrap().is_some());
+        assert!(!store.is_jwt_revoked("old").await.unwrap());
+        assert!(store.is_jwt_revoked("new").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn file_database_is_created_with_its_directory_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/nested/db.sqlite", dir.path().display());
+        {
+            let store = SqliteStore::open(&url).await.unwrap();
+            store.insert_token(&token(7, "a", 1000)).await.unwrap();
+            store.pool.close().await;
+        }
+        let reopened = SqliteStore::open(&url).await.unwrap();
+        assert!(reopened.find_token(&[7; 32]).await.unwrap().is_some());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("nested/db.sqlite"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
