@@ -293,7 +293,11 @@ impl State {
         )
         .await?;
         if let Some(added) = &added {
-            tracing::info!(kid = added.kid, activates_at, "rotation: announced the next signing key");
+            tracing::info!(
+                kid = added.kid,
+                activates_at,
+                "rotation: announced the next signing key"
+            );
         }
         self.reload_keys().await?;
         Ok(added)

@@ -43,7 +43,6 @@ pub(super) fn digest_of(table: &'static str, bytes: &[u8]) -> Result<[u8; 32], S
     })
 }
 
-
 /// Implements `Store` for `$store` (a struct with a `pool` field) whose rows are `$row`.
 macro_rules! sql_store {
     ($store:ty, $row:ty) => {

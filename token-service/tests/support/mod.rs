@@ -9,6 +9,8 @@
     clippy::expect_used
 )]
 
+pub mod postgres;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,0 +1,343 @@
+//! The store's contract, run against every backend: SQLite in memory, an SQLite file, and a
+//! fresh Postgres database. The races here are the ones several instances would run: every
+//! one-time rule must be decided by the database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::sync::Arc;
+
+use scopegate_token_service::keys::KeyAlgorithm;
+use scopegate_token_service::rotation;
+use scopegate_token_service::store::{
+    self, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store, TokenRecord,
+};
+use support::postgres::{TestDatabase, with_database};
+
+/// Each backend, with whatever keeps it alive.
+async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Box<dyn std::any::Any>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!("sqlite://{}/store.db", dir.path().display());
+    let database = TestDatabase::create().await;
+    vec![
+        (
+            "sqlite memory",
+            store::open("sqlite::memory:").await.unwrap(),
+            Box::new(()),
+        ),
+        (
+            "sqlite file",
+            store::open(&file).await.unwrap(),
+            Box::new(dir),
+        ),
+        (
+            "postgres",
+            store::open(&database.url).await.unwrap(),
+            Box::new(database),
+        ),
+    ]
+}
+
+fn code(digest: u8) -> CodeRecord {
+    CodeRecord {
+        digest: [digest; 32],
+        client_id: "web".into(),
+        user_id: "u1".into(),
+        username: "jane".into(),
+        sid: "sid-1".into(),
+        redirect_uri: "https://app.example.test/cb".into(),
+        scope: "openid".into(),
+        nonce: Some("n".into()),
+        code_challenge: Some("c".into()),
+        auth_time: 10,
+        expires_at: 1_000,
+        redeemed_at: None,
+    }
+}
+
+fn refresh(digest: u8, family: &str) -> RefreshRecord {
+    RefreshRecord {
+        digest: [digest; 32],
+        family: family.into(),
+        client_id: "web".into(),
+        user_id: "u1".into(),
+        username: "jane".into(),
+        sid: "sid-1".into(),
+        scope: "openid".into(),
+        auth_time: 10,
+        issued_at: 20,
+        expires_at: 10_000,
+        rotated_at: None,
+        revoked_at: None,
+    }
+}
+
+fn token(digest: u8, client: &str) -> TokenRecord {
+    TokenRecord {
+        digest: [digest; 32],
+        jti: format!("jti-{digest}"),
+        client_id: client.into(),
+        subject: client.into(),
+        scope: "a:b:read".into(),
+        audience: vec!["https://api.example.test".into()],
+        issued_at: 100,
+        expires_at: 1_000,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn records_round_trip_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        store.ping().await.unwrap();
+        store.insert_code(&code(1)).await.unwrap();
+        assert_eq!(
+            store.find_code(&[1; 32]).await.unwrap(),
+            Some(code(1)),
+            "{name}"
+        );
+        store.insert_refresh(&refresh(2, "g1")).await.unwrap();
+        assert_eq!(
+            store.find_refresh(&[2; 32]).await.unwrap(),
+            Some(refresh(2, "g1")),
+            "{name}"
+        );
+        store.insert_token(&token(3, "svc-a")).await.unwrap();
+        assert_eq!(
+            store.find_token(&[3; 32]).await.unwrap(),
+            Some(token(3, "svc-a")),
+            "{name}"
+        );
+        let session = SessionRecord {
+            digest: [4; 32],
+            sid: "sid-1".into(),
+            user_id: "u1".into(),
+            username: "jane".into(),
+            auth_time: 10,
+            expires_at: 2_000,
+            ended_at: None,
+        };
+        store.insert_session(&session).await.unwrap();
+        store.end_session("sid-1", 50).await.unwrap();
+        store.end_session("sid-1", 60).await.unwrap();
+        assert_eq!(
+            store
+                .find_session(&[4; 32])
+                .await
+                .unwrap()
+                .unwrap()
+                .ended_at,
+            Some(50),
+            "{name}: the first end is kept"
+        );
+        assert_eq!(
+            store.session_codes("sid-1").await.unwrap(),
+            [[1; 32]],
+            "{name}"
+        );
+        assert_eq!(
+            store.session_families("sid-1").await.unwrap(),
+            ["g1"],
+            "{name}"
+        );
+        assert_eq!(
+            store.revoke_token(&[3; 32], "svc-b", 70).await.unwrap(),
+            Revoked::OtherClient
+        );
+        assert_eq!(
+            store.revoke_token(&[3; 32], "svc-a", 70).await.unwrap(),
+            Revoked::Done
+        );
+        assert_eq!(
+            store.revoke_token(&[9; 32], "svc-a", 70).await.unwrap(),
+            Revoked::Unknown
+        );
+        store.revoke_jwt("j1", "svc-a", 500, 70).await.unwrap();
+        assert!(store.is_jwt_revoked("j1").await.unwrap(), "{name}");
+        assert!(!store.is_jwt_revoked("j2").await.unwrap(), "{name}");
+        let swept = store.sweep(2_500).await.unwrap();
+        assert_eq!(
+            (swept.tokens, swept.revoked_jwts),
+            (1, 1),
+            "{name}: {swept:?}"
+        );
+        assert!(
+            store.find_session(&[4; 32]).await.unwrap().is_none(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn of_twenty_concurrent_redemptions_exactly_one_wins_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        store.insert_code(&code(7)).await.unwrap();
+        let mut attempts = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let store = Arc::clone(&store);
+            attempts.spawn(async move { store.redeem_code(&[7; 32], 100).await.unwrap() });
+        }
+        let outcomes = attempts.join_all().await;
+        let won = outcomes
+            .iter()
+            .filter(|o| **o == Redemption::Redeemed)
+            .count();
+        let lost = outcomes
+            .iter()
+            .filter(|o| **o == Redemption::AlreadyRedeemed)
+            .count();
+        assert_eq!((won, lost), (1, 19), "{name}");
+        assert_eq!(
+            store.redeem_code(&[8; 32], 100).await.unwrap(),
+            Redemption::Unknown
+        );
+    }
+}
+
+#[tokio::test]
+async fn of_twenty_concurrent_rotations_of_a_refresh_token_exactly_one_wins_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        store.insert_refresh(&refresh(5, "g5")).await.unwrap();
+        let mut attempts = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let store = Arc::clone(&store);
+            attempts.spawn(async move { store.rotate_refresh(&[5; 32], 100).await.unwrap() });
+        }
+        let won = attempts
+            .join_all()
+            .await
+            .into_iter()
+            .filter(|won| *won)
+            .count();
+        assert_eq!(won, 1, "{name}");
+    }
+}
+
+/// A grant revoked while its tokens are being issued (a code replayed while the first
+/// redemption is still recording tokens): every token ends up revoked, whatever the order.
+#[tokio::test]
+async fn tokens_recorded_while_their_grant_is_revoked_never_escape_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        for round in 0..10_u8 {
+            let grant = format!("grant-{round}");
+            let mut work = tokio::task::JoinSet::new();
+            for index in 0..8_u8 {
+                let (store, grant) = (Arc::clone(&store), grant.clone());
+                work.spawn(async move {
+                    let digest = round * 16 + index;
+                    store.insert_token(&token(digest, "web")).await.unwrap();
+                    let jti = format!("jti-{digest}");
+                    if store
+                        .record_grant_token(&grant, &jti, "web", 1_000)
+                        .await
+                        .unwrap()
+                    {
+                        // What `tokens::issue` does when the grant was revoked meanwhile.
+                        store.revoke_grant(&grant, 200).await.unwrap();
+                    }
+                    store
+                        .insert_refresh(&refresh(digest, &grant))
+                        .await
+                        .unwrap();
+                });
+            }
+            let (store2, grant2) = (Arc::clone(&store), grant.clone());
+            work.spawn(async move {
+                tokio::task::yield_now().await;
+                store2.revoke_grant(&grant2, 200).await.unwrap();
+            });
+            work.join_all().await;
+            for index in 0..8_u8 {
+                let digest = round * 16 + index;
+                let access = store.find_token(&[digest; 32]).await.unwrap().unwrap();
+                assert!(
+                    access.revoked_at.is_some(),
+                    "{name}: access token {digest} escaped"
+                );
+                let refreshed = store.find_refresh(&[digest; 32]).await.unwrap().unwrap();
+                assert!(
+                    refreshed.revoked_at.is_some(),
+                    "{name}: refresh token {digest} escaped"
+                );
+                assert!(!store.rotate_refresh(&[digest; 32], 300).await.unwrap());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_first_keys_and_rotations_add_one_key_and_shared_secrets_agree() {
+    for (name, store, _keep) in backends().await {
+        let mut firsts = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let store = Arc::clone(&store);
+            firsts.spawn(async move {
+                rotation::add_key(&*store, KeyAlgorithm::Es256, None, 1, 1)
+                    .await
+                    .unwrap()
+            });
+        }
+        let added: Vec<_> = firsts.join_all().await.into_iter().flatten().collect();
+        assert_eq!(added.len(), 1, "{name}: one first key");
+        let mut rotations = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let (store, first) = (Arc::clone(&store), added[0].kid.clone());
+            rotations.spawn(async move {
+                rotation::add_key(&*store, KeyAlgorithm::Es256, Some(&first), 2, 10)
+                    .await
+                    .unwrap()
+            });
+        }
+        let rotated = rotations.join_all().await.into_iter().flatten().count();
+        assert_eq!(rotated, 1, "{name}: one successor");
+        let keys = store.list_keys().await.unwrap();
+        assert_eq!(keys.len(), 2, "{name}");
+        assert_eq!(keys[1].succeeds.as_deref(), Some(added[0].kid.as_str()));
+
+        let mut secrets = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let store = Arc::clone(&store);
+            secrets.spawn(async move { store.server_secret("csrf", 1).await.unwrap() });
+        }
+        let values = secrets.join_all().await;
+        assert!(
+            values.windows(2).all(|pair| pair[0] == pair[1]),
+            "{name}: one secret"
+        );
+        assert_eq!(values[0].len(), 32);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_a_store_error_not_a_hang() {
+    // Nothing listens on port 1: the open fails fast with an error naming the database.
+    let started = std::time::Instant::now();
+    let error = store::open_with(
+        "postgres://postgres@127.0.0.1:1/none",
+        store::PoolSettings {
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_secs(2),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("database"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn test_database_urls_replace_only_the_database() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/test?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
+}
