@@ -9,6 +9,7 @@
     clippy::expect_used
 )]
 
+pub mod cluster;
 pub mod postgres;
 
 use std::sync::Arc;
