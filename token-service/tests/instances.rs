@@ -6,7 +6,10 @@
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use scopegate_token_service::grant::authorization_code::s256;
@@ -29,6 +32,10 @@ pub struct Pair {
 
 impl Pair {
     async fn start() -> Self {
+        Self::start_with(|config| config).await
+    }
+
+    async fn start_with(adjust: impl Fn(String) -> String) -> Self {
         let database = TestDatabase::create().await;
         let dir = tempfile::tempdir().unwrap();
         let (port_a, port_b) = (free_port(), free_port());
@@ -38,7 +45,7 @@ impl Pair {
             &format!("storage = \"{}\"", database.url),
         );
         let path: PathBuf = dir.path().join("config.toml");
-        std::fs::write(&path, config).unwrap();
+        std::fs::write(&path, adjust(config)).unwrap();
         // Started together, as a deployment would: they race to migrate and to create the
         // first key, and must agree.
         let (a, b) = tokio::join!(
@@ -364,5 +371,163 @@ async fn of_twenty_concurrent_refreshes_over_both_instances_exactly_one_succeeds
             (status, json["error"].as_str()),
             (StatusCode::BAD_REQUEST, Some("invalid_grant"))
         );
+    }
+}
+
+fn header_kid(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// Automatic rotation every 3 s (announced 2 s ahead; JWKS max-age 1 s; instances re-read
+/// keys every 250 ms) while both instances issue JWTs under load and a validator checks every
+/// token with the key set it has cached — it is never allowed to refetch for an unknown key.
+#[tokio::test]
+async fn keys_rotate_on_schedule_under_load_and_no_valid_token_is_rejected() {
+    let pair = Pair::start_with(|config| {
+        config.replace(
+            "announce_period = \"10m\"",
+            "announce_period = \"2s\"\njwks_max_age = \"1s\"\nrotation_period = \"3s\"\nkey_reload_interval = \"250ms\"",
+        )
+    })
+    .await;
+    let validator = scopegate_validator::Validator::builder()
+        .issuer(&pair.a.url)
+        .audience(API)
+        .algorithms([scopegate_validator::Algorithm::ES256])
+        // The set follows the JWKS max-age (1 s); an unknown kid never triggers a fetch (the
+        // cooldown outlasts the test), so a token signed by a key the cache does not hold yet
+        // is rejected.
+        .jwks_ttl(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .jwks_refetch_cooldown(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let load_for = Duration::from_secs(10);
+
+    // When each kid was first published by each instance.
+    let first_seen: Arc<Mutex<BTreeMap<(u16, String), Duration>>> = Arc::default();
+    let monitor = {
+        let first_seen = Arc::clone(&first_seen);
+        let instances = [
+            (pair.a.port, pair.a.url.clone()),
+            (pair.b.port, pair.b.url.clone()),
+        ];
+        tokio::spawn(async move {
+            let client = http();
+            while started.elapsed() < load_for + Duration::from_secs(1) {
+                for (port, url) in &instances {
+                    let jwks: Value = client
+                        .get(format!("{url}/.well-known/jwks.json"))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    let at = started.elapsed();
+                    let mut seen = first_seen.lock().unwrap();
+                    for key in jwks["keys"].as_array().unwrap() {
+                        seen.entry((*port, key["kid"].as_str().unwrap().to_owned()))
+                            .or_insert(at);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let (validator, urls) = (validator.clone(), [pair.a.url.clone(), pair.b.url.clone()]);
+        workers.spawn(async move {
+            let mut results = Vec::new();
+            let mut round = worker;
+            while started.elapsed() < load_for {
+                let url = &urls[round % 2];
+                round += 1;
+                let (status, json) = post(
+                    &format!("{url}/token"),
+                    Some(JWT_CLIENT),
+                    "grant_type=client_credentials".to_owned(),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "{json}");
+                let received = started.elapsed();
+                let token = json["access_token"].as_str().unwrap().to_owned();
+                let outcome = validator
+                    .validate(&token)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                results.push((header_kid(&token), received, outcome));
+            }
+            results
+        });
+    }
+    let results: Vec<_> = workers.join_all().await.into_iter().flatten().collect();
+    monitor.await.unwrap();
+
+    let rejected: Vec<_> = results
+        .iter()
+        .filter(|(_, _, outcome)| outcome.is_err())
+        .collect();
+    let signing: BTreeSet<&String> = results.iter().map(|(kid, _, _)| kid).collect();
+    let seen = first_seen.lock().unwrap();
+    let published: BTreeSet<&String> = seen.keys().map(|(_, kid)| kid).collect();
+    println!(
+        "rotation under load: {} tokens over {:?}, {} signing keys, {} published, {} rejected",
+        results.len(),
+        load_for,
+        signing.len(),
+        published.len(),
+        rejected.len()
+    );
+    assert!(
+        rejected.is_empty(),
+        "valid tokens rejected: {:?}",
+        &rejected[..rejected.len().min(5)]
+    );
+    assert!(
+        results.len() >= 200,
+        "the load was light: {} tokens",
+        results.len()
+    );
+    assert!(
+        signing.len() >= 3,
+        "at least two scheduled rotations in 10 s: {signing:?}"
+    );
+    // The instances added one key per rotation between them, never one each: every published
+    // key signed, except at most the one announced at the end.
+    assert!(
+        published.len() <= signing.len() + 1,
+        "{published:?} vs {signing:?}"
+    );
+    // No token was signed by a key before both instances had published it for at least the
+    // JWKS max-age (1 s); the 50 ms polling makes the first-seen times late, never early.
+    for (kid, received, _) in &results {
+        for port in [pair.a.port, pair.b.port] {
+            let Some(published_at) = seen.get(&(port, kid.clone())) else {
+                panic!("{kid} signed a token but instance {port} never published it");
+            };
+            if *published_at > Duration::from_millis(200) {
+                // (Keys published when the test began were announced before it.)
+                assert!(
+                    *received >= *published_at + Duration::from_secs(1),
+                    "{kid}: token at {received:?}, published by {port} at {published_at:?}"
+                );
+            }
+        }
     }
 }
