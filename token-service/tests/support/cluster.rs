@@ -5,6 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::{API_CREDENTIALS, basic_header, form_encode};
+use scopegate_token_service::grant::authorization_code::s256;
+
+pub const REDIRECT: &str = "http://127.0.0.1:3000/callback";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
 /// A free loopback port (bound, then released for the instance to take).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -109,4 +118,152 @@ impl Drop for Instance {
     fn drop(&mut self) {
         self.kill_9();
     }
+}
+
+// HTTP helpers speaking to instances as clients and browsers do.
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub async fn post(url: &str, basic: Option<(&str, &str)>, body: String) -> (StatusCode, Value) {
+    let mut request = http()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some((id, secret)) = basic {
+        request = request.header("authorization", basic_header(id, secret));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn client_token(instance: &Instance, client: (&str, &str)) -> String {
+    let (status, json) = post(
+        &format!("{}/token", instance.url),
+        Some(client),
+        "grant_type=client_credentials".to_owned(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    json["access_token"].as_str().unwrap().to_owned()
+}
+
+pub async fn introspect(instance: &Instance, token: &str) -> Value {
+    let (status, json) = post(
+        &format!("{}/introspect", instance.url),
+        Some(API_CREDENTIALS),
+        format!("token={}", form_encode(token)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    json
+}
+
+pub fn authorize_query() -> String {
+    format!(
+        "response_type=code&client_id=web-app&redirect_uri={}&scope=openid%20profile&state=st&nonce=n&code_challenge={}&code_challenge_method=S256",
+        form_encode(REDIRECT),
+        s256(VERIFIER)
+    )
+}
+
+pub fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap() + marker.len();
+    let end = start + html[start..].find('"').unwrap();
+    html[start..end]
+        .replace("&amp;", "&")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+}
+
+pub fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| {
+            value
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .find(|cookie| cookie.starts_with(&format!("{name}=")))
+}
+
+pub fn code_of(response: &reqwest::Response) -> String {
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    location
+        .query_pairs()
+        .find(|(key, _)| key == "code")
+        .map(|(_, value)| value.into_owned())
+        .expect("a code in the redirect")
+}
+
+/// Signs jane in at `instance`; returns the code and the session cookie.
+pub async fn sign_in(instance: &Instance) -> (String, String) {
+    let browser = http();
+    let page = browser
+        .get(format!("{}/authorize?{}", instance.url, authorize_query()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let login_cookie = cookie(&page, "scopegate_login").unwrap();
+    let html = page.text().await.unwrap();
+    let answer = browser
+        .post(format!("{}/login", instance.url))
+        .header("cookie", login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={}&request={}&username=jane&password=jane-password-1",
+            form_encode(&hidden(&html, "csrf")),
+            form_encode(&hidden(&html, "request")),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let session = cookie(&answer, "scopegate_session").unwrap();
+    (code_of(&answer), session)
+}
+
+/// A code from an existing session, without signing in again.
+pub async fn code_with_session(instance: &Instance, session: &str) -> String {
+    let answer = http()
+        .get(format!("{}/authorize?{}", instance.url, authorize_query()))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    code_of(&answer)
+}
+
+pub async fn redeem(instance: &Instance, code: &str) -> (StatusCode, Value) {
+    post(
+        &format!("{}/token", instance.url),
+        None,
+        format!(
+            "grant_type=authorization_code&client_id=web-app&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
+            form_encode(REDIRECT)
+        ),
+    )
+    .await
+}
+
+pub async fn refresh(instance: &Instance, token: &str) -> (StatusCode, Value) {
+    post(
+        &format!("{}/token", instance.url),
+        None,
+        format!("grant_type=refresh_token&client_id=web-app&refresh_token={token}"),
+    )
+    .await
 }

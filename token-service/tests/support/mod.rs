@@ -10,6 +10,7 @@
 )]
 
 pub mod cluster;
+pub mod pg_server;
 pub mod postgres;
 
 use std::sync::Arc;
