@@ -154,6 +154,7 @@ impl State {
             &store.server_secret("csrf", now).await?,
         );
         let ring = KeyRing::load(&store.list_keys().await?, registry.retention().await?)?;
+        let throttle = throttle::Throttle::new(Arc::clone(&store));
         Ok(Self {
             inner: Arc::new(Shared {
                 secrets: SecretVerifier::new(config.limits.max_concurrent_hashing),
@@ -162,7 +163,7 @@ impl State {
                 keys: ArcSwap::from_pointee(ring),
                 registry,
                 users,
-                throttle: throttle::Throttle::default(),
+                throttle,
                 userinfo_layer: tower_scopegate::ScopeLayer::all_of(&userinfo, ["openid"])
                     .map_err(StartError::UserinfoScope)?,
                 userinfo,

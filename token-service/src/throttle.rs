@@ -1,24 +1,25 @@
 //! Login throttling: after too many failures, a username (whether it exists or not) and a
-//! client address are refused for a while. Counted per instance.
+//! client address are refused for a while. Failures are counted in the store, so every
+//! instance sees the failures made at the others: two instances allow no more attempts than
+//! one. Keys are digests: a password typed into the username field is never stored.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use moka::sync::Cache;
+use crate::secret::token_digest;
+use crate::store::{Store, StoreError};
 
 /// Failures allowed per username in a window.
-pub const PER_USER: u32 = 5;
+pub const PER_USER: u64 = 5;
 /// Failures allowed per client address in a window.
-pub const PER_ADDRESS: u32 = 20;
+pub const PER_ADDRESS: u64 = 20;
 /// The window, counted from the first failure.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 
-/// Failure counters.
+/// Failure counters kept in the store.
 #[derive(Clone)]
 pub struct Throttle {
-    users: Cache<String, Arc<AtomicU32>>,
-    addresses: Cache<String, Arc<AtomicU32>>,
+    store: Arc<dyn Store>,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -27,45 +28,54 @@ impl std::fmt::Debug for Throttle {
     }
 }
 
-impl Default for Throttle {
-    fn default() -> Self {
-        let counters = || {
-            Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(WINDOW)
-                .build()
-        };
-        Self {
-            users: counters(),
-            addresses: counters(),
-        }
-    }
+fn user_key(username: &str) -> [u8; 32] {
+    token_digest(&format!("user\0{}", username.to_lowercase()))
 }
 
-fn count(cache: &Cache<String, Arc<AtomicU32>>, key: &str) -> u32 {
-    cache
-        .get(key)
-        .map_or(0, |counter| counter.load(Ordering::Relaxed))
+fn address_key(address: &str) -> [u8; 32] {
+    token_digest(&format!("address\0{address}"))
 }
 
 impl Throttle {
-    /// Whether this attempt must be refused without checking the password.
+    /// Counters in `store`.
     #[must_use]
-    pub fn blocked(&self, username: &str, address: Option<&str>) -> bool {
-        count(&self.users, &username.to_lowercase()) >= PER_USER
-            || address.is_some_and(|address| count(&self.addresses, address) >= PER_ADDRESS)
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
     }
 
-    /// Counts a failed attempt.
-    pub fn failed(&self, username: &str, address: Option<&str>) {
-        let bump = |cache: &Cache<String, Arc<AtomicU32>>, key: String| {
-            cache
-                .get_with(key, || Arc::new(AtomicU32::new(0)))
-                .fetch_add(1, Ordering::Relaxed);
-        };
-        bump(&self.users, username.to_lowercase());
-        if let Some(address) = address {
-            bump(&self.addresses, address.to_owned());
+    /// Whether this attempt must be refused without checking the password.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: the caller refuses the attempt (it cannot be counted).
+    pub async fn blocked(
+        &self,
+        username: &str,
+        address: Option<&str>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        if self.store.login_failures(&user_key(username), now).await? >= PER_USER {
+            return Ok(true);
+        }
+        match address {
+            Some(address) => Ok(self
+                .store
+                .login_failures(&address_key(address), now)
+                .await?
+                >= PER_ADDRESS),
+            None => Ok(false),
+        }
+    }
+
+    /// Counts a failed attempt (a store failure is logged: the attempt was refused anyway).
+    pub async fn failed(&self, username: &str, address: Option<&str>, now: u64) {
+        let window = WINDOW.as_secs();
+        let mut keys = vec![user_key(username)];
+        keys.extend(address.map(address_key));
+        for key in keys {
+            if let Err(error) = self.store.record_login_failure(&key, now, window).await {
+                tracing::error!(%error, "could not count a failed sign-in");
+            }
         }
     }
 }
@@ -73,23 +83,59 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SqliteStore;
 
-    #[test]
-    fn users_and_addresses_are_blocked_after_their_limits() {
-        let throttle = Throttle::default();
+    #[tokio::test]
+    async fn users_and_addresses_are_blocked_after_their_limits_until_the_window_ends() {
+        let throttle = Throttle::new(Arc::new(
+            SqliteStore::open("sqlite::memory:").await.unwrap(),
+        ));
+        let now = 1_000;
         for _ in 0..PER_USER {
-            assert!(!throttle.blocked("Jane", Some("10.0.0.1")));
-            throttle.failed("Jane", Some("10.0.0.1"));
+            assert!(
+                !throttle
+                    .blocked("Jane", Some("10.0.0.1"), now)
+                    .await
+                    .unwrap()
+            );
+            throttle.failed("Jane", Some("10.0.0.1"), now).await;
         }
         assert!(
-            throttle.blocked("jane", None),
+            throttle.blocked("jane", None, now).await.unwrap(),
             "names are compared without case"
         );
-        assert!(!throttle.blocked("other", Some("10.0.0.1")));
+        assert!(
+            !throttle
+                .blocked("other", Some("10.0.0.1"), now)
+                .await
+                .unwrap()
+        );
         for index in 0..PER_ADDRESS {
-            throttle.failed(&format!("user{index}"), Some("10.0.0.2"));
+            throttle
+                .failed(&format!("user{index}"), Some("10.0.0.2"), now)
+                .await;
         }
-        assert!(throttle.blocked("fresh", Some("10.0.0.2")));
-        assert!(!throttle.blocked("fresh", Some("10.0.0.3")));
+        assert!(
+            throttle
+                .blocked("fresh", Some("10.0.0.2"), now)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !throttle
+                .blocked("fresh", Some("10.0.0.3"), now)
+                .await
+                .unwrap()
+        );
+        // The window is counted from the first failure; after it, counting starts again.
+        let later = now + WINDOW.as_secs();
+        assert!(
+            !throttle
+                .blocked("jane", Some("10.0.0.2"), later)
+                .await
+                .unwrap()
+        );
+        throttle.failed("jane", None, later).await;
+        assert!(!throttle.blocked("jane", None, later).await.unwrap());
     }
 }

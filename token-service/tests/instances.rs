@@ -224,6 +224,23 @@ async fn of_twenty_concurrent_refreshes_over_both_instances_exactly_one_succeeds
     }
 }
 
+#[tokio::test]
+async fn failed_sign_ins_at_both_instances_add_up_to_one_limit() {
+    let pair = Pair::start().await;
+    // Five failures, spread over the two instances: the limit for one user.
+    for attempt in 0..5 {
+        let instance = if attempt % 2 == 0 { &pair.a } else { &pair.b };
+        let answer = submit_password(instance, "wrong-password").await;
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Now even the right password is refused, at either instance.
+    for instance in [&pair.a, &pair.b] {
+        let answer = submit_password(instance, "jane-password-1").await;
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(answer.headers()["retry-after"], "900");
+    }
+}
+
 fn header_kid(token: &str) -> String {
     use base64::Engine;
     let header = token.split('.').next().unwrap();

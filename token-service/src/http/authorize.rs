@@ -484,7 +484,21 @@ pub(super) async fn login(
             status,
         )
     };
-    if state.throttle().blocked(username, address.as_deref()) {
+    let blocked = match state
+        .throttle()
+        .blocked(username, address.as_deref(), state.now())
+        .await
+    {
+        Ok(blocked) => blocked,
+        Err(error) => {
+            tracing::error!(%error, "store failure at sign-in");
+            return retry(
+                "The service cannot sign you in right now; try again shortly.",
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
+    };
+    if blocked {
         let mut response = retry(
             "Too many failed attempts. Wait a few minutes and try again.",
             StatusCode::TOO_MANY_REQUESTS,
@@ -509,7 +523,10 @@ pub(super) async fn login(
         }
     };
     let Some(account) = account else {
-        state.throttle().failed(username, address.as_deref());
+        state
+            .throttle()
+            .failed(username, address.as_deref(), state.now())
+            .await;
         tracing::debug!("sign-in failed");
         // The same words whether the user exists or not.
         return retry("Wrong username or password.", StatusCode::UNAUTHORIZED);

@@ -79,7 +79,21 @@ pub(super) async fn change(
     let answer =
         |status, text: &str| form_page(&state, &headers, status, Some((text, true)), username);
     let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
-    if state.throttle().blocked(username, address.as_deref()) {
+    let blocked = match state
+        .throttle()
+        .blocked(username, address.as_deref(), state.now())
+        .await
+    {
+        Ok(blocked) => blocked,
+        Err(error) => {
+            tracing::error!(%error, "store failure at password change");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service cannot change your password right now; try again shortly.",
+            );
+        }
+    };
+    if blocked {
         let mut response = answer(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed attempts. Wait a few minutes and try again.",
@@ -101,7 +115,10 @@ pub(super) async fn change(
     {
         Ok(Some(account)) => account,
         Ok(None) => {
-            state.throttle().failed(username, address.as_deref());
+            state
+                .throttle()
+                .failed(username, address.as_deref(), state.now())
+                .await;
             return answer(StatusCode::UNAUTHORIZED, "Wrong username or password.");
         }
         Err(error) => {

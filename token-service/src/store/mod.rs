@@ -342,6 +342,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every signing key.
     async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
 
+    /// Failed sign-ins counted under `key` (a digest of a username or address) in its open
+    /// window; 0 when the window has closed.
+    async fn login_failures(&self, key: &[u8; 32], now: u64) -> Result<u64, StoreError>;
+    /// Counts one failed sign-in under `key`; a window of `window` seconds opens with the first.
+    async fn record_login_failure(
+        &self,
+        key: &[u8; 32],
+        now: u64,
+        window: u64,
+    ) -> Result<(), StoreError>;
+
     /// Deletes rows that expired before `cutoff`.
     async fn sweep(&self, cutoff: u64) -> Result<Swept, StoreError>;
 }

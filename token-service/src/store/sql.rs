@@ -680,6 +680,43 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn login_failures(&self, key: &[u8; 32], now: u64) -> Result<u64, StoreError> {
+                let row = sqlx::query(
+                    "SELECT failures FROM login_failures WHERE key = $1 AND window_ends > $2",
+                )
+                .bind(key.as_slice())
+                .bind(to_i64(now))
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(row) => to_u64(row.try_get("failures")?),
+                    None => 0,
+                })
+            }
+
+            async fn record_login_failure(
+                &self,
+                key: &[u8; 32],
+                now: u64,
+                window: u64,
+            ) -> Result<(), StoreError> {
+                // One statement: failures counted at every instance add up.
+                sqlx::query(
+                    "INSERT INTO login_failures (key, failures, window_ends) VALUES ($1, 1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                     failures = CASE WHEN login_failures.window_ends <= $3 THEN 1 \
+                                ELSE login_failures.failures + 1 END, \
+                     window_ends = CASE WHEN login_failures.window_ends <= $3 THEN $2 \
+                                   ELSE login_failures.window_ends END",
+                )
+                .bind(key.as_slice())
+                .bind(to_i64(now.saturating_add(window)))
+                .bind(to_i64(now))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             async fn sweep(&self, cutoff: u64) -> Result<Swept, StoreError> {
                 let tokens = sqlx::query("DELETE FROM access_tokens WHERE expires_at < $1")
                     .bind(to_i64(cutoff))
@@ -693,6 +730,7 @@ macro_rules! sql_store {
                     .rows_affected();
                 for statement in [
                     "DELETE FROM sessions WHERE expires_at < $1",
+                    "DELETE FROM login_failures WHERE window_ends < $1",
                     "DELETE FROM grant_tokens WHERE expires_at < $1",
                     "DELETE FROM refresh_tokens WHERE expires_at < $1",
                     // Redeemed codes are kept a day past expiry, so that a late replay is still

@@ -209,8 +209,8 @@ pub fn code_of(response: &reqwest::Response) -> String {
         .expect("a code in the redirect")
 }
 
-/// Signs jane in at `instance`; returns the code and the session cookie.
-pub async fn sign_in(instance: &Instance) -> (String, String) {
+/// Opens the login page at `instance` and submits `password` for jane.
+pub async fn submit_password(instance: &Instance, password: &str) -> reqwest::Response {
     let browser = http();
     let page = browser
         .get(format!("{}/authorize?{}", instance.url, authorize_query()))
@@ -220,18 +220,24 @@ pub async fn sign_in(instance: &Instance) -> (String, String) {
     assert_eq!(page.status(), StatusCode::OK);
     let login_cookie = cookie(&page, "scopegate_login").unwrap();
     let html = page.text().await.unwrap();
-    let answer = browser
+    browser
         .post(format!("{}/login", instance.url))
         .header("cookie", login_cookie)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
-            "csrf={}&request={}&username=jane&password=jane-password-1",
+            "csrf={}&request={}&username=jane&password={}",
             form_encode(&hidden(&html, "csrf")),
             form_encode(&hidden(&html, "request")),
+            form_encode(password),
         ))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Signs jane in at `instance`; returns the code and the session cookie.
+pub async fn sign_in(instance: &Instance) -> (String, String) {
+    let answer = submit_password(instance, "jane-password-1").await;
     let session = cookie(&answer, "scopegate_session").unwrap();
     (code_of(&answer), session)
 }
