@@ -907,7 +907,55 @@ storage = "sqlite::memory:"
         assert_eq!(config.signing.algorithm, KeyAlgorithm::Rs256);
         assert_eq!(config.signing.jwks_max_age, Duration::from_secs(300));
         assert_eq!(config.signing.announce_period, Duration::from_secs(600));
+        assert_eq!(
+            config.signing.rotation_period,
+            Some(Duration::from_secs(90 * 86400))
+        );
+        assert_eq!(config.signing.key_reload_interval, Duration::from_secs(30));
         assert_eq!(config.limits.max_body_bytes, 65536);
+        assert_eq!(config.limits.database_connections, 16);
+        assert_eq!(config.limits.database_wait, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn rotation_settings_are_checked_against_each_other() {
+        // A key must be announced for longer than validators may cache the JWKS plus the time
+        // instances take to learn of it.
+        let error =
+            with("[signing]\njwks_max_age = \"5m\"\nannounce_period = \"5m\"\n").unwrap_err();
+        assert_eq!(field_of(error), "signing.announce_period");
+        // The default announce period follows a short max-age and a long reload interval.
+        let config =
+            with("[signing]\njwks_max_age = \"1s\"\nkey_reload_interval = \"1m\"\n").unwrap();
+        assert_eq!(config.signing.announce_period, Duration::from_secs(61));
+        let error = with("[signing]\nrotation_period = \"5m\"\n").unwrap_err();
+        assert_eq!(field_of(error), "signing.rotation_period");
+        let config = with("[signing]\nrotation_period = \"0s\"\n").unwrap();
+        assert_eq!(config.signing.rotation_period, None, "0s: by hand only");
+        let error = with("[signing]\nkey_reload_interval = \"0s\"\n").unwrap_err();
+        assert_eq!(field_of(error), "signing.key_reload_interval");
+    }
+
+    #[test]
+    fn storage_and_database_limits_are_checked() {
+        let config = Config::from_toml(
+            "issuer = \"https://a.test\"\nlisten = \"127.0.0.1:1\"\nstorage = \"postgres://u@h/db\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.storage, "postgres://u@h/db");
+        let error = Config::from_toml(
+            "issuer = \"https://a.test\"\nlisten = \"127.0.0.1:1\"\nstorage = \"mysql://h/db\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(field_of(error), "storage");
+        assert_eq!(
+            field_of(with("[limits]\ndatabase_connections = 0\n").unwrap_err()),
+            "limits.database_connections"
+        );
+        assert_eq!(
+            field_of(with("[limits]\ndatabase_wait = \"2m\"\n").unwrap_err()),
+            "limits.database_wait"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `scopegate-token-service`: a compact OAuth2 / OpenID Connect authorization server.
 //!
-//! Today it serves machine-to-machine tokens: the client credentials grant (JWT per RFC 9068 or
-//! opaque tokens, per client), introspection (RFC 7662) for registered APIs, revocation
-//! (RFC 7009), the JWKS with key rotation, and discovery (RFC 8414 / OpenID Connect).
+//! The client credentials grant (JWT per RFC 9068 or opaque tokens, per client), the browser
+//! sign-in with authorization code + PKCE, refresh tokens and OpenID Connect id_tokens,
+//! introspection (RFC 7662) for registered APIs, revocation (RFC 7009), the JWKS with automatic
+//! key rotation, and discovery (RFC 8414 / OpenID Connect). One instance on SQLite, or several
+//! sharing Postgres.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
