@@ -25,12 +25,8 @@ fn write_config(dir: &tempfile::TempDir, port: u16, storage: &str, extra: &str) 
         "storage = \"sqlite::memory:\"",
         &format!("storage = \"{storage}\""),
     );
-    // `[limits]` goes before the first table so that it is not read as part of one.
-    let config = format!(
-        "{}\n{}",
-        config.replacen("[signing]", &format!("{extra}\n[signing]"), 1),
-        ""
-    );
+    // Extra tables go before `[signing]`, the first table of the text.
+    let config = config.replacen("[signing]", &format!("{extra}\n[signing]"), 1);
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
     path

@@ -18,14 +18,12 @@ pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_end = base.find("://").map_or(0, |scheme| {
-        scheme
-            + 3
-            + base[scheme + 3..]
-                .find('/')
-                .unwrap_or(base.len() - scheme - 3)
-    });
-    let mut result = format!("{}/{database}", &base[..authority_end]);
+    // The path starts at the first `/` after `scheme://`.
+    let authority_start = base.find("://").map_or(0, |scheme| scheme + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |slash| authority_start + slash);
+    let mut result = format!("{}/{database}", &base[..path_start]);
     if let Some(query) = query {
         result.push('?');
         result.push_str(query);
