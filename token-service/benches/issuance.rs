@@ -1,24 +1,33 @@
 //! Token service throughput over real HTTP with `wrk` (Debian's package) on loopback:
 //! client_credentials issuance (opaque, JWT RS256, JWT ES256) and introspection (opaque, JWT),
-//! on the embedded SQLite store (a file, WAL). The variants alternate in rounds so that a noisy
-//! neighbour slows all of them alike. Also reports the bare signing rate on one core, so that
-//! JWT issuance can be read against the signature's own cost, and CPU time per request.
+//! on the embedded SQLite store (a file, WAL) and on Postgres. The variants alternate in rounds
+//! so that a noisy neighbour slows all of them alike. Also reports the bare signing rate, so
+//! that JWT issuance can be read against the signature's own cost, and CPU time per request.
 //!
 //! Run with: `cargo bench -p scopegate-token-service --bench issuance` (needs `wrk` and
-//! util-linux's `taskset`; `ROUNDS` and `SECONDS` override 3 rounds of 3 s per variant).
+//! util-linux's `taskset`). Settings (environment):
+//! - `ROUNDS`, `SECONDS`: 3 rounds of 3 s per variant;
+//! - `STORES`: `sqlite,postgres` (Postgres: a fresh database on the server named by
+//!   `SCOPEGATE_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`);
+//! - `ONLY`: only the variants whose name holds this text (for profiling);
+//! - `LAYOUT`: `machine` (default: the service with two worker threads and wrk share both
+//!   cores, as on a small server) or `one-core` (the service on core 1 with one worker thread,
+//!   wrk on core 0).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../tests/support/postgres.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod postgres;
+
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine;
 use scopegate_token_service::config::Config;
 use scopegate_token_service::keys::{KeyAlgorithm, SigningKey};
-use scopegate_token_service::store::{SqliteStore, Store};
-use scopegate_token_service::{State, app};
+use scopegate_token_service::{State, app, store};
 use scopegate_validator::SystemClock;
 
 const API: &str = "https://api.example.test";
@@ -63,6 +72,24 @@ struct Variant {
     script: std::path::PathBuf,
 }
 
+/// Where the service and wrk run.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    /// Service (two worker threads) and wrk share both cores.
+    Machine,
+    /// Service on core 1 (one worker thread), wrk on core 0.
+    OneCore,
+}
+
+impl Layout {
+    fn workers(self) -> usize {
+        match self {
+            Self::Machine => 2,
+            Self::OneCore => 1,
+        }
+    }
+}
+
 /// `client_secret_basic`: id and secret form-encoded first (RFC 6749 §2.3.1).
 fn basic(id: &str, secret: &str) -> String {
     let encode =
@@ -90,7 +117,7 @@ fn script(dir: &Path, name: &str, authorization: &str, body: &str) -> std::path:
 }
 
 /// CPU time (user + system) this process has used, in seconds.
-fn cpu_seconds() -> f64 {
+fn process_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
     let fields: Vec<&str> = stat
         .rsplit(')')
@@ -102,19 +129,44 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+/// CPU time the whole machine has been busy (every core; wrk and Postgres included), seconds.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|value| value.parse().unwrap())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    let busy: f64 = ticks.iter().take(8).sum::<f64>() - ticks[3] - ticks[4];
+    busy / 100.0
+}
+
 struct Measured {
     rate: f64,
     p50: String,
     p99: String,
-    cpu_per_request_us: f64,
+    service_cpu_us: f64,
+    machine_cpu_us: f64,
 }
 
-fn wrk(variant: &Variant, seconds: usize) -> Measured {
-    let cpu_before = cpu_seconds();
-    let output = Command::new("taskset")
+fn wrk(variant: &Variant, seconds: usize, layout: Layout) -> Measured {
+    let (process_before, machine_before) = (process_cpu_seconds(), machine_busy_seconds());
+    let mut command = Command::new("taskset");
+    // Machine layout: wrk may run on either core, like the service.
+    command.args([
+        "-c",
+        if layout == Layout::OneCore {
+            "0"
+        } else {
+            "0,1"
+        },
+    ]);
+    let output = command
         .args([
-            "-c",
-            "0",
             "wrk",
             "-t1",
             "-c32",
@@ -126,10 +178,11 @@ fn wrk(variant: &Variant, seconds: usize) -> Measured {
         .arg(&variant.url)
         .output()
         .expect("wrk is installed");
-    let cpu = cpu_seconds() - cpu_before;
+    let process = process_cpu_seconds() - process_before;
+    let machine = machine_busy_seconds() - machine_before;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
-        !text.contains("Non-2xx"),
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
         "{} answered errors:\n{text}",
         variant.name
     );
@@ -143,11 +196,13 @@ fn wrk(variant: &Variant, seconds: usize) -> Measured {
             .find_map(|line| line.trim().strip_prefix(label))
             .map_or_else(|| "?".to_owned(), |value| value.trim().to_owned())
     };
+    let requests = rate * seconds as f64;
     Measured {
         rate,
         p50: percentile("50%"),
         p99: percentile("99%"),
-        cpu_per_request_us: cpu / (rate * seconds as f64) * 1e6,
+        service_cpu_us: process / requests * 1e6,
+        machine_cpu_us: machine / requests * 1e6,
     }
 }
 
@@ -158,28 +213,40 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Signatures per second on this core, without HTTP, JSON or a store.
-fn bare_signing_rate(algorithm: KeyAlgorithm) -> f64 {
+/// Signatures per second on `threads` threads, without HTTP, JSON or a store.
+fn bare_signing_rate(algorithm: KeyAlgorithm, threads: usize) -> f64 {
     let (key, _) = SigningKey::generate(algorithm).unwrap();
     let message = [b'x'; 400];
     let start = Instant::now();
-    let mut count = 0u32;
-    while start.elapsed().as_secs_f64() < 2.0 {
-        for _ in 0..100 {
-            std::hint::black_box(key.sign(&message).unwrap());
-        }
-        count += 100;
-    }
+    let count: u32 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut count = 0u32;
+                    while start.elapsed().as_secs_f64() < 2.0 {
+                        for _ in 0..20 {
+                            std::hint::black_box(key.sign(&message).unwrap());
+                        }
+                        count += 20;
+                    }
+                    count
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap())
+            .sum()
+    });
     f64::from(count) / start.elapsed().as_secs_f64()
 }
 
-async fn start_service(algorithm: &str, dir: &Path) -> String {
-    let storage = format!("sqlite://{}/{algorithm}.db", dir.display());
+async fn start_service(algorithm: &str, storage: &str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let config = Config::from_toml(&config(&issuer, &storage, algorithm)).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&storage).await.unwrap());
-    let state = State::with_store(config, store, Arc::new(SystemClock))
+    let config = Config::from_toml(&config(&issuer, storage, algorithm)).unwrap();
+    let store = store::open(storage).await.unwrap();
+    let state = State::with_store(config, store, std::sync::Arc::new(SystemClock))
         .await
         .unwrap();
     tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
@@ -199,129 +266,172 @@ async fn get_token(issuer: &str, client: (&str, &str)) -> String {
     json["access_token"].as_str().unwrap().to_owned()
 }
 
+/// The five variants of one store: an RS256 and an ES256 service on it.
+async fn variants_on(store_name: &str, storages: [&str; 2], dir: &Path) -> Vec<Variant> {
+    let rs256 = start_service("RS256", storages[0]).await;
+    let es256 = start_service("ES256", storages[1]).await;
+    let opaque_token = get_token(&rs256, ("opaque-client", "opaque-secret")).await;
+    let jwt_token = get_token(&es256, ("jwt-client", "jwt-secret")).await;
+    let form = "grant_type=client_credentials";
+    let variant = |name: &str, url: String, authorization: String, body: &str| Variant {
+        name: format!("{store_name}: {name}"),
+        url,
+        script: script(
+            dir,
+            &format!("{store_name}-{}", name.replace(' ', "-")),
+            &authorization,
+            body,
+        ),
+    };
+    vec![
+        variant(
+            "issue opaque",
+            format!("{rs256}/token"),
+            basic("opaque-client", "opaque-secret"),
+            form,
+        ),
+        variant(
+            "issue JWT RS256",
+            format!("{rs256}/token"),
+            basic("jwt-client", "jwt-secret"),
+            form,
+        ),
+        variant(
+            "issue JWT ES256",
+            format!("{es256}/token"),
+            basic("jwt-client", "jwt-secret"),
+            form,
+        ),
+        variant(
+            "introspect opaque",
+            format!("{rs256}/introspect"),
+            basic(API, "api-secret"),
+            &format!("token={opaque_token}"),
+        ),
+        variant(
+            "introspect JWT ES256",
+            format!("{es256}/introspect"),
+            basic(API, "api-secret"),
+            &format!("token={jwt_token}"),
+        ),
+    ]
+}
+
 fn main() {
-    // The service (and every thread it starts, sqlx's SQLite workers included) on core 1,
-    // wrk on core 0.
-    let pinned = Command::new("taskset")
-        .args(["-p", "-c", "1", &std::process::id().to_string()])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    assert!(
-        pinned,
-        "taskset (util-linux) could not pin the service to core 1"
-    );
+    let layout = match std::env::var("LAYOUT").as_deref() {
+        Ok("one-core") => Layout::OneCore,
+        Ok("machine") | Err(_) => Layout::Machine,
+        Ok(other) => panic!("LAYOUT is `machine` or `one-core`, not `{other}`"),
+    };
+    if layout == Layout::OneCore {
+        // The service (and every thread it starts, sqlx's SQLite workers included) on core 1,
+        // wrk on core 0.
+        let pinned = Command::new("taskset")
+            .args(["-p", "-c", "1", &std::process::id().to_string()])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        assert!(
+            pinned,
+            "taskset (util-linux) could not pin the service to core 1"
+        );
+    }
     let rounds = env_number("ROUNDS", 3);
     let seconds = env_number("SECONDS", 3);
+    let stores = std::env::var("STORES").unwrap_or_else(|_| "sqlite,postgres".to_owned());
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(layout.workers())
         .enable_all()
         .build()
         .unwrap();
-    let (rs256, es256, opaque_token, jwt_token) = runtime.block_on(async {
-        let rs256 = start_service("RS256", dir.path()).await;
-        let es256 = start_service("ES256", dir.path()).await;
-        let opaque = get_token(&rs256, ("opaque-client", "opaque-secret")).await;
-        let jwt = get_token(&es256, ("jwt-client", "jwt-secret")).await;
-        (rs256, es256, opaque, jwt)
+    let mut databases = Vec::new();
+    let variants: Vec<Variant> = runtime.block_on(async {
+        let mut variants = Vec::new();
+        for store_name in stores.split(',') {
+            let storages = match store_name {
+                "sqlite" => ["RS256", "ES256"]
+                    .map(|name| format!("sqlite://{}/{name}.db", dir.path().display())),
+                "postgres" => {
+                    let (rs256, es256) = (
+                        postgres::TestDatabase::create().await,
+                        postgres::TestDatabase::create().await,
+                    );
+                    let urls = [rs256.url.clone(), es256.url.clone()];
+                    databases.extend([rs256, es256]);
+                    urls
+                }
+                other => panic!("STORES lists `sqlite` and `postgres`, not `{other}`"),
+            };
+            let storages = [storages[0].as_str(), storages[1].as_str()];
+            variants.extend(variants_on(store_name, storages, dir.path()).await);
+        }
+        variants
     });
-    let form = "grant_type=client_credentials";
-    let variants = [
-        Variant {
-            name: "issue opaque".into(),
-            url: format!("{rs256}/token"),
-            script: script(
-                dir.path(),
-                "opaque",
-                &basic("opaque-client", "opaque-secret"),
-                form,
-            ),
-        },
-        Variant {
-            name: "issue JWT RS256".into(),
-            url: format!("{rs256}/token"),
-            script: script(
-                dir.path(),
-                "rs256",
-                &basic("jwt-client", "jwt-secret"),
-                form,
-            ),
-        },
-        Variant {
-            name: "issue JWT ES256".into(),
-            url: format!("{es256}/token"),
-            script: script(
-                dir.path(),
-                "es256",
-                &basic("jwt-client", "jwt-secret"),
-                form,
-            ),
-        },
-        Variant {
-            name: "introspect opaque".into(),
-            url: format!("{rs256}/introspect"),
-            script: script(
-                dir.path(),
-                "introspect-opaque",
-                &basic(API, "api-secret"),
-                &format!("token={opaque_token}"),
-            ),
-        },
-        Variant {
-            name: "introspect JWT ES256".into(),
-            url: format!("{es256}/introspect"),
-            script: script(
-                dir.path(),
-                "introspect-jwt",
-                &basic(API, "api-secret"),
-                &format!("token={jwt_token}"),
-            ),
-        },
-    ];
+    // For profiling: `ONLY=<part of a name>` keeps the matching variants.
+    let only = std::env::var("ONLY").unwrap_or_default();
+    let variants: Vec<Variant> = variants
+        .into_iter()
+        .filter(|variant| variant.name.contains(&only))
+        .collect();
     for variant in &variants {
-        wrk(variant, 1); // warm-up (the first Argon2id check of each secret), and a 2xx check
+        wrk(variant, 1, layout); // warm-up (the first Argon2id check of each secret), 2xx check
     }
     let mut results: Vec<Vec<Measured>> = (0..variants.len()).map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for offset in 0..variants.len() {
             let index = (round + offset) % variants.len();
-            results[index].push(wrk(&variants[index], seconds));
+            results[index].push(wrk(&variants[index], seconds, layout));
         }
     }
-    let bare_rs256 = bare_signing_rate(KeyAlgorithm::Rs256);
-    let bare_es256 = bare_signing_rate(KeyAlgorithm::Es256);
+    let workers = layout.workers();
+    let bare_rs256 = bare_signing_rate(KeyAlgorithm::Rs256, workers);
+    let bare_es256 = bare_signing_rate(KeyAlgorithm::Es256, workers);
+    match layout {
+        Layout::Machine => println!(
+            "wrk -t1 -c32 -d{seconds}s and the token service (two worker threads) sharing both cores, {rounds} rounds, variants rotated"
+        ),
+        Layout::OneCore => println!(
+            "wrk -t1 -c32 -d{seconds}s on core 0, token service (one worker thread) on core 1, {rounds} rounds, variants rotated"
+        ),
+    }
     println!(
-        "wrk -t1 -c32 -d{seconds}s on core 0, token service (one worker thread) on core 1, SQLite file (WAL), {rounds} rounds, variants rotated"
-    );
-    println!(
-        "{:24} {:>10} {:>13} {:>9} {:>9} {:>12}",
-        "variant", "req/s", "min–max", "p50", "p99", "CPU µs/req"
+        "{:30} {:>8} {:>13} {:>9} {:>9} {:>13} {:>13}",
+        "variant", "req/s", "min–max", "p50", "p99", "service µs/req", "machine µs/req"
     );
     for (variant, measured) in variants.iter().zip(&mut results) {
         measured.sort_by(|a, b| a.rate.total_cmp(&b.rate));
         let median = &measured[measured.len() / 2];
         println!(
-            "{:24} {:>10.0} {:>6.0}–{:<6.0} {:>9} {:>9} {:>12.1}",
+            "{:30} {:>8.0} {:>6.0}–{:<6.0} {:>9} {:>9} {:>13.1} {:>13.1}",
             variant.name,
             median.rate,
             measured[0].rate,
             measured[measured.len() - 1].rate,
             median.p50,
             median.p99,
-            median.cpu_per_request_us
+            median.service_cpu_us,
+            median.machine_cpu_us
         );
     }
-    let rate_of = |name: &str| {
-        let index = variants
-            .iter()
-            .position(|variant| variant.name == name)
-            .unwrap();
-        results[index][results[index].len() / 2].rate
-    };
-    println!("bare signing on one core: RS256 {bare_rs256:.0}/s, ES256 {bare_es256:.0}/s");
     println!(
-        "JWT issuance / bare signing: RS256 {:.2}, ES256 {:.2}",
-        rate_of("issue JWT RS256") / bare_rs256,
-        rate_of("issue JWT ES256") / bare_es256
+        "bare signing on {workers} thread(s): RS256 {bare_rs256:.0}/s, ES256 {bare_es256:.0}/s"
     );
+    for store_name in stores.split(',') {
+        let rate_of = |name: &str| {
+            let index = variants
+                .iter()
+                .position(|variant| variant.name == format!("{store_name}: {name}"))?;
+            Some(results[index][results[index].len() / 2].rate)
+        };
+        if let (Some(rs256), Some(es256)) = (rate_of("issue JWT RS256"), rate_of("issue JWT ES256"))
+        {
+            println!(
+                "{store_name}: JWT issuance / bare signing: RS256 {:.2}, ES256 {:.2}",
+                rs256 / bare_rs256,
+                es256 / bare_es256
+            );
+        }
+    }
+    drop(runtime);
+    drop(databases);
 }

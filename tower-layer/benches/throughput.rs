@@ -1,6 +1,8 @@
 //! Throughput of a trivial route, unprotected and protected, over real HTTP with `wrk`
-//! (Debian's `wrk` package) on loopback. The variants alternate in rounds so that a noisy
-//! neighbour slows all of them alike; each round's protected/unprotected ratio is reported.
+//! (Debian's `wrk` package) on loopback, and the same route behind the `jwt-authorizer` crate
+//! (its latest release, built from `benchmarks/jwt-authorizer-api` as a program of its own, on
+//! the same core, with the same tokens and the same scope check). The variants alternate in
+//! rounds so that a noisy neighbour slows all of them alike; each round's ratios are reported.
 //!
 //! Run with: `cargo bench -p tower-scopegate --bench throughput` (needs Debian's `wrk` and
 //! util-linux's `taskset`; `ROUNDS` and `SECONDS` override 5 rounds of 3 s per variant, and
@@ -11,7 +13,8 @@
 #[path = "../../validator/tests/support/mod.rs"]
 mod support;
 
-use std::process::Command;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
 
 use axum::Router;
 use axum::routing::get;
@@ -23,8 +26,11 @@ const OPAQUE: &str = "q9Xv3kz7Jd1oWm2Lr8Tn5Yb0Hc4Fa6Se_Ug-Pi7Ko1Zx";
 
 struct Variant {
     name: &'static str,
-    path: &'static str,
+    /// Full URL (the jwt-authorizer program listens elsewhere).
+    url: String,
     token: Option<String>,
+    /// The unprotected variant sending the same bytes: the ratio's denominator.
+    baseline: usize,
 }
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -35,7 +41,7 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 /// Requests per second that `wrk` measured.
-fn wrk(base: &str, variant: &Variant, seconds: usize) -> f64 {
+fn wrk(variant: &Variant, seconds: usize) -> f64 {
     // wrk on core 0, the API on core 1 (see `main`): neither steals the other's time.
     let mut command = Command::new("taskset");
     command.args([
@@ -51,7 +57,7 @@ fn wrk(base: &str, variant: &Variant, seconds: usize) -> f64 {
         command.args(["-H", &format!("Authorization: Bearer {token}")]);
     }
     let output = command
-        .arg(format!("{base}{}", variant.path))
+        .arg(&variant.url)
         .output()
         .expect("wrk is installed");
     let text = String::from_utf8_lossy(&output.stdout);
@@ -64,6 +70,38 @@ fn wrk(base: &str, variant: &Variant, seconds: usize) -> f64 {
         .find_map(|line| line.strip_prefix("Requests/sec:"))
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+/// Builds (release) and starts the jwt-authorizer program on core 1; returns it and its URL.
+fn start_jwt_authorizer(issuer: &str) -> (Child, String) {
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(format!(
+            "{workspace}/benchmarks/jwt-authorizer-api/Cargo.toml"
+        ))
+        .arg("--target-dir")
+        .arg(format!("{workspace}/target/peers"))
+        .status()
+        .expect("cargo builds the jwt-authorizer program");
+    assert!(built.success(), "the jwt-authorizer program did not build");
+    let mut child = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(format!(
+            "{workspace}/target/peers/release/jwt-authorizer-api"
+        ))
+        .env("JWKS_URL", format!("{issuer}/jwks"))
+        .env("ISSUER", issuer)
+        .env("AUDIENCE", support::AUDIENCE)
+        .env("REQUIRED_SCOPE", "akamai:social_profile:read")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the jwt-authorizer program starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, format!("http://{}", line.trim()))
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -87,13 +125,17 @@ fn main() {
     // one core and wrk the other.
     let idp_runtime = tokio::runtime::Runtime::new().unwrap();
     let key = SigningKey::es256("bench");
+    let rsa_key = SigningKey::rs256("bench-rs");
     let clock = MockClock::at_system_time();
-    let (idp, jwt) = idp_runtime.block_on(async {
-        let idp = FakeIdp::start(&[&key]).await;
+    let (idp, jwt, rsa_jwt) = idp_runtime.block_on(async {
+        let idp = FakeIdp::start(&[&key, &rsa_key]).await;
         idp.set_answer(OPAQUE, idp.active_answer(&clock, 3600));
-        let jwt = key.sign(&idp.claims(&clock));
-        (idp, jwt)
+        // Valid for an hour of real time (jwt-authorizer reads the system clock).
+        let mut claims = idp.claims(&clock);
+        claims["exp"] = (claims["exp"].as_u64().unwrap() + 3000).into();
+        (idp, key.sign(&claims), rsa_key.sign(&claims))
     });
+    let (mut jwt_authorizer, jwt_authorizer_url) = start_jwt_authorizer(&idp.issuer);
     let warm = idp.introspecting_validator(&clock).build().unwrap();
     let cold = idp
         .validator_builder(&clock)
@@ -139,49 +181,55 @@ fn main() {
         });
     });
     let base = format!("http://{}", receiver.recv().unwrap());
+    let at = |path: &str| format!("{base}{path}");
+    let opaque = OPAQUE.to_owned();
+    let peer = format!("{jwt_authorizer_url}/protected");
+    let variant = |name, url, token: &String, baseline| Variant {
+        name,
+        url,
+        token: Some(token.clone()),
+        baseline,
+    };
+    // Each protected variant is compared with the unprotected route receiving the same
+    // request bytes (an RS256 token is ~300 bytes longer than an ES256 one): only the layer
+    // differs.
     let variants = [
-        // The same request bytes as the protected variants: only the layer differs.
-        Variant {
-            name: "unprotected (same header)",
-            path: "/unprotected",
-            token: Some(jwt.clone()),
-        },
-        Variant {
-            name: "no-op route_layer (same header)",
-            path: "/noop",
-            token: Some(jwt.clone()),
-        },
-        Variant {
-            name: "protected, warm JWT (ES256)",
-            path: "/warm",
-            token: Some(jwt.clone()),
-        },
-        Variant {
-            name: "protected, cold JWT (cache off)",
-            path: "/cold",
-            token: Some(jwt),
-        },
-        Variant {
-            name: "protected, cached opaque",
-            path: "/opaque",
-            token: Some(OPAQUE.to_owned()),
-        },
+        variant("unprotected (ES256 header)", at("/unprotected"), &jwt, 0),
+        variant("no-op route_layer", at("/noop"), &jwt, 0),
+        variant("scopegate warm ES256", at("/warm"), &jwt, 0),
+        variant("scopegate cold ES256 (cache off)", at("/cold"), &jwt, 0),
+        variant("jwt-authorizer ES256", peer.clone(), &jwt, 0),
+        variant(
+            "unprotected (RS256 header)",
+            at("/unprotected"),
+            &rsa_jwt,
+            5,
+        ),
+        variant("scopegate warm RS256", at("/warm"), &rsa_jwt, 5),
+        variant("scopegate cold RS256 (cache off)", at("/cold"), &rsa_jwt, 5),
+        variant("jwt-authorizer RS256", peer, &rsa_jwt, 5),
+        variant(
+            "unprotected (opaque header)",
+            at("/unprotected"),
+            &opaque,
+            9,
+        ),
+        variant("scopegate cached opaque", at("/opaque"), &opaque, 9),
     ];
-    // For profiling one variant: `ONLY=<path without slash>` runs just that one.
+    // Side-by-side pairs: (scopegate variant, jwt-authorizer variant).
+    let pairs = [(2, 4), (3, 4), (6, 8), (7, 8)];
+    // For profiling one variant: `ONLY=<part of its name>` runs just that one.
     if let Ok(only) = std::env::var("ONLY") {
         let variant = variants
             .iter()
-            .find(|variant| variant.path[1..] == only)
+            .find(|variant| variant.name.contains(&only))
             .expect("a variant");
-        println!(
-            "{}: {:.0} req/s",
-            variant.name,
-            wrk(&base, variant, seconds)
-        );
+        println!("{}: {:.0} req/s", variant.name, wrk(variant, seconds));
+        jwt_authorizer.kill().unwrap();
         return;
     }
     for variant in &variants {
-        wrk(&base, variant, 1); // warm-up, and a check that every route answers 200
+        wrk(variant, 1); // warm-up, and a check that every route answers 200
     }
     let mut rates = vec![Vec::new(); variants.len()];
     let mut ratios = vec![Vec::new(); variants.len()];
@@ -189,19 +237,21 @@ fn main() {
         let mut this_round = vec![0.0; variants.len()];
         for offset in 0..variants.len() {
             let index = (round + offset) % variants.len();
-            this_round[index] = wrk(&base, &variants[index], seconds);
+            this_round[index] = wrk(&variants[index], seconds);
         }
         for (index, rate) in this_round.iter().enumerate() {
             rates[index].push(*rate);
-            ratios[index].push(rate / this_round[0]);
+            ratios[index].push(rate / this_round[variants[index].baseline]);
         }
     }
+    // Per-round rates, in round order (the medians below sort `rates`).
+    let round_rates = rates.clone();
     println!(
         "wrk -t1 -c32 -d{seconds}s on core 0, API (one thread) on core 1, {rounds} rounds, variants rotated"
     );
     println!(
         "{:34} {:>12} {:>10} {:>17}",
-        "variant", "req/s", "ratio", "ratio min–max"
+        "variant", "req/s", "÷ unprot.", "ratio min–max"
     );
     for (index, variant) in variants.iter().enumerate() {
         let (low, high) = ratios[index]
@@ -218,5 +268,27 @@ fn main() {
             high
         );
     }
+    println!("\nside by side (ratio of request rates in each round; median, min–max):");
+    for (ours, theirs) in pairs {
+        let mut per_round: Vec<f64> = round_rates[ours]
+            .iter()
+            .zip(&round_rates[theirs])
+            .map(|(ours, theirs)| ours / theirs)
+            .collect();
+        let (low, high) = per_round
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(low, high), ratio| {
+                (low.min(*ratio), high.max(*ratio))
+            });
+        println!(
+            "{:34} / {:22} {:>7.3}×  {:.3}–{:.3}",
+            variants[ours].name,
+            variants[theirs].name,
+            median(&mut per_round),
+            low,
+            high
+        );
+    }
+    jwt_authorizer.kill().unwrap();
     drop(idp);
 }

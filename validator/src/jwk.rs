@@ -69,6 +69,10 @@ pub(crate) struct SkippedKey {
 #[derive(Debug, Default)]
 pub(crate) struct KeySet {
     keys: Vec<VerifyingKey>,
+    /// The keys' fingerprints, sorted: every cache hit asks whether its key is still published,
+    /// and a binary search over these stays flat however many keys there are (a scan of `keys`
+    /// touches each key's memory).
+    fingerprints: Vec<u64>,
 }
 
 impl KeySet {
@@ -111,7 +115,9 @@ impl KeySet {
             let reasons: Vec<_> = skipped.iter().map(|key| key.reason.as_str()).collect();
             return Err(format!("no usable signing key ({})", reasons.join("; ")));
         }
-        Ok((Self { keys }, skipped))
+        let mut fingerprints: Vec<u64> = keys.iter().map(|key| key.fingerprint).collect();
+        fingerprints.sort_unstable();
+        Ok((Self { keys, fingerprints }, skipped))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -119,7 +125,7 @@ impl KeySet {
     }
 
     pub(crate) fn contains_fingerprint(&self, fingerprint: u64) -> bool {
-        self.keys.iter().any(|key| key.fingerprint == fingerprint)
+        self.fingerprints.binary_search(&fingerprint).is_ok()
     }
 
     /// Picks the one key that may verify a token with this `kid` and `alg`.

@@ -3,6 +3,7 @@
 //! the embedded default; Postgres serves several instances. Both run the same statements
 //! (`sql.rs`) over twin migrations.
 
+mod group_commit;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -3,13 +3,15 @@
 //! database decides, so it holds across instances.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
 use super::sql::{
-    REVOKED_MARK, digest_of, duplicate_or, json_list, parse_list, sql_store, to_i64, to_u64,
+    REVOKED_MARK, bind_token, digest_of, duplicate_or, insert_tokens_sql, json_list, parse_list,
+    sql_store, to_i64, to_u64,
 };
 use super::{
     ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
@@ -64,6 +66,17 @@ impl PostgresStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// Records one access token: each in its own statement (Postgres commits concurrent
+    /// transactions together itself).
+    async fn write_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_tokens_sql(1));
+        bind_token!(sqlx::query(&INSERT_ONE), token)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| duplicate_or(error, &token.jti))?;
+        Ok(())
     }
 
     /// Closes every connection (tests; a process that exits needs not).

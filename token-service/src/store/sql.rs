@@ -43,7 +43,48 @@ pub(super) fn digest_of(table: &'static str, bytes: &[u8]) -> Result<[u8; 32], S
     })
 }
 
-/// Implements `Store` for `$store` (a struct with a `pool` field) whose rows are `$row`.
+/// `INSERT` of `rows` access-token rows in one statement (bind each with [`bind_token!`]).
+pub(super) fn insert_tokens_sql(rows: usize) -> String {
+    const COLUMNS: usize = 9;
+    let mut sql = String::from(
+        "INSERT INTO access_tokens (digest, jti, client_id, subject, scope, audience, \
+         issued_at, expires_at, revoked_at) VALUES ",
+    );
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let placeholders: Vec<String> = (1..=COLUMNS)
+            .map(|column| format!("${}", row * COLUMNS + column))
+            .collect();
+        sql.push('(');
+        sql.push_str(&placeholders.join(", "));
+        sql.push(')');
+    }
+    sql
+}
+
+/// Binds one access-token row to a query made from [`insert_tokens_sql`].
+macro_rules! bind_token {
+    ($query:expr, $token:expr) => {{
+        let token: &TokenRecord = $token;
+        $query
+            .bind(token.digest.as_slice())
+            .bind(&token.jti)
+            .bind(&token.client_id)
+            .bind(&token.subject)
+            .bind(&token.scope)
+            .bind(json_list(&token.audience))
+            .bind(to_i64(token.issued_at))
+            .bind(to_i64(token.expires_at))
+            .bind(token.revoked_at.map(to_i64))
+    }};
+}
+
+pub(super) use bind_token;
+
+/// Implements `Store` for `$store` (a struct with a `pool` field and a `write_token` method)
+/// whose rows are `$row`.
 macro_rules! sql_store {
     ($store:ty, $row:ty) => {
         fn client_from_row(row: &$row) -> Result<ClientRecord, StoreError> {
@@ -556,23 +597,7 @@ macro_rules! sql_store {
             }
 
             async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO access_tokens (digest, jti, client_id, subject, scope, audience, \
-                     issued_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(token.digest.as_slice())
-                .bind(&token.jti)
-                .bind(&token.client_id)
-                .bind(&token.subject)
-                .bind(&token.scope)
-                .bind(json_list(&token.audience))
-                .bind(to_i64(token.issued_at))
-                .bind(to_i64(token.expires_at))
-                .bind(token.revoked_at.map(to_i64))
-                .execute(&self.pool)
-                .await
-                .map_err(|error| duplicate_or(error, &token.jti))?;
-                Ok(())
+                self.write_token(token).await
             }
 
             async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::group_commit::TokenWriter;
 use super::sql::{
     REVOKED_MARK, digest_of, duplicate_or, json_list, parse_list, sql_store, to_i64, to_u64,
 };
@@ -16,10 +17,11 @@ use super::{
 };
 use crate::keys::StoredKey;
 
-/// SQLite behind a connection pool.
+/// SQLite behind a connection pool; access-token rows are group-committed.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    tokens: TokenWriter,
 }
 
 impl SqliteStore {
@@ -64,13 +66,33 @@ impl SqliteStore {
             } else {
                 Some(Duration::from_secs(3600))
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         if !memory {
             restrict_permissions(&file);
         }
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        // The token writer's own connection: its page cache stays valid between batches
+        // (a pooled one would have been invalidated by other connections' writes meanwhile).
+        // It leaves checkpoints to a background task, so that copying the WAL into the
+        // database never holds up the requests waiting for their batch.
+        let tokens = if memory {
+            TokenWriter::start(pool.clone(), None)
+        } else {
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options.pragma("wal_autocheckpoint", "0"))
+                .await?;
+            TokenWriter::start(writer, Some(pool.clone()))
+        };
+        Ok(Self { pool, tokens })
+    }
+
+    async fn write_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.tokens.insert(token).await
     }
 }
 
@@ -218,6 +240,66 @@ mod tests {
         assert!(store.find_token(&[2; 32]).await.unwrap().is_some());
         assert!(!store.is_jwt_revoked("old").await.unwrap());
         assert!(store.is_jwt_revoked("new").await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_token_inserts_are_all_committed_and_a_duplicate_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        // 200 distinct tokens and, among them at the same moment, 20 whose digest repeats one
+        // of the first 20: they land in the same batches as the rows they collide with.
+        let inserts = (0..220u16).map(|index| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut record = token(0, "svc", 1000);
+                let distinct = index % 200;
+                record.digest[..2].copy_from_slice(&distinct.to_le_bytes());
+                record.jti = format!("jti-{index}");
+                (distinct, store.insert_token(&record).await)
+            })
+        });
+        let mut written = std::collections::HashMap::<u16, usize>::new();
+        for insert in inserts.collect::<Vec<_>>() {
+            let (distinct, outcome) = insert.await.unwrap();
+            match outcome {
+                Ok(()) => *written.entry(distinct).or_default() += 1,
+                Err(StoreError::Duplicate(_)) => assert!(distinct < 20, "{distinct} failed"),
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+        assert_eq!(written.len(), 200);
+        assert!(written.values().all(|count| *count == 1), "{written:?}");
+        for distinct in 0..200u16 {
+            let mut digest = [0; 32];
+            digest[..2].copy_from_slice(&distinct.to_le_bytes());
+            assert!(store.find_token(&digest).await.unwrap().is_some());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tokens_reach_the_database_file_through_background_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db.sqlite");
+        let store = SqliteStore::open(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = std::fs::metadata(&file).unwrap().len();
+        for index in 0..2000u16 {
+            let mut record = token(0, "svc", 1000);
+            record.digest[..2].copy_from_slice(&index.to_le_bytes());
+            record.jti = format!("jti-{index}");
+            store.insert_token(&record).await.unwrap();
+        }
+        // The writer never checkpoints itself: only the background task moves the rows from
+        // the WAL into the database file.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let after = std::fs::metadata(&file).unwrap().len();
+        assert!(
+            after >= before + 2000 * 64,
+            "database file {before} → {after} bytes: the WAL was not checkpointed"
+        );
     }
 
     #[tokio::test]
