@@ -169,6 +169,42 @@ async fn records_round_trip_on_every_backend() {
     }
 }
 
+/// Access-token rows are group-committed: many concurrent inserts share statements, and a
+/// duplicate among them must fail alone while every other row is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_token_inserts_all_land_and_a_duplicate_fails_alone_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        let mut inserts = tokio::task::JoinSet::new();
+        for index in 0..240u16 {
+            let store = Arc::clone(&store);
+            // 0..200 distinct; 200..240 repeat the digests of 0..40, at the same moment.
+            let distinct = index % 200;
+            inserts.spawn(async move {
+                let mut record = token(0, "svc");
+                record.digest[..2].copy_from_slice(&distinct.to_le_bytes());
+                record.jti = format!("jti-{index}");
+                (distinct, store.insert_token(&record).await)
+            });
+        }
+        let mut written = std::collections::HashMap::<u16, usize>::new();
+        let mut duplicates = 0;
+        for (distinct, outcome) in inserts.join_all().await {
+            match outcome {
+                Ok(()) => *written.entry(distinct).or_default() += 1,
+                Err(store::StoreError::Duplicate(_)) if distinct < 40 => duplicates += 1,
+                Err(other) => panic!("{name}: row {distinct}: {other}"),
+            }
+        }
+        assert_eq!((written.len(), duplicates), (200, 40), "{name}");
+        assert!(written.values().all(|count| *count == 1), "{name}");
+        for distinct in 0..200u16 {
+            let mut digest = [0; 32];
+            digest[..2].copy_from_slice(&distinct.to_le_bytes());
+            assert!(store.find_token(&digest).await.unwrap().is_some(), "{name}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn of_twenty_concurrent_redemptions_exactly_one_wins_on_every_backend() {
     for (name, store, _keep) in backends().await {

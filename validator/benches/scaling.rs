@@ -269,6 +269,12 @@ fn concurrency(runtime: &tokio::runtime::Runtime, clock: &MockClock) {
         })
         .collect();
     fill(&warm, &tokens);
+    let region = Region::new(ALLOCATOR);
+    for token in &tokens {
+        ready(warm.validate(token)).unwrap();
+    }
+    let allocations = region.change().allocations as f64 / tokens.len() as f64;
+    println!("heap allocations per warm validation: {allocations:.2}");
     let thread_counts = [1, 2, 4, 8, 16];
     let mut rates = vec![Vec::new(); thread_counts.len()];
     for round in 0..5 {

@@ -1,19 +1,23 @@
-//! Group commit of access-token rows for SQLite. SQLite has one writer at a time: requests
-//! inserting a row each would queue on its write lock (and sleep in its busy handler), and each
-//! would pay a commit. Instead one task takes every row waiting, writes them in one statement
-//! and one transaction, and answers each request only after that commit: the same durability,
-//! one commit for many tokens.
+//! Group commit of access-token rows, the one write every opaque issuance makes. Requests
+//! inserting a row each would each pay a statement and a commit (and on SQLite, which has one
+//! writer at a time, queue on its write lock and sleep in its busy handler). Instead writer
+//! tasks take every row waiting, write them in one statement — one transaction — and answer
+//! each request only after that commit: the same durability, one commit for many tokens.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
+use std::future::Future;
+use std::sync::Arc;
 
-use super::sql::{bind_token, duplicate_or, insert_tokens_sql, json_list, to_i64};
+use sqlx::SqlitePool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::sql::{duplicate_or, insert_tokens_sql};
 use super::{StoreError, TokenRecord};
 
-/// Most rows in one statement (9 parameters each, far below SQLite's limit of 32 766).
+/// Most rows in one statement (9 parameters each, far below SQLite's limit of 32 766 and
+/// Postgres' 65 535).
 const MAX_BATCH: usize = 64;
 
 /// Rows waiting for the writer; requests beyond this wait to be queued.
@@ -22,6 +26,20 @@ const QUEUE: usize = 4096;
 /// The statement for each batch size, built once.
 static STATEMENTS: LazyLock<Vec<String>> =
     LazyLock::new(|| (0..=MAX_BATCH).map(insert_tokens_sql).collect());
+
+/// The `INSERT` statement for `rows` access-token rows (1 ..= 64), built once.
+pub(super) fn statement(rows: usize) -> &'static str {
+    &STATEMENTS[rows]
+}
+
+/// A database that can insert a batch of access-token rows in one statement.
+pub(super) trait TokenSink: Send + Sync + 'static {
+    /// Inserts every row of `tokens` or none (one statement, one transaction).
+    fn insert(
+        &self,
+        tokens: &[&TokenRecord],
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+}
 
 struct Pending {
     token: TokenRecord,
@@ -35,21 +53,31 @@ pub(super) struct TokenWriter {
 }
 
 impl TokenWriter {
-    /// Starts the writer task on the current runtime, writing through `writer`; it ends when
-    /// every handle is dropped. With `checkpoints`, a second task checkpoints the WAL through
-    /// that pool every [`CHECKPOINT_INTERVAL`] (the writer's connection must then have
-    /// `wal_autocheckpoint` off).
-    pub(super) fn start(writer: SqlitePool, checkpoints: Option<SqlitePool>) -> Self {
-        let (queue, mut waiting) = mpsc::channel::<Pending>(QUEUE);
+    /// Starts `writers` writer tasks on the current runtime, writing through `sink`; they end
+    /// when every handle is dropped. With `checkpoints` (SQLite), a task also checkpoints the
+    /// WAL through that pool every [`CHECKPOINT_INTERVAL`] (the writer's connection must then
+    /// have `wal_autocheckpoint` off).
+    pub(super) fn start(
+        sink: impl TokenSink,
+        writers: usize,
+        checkpoints: Option<SqlitePool>,
+    ) -> Self {
+        let (queue, waiting) = mpsc::channel::<Pending>(QUEUE);
         if let Some(pool) = checkpoints {
             tokio::spawn(checkpoint_while_open(pool, queue.downgrade()));
         }
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                write_batch(&writer, &mut batch).await;
-            }
-        });
+        let sink = Arc::new(sink);
+        let waiting = Arc::new(Mutex::new(waiting));
+        for _ in 0..writers.max(1) {
+            let (sink, waiting) = (Arc::clone(&sink), Arc::clone(&waiting));
+            tokio::spawn(async move {
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                // One writer takes what is waiting while the others write theirs.
+                while waiting.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                    write_batch(&*sink, &mut batch).await;
+                }
+            });
+        }
         Self { queue }
     }
 
@@ -90,13 +118,10 @@ async fn checkpoint_while_open(pool: SqlitePool, writer: mpsc::WeakSender<Pendin
 }
 
 /// Writes `batch` in one statement and answers every request in it; empties `batch`.
-async fn write_batch(pool: &SqlitePool, batch: &mut Vec<Pending>) {
-    let mut query = sqlx::query(&STATEMENTS[batch.len()]);
-    for pending in batch.iter() {
-        query = bind_token!(query, &pending.token);
-    }
-    match query.execute(pool).await {
-        Ok(_) => {
+async fn write_batch(sink: &impl TokenSink, batch: &mut Vec<Pending>) {
+    let tokens: Vec<&TokenRecord> = batch.iter().map(|pending| &pending.token).collect();
+    match sink.insert(&tokens).await {
+        Ok(()) => {
             for pending in batch.drain(..) {
                 // A request that gave up waiting has dropped its receiver: nothing to tell.
                 let _ = pending.written.send(Ok(()));
@@ -107,10 +132,9 @@ async fn write_batch(pool: &SqlitePool, batch: &mut Vec<Pending>) {
         // rows are written one by one to give each its own answer.
         Err(error) if batch.len() > 1 && is_unique_violation(&error) => {
             for pending in batch.drain(..) {
-                let written = bind_token!(sqlx::query(&STATEMENTS[1]), &pending.token)
-                    .execute(pool)
+                let written = sink
+                    .insert(&[&pending.token])
                     .await
-                    .map(|_| ())
                     .map_err(|error| duplicate_or(error, &pending.token.jti));
                 let _ = pending.written.send(written);
             }

@@ -3,15 +3,15 @@
 //! database decides, so it holds across instances.
 
 use std::str::FromStr;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgPool, Row};
 
+use super::group_commit::{self, TokenSink, TokenWriter};
 use super::sql::{
-    REVOKED_MARK, bind_token, digest_of, duplicate_or, insert_tokens_sql, json_list, parse_list,
-    sql_store, to_i64, to_u64,
+    REVOKED_MARK, bind_token, digest_of, duplicate_or, json_list, parse_list, sql_store, to_i64,
+    to_u64,
 };
 use super::{
     ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
@@ -19,11 +19,19 @@ use super::{
 };
 use crate::keys::StoredKey;
 
-/// Postgres behind a connection pool.
+/// Postgres behind a connection pool; access-token rows are group-committed.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    tokens: TokenWriter,
 }
+
+/// A pooled connection idle this long is pinged before it is used.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// Batches of access-token rows in flight at once: a commit waits for the WAL flush, and the
+/// next batch need not wait for it.
+const TOKEN_WRITERS: usize = 4;
 
 /// Pool settings for a Postgres store.
 #[derive(Debug, Clone, Copy)]
@@ -58,30 +66,45 @@ impl PostgresStore {
             // A request that cannot get a connection soon is answered 503 rather than left
             // waiting: a database restart shows as short unavailability, not a pile-up.
             .acquire_timeout(settings.acquire_timeout)
-            // Connections broken by a database restart are found and replaced on next use.
-            .test_before_acquire(true)
+            // Connections broken by a database restart are found and replaced: one idle for a
+            // while is pinged before use. A busy one is not (a ping per query would double
+            // the round trips); if the database went away under it, its query fails (503) and
+            // the connection is closed.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < PING_WHEN_IDLE_FOR {
+                        return Ok(true);
+                    }
+                    Ok(connection.ping().await.is_ok())
+                })
+            })
             .idle_timeout(Some(Duration::from_secs(600)))
             .max_lifetime(Some(Duration::from_secs(1800)))
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let tokens = TokenWriter::start(pool.clone(), TOKEN_WRITERS, None);
+        Ok(Self { pool, tokens })
     }
 
-    /// Records one access token: each in its own statement (Postgres commits concurrent
-    /// transactions together itself).
     async fn write_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_tokens_sql(1));
-        bind_token!(sqlx::query(&INSERT_ONE), token)
-            .execute(&self.pool)
-            .await
-            .map_err(|error| duplicate_or(error, &token.jti))?;
-        Ok(())
+        self.tokens.insert(token).await
     }
 
     /// Closes every connection (tests; a process that exits needs not).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+impl TokenSink for PgPool {
+    async fn insert(&self, tokens: &[&TokenRecord]) -> Result<(), sqlx::Error> {
+        let mut query = sqlx::query(group_commit::statement(tokens.len()));
+        for token in tokens {
+            query = bind_token!(query, token);
+        }
+        query.execute(self).await.map(|_| ())
     }
 }
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::group_commit::TokenWriter;
+use super::group_commit::{self, TokenSink, TokenWriter};
 use super::sql::{
-    REVOKED_MARK, digest_of, duplicate_or, json_list, parse_list, sql_store, to_i64, to_u64,
+    REVOKED_MARK, bind_token, digest_of, duplicate_or, json_list, parse_list, sql_store, to_i64,
+    to_u64,
 };
 use super::{
     ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
@@ -77,7 +78,7 @@ impl SqliteStore {
         // It leaves checkpoints to a background task, so that copying the WAL into the
         // database never holds up the requests waiting for their batch.
         let tokens = if memory {
-            TokenWriter::start(pool.clone(), None)
+            TokenWriter::start(pool.clone(), 1, None)
         } else {
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
@@ -86,13 +87,23 @@ impl SqliteStore {
                 .max_lifetime(None)
                 .connect_with(options.pragma("wal_autocheckpoint", "0"))
                 .await?;
-            TokenWriter::start(writer, Some(pool.clone()))
+            TokenWriter::start(writer, 1, Some(pool.clone()))
         };
         Ok(Self { pool, tokens })
     }
 
     async fn write_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
         self.tokens.insert(token).await
+    }
+}
+
+impl TokenSink for SqlitePool {
+    async fn insert(&self, tokens: &[&TokenRecord]) -> Result<(), sqlx::Error> {
+        let mut query = sqlx::query(group_commit::statement(tokens.len()));
+        for token in tokens {
+            query = bind_token!(query, token);
+        }
+        query.execute(self).await.map(|_| ())
     }
 }
 
