@@ -90,6 +90,8 @@ struct Shared {
     userinfo_layer: tower_scopegate::ScopeLayer,
     /// HMAC key for CSRF tokens, shared by every instance through the store.
     csrf_key: aws_lc_rs::hmac::Key,
+    /// JWTs of this service whose signature was verified, by the SHA-256 of the whole token.
+    verified_jwts: tokens::VerifiedJwts,
     clock: Arc<dyn Clock>,
 }
 
@@ -170,9 +172,15 @@ impl State {
                     .map_err(StartError::UserinfoScope)?,
                 userinfo,
                 csrf_key,
+                verified_jwts: tokens::VerifiedJwts::new(),
                 clock,
             }),
         })
+    }
+
+    /// JWTs verified before (introspection need not verify their signature again).
+    pub(crate) fn verified_jwts(&self) -> &tokens::VerifiedJwts {
+        &self.inner.verified_jwts
     }
 
     /// The checked configuration.

@@ -239,7 +239,7 @@ pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, S
     }
     let now = state.now();
     if token.bytes().filter(|byte| *byte == b'.').count() == 2 {
-        let Some(found) = verify_jwt(state, token, now) else {
+        let Some(found) = state.verified_jwts().verify(state, token, now) else {
             return Ok(None);
         };
         if state.store().is_jwt_revoked(&found.jti).await? {
@@ -269,9 +269,56 @@ pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, S
     }))
 }
 
+/// JWT access tokens of this service verified before, by the SHA-256 of the whole token (the
+/// cache holds no token). A hit skips only the signature check and the parsing, which cannot
+/// give another answer for the same bytes; expiry and the key's state are checked again on every
+/// hit, and revocation is checked in the store by the caller every time.
+#[derive(Debug)]
+pub(crate) struct VerifiedJwts(moka::sync::Cache<[u8; 32], Arc<VerifiedJwt>>);
+
+#[derive(Debug)]
+struct VerifiedJwt {
+    kid: String,
+    token: ActiveToken,
+}
+
+/// Most verified JWTs remembered (each ~0.5 KB).
+const VERIFIED_JWTS: u64 = 50_000;
+
+impl VerifiedJwts {
+    pub(crate) fn new() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_JWTS)
+                // Access tokens live at most a day; expired entries are refused on read anyway.
+                .time_to_live(std::time::Duration::from_secs(24 * 3600))
+                .build(),
+        )
+    }
+
+    /// The token's claims if it is one of this service's JWTs, validly signed by a key still
+    /// published, and unexpired at `now`.
+    fn verify(&self, state: &State, token: &str, now: u64) -> Option<ActiveToken> {
+        let digest = token_digest(token);
+        if let Some(hit) = self.0.get(&digest) {
+            let key_published = state.keys().find(&hit.kid, now).is_some();
+            return (key_published && now < hit.token.expires_at).then(|| hit.token.clone());
+        }
+        let (kid, found) = verify_jwt(state, token, now)?;
+        self.0.insert(
+            digest,
+            Arc::new(VerifiedJwt {
+                kid,
+                token: found.clone(),
+            }),
+        );
+        Some(found)
+    }
+}
+
 /// Verifies one of this service's JWT access tokens (published key, signature, issuer, type,
-/// expiry).
-fn verify_jwt(state: &State, token: &str, now: u64) -> Option<ActiveToken> {
+/// expiry); returns the key's `kid` with the claims.
+fn verify_jwt(state: &State, token: &str, now: u64) -> Option<(String, ActiveToken)> {
     let mut segments = token.splitn(3, '.');
     let (header, payload, signature) = (segments.next()?, segments.next()?, segments.next()?);
     let header: JwtHeader = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
@@ -289,7 +336,7 @@ fn verify_jwt(state: &State, token: &str, now: u64) -> Option<ActiveToken> {
     if claims.iss != state.config().issuer || claims.exp <= now {
         return None;
     }
-    Some(ActiveToken {
+    let found = ActiveToken {
         client_id: claims.client_id,
         subject: claims.sub,
         scope: ScopeSet::parse_space_separated(&claims.scope).ok()?,
@@ -301,7 +348,8 @@ fn verify_jwt(state: &State, token: &str, now: u64) -> Option<ActiveToken> {
         expires_at: claims.exp,
         jti: claims.jti,
         format: TokenFormat::Jwt,
-    })
+    };
+    Some((header.kid, found))
 }
 
 fn header_and_payload_len(token: &str) -> Option<usize> {

@@ -561,6 +561,43 @@ async fn a_revoked_jwt_is_inactive_at_introspection() {
     assert_eq!(answer.text, r#"{"active":false}"#);
 }
 
+#[tokio::test]
+async fn a_jwt_verified_before_is_still_checked_for_revocation_and_expiry() {
+    let service = TestService::start().await;
+    // Introspected twice (the second answer comes from the verified-JWT cache), then revoked.
+    let token = service.token(JWT_CLIENT, "").await;
+    let token = token["access_token"].as_str().unwrap();
+    for _ in 0..2 {
+        let answer = service.introspect(API_CREDENTIALS, token).await;
+        assert_eq!(answer.json["active"], true, "{}", answer.text);
+    }
+    let answer = service
+        .post("/revoke", Some(JWT_CLIENT), &format!("token={token}"))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let answer = service.introspect(API_CREDENTIALS, token).await;
+    assert_eq!(answer.text, r#"{"active":false}"#);
+    // Verified, then expired (the default lifetime is an hour).
+    let token = service.token(JWT_CLIENT, "").await;
+    let token = token["access_token"].as_str().unwrap();
+    let answer = service.introspect(API_CREDENTIALS, token).await;
+    assert_eq!(answer.json["active"], true, "{}", answer.text);
+    service.advance(std::time::Duration::from_secs(3600));
+    let answer = service.introspect(API_CREDENTIALS, token).await;
+    assert_eq!(answer.text, r#"{"active":false}"#);
+    // A token differing from a verified one by a byte is verified on its own, and fails.
+    let token = service.token(JWT_CLIENT, "").await;
+    let token = token["access_token"].as_str().unwrap();
+    let answer = service.introspect(API_CREDENTIALS, token).await;
+    assert_eq!(answer.json["active"], true, "{}", answer.text);
+    // A byte in the middle of the signature, where every bit counts.
+    let at = token.len() - 20;
+    let replacement = if &token[at..=at] == "A" { "B" } else { "A" };
+    let tampered = format!("{}{replacement}{}", &token[..at], &token[at + 1..]);
+    let answer = service.introspect(API_CREDENTIALS, &tampered).await;
+    assert_eq!(answer.text, r#"{"active":false}"#);
+}
+
 // ---- keys, discovery, health -----------------------------------------------------------
 
 #[tokio::test]
