@@ -4,11 +4,9 @@
 //! tasks take every row waiting, write them in one statement — one transaction — and answer
 //! each request only after that commit: the same durability, one commit for many tokens.
 
-use std::sync::LazyLock;
-use std::time::Duration;
-
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use sqlx::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
