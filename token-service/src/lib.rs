@@ -88,6 +88,8 @@ struct Shared {
     userinfo: scopegate_validator::Validator,
     /// The layer requiring `openid` at `/userinfo`.
     userinfo_layer: tower_scopegate::ScopeLayer,
+    /// The layers guarding the admin API: reading and changing users.
+    admin_layers: [tower_scopegate::ScopeLayer; 2],
     /// HMAC key for CSRF tokens, shared by every instance through the store.
     csrf_key: aws_lc_rs::hmac::Key,
     /// JWTs of this service whose signature was verified, by the SHA-256 of the whole token.
@@ -146,6 +148,12 @@ impl State {
                 .filter_map(|name| scopegate_validator::Scope::parse(name).ok())
                 .collect();
         userinfo_scopes.extend(config.scopes.iter().map(|scope| scope.name.clone()));
+        // The admin API's scopes: opaque admin tokens are introspected with this identity too.
+        userinfo_scopes.extend(
+            ["scopegate:users"]
+                .iter()
+                .filter_map(|name| scopegate_validator::Scope::parse(name).ok()),
+        );
         let registry = Registry::new(&config, Arc::clone(&store)).with_internal_api(config::Api {
             id: config.issuer.clone(),
             secret: secret::SecretHash::hash(&userinfo_secret),
@@ -170,6 +178,12 @@ impl State {
                 throttle,
                 userinfo_layer: tower_scopegate::ScopeLayer::all_of(&userinfo, ["openid"])
                     .map_err(StartError::UserinfoScope)?,
+                admin_layers: [
+                    tower_scopegate::ScopeLayer::all_of(&userinfo, [http::admin::USERS_READ])
+                        .map_err(StartError::UserinfoScope)?,
+                    tower_scopegate::ScopeLayer::all_of(&userinfo, [http::admin::USERS_WRITE])
+                        .map_err(StartError::UserinfoScope)?,
+                ],
                 userinfo,
                 csrf_key,
                 verified_jwts: tokens::VerifiedJwts::new(),
@@ -216,6 +230,11 @@ impl State {
     /// The layer requiring `openid` at `/userinfo`.
     pub fn userinfo_layer(&self) -> &tower_scopegate::ScopeLayer {
         &self.inner.userinfo_layer
+    }
+
+    /// The admin API's layers: `[read users, change users]`.
+    pub(crate) fn admin_layers(&self) -> &[tower_scopegate::ScopeLayer; 2] {
+        &self.inner.admin_layers
     }
 
     /// Login throttling.

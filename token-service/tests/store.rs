@@ -169,6 +169,72 @@ async fn records_round_trip_on_every_backend() {
     }
 }
 
+#[tokio::test]
+async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        let user = store::UserRecord {
+            id: "u1".into(),
+            username: "jane".into(),
+            password_hash: "h".into(),
+            attributes: serde_json::Map::new(),
+            created_at: 1,
+            updated_at: 1,
+        };
+        store.insert_user(&user).await.unwrap();
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("companyName".into(), "Initech".into());
+        assert!(
+            store
+                .set_user_attributes("jane", &attributes, 5)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .set_user_attributes("nobody", &attributes, 5)
+                .await
+                .unwrap()
+        );
+        let found = store.find_user_by_name("jane").await.unwrap().unwrap();
+        assert_eq!(
+            (found.attributes, found.updated_at),
+            (attributes, 5),
+            "{name}"
+        );
+
+        store
+            .insert_session(&SessionRecord {
+                digest: [4; 32],
+                sid: "sid-1".into(),
+                user_id: "u1".into(),
+                username: "jane".into(),
+                auth_time: 10,
+                expires_at: 2_000,
+                ended_at: None,
+            })
+            .await
+            .unwrap();
+        store.insert_refresh(&refresh(5, "family-1")).await.unwrap();
+        let mut own = token(6, "web");
+        own.subject = "u1".into();
+        store.insert_token(&own).await.unwrap();
+        let others = token(7, "svc"); // another subject: untouched
+        store.insert_token(&others).await.unwrap();
+
+        assert!(store.delete_user("jane", 100).await.unwrap(), "{name}");
+        assert!(store.find_user_by_name("jane").await.unwrap().is_none());
+        let session = store.find_session(&[4; 32]).await.unwrap().unwrap();
+        assert_eq!(session.ended_at, Some(100), "{name}");
+        let refresh = store.find_refresh(&[5; 32]).await.unwrap().unwrap();
+        assert_eq!(refresh.revoked_at, Some(100), "{name}");
+        let own = store.find_token(&[6; 32]).await.unwrap().unwrap();
+        assert_eq!(own.revoked_at, Some(100), "{name}");
+        let others = store.find_token(&[7; 32]).await.unwrap().unwrap();
+        assert_eq!(others.revoked_at, None, "{name}");
+        assert!(!store.delete_user("jane", 101).await.unwrap(), "{name}");
+    }
+}
+
 /// Access-token rows are group-committed: many concurrent inserts share statements, and a
 /// duplicate among them must fail alone while every other row is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

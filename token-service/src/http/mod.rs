@@ -1,5 +1,6 @@
 //! The HTTP surface: thin handlers (parse → call the domain → build the response).
 
+pub(crate) mod admin;
 mod authorize;
 mod client_auth;
 mod discovery;
@@ -14,7 +15,7 @@ mod userinfo;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post, put};
 use tower_http::trace::TraceLayer;
 
 use crate::State;
@@ -23,7 +24,29 @@ use crate::State;
 pub fn app(state: State) -> Router {
     let body_limit = state.config().limits.max_body_bytes;
     let userinfo_layer = state.userinfo_layer().clone().realm("token-service");
+    let [read_users, change_users] = state
+        .admin_layers()
+        .clone()
+        .map(|layer| layer.realm("token-service"));
     Router::new()
+        .route(
+            "/admin/users",
+            get(admin::list_users)
+                .route_layer(read_users.clone())
+                .merge(post(admin::create_user).route_layer(change_users.clone())),
+        )
+        .route(
+            "/admin/users/{username}",
+            get(admin::get_user).route_layer(read_users).merge(
+                patch(admin::update_user)
+                    .delete(admin::delete_user)
+                    .route_layer(change_users.clone()),
+            ),
+        )
+        .route(
+            "/admin/users/{username}/password",
+            put(admin::set_password).route_layer(change_users),
+        )
         .route("/authorize", get(authorize::authorize))
         .route("/login", post(authorize::login))
         .route("/assets/login.css", get(authorize::stylesheet))

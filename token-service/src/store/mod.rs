@@ -273,6 +273,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: u64,
     ) -> Result<bool, StoreError>;
 
+    /// Replaces a stored user's attributes; `false` if there is no such user.
+    async fn set_user_attributes(
+        &self,
+        username: &str,
+        attributes: &serde_json::Map<String, serde_json::Value>,
+        now: u64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes a stored user, ends their sessions and revokes their refresh and opaque access
+    /// tokens, in one transaction; `false` if there is no such user.
+    async fn delete_user(&self, username: &str, now: u64) -> Result<bool, StoreError>;
+
     /// Starts a browser session.
     async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
     /// A session by cookie digest (ended and expired ones included).

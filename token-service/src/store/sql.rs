@@ -332,6 +332,57 @@ macro_rules! sql_store {
                 Ok(updated > 0)
             }
 
+            async fn set_user_attributes(
+                &self,
+                username: &str,
+                attributes: &serde_json::Map<String, serde_json::Value>,
+                now: u64,
+            ) -> Result<bool, StoreError> {
+                let updated =
+                    sqlx::query("UPDATE users SET attributes = $1, updated_at = $2 WHERE username = $3")
+                        .bind(serde_json::Value::Object(attributes.clone()).to_string())
+                        .bind(to_i64(now))
+                        .bind(username)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                Ok(updated > 0)
+            }
+
+            async fn delete_user(&self, username: &str, now: u64) -> Result<bool, StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                let Some(row) = sqlx::query("DELETE FROM users WHERE username = $1 RETURNING id")
+                    .bind(username)
+                    .fetch_optional(&mut *transaction)
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let id: String = row.try_get("id")?;
+                sqlx::query("UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL")
+                    .bind(to_i64(now))
+                    .bind(&id)
+                    .execute(&mut *transaction)
+                    .await?;
+                sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(to_i64(now))
+                .bind(&id)
+                .execute(&mut *transaction)
+                .await?;
+                // Opaque access tokens issued to the user (their `sub` is the user's random id).
+                sqlx::query(
+                    "UPDATE access_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at IS NULL",
+                )
+                .bind(to_i64(now))
+                .bind(&id)
+                .execute(&mut *transaction)
+                .await?;
+                transaction.commit().await?;
+                Ok(true)
+            }
+
             async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO sessions (digest, sid, user_id, username, auth_time, expires_at, ended_at) \

@@ -1,0 +1,346 @@
+//! The admin API for users, under `/admin`: JSON over HTTP, guarded by this service's own
+//! `tower-scopegate` layer (`scopegate:users:read`, `scopegate:users:write`; tokens addressed to
+//! this service, obtained by an admin client through client credentials). Every body is
+//! validated before anything is changed; a bad one gets 400 with the field it is about.
+//! Users from the configuration file are listed but read-only.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::State;
+use crate::config;
+use crate::secret::{SecretHash, random_token};
+use crate::store::{StoreError, UserRecord};
+use crate::users;
+
+/// Scope needed to read users.
+pub(crate) const USERS_READ: &str = "scopegate:users:read";
+/// Scope needed to change users.
+pub(crate) const USERS_WRITE: &str = "scopegate:users:write";
+
+/// Longest attribute name.
+const MAX_ATTRIBUTE_NAME: usize = 64;
+
+/// An admin API error: a status and `{"error", "error_description", "field"}`.
+#[derive(Debug)]
+pub(crate) struct AdminError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    field: Option<String>,
+}
+
+impl AdminError {
+    fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_request",
+            description: description.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    fn not_found(username: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            error: "not_found",
+            description: format!("no user `{username}`"),
+            field: None,
+        }
+    }
+
+    fn conflict(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            error: "conflict",
+            description: description.into(),
+            field: None,
+        }
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "admin API: store failed");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "temporarily_unavailable",
+            description: "the store is unavailable; nothing was changed".to_owned(),
+            field: None,
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.error, "error_description": self.description });
+        if let Some(field) = self.field {
+            body["field"] = Value::String(field);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The body as a JSON object whose members are all in `allowed`.
+fn object_body(body: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, AdminError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| AdminError::invalid("body", format!("not JSON: {error}")))?;
+    let Value::Object(object) = value else {
+        return Err(AdminError::invalid("body", "must be a JSON object"));
+    };
+    if let Some(unknown) = object.keys().find(|key| !allowed.contains(&key.as_str())) {
+        return Err(AdminError::invalid(
+            unknown.clone(),
+            format!("unknown member; expected {}", allowed.join(", ")),
+        ));
+    }
+    Ok(object)
+}
+
+fn string_member<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a str, AdminError> {
+    match object.get(name) {
+        Some(Value::String(text)) => Ok(text),
+        Some(_) => Err(AdminError::invalid(name, "must be a string")),
+        None => Err(AdminError::invalid(name, "is required")),
+    }
+}
+
+/// Attribute names become claim sources: short identifiers only.
+fn check_attribute_name(name: &str) -> Result<(), AdminError> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_ATTRIBUTE_NAME
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(AdminError::invalid(
+            format!("attributes.{name}"),
+            format!("attribute names are 1 to {MAX_ATTRIBUTE_NAME} letters, digits or `_`"),
+        ))
+    }
+}
+
+/// `attributes` of a new user: an object of named values (no nulls).
+fn new_attributes(object: &Map<String, Value>) -> Result<Map<String, Value>, AdminError> {
+    match object.get("attributes") {
+        None => Ok(Map::new()),
+        Some(Value::Object(attributes)) => {
+            for (name, value) in attributes {
+                check_attribute_name(name)?;
+                if value.is_null() {
+                    return Err(AdminError::invalid(
+                        format!("attributes.{name}"),
+                        "must not be null",
+                    ));
+                }
+            }
+            Ok(attributes.clone())
+        }
+        Some(_) => Err(AdminError::invalid("attributes", "must be a JSON object")),
+    }
+}
+
+fn check_password(username: &str, password: &str) -> Result<(), AdminError> {
+    users::check_new_password(username, password)
+        .map_err(|reason| AdminError::invalid("password", reason))
+}
+
+/// Argon2id takes tens of milliseconds: off the async workers.
+async fn hash_password(password: String) -> Result<String, AdminError> {
+    tokio::task::spawn_blocking(move || SecretHash::hash(&password).as_str().to_owned())
+        .await
+        .map_err(|_| AdminError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "temporarily_unavailable",
+            description: "the password could not be hashed; nothing was changed".to_owned(),
+            field: None,
+        })
+}
+
+fn stored_user_json(record: &UserRecord) -> Value {
+    json!({
+        "username": record.username,
+        "sub": record.id,
+        "attributes": record.attributes,
+        "source": "store",
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    })
+}
+
+fn configured_user_json(user: &config::User) -> Value {
+    json!({
+        "username": user.username,
+        "sub": user.username,
+        "attributes": user.attributes,
+        "source": "configuration",
+    })
+}
+
+fn configured<'a>(state: &'a State, username: &str) -> Option<&'a config::User> {
+    state
+        .config()
+        .users
+        .iter()
+        .find(|user| user.username == username)
+}
+
+/// `GET /admin/users`: configured users, then stored ones.
+pub(crate) async fn list_users(AxumState(state): AxumState<State>) -> Result<Response, AdminError> {
+    let mut users: Vec<Value> = state
+        .config()
+        .users
+        .iter()
+        .map(configured_user_json)
+        .collect();
+    users.extend(
+        state
+            .store()
+            .list_users()
+            .await?
+            .iter()
+            .map(stored_user_json),
+    );
+    Ok(Json(json!({ "users": users })).into_response())
+}
+
+/// `GET /admin/users/{username}`.
+pub(crate) async fn get_user(
+    AxumState(state): AxumState<State>,
+    Path(username): Path<String>,
+) -> Result<Response, AdminError> {
+    if let Some(user) = configured(&state, &username) {
+        return Ok(Json(configured_user_json(user)).into_response());
+    }
+    match state.store().find_user_by_name(&username).await? {
+        Some(record) => Ok(Json(stored_user_json(&record)).into_response()),
+        None => Err(AdminError::not_found(&username)),
+    }
+}
+
+/// `POST /admin/users` `{"username", "password", "attributes"?}` → 201 with the user.
+pub(crate) async fn create_user(
+    AxumState(state): AxumState<State>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let object = object_body(&body, &["username", "password", "attributes"])?;
+    let username = string_member(&object, "username")?;
+    config::check_identifier("username", username)
+        .map_err(|error| AdminError::invalid("username", error.to_string()))?;
+    let password = string_member(&object, "password")?;
+    check_password(username, password)?;
+    let attributes = new_attributes(&object)?;
+    // Same answer whether the name is taken in the file or in the store.
+    let taken = || AdminError::conflict(format!("user `{username}` exists"));
+    if configured(&state, username).is_some() {
+        return Err(taken());
+    }
+    let now = state.now();
+    let record = UserRecord {
+        id: random_token()[..22].to_owned(),
+        username: username.to_owned(),
+        password_hash: hash_password(password.to_owned()).await?,
+        attributes,
+        created_at: now,
+        updated_at: now,
+    };
+    match state.store().insert_user(&record).await {
+        Err(StoreError::Duplicate(_)) => return Err(taken()),
+        other => other?,
+    }
+    tracing::info!(username = %record.username, sub = %record.id, "admin API: user created");
+    Ok((StatusCode::CREATED, Json(stored_user_json(&record))).into_response())
+}
+
+/// The stored user, or 409 for a configured one (read-only) and 404 for an unknown one.
+async fn stored_user(state: &State, username: &str) -> Result<UserRecord, AdminError> {
+    if configured(state, username).is_some() {
+        return Err(AdminError::conflict(format!(
+            "user `{username}` is defined in the configuration file: change it there"
+        )));
+    }
+    state
+        .store()
+        .find_user_by_name(username)
+        .await?
+        .ok_or_else(|| AdminError::not_found(username))
+}
+
+/// `PATCH /admin/users/{username}` `{"attributes": {name: value | null}}`: merges the values
+/// given (null removes one) into the user's attributes, all or nothing.
+pub(crate) async fn update_user(
+    AxumState(state): AxumState<State>,
+    Path(username): Path<String>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let object = object_body(&body, &["attributes"])?;
+    let Some(Value::Object(changes)) = object.get("attributes") else {
+        return Err(AdminError::invalid(
+            "attributes",
+            "is required, as a JSON object",
+        ));
+    };
+    for name in changes.keys() {
+        check_attribute_name(name)?;
+    }
+    let mut record = stored_user(&state, &username).await?;
+    for (name, value) in changes {
+        if value.is_null() {
+            record.attributes.remove(name);
+        } else {
+            record.attributes.insert(name.clone(), value.clone());
+        }
+    }
+    let now = state.now();
+    if !state
+        .store()
+        .set_user_attributes(&username, &record.attributes, now)
+        .await?
+    {
+        return Err(AdminError::not_found(&username));
+    }
+    record.updated_at = now;
+    Ok(Json(stored_user_json(&record)).into_response())
+}
+
+/// `PUT /admin/users/{username}/password` `{"password"}` → 204.
+pub(crate) async fn set_password(
+    AxumState(state): AxumState<State>,
+    Path(username): Path<String>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let object = object_body(&body, &["password"])?;
+    let password = string_member(&object, "password")?;
+    check_password(&username, password)?;
+    stored_user(&state, &username).await?;
+    let hash = hash_password(password.to_owned()).await?;
+    if !state
+        .store()
+        .set_password(&username, &hash, state.now())
+        .await?
+    {
+        return Err(AdminError::not_found(&username));
+    }
+    tracing::info!(%username, "admin API: password set");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /admin/users/{username}` → 204; the user's sessions end and their refresh and
+/// opaque access tokens are revoked with it.
+pub(crate) async fn delete_user(
+    AxumState(state): AxumState<State>,
+    Path(username): Path<String>,
+) -> Result<Response, AdminError> {
+    stored_user(&state, &username).await?;
+    if !state.store().delete_user(&username, state.now()).await? {
+        return Err(AdminError::not_found(&username));
+    }
+    tracing::info!(%username, "admin API: user deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
