@@ -56,6 +56,18 @@ fn code(digest: u8) -> CodeRecord {
     }
 }
 
+fn session() -> SessionRecord {
+    SessionRecord {
+        digest: [4; 32],
+        sid: "sid-1".into(),
+        user_id: "u1".into(),
+        username: "jane".into(),
+        auth_time: 10,
+        expires_at: 2_000,
+        ended_at: None,
+    }
+}
+
 fn refresh(digest: u8, family: &str) -> RefreshRecord {
     RefreshRecord {
         digest: [digest; 32],
@@ -109,15 +121,7 @@ async fn records_round_trip_on_every_backend() {
             Some(token(3, "svc-a")),
             "{name}"
         );
-        let session = SessionRecord {
-            digest: [4; 32],
-            sid: "sid-1".into(),
-            user_id: "u1".into(),
-            username: "jane".into(),
-            auth_time: 10,
-            expires_at: 2_000,
-            ended_at: None,
-        };
+        let session = session();
         store.insert_session(&session).await.unwrap();
         store.end_session("sid-1", 50).await.unwrap();
         store.end_session("sid-1", 60).await.unwrap();
@@ -202,18 +206,7 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens_on_every_b
             "{name}"
         );
 
-        store
-            .insert_session(&SessionRecord {
-                digest: [4; 32],
-                sid: "sid-1".into(),
-                user_id: "u1".into(),
-                username: "jane".into(),
-                auth_time: 10,
-                expires_at: 2_000,
-                ended_at: None,
-            })
-            .await
-            .unwrap();
+        store.insert_session(&session()).await.unwrap();
         store.insert_refresh(&refresh(5, "family-1")).await.unwrap();
         let mut own = token(6, "web");
         own.subject = "u1".into();

@@ -12,20 +12,10 @@ mod support;
 mod common;
 
 use std::hint::black_box;
-use std::time::Instant;
 
-use common::{Fixture, ready};
+use common::{Fixture, ready, time};
 
 const ROUNDS: usize = 41;
-
-/// Nanoseconds per call of `f`, over `iterations` calls.
-fn time(iterations: u32, mut f: impl FnMut()) -> f64 {
-    let started = Instant::now();
-    for _ in 0..iterations {
-        f();
-    }
-    started.elapsed().as_nanos() as f64 / f64::from(iterations)
-}
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);

@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::ready;
+use common::{ready, time};
 use scopegate_validator::{MockClock, Validator};
 use serde_json::json;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -31,15 +31,6 @@ use support::{FakeIdp, SigningKey};
 static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const ROUNDS: usize = 15;
-
-/// Nanoseconds per call of `f`, over `iterations` calls.
-fn time(iterations: u32, mut f: impl FnMut()) -> f64 {
-    let started = Instant::now();
-    for _ in 0..iterations {
-        f();
-    }
-    started.elapsed().as_nanos() as f64 / f64::from(iterations)
-}
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);

@@ -10,6 +10,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[allow(dead_code)] // `time` is for the alternating benches
 mod common;
 
 use std::hint::black_box;

@@ -258,13 +258,19 @@ pub(crate) async fn create_user(
     Ok((StatusCode::CREATED, Json(stored_user_json(&record))).into_response())
 }
 
-/// The stored user, or 409 for a configured one (read-only) and 404 for an unknown one.
-async fn stored_user(state: &State, username: &str) -> Result<UserRecord, AdminError> {
-    if configured(state, username).is_some() {
-        return Err(AdminError::conflict(format!(
+/// 409 for a user of the configuration file: read-only here.
+fn refuse_configured(state: &State, username: &str) -> Result<(), AdminError> {
+    match configured(state, username) {
+        Some(_) => Err(AdminError::conflict(format!(
             "user `{username}` is defined in the configuration file: change it there"
-        )));
+        ))),
+        None => Ok(()),
     }
+}
+
+/// The stored user, or 409 for a configured one and 404 for an unknown one.
+async fn stored_user(state: &State, username: &str) -> Result<UserRecord, AdminError> {
+    refuse_configured(state, username)?;
     state
         .store()
         .find_user_by_name(username)
@@ -318,7 +324,7 @@ pub(crate) async fn set_password(
     let object = object_body(&body, &["password"])?;
     let password = string_member(&object, "password")?;
     check_password(&username, password)?;
-    stored_user(&state, &username).await?;
+    refuse_configured(&state, &username)?;
     let hash = hash_password(password.to_owned()).await?;
     if !state
         .store()
@@ -337,7 +343,7 @@ pub(crate) async fn delete_user(
     AxumState(state): AxumState<State>,
     Path(username): Path<String>,
 ) -> Result<Response, AdminError> {
-    stored_user(&state, &username).await?;
+    refuse_configured(&state, &username)?;
     if !state.store().delete_user(&username, state.now()).await? {
         return Err(AdminError::not_found(&username));
     }

@@ -88,24 +88,10 @@ impl PostgresStore {
         Ok(Self { pool, tokens })
     }
 
-    async fn write_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        self.tokens.insert(token).await
-    }
-
     /// Closes every connection (tests; a process that exits needs not).
     pub async fn close(&self) {
         self.pool.close().await;
     }
 }
 
-impl TokenSink for PgPool {
-    async fn insert(&self, tokens: &[&TokenRecord]) -> Result<(), sqlx::Error> {
-        let mut query = sqlx::query(group_commit::statement(tokens.len()));
-        for token in tokens {
-            query = bind_token!(query, token);
-        }
-        query.execute(self).await.map(|_| ())
-    }
-}
-
-sql_store!(PostgresStore, sqlx::postgres::PgRow);
+sql_store!(PostgresStore, PgPool, sqlx::postgres::PgRow);

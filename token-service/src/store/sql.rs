@@ -83,10 +83,21 @@ macro_rules! bind_token {
 
 pub(super) use bind_token;
 
-/// Implements `Store` for `$store` (a struct with a `pool` field and a `write_token` method)
-/// whose rows are `$row`.
+/// Implements `Store` for `$store` (a struct with a `pool` field of type `$pool` and a
+/// `tokens` [`TokenWriter`](super::group_commit::TokenWriter)) whose rows are `$row`, and
+/// [`TokenSink`](super::group_commit::TokenSink) for `$pool`.
 macro_rules! sql_store {
-    ($store:ty, $row:ty) => {
+    ($store:ty, $pool:ty, $row:ty) => {
+        impl TokenSink for $pool {
+            async fn insert(&self, tokens: &[&TokenRecord]) -> Result<(), sqlx::Error> {
+                let mut query = sqlx::query(group_commit::statement(tokens.len()));
+                for token in tokens {
+                    query = bind_token!(query, token);
+                }
+                query.execute(self).await.map(|_| ())
+            }
+        }
+
         fn client_from_row(row: &$row) -> Result<ClientRecord, StoreError> {
             Ok(ClientRecord {
                 id: row.try_get("id")?,
@@ -359,26 +370,18 @@ macro_rules! sql_store {
                     return Ok(false);
                 };
                 let id: String = row.try_get("id")?;
-                sqlx::query("UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL")
-                    .bind(to_i64(now))
-                    .bind(&id)
-                    .execute(&mut *transaction)
-                    .await?;
-                sqlx::query(
+                for statement in [
+                    "UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL",
                     "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-                )
-                .bind(to_i64(now))
-                .bind(&id)
-                .execute(&mut *transaction)
-                .await?;
-                // Opaque access tokens issued to the user (their `sub` is the user's random id).
-                sqlx::query(
+                    // Opaque access tokens issued to the user (their `sub` is the user's random id).
                     "UPDATE access_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at IS NULL",
-                )
-                .bind(to_i64(now))
-                .bind(&id)
-                .execute(&mut *transaction)
-                .await?;
+                ] {
+                    sqlx::query(statement)
+                        .bind(to_i64(now))
+                        .bind(&id)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
                 transaction.commit().await?;
                 Ok(true)
             }
@@ -648,7 +651,7 @@ macro_rules! sql_store {
             }
 
             async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-                self.write_token(token).await
+                self.tokens.insert(token).await
             }
 
             async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {

@@ -91,20 +91,6 @@ impl SqliteStore {
         };
         Ok(Self { pool, tokens })
     }
-
-    async fn write_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        self.tokens.insert(token).await
-    }
-}
-
-impl TokenSink for SqlitePool {
-    async fn insert(&self, tokens: &[&TokenRecord]) -> Result<(), sqlx::Error> {
-        let mut query = sqlx::query(group_commit::statement(tokens.len()));
-        for token in tokens {
-            query = bind_token!(query, token);
-        }
-        query.execute(self).await.map(|_| ())
-    }
 }
 
 /// The database holds private keys: readable by its owner only.
@@ -120,7 +106,7 @@ fn restrict_permissions(file: &Path) {
     let _ = file;
 }
 
-sql_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+sql_store!(SqliteStore, SqlitePool, sqlx::sqlite::SqliteRow);
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,15 @@ use scopegate_validator::{MockClock, Validator};
 
 use crate::support::{FakeIdp, SigningKey};
 
+/// Nanoseconds per call of `f`, over `iterations` calls.
+pub(crate) fn time(iterations: u32, mut f: impl FnMut()) -> f64 {
+    let started = std::time::Instant::now();
+    for _ in 0..iterations {
+        f();
+    }
+    started.elapsed().as_nanos() as f64 / f64::from(iterations)
+}
+
 /// Runs a future that must not wait (keys are already cached): no executor in the measurement.
 pub(crate) fn ready<F: Future>(future: F) -> F::Output {
     let mut context = Context::from_waker(Waker::noop());
