@@ -100,6 +100,22 @@ impl Registry {
             .map_err(unshare)
     }
 
+    /// Forgets what this instance remembers of stored client `id`, after it was added or
+    /// deleted here (other instances notice within `STORED_CLIENT_TTL`).
+    pub async fn forget_client(&self, id: &str) {
+        self.stored.invalidate(id).await;
+    }
+
+    /// Forgets the stored APIs, after one was added or deleted here.
+    pub async fn forget_apis(&self) {
+        self.stored_apis.invalidate(&()).await;
+    }
+
+    /// The configured APIs (the service's own identity included).
+    pub fn configured_apis(&self) -> impl Iterator<Item = &Arc<Api>> {
+        self.apis.values()
+    }
+
     /// Adds the service's own API identity (used by its `/userinfo` to introspect), unless an
     /// API of that id is configured.
     #[must_use]
@@ -305,6 +321,8 @@ pub fn client_from_record(record: &ClientRecord) -> Result<Client, StoreError> {
         access_token_ttl,
         audience: record.audience.clone(),
         redirect_uris: record.redirect_uris.clone(),
-        post_logout_redirect_uris: Vec::new(),
+        post_logout_redirect_uris: record.post_logout_redirect_uris.clone(),
+        required_claims: record.required_claims.clone(),
+        self_signup: record.self_signup,
     })
 }

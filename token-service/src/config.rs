@@ -147,6 +147,11 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Where `/logout` may send the browser afterwards.
     pub post_logout_redirect_uris: Vec<String>,
+    /// Claims a user must have a value for before this client gets a code (asked for on a
+    /// page after sign-in when missing).
+    pub required_claims: Vec<String>,
+    /// Whether people may create an account on the sign-in page of this client.
+    pub self_signup: bool,
 }
 
 impl Client {
@@ -423,6 +428,10 @@ struct RawClient {
     redirect_uris: Vec<String>,
     #[serde(default)]
     post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    required_claims: Vec<String>,
+    #[serde(default)]
+    self_signup: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -512,6 +521,99 @@ fn parse_scopes(field: &str, scopes: &[String]) -> Result<ScopeSet, ConfigError>
                 .map_err(|error| invalid(format!("{field}[{index}]"), error.to_string()))
         })
         .collect()
+}
+
+/// The parts of a client checked the same way wherever it is registered (configuration
+/// file, `client add`, admin API).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientShape<'a> {
+    /// No secret.
+    pub public: bool,
+    /// Grant types.
+    pub grants: &'a [GrantType],
+    /// Allowed scopes, unparsed.
+    pub scopes: &'a [String],
+    /// Access token lifetime.
+    pub access_token_ttl: Option<Duration>,
+    /// Audiences.
+    pub audience: &'a [String],
+    /// Redirect URIs.
+    pub redirect_uris: &'a [String],
+    /// Post-logout redirect URIs.
+    pub post_logout_redirect_uris: &'a [String],
+    /// Required claims.
+    pub required_claims: &'a [String],
+    /// Self sign-up.
+    pub self_signup: bool,
+}
+
+/// Checks a client's shape; fields are named `{prefix}grants`, `{prefix}scopes[1]`, …
+/// Returns the allowed scopes.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming the first field that is wrong.
+pub fn check_client(
+    prefix: &str,
+    shape: ClientShape<'_>,
+    custom_scopes: &[CustomScope],
+) -> Result<ScopeSet, ConfigError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    if shape.grants.is_empty() {
+        return Err(invalid(field("grants"), "name at least one grant"));
+    }
+    if shape.public && shape.grants.contains(&GrantType::ClientCredentials) {
+        return Err(invalid(
+            field("grants"),
+            "a public client cannot use client_credentials",
+        ));
+    }
+    let allowed = parse_scopes(&field("scopes"), shape.scopes)?;
+    if let Some(ttl) = shape.access_token_ttl {
+        check_ttl(&field("access_token_ttl"), ttl, MAX_ACCESS_TOKEN_TTL)?;
+    }
+    for (position, audience) in shape.audience.iter().enumerate() {
+        check_audience(&field(&format!("audience[{position}]")), audience)?;
+    }
+    for (position, uri) in shape.post_logout_redirect_uris.iter().enumerate() {
+        url::Url::parse(uri).map_err(|error| {
+            invalid(
+                field(&format!("post_logout_redirect_uris[{position}]")),
+                error.to_string(),
+            )
+        })?;
+    }
+    for (position, uri) in shape.redirect_uris.iter().enumerate() {
+        let name = field(&format!("redirect_uris[{position}]"));
+        let parsed = url::Url::parse(uri).map_err(|error| invalid(&name, error.to_string()))?;
+        if parsed.fragment().is_some() {
+            return Err(invalid(name, "must not have a fragment (RFC 6749 §3.1.2)"));
+        }
+    }
+    let signs_in = shape.grants.contains(&GrantType::AuthorizationCode);
+    for (position, claim) in shape.required_claims.iter().enumerate() {
+        if !signs_in {
+            return Err(invalid(
+                field("required_claims"),
+                "only clients with the authorization_code grant sign users in",
+            ));
+        }
+        if crate::id_token::claim_attribute(custom_scopes, &allowed, claim).is_none() {
+            return Err(invalid(
+                field(&format!("required_claims[{position}]")),
+                format!(
+                    "`{claim}` is not a claim a user can supply that the client's scopes release"
+                ),
+            ));
+        }
+    }
+    if shape.self_signup && !signs_in {
+        return Err(invalid(
+            field("self_signup"),
+            "only clients with the authorization_code grant sign users in",
+        ));
+    }
+    Ok(allowed)
 }
 
 /// Checks an audience value: non-empty, no whitespace or control characters.
@@ -741,16 +843,22 @@ impl RawConfig {
                 }
                 _ => {}
             }
-            if raw.grants.is_empty() {
-                return Err(invalid(field("grants"), "name at least one grant"));
-            }
-            if raw.public && raw.grants.contains(&GrantType::ClientCredentials) {
-                return Err(invalid(
-                    field("grants"),
-                    "a public client cannot use client_credentials",
-                ));
-            }
-            let allowed = parse_scopes(&field("scopes"), &raw.scopes)?;
+            let access_token_ttl = raw.access_token_ttl.map(|ttl| ttl.0);
+            let allowed = check_client(
+                &format!("clients[{index}]."),
+                ClientShape {
+                    public: raw.public,
+                    grants: &raw.grants,
+                    scopes: &raw.scopes,
+                    access_token_ttl,
+                    audience: &raw.audience,
+                    redirect_uris: &raw.redirect_uris,
+                    post_logout_redirect_uris: &raw.post_logout_redirect_uris,
+                    required_claims: &raw.required_claims,
+                    self_signup: raw.self_signup,
+                },
+                &scopes,
+            )?;
             let default_scopes = match raw.default_scopes {
                 None => None,
                 Some(defaults) => {
@@ -760,35 +868,6 @@ impl RawConfig {
                     Some(defaults)
                 }
             };
-            let access_token_ttl = raw
-                .access_token_ttl
-                .map(|ttl| check_ttl(&field("access_token_ttl"), ttl.0, MAX_ACCESS_TOKEN_TTL))
-                .transpose()?;
-            for (position, audience) in raw.audience.iter().enumerate() {
-                check_audience(&format!("clients[{index}].audience[{position}]"), audience)?;
-            }
-            for (position, uri) in raw.post_logout_redirect_uris.iter().enumerate() {
-                url::Url::parse(uri).map_err(|error| {
-                    invalid(
-                        format!("clients[{index}].post_logout_redirect_uris[{position}]"),
-                        error.to_string(),
-                    )
-                })?;
-            }
-            for (position, uri) in raw.redirect_uris.iter().enumerate() {
-                let parsed = url::Url::parse(uri).map_err(|error| {
-                    invalid(
-                        format!("clients[{index}].redirect_uris[{position}]"),
-                        error.to_string(),
-                    )
-                })?;
-                if parsed.fragment().is_some() {
-                    return Err(invalid(
-                        format!("clients[{index}].redirect_uris[{position}]"),
-                        "must not have a fragment (RFC 6749 §3.1.2)",
-                    ));
-                }
-            }
             clients.push(Client {
                 id: raw.id,
                 secret,
@@ -800,6 +879,8 @@ impl RawConfig {
                 audience: raw.audience,
                 redirect_uris: raw.redirect_uris,
                 post_logout_redirect_uris: raw.post_logout_redirect_uris,
+                required_claims: raw.required_claims,
+                self_signup: raw.self_signup,
             });
         }
 

@@ -8,6 +8,7 @@ use scopegate_validator::ScopeSet;
 use serde_json::{Map, Value, json};
 
 use crate::State;
+use crate::config::CustomScope;
 use crate::error::OAuthError;
 use crate::keys::KeyAlgorithm;
 use crate::tokens::sign_jws;
@@ -39,6 +40,31 @@ const ADDRESS_PARTS: &[&str] = &[
     "postal_code",
     "country",
 ];
+
+/// Standard claims only the service or an operator sets, never the user on a form.
+const NOT_SELF_ASSERTED: &[&str] = &[
+    "acr",
+    "email_verified",
+    "phone_number_verified",
+    "updated_at",
+];
+
+/// The user attribute claim `claim` is read from, if one of `scope` releases it and a user
+/// may supply it themselves (a required claim, asked for on a form).
+#[must_use]
+pub fn claim_attribute(custom: &[CustomScope], scope: &ScopeSet, claim: &str) -> Option<String> {
+    let granted = |name: &str| scope.iter().any(|scope| scope.as_str() == name);
+    let standard = STANDARD
+        .iter()
+        .any(|(scope_name, names)| granted(scope_name) && names.contains(&claim));
+    if standard && !NOT_SELF_ASSERTED.contains(&claim) {
+        return Some(claim.to_owned());
+    }
+    custom
+        .iter()
+        .filter(|custom| scope.iter().any(|granted| granted.covers(&custom.name)))
+        .find_map(|custom| custom.claims.get(claim).cloned())
+}
 
 /// The claims `scope` releases from a user's `attributes`.
 #[must_use]

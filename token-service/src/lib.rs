@@ -24,6 +24,7 @@ pub mod grant;
 pub mod http;
 pub mod id_token;
 pub mod keys;
+pub mod registration;
 pub mod rotation;
 pub mod secret;
 pub mod session;
@@ -88,8 +89,8 @@ struct Shared {
     userinfo: scopegate_validator::Validator,
     /// The layer requiring `openid` at `/userinfo`.
     userinfo_layer: tower_scopegate::ScopeLayer,
-    /// The layers guarding the admin API: reading and changing users.
-    admin_layers: [tower_scopegate::ScopeLayer; 2],
+    /// The layers guarding the admin API.
+    admin_layers: http::admin::AdminLayers,
     /// HMAC key for CSRF tokens, shared by every instance through the store.
     csrf_key: aws_lc_rs::hmac::Key,
     /// JWTs of this service whose signature was verified, by the SHA-256 of the whole token.
@@ -150,7 +151,7 @@ impl State {
         userinfo_scopes.extend(config.scopes.iter().map(|scope| scope.name.clone()));
         // The admin API's scopes: opaque admin tokens are introspected with this identity too.
         userinfo_scopes.extend(
-            ["scopegate:users"]
+            http::admin::OWNED_SCOPES
                 .iter()
                 .filter_map(|name| scopegate_validator::Scope::parse(name).ok()),
         );
@@ -178,12 +179,8 @@ impl State {
                 throttle,
                 userinfo_layer: tower_scopegate::ScopeLayer::all_of(&userinfo, ["openid"])
                     .map_err(StartError::UserinfoScope)?,
-                admin_layers: [
-                    tower_scopegate::ScopeLayer::all_of(&userinfo, [http::admin::USERS_READ])
-                        .map_err(StartError::UserinfoScope)?,
-                    tower_scopegate::ScopeLayer::all_of(&userinfo, [http::admin::USERS_WRITE])
-                        .map_err(StartError::UserinfoScope)?,
-                ],
+                admin_layers: http::admin::AdminLayers::new(&userinfo)
+                    .map_err(StartError::UserinfoScope)?,
                 userinfo,
                 csrf_key,
                 verified_jwts: tokens::VerifiedJwts::new(),
@@ -232,8 +229,8 @@ impl State {
         &self.inner.userinfo_layer
     }
 
-    /// The admin API's layers: `[read users, change users]`.
-    pub(crate) fn admin_layers(&self) -> &[tower_scopegate::ScopeLayer; 2] {
+    /// The admin API's layers.
+    pub(crate) fn admin_layers(&self) -> &http::admin::AdminLayers {
         &self.inner.admin_layers
     }
 

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use scopegate_token_service::config::{self, Config, Source, TokenFormat};
+use scopegate_token_service::config::{self, Config, ConfigError, GrantType, Source, TokenFormat};
 use scopegate_token_service::keys::KeyRing;
-use scopegate_token_service::secret::{Secret, SecretHash};
-use scopegate_token_service::store::{self, ApiRecord, ClientRecord, StoreError, UserRecord};
-use scopegate_token_service::{State, clients, rotation, users};
-use scopegate_validator::ScopeSet;
+use scopegate_token_service::registration::{self, NewClient};
+use scopegate_token_service::secret::SecretHash;
+use scopegate_token_service::store::{self, StoreError, UserRecord};
+use scopegate_token_service::{State, rotation, users};
 
 /// A compact OAuth2 / OpenID Connect authorization server.
 ///
@@ -425,53 +425,34 @@ async fn list_users(config: &Config) -> Result<(), Failure> {
 }
 
 async fn add_client(config: &Config, add: AddClient) -> Result<(), Failure> {
-    config::check_identifier("--id", &add.id)?;
     if config.clients.iter().any(|client| client.id == add.id) {
         return Err(format!("client `{}` exists in the configuration", add.id).into());
     }
-    let scopes = ScopeSet::parse_space_separated(&add.scopes.join(" "))
-        .map_err(|error| format!("--scope: {error}"))?;
-    let grants: Vec<String> = add
-        .grants
-        .iter()
-        .map(|grant| {
-            match grant {
-                GrantArg::ClientCredentials => "client_credentials",
-                GrantArg::AuthorizationCode => "authorization_code",
-                GrantArg::RefreshToken => "refresh_token",
-            }
-            .to_owned()
-        })
-        .collect();
-    if add.public && grants.iter().any(|grant| grant == "client_credentials") {
-        return Err("a public client cannot use client_credentials (pass --grant)".into());
-    }
-    if let Some(ttl) = add.ttl {
-        config::check_ttl("--ttl", ttl, config::MAX_ACCESS_TOKEN_TTL)?;
-    }
-    for audience in &add.audiences {
-        config::check_audience("--audience", audience)?;
-    }
-    let secret = (!add.public).then(Secret::generate);
-    let format = match add.format {
-        FormatArg::Jwt => TokenFormat::Jwt,
-        FormatArg::Opaque => TokenFormat::Opaque,
-    };
-    let record = ClientRecord {
-        id: add.id.clone(),
-        secret_hash: secret
-            .as_ref()
-            .map(|secret| SecretHash::hash(secret.expose()).as_str().to_owned()),
-        grants,
-        scopes: scopes.to_string(),
-        token_format: format.as_str().to_owned(),
-        access_token_ttl: add.ttl.map(|ttl| ttl.as_secs()),
+    let new = NewClient {
+        id: add.id,
+        public: add.public,
+        grants: add
+            .grants
+            .iter()
+            .map(|grant| match grant {
+                GrantArg::ClientCredentials => GrantType::ClientCredentials,
+                GrantArg::AuthorizationCode => GrantType::AuthorizationCode,
+                GrantArg::RefreshToken => GrantType::RefreshToken,
+            })
+            .collect(),
+        scopes: split_words(&add.scopes),
+        token_format: match add.format {
+            FormatArg::Jwt => TokenFormat::Jwt,
+            FormatArg::Opaque => TokenFormat::Opaque,
+        },
+        access_token_ttl: add.ttl,
         audience: add.audiences,
         redirect_uris: add.redirect_uris,
-        created_at: now(),
+        post_logout_redirect_uris: Vec::new(),
+        required_claims: Vec::new(),
+        self_signup: false,
     };
-    // The same checks the service applies when it reads the row.
-    clients::client_from_record(&record)?;
+    let (record, secret) = registration::client(config, new, now()).map_err(flag_error)?;
     let store = store::open(&config.storage).await?;
     match store.insert_client(&record).await {
         Err(StoreError::Duplicate(id)) => {
@@ -521,20 +502,11 @@ async fn list_clients(config: &Config) -> Result<(), Failure> {
 }
 
 async fn add_api(config: &Config, id: &str, scopes: &[String]) -> Result<(), Failure> {
-    config::check_identifier("--id", id)?;
-    config::check_audience("--id", id)?;
     if config.apis.iter().any(|api| api.id == id) {
         return Err(format!("API `{id}` exists in the configuration").into());
     }
-    let scopes = ScopeSet::parse_space_separated(&scopes.join(" "))
-        .map_err(|error| format!("--scope: {error}"))?;
-    let secret = Secret::generate();
-    let record = ApiRecord {
-        id: id.to_owned(),
-        secret_hash: SecretHash::hash(secret.expose()).as_str().to_owned(),
-        scopes: scopes.to_string(),
-        created_at: now(),
-    };
+    let (record, secret) =
+        registration::api(id, &split_words(scopes), now()).map_err(flag_error)?;
     let store = store::open(&config.storage).await?;
     match store.insert_api(&record).await {
         Err(StoreError::Duplicate(id)) => {
@@ -559,6 +531,34 @@ async fn list_apis(config: &Config) -> Result<(), Failure> {
         println!("{:<40} {:<7} {}", record.id, "store", record.scopes);
     }
     Ok(())
+}
+
+/// Repeated flags whose values may also be space-separated.
+fn split_words(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|value| value.split_whitespace())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A registration error with the command-line flag for its field (`scopes[1]` → `--scope`).
+fn flag_error(error: ConfigError) -> Failure {
+    match error {
+        ConfigError::Invalid { field, reason } => {
+            let name = field.split('[').next().unwrap_or_default();
+            let flag = match name {
+                "scopes" => "--scope",
+                "grants" => "--grant",
+                "access_token_ttl" => "--ttl",
+                "audience" => "--audience",
+                "redirect_uris" => "--redirect-uri",
+                _ => "--id",
+            };
+            format!("{flag}: {reason}").into()
+        }
+        other => other.into(),
+    }
 }
 
 fn now() -> u64 {

@@ -245,6 +245,10 @@ pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, S
         if state.store().is_jwt_revoked(&found.jti).await? {
             return Ok(None);
         }
+        // A JWT cannot be recalled, but one whose client was deleted is inactive here.
+        if state.registry().client(&found.client_id).await?.is_none() {
+            return Ok(None);
+        }
         return Ok(Some(found));
     }
     let Some(record) = state.store().find_token(&token_digest(token)).await? else {

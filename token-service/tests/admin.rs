@@ -1,6 +1,7 @@
-//! The admin API for users over real HTTP: guarded by the service's own tower-scopegate layer
-//! (401 without a token or with one addressed elsewhere, 403 `insufficient_scope` without the
-//! scope), every endpoint with good and bad input, nothing changed by a refused request.
+//! The admin API over real HTTP: guarded by the service's own tower-scopegate layer (401
+//! without a token or with one addressed elsewhere, 403 `insufficient_scope` without the
+//! scope), every endpoint with good and bad input, nothing changed by a refused request, and
+//! its OpenAPI document naming exactly the routes there are.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,6 +14,7 @@ use support::*;
 const ADMIN: (&str, &str) = ("admin", "admin-secret");
 const AUDITOR: (&str, &str) = ("auditor", "auditor-secret");
 const ADMIN_OPAQUE: (&str, &str) = ("admin-opaque", "admin-opaque-secret");
+const USERS_ONLY: (&str, &str) = ("user-manager", "user-manager-secret");
 
 struct Admin {
     service: TestService,
@@ -30,22 +32,28 @@ impl Admin {
 id = "admin"
 secret = "admin-secret"
 grants = ["client_credentials"]
-scopes = ["scopegate:users:*"]
+scopes = ["scopegate:users:*", "scopegate:clients:*"]
 token_format = "jwt"
 
 [[clients]]
 id = "admin-opaque"
 secret = "admin-opaque-secret"
 grants = ["client_credentials"]
-scopes = ["scopegate:users:*"]
+scopes = ["scopegate:users:*", "scopegate:clients:*"]
 token_format = "opaque"
 
 [[clients]]
 id = "auditor"
 secret = "auditor-secret"
 grants = ["client_credentials"]
-scopes = ["scopegate:users:read"]
+scopes = ["scopegate:users:read", "scopegate:clients:read"]
 token_format = "jwt"
+
+[[clients]]
+id = "user-manager"
+secret = "user-manager-secret"
+grants = ["client_credentials"]
+scopes = ["scopegate:users:*"]
 "#,
             config_text(&issuer, "ES256")
         );
@@ -99,14 +107,94 @@ token_format = "jwt"
     }
 }
 
-/// Every endpoint, by method and path, and whether it changes anything.
-const ENDPOINTS: [(&str, &str, bool); 6] = [
-    ("GET", "/admin/users", false),
-    ("POST", "/admin/users", true),
-    ("GET", "/admin/users/jane", false),
-    ("PATCH", "/admin/users/jane", true),
-    ("PUT", "/admin/users/jane/password", true),
-    ("DELETE", "/admin/users/jane", true),
+/// Every endpoint: method, path (as the OpenAPI document writes it, then as called) and the
+/// scope it needs.
+const ENDPOINTS: [(&str, &str, &str, &str); 15] = [
+    (
+        "GET",
+        "/admin/users",
+        "/admin/users",
+        "scopegate:users:read",
+    ),
+    (
+        "POST",
+        "/admin/users",
+        "/admin/users",
+        "scopegate:users:write",
+    ),
+    (
+        "GET",
+        "/admin/users/{username}",
+        "/admin/users/jane",
+        "scopegate:users:read",
+    ),
+    (
+        "PATCH",
+        "/admin/users/{username}",
+        "/admin/users/jane",
+        "scopegate:users:write",
+    ),
+    (
+        "DELETE",
+        "/admin/users/{username}",
+        "/admin/users/jane",
+        "scopegate:users:write",
+    ),
+    (
+        "PUT",
+        "/admin/users/{username}/password",
+        "/admin/users/jane/password",
+        "scopegate:users:write",
+    ),
+    (
+        "GET",
+        "/admin/clients",
+        "/admin/clients",
+        "scopegate:clients:read",
+    ),
+    (
+        "POST",
+        "/admin/clients",
+        "/admin/clients",
+        "scopegate:clients:write",
+    ),
+    (
+        "GET",
+        "/admin/clients/{id}",
+        "/admin/clients/svc-jwt",
+        "scopegate:clients:read",
+    ),
+    (
+        "DELETE",
+        "/admin/clients/{id}",
+        "/admin/clients/svc-jwt",
+        "scopegate:clients:write",
+    ),
+    (
+        "GET",
+        "/admin/apis",
+        "/admin/apis",
+        "scopegate:clients:read",
+    ),
+    (
+        "POST",
+        "/admin/apis",
+        "/admin/apis",
+        "scopegate:clients:write",
+    ),
+    (
+        "GET",
+        "/admin/apis/{id}",
+        "/admin/apis/x",
+        "scopegate:clients:read",
+    ),
+    (
+        "DELETE",
+        "/admin/apis/{id}",
+        "/admin/apis/x",
+        "scopegate:clients:write",
+    ),
+    ("GET", "/admin/openapi.json", "/admin/openapi.json", ""),
 ];
 
 #[tokio::test]
@@ -114,7 +202,11 @@ async fn every_endpoint_needs_a_token_for_this_service_with_the_right_scope() {
     let admin = Admin::start().await;
     let machine = admin.token_of(JWT_CLIENT).await; // addressed to the APIs, not to us
     let auditor = admin.token_of(AUDITOR).await;
-    for (method, path, changes) in ENDPOINTS {
+    let users_only = admin.token_of(USERS_ONLY).await;
+    for (method, _, path, scope) in ENDPOINTS {
+        if scope.is_empty() {
+            continue; // the OpenAPI document is public
+        }
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let body = Some("{}");
         let (status, challenge, _) = admin.call(method.clone(), path, None, body).await;
@@ -123,14 +215,21 @@ async fn every_endpoint_needs_a_token_for_this_service_with_the_right_scope() {
         let (status, challenge, _) = admin.call(method.clone(), path, Some(&machine), body).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
         assert!(challenge.contains("invalid_token"), "{challenge}");
-        if changes {
-            let (status, challenge, _) =
-                admin.call(method.clone(), path, Some(&auditor), body).await;
+        // The auditor may read everything, the user manager only users.
+        let refused_to = if scope.ends_with(":write") {
+            Some(&auditor)
+        } else if scope.starts_with("scopegate:clients") {
+            Some(&users_only)
+        } else {
+            None
+        };
+        if let Some(token) = refused_to {
+            let (status, challenge, _) = admin.call(method.clone(), path, Some(token), body).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
             assert!(
                 challenge.contains("error=\"insufficient_scope\"")
-                    && challenge.contains("scope=\"scopegate:users:write\""),
-                "{challenge}"
+                    && challenge.contains(&format!("scope=\"{scope}\"")),
+                "{method} {path}: {challenge}"
             );
         }
     }
@@ -141,6 +240,13 @@ async fn every_endpoint_needs_a_token_for_this_service_with_the_right_scope() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["users"][0]["username"], "jane");
     assert_eq!(json["users"][0]["source"], "configuration");
+    let (status, _, json) = admin
+        .call(Method::GET, "/admin/clients", Some(&auditor), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["clients"][0]["id"], "svc-jwt");
+    assert_eq!(json["clients"][0]["source"], "configuration");
+    assert!(json["clients"][0].get("secret").is_none());
 }
 
 #[tokio::test]
@@ -367,4 +473,416 @@ async fn bad_input_gets_400_naming_the_field_and_changes_nothing() {
             .is_some(),
         "a refused password change changed the password"
     );
+}
+
+#[tokio::test]
+async fn clients_are_registered_with_a_secret_shown_once_used_and_deleted() {
+    let admin = Admin::start().await;
+    let token = admin.token_of(ADMIN_OPAQUE).await;
+    let token = Some(token.as_str());
+    // A client id tried before it exists is not remembered as unknown once it is registered.
+    let early = admin
+        .service
+        .post(
+            "/token",
+            Some(("batch", "guess")),
+            "grant_type=client_credentials",
+        )
+        .await;
+    assert_eq!(early.status, 401);
+
+    let body = json!({
+        "id": "batch",
+        "scopes": ["akamai:social_profile:read"],
+        "token_format": "opaque",
+        "access_token_ttl": "15m",
+        "audience": [API],
+    });
+    let (status, _, created) = admin
+        .call(
+            Method::POST,
+            "/admin/clients",
+            token,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 43, "a 256-bit secret: {secret}");
+    assert_eq!(created["grants"], json!(["client_credentials"]));
+    assert_eq!(created["access_token_ttl"], "15m");
+    assert_eq!(created["public"], false);
+    assert_eq!(created["source"], "store");
+    // Shown once: never in a listing or a read, and only its hash is in the store.
+    let (_, _, read) = admin
+        .call(Method::GET, "/admin/clients/batch", token, None)
+        .await;
+    assert!(read.get("secret").is_none(), "{read}");
+    assert_eq!(read["scopes"], json!(["akamai:social_profile:read"]));
+    let (_, _, listing) = admin.call(Method::GET, "/admin/clients", token, None).await;
+    assert!(!listing.to_string().contains(&secret));
+    let stored = admin
+        .service
+        .state
+        .store()
+        .find_client("batch")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored
+            .secret_hash
+            .as_deref()
+            .is_some_and(|hash| hash.starts_with("$argon2id$") && !hash.contains(&secret))
+    );
+
+    // It gets tokens at once, with its settings; the API introspects them.
+    let issued = admin.service.token(("batch", &secret), "").await;
+    assert_eq!(issued["expires_in"], 900, "{issued}");
+    let opaque = issued["access_token"].as_str().unwrap().to_owned();
+    let answer = admin.service.introspect(API_CREDENTIALS, &opaque).await;
+    assert_eq!(answer.json["active"], true, "{}", answer.text);
+    assert_eq!(answer.json["client_id"], "batch");
+
+    // Deleted: its tokens are revoked and its secret no longer works.
+    let (status, _, _) = admin
+        .call(Method::DELETE, "/admin/clients/batch", token, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let answer = admin.service.introspect(API_CREDENTIALS, &opaque).await;
+    assert_eq!(answer.json, json!({"active": false}));
+    let refused = admin
+        .service
+        .post(
+            "/token",
+            Some(("batch", &secret)),
+            "grant_type=client_credentials",
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.error()),
+        (StatusCode::UNAUTHORIZED, "invalid_client")
+    );
+    let (status, _, _) = admin
+        .call(Method::GET, "/admin/clients/batch", token, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = admin
+        .call(Method::DELETE, "/admin/clients/batch", token, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A JWT client: its JWTs stop introspecting active once it is deleted.
+    let body =
+        json!({"id": "jwt-batch", "scopes": ["akamai:social_profile:read"], "audience": [API]});
+    let (status, _, created) = admin
+        .call(
+            Method::POST,
+            "/admin/clients",
+            token,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap();
+    let jwt = admin.service.token(("jwt-batch", secret), "").await;
+    let jwt = jwt["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(jwt.matches('.').count(), 2);
+    let answer = admin.service.introspect(API_CREDENTIALS, &jwt).await;
+    assert_eq!(answer.json["active"], true, "{}", answer.text);
+    let (status, _, _) = admin
+        .call(Method::DELETE, "/admin/clients/jwt-batch", token, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let answer = admin.service.introspect(API_CREDENTIALS, &jwt).await;
+    assert_eq!(answer.json, json!({"active": false}));
+
+    // A public sign-in client: no secret, its sign-in settings kept.
+    let body = json!({
+        "id": "spa",
+        "public": true,
+        "grants": ["authorization_code", "refresh_token"],
+        "scopes": ["openid", "profile", "ad:user_custom:read"],
+        "redirect_uris": ["https://spa.example.test/cb"],
+        "post_logout_redirect_uris": ["https://spa.example.test/"],
+        "required_claims": ["company_name"],
+        "self_signup": true,
+    });
+    let (status, _, created) = admin
+        .call(
+            Method::POST,
+            "/admin/clients",
+            token,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(created.get("secret").is_none(), "{created}");
+    let client = admin
+        .service
+        .state
+        .registry()
+        .client("spa")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(client.is_public() && client.self_signup);
+    assert_eq!(client.required_claims, ["company_name"]);
+    assert_eq!(
+        client.post_logout_redirect_uris,
+        ["https://spa.example.test/"]
+    );
+}
+
+#[tokio::test]
+async fn apis_are_registered_introspect_their_scopes_and_are_deleted() {
+    let admin = Admin::start().await;
+    let token = admin.token_of(ADMIN).await;
+    let token = Some(token.as_str());
+    let body = json!({"id": "https://reports.example.test", "scopes": ["other:thing"]});
+    let (status, _, created) = admin
+        .call(Method::POST, "/admin/apis", token, Some(&body.to_string()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert_eq!(created["scopes"], json!(["other:thing"]));
+    // Ids with `/` are percent-encoded in the path.
+    let path = "/admin/apis/https%3A%2F%2Freports.example.test";
+    let (status, _, read) = admin.call(Method::GET, path, token, None).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["id"], "https://reports.example.test");
+    assert!(read.get("secret").is_none());
+    let (_, _, listing) = admin.call(Method::GET, "/admin/apis", token, None).await;
+    let ids: Vec<&str> = listing["apis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|api| api["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [API, OTHER_API, "https://reports.example.test"]);
+
+    // It introspects, and sees only its own scopes.
+    let opaque = admin
+        .service
+        .token(
+            OPAQUE_CLIENT,
+            "&scope=other:thing:read akamai:social_profile:read",
+        )
+        .await;
+    let opaque = opaque["access_token"].as_str().unwrap().to_owned();
+    let reports = ("https://reports.example.test", secret.as_str());
+    let answer = admin.service.introspect(reports, &opaque).await;
+    assert_eq!(answer.json["active"], true, "{}", answer.text);
+    assert_eq!(answer.json["scope"], "other:thing:read");
+
+    let (status, _, _) = admin.call(Method::DELETE, path, token, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let answer = admin.service.introspect(reports, &opaque).await;
+    assert_eq!(
+        (answer.status, answer.error()),
+        (StatusCode::UNAUTHORIZED, "invalid_client")
+    );
+    let (status, _, _) = admin.call(Method::DELETE, path, token, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_client_and_api_registrations_get_400_naming_the_field_and_change_nothing() {
+    let admin = Admin::start().await;
+    let token = admin.token_of(ADMIN).await;
+    let token = Some(token.as_str());
+    let good = r#"{"id": "kept", "scopes": ["a:b:read"]}"#;
+    let (status, _, _) = admin
+        .call(Method::POST, "/admin/clients", token, Some(good))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let before = admin
+        .call(Method::GET, "/admin/clients", token, None)
+        .await
+        .2;
+
+    let bad_clients = [
+        ("{", "body"),
+        (r#""client""#, "body"),
+        (r#"{"scopes": ["a:b:read"]}"#, "id"),
+        (r#"{"id": "has space"}"#, "id"),
+        (r#"{"id": "x", "secret": "mine"}"#, "secret"),
+        (r#"{"id": "x", "scopes": "a:b:read"}"#, "scopes"),
+        (r#"{"id": "x", "scopes": ["bad\"scope"]}"#, "scopes[0]"),
+        (r#"{"id": "x", "scopes": ["a:b:read", 3]}"#, "scopes[1]"),
+        (r#"{"id": "x", "grants": []}"#, "grants"),
+        (r#"{"id": "x", "grants": ["implicit"]}"#, "grants[0]"),
+        (r#"{"id": "x", "public": true}"#, "grants"),
+        (r#"{"id": "x", "public": "yes"}"#, "public"),
+        (r#"{"id": "x", "token_format": "saml"}"#, "token_format"),
+        (
+            r#"{"id": "x", "access_token_ttl": "3d"}"#,
+            "access_token_ttl",
+        ),
+        (
+            r#"{"id": "x", "access_token_ttl": "soon"}"#,
+            "access_token_ttl",
+        ),
+        (r#"{"id": "x", "access_token_ttl": 60}"#, "access_token_ttl"),
+        (r#"{"id": "x", "audience": ["has space"]}"#, "audience[0]"),
+        (
+            r#"{"id": "x", "grants": ["authorization_code"], "redirect_uris": ["not a url"]}"#,
+            "redirect_uris[0]",
+        ),
+        (
+            r#"{"id": "x", "grants": ["authorization_code"], "redirect_uris": ["https://a.test/cb#frag"]}"#,
+            "redirect_uris[0]",
+        ),
+        (
+            r#"{"id": "x", "grants": ["authorization_code"], "post_logout_redirect_uris": ["/relative"]}"#,
+            "post_logout_redirect_uris[0]",
+        ),
+        (
+            r#"{"id": "x", "grants": ["authorization_code"], "scopes": ["openid"], "required_claims": ["company_name"]}"#,
+            "required_claims[0]",
+        ),
+        (
+            r#"{"id": "x", "grants": ["authorization_code"], "scopes": ["email"], "required_claims": ["email_verified"]}"#,
+            "required_claims[0]",
+        ),
+        (
+            r#"{"id": "x", "scopes": ["ad:user_custom:read"], "required_claims": ["company_name"]}"#,
+            "required_claims",
+        ),
+        (r#"{"id": "x", "self_signup": true}"#, "self_signup"),
+    ];
+    for (body, field) in bad_clients {
+        let (status, _, json) = admin
+            .call(Method::POST, "/admin/clients", token, Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
+        assert_eq!(json["error"], "invalid_request", "{body}");
+        assert_eq!(json["field"], field, "{body}: {json}");
+    }
+    // Taken ids (stored, configured) → 409; configured clients are read-only; unknown → 404.
+    for id in ["kept", "svc-jwt"] {
+        let body = json!({"id": id});
+        let (status, _, json) = admin
+            .call(
+                Method::POST,
+                "/admin/clients",
+                token,
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{id}: {json}");
+    }
+    let (status, _, _) = admin
+        .call(Method::DELETE, "/admin/clients/svc-jwt", token, None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _, _) = admin
+        .call(Method::DELETE, "/admin/clients/nobody", token, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let after = admin
+        .call(Method::GET, "/admin/clients", token, None)
+        .await
+        .2;
+    assert_eq!(before, after, "a refused request changed the clients");
+
+    let apis_before = admin.call(Method::GET, "/admin/apis", token, None).await.2;
+    let bad_apis = [
+        ("[]", "body"),
+        (r#"{"scopes": ["a:b"]}"#, "id"),
+        (r#"{"id": "https://x.test"}"#, "scopes"),
+        (r#"{"id": "https://x.test", "scopes": []}"#, "scopes"),
+        (
+            r#"{"id": "https://x.test", "scopes": ["a b"]}"#,
+            "scopes[0]",
+        ),
+        (r#"{"id": "https://x.test", "scopes": [true]}"#, "scopes[0]"),
+        (r#"{"id": "has space", "scopes": ["a:b"]}"#, "id"),
+        (
+            r#"{"id": "https://x.test", "scopes": ["a:b"], "secret": "s"}"#,
+            "secret",
+        ),
+    ];
+    for (body, field) in bad_apis {
+        let (status, _, json) = admin
+            .call(Method::POST, "/admin/apis", token, Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
+        assert_eq!(json["field"], field, "{body}: {json}");
+    }
+    // The configured APIs and the service's own identity are taken and read-only.
+    for id in [API, admin.issuer.as_str()] {
+        let body = json!({"id": id, "scopes": ["a:b"]});
+        let (status, _, json) = admin
+            .call(Method::POST, "/admin/apis", token, Some(&body.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{id}: {json}");
+    }
+    let (status, _, _) = admin
+        .call(
+            Method::DELETE,
+            "/admin/apis/https%3A%2F%2Fapi.example.test",
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let apis_after = admin.call(Method::GET, "/admin/apis", token, None).await.2;
+    assert_eq!(
+        apis_before, apis_after,
+        "a refused request changed the APIs"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_exactly_the_routes_there_are() {
+    let admin = Admin::start().await;
+    let (status, _, document) = admin
+        .call(Method::GET, "/admin/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{document}"
+    );
+    let mut documented = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let scopes: Vec<&str> = operation["security"]
+                .as_array()
+                .map(|requirements| {
+                    requirements
+                        .iter()
+                        .flat_map(|requirement| requirement["oauth2"].as_array().unwrap())
+                        .map(|scope| scope.as_str().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(
+                operation["responses"].is_object(),
+                "{method} {path} has no responses"
+            );
+            documented.push((method.to_uppercase(), path.clone(), scopes.join(" ")));
+        }
+    }
+    documented.sort();
+    let mut served: Vec<(String, String, String)> = ENDPOINTS
+        .iter()
+        .map(|(method, path, _, scope)| {
+            (
+                (*method).to_owned(),
+                (*path).to_owned(),
+                (*scope).to_owned(),
+            )
+        })
+        .collect();
+    served.sort();
+    assert_eq!(documented, served);
+    // The security scheme points at this service's token endpoint.
+    let flow = &document["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"];
+    assert_eq!(flow["tokenUrl"], format!("{}/token", admin.issuer));
+    assert_eq!(document["servers"][0]["url"], admin.issuer);
 }

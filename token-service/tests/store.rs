@@ -228,6 +228,65 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens_on_every_b
     }
 }
 
+#[tokio::test]
+async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        let client = store::ClientRecord {
+            id: "web".into(),
+            secret_hash: None,
+            grants: vec!["authorization_code".into(), "refresh_token".into()],
+            scopes: "openid ad:user_custom:read".into(),
+            token_format: "jwt".into(),
+            access_token_ttl: None,
+            audience: vec![],
+            redirect_uris: vec!["https://app.test/cb".into()],
+            post_logout_redirect_uris: vec!["https://app.test/".into()],
+            required_claims: vec!["company_name".into()],
+            self_signup: true,
+            created_at: 1,
+        };
+        store.insert_client(&client).await.unwrap();
+        let found = store.find_client("web").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                found.post_logout_redirect_uris,
+                found.required_claims,
+                found.self_signup
+            ),
+            (
+                client.post_logout_redirect_uris.clone(),
+                client.required_claims.clone(),
+                true
+            ),
+            "{name}"
+        );
+        store.insert_refresh(&refresh(5, "family-1")).await.unwrap();
+        store.insert_token(&token(6, "web")).await.unwrap();
+        store.insert_token(&token(7, "svc")).await.unwrap(); // another client: untouched
+
+        assert!(store.delete_client("web", 100).await.unwrap(), "{name}");
+        assert!(store.find_client("web").await.unwrap().is_none(), "{name}");
+        let refresh = store.find_refresh(&[5; 32]).await.unwrap().unwrap();
+        assert_eq!(refresh.revoked_at, Some(100), "{name}");
+        let own = store.find_token(&[6; 32]).await.unwrap().unwrap();
+        assert_eq!(own.revoked_at, Some(100), "{name}");
+        let others = store.find_token(&[7; 32]).await.unwrap().unwrap();
+        assert_eq!(others.revoked_at, None, "{name}");
+        assert!(!store.delete_client("web", 101).await.unwrap(), "{name}");
+
+        let api = store::ApiRecord {
+            id: "https://reports.test".into(),
+            secret_hash: "h".into(),
+            scopes: "other:thing".into(),
+            created_at: 1,
+        };
+        store.insert_api(&api).await.unwrap();
+        assert!(store.delete_api(&api.id).await.unwrap(), "{name}");
+        assert!(store.find_api(&api.id).await.unwrap().is_none(), "{name}");
+        assert!(!store.delete_api(&api.id).await.unwrap(), "{name}");
+    }
+}
+
 /// Access-token rows are group-committed: many concurrent inserts share statements, and a
 /// duplicate among them must fail alone while every other row is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

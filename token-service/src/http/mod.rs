@@ -15,7 +15,7 @@ mod userinfo;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, patch, post, put};
+use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::State;
@@ -24,29 +24,8 @@ use crate::State;
 pub fn app(state: State) -> Router {
     let body_limit = state.config().limits.max_body_bytes;
     let userinfo_layer = state.userinfo_layer().clone().realm("token-service");
-    let [read_users, change_users] = state
-        .admin_layers()
-        .clone()
-        .map(|layer| layer.realm("token-service"));
+    let admin = admin::routes(state.admin_layers());
     Router::new()
-        .route(
-            "/admin/users",
-            get(admin::list_users)
-                .route_layer(read_users.clone())
-                .merge(post(admin::create_user).route_layer(change_users.clone())),
-        )
-        .route(
-            "/admin/users/{username}",
-            get(admin::get_user).route_layer(read_users).merge(
-                patch(admin::update_user)
-                    .delete(admin::delete_user)
-                    .route_layer(change_users.clone()),
-            ),
-        )
-        .route(
-            "/admin/users/{username}/password",
-            put(admin::set_password).route_layer(change_users),
-        )
         .route("/authorize", get(authorize::authorize))
         .route("/login", post(authorize::login))
         .route("/assets/login.css", get(authorize::stylesheet))
@@ -75,5 +54,6 @@ pub fn app(state: State) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         // Spans carry method and path only: no headers, no query, no body.
         .layer(TraceLayer::new_for_http())
+        .merge(admin)
         .with_state(state)
 }

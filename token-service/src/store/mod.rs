@@ -62,6 +62,12 @@ pub struct ClientRecord {
     pub audience: Vec<String>,
     /// Redirect URIs.
     pub redirect_uris: Vec<String>,
+    /// Where `/logout` may send the browser afterwards.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Claims a user must supply before the client gets a code.
+    pub required_claims: Vec<String>,
+    /// Whether people may create an account on the client's sign-in page.
+    pub self_signup: bool,
     /// Seconds since the epoch.
     pub created_at: u64,
 }
@@ -249,6 +255,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
     /// Every stored client.
     async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    /// Deletes a stored client and revokes its refresh and opaque access tokens, in one
+    /// transaction; `false` if there is none.
+    async fn delete_client(&self, id: &str, now: u64) -> Result<bool, StoreError>;
 
     /// Registers an API.
     async fn insert_api(&self, api: &ApiRecord) -> Result<(), StoreError>;
@@ -256,6 +265,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn find_api(&self, id: &str) -> Result<Option<ApiRecord>, StoreError>;
     /// Every stored API.
     async fn list_apis(&self) -> Result<Vec<ApiRecord>, StoreError>;
+    /// Deletes a stored API; `false` if there is none.
+    async fn delete_api(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Adds a user.
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;

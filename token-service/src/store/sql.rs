@@ -110,6 +110,12 @@ macro_rules! sql_store {
                     .map(to_u64),
                 audience: parse_list("clients", &row.try_get::<String, _>("audience")?)?,
                 redirect_uris: parse_list("clients", &row.try_get::<String, _>("redirect_uris")?)?,
+                post_logout_redirect_uris: parse_list(
+                    "clients",
+                    &row.try_get::<String, _>("post_logout_redirect_uris")?,
+                )?,
+                required_claims: parse_list("clients", &row.try_get::<String, _>("required_claims")?)?,
+                self_signup: row.try_get::<i64, _>("self_signup")? != 0,
                 created_at: to_u64(row.try_get("created_at")?),
             })
         }
@@ -213,7 +219,8 @@ macro_rules! sql_store {
             async fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO clients (id, secret_hash, grants, scopes, token_format, access_token_ttl, \
-                     audience, redirect_uris, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     audience, redirect_uris, created_at, post_logout_redirect_uris, required_claims, \
+                     self_signup) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&client.id)
                 .bind(&client.secret_hash)
@@ -224,6 +231,9 @@ macro_rules! sql_store {
                 .bind(json_list(&client.audience))
                 .bind(json_list(&client.redirect_uris))
                 .bind(to_i64(client.created_at))
+                .bind(json_list(&client.post_logout_redirect_uris))
+                .bind(json_list(&client.required_claims))
+                .bind(i64::from(client.self_signup))
                 .execute(&self.pool)
                 .await
                 .map_err(|error| duplicate_or(error, &client.id))?;
@@ -247,6 +257,39 @@ macro_rules! sql_store {
                     .iter()
                     .map(client_from_row)
                     .collect()
+            }
+
+            async fn delete_client(&self, id: &str, now: u64) -> Result<bool, StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                let deleted = sqlx::query("DELETE FROM clients WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *transaction)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Ok(false);
+                }
+                for statement in [
+                    "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
+                    "UPDATE access_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
+                ] {
+                    sqlx::query(statement)
+                        .bind(to_i64(now))
+                        .bind(id)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                transaction.commit().await?;
+                Ok(true)
+            }
+
+            async fn delete_api(&self, id: &str) -> Result<bool, StoreError> {
+                let deleted = sqlx::query("DELETE FROM apis WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(deleted > 0)
             }
 
             async fn insert_api(&self, api: &ApiRecord) -> Result<(), StoreError> {

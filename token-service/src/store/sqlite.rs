@@ -179,6 +179,9 @@ mod tests {
             access_token_ttl: Some(60),
             audience: vec![],
             redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            required_claims: vec![],
+            self_signup: false,
             created_at: 1,
         };
         store.insert_client(&client).await.unwrap();

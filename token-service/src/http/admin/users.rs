@@ -1,8 +1,5 @@
-//! The admin API for users, under `/admin`: JSON over HTTP, guarded by this service's own
-//! `tower-scopegate` layer (`scopegate:users:read`, `scopegate:users:write`; tokens addressed to
-//! this service, obtained by an admin client through client credentials). Every body is
-//! validated before anything is changed; a bad one gets 400 with the field it is about.
-//! Users from the configuration file are listed but read-only.
+//! `/admin/users`: list, create, read, update attributes, set the password, delete. Users from
+//! the configuration file are listed but read-only.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -11,103 +8,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::{AdminError, object_body, string_member};
 use crate::State;
 use crate::config;
 use crate::secret::{SecretHash, random_token};
 use crate::store::{StoreError, UserRecord};
 use crate::users;
 
-/// Scope needed to read users.
-pub(crate) const USERS_READ: &str = "scopegate:users:read";
-/// Scope needed to change users.
-pub(crate) const USERS_WRITE: &str = "scopegate:users:write";
-
 /// Longest attribute name.
 const MAX_ATTRIBUTE_NAME: usize = 64;
-
-/// An admin API error: a status and `{"error", "error_description", "field"}`.
-#[derive(Debug)]
-pub(crate) struct AdminError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    field: Option<String>,
-}
-
-impl AdminError {
-    fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            error: "invalid_request",
-            description: description.into(),
-            field: Some(field.into()),
-        }
-    }
-
-    fn not_found(username: &str) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            error: "not_found",
-            description: format!("no user `{username}`"),
-            field: None,
-        }
-    }
-
-    fn conflict(description: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::CONFLICT,
-            error: "conflict",
-            description: description.into(),
-            field: None,
-        }
-    }
-}
-
-impl From<StoreError> for AdminError {
-    fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "admin API: store failed");
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            error: "temporarily_unavailable",
-            description: "the store is unavailable; nothing was changed".to_owned(),
-            field: None,
-        }
-    }
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.error, "error_description": self.description });
-        if let Some(field) = self.field {
-            body["field"] = Value::String(field);
-        }
-        (self.status, Json(body)).into_response()
-    }
-}
-
-/// The body as a JSON object whose members are all in `allowed`.
-fn object_body(body: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, AdminError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|error| AdminError::invalid("body", format!("not JSON: {error}")))?;
-    let Value::Object(object) = value else {
-        return Err(AdminError::invalid("body", "must be a JSON object"));
-    };
-    if let Some(unknown) = object.keys().find(|key| !allowed.contains(&key.as_str())) {
-        return Err(AdminError::invalid(
-            unknown.clone(),
-            format!("unknown member; expected {}", allowed.join(", ")),
-        ));
-    }
-    Ok(object)
-}
-
-fn string_member<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a str, AdminError> {
-    match object.get(name) {
-        Some(Value::String(text)) => Ok(text),
-        Some(_) => Err(AdminError::invalid(name, "must be a string")),
-        None => Err(AdminError::invalid(name, "is required")),
-    }
-}
 
 /// Attribute names become claim sources: short identifiers only.
 fn check_attribute_name(name: &str) -> Result<(), AdminError> {
@@ -220,7 +129,7 @@ pub(crate) async fn get_user(
     }
     match state.store().find_user_by_name(&username).await? {
         Some(record) => Ok(Json(stored_user_json(&record)).into_response()),
-        None => Err(AdminError::not_found(&username)),
+        None => Err(AdminError::not_found("user", &username)),
     }
 }
 
@@ -275,7 +184,7 @@ async fn stored_user(state: &State, username: &str) -> Result<UserRecord, AdminE
         .store()
         .find_user_by_name(username)
         .await?
-        .ok_or_else(|| AdminError::not_found(username))
+        .ok_or_else(|| AdminError::not_found("user", username))
 }
 
 /// `PATCH /admin/users/{username}` `{"attributes": {name: value | null}}`: merges the values
@@ -309,7 +218,7 @@ pub(crate) async fn update_user(
         .set_user_attributes(&username, &record.attributes, now)
         .await?
     {
-        return Err(AdminError::not_found(&username));
+        return Err(AdminError::not_found("user", &username));
     }
     record.updated_at = now;
     Ok(Json(stored_user_json(&record)).into_response())
@@ -331,7 +240,7 @@ pub(crate) async fn set_password(
         .set_password(&username, &hash, state.now())
         .await?
     {
-        return Err(AdminError::not_found(&username));
+        return Err(AdminError::not_found("user", &username));
     }
     tracing::info!(%username, "admin API: password set");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -345,7 +254,7 @@ pub(crate) async fn delete_user(
 ) -> Result<Response, AdminError> {
     refuse_configured(&state, &username)?;
     if !state.store().delete_user(&username, state.now()).await? {
-        return Err(AdminError::not_found(&username));
+        return Err(AdminError::not_found("user", &username));
     }
     tracing::info!(%username, "admin API: user deleted");
     Ok(StatusCode::NO_CONTENT.into_response())

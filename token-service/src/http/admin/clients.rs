@@ -1,0 +1,283 @@
+//! `/admin/clients` and `/admin/apis`: list, register (the generated secret is in the answer
+//! once; only its hash is stored), read, delete. The body has the members of a `[[clients]]` /
+//! `[[apis]]` entry of the configuration file and passes the same checks. Clients and APIs of
+//! the configuration file are listed but read-only.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{AdminError, flag, no_store, object_body, optional_string, string_list, string_member};
+use crate::State;
+use crate::clients::client_from_record;
+use crate::config::{Api, Client, GrantType, TokenFormat};
+use crate::registration::{self, NewClient};
+use crate::store::StoreError;
+
+const CLIENT_MEMBERS: &[&str] = &[
+    "id",
+    "public",
+    "grants",
+    "scopes",
+    "token_format",
+    "access_token_ttl",
+    "audience",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+    "required_claims",
+    "self_signup",
+];
+
+fn client_json(client: &Client, source: &str, created_at: Option<u64>) -> Value {
+    let mut value = json!({
+        "id": client.id,
+        "public": client.is_public(),
+        "grants": client.grants.iter().map(|grant| grant.as_str()).collect::<Vec<_>>(),
+        "scopes": client.scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
+        "token_format": client.token_format.as_str(),
+        "access_token_ttl": client
+            .access_token_ttl
+            .map(|ttl| humantime::format_duration(ttl).to_string()),
+        "audience": client.audience,
+        "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "required_claims": client.required_claims,
+        "self_signup": client.self_signup,
+        "source": source,
+    });
+    if let Some(created_at) = created_at {
+        value["created_at"] = created_at.into();
+    }
+    value
+}
+
+fn api_json(api: &Api, source: &str, created_at: Option<u64>) -> Value {
+    let mut value = json!({
+        "id": api.id,
+        "scopes": api.scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
+        "source": source,
+    });
+    if let Some(created_at) = created_at {
+        value["created_at"] = created_at.into();
+    }
+    value
+}
+
+/// `GET /admin/clients`: configured clients, then stored ones.
+pub(crate) async fn list_clients(
+    AxumState(state): AxumState<State>,
+) -> Result<Response, AdminError> {
+    let mut clients: Vec<Value> = state
+        .config()
+        .clients
+        .iter()
+        .map(|client| client_json(client, "configuration", None))
+        .collect();
+    for record in state.store().list_clients().await? {
+        let client = client_from_record(&record)?;
+        clients.push(client_json(&client, "store", Some(record.created_at)));
+    }
+    Ok(Json(json!({ "clients": clients })).into_response())
+}
+
+/// `GET /admin/clients/{id}`.
+pub(crate) async fn get_client(
+    AxumState(state): AxumState<State>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    if let Some(client) = state.config().clients.iter().find(|client| client.id == id) {
+        return Ok(Json(client_json(client, "configuration", None)).into_response());
+    }
+    let record = state
+        .store()
+        .find_client(&id)
+        .await?
+        .ok_or_else(|| AdminError::not_found("client", &id))?;
+    let client = client_from_record(&record)?;
+    Ok(Json(client_json(&client, "store", Some(record.created_at))).into_response())
+}
+
+/// The registration a body asks for, every member checked for its type.
+fn new_client(body: &Bytes) -> Result<NewClient, AdminError> {
+    let object = object_body(body, CLIENT_MEMBERS)?;
+    let grants = match object.get("grants") {
+        None | Some(Value::Null) => vec![GrantType::ClientCredentials],
+        Some(_) => string_list(&object, "grants")?
+            .iter()
+            .enumerate()
+            .map(|(position, name)| {
+                GrantType::parse(name).ok_or_else(|| {
+                    AdminError::invalid(
+                        format!("grants[{position}]"),
+                        "must be client_credentials, authorization_code or refresh_token",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let token_format = match optional_string(&object, "token_format")? {
+        None => TokenFormat::Jwt,
+        Some(name) => TokenFormat::parse(name)
+            .ok_or_else(|| AdminError::invalid("token_format", "must be jwt or opaque"))?,
+    };
+    let access_token_ttl = optional_string(&object, "access_token_ttl")?
+        .map(|text| {
+            humantime::parse_duration(text).map_err(|error| {
+                AdminError::invalid("access_token_ttl", format!("a duration like 15m: {error}"))
+            })
+        })
+        .transpose()?;
+    Ok(NewClient {
+        id: string_member(&object, "id")?.to_owned(),
+        public: flag(&object, "public")?,
+        grants,
+        scopes: string_list(&object, "scopes")?,
+        token_format,
+        access_token_ttl,
+        audience: string_list(&object, "audience")?,
+        redirect_uris: string_list(&object, "redirect_uris")?,
+        post_logout_redirect_uris: string_list(&object, "post_logout_redirect_uris")?,
+        required_claims: string_list(&object, "required_claims")?,
+        self_signup: flag(&object, "self_signup")?,
+    })
+}
+
+/// `POST /admin/clients` → 201 with the client and, for a confidential one, `secret` (shown
+/// this once).
+pub(crate) async fn create_client(
+    AxumState(state): AxumState<State>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let new = new_client(&body)?;
+    let taken = |id: &str| AdminError::conflict(format!("client `{id}` exists"));
+    if state.registry().is_configured(&new.id) {
+        return Err(taken(&new.id));
+    }
+    let config = state.config().clone();
+    let now = state.now();
+    // Argon2id hashing of the new secret takes tens of milliseconds: off the async workers.
+    let (record, secret) =
+        tokio::task::spawn_blocking(move || registration::client(&config, new, now))
+            .await
+            .map_err(|_| AdminError::unavailable("the client could not be registered"))??;
+    match state.store().insert_client(&record).await {
+        Err(StoreError::Duplicate(_)) => return Err(taken(&record.id)),
+        other => other?,
+    }
+    state.registry().forget_client(&record.id).await;
+    tracing::info!(client_id = %record.id, "admin API: client registered");
+    let client = client_from_record(&record)?;
+    let mut body = client_json(&client, "store", Some(record.created_at));
+    if let Some(secret) = secret {
+        body["secret"] = secret.expose().into();
+    }
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+}
+
+/// `DELETE /admin/clients/{id}` → 204. Its refresh and opaque access tokens are revoked with
+/// it, and its JWTs no longer introspect active; resource servers that verify JWTs locally
+/// accept them until they expire.
+pub(crate) async fn delete_client(
+    AxumState(state): AxumState<State>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    if state.registry().is_configured(&id) {
+        return Err(AdminError::conflict(format!(
+            "client `{id}` is defined in the configuration file: change it there"
+        )));
+    }
+    if !state.store().delete_client(&id, state.now()).await? {
+        return Err(AdminError::not_found("client", &id));
+    }
+    state.registry().forget_client(&id).await;
+    tracing::info!(client_id = %id, "admin API: client deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /admin/apis`: configured APIs, then stored ones.
+pub(crate) async fn list_apis(AxumState(state): AxumState<State>) -> Result<Response, AdminError> {
+    let mut apis: Vec<Value> = state
+        .config()
+        .apis
+        .iter()
+        .map(|api| api_json(api, "configuration", None))
+        .collect();
+    for record in state.store().list_apis().await? {
+        let api = crate::clients::api_from_record(&record)?;
+        apis.push(api_json(&api, "store", Some(record.created_at)));
+    }
+    Ok(Json(json!({ "apis": apis })).into_response())
+}
+
+/// `GET /admin/apis/{id}` (an id with `/` in it is percent-encoded in the path).
+pub(crate) async fn get_api(
+    AxumState(state): AxumState<State>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    if let Some(api) = state.config().apis.iter().find(|api| api.id == id) {
+        return Ok(Json(api_json(api, "configuration", None)).into_response());
+    }
+    let record = state
+        .store()
+        .find_api(&id)
+        .await?
+        .ok_or_else(|| AdminError::not_found("API", &id))?;
+    let api = crate::clients::api_from_record(&record)?;
+    Ok(Json(api_json(&api, "store", Some(record.created_at))).into_response())
+}
+
+/// An id the configuration (or the service itself) uses.
+fn configured_api(state: &State, id: &str) -> bool {
+    state.registry().configured_apis().any(|api| api.id == id)
+}
+
+/// `POST /admin/apis` `{"id", "scopes"}` → 201 with the API and its introspection `secret`
+/// (shown this once).
+pub(crate) async fn create_api(
+    AxumState(state): AxumState<State>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let object = object_body(&body, &["id", "scopes"])?;
+    let id = string_member(&object, "id")?.to_owned();
+    let scopes = string_list(&object, "scopes")?;
+    let taken = |id: &str| AdminError::conflict(format!("API `{id}` exists"));
+    if configured_api(&state, &id) {
+        return Err(taken(&id));
+    }
+    let now = state.now();
+    let (record, secret) =
+        tokio::task::spawn_blocking(move || registration::api(&id, &scopes, now))
+            .await
+            .map_err(|_| AdminError::unavailable("the API could not be registered"))??;
+    match state.store().insert_api(&record).await {
+        Err(StoreError::Duplicate(_)) => return Err(taken(&record.id)),
+        other => other?,
+    }
+    state.registry().forget_apis().await;
+    tracing::info!(api = %record.id, "admin API: API registered");
+    let api = crate::clients::api_from_record(&record)?;
+    let mut body = api_json(&api, "store", Some(record.created_at));
+    body["secret"] = secret.expose().into();
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+}
+
+/// `DELETE /admin/apis/{id}` → 204: it can no longer introspect.
+pub(crate) async fn delete_api(
+    AxumState(state): AxumState<State>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    if configured_api(&state, &id) {
+        return Err(AdminError::conflict(format!(
+            "API `{id}` is defined in the configuration file: change it there"
+        )));
+    }
+    if !state.store().delete_api(&id).await? {
+        return Err(AdminError::not_found("API", &id));
+    }
+    state.registry().forget_apis().await;
+    tracing::info!(api = %id, "admin API: API deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
