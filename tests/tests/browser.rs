@@ -1,6 +1,8 @@
 //! A real browser (Debian's Chromium, headless, driven over WebDriver by chromedriver) opens
 //! the web-login example, is sent to the token service's login page, signs in, and ends on the
-//! example's page showing the id_token's claims and the protected API's answer.
+//! example's page showing the id_token's claims and the protected API's answer. Then a user
+//! without the `company_name` the app requires is asked for it after signing in, and a new
+//! user signs up from the login page; both end with the claim in their id_token.
 //!
 //! Needs `SCOPEGATE_TEST_CHROMIUM` (the browser binary; `.ci/run` installs Chromium and sets
 //! it) and chromedriver (`SCOPEGATE_TEST_CHROMEDRIVER`, default `/usr/bin/chromedriver`).
@@ -41,6 +43,8 @@ grants = ["authorization_code", "refresh_token"]
 redirect_uris = ["{web}/callback"]
 scopes = ["openid", "profile", "email", "ad:user_custom:read", "akamai:social_profile:read"]
 audience = ["{AUDIENCE}"]
+required_claims = ["company_name"]
+self_signup = true
 
 [[apis]]
 id = "{AUDIENCE}"
@@ -242,6 +246,12 @@ async fn a_browser_signs_in_through_the_web_login_example() {
 
     let config = Config::from_toml(&token_service_config(&issuer, &storage, &web)).unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&storage).await.unwrap());
+    let mut attributes = serde_json::Map::new();
+    attributes.insert("given_name".into(), "Kim".into());
+    let kim = scopegate_token_service::users::new_record("kim", "kim-password-1", attributes, 1)
+        .await
+        .unwrap();
+    store.insert_user(&kim).await.unwrap();
     let state = State::with_store(config, store, Arc::new(SystemClock))
         .await
         .unwrap();
@@ -271,7 +281,22 @@ async fn a_browser_signs_in_through_the_web_login_example() {
     tokio::spawn(async move { axum::serve(web_listener, web_router).await.unwrap() });
 
     let driver = start_driver(&chromedriver).await;
-    let browser = Browser::open(&driver, &chromium).await;
+    // Each in a fresh browser session (no cookies of the one before).
+    jane_signs_in(Browser::open(&driver, &chromium).await, &web).await;
+    kim_supplies_the_required_claim(Browser::open(&driver, &chromium).await, &web).await;
+    lee_signs_up(Browser::open(&driver, &chromium).await, &web).await;
+    drop(driver);
+}
+
+/// The id_token claims the web app shows, and the protected API's answer.
+async fn signed_in_page(browser: &Browser) -> (String, Value, String) {
+    let welcome = browser.text("#welcome").await;
+    let claims = browser.text("#claims").await;
+    let api_answer = browser.text("#api").await;
+    (welcome, serde_json::from_str(&claims).unwrap(), api_answer)
+}
+
+async fn jane_signs_in(browser: Browser, web: &str) {
     browser.go(&format!("{web}/")).await;
     browser.click("#sign-in").await;
     // Now on the token service's login page.
@@ -279,14 +304,9 @@ async fn a_browser_signs_in_through_the_web_login_example() {
     browser.type_into("#password", "jane-password").await;
     browser.click("button[type=submit]").await;
     // Back on the web app, signed in.
-    let welcome = browser.text("#welcome").await;
-    let claims = browser.text("#claims").await;
-    let api_answer = browser.text("#api").await;
+    let (welcome, claims, api_answer) = signed_in_page(&browser).await;
     browser.close().await;
-    drop(driver);
-
     assert!(welcome.contains("jane"), "{welcome}");
-    let claims: Value = serde_json::from_str(&claims).unwrap();
     assert_eq!(
         claims["company_name"], "Bizcorp",
         "the custom scope's claim"
@@ -297,4 +317,48 @@ async fn a_browser_signs_in_through_the_web_login_example() {
     let me: Value = serde_json::from_str(&api_answer[4..]).unwrap();
     assert_eq!(me["sub"], "jane");
     assert_eq!(me["client_id"], "web-app");
+}
+
+/// kim (stored, no `companyName`) signs in, is asked for the company before the code is
+/// issued, and ends signed in with it in the id_token.
+async fn kim_supplies_the_required_claim(browser: Browser, web: &str) {
+    browser.go(&format!("{web}/")).await;
+    browser.click("#sign-in").await;
+    browser.type_into("#username", "kim").await;
+    browser.type_into("#password", "kim-password-1").await;
+    browser.click("button[type=submit]").await;
+    // The required-claims page: a blank value is refused, then the company is accepted
+    // (typed after the blanks, which are trimmed).
+    browser.type_into("#claim-company_name", "   ").await;
+    browser.click("button[type=submit]").await;
+    browser.find("#claim-company_name-error").await;
+    browser.type_into("#claim-company_name", "Initech").await;
+    browser.click("button[type=submit]").await;
+    let (_, claims, api_answer) = signed_in_page(&browser).await;
+    browser.close().await;
+    assert_eq!(claims["company_name"], "Initech", "{claims}");
+    assert_eq!(claims["given_name"], "Kim");
+    assert!(api_answer.starts_with("200 "), "{api_answer}");
+}
+
+/// lee follows "Create an account" from the login page, signs up with the company the app
+/// requires, and ends signed in.
+async fn lee_signs_up(browser: Browser, web: &str) {
+    browser.go(&format!("{web}/")).await;
+    browser.click("#sign-in").await;
+    browser.click("a[href^='/signup?']").await;
+    browser.type_into("#username", "lee@example.test").await;
+    browser
+        .type_into("#password", "a long enough password")
+        .await;
+    browser
+        .type_into("#confirm", "a long enough password")
+        .await;
+    browser.type_into("#claim-company_name", "Acme").await;
+    browser.click("button[type=submit]").await;
+    let (_, claims, api_answer) = signed_in_page(&browser).await;
+    browser.close().await;
+    assert_eq!(claims["company_name"], "Acme", "{claims}");
+    assert_eq!(claims["email"], "lee@example.test");
+    assert!(api_answer.starts_with("200 "), "{api_answer}");
 }

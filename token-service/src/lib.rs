@@ -25,6 +25,7 @@ pub mod http;
 pub mod id_token;
 pub mod keys;
 pub mod registration;
+pub mod required_claims;
 pub mod rotation;
 pub mod secret;
 pub mod session;

@@ -15,6 +15,9 @@ pub const PER_USER: u64 = 5;
 pub const PER_ADDRESS: u64 = 20;
 /// The window, counted from the first failure.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Sign-up attempts allowed per client address in a window (successful or not: creating
+/// accounts in bulk is the abuse to slow down).
+pub const SIGNUPS_PER_ADDRESS: u64 = 10;
 
 /// Failure counters kept in the store.
 #[derive(Clone)]
@@ -34,6 +37,10 @@ fn user_key(username: &str) -> [u8; 32] {
 
 fn address_key(address: &str) -> [u8; 32] {
     token_digest(&format!("address\0{address}"))
+}
+
+fn signup_key(address: &str) -> [u8; 32] {
+    token_digest(&format!("signup\0{address}"))
 }
 
 impl Throttle {
@@ -65,6 +72,43 @@ impl Throttle {
                 >= PER_ADDRESS),
             None => Ok(false),
         }
+    }
+
+    /// Whether a sign-up from `address` must be refused for now.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: the caller refuses the attempt (it cannot be counted).
+    pub async fn signup_blocked(
+        &self,
+        address: Option<&str>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        match address {
+            Some(address) => {
+                Ok(self.store.login_failures(&signup_key(address), now).await?
+                    >= SIGNUPS_PER_ADDRESS)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Counts a sign-up attempt from `address`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: the caller refuses the attempt (it could not be counted).
+    pub async fn signup_attempted(
+        &self,
+        address: Option<&str>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(address) = address {
+            self.store
+                .record_login_failure(&signup_key(address), now, WINDOW.as_secs())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Counts a failed attempt (a store failure is logged: the attempt was refused anyway).

@@ -58,6 +58,48 @@ pub fn check_new_password(username: &str, password: &str) -> Result<(), String> 
     Ok(())
 }
 
+/// Checks a username chosen at sign-up: 3 to 64 letters, digits or `. _ - @ +` (an email
+/// address fits).
+///
+/// # Errors
+///
+/// A sentence for the person choosing it.
+pub fn check_new_username(username: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._-@+".contains(c);
+    if (3..=64).contains(&username.len()) && username.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err("the username must be 3 to 64 letters, digits or . _ - @ +".to_owned())
+    }
+}
+
+/// The Argon2id hash of a password, computed off the async workers (it takes tens of
+/// milliseconds). `None` if hashing could not run.
+pub async fn hash_password(password: &str) -> Option<String> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || SecretHash::hash(&password).as_str().to_owned())
+        .await
+        .ok()
+}
+
+/// The row of a new stored user: a random `sub` and the password's hash. `None` if hashing
+/// could not run.
+pub async fn new_record(
+    username: &str,
+    password: &str,
+    attributes: serde_json::Map<String, serde_json::Value>,
+    now: u64,
+) -> Option<UserRecord> {
+    Some(UserRecord {
+        id: crate::secret::random_token()[..22].to_owned(),
+        username: username.to_owned(),
+        password_hash: hash_password(password).await?,
+        attributes,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
 /// Configured and stored users.
 #[derive(Clone)]
 pub struct Users {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use scopegate_validator::ScopeSet;
 
+use super::claims;
 use super::form::Form;
 use crate::State;
 use crate::config::{Client, GrantType};
@@ -29,9 +30,9 @@ use crate::store::SessionRecord;
 pub(super) const LOGIN_NONCE_COOKIE: &str = "scopegate_login";
 
 /// An authorization request that passed every check.
-struct Checked {
-    client: Arc<Client>,
-    grant: CodeGrant,
+pub(super) struct Checked {
+    pub(super) client: Arc<Client>,
+    pub(super) grant: CodeGrant,
     state: Option<String>,
     prompt_login: bool,
     prompt_none: bool,
@@ -39,7 +40,7 @@ struct Checked {
 }
 
 /// Why a request cannot proceed.
-enum Refusal {
+pub(super) enum Refusal {
     /// Shown to the user; the client is not trusted with a redirect.
     Page(StatusCode, String),
     /// Sent back to the client's redirect URI.
@@ -174,7 +175,7 @@ fn error_redirect(
 }
 
 /// Checks an authorization request.
-async fn check(state: &State, query: &str) -> Result<Checked, Refusal> {
+pub(super) async fn check(state: &State, query: &str) -> Result<Checked, Refusal> {
     let (values, repeated) = parameters(query);
     let get = |name: &str| values.get(name).map(String::as_str);
     let Some(client_id) = get("client_id") else {
@@ -309,8 +310,18 @@ async fn check(state: &State, query: &str) -> Result<Checked, Refusal> {
     })
 }
 
-/// Issues the code and sends the browser back to the client.
-async fn complete(state: &State, checked: &Checked, session: &SessionRecord) -> Response {
+/// Issues the code and sends the browser back to the client — unless the user must first
+/// supply claims the client requires (`request` is the authorization request, for that page).
+pub(super) async fn complete(
+    state: &State,
+    headers: &HeaderMap,
+    request: &str,
+    checked: &Checked,
+    session: &SessionRecord,
+) -> Response {
+    if let Some(page) = claims::ask_if_missing(state, headers, request, checked, session).await {
+        return page;
+    }
     match authorization_code::issue_code(state, &checked.grant, session).await {
         Ok(code) => {
             let mut pairs = vec![("code", code.as_str())];
@@ -356,7 +367,7 @@ pub(super) async fn authorize(
     };
     match session {
         Some(session) if !checked.prompt_login && fresh_enough(&session) => {
-            complete(&state, &checked, &session).await
+            complete(&state, &headers, &query, &checked, &session).await
         }
         _ if checked.prompt_none => error_redirect(
             &state,
@@ -370,7 +381,7 @@ pub(super) async fn authorize(
             &state,
             &headers,
             &query,
-            &checked.client.id,
+            &checked.client,
             None,
             "",
             StatusCode::OK,
@@ -403,7 +414,7 @@ fn login_page(
     state: &State,
     headers: &HeaderMap,
     request: &str,
-    client_id: &str,
+    client: &Client,
     error: Option<&str>,
     username: &str,
     status: StatusCode,
@@ -425,8 +436,16 @@ fn login_page(
          <label for=\"password\">Password</label>\n\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n\
          <button type=\"submit\">Sign in</button>\n</form>\n\
-         <p><a href=\"/password\">Change your password</a></p>",
-        client = escape(client_id),
+         {signup}<p><a href=\"/password\">Change your password</a></p>",
+        client = escape(&client.id),
+        signup = if client.self_signup {
+            format!(
+                "<p>New here? <a href=\"/signup?{}\">Create an account</a></p>\n",
+                escape(request)
+            )
+        } else {
+            String::new()
+        },
         request = escape(request),
         username = escape(username),
     );
@@ -472,13 +491,12 @@ pub(super) async fn login(
     let username = form.get("username").unwrap_or_default();
     let password = form.get("password").unwrap_or_default();
     let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
-    let client_id = checked.client.id.clone();
     let retry = |error: &str, status: StatusCode| {
         login_page(
             &state,
             &headers,
             request,
-            &client_id,
+            &checked.client,
             Some(error),
             username,
             status,
@@ -542,7 +560,7 @@ pub(super) async fn login(
         }
     };
     tracing::info!(sid = %session.sid, "signed in");
-    let mut response = complete(&state, &checked, &session).await;
+    let mut response = complete(&state, &headers, request, &checked, &session).await;
     let ttl = state.config().session_ttl.as_secs();
     if let Some(cookie) = session::set_cookie(&state, session::cookie_name(&state), &cookie, ttl) {
         response.headers_mut().append(header::SET_COOKIE, cookie);

@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 mod authorize;
+mod claims;
 mod client_auth;
 mod discovery;
 mod form;
@@ -10,6 +11,7 @@ mod introspect;
 mod logout;
 mod password;
 mod revoke;
+mod signup;
 mod token;
 mod userinfo;
 
@@ -28,6 +30,8 @@ pub fn app(state: State) -> Router {
     Router::new()
         .route("/authorize", get(authorize::authorize))
         .route("/login", post(authorize::login))
+        .route("/claims", post(claims::submit))
+        .route("/signup", get(signup::show).post(signup::create))
         .route("/assets/login.css", get(authorize::stylesheet))
         .route("/logout", get(logout::logout).post(logout::confirm_logout))
         .route("/password", get(password::show).post(password::change))

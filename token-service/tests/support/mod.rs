@@ -10,6 +10,7 @@
 )]
 
 pub mod cluster;
+pub mod pages;
 pub mod pg_server;
 pub mod postgres;
 
@@ -27,6 +28,9 @@ use scopegate_token_service::{State, app};
 use scopegate_validator::MockClock;
 use serde_json::Value;
 use tower::ServiceExt;
+
+#[allow(unused_imports)]
+pub use pages::*;
 
 pub const API: &str = "https://api.example.test";
 pub const API_SECRET: &str = "api secret: s%cr+t";

@@ -11,7 +11,6 @@ use serde_json::{Map, Value, json};
 use super::{AdminError, object_body, string_member};
 use crate::State;
 use crate::config;
-use crate::secret::{SecretHash, random_token};
 use crate::store::{StoreError, UserRecord};
 use crate::users;
 
@@ -58,18 +57,6 @@ fn new_attributes(object: &Map<String, Value>) -> Result<Map<String, Value>, Adm
 fn check_password(username: &str, password: &str) -> Result<(), AdminError> {
     users::check_new_password(username, password)
         .map_err(|reason| AdminError::invalid("password", reason))
-}
-
-/// Argon2id takes tens of milliseconds: off the async workers.
-async fn hash_password(password: String) -> Result<String, AdminError> {
-    tokio::task::spawn_blocking(move || SecretHash::hash(&password).as_str().to_owned())
-        .await
-        .map_err(|_| AdminError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            error: "temporarily_unavailable",
-            description: "the password could not be hashed; nothing was changed".to_owned(),
-            field: None,
-        })
 }
 
 fn stored_user_json(record: &UserRecord) -> Value {
@@ -150,15 +137,11 @@ pub(crate) async fn create_user(
     if configured(&state, username).is_some() {
         return Err(taken());
     }
-    let now = state.now();
-    let record = UserRecord {
-        id: random_token()[..22].to_owned(),
-        username: username.to_owned(),
-        password_hash: hash_password(password.to_owned()).await?,
-        attributes,
-        created_at: now,
-        updated_at: now,
-    };
+    let record = users::new_record(username, password, attributes, state.now())
+        .await
+        .ok_or_else(|| {
+            AdminError::unavailable("the password could not be hashed; nothing was changed")
+        })?;
     match state.store().insert_user(&record).await {
         Err(StoreError::Duplicate(_)) => return Err(taken()),
         other => other?,
@@ -234,7 +217,9 @@ pub(crate) async fn set_password(
     let password = string_member(&object, "password")?;
     check_password(&username, password)?;
     refuse_configured(&state, &username)?;
-    let hash = hash_password(password.to_owned()).await?;
+    let hash = users::hash_password(password).await.ok_or_else(|| {
+        AdminError::unavailable("the password could not be hashed; nothing was changed")
+    })?;
     if !state
         .store()
         .set_password(&username, &hash, state.now())

@@ -1,0 +1,301 @@
+//! The required-claims page: after sign-in, a user without a value for a claim the client
+//! requires (and the granted scopes release) is asked for it before the code is issued
+//! (`POST /claims`, CSRF-protected like the sign-in form, same protective headers).
+
+use axum::extract::State as Shared;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use serde_json::{Map, Value};
+
+use super::authorize::{self, Checked, Refusal, csrf_ok, csrf_pair, escape, page};
+use super::form::Form;
+use crate::State;
+use crate::required_claims::{self, RequiredClaim};
+use crate::session;
+use crate::store::SessionRecord;
+use crate::users::Account;
+
+/// The form field of a claim.
+fn field_name(claim: &RequiredClaim) -> String {
+    format!("claim.{}", claim.claim)
+}
+
+/// The HTML inputs for `claims`, with the values typed so far and their errors.
+pub(super) fn inputs(
+    claims: &[RequiredClaim],
+    form: Option<&Form>,
+    errors: &[(String, String)],
+) -> String {
+    let mut html = String::new();
+    for claim in claims {
+        let name = field_name(claim);
+        let id = format!("claim-{}", claim.claim);
+        let value = form.and_then(|form| form.get(&name)).unwrap_or_default();
+        let error = errors
+            .iter()
+            .find(|(claim_name, _)| *claim_name == claim.claim)
+            .map(|(_, message)| message);
+        let described = error.map_or_else(String::new, |_| {
+            format!(" aria-invalid=\"true\" aria-describedby=\"{id}-error\"")
+        });
+        let autocomplete = match claim.claim.as_str() {
+            "given_name" => "given-name",
+            "family_name" => "family-name",
+            "name" => "name",
+            "nickname" => "nickname",
+            "email" => "email",
+            "phone_number" => "tel",
+            "birthdate" => "bday",
+            _ if claim.claim.contains("company") || claim.claim.contains("organization") => {
+                "organization"
+            }
+            _ => "off",
+        };
+        let kind = match claim.claim.as_str() {
+            "email" => "email",
+            "phone_number" => "tel",
+            _ => "text",
+        };
+        html.push_str(&format!(
+            "<label for=\"{id}\">{label}</label>\n\
+             <input id=\"{id}\" name=\"{name}\" type=\"{kind}\" autocomplete=\"{autocomplete}\" \
+             maxlength=\"{max}\" required value=\"{value}\"{described}>\n",
+            id = escape(&id),
+            label = escape(&claim.label()),
+            name = escape(&name),
+            max = required_claims::MAX_VALUE_CHARS,
+            value = escape(value),
+        ));
+        if let Some(message) = error {
+            html.push_str(&format!(
+                "<p class=\"error\" role=\"alert\" id=\"{id}-error\">{label} {message}.</p>\n",
+                id = escape(&id),
+                label = escape(&claim.label()),
+                message = escape(message),
+            ));
+        }
+    }
+    html
+}
+
+/// Reads and checks the typed values of `claims`: the attributes to store, or the errors.
+pub(super) fn read_values(
+    claims: &[RequiredClaim],
+    form: &Form,
+) -> Result<Map<String, Value>, Vec<(String, String)>> {
+    let mut values = Map::new();
+    let mut errors = Vec::new();
+    for claim in claims {
+        let typed = form.get(&field_name(claim)).unwrap_or_default();
+        match required_claims::check_value(&claim.claim, typed) {
+            Ok(value) => {
+                values.insert(claim.attribute.clone(), Value::String(value));
+            }
+            Err(message) => errors.push((claim.claim.clone(), message)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The page asking for `missing`.
+fn claims_page(
+    state: &State,
+    headers: &HeaderMap,
+    request: &str,
+    client_id: &str,
+    missing: &[RequiredClaim],
+    typed: Option<(&Form, &[(String, String)])>,
+    status: StatusCode,
+) -> Response {
+    let (form, errors) = typed.map_or((None, &[][..]), |(form, errors)| (Some(form), errors));
+    let (nonce, csrf) = csrf_pair(state, headers);
+    let body = format!(
+        "<p><strong>{client}</strong> needs a few more details before you continue.</p>\n\
+         <form method=\"post\" action=\"/claims\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         <input type=\"hidden\" name=\"request\" value=\"{request}\">\n\
+         {inputs}<button type=\"submit\">Continue</button>\n</form>",
+        client = escape(client_id),
+        request = escape(request),
+        inputs = inputs(missing, form, errors),
+    );
+    let mut response = page(status, "A few more details", &body);
+    if let Some(cookie) = session::set_cookie(state, authorize::LOGIN_NONCE_COOKIE, &nonce, 3600) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The claims the client requires for this request that `account` lacks.
+fn missing_for(state: &State, checked: &Checked, account: &Account) -> Vec<RequiredClaim> {
+    let required = required_claims::required(
+        &state.config().scopes,
+        &checked.client,
+        &checked.grant.scope,
+    );
+    required_claims::missing(required, &account.attributes)
+}
+
+fn unavailable() -> Response {
+    Refusal::Page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The service cannot sign you in right now; try again shortly.".into(),
+    )
+    .into_response()
+}
+
+/// `None` if the user has every claim the request needs; otherwise the page to show instead
+/// of issuing the code.
+pub(super) async fn ask_if_missing(
+    state: &State,
+    headers: &HeaderMap,
+    request: &str,
+    checked: &Checked,
+    session: &SessionRecord,
+) -> Option<Response> {
+    if checked.client.required_claims.is_empty() {
+        return None;
+    }
+    let account = match state.users().find_by_id(&session.user_id).await {
+        Ok(Some(account)) => account,
+        Ok(None) => {
+            return Some(
+                Refusal::Page(
+                    StatusCode::FORBIDDEN,
+                    "This account no longer exists.".into(),
+                )
+                .into_response(),
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "store failure reading the user for required claims");
+            return Some(unavailable());
+        }
+    };
+    let missing = missing_for(state, checked, &account);
+    if missing.is_empty() {
+        return None;
+    }
+    if account.configured {
+        let labels: Vec<String> = missing.iter().map(RequiredClaim::label).collect();
+        return Some(
+            Refusal::Page(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} needs details your account does not have ({}), and this account can only \
+                     be changed by the service's operator.",
+                    checked.client.id,
+                    labels.join(", ")
+                ),
+            )
+            .into_response(),
+        );
+    }
+    Some(claims_page(
+        state,
+        headers,
+        request,
+        &checked.client.id,
+        &missing,
+        None,
+        StatusCode::OK,
+    ))
+}
+
+/// `POST /claims`: stores the values typed, then issues the code.
+pub(super) async fn submit(
+    Shared(state): Shared<State>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(form) = Form::parse(&headers, &body, &[]) else {
+        return Refusal::Page(
+            StatusCode::BAD_REQUEST,
+            "The form could not be read.".into(),
+        )
+        .into_response();
+    };
+    if !csrf_ok(&state, &headers, &form) {
+        return Refusal::Page(
+            StatusCode::FORBIDDEN,
+            "This form has expired or did not come from this site. Go back to the application and start again.".into(),
+        )
+        .into_response();
+    }
+    let request = form.get("request").unwrap_or_default();
+    let checked = match authorize::check(&state, request).await {
+        Ok(checked) => checked,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let session = match session::current(&state, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            return Refusal::Page(
+                StatusCode::UNAUTHORIZED,
+                "Your sign-in has ended. Go back to the application and sign in again.".into(),
+            )
+            .into_response();
+        }
+        Err(error) => {
+            tracing::error!(%error, "store failure reading the session");
+            return unavailable();
+        }
+    };
+    let account = match state.users().find_by_id(&session.user_id).await {
+        Ok(Some(account)) if !account.configured => account,
+        Ok(_) => {
+            return Refusal::Page(
+                StatusCode::FORBIDDEN,
+                "This account cannot be changed here.".into(),
+            )
+            .into_response();
+        }
+        Err(error) => {
+            tracing::error!(%error, "store failure reading the user for required claims");
+            return unavailable();
+        }
+    };
+    let missing = missing_for(&state, &checked, &account);
+    if !missing.is_empty() {
+        let values = match read_values(&missing, &form) {
+            Ok(values) => values,
+            Err(errors) => {
+                return claims_page(
+                    &state,
+                    &headers,
+                    request,
+                    &checked.client.id,
+                    &missing,
+                    Some((&form, &errors)),
+                    StatusCode::BAD_REQUEST,
+                );
+            }
+        };
+        let mut attributes = account.attributes.clone();
+        attributes.extend(values);
+        match state
+            .store()
+            .set_user_attributes(&account.username, &attributes, state.now())
+            .await
+        {
+            Ok(true) => tracing::info!(sub = %account.id, "required claims supplied"),
+            Ok(false) => {
+                return Refusal::Page(
+                    StatusCode::FORBIDDEN,
+                    "This account no longer exists.".into(),
+                )
+                .into_response();
+            }
+            Err(error) => {
+                tracing::error!(%error, "store failure saving required claims");
+                return unavailable();
+            }
+        }
+    }
+    authorize::complete(&state, &headers, request, &checked, &session).await
+}

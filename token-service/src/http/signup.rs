@@ -1,0 +1,286 @@
+//! Self sign-up (`GET`/`POST /signup`), for clients with `self_signup = true`: a page reached
+//! from the sign-in page that creates the user (Argon2id), collects the claims the client
+//! requires, signs them in and continues the authorization request. Throttled per client
+//! address; CSRF-protected and served with the sign-in page's headers.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State as Shared};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::Value;
+
+use super::authorize::{
+    self, Checked, LOGIN_NONCE_COOKIE, Refusal, csrf_ok, csrf_pair, escape, page,
+};
+use super::claims;
+use super::form::Form;
+use crate::State;
+use crate::required_claims::{self, RequiredClaim};
+use crate::session;
+use crate::store::StoreError;
+use crate::users;
+
+/// What the person typed, and what is wrong with it.
+#[derive(Default)]
+struct Typed<'a> {
+    form: Option<&'a Form>,
+    alert: Option<String>,
+    claim_errors: Vec<(String, String)>,
+}
+
+/// The claims the new account must have for this request.
+fn required_for(state: &State, checked: &Checked) -> Vec<RequiredClaim> {
+    required_claims::required(
+        &state.config().scopes,
+        &checked.client,
+        &checked.grant.scope,
+    )
+}
+
+fn signup_page(
+    state: &State,
+    headers: &HeaderMap,
+    request: &str,
+    checked: &Checked,
+    typed: &Typed<'_>,
+    status: StatusCode,
+) -> Response {
+    let (nonce, csrf) = csrf_pair(state, headers);
+    let username = typed
+        .form
+        .and_then(|form| form.get("username"))
+        .unwrap_or_default();
+    let alert = typed.alert.as_deref().map_or_else(String::new, |alert| {
+        format!(
+            "<p class=\"error\" role=\"alert\" id=\"signup-error\">{}</p>\n",
+            escape(alert)
+        )
+    });
+    let body = format!(
+        "<p>Create an account to continue to <strong>{client}</strong>.</p>\n{alert}\
+         <form method=\"post\" action=\"/signup\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         <input type=\"hidden\" name=\"request\" value=\"{request_field}\">\n\
+         <label for=\"username\">Username or email</label>\n\
+         <input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus \
+         minlength=\"3\" maxlength=\"64\" value=\"{username}\">\n\
+         <label for=\"password\">Password (at least {min} characters)</label>\n\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" \
+         minlength=\"{min}\" required>\n\
+         <label for=\"confirm\">Password again</label>\n\
+         <input id=\"confirm\" name=\"confirm\" type=\"password\" autocomplete=\"new-password\" \
+         minlength=\"{min}\" required>\n\
+         {claims}<button type=\"submit\">Create account</button>\n</form>\n\
+         <p>Have an account? <a href=\"/authorize?{request_link}\">Sign in</a></p>",
+        client = escape(&checked.client.id),
+        request_field = escape(request),
+        request_link = escape(request),
+        username = escape(username),
+        min = users::MIN_PASSWORD_CHARS,
+        claims = claims::inputs(
+            &required_for(state, checked),
+            typed.form,
+            &typed.claim_errors
+        ),
+    );
+    let mut response = page(status, "Create an account", &body);
+    if let Some(cookie) = session::set_cookie(state, LOGIN_NONCE_COOKIE, &nonce, 3600) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The request, checked, from a client that offers sign-up.
+async fn check_offered(state: &State, request: &str) -> Result<Checked, Response> {
+    let checked = authorize::check(state, request)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    if checked.client.self_signup {
+        Ok(checked)
+    } else {
+        Err(Refusal::Page(
+            StatusCode::FORBIDDEN,
+            "This application does not offer sign-up here.".into(),
+        )
+        .into_response())
+    }
+}
+
+fn unavailable() -> Response {
+    Refusal::Page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The service cannot create your account right now; try again shortly.".into(),
+    )
+    .into_response()
+}
+
+/// `GET /signup?<the authorization request>`.
+pub(super) async fn show(
+    Shared(state): Shared<State>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let request = query.unwrap_or_default();
+    match check_offered(&state, &request).await {
+        Ok(checked) => signup_page(
+            &state,
+            &headers,
+            &request,
+            &checked,
+            &Typed::default(),
+            StatusCode::OK,
+        ),
+        Err(response) => response,
+    }
+}
+
+/// `POST /signup`.
+pub(super) async fn create(
+    Shared(state): Shared<State>,
+    connection: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(form) = Form::parse(&headers, &body, &[]) else {
+        return Refusal::Page(
+            StatusCode::BAD_REQUEST,
+            "The form could not be read.".into(),
+        )
+        .into_response();
+    };
+    if !csrf_ok(&state, &headers, &form) {
+        return Refusal::Page(
+            StatusCode::FORBIDDEN,
+            "This form has expired or did not come from this site. Go back to the application and start again.".into(),
+        )
+        .into_response();
+    }
+    let request = form.get("request").unwrap_or_default();
+    let checked = match check_offered(&state, request).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    let retry = |alert: &str, claim_errors: Vec<(String, String)>, status: StatusCode| {
+        let typed = Typed {
+            form: Some(&form),
+            alert: (!alert.is_empty()).then(|| alert.to_owned()),
+            claim_errors,
+        };
+        signup_page(&state, &headers, request, &checked, &typed, status)
+    };
+
+    // Every attempt counts against the address, successful or not.
+    let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
+    let now = state.now();
+    let throttle = state.throttle();
+    let counted = match throttle.signup_blocked(address.as_deref(), now).await {
+        Ok(false) => throttle.signup_attempted(address.as_deref(), now).await,
+        Ok(true) => {
+            let mut response = retry(
+                "Too many accounts were created from here. Wait a few minutes and try again.",
+                Vec::new(),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
+            return response;
+        }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = counted {
+        tracing::error!(%error, "store failure counting a sign-up");
+        return unavailable();
+    }
+
+    let username = form.get("username").unwrap_or_default().trim();
+    let password = form.get("password").unwrap_or_default();
+    if let Err(reason) = users::check_new_username(username) {
+        return retry(&capitalized(&reason), Vec::new(), StatusCode::BAD_REQUEST);
+    }
+    if let Err(reason) = users::check_new_password(username, password) {
+        return retry(&capitalized(&reason), Vec::new(), StatusCode::BAD_REQUEST);
+    }
+    if form.get("confirm") != Some(password) {
+        return retry(
+            "The two passwords differ.",
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    let mut attributes = match claims::read_values(&required_for(&state, &checked), &form) {
+        Ok(values) => values,
+        Err(errors) => {
+            return retry(
+                "Some details are missing or not valid.",
+                errors,
+                StatusCode::BAD_REQUEST,
+            );
+        }
+    };
+    // A username that is an email address is also the account's (unverified) email.
+    if required_claims::check_value("email", username).is_ok() && !attributes.contains_key("email")
+    {
+        attributes.insert("email".to_owned(), Value::String(username.to_owned()));
+        attributes.insert("email_verified".to_owned(), Value::Bool(false));
+    }
+
+    // Only the fact that the name is taken, whether by a configured or a stored user.
+    let taken = || {
+        retry(
+            "That username is taken; choose another.",
+            Vec::new(),
+            StatusCode::CONFLICT,
+        )
+    };
+    match state.users().find(username).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return taken(),
+        Err(error) => {
+            tracing::error!(%error, "store failure at sign-up");
+            return unavailable();
+        }
+    }
+    let Some(record) = users::new_record(username, password, attributes, now).await else {
+        return unavailable();
+    };
+    match state.store().insert_user(&record).await {
+        Ok(()) => {}
+        Err(StoreError::Duplicate(_)) => return taken(),
+        Err(error) => {
+            tracing::error!(%error, "store failure at sign-up");
+            return unavailable();
+        }
+    }
+    tracing::info!(sub = %record.id, client_id = %checked.client.id, "account created by sign-up");
+    let account = match users::from_record(record) {
+        Ok(account) => account,
+        Err(error) => {
+            tracing::error!(%error, "a new account could not be read back");
+            return unavailable();
+        }
+    };
+    let (cookie, session) = match session::start(&state, &account).await {
+        Ok(started) => started,
+        Err(error) => {
+            tracing::error!(%error, "store failure starting a session");
+            return unavailable();
+        }
+    };
+    let mut response = authorize::complete(&state, &headers, request, &checked, &session).await;
+    let ttl = state.config().session_ttl.as_secs();
+    if let Some(cookie) = session::set_cookie(&state, session::cookie_name(&state), &cookie, ttl) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// `the password …` → `The password ….`
+fn capitalized(sentence: &str) -> String {
+    let mut characters = sentence.chars();
+    characters.next().map_or_else(String::new, |first| {
+        format!("{}{}.", first.to_uppercase(), characters.as_str())
+    })
+}
