@@ -100,6 +100,24 @@ impl Registry {
             .map_err(unshare)
     }
 
+    /// Whether a token issued at `issued_at` to client `id` still has its client: the client
+    /// exists and is not a later registration of the same id (a deleted client's JWTs stay
+    /// refused even if the id is registered again).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails.
+    pub async fn issued_to_live_client(
+        &self,
+        id: &str,
+        issued_at: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .client(id)
+            .await?
+            .is_some_and(|client| client.registered_at.is_none_or(|at| issued_at >= at)))
+    }
+
     /// Forgets what this instance remembers of stored client `id`, after it was added or
     /// deleted here (other instances notice within `STORED_CLIENT_TTL`).
     pub async fn forget_client(&self, id: &str) {
@@ -324,5 +342,6 @@ pub fn client_from_record(record: &ClientRecord) -> Result<Client, StoreError> {
         post_logout_redirect_uris: record.post_logout_redirect_uris.clone(),
         required_claims: record.required_claims.clone(),
         self_signup: record.self_signup,
+        registered_at: Some(record.created_at),
     })
 }

@@ -152,6 +152,9 @@ pub struct Client {
     pub required_claims: Vec<String>,
     /// Whether people may create an account on the sign-in page of this client.
     pub self_signup: bool,
+    /// When a stored client was registered (seconds since the epoch); `None` for configured
+    /// ones. Tokens issued before it belong to an earlier client of the same id.
+    pub registered_at: Option<u64>,
 }
 
 impl Client {
@@ -881,6 +884,7 @@ impl RawConfig {
                 post_logout_redirect_uris: raw.post_logout_redirect_uris,
                 required_claims: raw.required_claims,
                 self_signup: raw.self_signup,
+                registered_at: None,
             });
         }
 

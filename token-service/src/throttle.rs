@@ -39,6 +39,20 @@ fn address_key(address: &str) -> [u8; 32] {
     token_digest(&format!("address\0{address}"))
 }
 
+/// The address itself for IPv4, its /64 for IPv6.
+fn network_of(address: &str) -> String {
+    match address.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) if v6.to_ipv4_mapped().is_none() => {
+            let segments = v6.segments();
+            format!(
+                "{:x}:{:x}:{:x}:{:x}::/64",
+                segments[0], segments[1], segments[2], segments[3]
+            )
+        }
+        _ => address.to_owned(),
+    }
+}
+
 fn signup_key(address: &str) -> [u8; 32] {
     token_digest(&format!("signup\0{address}"))
 }
@@ -74,41 +88,26 @@ impl Throttle {
         }
     }
 
-    /// Whether a sign-up from `address` must be refused for now.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`]: the caller refuses the attempt (it cannot be counted).
-    pub async fn signup_blocked(
-        &self,
-        address: Option<&str>,
-        now: u64,
-    ) -> Result<bool, StoreError> {
-        match address {
-            Some(address) => {
-                Ok(self.store.login_failures(&signup_key(address), now).await?
-                    >= SIGNUPS_PER_ADDRESS)
-            }
-            None => Ok(false),
-        }
-    }
-
-    /// Counts a sign-up attempt from `address`.
+    /// Counts a sign-up attempt from `address` and says whether it is over the limit. The
+    /// count is taken first, so concurrent attempts cannot all slip under it; IPv6 addresses
+    /// count by their /64, which one machine usually has whole.
     ///
     /// # Errors
     ///
     /// [`StoreError`]: the caller refuses the attempt (it could not be counted).
-    pub async fn signup_attempted(
+    pub async fn signup_over_limit(
         &self,
         address: Option<&str>,
         now: u64,
-    ) -> Result<(), StoreError> {
-        if let Some(address) = address {
-            self.store
-                .record_login_failure(&signup_key(address), now, WINDOW.as_secs())
-                .await?;
-        }
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let Some(address) = address else {
+            return Ok(false);
+        };
+        let key = signup_key(&network_of(address));
+        self.store
+            .record_login_failure(&key, now, WINDOW.as_secs())
+            .await?;
+        Ok(self.store.login_failures(&key, now).await? > SIGNUPS_PER_ADDRESS)
     }
 
     /// Counts a failed attempt (a store failure is logged: the attempt was refused anyway).
@@ -127,6 +126,17 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_and_ipv4_by_itself() {
+        assert_eq!(
+            network_of("2001:db8:1:2::a"),
+            network_of("2001:db8:1:2:ffff::1")
+        );
+        assert_ne!(network_of("2001:db8:1:2::a"), network_of("2001:db8:1:3::a"));
+        assert_eq!(network_of("192.0.2.9"), "192.0.2.9");
+        assert_eq!(network_of("::ffff:192.0.2.9"), "::ffff:192.0.2.9");
+    }
     use crate::store::SqliteStore;
 
     #[tokio::test]

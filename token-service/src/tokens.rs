@@ -246,7 +246,11 @@ pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, S
             return Ok(None);
         }
         // A JWT cannot be recalled, but one whose client was deleted is inactive here.
-        if state.registry().client(&found.client_id).await?.is_none() {
+        if !state
+            .registry()
+            .issued_to_live_client(&found.client_id, found.issued_at)
+            .await?
+        {
             return Ok(None);
         }
         return Ok(Some(found));

@@ -389,6 +389,13 @@ async fn bad_input_gets_400_naming_the_field_and_changes_nothing() {
         assert_eq!(json["error"], "invalid_request", "{body}");
         assert_eq!(json["field"], field, "{body}: {json}");
     }
+    // The service's body limit (64 KiB by default) holds under /admin too.
+    let huge = json!({"username": "big", "password": "a long enough password",
+        "attributes": {"note": "a".repeat(70 * 1024)}});
+    let (status, _, _) = admin
+        .call(Method::POST, "/admin/users", token, Some(&huge.to_string()))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     // Taken names: in the store and in the configuration file, the same answer.
     for username in ["lee", "jane"] {
         let body = json!({"username": username, "password": "a long enough password"});
@@ -750,6 +757,15 @@ async fn bad_client_and_api_registrations_get_400_naming_the_field_and_change_no
             "required_claims",
         ),
         (r#"{"id": "x", "self_signup": true}"#, "self_signup"),
+        // The admin API does not hand out its own rights.
+        (
+            r#"{"id": "x", "scopes": ["a:b:read", "scopegate:users:*"]}"#,
+            "scopes[1]",
+        ),
+        (
+            r#"{"id": "x", "scopes": ["scopegate:clients:read"]}"#,
+            "scopes[0]",
+        ),
     ];
     for (body, field) in bad_clients {
         let (status, _, json) = admin
@@ -885,4 +901,76 @@ async fn the_openapi_document_describes_exactly_the_routes_there_are() {
     let flow = &document["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"];
     assert_eq!(flow["tokenUrl"], format!("{}/token", admin.issuer));
     assert_eq!(document["servers"][0]["url"], admin.issuer);
+}
+
+#[tokio::test]
+async fn a_deleted_clients_jwts_no_longer_open_the_admin_api_even_if_its_id_returns() {
+    use scopegate_token_service::config::{GrantType, TokenFormat};
+    use scopegate_token_service::registration::{self, NewClient};
+
+    let admin = Admin::start().await;
+    let token = admin.token_of(ADMIN).await;
+    let state = &admin.service.state;
+    // A stored operator client, added as `client add` would add it.
+    let register = || {
+        let new = NewClient {
+            id: "ops".into(),
+            public: false,
+            grants: vec![GrantType::ClientCredentials],
+            scopes: vec!["scopegate:users:read".into()],
+            token_format: TokenFormat::Jwt,
+            access_token_ttl: None,
+            audience: Vec::new(),
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            required_claims: Vec::new(),
+            self_signup: false,
+        };
+        registration::client(state.config(), new, state.now()).unwrap()
+    };
+    let (record, secret) = register();
+    state.store().insert_client(&record).await.unwrap();
+    let issued = admin
+        .service
+        .token(("ops", secret.unwrap().expose()), "")
+        .await;
+    let old_token = issued["access_token"].as_str().unwrap().to_owned();
+    let (status, _, _) = admin
+        .call(Method::GET, "/admin/users", Some(&old_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _, _) = admin
+        .call(Method::DELETE, "/admin/clients/ops", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, challenge, _) = admin
+        .call(Method::GET, "/admin/users", Some(&old_token), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        challenge.contains("invalid_token") && challenge.contains("no longer registered"),
+        "{challenge}"
+    );
+
+    // Registered again under the same id: the old JWT stays refused, a new one works.
+    admin.service.advance(std::time::Duration::from_secs(2));
+    let (record, secret) = register();
+    state.store().insert_client(&record).await.unwrap();
+    // Written to the store directly (as `client add` does), so this instance learns of it
+    // within 10 s; the test does not wait, it forgets as the admin API would.
+    state.registry().forget_client("ops").await;
+    let (status, _, _) = admin
+        .call(Method::GET, "/admin/users", Some(&old_token), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let issued = admin
+        .service
+        .token(("ops", secret.unwrap().expose()), "")
+        .await;
+    let new_token = issued["access_token"].as_str().unwrap();
+    let (status, _, _) = admin
+        .call(Method::GET, "/admin/users", Some(new_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }

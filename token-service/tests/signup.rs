@@ -17,8 +17,8 @@ use support::*;
 const PORTAL_REDIRECT: &str = "http://127.0.0.1:3000/portal-cb";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
-/// The shared test configuration plus a client that requires `company_name` and `given_name`
-/// and offers sign-up, and a configured user without `companyName`.
+/// The shared test configuration plus a client that requires `company_name`, `given_name` and
+/// `email` and offers sign-up, and a configured user without `companyName`.
 async fn service() -> TestService {
     let config = format!(
         r#"{}
@@ -28,7 +28,7 @@ public = true
 grants = ["authorization_code", "refresh_token"]
 redirect_uris = ["{PORTAL_REDIRECT}"]
 scopes = ["openid", "profile", "email", "ad:user_custom:read"]
-required_claims = ["company_name", "given_name"]
+required_claims = ["company_name", "given_name", "email"]
 self_signup = true
 
 [[users]]
@@ -122,6 +122,7 @@ async fn a_user_without_a_required_claim_supplies_it_before_the_code_is_issued()
         "{}",
         page.text
     );
+    assert!(page.text.contains("name=\"claim.email\""), "{}", page.text);
     assert!(!page.text.contains("name=\"claim.given_name\""));
     let session = cookie(&page, "scopegate_session").expect("the session starts at sign-in");
     let nonce = cookie(&page, "scopegate_login").unwrap();
@@ -130,7 +131,7 @@ async fn a_user_without_a_required_claim_supplies_it_before_the_code_is_issued()
     let cookies = [session.as_str(), nonce.as_str()];
     let body = |csrf: &str, company: &str| {
         format!(
-            "csrf={}&request={}&claim.company_name={}",
+            "csrf={}&request={}&claim.company_name={}&claim.email=kim%40example.test",
             form_encode(csrf),
             form_encode(&request),
             form_encode(company)
@@ -186,6 +187,9 @@ async fn a_user_without_a_required_claim_supplies_it_before_the_code_is_issued()
     let claims = id_token_of(&service, &done).await;
     assert_eq!(claims["company_name"], "Initech");
     assert_eq!(claims["given_name"], "Kim");
+    // An address the user typed is not a verified one.
+    assert_eq!(claims["email"], "kim@example.test");
+    assert_eq!(claims["email_verified"], false);
     assert_eq!(stored_company().await, Some("Initech".into()));
 
     // Next time the session gives a code at once.
@@ -196,6 +200,8 @@ async fn a_user_without_a_required_claim_supplies_it_before_the_code_is_issued()
     )
     .await;
     assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);
+    let (_, params) = location_params(&again);
+    assert!(param(&params, "code").is_some(), "{params:?}");
 }
 
 #[tokio::test]
@@ -215,6 +221,69 @@ async fn claims_are_required_only_when_the_granted_scopes_release_them() {
     let form = login_form(&service, &query).await;
     let answer = submit(&service, &form, "kim", "kim-password-1").await;
     assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+    let (_, params) = location_params(&answer);
+    assert!(param(&params, "code").is_some(), "{params:?}");
+}
+
+#[tokio::test]
+async fn the_claims_page_keeps_prompt_and_max_age_and_prompt_none_shows_no_page() {
+    let service = service().await;
+    // kim signs in (the page asks for her company) but does not answer yet.
+    let query = format!("{}&prompt=login&max_age=3600", portal_query(ALL_SCOPES));
+    let form = login_form(&service, &query).await;
+    let page = submit(&service, &form, "kim", "kim-password-1").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let session = cookie(&page, "scopegate_session").unwrap();
+    let nonce = cookie(&page, "scopegate_login").unwrap();
+    let csrf = hidden(&page.text, "csrf");
+    let body = |request: &str| {
+        format!(
+            "csrf={}&request={}&claim.company_name=Initech&claim.email=kim%40example.test",
+            form_encode(&csrf),
+            form_encode(request)
+        )
+    };
+    let cookies = [session.as_str(), nonce.as_str()];
+    // Silent requests get interaction_required, never a page.
+    let silent = get_with_cookies(
+        &service,
+        &format!("/authorize?{}&prompt=none", portal_query(ALL_SCOPES)),
+        std::slice::from_ref(&session),
+    )
+    .await;
+    assert_eq!(silent.status, StatusCode::SEE_OTHER, "{}", silent.text);
+    let (_, params) = location_params(&silent);
+    assert_eq!(param(&params, "error"), Some("interaction_required"));
+    assert_eq!(param(&params, "state"), Some("st-9"));
+    // Eleven minutes later the sign-in no longer counts as the fresh one prompt=login asked
+    // for: the page cannot complete the request with it, and nothing is stored.
+    service.advance(std::time::Duration::from_secs(660));
+    let stale = post_form(&service, "/claims", &cookies, &body(&query)).await;
+    assert_eq!(stale.status, StatusCode::UNAUTHORIZED, "{}", stale.text);
+    let kim = service
+        .state
+        .store()
+        .find_user_by_name("kim")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(kim.attributes.get("companyName").is_none());
+    // Nor a request whose max_age the sign-in exceeds.
+    let aged = format!("{}&max_age=600", portal_query(ALL_SCOPES));
+    let stale = post_form(&service, "/claims", &cookies, &body(&aged)).await;
+    assert_eq!(stale.status, StatusCode::UNAUTHORIZED, "{}", stale.text);
+    // Without either, the same session completes the request.
+    let done = post_form(
+        &service,
+        "/claims",
+        &cookies,
+        &body(&portal_query(ALL_SCOPES)),
+    )
+    .await;
+    assert_eq!(
+        id_token_of(&service, &done).await["company_name"],
+        "Initech"
+    );
 }
 
 #[tokio::test]
@@ -255,8 +324,9 @@ fn signup_body(csrf: &str, request: &str, fields: &[(&str, &str)]) -> String {
 /// Form fields replaced (or removed, when empty) in a good sign-up.
 type Changes = &'static [(&'static str, &'static str)];
 
-const GOOD_SIGNUP: [(&str, &str); 5] = [
+const GOOD_SIGNUP: [(&str, &str); 6] = [
     ("username", "lee@example.test"),
+    ("claim.email", "lee@example.test"),
     ("password", "a long enough password"),
     ("confirm", "a long enough password"),
     ("claim.company_name", "Acme"),
@@ -294,6 +364,7 @@ async fn signing_up_creates_the_user_collects_required_claims_and_continues_the_
         "confirm",
         "claim.company_name",
         "claim.given_name",
+        "claim.email",
     ] {
         assert!(page.text.contains(&format!("name=\"{field}\"")), "{field}");
     }
@@ -339,6 +410,8 @@ async fn signing_up_creates_the_user_collects_required_claims_and_continues_the_
     )
     .await;
     assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);
+    let (_, params) = location_params(&again);
+    assert!(param(&params, "code").is_some(), "{params:?}");
 }
 
 #[tokio::test]
@@ -413,11 +486,12 @@ async fn sign_up_refuses_bad_input_and_taken_names_and_changes_nothing() {
             answer.text
         );
         assert!(cookie(&answer, "scopegate_session").is_none());
-        // The password is never echoed back.
-        assert!(
-            !answer.text.contains("a long enough password"),
-            "{changes:?}"
-        );
+        // The passwords typed are never echoed back.
+        for (name, value) in GOOD_SIGNUP.iter().chain(changes) {
+            if *name == "password" || *name == "confirm" {
+                assert!(!answer.text.contains(value), "{changes:?}: {value}");
+            }
+        }
     }
     // A forged form.
     let forged = post_form(
@@ -482,7 +556,7 @@ async fn sign_ups_from_one_address_are_throttled() {
             .header(header::COOKIE, &nonce)
             .body(Body::from(body))
             .unwrap();
-        let address: std::net::SocketAddr = format!("{address}:40000").parse().unwrap();
+        let address = std::net::SocketAddr::new(address.parse().unwrap(), 40000);
         request
             .extensions_mut()
             .insert(axum::extract::ConnectInfo(address));
@@ -520,4 +594,34 @@ async fn sign_ups_from_one_address_are_throttled() {
         "{}",
         elsewhere.text
     );
+    // A burst of concurrent attempts from one IPv6 /64 (two addresses in it) gets no more than
+    // the limit between them: each attempt is counted before it is judged.
+    let mut burst = tokio::task::JoinSet::new();
+    for index in 0..limit + 6 {
+        let address = if index % 2 == 0 {
+            "2001:db8:1:2::a"
+        } else {
+            "2001:db8:1:2::b"
+        };
+        let request = from(address, format!("burst{index}"));
+        let app = scopegate_token_service::app(service.state.clone());
+        burst.spawn(async move {
+            tower::ServiceExt::oneshot(app, request)
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let answers = burst.join_all().await;
+    let created = answers
+        .iter()
+        .filter(|status| **status == StatusCode::SEE_OTHER)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|status| **status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(created + refused, answers.len());
+    assert!((1..=limit as usize).contains(&created), "{created} created");
+    assert!(refused >= 6, "{refused} refused");
 }

@@ -33,10 +33,26 @@ pub(super) const LOGIN_NONCE_COOKIE: &str = "scopegate_login";
 pub(super) struct Checked {
     pub(super) client: Arc<Client>,
     pub(super) grant: CodeGrant,
-    state: Option<String>,
+    pub(super) state: Option<String>,
     prompt_login: bool,
-    prompt_none: bool,
+    pub(super) prompt_none: bool,
     max_age: Option<u64>,
+}
+
+/// How long after signing in the required-claims page may still complete a request that
+/// demanded a fresh sign-in (`prompt=login`).
+const FRESH_SIGN_IN_SECS: u64 = 600;
+
+impl Checked {
+    /// Whether `session`, signed in at `auth_time`, is recent enough for a request that is
+    /// being completed after a page of ours (the required claims): within `max_age`, and for
+    /// `prompt=login` within the last few minutes. `prompt=none` never shows a page.
+    pub(super) fn may_complete_after_a_page(&self, session: &SessionRecord, now: u64) -> bool {
+        let age = now.saturating_sub(session.auth_time);
+        !self.prompt_none
+            && self.max_age.is_none_or(|max_age| age <= max_age)
+            && (!self.prompt_login || age <= FRESH_SIGN_IN_SECS)
+    }
 }
 
 /// Why a request cannot proceed.
@@ -160,7 +176,7 @@ pub(super) fn redirect_to(state: &State, redirect_uri: &str, pairs: &[(&str, &st
     secure_page(response)
 }
 
-fn error_redirect(
+pub(super) fn error_redirect(
     state: &State,
     redirect_uri: &str,
     client_state: Option<&str>,

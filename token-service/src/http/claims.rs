@@ -37,7 +37,10 @@ pub(super) fn inputs(
             .find(|(claim_name, _)| *claim_name == claim.claim)
             .map(|(_, message)| message);
         let described = error.map_or_else(String::new, |_| {
-            format!(" aria-invalid=\"true\" aria-describedby=\"{id}-error\"")
+            format!(
+                " aria-invalid=\"true\" aria-describedby=\"{}-error\"",
+                escape(&id)
+            )
         });
         let autocomplete = match claim.claim.as_str() {
             "given_name" => "given-name",
@@ -91,6 +94,14 @@ pub(super) fn read_values(
         match required_claims::check_value(&claim.claim, typed) {
             Ok(value) => {
                 values.insert(claim.attribute.clone(), Value::String(value));
+                // A value the user typed is not one anybody verified.
+                if let Some(verified) = match claim.claim.as_str() {
+                    "email" => Some("email_verified"),
+                    "phone_number" => Some("phone_number_verified"),
+                    _ => None,
+                } {
+                    values.insert(verified.to_owned(), Value::Bool(false));
+                }
             }
             Err(message) => errors.push((claim.claim.clone(), message)),
         }
@@ -181,6 +192,19 @@ pub(super) async fn ask_if_missing(
     if missing.is_empty() {
         return None;
     }
+    // OpenID Connect Core §3.1.2.6: with prompt=none no page may be shown.
+    if checked.prompt_none {
+        return Some(
+            authorize::error_redirect(
+                state,
+                &checked.grant.redirect_uri,
+                checked.state.as_deref(),
+                "interaction_required",
+                "the user must supply details this client requires",
+            )
+            .into_response(),
+        );
+    }
     if account.configured {
         let labels: Vec<String> = missing.iter().map(RequiredClaim::label).collect();
         return Some(
@@ -246,6 +270,14 @@ pub(super) async fn submit(
             return unavailable();
         }
     };
+    // The page completes a request as /authorize would: no older sign-in than it allows.
+    if !checked.may_complete_after_a_page(&session, state.now()) {
+        return Refusal::Page(
+            StatusCode::UNAUTHORIZED,
+            "Your sign-in is too old for this request. Go back to the application and sign in again.".into(),
+        )
+        .into_response();
+    }
     let account = match state.users().find_by_id(&session.user_id).await {
         Ok(Some(account)) if !account.configured => account,
         Ok(_) => {

@@ -8,6 +8,7 @@ mod discovery;
 mod form;
 mod health;
 mod introspect;
+mod live_client;
 mod logout;
 mod password;
 mod revoke;
@@ -26,8 +27,11 @@ use crate::State;
 pub fn app(state: State) -> Router {
     let body_limit = state.config().limits.max_body_bytes;
     let userinfo_layer = state.userinfo_layer().clone().realm("token-service");
-    let admin = admin::routes(state.admin_layers());
+    let live_client =
+        axum::middleware::from_fn_with_state(state.clone(), live_client::require_live_client);
+    let admin = admin::routes(state.admin_layers(), &live_client);
     Router::new()
+        .merge(admin)
         .route("/authorize", get(authorize::authorize))
         .route("/login", post(authorize::login))
         .route("/claims", post(claims::submit))
@@ -39,6 +43,8 @@ pub fn app(state: State) -> Router {
             "/userinfo",
             get(userinfo::userinfo)
                 .post(userinfo::userinfo)
+                // Inner layer first: the principal the scope layer finds is checked next.
+                .route_layer(live_client)
                 .route_layer(userinfo_layer),
         )
         .route("/token", post(token::token))
@@ -58,6 +64,5 @@ pub fn app(state: State) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         // Spans carry method and path only: no headers, no query, no body.
         .layer(TraceLayer::new_for_http())
-        .merge(admin)
         .with_state(state)
 }

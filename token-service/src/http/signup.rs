@@ -175,8 +175,8 @@ pub(super) async fn create(
     let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
     let now = state.now();
     let throttle = state.throttle();
-    let counted = match throttle.signup_blocked(address.as_deref(), now).await {
-        Ok(false) => throttle.signup_attempted(address.as_deref(), now).await,
+    match throttle.signup_over_limit(address.as_deref(), now).await {
+        Ok(false) => {}
         Ok(true) => {
             let mut response = retry(
                 "Too many accounts were created from here. Wait a few minutes and try again.",
@@ -188,11 +188,10 @@ pub(super) async fn create(
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
             return response;
         }
-        Err(error) => Err(error),
-    };
-    if let Err(error) = counted {
-        tracing::error!(%error, "store failure counting a sign-up");
-        return unavailable();
+        Err(error) => {
+            tracing::error!(%error, "store failure counting a sign-up");
+            return unavailable();
+        }
     }
 
     let username = form.get("username").unwrap_or_default().trim();
@@ -255,18 +254,26 @@ pub(super) async fn create(
         }
     }
     tracing::info!(sub = %record.id, client_id = %checked.client.id, "account created by sign-up");
+    // From here on the account exists: a failure must not say it was not created.
+    let created_but_not_signed_in = || {
+        Refusal::Page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Your account was created, but you could not be signed in right now. Go back to the application and sign in.".into(),
+        )
+        .into_response()
+    };
     let account = match users::from_record(record) {
         Ok(account) => account,
         Err(error) => {
             tracing::error!(%error, "a new account could not be read back");
-            return unavailable();
+            return created_but_not_signed_in();
         }
     };
     let (cookie, session) = match session::start(&state, &account).await {
         Ok(started) => started,
         Err(error) => {
             tracing::error!(%error, "store failure starting a session");
-            return unavailable();
+            return created_but_not_signed_in();
         }
     };
     let mut response = authorize::complete(&state, &headers, request, &checked, &session).await;

@@ -130,11 +130,22 @@ fn new_client(body: &Bytes) -> Result<NewClient, AdminError> {
             })
         })
         .transpose()?;
+    let scopes = string_list(&object, "scopes")?;
+    // Otherwise `scopegate:clients:write` could mint itself every other admin right.
+    if let Some(position) = scopes
+        .iter()
+        .position(|scope| scope == "scopegate" || scope.starts_with("scopegate:"))
+    {
+        return Err(AdminError::invalid(
+            format!("scopes[{position}]"),
+            "the admin API's own scopes are granted only in the configuration file or with `client add`",
+        ));
+    }
     Ok(NewClient {
         id: string_member(&object, "id")?.to_owned(),
         public: flag(&object, "public")?,
         grants,
-        scopes: string_list(&object, "scopes")?,
+        scopes,
         token_format,
         access_token_ttl,
         audience: string_list(&object, "audience")?,

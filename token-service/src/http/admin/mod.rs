@@ -61,10 +61,24 @@ impl AdminLayers {
     }
 }
 
-/// The `/admin` routes.
-pub(crate) fn routes(layers: &AdminLayers) -> Router<State> {
+/// The `/admin` routes; `live_client` refuses tokens whose client is gone.
+pub(crate) fn routes<L>(layers: &AdminLayers, live_client: &L) -> Router<State>
+where
+    L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+    L::Service: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as tower::Service<axum::extract::Request>>::Response:
+        axum::response::IntoResponse + 'static,
+    <L::Service as tower::Service<axum::extract::Request>>::Future: Send + 'static,
+{
     let guard = |route: MethodRouter<State>, layer: &tower_scopegate::ScopeLayer| {
-        route.route_layer(layer.clone())
+        // The scope layer outside, so that the principal it finds is there for the check.
+        route
+            .route_layer(live_client.clone())
+            .route_layer(layer.clone())
     };
     let AdminLayers {
         read_users,
