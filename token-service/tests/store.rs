@@ -187,17 +187,19 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens_on_every_b
         store.insert_user(&user).await.unwrap();
         let mut attributes = serde_json::Map::new();
         attributes.insert("companyName".into(), "Initech".into());
-        assert!(
+        assert_eq!(
             store
-                .set_user_attributes("jane", &attributes, 5)
+                .merge_user_attributes("jane", &attributes, 5)
                 .await
-                .unwrap()
+                .unwrap(),
+            Some(attributes.clone())
         );
         assert!(
-            !store
-                .set_user_attributes("nobody", &attributes, 5)
+            store
+                .merge_user_attributes("nobody", &attributes, 5)
                 .await
                 .unwrap()
+                .is_none()
         );
         let found = store.find_user_by_name("jane").await.unwrap().unwrap();
         assert_eq!(
@@ -284,6 +286,50 @@ async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend
         assert!(store.delete_api(&api.id).await.unwrap(), "{name}");
         assert!(store.find_api(&api.id).await.unwrap().is_none(), "{name}");
         assert!(!store.delete_api(&api.id).await.unwrap(), "{name}");
+    }
+}
+
+/// Attribute changes merge: concurrent changes to one user, each adding its own attribute
+/// and one removing another, all land (none overwrites another's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_attribute_changes_all_land_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        let mut start = serde_json::Map::new();
+        start.insert("doomed".into(), true.into());
+        let user = store::UserRecord {
+            id: "u9".into(),
+            username: "kim".into(),
+            password_hash: "h".into(),
+            attributes: start,
+            created_at: 1,
+            updated_at: 1,
+        };
+        store.insert_user(&user).await.unwrap();
+        let mut changes = tokio::task::JoinSet::new();
+        for index in 0..12 {
+            let store = Arc::clone(&store);
+            changes.spawn(async move {
+                let mut change = serde_json::Map::new();
+                change.insert(format!("a{index}"), index.into());
+                if index == 0 {
+                    change.insert("doomed".into(), serde_json::Value::Null);
+                }
+                store.merge_user_attributes("kim", &change, 2).await
+            });
+        }
+        for outcome in changes.join_all().await {
+            outcome.unwrap_or_else(|error| panic!("{name}: {error}"));
+        }
+        let found = store.find_user_by_name("kim").await.unwrap().unwrap();
+        let mut names: Vec<&String> = found.attributes.keys().collect();
+        names.sort();
+        let mut expected: Vec<String> = (0..12).map(|index| format!("a{index}")).collect();
+        expected.sort();
+        assert_eq!(
+            names,
+            expected.iter().collect::<Vec<_>>(),
+            "{name}: a change was lost"
+        );
     }
 }
 

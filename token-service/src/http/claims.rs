@@ -308,15 +308,13 @@ pub(super) async fn submit(
                 );
             }
         };
-        let mut attributes = account.attributes.clone();
-        attributes.extend(values);
         match state
             .store()
-            .set_user_attributes(&account.username, &attributes, state.now())
+            .merge_user_attributes(&account.username, &values, state.now())
             .await
         {
-            Ok(true) => tracing::info!(sub = %account.id, "required claims supplied"),
-            Ok(false) => {
+            Ok(Some(_)) => tracing::info!(sub = %account.id, "required claims supplied"),
+            Ok(None) => {
                 return Refusal::Page(
                     StatusCode::FORBIDDEN,
                     "This account no longer exists.".into(),

@@ -284,13 +284,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: u64,
     ) -> Result<bool, StoreError>;
 
-    /// Replaces a stored user's attributes; `false` if there is no such user.
-    async fn set_user_attributes(
+    /// Merges `changes` into a stored user's attributes (a null value removes one), without
+    /// losing a change made concurrently; the attributes after, or `None` if there is no such
+    /// user.
+    async fn merge_user_attributes(
         &self,
         username: &str,
-        attributes: &serde_json::Map<String, serde_json::Value>,
+        changes: &serde_json::Map<String, serde_json::Value>,
         now: u64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, StoreError>;
     /// Deletes a stored user, ends their sessions and revokes their refresh and opaque access
     /// tokens, in one transaction; `false` if there is no such user.
     async fn delete_user(&self, username: &str, now: u64) -> Result<bool, StoreError>;

@@ -386,21 +386,48 @@ macro_rules! sql_store {
                 Ok(updated > 0)
             }
 
-            async fn set_user_attributes(
+            async fn merge_user_attributes(
                 &self,
                 username: &str,
-                attributes: &serde_json::Map<String, serde_json::Value>,
+                changes: &serde_json::Map<String, serde_json::Value>,
                 now: u64,
-            ) -> Result<bool, StoreError> {
-                let updated =
-                    sqlx::query("UPDATE users SET attributes = $1, updated_at = $2 WHERE username = $3")
-                        .bind(serde_json::Value::Object(attributes.clone()).to_string())
-                        .bind(to_i64(now))
-                        .bind(username)
-                        .execute(&self.pool)
-                        .await?
-                        .rows_affected();
-                Ok(updated > 0)
+            ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                // Writing first takes the row's lock (Postgres) or the database's write lock
+                // (SQLite) before the read: concurrent merges queue, so none is lost.
+                let locked = sqlx::query("UPDATE users SET updated_at = $1 WHERE username = $2")
+                    .bind(to_i64(now))
+                    .bind(username)
+                    .execute(&mut *transaction)
+                    .await?
+                    .rows_affected();
+                if locked == 0 {
+                    return Ok(None);
+                }
+                let row = sqlx::query("SELECT attributes FROM users WHERE username = $1")
+                    .bind(username)
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                let current: String = row.try_get("attributes")?;
+                let mut attributes: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&current).map_err(|error| StoreError::Corrupt {
+                        table: "users",
+                        reason: format!("user `{username}`: attributes: {error}"),
+                    })?;
+                for (name, value) in changes {
+                    if value.is_null() {
+                        attributes.remove(name);
+                    } else {
+                        attributes.insert(name.clone(), value.clone());
+                    }
+                }
+                sqlx::query("UPDATE users SET attributes = $1 WHERE username = $2")
+                    .bind(serde_json::Value::Object(attributes.clone()).to_string())
+                    .bind(username)
+                    .execute(&mut *transaction)
+                    .await?;
+                transaction.commit().await?;
+                Ok(Some(attributes))
             }
 
             async fn delete_user(&self, username: &str, now: u64) -> Result<bool, StoreError> {

@@ -188,21 +188,14 @@ pub(crate) async fn update_user(
         check_attribute_name(name)?;
     }
     let mut record = stored_user(&state, &username).await?;
-    for (name, value) in changes {
-        if value.is_null() {
-            record.attributes.remove(name);
-        } else {
-            record.attributes.insert(name.clone(), value.clone());
-        }
-    }
     let now = state.now();
-    if !state
+    // Merged in the store, so that a change made meanwhile (the user's own, on the
+    // required-claims page, or another operator's) is kept.
+    record.attributes = state
         .store()
-        .set_user_attributes(&username, &record.attributes, now)
+        .merge_user_attributes(&username, changes, now)
         .await?
-    {
-        return Err(AdminError::not_found("user", &username));
-    }
+        .ok_or_else(|| AdminError::not_found("user", &username))?;
     record.updated_at = now;
     Ok(Json(stored_user_json(&record)).into_response())
 }
