@@ -337,7 +337,11 @@ fn hash_secret() -> Result<(), Failure> {
 
 async fn add_user(config: &Config, username: &str, attributes: &[String]) -> Result<(), Failure> {
     config::check_identifier("--username", username)?;
-    if config.users.iter().any(|user| user.username == username) {
+    if config
+        .users
+        .iter()
+        .any(|user| user.username.eq_ignore_ascii_case(username))
+    {
         return Err(format!("user `{username}` exists in the configuration").into());
     }
     let mut claims = serde_json::Map::new();
@@ -364,6 +368,9 @@ async fn add_user(config: &Config, username: &str, attributes: &[String]) -> Res
         updated_at: now,
     };
     let store = store::open(&config.storage).await?;
+    if store.username_taken(username).await? {
+        return Err(format!("user `{username}` exists in the store (names ignore case)").into());
+    }
     match store.insert_user(&record).await {
         Err(StoreError::Duplicate(name)) => {
             return Err(format!("user `{name}` exists in the store").into());

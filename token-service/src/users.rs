@@ -178,6 +178,23 @@ impl Users {
         }
     }
 
+    /// Whether `username` is taken, by a configured or a stored user, ignoring ASCII case:
+    /// `Jane` cannot sign up next to `jane`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails.
+    pub async fn name_taken(&self, username: &str) -> Result<bool, StoreError> {
+        if self
+            .configured
+            .keys()
+            .any(|name| name.eq_ignore_ascii_case(username))
+        {
+            return Ok(true);
+        }
+        self.store.username_taken(username).await
+    }
+
     /// A user by `sub` (configured users' `sub` is their username).
     ///
     /// # Errors

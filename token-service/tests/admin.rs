@@ -397,7 +397,7 @@ async fn bad_input_gets_400_naming_the_field_and_changes_nothing() {
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     // Taken names: in the store and in the configuration file, the same answer.
-    for username in ["lee", "jane"] {
+    for username in ["lee", "jane", "LEE", "Jane"] {
         let body = json!({"username": username, "password": "a long enough password"});
         let (status, _, json) = admin
             .call(Method::POST, "/admin/users", token, Some(&body.to_string()))

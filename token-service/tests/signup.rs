@@ -429,7 +429,7 @@ async fn sign_up_refuses_bad_input_and_taken_names_and_changes_nothing() {
         }
         signup_body(&csrf, &request, &fields)
     };
-    let cases: [(Changes, StatusCode, &str); 9] = [
+    let cases: [(Changes, StatusCode, &str); 11] = [
         (&[("username", "x")], StatusCode::BAD_REQUEST, "3 to 64"),
         (
             &[("username", "has space")],
@@ -473,6 +473,17 @@ async fn sign_up_refuses_bad_input_and_taken_names_and_changes_nothing() {
         ),
         (
             &[("username", "jane")],
+            StatusCode::CONFLICT,
+            "That username is taken",
+        ),
+        // A name differing by case alone is taken too.
+        (
+            &[("username", "KIM")],
+            StatusCode::CONFLICT,
+            "That username is taken",
+        ),
+        (
+            &[("username", "Jane")],
             StatusCode::CONFLICT,
             "That username is taken",
         ),

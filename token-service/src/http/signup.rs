@@ -234,9 +234,9 @@ pub(super) async fn create(
             StatusCode::CONFLICT,
         )
     };
-    match state.users().find(username).await {
-        Ok(None) => {}
-        Ok(Some(_)) => return taken(),
+    match state.users().name_taken(username).await {
+        Ok(false) => {}
+        Ok(true) => return taken(),
         Err(error) => {
             tracing::error!(%error, "store failure at sign-up");
             return unavailable();

@@ -272,6 +272,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     /// A user by login name.
     async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Whether a stored user has this name, ignoring ASCII case (a new name must not differ
+    /// from an existing one by case alone).
+    async fn username_taken(&self, username: &str) -> Result<bool, StoreError>;
     /// A user by `sub`.
     async fn find_user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     /// Every stored user, by login name.

@@ -350,6 +350,15 @@ macro_rules! sql_store {
                     .transpose()
             }
 
+            async fn username_taken(&self, username: &str) -> Result<bool, StoreError> {
+                // Usernames are ASCII: lower() folds them alike on SQLite and Postgres.
+                let row = sqlx::query("SELECT 1 AS taken FROM users WHERE lower(username) = lower($1) LIMIT 1")
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some())
+            }
+
             async fn find_user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
                 sqlx::query("SELECT * FROM users WHERE id = $1")
                     .bind(id)

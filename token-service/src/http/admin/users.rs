@@ -132,9 +132,10 @@ pub(crate) async fn create_user(
     let password = string_member(&object, "password")?;
     check_password(username, password)?;
     let attributes = new_attributes(&object)?;
-    // Same answer whether the name is taken in the file or in the store.
+    // Same answer whether the name is taken in the file or in the store, or differs from a
+    // taken one by case alone.
     let taken = || AdminError::conflict(format!("user `{username}` exists"));
-    if configured(&state, username).is_some() {
+    if state.users().name_taken(username).await? {
         return Err(taken());
     }
     let record = users::new_record(username, password, attributes, state.now())
