@@ -190,7 +190,13 @@ fn wrk(variant: &Variant, seconds: usize, layout: Layout) -> Measured {
         .lines()
         .find_map(|line| line.strip_prefix("Requests/sec:"))
         .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"));
+        .unwrap_or_else(|| {
+            // (taskset runs wrk: a missing wrk shows only on stderr; `benchmarks/run` installs it)
+            panic!(
+                "no Requests/sec in wrk output:\n{text}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
     let percentile = |label: &str| {
         text.lines()
             .find_map(|line| line.trim().strip_prefix(label))
