@@ -12,7 +12,7 @@ use scopegate_token_service::config::{self, Config, ConfigError, GrantType, Sour
 use scopegate_token_service::keys::KeyRing;
 use scopegate_token_service::registration::{self, NewClient};
 use scopegate_token_service::secret::SecretHash;
-use scopegate_token_service::store::{self, StoreError, UserRecord};
+use scopegate_token_service::store::{self, StoreError};
 use scopegate_token_service::{State, rotation, users};
 
 /// A compact OAuth2 / OpenID Connect authorization server.
@@ -358,15 +358,9 @@ async fn add_user(config: &Config, username: &str, attributes: &[String]) -> Res
     }
     let password = read_secret("password")?;
     users::check_new_password(username, &password)?;
-    let now = now();
-    let record = UserRecord {
-        id: scopegate_token_service::secret::random_token()[..22].to_owned(),
-        username: username.to_owned(),
-        password_hash: SecretHash::hash(&password).as_str().to_owned(),
-        attributes: claims,
-        created_at: now,
-        updated_at: now,
-    };
+    let record = users::new_record(username, &password, claims, now())
+        .await
+        .ok_or("the password could not be hashed")?;
     let store = store::open(&config.storage).await?;
     if store.username_taken(username).await? {
         return Err(format!("user `{username}` exists in the store (names ignore case)").into());

@@ -253,6 +253,24 @@ fn header_kid(token: &str) -> String {
     header["kid"].as_str().unwrap().to_owned()
 }
 
+/// The `kid`s an instance's JWKS publishes.
+async fn published_kids(client: &reqwest::Client, url: &str) -> Vec<String> {
+    let jwks: Value = client
+        .get(format!("{url}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Automatic rotation every 3 s (announced 2 s ahead; JWKS max-age 1 s; instances re-read
 /// keys every 250 ms) while both instances issue JWTs under load and a validator checks every
 /// token with the key set it has cached — it is never allowed to refetch for an unknown key.
@@ -284,16 +302,7 @@ async fn keys_rotate_on_schedule_under_load_and_no_valid_token_is_rejected() {
     // clock starts count as published at zero.
     let first_seen: Arc<Mutex<BTreeMap<(u16, String), Duration>>> = Arc::default();
     for instance in [&pair.a, &pair.b] {
-        let jwks: Value = http()
-            .get(format!("{}/.well-known/jwks.json", instance.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for key in jwks["keys"].as_array().unwrap() {
-            let kid = key["kid"].as_str().unwrap().to_owned();
+        for kid in published_kids(&http(), &instance.url).await {
             first_seen
                 .lock()
                 .unwrap()
@@ -313,19 +322,11 @@ async fn keys_rotate_on_schedule_under_load_and_no_valid_token_is_rejected() {
             let client = http();
             while started.elapsed() < load_for + Duration::from_secs(1) {
                 for (port, url) in &instances {
-                    let jwks: Value = client
-                        .get(format!("{url}/.well-known/jwks.json"))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                    let kids = published_kids(&client, url).await;
                     let at = started.elapsed();
                     let mut seen = first_seen.lock().unwrap();
-                    for key in jwks["keys"].as_array().unwrap() {
-                        seen.entry((*port, key["kid"].as_str().unwrap().to_owned()))
-                            .or_insert(at);
+                    for kid in kids {
+                        seen.entry((*port, kid)).or_insert(at);
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

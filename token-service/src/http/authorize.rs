@@ -414,6 +414,36 @@ pub(super) fn csrf_pair(state: &State, headers: &HeaderMap) -> (String, String) 
     (nonce, csrf)
 }
 
+/// A form posted by one of our pages (`what` names it in the refusals): readable, and carrying
+/// the CSRF token for the browser's nonce cookie.
+pub(super) fn posted_form(
+    state: &State,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<Form, Box<Response>> {
+    let Ok(form) = Form::parse(headers, body, &[]) else {
+        return Err(Refusal::Page(
+            StatusCode::BAD_REQUEST,
+            format!("The {what} could not be read."),
+        )
+        .into_response()
+        .into());
+    };
+    if csrf_ok(state, headers, &form) {
+        Ok(form)
+    } else {
+        Err(Refusal::Page(
+            StatusCode::FORBIDDEN,
+            format!(
+                "This {what} has expired or did not come from this site. Go back to the application and start again."
+            ),
+        )
+        .into_response()
+        .into())
+    }
+}
+
 /// Whether a posted form carries the CSRF token for the browser's nonce cookie.
 pub(super) fn csrf_ok(state: &State, headers: &HeaderMap, form: &Form) -> bool {
     match (
@@ -478,27 +508,10 @@ pub(super) async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Ok(form) = Form::parse(&headers, &body, &[]) else {
-        return Refusal::Page(
-            StatusCode::BAD_REQUEST,
-            "The sign-in form could not be read.".into(),
-        )
-        .into_response();
+    let form = match posted_form(&state, &headers, &body, "sign-in form") {
+        Ok(form) => form,
+        Err(refusal) => return *refusal,
     };
-    let csrf_ok = match (
-        session::read_cookie(&headers, LOGIN_NONCE_COOKIE),
-        form.get("csrf"),
-    ) {
-        (Some(nonce), Some(token)) => state.csrf_matches(nonce, token),
-        _ => false,
-    };
-    if !csrf_ok {
-        return Refusal::Page(
-            StatusCode::FORBIDDEN,
-            "This sign-in form has expired or did not come from this site. Go back to the application and start again.".into(),
-        )
-        .into_response();
-    }
     let request = form.get("request").unwrap_or_default();
     let checked = match check(&state, request).await {
         Ok(checked) => checked,

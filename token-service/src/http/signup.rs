@@ -11,9 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
 
-use super::authorize::{
-    self, Checked, LOGIN_NONCE_COOKIE, Refusal, csrf_ok, csrf_pair, escape, page,
-};
+use super::authorize::{self, Checked, LOGIN_NONCE_COOKIE, Refusal, csrf_pair, escape, page};
 use super::claims;
 use super::form::Form;
 use crate::State;
@@ -143,20 +141,10 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Ok(form) = Form::parse(&headers, &body, &[]) else {
-        return Refusal::Page(
-            StatusCode::BAD_REQUEST,
-            "The form could not be read.".into(),
-        )
-        .into_response();
+    let form = match authorize::posted_form(&state, &headers, &body, "form") {
+        Ok(form) => form,
+        Err(refusal) => return *refusal,
     };
-    if !csrf_ok(&state, &headers, &form) {
-        return Refusal::Page(
-            StatusCode::FORBIDDEN,
-            "This form has expired or did not come from this site. Go back to the application and start again.".into(),
-        )
-        .into_response();
-    }
     let request = form.get("request").unwrap_or_default();
     let checked = match check_offered(&state, request).await {
         Ok(checked) => checked,
