@@ -15,6 +15,7 @@ use crate::error::BuildError;
 use crate::http;
 use crate::introspect::{Endpoint, IntrospectionPolicy, Introspector, Secret};
 use crate::jwks::{JwksCache, JwksPolicy, JwksSource};
+use crate::source::{IntrospectionSource, KeySource};
 use crate::verified::VerifiedTokens;
 
 /// Configures a [`Validator`].
@@ -42,6 +43,10 @@ pub struct ValidatorBuilder {
     introspection_endpoint: Option<String>,
     introspect_jwts: bool,
     introspection: IntrospectionPolicy,
+    key_source: Option<Arc<dyn KeySource>>,
+    introspection_source: Option<Arc<dyn IntrospectionSource>>,
+    any_audience: bool,
+    accept_expired: bool,
 }
 
 /// Longest accepted clock skew: more would keep expired tokens alive.
@@ -67,6 +72,10 @@ impl Default for ValidatorBuilder {
             introspection_endpoint: None,
             introspect_jwts: false,
             introspection: IntrospectionPolicy::default(),
+            key_source: None,
+            introspection_source: None,
+            any_audience: false,
+            accept_expired: false,
         }
     }
 }
@@ -218,6 +227,44 @@ impl ValidatorBuilder {
         self
     }
 
+    /// Keys held in this process instead of fetched (see [`KeySource`]): for an authorization
+    /// server checking its own tokens. Replaces [`jwks_url`](Self::jwks_url) and discovery.
+    pub fn key_source(mut self, source: impl KeySource) -> Self {
+        self.key_source = Some(Arc::new(source));
+        self
+    }
+
+    /// Opaque tokens (and, with [`introspect_jwts`](Self::introspect_jwts), JWTs) judged by an
+    /// introspection answered in this process (see [`IntrospectionSource`]), asked on every
+    /// request and never cached. Replaces [`introspection`](Self::introspection).
+    pub fn introspection_source(mut self, source: impl IntrospectionSource) -> Self {
+        self.introspection_source = Some(Arc::new(source));
+        self
+    }
+
+    /// Accept any `aud` (it must still be well formed). No [`audience`](Self::audience) is
+    /// needed then.
+    ///
+    /// # Security
+    /// RFC 8725 §3.9: a token must be meant for its recipient. Only for a caller that judges
+    /// the audience itself — an authorization server introspecting its own tokens on behalf
+    /// of the APIs they are meant for, or reading a logout hint meant for one of its clients.
+    pub fn dangerous_accept_any_audience(mut self) -> Self {
+        self.any_audience = true;
+        self
+    }
+
+    /// Accept tokens past `exp` (still required to carry one). Turns the verified-token cache
+    /// off.
+    ///
+    /// # Security
+    /// Only for tokens that identify rather than authorise, such as an `id_token_hint` at
+    /// logout, which OpenID Connect RP-Initiated Logout 1.0 §2 accepts after it expired.
+    pub fn dangerous_accept_expired(mut self) -> Self {
+        self.accept_expired = true;
+        self
+    }
+
     /// The introspection endpoint, instead of discovering it.
     pub fn introspection_endpoint(mut self, url: impl Into<String>) -> Self {
         self.introspection_endpoint = Some(url.into());
@@ -292,7 +339,7 @@ impl ValidatorBuilder {
             )?),
             None => None,
         };
-        if self.audiences.is_empty() {
+        if self.audiences.is_empty() && !self.any_audience {
             return Err(BuildError::new(
                 "audience",
                 "at least one audience is required",
@@ -341,17 +388,47 @@ impl ValidatorBuilder {
             Arc::clone(&self.clock),
             self.jwks.failure_backoff,
         ));
-        let source = match jwks_url {
-            Some(url) => JwksSource::Url(url),
-            None => JwksSource::Discovery(Arc::clone(&metadata)),
+        let source = match (self.key_source, jwks_url) {
+            (Some(_), Some(_)) => {
+                return Err(BuildError::new(
+                    "key_source",
+                    "keys come from a key source or a jwks_url, not both",
+                ));
+            }
+            (Some(source), None) => JwksSource::InProcess(source),
+            (None, Some(url)) => JwksSource::Url(url),
+            (None, None) => JwksSource::Discovery(Arc::clone(&metadata)),
         };
         let rules = ClaimRules {
             issuer,
             audiences: self.audiences,
             leeway: self.leeway,
+            any_audience: self.any_audience,
+            accept_expired: self.accept_expired,
         };
-        let introspector = match self.introspection_credentials {
-            Some((client_id, secret)) => {
+        let introspector = match (self.introspection_source, self.introspection_credentials) {
+            (Some(_), Some(_)) => {
+                return Err(BuildError::new(
+                    "introspection_source",
+                    "opaque tokens go to an in-process source or to an endpoint, not both",
+                ));
+            }
+            (Some(source), None) => {
+                if introspection_url.is_some() {
+                    return Err(BuildError::new(
+                        "introspection_source",
+                        "an in-process source takes no introspection endpoint",
+                    ));
+                }
+                self.introspection.check()?;
+                Some(Arc::new(Introspector::in_process(
+                    source,
+                    Arc::clone(&self.clock),
+                    rules.clone(),
+                    self.introspection,
+                )))
+            }
+            (None, Some((client_id, secret))) => {
                 if client_id.is_empty() || secret.0.is_empty() {
                     return Err(BuildError::new(
                         "introspection",
@@ -373,13 +450,13 @@ impl ValidatorBuilder {
                     self.introspection,
                 )?))
             }
-            None if introspection_url.is_some() || self.introspect_jwts => {
+            (None, None) if introspection_url.is_some() || self.introspect_jwts => {
                 return Err(BuildError::new(
                     "introspection",
                     "an introspection endpoint or introspect_jwts needs the API's credentials",
                 ));
             }
-            None => None,
+            (None, None) => None,
         };
         let mut algorithms = self.algorithms;
         algorithms.dedup();
@@ -395,7 +472,12 @@ impl ValidatorBuilder {
             algorithms,
             required_typ: self.required_typ.map(|typ| normalize_typ(&typ)),
             max_token_bytes: self.max_token_bytes,
-            verified: VerifiedTokens::new(self.verified_cache_capacity),
+            // An expired token must never be answered from the cache as if it were fresh.
+            verified: VerifiedTokens::new(if self.accept_expired {
+                0
+            } else {
+                self.verified_cache_capacity
+            }),
             jwks: Arc::new(jwks),
             introspector,
             introspect_jwts: self.introspect_jwts,

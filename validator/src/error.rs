@@ -220,6 +220,15 @@ pub enum FetchError {
     /// An earlier attempt failed recently; not retried until the backoff passes.
     #[error("backing off after a failed fetch: {0}")]
     BackingOff(Box<FetchError>),
+    /// An in-process source ([`KeySource`](crate::KeySource),
+    /// [`IntrospectionSource`](crate::IntrospectionSource)) could not answer.
+    #[error("the in-process {what} failed: {message}")]
+    InProcess {
+        /// Which source.
+        what: &'static str,
+        /// What went wrong (never a token or a secret).
+        message: String,
+    },
 }
 
 /// A configuration value rejected by [`ValidatorBuilder::build`](crate::ValidatorBuilder::build).

@@ -25,6 +25,7 @@ use crate::error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
 use crate::http;
 use crate::json;
 use crate::principal::Principal;
+use crate::source::IntrospectionSource;
 
 /// A secret whose `Debug` output never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -103,6 +104,8 @@ impl IntrospectionPolicy {
 pub(crate) enum Endpoint {
     Configured(Url),
     Discovered(Arc<IssuerMetadata>),
+    /// Answered in this process, on every request (no cache, no HTTP).
+    InProcess(Arc<dyn IntrospectionSource>),
 }
 
 /// A cached answer about one token.
@@ -185,8 +188,49 @@ impl Introspector {
         })
     }
 
+    /// An introspector whose answers come from `source` in this process.
+    pub(crate) fn in_process(
+        source: Arc<dyn IntrospectionSource>,
+        clock: Arc<dyn Clock>,
+        rules: ClaimRules,
+        policy: IntrospectionPolicy,
+    ) -> Self {
+        Self {
+            endpoint: Endpoint::InProcess(source),
+            client_id: String::new(),
+            authorization: HeaderValue::from_static(""),
+            http: Client::new(),
+            clock,
+            rules,
+            cache: Cache::builder().max_capacity(1).build(),
+            calls: Semaphore::new(policy.max_concurrent_calls),
+            policy,
+        }
+    }
+
     /// Asks (or remembers) whether the issuer considers `token` active, and for whom.
     pub(crate) async fn introspect(&self, token: &str) -> Result<Arc<Principal>, Error> {
+        if let Endpoint::InProcess(source) = &self.endpoint {
+            let _permit = self.calls.acquire().await.map_err(|_| {
+                self.unavailable(FetchError::InProcess {
+                    what: "introspection source",
+                    message: "shutting down".to_owned(),
+                })
+            })?;
+            let answer = source
+                .introspect(token)
+                .await
+                .map_err(|error| self.unavailable(error))?;
+            let verdict = self
+                .check_answer(answer, self.clock.now())
+                .map_err(|problem| {
+                    self.unavailable(FetchError::InProcess {
+                        what: "introspection source",
+                        message: problem.to_owned(),
+                    })
+                })?;
+            return verdict.map_err(Error::from);
+        }
         let endpoint = self.endpoint().await?;
         let key = cache_key(endpoint, token);
         let cached = self.cache.get(&key).await;
@@ -238,6 +282,8 @@ impl Introspector {
         let endpoint = match &self.endpoint {
             Endpoint::Configured(url) => url,
             Endpoint::Discovered(metadata) => metadata.known()?.introspection_endpoint.as_ref()?,
+            // Never cached: always asked.
+            Endpoint::InProcess(_) => return None,
         };
         let key = cache_key(endpoint, token);
         let lookup = std::pin::pin!(self.cache.get(&key));
@@ -338,18 +384,28 @@ impl Introspector {
         body: &[u8],
         now: Duration,
     ) -> Result<Result<Arc<Principal>, InvalidToken>, Unavailable> {
-        let invalid = |problem: String| {
-            self.unavailable(FetchError::InvalidDocument {
-                url: endpoint.to_string(),
-                problem,
-            })
+        let invalid = |problem: String| FetchError::InvalidDocument {
+            url: endpoint.to_string(),
+            problem,
         };
-        let mut answer = json::parse_object(body).map_err(invalid)?;
+        let answer =
+            json::parse_object(body).map_err(|problem| self.unavailable(invalid(problem)))?;
+        self.check_answer(answer, now)
+            .map_err(|problem| self.unavailable(invalid(problem.to_owned())))
+    }
+
+    /// An answer's verdict: RFC 7662 §2.2 `active`, then the claims of an active one, checked
+    /// like a JWT's. `Err` for an answer that is not one (no verdict can be read from it).
+    fn check_answer(
+        &self,
+        mut answer: serde_json::Map<String, Value>,
+        now: Duration,
+    ) -> Result<Result<Arc<Principal>, InvalidToken>, &'static str> {
         match answer.remove("active") {
             Some(Value::Bool(true)) => {}
             Some(Value::Bool(false)) => return Ok(Err(InvalidToken::Inactive)),
-            Some(_) => return Err(invalid("`active` is not a boolean".to_owned())),
-            None => return Err(invalid("no `active` member".to_owned())),
+            Some(_) => return Err("`active` is not a boolean"),
+            None => return Err("no `active` member"),
         }
         // An authorization server that reports on refresh tokens must not get them accepted
         // as access tokens.
@@ -365,6 +421,10 @@ impl Introspector {
     async fn endpoint(&self) -> Result<&Url, Unavailable> {
         match &self.endpoint {
             Endpoint::Configured(url) => Ok(url),
+            Endpoint::InProcess(_) => Err(self.unavailable(FetchError::InProcess {
+                what: "introspection source",
+                message: "has no URL".to_owned(),
+            })),
             Endpoint::Discovered(metadata) => {
                 let found = metadata
                     .get()

@@ -17,6 +17,7 @@ use crate::error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
 use crate::http::{self, Fetched};
 use crate::jwk::KeySet;
 use crate::jws::UntrustedJws;
+use crate::source::KeySource;
 
 /// The longest any configured period may be.
 pub(crate) const MAX_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -102,6 +103,7 @@ impl JwksPolicy {
 pub(crate) enum JwksSource {
     Discovery(Arc<IssuerMetadata>),
     Url(Url),
+    InProcess(Arc<dyn KeySource>),
 }
 
 /// One fetched key set and how long it may be used.
@@ -357,6 +359,17 @@ impl JwksCache {
         now: Duration,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, FetchError> {
+        if let JwksSource::InProcess(source) = &self.source {
+            let body = source.jwks()?;
+            let keys = self.read_key_set("the in-process key source", &body)?;
+            let fresh_until = now + self.policy.lifetime(None);
+            return Ok(Snapshot {
+                keys: Arc::new(keys),
+                fresh_until,
+                usable_until: fresh_until + self.policy.max_stale,
+                etag: None,
+            });
+        }
         let url = self.jwks_uri().await?;
         let etag = previous.and_then(|snapshot| snapshot.etag.as_deref());
         let max_bytes = self.policy.max_document_bytes;
@@ -374,19 +387,11 @@ impl JwksCache {
                 body,
                 etag,
                 max_age,
-            } => {
-                let (keys, skipped) =
-                    KeySet::from_jwks(&body, &self.algorithms, self.policy.max_keys).map_err(
-                        |problem| FetchError::InvalidDocument {
-                            url: url.to_string(),
-                            problem,
-                        },
-                    )?;
-                for key in skipped {
-                    tracing::warn!(kid = ?key.kid, reason = %key.reason, "JWKS key not used");
-                }
-                (Arc::new(keys), etag, max_age)
-            }
+            } => (
+                Arc::new(self.read_key_set(url.as_str(), &body)?),
+                etag,
+                max_age,
+            ),
         };
         let fresh_until = now + self.policy.lifetime(max_age);
         Ok(Snapshot {
@@ -397,8 +402,25 @@ impl JwksCache {
         })
     }
 
+    /// The usable keys of a JWKS document from `origin`; unusable ones are logged and skipped.
+    fn read_key_set(&self, origin: &str, body: &[u8]) -> Result<KeySet, FetchError> {
+        let (keys, skipped) = KeySet::from_jwks(body, &self.algorithms, self.policy.max_keys)
+            .map_err(|problem| FetchError::InvalidDocument {
+                url: origin.to_owned(),
+                problem,
+            })?;
+        for key in skipped {
+            tracing::warn!(kid = ?key.kid, reason = %key.reason, "JWKS key not used");
+        }
+        Ok(keys)
+    }
+
     async fn jwks_uri(&self) -> Result<Url, FetchError> {
         match &self.source {
+            JwksSource::InProcess(_) => Err(FetchError::InProcess {
+                what: "key source",
+                message: "has no URL".to_owned(),
+            }),
             JwksSource::Url(url) => Ok(url.clone()),
             JwksSource::Discovery(metadata) => {
                 metadata
@@ -418,12 +440,13 @@ impl JwksCache {
         match &self.source {
             JwksSource::Discovery(metadata) => metadata.issuer().to_owned(),
             JwksSource::Url(url) => url.to_string(),
+            JwksSource::InProcess(_) => "the in-process key source".to_owned(),
         }
     }
 
     fn unavailable(&self, error: FetchError) -> Unavailable {
         let metadata_known = match &self.source {
-            JwksSource::Url(_) => true,
+            JwksSource::Url(_) | JwksSource::InProcess(_) => true,
             JwksSource::Discovery(metadata) => metadata.is_known(),
         };
         let what = if metadata_known {

@@ -14,6 +14,7 @@ mod jwks;
 mod jws;
 mod principal;
 pub mod scope;
+mod source;
 mod verified;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub use error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
 pub use introspect::is_b64token;
 pub use principal::Principal;
 pub use scope::{Requirement, Scope, ScopeSet};
+pub use source::{BoxFuture, IntrospectionSource, KeySource};
 
 use crate::claims::ClaimRules;
 use crate::jws::{TokenShape, UntrustedJws};
