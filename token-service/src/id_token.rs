@@ -181,28 +181,17 @@ pub fn issue(state: &State, subject: &Subject<'_>) -> Result<String, OAuthError>
     Ok(token)
 }
 
-/// The claims of an id_token this service issued, checked for signature (by a published key)
-/// and issuer but not for expiry: an `id_token_hint` may have expired (OpenID Connect
-/// RP-Initiated Logout §2).
-#[must_use]
-pub fn verify_hint(state: &State, token: &str) -> Option<Map<String, Value>> {
-    let (signed, signature) = token.rsplit_once('.')?;
-    let (header, payload) = signed.split_once('.')?;
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
-    let ring = state.keys();
-    let key = ring.find(header.get("kid")?.as_str()?, state.now())?;
-    if header.get("alg")?.as_str()? != key.key.algorithm().as_str()
-        || header.get("typ").and_then(Value::as_str) != Some("JWT")
-    {
-        return None;
-    }
-    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-    if !key.key.verify(signed.as_bytes(), &signature) {
-        return None;
-    }
-    let claims: Map<String, Value> =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    (claims.get("iss")?.as_str()? == state.config().issuer).then_some(claims)
+/// The claims of an id_token this service issued, verified by
+/// [`OwnTokens`](crate::own_tokens::OwnTokens) (published key, signature, issuer, `typ` JWT) but
+/// not for expiry: an `id_token_hint` may have expired (OpenID Connect RP-Initiated Logout §2).
+pub async fn verify_hint(state: &State, token: &str) -> Option<Map<String, Value>> {
+    let principal = state
+        .own_tokens()
+        .id_token_hints()
+        .validate(token)
+        .await
+        .ok()?;
+    Some(principal.claims().clone())
 }
 
 #[cfg(test)]

@@ -24,8 +24,10 @@ pub mod grant;
 pub mod http;
 pub mod id_token;
 pub mod keys;
+pub mod own_tokens;
 pub mod registration;
 pub mod required_claims;
+pub mod revocation;
 pub mod rotation;
 pub mod secret;
 pub mod session;
@@ -35,7 +37,6 @@ pub mod tokens;
 pub mod users;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use scopegate_validator::{Clock, SystemClock};
@@ -62,12 +63,9 @@ pub enum StartError {
     /// A signing key could not be added.
     #[error(transparent)]
     Rotation(#[from] rotation::RotationError),
-    /// The validator guarding `/userinfo` could not be built from the configuration.
-    #[error("cannot protect /userinfo: {0}")]
-    Userinfo(#[source] scopegate_validator::BuildError),
-    /// The `/userinfo` requirement could not be built.
-    #[error("cannot protect /userinfo: {0}")]
-    UserinfoScope(#[source] scopegate_validator::scope::ScopeError),
+    /// The validators of the service's own tokens could not be built from the configuration.
+    #[error("cannot verify the service's own tokens: {0}")]
+    OwnTokens(#[from] scopegate_validator::BuildError),
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -80,22 +78,15 @@ pub struct State {
 struct Shared {
     config: Config,
     store: Arc<dyn Store>,
-    keys: ArcSwap<KeyRing>,
+    keys: Arc<ArcSwap<KeyRing>>,
+    /// The one path verifying this service's own JWTs, fed from `keys`.
+    own_tokens: own_tokens::OwnTokens,
     registry: Registry,
     users: Users,
     secrets: SecretVerifier,
     throttle: throttle::Throttle,
-    /// Checks the access tokens presented at `/userinfo`: this service's own, JWT (against its
-    /// own JWKS) or opaque (through its own introspection).
-    userinfo: scopegate_validator::Validator,
-    /// The layer requiring `openid` at `/userinfo`.
-    userinfo_layer: tower_scopegate::ScopeLayer,
-    /// The layers guarding the admin API.
-    admin_layers: http::admin::AdminLayers,
     /// HMAC key for CSRF tokens, shared by every instance through the store.
     csrf_key: aws_lc_rs::hmac::Key,
-    /// JWTs of this service whose signature was verified, by the SHA-256 of the whole token.
-    verified_jwts: tokens::VerifiedJwts,
     clock: Arc<dyn Clock>,
 }
 
@@ -138,61 +129,40 @@ impl State {
                 );
             }
         }
-        // The service's own identity as an API, shared by every instance through the store:
-        // `/userinfo` introspects opaque tokens with it.
-        let userinfo_secret = base64::Engine::encode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            store.server_secret("userinfo", now).await?,
-        );
-        let mut userinfo_scopes: Vec<scopegate_validator::Scope> =
-            ["openid", "profile", "email", "phone", "address"]
-                .iter()
-                .filter_map(|name| scopegate_validator::Scope::parse(name).ok())
-                .collect();
-        userinfo_scopes.extend(config.scopes.iter().map(|scope| scope.name.clone()));
-        // The admin API's scopes: opaque admin tokens are introspected with this identity too.
-        userinfo_scopes.extend(
-            http::admin::OWNED_SCOPES
-                .iter()
-                .filter_map(|name| scopegate_validator::Scope::parse(name).ok()),
-        );
-        let registry = Registry::new(&config, Arc::clone(&store)).with_internal_api(config::Api {
-            id: config.issuer.clone(),
-            secret: secret::SecretHash::hash(&userinfo_secret),
-            scopes: userinfo_scopes,
-        });
-        let userinfo = userinfo_validator(&config, &userinfo_secret)?;
+        let registry =
+            Registry::new(&config, Arc::clone(&store)).with_internal_api(service_api(&config));
         let users = Users::new(&config, Arc::clone(&store));
         let csrf_key = aws_lc_rs::hmac::Key::new(
             aws_lc_rs::hmac::HMAC_SHA256,
             &store.server_secret("csrf", now).await?,
         );
         let ring = KeyRing::load(&store.list_keys().await?, registry.retention().await?)?;
+        let keys = Arc::new(ArcSwap::from_pointee(ring));
+        let own_tokens = own_tokens::OwnTokens::new(
+            &config,
+            &own_tokens::RingKeys::new(Arc::clone(&keys), Arc::clone(&clock)),
+        )?;
         let throttle = throttle::Throttle::new(Arc::clone(&store));
         Ok(Self {
             inner: Arc::new(Shared {
                 secrets: SecretVerifier::new(config.limits.max_concurrent_hashing),
                 config,
                 store,
-                keys: ArcSwap::from_pointee(ring),
+                keys,
+                own_tokens,
                 registry,
                 users,
                 throttle,
-                userinfo_layer: tower_scopegate::ScopeLayer::all_of(&userinfo, ["openid"])
-                    .map_err(StartError::UserinfoScope)?,
-                admin_layers: http::admin::AdminLayers::new(&userinfo)
-                    .map_err(StartError::UserinfoScope)?,
-                userinfo,
                 csrf_key,
-                verified_jwts: tokens::VerifiedJwts::new(),
                 clock,
             }),
         })
     }
 
-    /// JWTs verified before (introspection need not verify their signature again).
-    pub(crate) fn verified_jwts(&self) -> &tokens::VerifiedJwts {
-        &self.inner.verified_jwts
+    /// Verifies this service's own JWTs (access tokens, id_token hints).
+    #[must_use]
+    pub fn own_tokens(&self) -> &own_tokens::OwnTokens {
+        &self.inner.own_tokens
     }
 
     /// The checked configuration.
@@ -217,22 +187,6 @@ impl State {
     #[must_use]
     pub fn users(&self) -> &Users {
         &self.inner.users
-    }
-
-    /// The validator guarding `/userinfo`.
-    #[must_use]
-    pub fn userinfo_validator(&self) -> &scopegate_validator::Validator {
-        &self.inner.userinfo
-    }
-
-    /// The layer requiring `openid` at `/userinfo`.
-    pub fn userinfo_layer(&self) -> &tower_scopegate::ScopeLayer {
-        &self.inner.userinfo_layer
-    }
-
-    /// The admin API's layers.
-    pub(crate) fn admin_layers(&self) -> &http::admin::AdminLayers {
-        &self.inner.admin_layers
     }
 
     /// Login throttling.
@@ -287,6 +241,7 @@ impl State {
         let stored = self.inner.store.list_keys().await?;
         let ring = KeyRing::load(&stored, self.inner.registry.retention().await?)?;
         self.inner.keys.store(Arc::new(ring));
+        self.inner.own_tokens.refresh().await;
         Ok(())
     }
 
@@ -369,26 +324,26 @@ impl State {
     }
 }
 
-/// A validator for this service's own access tokens: audience = issuer, `typ` at+jwt (so an
-/// id_token is never taken for an access token), and a short introspection cache so that a
-/// revoked opaque token stops reading `/userinfo` within seconds.
-fn userinfo_validator(
-    config: &Config,
-    secret: &str,
-) -> Result<scopegate_validator::Validator, StartError> {
-    use scopegate_validator::Algorithm;
-    let base = config.base_url();
-    scopegate_validator::Validator::builder()
-        .issuer(&config.issuer)
-        .jwks_url(format!("{base}/.well-known/jwks.json"))
-        .introspection_endpoint(format!("{base}/introspect"))
-        .introspection(config.issuer.clone(), secret.to_owned())
-        .introspection_cache(10_000, Duration::from_secs(5), Duration::from_secs(5))
-        .audience(&config.issuer)
-        .algorithms([Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA])
-        .required_typ("at+jwt")
-        .build()
-        .map_err(StartError::Userinfo)
+/// The service itself as an API: it owns the OpenID Connect scopes, the configured claim
+/// scopes and the admin API's, so tokens carrying them are addressed to it. Nobody introspects
+/// as it (its secret is random and thrown away): it reads its own tokens in-process.
+fn service_api(config: &Config) -> config::Api {
+    let mut scopes: Vec<scopegate_validator::Scope> =
+        ["openid", "profile", "email", "phone", "address"]
+            .iter()
+            .filter_map(|name| scopegate_validator::Scope::parse(name).ok())
+            .collect();
+    scopes.extend(config.scopes.iter().map(|scope| scope.name.clone()));
+    scopes.extend(
+        http::admin::OWNED_SCOPES
+            .iter()
+            .filter_map(|name| scopegate_validator::Scope::parse(name).ok()),
+    );
+    config::Api {
+        id: config.issuer.clone(),
+        secret: secret::SecretHash::hash(&secret::random_token()),
+        scopes,
+    }
 }
 
 /// The periodic jobs; stopped when dropped.

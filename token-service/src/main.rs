@@ -376,23 +376,19 @@ async fn add_user(config: &Config, username: &str, attributes: &[String]) -> Res
 }
 
 async fn set_password(config: &Config, username: &str) -> Result<(), Failure> {
-    if config.users.iter().any(|user| user.username == username) {
-        return Err(format!(
-            "user `{username}` is defined in the configuration: change its password_hash there"
-        )
-        .into());
-    }
     let store = store::open(&config.storage).await?;
-    if store.find_user_by_name(username).await?.is_none() {
-        return Err(format!("no stored user `{username}`").into());
+    let users = users::Users::new(config, std::sync::Arc::clone(&store));
+    // Refused before a password is asked for that could not be used.
+    match users.find(username).await? {
+        None => return Err(users::PasswordError::Unknown(username.to_owned()).into()),
+        Some(user) if user.configured => {
+            return Err(users::PasswordError::Configured(username.to_owned()).into());
+        }
+        Some(_) => {}
     }
     let password = read_secret("new password")?;
-    users::check_new_password(username, &password)?;
-    let hash = SecretHash::hash(&password);
-    if !store.set_password(username, hash.as_str(), now()).await? {
-        return Err(format!("no stored user `{username}`").into());
-    }
-    println!("password of {username} changed");
+    users.set_password(username, &password, None, now()).await?;
+    println!("password of {username} changed; their sessions are ended");
     Ok(())
 }
 

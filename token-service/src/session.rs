@@ -5,7 +5,7 @@ use http::{HeaderMap, HeaderValue, header};
 
 use crate::State;
 use crate::secret::{random_token, token_digest};
-use crate::store::{SessionRecord, StoreError};
+use crate::store::{SessionRecord, Store, StoreError};
 use crate::users::Account;
 
 /// The cookie's name for this issuer.
@@ -98,9 +98,7 @@ pub async fn current(
 /// # Errors
 ///
 /// [`StoreError`] if the store fails.
-pub async fn end(state: &State, sid: &str) -> Result<(), StoreError> {
-    let now = state.now();
-    let store = state.store();
+pub async fn end(store: &dyn Store, sid: &str, now: u64) -> Result<(), StoreError> {
     store.end_session(sid, now).await?;
     let mut grants: Vec<String> = store
         .session_codes(sid)

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use scopegate_validator::ScopeSet;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::State;
@@ -202,33 +201,18 @@ pub fn sign_jws(
     Ok((token, key.key.algorithm()))
 }
 
-#[derive(Deserialize)]
-struct JwtHeader {
-    alg: String,
-    kid: String,
-    typ: String,
+/// Whether the user a token speaks for still exists (a client-credentials token speaks for
+/// its client, whose subject is its id: clients and users never share one).
+async fn subject_lives(state: &State, token: &ActiveToken) -> Result<bool, StoreError> {
+    if token.subject == token.client_id {
+        return Ok(true);
+    }
+    Ok(state.users().find_by_id(&token.subject).await?.is_some())
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-struct JwtClaims {
-    iss: String,
-    sub: String,
-    aud: Audience,
-    client_id: String,
-    iat: u64,
-    exp: u64,
-    jti: String,
-    scope: String,
-}
-
-/// Looks a token up: `Some` only if it was issued here and is unexpired and unrevoked.
+/// Looks a token up: `Some` only if it was issued here and is unexpired and unrevoked, and its
+/// client and user are still there. Every place where a token of this service opens something
+/// of the service asks this.
 ///
 /// # Errors
 ///
@@ -239,17 +223,18 @@ pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, S
     }
     let now = state.now();
     if token.bytes().filter(|byte| *byte == b'.').count() == 2 {
-        let Some(found) = state.verified_jwts().verify(state, token, now) else {
+        let Some(found) = verified_jwt(state, token).await else {
             return Ok(None);
         };
-        if state.store().is_jwt_revoked(&found.jti).await? {
+        if found.expires_at <= now || state.store().is_jwt_revoked(&found.jti).await? {
             return Ok(None);
         }
-        // A JWT cannot be recalled, but one whose client was deleted is inactive here.
+        // A JWT cannot be recalled, but one whose client or user was deleted is inactive here.
         if !state
             .registry()
             .issued_to_live_client(&found.client_id, found.issued_at)
             .await?
+            || !subject_lives(state, &found).await?
         {
             return Ok(None);
         }
@@ -277,89 +262,85 @@ pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, S
     }))
 }
 
-/// JWT access tokens of this service verified before, by the SHA-256 of the whole token (the
-/// cache holds no token). A hit skips only the signature check and the parsing, which cannot
-/// give another answer for the same bytes; expiry and the key's state are checked again on every
-/// hit, and revocation is checked in the store by the caller every time.
-#[derive(Debug)]
-pub(crate) struct VerifiedJwts(moka::sync::Cache<[u8; 32], Arc<VerifiedJwt>>);
-
-#[derive(Debug)]
-struct VerifiedJwt {
-    kid: String,
-    token: ActiveToken,
-}
-
-/// Most verified JWTs remembered (each ~0.5 KB).
-const VERIFIED_JWTS: u64 = 50_000;
-
-impl VerifiedJwts {
-    pub(crate) fn new() -> Self {
-        Self(
-            moka::sync::Cache::builder()
-                .max_capacity(VERIFIED_JWTS)
-                // Access tokens live at most a day; expired entries are refused on read anyway.
-                .time_to_live(std::time::Duration::from_secs(24 * 3600))
-                .build(),
-        )
-    }
-
-    /// The token's claims if it is one of this service's JWTs, validly signed by a key still
-    /// published, and unexpired at `now`.
-    fn verify(&self, state: &State, token: &str, now: u64) -> Option<ActiveToken> {
-        let digest = token_digest(token);
-        if let Some(hit) = self.0.get(&digest) {
-            let key_published = state.keys().find(&hit.kid, now).is_some();
-            return (key_published && now < hit.token.expires_at).then(|| hit.token.clone());
+/// A JWT of this service, verified by [`OwnTokens`](crate::own_tokens::OwnTokens) (published
+/// key, signature, issuer, `typ` at+jwt); `None` for anything else.
+async fn verified_jwt(state: &State, token: &str) -> Option<ActiveToken> {
+    let principal = match state.own_tokens().access_tokens().validate(token).await {
+        Ok(principal) => principal,
+        Err(scopegate_validator::Error::Unavailable(error)) => {
+            // The key ring is in memory: this cannot happen short of a bug. Inactive is the
+            // safe answer.
+            tracing::error!(%error, "the service's own keys were unavailable");
+            return None;
         }
-        let (kid, found) = verify_jwt(state, token, now)?;
-        self.0.insert(
-            digest,
-            Arc::new(VerifiedJwt {
-                kid,
-                token: found.clone(),
-            }),
-        );
-        Some(found)
-    }
-}
-
-/// Verifies one of this service's JWT access tokens (published key, signature, issuer, type,
-/// expiry); returns the key's `kid` with the claims.
-fn verify_jwt(state: &State, token: &str, now: u64) -> Option<(String, ActiveToken)> {
-    let mut segments = token.splitn(3, '.');
-    let (header, payload, signature) = (segments.next()?, segments.next()?, segments.next()?);
-    let header: JwtHeader = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
-    let ring = state.keys();
-    let key = ring.find(&header.kid, now)?;
-    if header.alg != key.key.algorithm().as_str() || header.typ != "at+jwt" {
-        return None;
-    }
-    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-    let signed = &token[..header_and_payload_len(token)?];
-    if !key.key.verify(signed.as_bytes(), &signature) {
-        return None;
-    }
-    let claims: JwtClaims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    if claims.iss != state.config().issuer || claims.exp <= now {
-        return None;
-    }
-    let found = ActiveToken {
-        client_id: claims.client_id,
-        subject: claims.sub,
-        scope: ScopeSet::parse_space_separated(&claims.scope).ok()?,
-        audience: match claims.aud {
-            Audience::One(one) => vec![one],
-            Audience::Many(many) => many,
-        },
-        issued_at: claims.iat,
-        expires_at: claims.exp,
-        jti: claims.jti,
-        format: TokenFormat::Jwt,
+        Err(_) => return None,
     };
-    Some((header.kid, found))
+    let seconds = |at: Option<std::time::SystemTime>| {
+        at.and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|since| since.as_secs())
+    };
+    Some(ActiveToken {
+        client_id: principal.client_id()?.to_owned(),
+        subject: principal.subject()?.to_owned(),
+        scope: principal.scopes().clone(),
+        audience: principal.audiences().to_vec(),
+        issued_at: seconds(principal.issued_at())?,
+        expires_at: seconds(principal.expires_at())?,
+        jti: principal.token_id()?.to_owned(),
+        format: TokenFormat::Jwt,
+    })
 }
 
-fn header_and_payload_len(token: &str) -> Option<usize> {
-    token.rfind('.')
+/// The RFC 7662 §2.2 answer for `active`, showing `scope` (the caller decides which of its
+/// scopes the asker may see).
+#[must_use]
+pub fn introspection_answer(
+    state: &State,
+    active: &ActiveToken,
+    scope: &ScopeSet,
+) -> serde_json::Map<String, Value> {
+    let answer = json!({
+        "active": true,
+        "scope": scope.to_string(),
+        "client_id": active.client_id,
+        "sub": active.subject,
+        "aud": active.audience,
+        "iss": state.config().issuer,
+        "iat": active.issued_at,
+        "nbf": active.issued_at,
+        "exp": active.expires_at,
+        "jti": active.jti,
+        "token_type": "Bearer",
+    });
+    match answer {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// What an API may learn of `token` at introspection: only if some scope or audience of the
+/// token is the API's, and then only the scopes that belong to it. `None` means inactive.
+///
+/// # Errors
+///
+/// [`StoreError`] if the store fails (the answer is then unknown).
+pub async fn introspect_for_api(
+    state: &State,
+    api: &crate::config::Api,
+    token: &str,
+) -> Result<Option<serde_json::Map<String, Value>>, StoreError> {
+    let Some(active) = lookup(state, token).await? else {
+        return Ok(None);
+    };
+    let scope: ScopeSet = active
+        .scope
+        .iter()
+        .filter(|granted| api.owns(granted))
+        .cloned()
+        .collect();
+    let addressed = active.audience.iter().any(|audience| *audience == api.id);
+    if scope.is_empty() && !addressed {
+        return Ok(None);
+    }
+    Ok(Some(introspection_answer(state, &active, &scope)))
 }

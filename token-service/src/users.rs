@@ -100,6 +100,27 @@ pub async fn new_record(
     })
 }
 
+/// Why a password could not be set.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordError {
+    /// The new password breaks the password rule (a sentence for the person).
+    #[error("{0}")]
+    Rule(String),
+    /// The user lives in the configuration, read-only here.
+    #[error("user `{0}` is defined in the configuration: change its password_hash there")]
+    Configured(String),
+    /// No stored user of this name.
+    #[error("no stored user `{0}`")]
+    Unknown(String),
+    /// The password could not be hashed; nothing changed.
+    #[error("the password could not be hashed; nothing was changed")]
+    Hashing,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Configured and stored users.
 #[derive(Clone)]
 pub struct Users {
@@ -193,6 +214,57 @@ impl Users {
             return Ok(true);
         }
         self.store.username_taken(username).await
+    }
+
+    /// Gives a stored user a new password — checked against the password rule, hashed off the
+    /// async workers — and ends what the old one opened: every session of theirs except
+    /// `keep_sid` (the one that made the change, if any) is ended, and every refresh token
+    /// family not started in it is revoked with the access tokens of its grant. The one way a
+    /// password changes: the password page, the admin API and the CLI all call it.
+    ///
+    /// # Errors
+    ///
+    /// [`PasswordError`]; nothing changes unless the password was set.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: &str,
+        keep_sid: Option<&str>,
+        now: u64,
+    ) -> Result<(), PasswordError> {
+        check_new_password(username, password).map_err(PasswordError::Rule)?;
+        if self.configured.contains_key(username) {
+            return Err(PasswordError::Configured(username.to_owned()));
+        }
+        let Some(user) = self.store.find_user_by_name(username).await? else {
+            return Err(PasswordError::Unknown(username.to_owned()));
+        };
+        let hash = hash_password(password)
+            .await
+            .ok_or(PasswordError::Hashing)?;
+        if !self.store.set_password(username, &hash, now).await? {
+            return Err(PasswordError::Unknown(username.to_owned()));
+        }
+        // The new password is in force first: whoever held the old one cannot sign in again
+        // while the rest is being ended.
+        let others = |sid: &str| keep_sid != Some(sid);
+        for sid in self.store.user_sessions(&user.id).await? {
+            if others(&sid) {
+                crate::session::end(&*self.store, &sid, now).await?;
+            }
+        }
+        let mut revoked = 0;
+        for (family, sid) in self.store.user_families(&user.id).await? {
+            if others(&sid) {
+                revoked += self.store.revoke_grant(&family, now).await?;
+            }
+        }
+        tracing::info!(
+            user = %user.id,
+            access_tokens_revoked = revoked,
+            "password changed; other sessions ended and their refresh tokens revoked"
+        );
+        Ok(())
     }
 
     /// A user by `sub` (configured users' `sub` is their username).

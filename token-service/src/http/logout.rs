@@ -1,7 +1,8 @@
 //! `/logout` (OpenID Connect RP-Initiated Logout 1.0): ends the browser session, revokes the
-//! tokens issued in it, and returns only to a registered post-logout URI. Without a valid
-//! `id_token_hint` the user confirms first (a CSRF-protected form), so that another site cannot
-//! sign people out behind their back.
+//! tokens issued in it, and returns only to a registered post-logout URI. Only an
+//! `id_token_hint` issued in the browser's own session signs out without asking; otherwise the
+//! user confirms first (a CSRF-protected form), so that another site — or anyone holding an old
+//! id_token — cannot sign people out behind their back.
 
 use axum::extract::{RawQuery, State as Shared};
 use axum::response::{IntoResponse, Response};
@@ -28,10 +29,8 @@ fn refused(message: &str) -> Response {
 struct Checked {
     /// Where to go afterwards (registered), with the client's `state`.
     redirect: Option<(String, Option<String>)>,
-    /// The session the hint names.
+    /// The session a valid `id_token_hint` names.
     hinted_sid: Option<String>,
-    /// Whether a valid `id_token_hint` came with it.
-    hinted: bool,
 }
 
 async fn check(state: &State, query: &str) -> Result<Checked, Response> {
@@ -39,9 +38,10 @@ async fn check(state: &State, query: &str) -> Result<Checked, Response> {
     if let Some(name) = repeated.first() {
         return Err(refused(&format!("Parameter `{name}` is repeated.")));
     }
-    let hint = values
-        .get("id_token_hint")
-        .and_then(|hint| verify_hint(state, hint));
+    let hint = match values.get("id_token_hint") {
+        Some(hint) => verify_hint(state, hint).await,
+        None => None,
+    };
     let hinted_client = hint
         .as_ref()
         .and_then(|claims| claims.get("aud"))
@@ -82,30 +82,38 @@ async fn check(state: &State, query: &str) -> Result<Checked, Response> {
             .and_then(|claims| claims.get("sid"))
             .and_then(|sid| sid.as_str())
             .map(str::to_owned),
-        hinted: hint.is_some(),
     })
 }
 
-/// Ends the browser's session (and the hinted one), clears the cookie, and answers.
+/// The browser's session id, if it holds a live session.
+async fn current_sid(
+    state: &State,
+    headers: &HeaderMap,
+) -> Result<Option<String>, crate::store::StoreError> {
+    Ok(session::current(state, headers)
+        .await?
+        .map(|current| current.sid))
+}
+
+fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-out failed",
+        "<p class=\"error\" role=\"alert\">The service cannot sign you out right now; try again shortly.</p>",
+    )
+}
+
+/// Ends the browser's own session, clears the cookie, and answers. (A hint naming another
+/// session ends nothing more: an id_token is no proof of holding the session.)
 async fn sign_out(state: &State, headers: &HeaderMap, checked: &Checked) -> Response {
-    let mut sids = Vec::new();
-    if let Ok(Some(current)) = session::current(state, headers).await {
-        sids.push(current.sid);
-    }
-    if let Some(sid) = &checked.hinted_sid {
-        sids.push(sid.clone());
-    }
-    sids.sort();
-    sids.dedup();
-    for sid in &sids {
-        if let Err(error) = session::end(state, sid).await {
-            tracing::error!(%error, "store failure at sign-out");
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-out failed",
-                "<p class=\"error\" role=\"alert\">The service cannot sign you out right now; try again shortly.</p>",
-            );
-        }
+    let ended = match current_sid(state, headers).await {
+        Ok(Some(sid)) => session::end(&**state.store(), &sid, state.now()).await,
+        Ok(None) => Ok(()),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = ended {
+        tracing::error!(%error, "store failure at sign-out");
+        return unavailable();
     }
     let mut response = match &checked.redirect {
         Some((uri, client_state)) => {
@@ -133,7 +141,17 @@ pub(super) async fn logout(
         Ok(checked) => checked,
         Err(response) => return response,
     };
-    if checked.hinted {
+    let hint_is_this_sessions = match &checked.hinted_sid {
+        Some(hinted) => match current_sid(&state, &headers).await {
+            Ok(current) => current.as_ref() == Some(hinted),
+            Err(error) => {
+                tracing::error!(%error, "store failure at sign-out");
+                return unavailable();
+            }
+        },
+        None => false,
+    };
+    if hint_is_this_sessions {
         return sign_out(&state, &headers, &checked).await;
     }
     let (nonce, csrf) = csrf_pair(&state, &headers);

@@ -8,7 +8,6 @@ mod discovery;
 mod form;
 mod health;
 mod introspect;
-mod live_client;
 mod logout;
 mod password;
 mod revoke;
@@ -24,12 +23,24 @@ use tower_http::trace::TraceLayer;
 use crate::State;
 
 /// The token service's routes.
+///
+/// # Panics
+///
+/// Never for a [`State`] that started: its issuer was checked, and the validator guarding the
+/// service's own routes is built from nothing else.
 pub fn app(state: State) -> Router {
     let body_limit = state.config().limits.max_body_bytes;
-    let userinfo_layer = state.userinfo_layer().clone().realm("token-service");
-    let live_client =
-        axum::middleware::from_fn_with_state(state.clone(), live_client::require_live_client);
-    let admin = admin::routes(state.admin_layers(), &live_client);
+    #[allow(clippy::expect_used)]
+    let own_routes = state
+        .own_tokens()
+        .for_own_routes(&state)
+        .expect("the issuer was checked at start");
+    #[allow(clippy::expect_used)]
+    let userinfo_layer = tower_scopegate::ScopeLayer::all_of(&own_routes, ["openid"])
+        .expect("`openid` is a scope")
+        .realm("token-service");
+    #[allow(clippy::expect_used)]
+    let admin = admin::routes(&admin::AdminLayers::new(&own_routes).expect("admin scopes parse"));
     Router::new()
         .merge(admin)
         .route("/authorize", get(authorize::authorize))
@@ -43,8 +54,6 @@ pub fn app(state: State) -> Router {
             "/userinfo",
             get(userinfo::userinfo)
                 .post(userinfo::userinfo)
-                // Inner layer first: the principal the scope layer finds is checked next.
-                .route_layer(live_client)
                 .route_layer(userinfo_layer),
         )
         .route("/token", post(token::token))

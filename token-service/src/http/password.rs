@@ -11,9 +11,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use super::authorize::{LOGIN_NONCE_COOKIE, csrf_ok, csrf_pair, escape, page};
 use super::form::Form;
 use crate::State;
-use crate::secret::SecretHash;
 use crate::session;
-use crate::users::check_new_password;
+use crate::users::PasswordError;
 
 fn form_page(
     state: &State,
@@ -132,34 +131,41 @@ pub(super) async fn change(
     if new != confirm {
         return answer(StatusCode::BAD_REQUEST, "The two new passwords differ.");
     }
-    if let Err(reason) = check_new_password(username, new) {
-        return answer(StatusCode::BAD_REQUEST, &reason);
-    }
-    if account.configured {
-        return answer(
-            StatusCode::CONFLICT,
-            "This account is managed in the service's configuration; ask its operator to change the password.",
-        );
-    }
-    let hash = SecretHash::hash(new);
-    match state
-        .store()
-        .set_password(&account.username, hash.as_str(), state.now())
-        .await
-    {
-        Ok(true) => {
-            tracing::info!("password changed");
-            form_page(
-                &state,
-                &headers,
-                StatusCode::OK,
-                Some(("Your password has been changed.", false)),
-                username,
-            )
-        }
-        Ok(false) => answer(StatusCode::UNAUTHORIZED, "Wrong username or password."),
+    // The browser's own session survives the change, if it is this user's.
+    let keep_sid = match session::current(&state, &headers).await {
+        Ok(current) => current
+            .filter(|current| current.user_id == account.id)
+            .map(|current| current.sid),
         Err(error) => {
             tracing::error!(%error, "store failure at password change");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service cannot change passwords right now; try again shortly.",
+            );
+        }
+    };
+    match state
+        .users()
+        .set_password(&account.username, new, keep_sid.as_deref(), state.now())
+        .await
+    {
+        Ok(()) => form_page(
+            &state,
+            &headers,
+            StatusCode::OK,
+            Some(("Your password has been changed.", false)),
+            username,
+        ),
+        Err(PasswordError::Rule(reason)) => answer(StatusCode::BAD_REQUEST, &reason),
+        Err(PasswordError::Configured(_)) => answer(
+            StatusCode::CONFLICT,
+            "This account is managed in the service's configuration; ask its operator to change the password.",
+        ),
+        Err(PasswordError::Unknown(_)) => {
+            answer(StatusCode::UNAUTHORIZED, "Wrong username or password.")
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not change a password");
             answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The service cannot change passwords right now; try again shortly.",

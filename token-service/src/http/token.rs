@@ -104,7 +104,7 @@ fn requested_scope(form: &Form) -> Result<Option<ScopeSet>, OAuthError> {
 
 /// A confidential client authenticated by its secret, or a public client named by its
 /// `client_id` (which then must prove itself with PKCE).
-async fn identify_client(
+pub(super) async fn identify_client(
     state: &State,
     headers: &HeaderMap,
     form: &Form,

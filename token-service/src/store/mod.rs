@@ -311,6 +311,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn session_codes(&self, sid: &str) -> Result<Vec<[u8; 32]>, StoreError>;
     /// The refresh token families started in a session.
     async fn session_families(&self, sid: &str) -> Result<Vec<String>, StoreError>;
+    /// The ids of a user's sessions that have not ended (expired ones included).
+    async fn user_sessions(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+    /// A user's refresh token families with an unrevoked token, each with the session it
+    /// started in: `(family, sid)`.
+    async fn user_families(&self, user_id: &str) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Records an authorization code.
     async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError>;

@@ -522,6 +522,29 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn user_sessions(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+                sqlx::query("SELECT sid FROM sessions WHERE user_id = $1 AND ended_at IS NULL")
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|row| Ok(row.try_get("sid")?))
+                    .collect()
+            }
+
+            async fn user_families(&self, user_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+                sqlx::query(
+                    "SELECT DISTINCT family, sid FROM refresh_tokens \
+                     WHERE user_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| Ok((row.try_get("family")?, row.try_get("sid")?)))
+                .collect()
+            }
+
             async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO authorization_codes (digest, client_id, user_id, username, sid, \

@@ -44,7 +44,7 @@ pub(crate) struct AdminLayers {
 
 impl AdminLayers {
     /// Layers checking tokens with `validator` (the one `/userinfo` uses: this service's
-    /// own JWTs and opaque tokens).
+    /// own JWTs and opaque tokens, each asked whether it is still active).
     pub(crate) fn new(
         validator: &scopegate_validator::Validator,
     ) -> Result<Self, scopegate_validator::scope::ScopeError> {
@@ -61,24 +61,10 @@ impl AdminLayers {
     }
 }
 
-/// The `/admin` routes; `live_client` refuses tokens whose client is gone.
-pub(crate) fn routes<L>(layers: &AdminLayers, live_client: &L) -> Router<State>
-where
-    L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
-    L::Service: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    <L::Service as tower::Service<axum::extract::Request>>::Response:
-        axum::response::IntoResponse + 'static,
-    <L::Service as tower::Service<axum::extract::Request>>::Future: Send + 'static,
-{
+/// The `/admin` routes, each behind the layer for its scope.
+pub(crate) fn routes(layers: &AdminLayers) -> Router<State> {
     let guard = |route: MethodRouter<State>, layer: &tower_scopegate::ScopeLayer| {
-        // The scope layer outside, so that the principal it finds is there for the check.
-        route
-            .route_layer(live_client.clone())
-            .route_layer(layer.clone())
+        route.route_layer(layer.clone())
     };
     let AdminLayers {
         read_users,

@@ -12,7 +12,7 @@ use super::{AdminError, object_body, string_member};
 use crate::State;
 use crate::config;
 use crate::store::{StoreError, UserRecord};
-use crate::users;
+use crate::users::{self, PasswordError};
 
 /// Longest attribute name.
 const MAX_ATTRIBUTE_NAME: usize = 64;
@@ -209,17 +209,28 @@ pub(crate) async fn set_password(
 ) -> Result<Response, AdminError> {
     let object = object_body(&body, &["password"])?;
     let password = string_member(&object, "password")?;
-    check_password(&username, password)?;
-    refuse_configured(&state, &username)?;
-    let hash = users::hash_password(password).await.ok_or_else(|| {
-        AdminError::unavailable("the password could not be hashed; nothing was changed")
-    })?;
-    if !state
-        .store()
-        .set_password(&username, &hash, state.now())
-        .await?
+    // An operator's reset ends every session of the user.
+    match state
+        .users()
+        .set_password(&username, password, None, state.now())
+        .await
     {
-        return Err(AdminError::not_found("user", &username));
+        Ok(()) => {}
+        Err(PasswordError::Rule(reason)) => {
+            return Err(AdminError::invalid("password", reason));
+        }
+        Err(PasswordError::Configured(_)) => {
+            return Err(AdminError::conflict(format!(
+                "user `{username}` is defined in the configuration file: change it there"
+            )));
+        }
+        Err(PasswordError::Unknown(_)) => return Err(AdminError::not_found("user", &username)),
+        Err(PasswordError::Hashing) => {
+            return Err(AdminError::unavailable(
+                "the password could not be hashed; nothing was changed",
+            ));
+        }
+        Err(PasswordError::Store(error)) => return Err(error.into()),
     }
     tracing::info!(%username, "admin API: password set");
     Ok(StatusCode::NO_CONTENT.into_response())
