@@ -188,6 +188,16 @@ impl Registry {
             .cloned())
     }
 
+    /// Every API, configured (the service's own identity included) and stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the stored APIs cannot be read.
+    pub async fn all_apis(&self) -> Result<Vec<Arc<Api>>, StoreError> {
+        let stored = self.stored_apis().await?;
+        Ok(self.apis.values().chain(stored.iter()).cloned().collect())
+    }
+
     /// The ids of every API (configured or stored) that owns one of `scope`.
     ///
     /// # Errors

@@ -180,11 +180,49 @@ impl Api {
     /// Whether a granted scope belongs to this API.
     #[must_use]
     pub fn owns(&self, granted: &Scope) -> bool {
-        self.scopes.iter().any(|owned| {
-            owned == granted
-                || (owned.suffix().is_none() && owned.is_structured() && granted.covers(owned))
-        })
+        self.scopes.iter().any(|owned| owns(owned, granted))
     }
+}
+
+/// Whether an owned scope (exact, or `prefix:name` for every permission) takes in `granted`.
+fn owns(owned: &Scope, granted: &Scope) -> bool {
+    owned == granted || (owned.suffix().is_none() && owned.is_structured() && granted.covers(owned))
+}
+
+/// No scope has two owners: no two APIs own overlapping scopes, and none owns one of the
+/// service's own (OpenID Connect's, the `[[scopes]]`, the admin API's).
+fn check_scope_owners(apis: &[Api], custom: &[CustomScope]) -> Result<(), ConfigError> {
+    let service = crate::service_scopes::owned_with(custom);
+    for (index, api) in apis.iter().enumerate() {
+        for (position, scope) in api.scopes.iter().enumerate() {
+            let field = format!("apis[{index}].scopes[{position}]");
+            if service.iter().any(|owned| scopes_overlap(owned, scope)) {
+                return Err(invalid(
+                    field,
+                    format!("`{scope}` belongs to the token service itself"),
+                ));
+            }
+            if let Some(other) = apis[..index].iter().find(|other| {
+                other
+                    .scopes
+                    .iter()
+                    .any(|owned| scopes_overlap(owned, scope))
+            }) {
+                return Err(invalid(
+                    field,
+                    format!("`{scope}` overlaps a scope of API `{}`", other.id),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two owned scopes share a granted scope (`p:n` and `p:n:read` do; `p:n:read` and
+/// `p:n:write` do not): no two owners may hold such a pair.
+#[must_use]
+pub fn scopes_overlap(one: &Scope, other: &Scope) -> bool {
+    owns(one, other) || owns(other, one)
 }
 
 /// A user from the configuration (used by the browser login, issue 6).
@@ -254,6 +292,9 @@ pub struct Config {
     pub code_ttl: Duration,
     /// Refresh token lifetime (each rotation starts a new one).
     pub refresh_token_ttl: Duration,
+    /// The longest a refresh token family lives from its code's redemption, however often it
+    /// is rotated.
+    pub refresh_token_absolute_ttl: Duration,
     /// How often expired rows are swept.
     pub sweep_interval: Duration,
     /// Request limits.
@@ -390,6 +431,7 @@ struct RawDefaults {
     session_ttl: Option<HumanDuration>,
     code_ttl: Option<HumanDuration>,
     refresh_token_ttl: Option<HumanDuration>,
+    refresh_token_absolute_ttl: Option<HumanDuration>,
     sweep_interval: Option<HumanDuration>,
 }
 
@@ -773,6 +815,19 @@ impl RawConfig {
                 .map_or(Duration::from_secs(30 * 24 * 3600), |d| d.0),
             Duration::from_secs(366 * 24 * 3600),
         )?;
+        let refresh_token_absolute_ttl = check_ttl(
+            "defaults.refresh_token_absolute_ttl",
+            self.defaults
+                .refresh_token_absolute_ttl
+                .map_or(Duration::from_secs(90 * 24 * 3600), |d| d.0),
+            Duration::from_secs(3 * 366 * 24 * 3600),
+        )?;
+        if refresh_token_absolute_ttl < refresh_token_ttl {
+            return Err(invalid(
+                "defaults.refresh_token_absolute_ttl",
+                "must be at least defaults.refresh_token_ttl (the lifetime of one refresh token)",
+            ));
+        }
         let sweep_interval = check_ttl(
             "defaults.sweep_interval",
             self.defaults
@@ -915,11 +970,29 @@ impl RawConfig {
         let mut users = Vec::new();
         for (index, raw) in self.users.into_iter().enumerate() {
             let field = |name: &str| format!("users[{index}].{name}");
-            check_identifier(&field("username"), &raw.username)?;
-            if !usernames.insert(raw.username.clone()) {
+            // The rule every path that creates a user follows (see `directory`).
+            crate::users::check_new_username(&raw.username)
+                .map_err(|reason| invalid(field("username"), reason))?;
+            if !usernames.insert(raw.username.to_ascii_lowercase()) {
                 return Err(invalid(
                     field("username"),
-                    format!("`{}` is used twice", raw.username),
+                    format!(
+                        "`{}` is used twice (usernames ignore ASCII case)",
+                        raw.username
+                    ),
+                ));
+            }
+            // A configured user's `sub` is their username: no client may have it as its id.
+            if clients
+                .iter()
+                .any(|client| client.id.eq_ignore_ascii_case(&raw.username))
+            {
+                return Err(invalid(
+                    field("username"),
+                    format!(
+                        "`{}` is also a client's id: clients and users never share a subject",
+                        raw.username
+                    ),
                 ));
             }
             let password = secret_of(
@@ -936,6 +1009,8 @@ impl RawConfig {
             });
         }
 
+        check_scope_owners(&apis, &scopes)?;
+
         Ok(Config {
             issuer,
             listen,
@@ -945,6 +1020,7 @@ impl RawConfig {
             session_ttl,
             code_ttl,
             refresh_token_ttl,
+            refresh_token_absolute_ttl,
             sweep_interval,
             limits,
             scopes,

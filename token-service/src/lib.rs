@@ -19,6 +19,7 @@
 
 pub mod clients;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod grant;
 pub mod http;
@@ -30,6 +31,7 @@ pub mod required_claims;
 pub mod revocation;
 pub mod rotation;
 pub mod secret;
+pub mod service_scopes;
 pub mod session;
 pub mod store;
 pub mod throttle;
@@ -76,13 +78,13 @@ pub struct State {
 
 #[derive(Debug)]
 struct Shared {
-    config: Config,
+    config: Arc<Config>,
     store: Arc<dyn Store>,
     keys: Arc<ArcSwap<KeyRing>>,
     /// The one path verifying this service's own JWTs, fed from `keys`.
     own_tokens: own_tokens::OwnTokens,
-    registry: Registry,
-    users: Users,
+    /// Users, clients and APIs, and the use cases that change them.
+    directory: directory::Directory,
     secrets: SecretVerifier,
     throttle: throttle::Throttle,
     /// HMAC key for CSRF tokens, shared by every instance through the store.
@@ -143,6 +145,13 @@ impl State {
             &own_tokens::RingKeys::new(Arc::clone(&keys), Arc::clone(&clock)),
         )?;
         let throttle = throttle::Throttle::new(Arc::clone(&store));
+        let config = Arc::new(config);
+        let directory = directory::Directory::from_parts(
+            Arc::clone(&config),
+            Arc::clone(&store),
+            registry,
+            users,
+        );
         Ok(Self {
             inner: Arc::new(Shared {
                 secrets: SecretVerifier::new(config.limits.max_concurrent_hashing),
@@ -150,8 +159,7 @@ impl State {
                 store,
                 keys,
                 own_tokens,
-                registry,
-                users,
+                directory,
                 throttle,
                 csrf_key,
                 clock,
@@ -177,16 +185,22 @@ impl State {
         &self.inner.store
     }
 
+    /// Users, clients and APIs, and the use cases that create and remove them.
+    #[must_use]
+    pub fn directory(&self) -> &directory::Directory {
+        &self.inner.directory
+    }
+
     /// Clients and APIs, from the configuration and the store.
     #[must_use]
     pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+        self.inner.directory.registry()
     }
 
     /// Users who may sign in.
     #[must_use]
     pub fn users(&self) -> &Users {
-        &self.inner.users
+        self.inner.directory.users()
     }
 
     /// Login throttling.
@@ -239,7 +253,7 @@ impl State {
     /// [`StartError`] if the store fails or a key cannot be loaded; the current ring stays.
     pub async fn reload_keys(&self) -> Result<(), StartError> {
         let stored = self.inner.store.list_keys().await?;
-        let ring = KeyRing::load(&stored, self.inner.registry.retention().await?)?;
+        let ring = KeyRing::load(&stored, self.registry().retention().await?)?;
         self.inner.keys.store(Arc::new(ring));
         self.inner.own_tokens.refresh().await;
         Ok(())
@@ -324,25 +338,14 @@ impl State {
     }
 }
 
-/// The service itself as an API: it owns the OpenID Connect scopes, the configured claim
-/// scopes and the admin API's, so tokens carrying them are addressed to it. Nobody introspects
-/// as it (its secret is random and thrown away): it reads its own tokens in-process.
+/// The service itself as an API, owning [`service_scopes::owned`]: tokens carrying them are
+/// addressed to it. Nobody introspects as it (its secret is random and thrown away): it reads
+/// its own tokens in-process.
 fn service_api(config: &Config) -> config::Api {
-    let mut scopes: Vec<scopegate_validator::Scope> =
-        ["openid", "profile", "email", "phone", "address"]
-            .iter()
-            .filter_map(|name| scopegate_validator::Scope::parse(name).ok())
-            .collect();
-    scopes.extend(config.scopes.iter().map(|scope| scope.name.clone()));
-    scopes.extend(
-        http::admin::OWNED_SCOPES
-            .iter()
-            .filter_map(|name| scopegate_validator::Scope::parse(name).ok()),
-    );
     config::Api {
         id: config.issuer.clone(),
         secret: secret::SecretHash::hash(&secret::random_token()),
-        scopes,
+        scopes: service_scopes::owned(config),
     }
 }
 

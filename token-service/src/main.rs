@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use scopegate_token_service::config::{self, Config, ConfigError, GrantType, Source, TokenFormat};
+use scopegate_token_service::directory::{Directory, DirectoryError};
 use scopegate_token_service::keys::KeyRing;
-use scopegate_token_service::registration::{self, NewClient};
+use scopegate_token_service::registration::NewClient;
 use scopegate_token_service::secret::SecretHash;
-use scopegate_token_service::store::{self, StoreError};
+use scopegate_token_service::store;
 use scopegate_token_service::{State, rotation, users};
 
 /// A compact OAuth2 / OpenID Connect authorization server.
@@ -336,14 +337,8 @@ fn hash_secret() -> Result<(), Failure> {
 }
 
 async fn add_user(config: &Config, username: &str, attributes: &[String]) -> Result<(), Failure> {
-    config::check_identifier("--username", username)?;
-    if config
-        .users
-        .iter()
-        .any(|user| user.username.eq_ignore_ascii_case(username))
-    {
-        return Err(format!("user `{username}` exists in the configuration").into());
-    }
+    // The name is checked before a password is asked for; `create_user` checks it again.
+    users::check_new_username(username).map_err(|reason| format!("--username: {reason}"))?;
     let mut claims = serde_json::Map::new();
     for attribute in attributes {
         let Some((name, value)) = attribute
@@ -357,27 +352,35 @@ async fn add_user(config: &Config, username: &str, attributes: &[String]) -> Res
         claims.insert(name.to_owned(), value);
     }
     let password = read_secret("password")?;
-    users::check_new_password(username, &password)?;
-    let record = users::new_record(username, &password, claims, now())
+    let record = directory(config)
+        .await?
+        .create_user(username, &password, claims, now())
         .await
-        .ok_or("the password could not be hashed")?;
-    let store = store::open(&config.storage).await?;
-    if store.username_taken(username).await? {
-        return Err(format!("user `{username}` exists in the store (names ignore case)").into());
-    }
-    match store.insert_user(&record).await {
-        Err(StoreError::Duplicate(name)) => {
-            return Err(format!("user `{name}` exists in the store").into());
-        }
-        other => other?,
-    }
+        .map_err(directory_error)?;
     println!("user {username} added (sub {})", record.id);
     Ok(())
 }
 
-async fn set_password(config: &Config, username: &str) -> Result<(), Failure> {
+/// The users, clients and APIs of `config` and its store.
+async fn directory(config: &Config) -> Result<Directory, Failure> {
     let store = store::open(&config.storage).await?;
-    let users = users::Users::new(config, std::sync::Arc::clone(&store));
+    Ok(Directory::new(std::sync::Arc::new(config.clone()), store))
+}
+
+/// A use case's refusal, with the command-line flag for a field at fault.
+fn directory_error(error: DirectoryError) -> Failure {
+    match error {
+        DirectoryError::Invalid(error) => flag_error(error),
+        DirectoryError::Clash { field, reason } => {
+            flag_error(ConfigError::Invalid { field, reason })
+        }
+        other => other.into(),
+    }
+}
+
+async fn set_password(config: &Config, username: &str) -> Result<(), Failure> {
+    let directory = directory(config).await?;
+    let users = directory.users();
     // Refused before a password is asked for that could not be used.
     match users.find(username).await? {
         None => return Err(users::PasswordError::Unknown(username.to_owned()).into()),
@@ -422,9 +425,6 @@ async fn list_users(config: &Config) -> Result<(), Failure> {
 }
 
 async fn add_client(config: &Config, add: AddClient) -> Result<(), Failure> {
-    if config.clients.iter().any(|client| client.id == add.id) {
-        return Err(format!("client `{}` exists in the configuration", add.id).into());
-    }
     let new = NewClient {
         id: add.id,
         public: add.public,
@@ -449,14 +449,11 @@ async fn add_client(config: &Config, add: AddClient) -> Result<(), Failure> {
         required_claims: Vec::new(),
         self_signup: false,
     };
-    let (record, secret) = registration::client(config, new, now()).map_err(flag_error)?;
-    let store = store::open(&config.storage).await?;
-    match store.insert_client(&record).await {
-        Err(StoreError::Duplicate(id)) => {
-            return Err(format!("client `{id}` exists in the store").into());
-        }
-        other => other?,
-    }
+    let (record, secret) = directory(config)
+        .await?
+        .register_client(new, now())
+        .await
+        .map_err(directory_error)?;
     println!("client_id:     {}", record.id);
     match secret {
         Some(secret) => {
@@ -499,18 +496,11 @@ async fn list_clients(config: &Config) -> Result<(), Failure> {
 }
 
 async fn add_api(config: &Config, id: &str, scopes: &[String]) -> Result<(), Failure> {
-    if config.apis.iter().any(|api| api.id == id) {
-        return Err(format!("API `{id}` exists in the configuration").into());
-    }
-    let (record, secret) =
-        registration::api(id, &split_words(scopes), now()).map_err(flag_error)?;
-    let store = store::open(&config.storage).await?;
-    match store.insert_api(&record).await {
-        Err(StoreError::Duplicate(id)) => {
-            return Err(format!("API `{id}` exists in the store").into());
-        }
-        other => other?,
-    }
+    let (_, secret) = directory(config)
+        .await?
+        .register_api(id, &split_words(scopes), now())
+        .await
+        .map_err(directory_error)?;
     println!("api id:        {id}");
     println!("client_secret: {}", secret.expose());
     println!("(shown once: only its hash is stored; use it to authenticate at /introspect)");

@@ -338,7 +338,7 @@ pub async fn introspect_for_api(
         .filter(|granted| api.owns(granted))
         .cloned()
         .collect();
-    let addressed = active.audience.iter().any(|audience| *audience == api.id);
+    let addressed = active.audience.contains(&api.id);
     if scope.is_empty() && !addressed {
         return Ok(None);
     }

@@ -646,13 +646,35 @@ async fn apis_are_registered_introspect_their_scopes_and_are_deleted() {
     let admin = Admin::start().await;
     let token = admin.token_of(ADMIN).await;
     let token = Some(token.as_str());
-    let body = json!({"id": "https://reports.example.test", "scopes": ["other:thing"]});
+    // A scope another API owns, or the service itself, is refused: one owner per scope.
+    for (scopes, owner) in [
+        (json!(["other:thing"]), OTHER_API),
+        (json!(["other:thing:read"]), OTHER_API),
+        (json!(["akamai:social_profile:write"]), API),
+        (json!(["openid"]), "the token service itself"),
+        (json!(["scopegate:users"]), "the token service itself"),
+    ] {
+        let body = json!({"id": "https://reports.example.test", "scopes": scopes});
+        let (status, _, refused) = admin
+            .call(Method::POST, "/admin/apis", token, Some(&body.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{scopes}: {refused}");
+        assert_eq!(refused["field"], "scopes[0]", "{refused}");
+        assert!(
+            refused["error_description"]
+                .as_str()
+                .unwrap()
+                .contains(owner),
+            "{refused}"
+        );
+    }
+    let body = json!({"id": "https://reports.example.test", "scopes": ["other:report"]});
     let (status, _, created) = admin
         .call(Method::POST, "/admin/apis", token, Some(&body.to_string()))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let secret = created["secret"].as_str().unwrap().to_owned();
-    assert_eq!(created["scopes"], json!(["other:thing"]));
+    assert_eq!(created["scopes"], json!(["other:report"]));
     // Ids with `/` are percent-encoded in the path.
     let path = "/admin/apis/https%3A%2F%2Freports.example.test";
     let (status, _, read) = admin.call(Method::GET, path, token, None).await;
@@ -669,18 +691,31 @@ async fn apis_are_registered_introspect_their_scopes_and_are_deleted() {
     assert_eq!(ids, [API, OTHER_API, "https://reports.example.test"]);
 
     // It introspects, and sees only its own scopes.
+    let client = json!({
+        "id": "reporter", "grants": ["client_credentials"], "token_format": "opaque",
+        "scopes": ["other:report:read", "other:thing:read", "akamai:social_profile:read"],
+    });
+    let (status, _, reporter) = admin
+        .call(
+            Method::POST,
+            "/admin/clients",
+            token,
+            Some(&client.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reporter}");
     let opaque = admin
         .service
         .token(
-            OPAQUE_CLIENT,
-            "&scope=other:thing:read akamai:social_profile:read",
+            ("reporter", reporter["secret"].as_str().unwrap()),
+            "&scope=other:report:read other:thing:read akamai:social_profile:read",
         )
         .await;
     let opaque = opaque["access_token"].as_str().unwrap().to_owned();
     let reports = ("https://reports.example.test", secret.as_str());
     let answer = admin.service.introspect(reports, &opaque).await;
     assert_eq!(answer.json["active"], true, "{}", answer.text);
-    assert_eq!(answer.json["scope"], "other:thing:read");
+    assert_eq!(answer.json["scope"], "other:report:read");
 
     let (status, _, _) = admin.call(Method::DELETE, path, token, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

@@ -128,7 +128,7 @@ async fn api_add_registers_an_api_that_may_introspect_its_scopes() {
         "--id",
         "https://reports.example.test",
         "--scope",
-        "other:thing",
+        "other:report",
     ]);
     assert!(
         output.status.success(),
@@ -157,15 +157,39 @@ async fn api_add_registers_an_api_that_may_introspect_its_scopes() {
         url: cli.storage.clone(),
         dir: tempfile::tempdir().unwrap(),
     };
-    // svc-opaque has no configured audience: the stored API owning other:thing becomes one.
+    // The client has no configured audience: the stored API owning other:report becomes one.
+    let added = cli.run(&[
+        "client",
+        "add",
+        "--id",
+        "reporter",
+        "--format",
+        "opaque",
+        "--scope",
+        "other:report:read other:thing:read",
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let reporter_secret = stdout(&added)
+        .lines()
+        .find_map(|line| line.strip_prefix("client_secret: "))
+        .unwrap()
+        .trim()
+        .to_owned();
     let token = service
-        .token(OPAQUE_CLIENT, "&scope=other:thing:read")
+        .token(
+            ("reporter", &reporter_secret),
+            "&scope=other:report:read other:thing:read",
+        )
         .await;
     let token = token["access_token"].as_str().unwrap();
     let reports = ("https://reports.example.test", secret.as_str());
     let answer = service.introspect(reports, token).await;
     assert_eq!(answer.json["active"], true, "{}", answer.text);
-    assert_eq!(answer.json["scope"], "other:thing:read");
+    assert_eq!(answer.json["scope"], "other:report:read");
     assert!(
         answer.json["aud"]
             .as_array()
@@ -186,6 +210,21 @@ async fn api_add_registers_an_api_that_may_introspect_its_scopes() {
         "x:y",
     ]);
     assert!(!duplicate.status.success());
+    // One owner per scope: another API's is refused, naming the flag.
+    let overlapping = cli.run(&[
+        "api",
+        "add",
+        "--id",
+        "https://thief.example.test",
+        "--scope",
+        "other:thing:read",
+    ]);
+    assert!(!overlapping.status.success());
+    let error = String::from_utf8_lossy(&overlapping.stderr);
+    assert!(
+        error.contains("--scope") && error.contains(OTHER_API),
+        "{error}"
+    );
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! The seams between the service's homes, closed: a token of the service that was revoked —
 //! at `/revoke`, by logout, by a refresh token's reuse, by its user's deletion or a password
 //! change — opens nothing of the service; `/revoke` takes refresh tokens and public clients;
-//! a logout hint from another session asks first. In-process: nothing listens at the issuer's
-//! URL, so none of this relies on the service calling itself.
+//! a logout hint from another session asks first. Requests are made in-process; the service
+//! also listens at its issuer URL, as deployed (one test shows it never needs to).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,8 +22,12 @@ const ADMIN: (&str, &str) = ("admin", "admin-secret");
 const ADMIN_OPAQUE: (&str, &str) = ("admin-opaque", "admin-opaque-secret");
 const SAM_PASSWORD: &str = "sam-password-1";
 
-async fn service() -> TestService {
-    let config = format!(
+fn service_config() -> String {
+    service_config_at("http://127.0.0.1:9")
+}
+
+fn service_config_at(issuer: &str) -> String {
+    format!(
         r#"{}
 [[clients]]
 id = "admin"
@@ -39,9 +43,20 @@ grants = ["client_credentials"]
 scopes = ["scopegate:users:*", "scopegate:clients:*"]
 token_format = "opaque"
 "#,
-        config_text("http://127.0.0.1:9", "ES256")
-    );
-    let service = TestService::start_with(&config).await;
+        config_text(issuer, "ES256")
+    )
+}
+
+/// The service, listening at its issuer URL.
+async fn service() -> TestService {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let service = TestService::start_with(&service_config_at(&issuer)).await;
+    tokio::spawn(scopegate_token_service::serve(
+        service.state.clone(),
+        listener,
+        std::future::pending(),
+    ));
     // sam: a stored user (configured ones cannot be deleted or change their password here).
     let now = service.state.now();
     let record = users::new_record("sam", SAM_PASSWORD, serde_json::Map::new(), now)
@@ -138,6 +153,28 @@ async fn active(service: &TestService, token: &str) -> bool {
         .await
         .unwrap()
         .is_some()
+}
+
+#[tokio::test]
+async fn the_services_own_tokens_are_checked_without_calling_the_service() {
+    // Nothing listens at this issuer's URL (port 9): JWTs and opaque tokens are judged
+    // in-process.
+    let service = TestService::start_with(&service_config()).await;
+    for client in [ADMIN, ADMIN_OPAQUE] {
+        let token = service.token(client, "").await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            opens(&service, "/admin/users", &token).await,
+            "{}",
+            client.0
+        );
+    }
+    let signed_in = sign_in(&service, "jane", "jane-password-1").await;
+    let userinfo = with_bearer(&service, "/userinfo", signed_in.access()).await;
+    assert_eq!(userinfo.status, StatusCode::OK, "{}", userinfo.text);
+    assert_eq!(userinfo.json["sub"], "jane");
 }
 
 #[tokio::test]
@@ -464,4 +501,78 @@ async fn a_logout_hint_from_another_session_asks_first_and_signs_nobody_out() {
     );
     assert!(!session_signs_in(&service, &mine.session).await);
     assert!(session_signs_in(&service, &other.session).await);
+}
+
+// ---- refresh: the client's current scopes, the family's absolute lifetime ------------------
+
+#[tokio::test]
+async fn a_refresh_grants_only_the_scopes_the_client_still_has() {
+    let mut service = service().await;
+    let signed_in = sign_in(&service, "jane", "jane-password-1").await;
+    assert_eq!(signed_in.tokens["scope"], "openid profile");
+    let config = |scopes: &str| {
+        service_config().replace(
+            r#"scopes = ["openid", "profile", "email", "ad:user_custom:read"]"#,
+            &format!("scopes = {scopes}"),
+        )
+    };
+    // The operator takes `profile` from the web app and restarts the service.
+    service.state = TestService::open(
+        &config(r#"["openid", "email"]"#),
+        &service.url,
+        &service.clock,
+    )
+    .await;
+    let narrowed = refresh(&service, signed_in.refresh()).await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.text);
+    assert_eq!(narrowed.json["scope"], "openid");
+    let next = narrowed.json["refresh_token"].as_str().unwrap().to_owned();
+    // Asking for it back is refused; so is a refresh when nothing of the grant is left.
+    let wider = service
+        .post(
+            "/token",
+            None,
+            &format!("grant_type=refresh_token&client_id=web-app&refresh_token={next}&scope=openid%20profile"),
+        )
+        .await;
+    assert_eq!(wider.error(), "invalid_scope", "{}", wider.text);
+    service.state = TestService::open(&config(r#"["email"]"#), &service.url, &service.clock).await;
+    assert_eq!(refresh(&service, &next).await.error(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_refresh_family_ends_at_its_absolute_lifetime_however_often_it_rotates() {
+    let config = service_config().replace(
+        "[defaults]\naccess_token_ttl = \"60m\"",
+        "[defaults]\naccess_token_ttl = \"60m\"\nrefresh_token_ttl = \"1h\"\nrefresh_token_absolute_ttl = \"2h\"",
+    );
+    assert!(config.contains("refresh_token_absolute_ttl"));
+    let service = TestService::start_with(&config).await;
+    let signed_in = sign_in(&service, "jane", "jane-password-1").await;
+    let mut current = signed_in.refresh().to_owned();
+    // Rotated every 50 minutes, each token well within its sliding hour...
+    for _ in 0..2 {
+        service.advance(std::time::Duration::from_secs(50 * 60));
+        let rotated = refresh(&service, &current).await;
+        assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+        current = rotated.json["refresh_token"].as_str().unwrap().to_owned();
+    }
+    // ...but 2 h 30 min after the code, the family is over.
+    service.advance(std::time::Duration::from_secs(50 * 60));
+    assert_eq!(refresh(&service, &current).await.error(), "invalid_grant");
+}
+
+#[test]
+fn an_absolute_refresh_lifetime_shorter_than_one_token_is_refused() {
+    let config = service_config().replace(
+        "[defaults]\naccess_token_ttl = \"60m\"",
+        "[defaults]\naccess_token_ttl = \"60m\"\nrefresh_token_ttl = \"2h\"\nrefresh_token_absolute_ttl = \"1h\"",
+    );
+    let error = scopegate_token_service::Config::from_toml(&config).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("defaults.refresh_token_absolute_ttl"),
+        "{error}"
+    );
 }

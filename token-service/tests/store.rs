@@ -82,6 +82,7 @@ fn refresh(digest: u8, family: &str) -> RefreshRecord {
         expires_at: 10_000,
         rotated_at: None,
         revoked_at: None,
+        family_started_at: 15,
     }
 }
 

@@ -216,9 +216,16 @@ async fn expired_tokens_pass_only_with_the_named_option_and_exp_stays_required()
     assert!(lenient.validate(&forged).await.is_err());
 }
 
-/// Answers from a map of token → answer; counts the calls.
+/// Answers from a map of token → answer; counts the calls; fails while `down`.
+#[derive(Debug, Default)]
+struct AnswerBook {
+    answers: Mutex<Map<String, Value>>,
+    calls: AtomicUsize,
+    down: Mutex<bool>,
+}
+
 #[derive(Debug, Clone, Default)]
-struct Answers(Arc<(Mutex<Map<String, Value>>, AtomicUsize, Mutex<bool>)>);
+struct Answers(Arc<AnswerBook>);
 
 impl IntrospectionSource for Answers {
     fn introspect<'a>(
@@ -226,14 +233,14 @@ impl IntrospectionSource for Answers {
         token: &'a str,
     ) -> BoxFuture<'a, Result<Map<String, Value>, FetchError>> {
         Box::pin(async move {
-            self.0.1.fetch_add(1, Ordering::SeqCst);
-            if *self.0.2.lock().unwrap() {
+            self.0.calls.fetch_add(1, Ordering::SeqCst);
+            if *self.0.down.lock().unwrap() {
                 return Err(FetchError::InProcess {
                     what: "introspection source",
                     message: "the store is down".to_owned(),
                 });
             }
-            let answers = self.0.0.lock().unwrap();
+            let answers = self.0.answers.lock().unwrap();
             Ok(match answers.get(token) {
                 Some(Value::Object(answer)) => answer.clone(),
                 _ => json!({ "active": false }).as_object().unwrap().clone(),
@@ -258,21 +265,26 @@ async fn an_introspection_source_is_asked_every_time_so_a_revocation_is_seen_at_
     active["active"] = json!(true);
     answers
         .0
-        .0
+        .answers
         .lock()
         .unwrap()
         .insert("opaque-1".to_owned(), active.clone());
-    answers.0.0.lock().unwrap().insert(jwt.clone(), active);
+    answers
+        .0
+        .answers
+        .lock()
+        .unwrap()
+        .insert(jwt.clone(), active);
 
     for _ in 0..3 {
         validator.validate("opaque-1").await.unwrap();
         validator.validate(&jwt).await.unwrap();
     }
-    assert_eq!(answers.0.1.load(Ordering::SeqCst), 6, "never cached");
+    assert_eq!(answers.0.calls.load(Ordering::SeqCst), 6, "never cached");
     assert!(validator.cached("opaque-1").is_none());
     assert!(validator.cached(&jwt).is_none());
 
-    answers.0.0.lock().unwrap().clear();
+    answers.0.answers.lock().unwrap().clear();
     assert_eq!(
         invalid(validator.validate("opaque-1").await),
         InvalidToken::Inactive
@@ -296,7 +308,7 @@ async fn an_introspection_source_answer_is_checked_like_any_other() {
     let mut not_boolean = claims(&clock, "api");
     not_boolean["active"] = json!("yes");
     {
-        let mut map = answers.0.0.lock().unwrap();
+        let mut map = answers.0.answers.lock().unwrap();
         map.insert("for-another-api".to_owned(), other_audience);
         map.insert("odd-answer".to_owned(), not_boolean);
     }
@@ -306,7 +318,7 @@ async fn an_introspection_source_answer_is_checked_like_any_other() {
     );
     let odd = validator.validate("odd-answer").await;
     assert!(matches!(odd, Err(Error::Unavailable(_))), "{odd:?}");
-    *answers.0.2.lock().unwrap() = true;
+    *answers.0.down.lock().unwrap() = true;
     let down = validator.validate("for-another-api").await;
     assert!(matches!(down, Err(Error::Unavailable(_))), "{down:?}");
 }

@@ -191,6 +191,7 @@ pub async fn authorization_code(
             auth_time: code.auth_time,
             scope: &scope,
             refresh_scope: &scope,
+            family_started_at: state.now(),
             nonce: code.nonce.as_deref(),
         },
     )
@@ -208,6 +209,8 @@ pub(crate) struct UserGrant<'a> {
     pub(crate) scope: &'a ScopeSet,
     /// What the next refresh may ask for (the original grant's scopes).
     pub(crate) refresh_scope: &'a ScopeSet,
+    /// When the refresh token family started (the code's redemption).
+    pub(crate) family_started_at: u64,
     pub(crate) nonce: Option<&'a str>,
 }
 
@@ -267,9 +270,13 @@ pub(crate) async fn user_tokens(
                 scope: grant.refresh_scope.to_string(),
                 auth_time: grant.auth_time,
                 issued_at: now,
-                expires_at: now + state.config().refresh_token_ttl.as_secs(),
+                // Sliding, but never past the family's absolute end.
+                expires_at: (now + state.config().refresh_token_ttl.as_secs()).min(
+                    grant.family_started_at + state.config().refresh_token_absolute_ttl.as_secs(),
+                ),
                 rotated_at: None,
                 revoked_at: None,
+                family_started_at: grant.family_started_at,
             })
             .await?;
         Some(token)

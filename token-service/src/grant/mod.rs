@@ -36,6 +36,20 @@ pub fn granted_scopes(
     }
 }
 
+/// The scopes of `granted` that `client` may still have (a scope taken from it since is
+/// dropped; one narrowed, such as `p:n:*` to `p:n:read`, is dropped too rather than guessed).
+#[must_use]
+pub fn still_allowed(client: &Client, granted: &ScopeSet) -> ScopeSet {
+    granted
+        .iter()
+        .filter(|scope| {
+            let one: ScopeSet = std::iter::once((*scope).clone()).collect();
+            grant(&one, &client.scopes).is_ok()
+        })
+        .cloned()
+        .collect()
+}
+
 /// The `aud` of a token: the requested RFC 8707 resources (each one the client may address),
 /// else the client's configured audiences, else the APIs that own a granted scope, else the
 /// issuer itself; the issuer is added whenever `openid` is granted (it serves `/userinfo`).

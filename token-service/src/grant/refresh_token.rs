@@ -1,6 +1,7 @@
 //! RFC 6749 §6: a refresh token buys a new access token and is rotated on every use
 //! (RFC 9700 §4.14.2). A rotated token used again revokes its whole family; a token is bound to
-//! its client; scopes can only narrow.
+//! its client; scopes can only narrow, and only to what the client may still have; a family
+//! ends at its absolute lifetime however often it is rotated.
 
 use std::sync::Arc;
 
@@ -64,6 +65,14 @@ pub async fn refresh_token(
     }
     let original = ScopeSet::parse_space_separated(&record.scope)
         .map_err(|_| invalid_grant("the refresh token's scope cannot be read"))?;
+    // What the grant gave, as far as the client may still have it: a scope taken from the
+    // client since is not renewed.
+    let original = super::still_allowed(&client, &original);
+    if original.is_empty() {
+        return Err(invalid_grant(
+            "the client may no longer have any scope of this grant",
+        ));
+    }
     let scope = match &request.scope {
         Some(requested) => grant(requested, &original)
             .map_err(|error| OAuthError::new(ErrorCode::InvalidScope, error.to_string()))?,
@@ -89,6 +98,7 @@ pub async fn refresh_token(
             auth_time: record.auth_time,
             scope: &scope,
             refresh_scope: &original,
+            family_started_at: record.family_started_at,
             nonce: None,
         },
     )

@@ -1,12 +1,11 @@
-//! `POST /introspect` (RFC 7662), for registered APIs only. A token is shown to an API only
-//! with the scopes that belong to it, and only if some scope or audience of the token is its.
+//! `POST /introspect` (RFC 7662), for registered APIs only: authenticates the API and answers
+//! what [`tokens::introspect_for_api`] lets it see.
 
 use axum::Json;
 use axum::extract::State as Shared;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::HeaderMap;
-use scopegate_validator::ScopeSet;
 use serde_json::{Value, json};
 
 use super::client_auth;
@@ -49,30 +48,7 @@ async fn answer(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<Value
         })?;
     // token_type_hint is only a hint (RFC 7662 §2.1): every kind is looked up anyway.
     let token = form.require("token")?;
-    let Some(active) = tokens::lookup(state, token).await? else {
-        return Ok(inactive());
-    };
-    let scope: ScopeSet = active
-        .scope
-        .iter()
-        .filter(|granted| api.owns(granted))
-        .cloned()
-        .collect();
-    let addressed = active.audience.iter().any(|audience| *audience == api.id);
-    if scope.is_empty() && !addressed {
-        return Ok(inactive());
-    }
-    Ok(json!({
-        "active": true,
-        "scope": scope.to_string(),
-        "client_id": active.client_id,
-        "sub": active.subject,
-        "aud": active.audience,
-        "iss": state.config().issuer,
-        "iat": active.issued_at,
-        "nbf": active.issued_at,
-        "exp": active.expires_at,
-        "jti": active.jti,
-        "token_type": "Bearer",
-    }))
+    Ok(tokens::introspect_for_api(state, &api, token)
+        .await?
+        .map_or_else(inactive, Value::Object))
 }

@@ -15,9 +15,10 @@ use super::authorize::{self, Checked, LOGIN_NONCE_COOKIE, Refusal, csrf_pair, es
 use super::claims;
 use super::form::Form;
 use crate::State;
+use crate::config::ConfigError;
+use crate::directory::DirectoryError;
 use crate::required_claims::{self, RequiredClaim};
 use crate::session;
-use crate::store::StoreError;
 use crate::users;
 
 /// What the person typed, and what is wrong with it.
@@ -222,25 +223,22 @@ pub(super) async fn create(
             StatusCode::CONFLICT,
         )
     };
-    match state.users().name_taken(username).await {
-        Ok(false) => {}
-        Ok(true) => return taken(),
+    let record = match state
+        .directory()
+        .create_user(username, password, attributes, now)
+        .await
+    {
+        Ok(record) => record,
+        // A name that is a client's id is as taken as a user's, and says no more.
+        Err(DirectoryError::Taken { .. } | DirectoryError::Clash { .. }) => return taken(),
+        Err(DirectoryError::Invalid(ConfigError::Invalid { reason, .. })) => {
+            return retry(&capitalized(&reason), Vec::new(), StatusCode::BAD_REQUEST);
+        }
         Err(error) => {
-            tracing::error!(%error, "store failure at sign-up");
+            tracing::error!(%error, "could not create an account at sign-up");
             return unavailable();
         }
-    }
-    let Some(record) = users::new_record(username, password, attributes, now).await else {
-        return unavailable();
     };
-    match state.store().insert_user(&record).await {
-        Ok(()) => {}
-        Err(StoreError::Duplicate(_)) => return taken(),
-        Err(error) => {
-            tracing::error!(%error, "store failure at sign-up");
-            return unavailable();
-        }
-    }
     tracing::info!(sub = %record.id, client_id = %checked.client.id, "account created by sign-up");
     // From here on the account exists: a failure must not say it was not created.
     let created_but_not_signed_in = || {

@@ -210,6 +210,9 @@ pub struct RefreshRecord {
     pub rotated_at: Option<u64>,
     /// Set when its family was revoked.
     pub revoked_at: Option<u64>,
+    /// When its family started (the code's redemption): the family ends at the latest
+    /// `refresh_token_absolute_ttl` after it, however often it is rotated.
+    pub family_started_at: u64,
 }
 
 /// What redeeming a code found.

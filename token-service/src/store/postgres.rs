@@ -10,8 +10,8 @@ use sqlx::{Connection, PgPool, Row};
 
 use super::group_commit::{self, TokenSink, TokenWriter};
 use super::sql::{
-    REVOKED_MARK, bind_token, digest_of, duplicate_or, json_list, parse_list, sql_store, to_i64,
-    to_u64,
+    REVOKED_MARK, USERNAMES_DIFFERING_BY_CASE, bind_token, digest_of, duplicate_or, json_list,
+    parse_list, sql_store, to_i64, to_u64, usernames_differing_by_case,
 };
 use super::{
     ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
@@ -83,6 +83,15 @@ impl PostgresStore {
             .max_lifetime(Some(Duration::from_secs(1800)))
             .connect_with(options)
             .await?;
+        let has_users: bool = sqlx::query_scalar("SELECT to_regclass('users') IS NOT NULL")
+            .fetch_one(&pool)
+            .await?;
+        if has_users {
+            let pairs: Vec<(String, String)> = sqlx::query_as(USERNAMES_DIFFERING_BY_CASE)
+                .fetch_all(&pool)
+                .await?;
+            usernames_differing_by_case(&pairs)?;
+        }
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let tokens = TokenWriter::start(pool.clone(), TOKEN_WRITERS, None);
         Ok(Self { pool, tokens })

@@ -43,6 +43,31 @@ pub(super) fn digest_of(table: &'static str, bytes: &[u8]) -> Result<[u8; 32], S
     })
 }
 
+/// Pairs of stored usernames that differ by case alone (none once migration 0009 is applied).
+pub(super) const USERNAMES_DIFFERING_BY_CASE: &str = "SELECT a.username AS one, b.username AS other \
+     FROM users a JOIN users b ON lower(a.username) = lower(b.username) AND a.username < b.username \
+     ORDER BY a.username";
+
+/// Migration 0009 makes usernames unique without regard to case; a database holding names
+/// that differ by case alone cannot take it, and must be told which.
+pub(super) fn usernames_differing_by_case(pairs: &[(String, String)]) -> Result<(), StoreError> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = pairs
+        .iter()
+        .map(|(one, other)| format!("`{one}` and `{other}`"))
+        .collect();
+    Err(StoreError::Corrupt {
+        table: "users",
+        reason: format!(
+            "usernames must differ by more than case before this version can start: \
+             rename or delete one of {} (the service was not changed)",
+            listed.join(", ")
+        ),
+    })
+}
+
 /// `INSERT` of `rows` access-token rows in one statement (bind each with [`bind_token!`]).
 pub(super) fn insert_tokens_sql(rows: usize) -> String {
     const COLUMNS: usize = 9;
@@ -187,6 +212,7 @@ macro_rules! sql_store {
                 expires_at: to_u64(row.try_get("expires_at")?),
                 rotated_at: row.try_get::<Option<i64>, _>("rotated_at")?.map(to_u64),
                 revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(to_u64),
+                family_started_at: to_u64(row.try_get("family_started_at")?),
             })
         }
 
@@ -602,8 +628,8 @@ macro_rules! sql_store {
             async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO refresh_tokens (digest, family, client_id, user_id, username, sid, scope, \
-                     auth_time, issued_at, expires_at, rotated_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     auth_time, issued_at, expires_at, rotated_at, revoked_at, family_started_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(token.digest.as_slice())
                 .bind(&token.family)
@@ -617,6 +643,7 @@ macro_rules! sql_store {
                 .bind(to_i64(token.expires_at))
                 .bind(token.rotated_at.map(to_i64))
                 .bind(token.revoked_at.map(to_i64))
+                .bind(to_i64(token.family_started_at))
                 .execute(&self.pool)
                 .await?;
                 // A replay that revoked the family while this token was being made: it shares

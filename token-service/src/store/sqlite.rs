@@ -9,8 +9,8 @@ use sqlx::{Row, SqlitePool};
 
 use super::group_commit::{self, TokenSink, TokenWriter};
 use super::sql::{
-    REVOKED_MARK, bind_token, digest_of, duplicate_or, json_list, parse_list, sql_store, to_i64,
-    to_u64,
+    REVOKED_MARK, USERNAMES_DIFFERING_BY_CASE, bind_token, digest_of, duplicate_or, json_list,
+    parse_list, sql_store, to_i64, to_u64, usernames_differing_by_case,
 };
 use super::{
     ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
@@ -71,6 +71,17 @@ impl SqliteStore {
             .await?;
         if !memory {
             restrict_permissions(&file);
+        }
+        let has_users: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users')",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if has_users {
+            let pairs: Vec<(String, String)> = sqlx::query_as(USERNAMES_DIFFERING_BY_CASE)
+                .fetch_all(&pool)
+                .await?;
+            usernames_differing_by_case(&pairs)?;
         }
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         // The token writer's own connection: its page cache stays valid between batches

@@ -14,8 +14,7 @@ use super::{AdminError, flag, no_store, object_body, optional_string, string_lis
 use crate::State;
 use crate::clients::client_from_record;
 use crate::config::{Api, Client, GrantType, TokenFormat};
-use crate::registration::{self, NewClient};
-use crate::store::StoreError;
+use crate::registration::NewClient;
 
 const CLIENT_MEMBERS: &[&str] = &[
     "id",
@@ -163,23 +162,7 @@ pub(crate) async fn create_client(
     body: Bytes,
 ) -> Result<Response, AdminError> {
     let new = new_client(&body)?;
-    let taken = |id: &str| AdminError::conflict(format!("client `{id}` exists"));
-    if state.registry().is_configured(&new.id) {
-        return Err(taken(&new.id));
-    }
-    let config = state.config().clone();
-    let now = state.now();
-    // Argon2id hashing of the new secret takes tens of milliseconds: off the async workers.
-    let (record, secret) =
-        tokio::task::spawn_blocking(move || registration::client(&config, new, now))
-            .await
-            .map_err(|_| AdminError::unavailable("the client could not be registered"))??;
-    match state.store().insert_client(&record).await {
-        Err(StoreError::Duplicate(_)) => return Err(taken(&record.id)),
-        other => other?,
-    }
-    state.registry().forget_client(&record.id).await;
-    tracing::info!(client_id = %record.id, "admin API: client registered");
+    let (record, secret) = state.directory().register_client(new, state.now()).await?;
     let client = client_from_record(&record)?;
     let mut body = client_json(&client, "store", Some(record.created_at));
     if let Some(secret) = secret {
@@ -195,16 +178,7 @@ pub(crate) async fn delete_client(
     AxumState(state): AxumState<State>,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
-    if state.registry().is_configured(&id) {
-        return Err(AdminError::conflict(format!(
-            "client `{id}` is defined in the configuration file: change it there"
-        )));
-    }
-    if !state.store().delete_client(&id, state.now()).await? {
-        return Err(AdminError::not_found("client", &id));
-    }
-    state.registry().forget_client(&id).await;
-    tracing::info!(client_id = %id, "admin API: client deleted");
+    state.directory().delete_client(&id, state.now()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -240,11 +214,6 @@ pub(crate) async fn get_api(
     Ok(Json(api_json(&api, "store", Some(record.created_at))).into_response())
 }
 
-/// An id the configuration (or the service itself) uses.
-fn configured_api(state: &State, id: &str) -> bool {
-    state.registry().configured_apis().any(|api| api.id == id)
-}
-
 /// `POST /admin/apis` `{"id", "scopes"}` → 201 with the API and its introspection `secret`
 /// (shown this once).
 pub(crate) async fn create_api(
@@ -254,21 +223,10 @@ pub(crate) async fn create_api(
     let object = object_body(&body, &["id", "scopes"])?;
     let id = string_member(&object, "id")?.to_owned();
     let scopes = string_list(&object, "scopes")?;
-    let taken = |id: &str| AdminError::conflict(format!("API `{id}` exists"));
-    if configured_api(&state, &id) {
-        return Err(taken(&id));
-    }
-    let now = state.now();
-    let (record, secret) =
-        tokio::task::spawn_blocking(move || registration::api(&id, &scopes, now))
-            .await
-            .map_err(|_| AdminError::unavailable("the API could not be registered"))??;
-    match state.store().insert_api(&record).await {
-        Err(StoreError::Duplicate(_)) => return Err(taken(&record.id)),
-        other => other?,
-    }
-    state.registry().forget_apis().await;
-    tracing::info!(api = %record.id, "admin API: API registered");
+    let (record, secret) = state
+        .directory()
+        .register_api(&id, &scopes, state.now())
+        .await?;
     let api = crate::clients::api_from_record(&record)?;
     let mut body = api_json(&api, "store", Some(record.created_at));
     body["secret"] = secret.expose().into();
@@ -280,15 +238,6 @@ pub(crate) async fn delete_api(
     AxumState(state): AxumState<State>,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
-    if configured_api(&state, &id) {
-        return Err(AdminError::conflict(format!(
-            "API `{id}` is defined in the configuration file: change it there"
-        )));
-    }
-    if !state.store().delete_api(&id).await? {
-        return Err(AdminError::not_found("API", &id));
-    }
-    state.registry().forget_apis().await;
-    tracing::info!(api = %id, "admin API: API deleted");
+    state.directory().delete_api(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

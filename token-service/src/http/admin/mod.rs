@@ -18,17 +18,7 @@ use crate::State;
 use crate::config::ConfigError;
 use crate::store::StoreError;
 
-/// Scope needed to read users.
-pub(crate) const USERS_READ: &str = "scopegate:users:read";
-/// Scope needed to change users.
-pub(crate) const USERS_WRITE: &str = "scopegate:users:write";
-/// Scope needed to read clients and APIs.
-pub(crate) const CLIENTS_READ: &str = "scopegate:clients:read";
-/// Scope needed to register and delete clients and APIs.
-pub(crate) const CLIENTS_WRITE: &str = "scopegate:clients:write";
-/// The scopes of the admin API, every permission (the service's own API identity owns them,
-/// so that opaque admin tokens introspect with it).
-pub(crate) const OWNED_SCOPES: [&str; 2] = ["scopegate:users", "scopegate:clients"];
+use crate::service_scopes::{CLIENTS_READ, CLIENTS_WRITE, USERS_READ, USERS_WRITE};
 
 /// The OpenAPI 3.1 document of this API.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -182,6 +172,31 @@ impl From<StoreError> for AdminError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "admin API: store failed");
         Self::unavailable("the store is unavailable; nothing was changed")
+    }
+}
+
+/// A use case's refusal: 400 naming the field for a broken rule, 409 for a name or scope that
+/// is taken or read-only, 404 for an unknown one.
+impl From<crate::directory::DirectoryError> for AdminError {
+    fn from(error: crate::directory::DirectoryError) -> Self {
+        use crate::directory::DirectoryError;
+        match error {
+            DirectoryError::Invalid(error) => error.into(),
+            DirectoryError::Clash { field, reason } => Self {
+                status: StatusCode::CONFLICT,
+                error: "conflict",
+                description: reason,
+                field: Some(field),
+            },
+            DirectoryError::NotFound { kind, id } => Self::not_found(kind, &id),
+            DirectoryError::Store(error) => error.into(),
+            DirectoryError::Hashing => {
+                Self::unavailable("a secret could not be hashed; nothing was changed")
+            }
+            other @ (DirectoryError::Taken { .. } | DirectoryError::Configured { .. }) => {
+                Self::conflict(other.to_string())
+            }
+        }
     }
 }
 

@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 use super::{AdminError, object_body, string_member};
 use crate::State;
 use crate::config;
-use crate::store::{StoreError, UserRecord};
-use crate::users::{self, PasswordError};
+use crate::store::UserRecord;
+use crate::users::PasswordError;
 
 /// Longest attribute name.
 const MAX_ATTRIBUTE_NAME: usize = 64;
@@ -52,11 +52,6 @@ fn new_attributes(object: &Map<String, Value>) -> Result<Map<String, Value>, Adm
         }
         Some(_) => Err(AdminError::invalid("attributes", "must be a JSON object")),
     }
-}
-
-fn check_password(username: &str, password: &str) -> Result<(), AdminError> {
-    users::check_new_password(username, password)
-        .map_err(|reason| AdminError::invalid("password", reason))
 }
 
 fn stored_user_json(record: &UserRecord) -> Value {
@@ -127,27 +122,12 @@ pub(crate) async fn create_user(
 ) -> Result<Response, AdminError> {
     let object = object_body(&body, &["username", "password", "attributes"])?;
     let username = string_member(&object, "username")?;
-    config::check_identifier("username", username)
-        .map_err(|error| AdminError::invalid("username", error.to_string()))?;
     let password = string_member(&object, "password")?;
-    check_password(username, password)?;
     let attributes = new_attributes(&object)?;
-    // Same answer whether the name is taken in the file or in the store, or differs from a
-    // taken one by case alone.
-    let taken = || AdminError::conflict(format!("user `{username}` exists"));
-    if state.users().name_taken(username).await? {
-        return Err(taken());
-    }
-    let record = users::new_record(username, password, attributes, state.now())
-        .await
-        .ok_or_else(|| {
-            AdminError::unavailable("the password could not be hashed; nothing was changed")
-        })?;
-    match state.store().insert_user(&record).await {
-        Err(StoreError::Duplicate(_)) => return Err(taken()),
-        other => other?,
-    }
-    tracing::info!(username = %record.username, sub = %record.id, "admin API: user created");
+    let record = state
+        .directory()
+        .create_user(username, password, attributes, state.now())
+        .await?;
     Ok((StatusCode::CREATED, Json(stored_user_json(&record))).into_response())
 }
 
@@ -242,10 +222,9 @@ pub(crate) async fn delete_user(
     AxumState(state): AxumState<State>,
     Path(username): Path<String>,
 ) -> Result<Response, AdminError> {
-    refuse_configured(&state, &username)?;
-    if !state.store().delete_user(&username, state.now()).await? {
-        return Err(AdminError::not_found("user", &username));
-    }
-    tracing::info!(%username, "admin API: user deleted");
+    state
+        .directory()
+        .delete_user(&username, state.now())
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
