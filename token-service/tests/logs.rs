@@ -84,3 +84,43 @@ async fn trace_logs_hold_no_tokens_or_secrets() {
         );
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn request_logs_record_the_path_without_the_query() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let service = TestService::start().await;
+    // A logout hint and an authorization request carry what a log must not keep.
+    let hint = "eyJhbGciOiJFUzI1NiJ9.eyJzZWNyZXQtaGludCI6MX0.c2lnbmF0dXJlLXNlY3JldA";
+    service
+        .get(&format!(
+            "/logout?id_token_hint={hint}&state=state-secret-1"
+        ))
+        .await;
+    service
+        .get("/authorize?response_type=code&client_id=web-app&state=state-secret-2&code_challenge=challenge-secret-3")
+        .await;
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("/logout") && logs.contains("/authorize"),
+        "request spans were captured:\n{logs}"
+    );
+    for secret in [
+        hint,
+        "state-secret-1",
+        "state-secret-2",
+        "challenge-secret-3",
+        "id_token_hint",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "`{secret}` appears in the logs:\n{logs}"
+        );
+    }
+}

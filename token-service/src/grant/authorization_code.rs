@@ -86,7 +86,7 @@ pub fn s256(verifier: &str) -> String {
 }
 
 /// The token request of this grant, already parsed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CodeExchange {
     /// `code`.
     pub code: String,
@@ -96,9 +96,24 @@ pub struct CodeExchange {
     pub code_verifier: Option<String>,
 }
 
+/// The code and the verifier are secrets: `Debug` shows only whether they are there.
+impl std::fmt::Debug for CodeExchange {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("CodeExchange")
+            .field("code", &"[redacted]")
+            .field("redirect_uri", &self.redirect_uri)
+            .field(
+                "code_verifier",
+                &self.code_verifier.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
 /// Tokens for a user: the access token, an id_token for `openid`, and a refresh token for
 /// clients allowed the `refresh_token` grant.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CodeTokens {
     /// The access token.
     pub access: IssuedToken,
@@ -106,6 +121,22 @@ pub struct CodeTokens {
     pub id_token: Option<String>,
     /// The refresh token.
     pub refresh_token: Option<String>,
+}
+
+/// Tokens are secrets: `Debug` shows the access token's own redacted form and whether the
+/// others are there.
+impl std::fmt::Debug for CodeTokens {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("CodeTokens")
+            .field("access", &self.access)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 fn invalid_grant(description: &str) -> OAuthError {
@@ -307,6 +338,32 @@ async fn replayed(state: &State, grant_id: &str, now: u64) -> OAuthError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_code_a_verifier_or_a_token() {
+        let exchange = CodeExchange {
+            code: "secret-code-value".into(),
+            redirect_uri: Some("https://app.test/cb".into()),
+            code_verifier: Some("secret-verifier-value".into()),
+        };
+        let tokens = CodeTokens {
+            access: IssuedToken {
+                access_token: "secret-access-value".into(),
+                expires_in: 60,
+                scope: scopegate_validator::ScopeSet::default(),
+                jti: "jti-1".into(),
+            },
+            id_token: Some("secret-id-token-value".into()),
+            refresh_token: Some("secret-refresh-value".into()),
+        };
+        let refresh = crate::grant::RefreshRequest {
+            refresh_token: "secret-refresh-value".into(),
+            scope: None,
+        };
+        let printed = format!("{exchange:?} {tokens:?} {refresh:?} {exchange:#?} {tokens:#?}");
+        assert!(!printed.contains("secret-"), "{printed}");
+        assert!(printed.contains("https://app.test/cb") && printed.contains("jti-1"));
+    }
 
     #[test]
     fn s256_matches_rfc7636_appendix_b() {

@@ -15,12 +15,23 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::secret::token_digest;
 
 /// A refresh request, already parsed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RefreshRequest {
     /// `refresh_token`.
     pub refresh_token: String,
     /// `scope`, to narrow.
     pub scope: Option<ScopeSet>,
+}
+
+/// The refresh token is a secret: `Debug` never shows it.
+impl std::fmt::Debug for RefreshRequest {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("RefreshRequest")
+            .field("refresh_token", &"[redacted]")
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 fn invalid_grant(description: &str) -> OAuthError {

@@ -22,6 +22,16 @@ use tower_http::trace::TraceLayer;
 
 use crate::State;
 
+/// The span of one request: its method and path, nothing a client sent beyond them.
+fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = request.uri().path(),
+        version = ?request.version(),
+    )
+}
+
 /// The token service's routes.
 ///
 /// # Panics
@@ -71,7 +81,8 @@ pub fn app(state: State) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(body_limit))
-        // Spans carry method and path only: no headers, no query, no body.
-        .layer(TraceLayer::new_for_http())
+        // Spans carry method and path only: no headers, no body, and no query — it holds
+        // `id_token_hint`, `state`, codes and PKCE challenges.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
