@@ -255,7 +255,8 @@ async fn start_service(algorithm: &str, storage: &str) -> String {
     let state = State::with_store(config, store, std::sync::Arc::new(SystemClock))
         .await
         .unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+    let router = app(state).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     issuer
 }
 

@@ -1,9 +1,5 @@
-//! RFC 6749 §5.2 error responses — the one place where failures become HTTP.
-
-use axum::Json;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
-use serde_json::json;
+//! The OAuth errors of RFC 6749 §5.2 (and RFC 8707, RFC 7009): what the domain answers when it
+//! refuses. Their HTTP form lives in `http::error`.
 
 use crate::store::StoreError;
 
@@ -84,16 +80,6 @@ impl OAuthError {
             "the token service cannot reach its store; try again shortly",
         )
     }
-
-    /// The HTTP status for this error.
-    #[must_use]
-    pub const fn status(&self) -> StatusCode {
-        match self.code {
-            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
 }
 
 impl std::fmt::Display for OAuthError {
@@ -107,43 +93,5 @@ impl std::error::Error for OAuthError {}
 impl From<StoreError> for OAuthError {
     fn from(error: StoreError) -> Self {
         Self::store(&error)
-    }
-}
-
-/// Headers every token-endpoint answer carries (RFC 6749 §5.1).
-pub(crate) fn no_store(response: &mut Response) {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        if self.status().is_client_error() {
-            tracing::debug!(error = self.code.as_str(), description = %self.description, "request refused");
-        }
-        let status = self.status();
-        let mut response = (
-            status,
-            Json(json!({
-                "error": self.code.as_str(),
-                "error_description": self.description,
-            })),
-        )
-            .into_response();
-        no_store(&mut response);
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"token-service\", charset=\"UTF-8\""),
-            );
-        }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response.extensions_mut().insert(self);
-        response
     }
 }

@@ -13,7 +13,7 @@
 //! let config = Config::load(&Source::Demo)?;
 //! let state = State::start(config).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! axum::serve(listener, app(state)).await?;
+//! axum::serve(listener, app(state).await?).await?;
 //! # Ok(()) }
 //! ```
 
@@ -44,7 +44,7 @@ use arc_swap::ArcSwap;
 use scopegate_validator::{Clock, SystemClock};
 
 pub use config::Config;
-pub use http::app;
+pub use http::{AppError, app, serve};
 
 use crate::clients::Registry;
 use crate::keys::{KeyError, KeyRing};
@@ -87,8 +87,6 @@ struct Shared {
     directory: directory::Directory,
     secrets: SecretVerifier,
     throttle: throttle::Throttle,
-    /// HMAC key for CSRF tokens, shared by every instance through the store.
-    csrf_key: aws_lc_rs::hmac::Key,
     clock: Arc<dyn Clock>,
 }
 
@@ -134,10 +132,6 @@ impl State {
         let registry =
             Registry::new(&config, Arc::clone(&store)).with_internal_api(service_api(&config));
         let users = Users::new(&config, Arc::clone(&store));
-        let csrf_key = aws_lc_rs::hmac::Key::new(
-            aws_lc_rs::hmac::HMAC_SHA256,
-            &store.server_secret("csrf", now).await?,
-        );
         let ring = KeyRing::load(&store.list_keys().await?, registry.retention().await?)?;
         let keys = Arc::new(ArcSwap::from_pointee(ring));
         let own_tokens = own_tokens::OwnTokens::new(
@@ -161,7 +155,6 @@ impl State {
                 own_tokens,
                 directory,
                 throttle,
-                csrf_key,
                 clock,
             }),
         })
@@ -207,25 +200,6 @@ impl State {
     #[must_use]
     pub fn throttle(&self) -> &throttle::Throttle {
         &self.inner.throttle
-    }
-
-    /// A CSRF token bound to `nonce` (a value the browser holds in a cookie).
-    #[must_use]
-    pub fn csrf_token(&self, nonce: &str) -> String {
-        use base64::Engine;
-        let tag = aws_lc_rs::hmac::sign(&self.inner.csrf_key, nonce.as_bytes());
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
-    }
-
-    /// Whether `token` is the CSRF token for `nonce` (constant-time).
-    #[must_use]
-    pub fn csrf_matches(&self, nonce: &str, token: &str) -> bool {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .is_ok_and(|tag| {
-                aws_lc_rs::hmac::verify(&self.inner.csrf_key, nonce.as_bytes(), &tag).is_ok()
-            })
     }
 
     /// The secret verifier.
@@ -357,24 +331,6 @@ impl Drop for BackgroundJobs {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// Serves on `listener` until `shutdown` resolves, then finishes the requests in flight.
-///
-/// # Errors
-///
-/// An I/O error from the listener.
-pub async fn serve(
-    state: State,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let _jobs = state.spawn_background();
-    // The peer address feeds the login throttle (behind a proxy it is the proxy's).
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]

@@ -1,49 +1,10 @@
-//! Browser sessions: a random cookie value (stored only as its SHA-256), HttpOnly,
-//! SameSite=Lax, Secure (and `__Host-` prefixed) when the issuer is https.
-
-use http::{HeaderMap, HeaderValue, header};
+//! Browser sessions (14 days by default): started by a sign-in, known by the SHA-256 of the
+//! random value the browser holds, ended by logout — which revokes every token issued in it.
 
 use crate::State;
 use crate::secret::{random_token, token_digest};
 use crate::store::{SessionRecord, Store, StoreError};
 use crate::users::Account;
-
-/// The cookie's name for this issuer.
-#[must_use]
-pub fn cookie_name(state: &State) -> &'static str {
-    if secure(state) {
-        "__Host-scopegate_session"
-    } else {
-        "scopegate_session"
-    }
-}
-
-fn secure(state: &State) -> bool {
-    state.config().issuer.starts_with("https://")
-}
-
-/// The value of cookie `name` in the request, if sent once.
-#[must_use]
-pub fn read_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-}
-
-/// A `Set-Cookie` value with the service's attributes.
-#[must_use]
-pub fn set_cookie(state: &State, name: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
-    let secure = if secure(state) { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
-    ))
-    .ok()
-}
 
 /// Starts a session for `account`; returns the cookie value and the record.
 ///
@@ -69,18 +30,12 @@ pub async fn start(
     Ok((value, record))
 }
 
-/// The browser's live session, if its cookie names one.
+/// The live session whose cookie value is `value`, if any.
 ///
 /// # Errors
 ///
 /// [`StoreError`] if the store fails.
-pub async fn current(
-    state: &State,
-    headers: &HeaderMap,
-) -> Result<Option<SessionRecord>, StoreError> {
-    let Some(value) = read_cookie(headers, cookie_name(state)) else {
-        return Ok(None);
-    };
+pub async fn current(state: &State, value: &str) -> Result<Option<SessionRecord>, StoreError> {
     if value.len() != 43 {
         return Ok(None);
     }

@@ -2,6 +2,7 @@
 //! return an issued token or an OAuth error; no HTTP types here.
 
 pub mod authorization_code;
+pub mod authorization_request;
 mod client_credentials;
 mod refresh_token;
 

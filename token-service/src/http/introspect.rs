@@ -9,9 +9,10 @@ use http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::client_auth;
+use super::error::no_store;
 use super::form::Form;
 use crate::State;
-use crate::error::{OAuthError, no_store};
+use crate::error::OAuthError;
 use crate::tokens;
 
 pub(super) async fn introspect(

@@ -1,17 +1,16 @@
-//! The HTTP surface: thin handlers (parse → call the domain → build the response).
+//! The HTTP surface: thin handlers (parse → call the domain → build the response). The domain
+//! knows no HTTP; this side wraps it with its layers (the service's own scope layers, body
+//! limit, request spans), its CSRF key, and the HTTP answers of domain errors ([`error`]).
 
 pub(crate) mod admin;
-mod authorize;
-mod claims;
 mod client_auth;
 mod discovery;
-mod form;
+pub(crate) mod error;
+pub(crate) mod form;
 mod health;
 mod introspect;
-mod logout;
-mod password;
+mod pages;
 mod revoke;
-mod signup;
 mod token;
 mod userinfo;
 
@@ -21,6 +20,22 @@ use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::State;
+use crate::store::StoreError;
+
+/// Why the HTTP side could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The CSRF key, shared by every instance through the store, could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The validator guarding the service's own routes could not be built.
+    #[error("cannot guard /userinfo and /admin: {0}")]
+    OwnRoutes(#[from] scopegate_validator::BuildError),
+    /// A route's scope requirement could not be built.
+    #[error("cannot guard /userinfo and /admin: {0}")]
+    Scope(#[from] scopegate_validator::scope::ScopeError),
+}
 
 /// The span of one request: its method and path, nothing a client sent beyond them.
 fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
@@ -32,34 +47,24 @@ fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
     )
 }
 
-/// The token service's routes.
+/// The token service's routes over `state`.
 ///
-/// # Panics
+/// # Errors
 ///
-/// Never for a [`State`] that started: its issuer was checked, and the validator guarding the
-/// service's own routes is built from nothing else.
-pub fn app(state: State) -> Router {
+/// [`AppError`] if the store cannot give the CSRF key.
+pub async fn app(state: State) -> Result<Router, AppError> {
     let body_limit = state.config().limits.max_body_bytes;
-    #[allow(clippy::expect_used)]
-    let own_routes = state
-        .own_tokens()
-        .for_own_routes(&state)
-        .expect("the issuer was checked at start");
-    #[allow(clippy::expect_used)]
-    let userinfo_layer = tower_scopegate::ScopeLayer::all_of(&own_routes, ["openid"])
-        .expect("`openid` is a scope")
-        .realm("token-service");
-    #[allow(clippy::expect_used)]
-    let admin = admin::routes(&admin::AdminLayers::new(&own_routes).expect("admin scopes parse"));
-    Router::new()
+    let csrf_secret = state.store().server_secret("csrf", state.now()).await?;
+    let own_routes = state.own_tokens().for_own_routes(&state)?;
+    let userinfo_layer =
+        tower_scopegate::ScopeLayer::all_of(&own_routes, ["openid"])?.realm("token-service");
+    let admin = admin::routes(&admin::AdminLayers::new(&own_routes)?);
+    Ok(Router::new()
         .merge(admin)
-        .route("/authorize", get(authorize::authorize))
-        .route("/login", post(authorize::login))
-        .route("/claims", post(claims::submit))
-        .route("/signup", get(signup::show).post(signup::create))
-        .route("/assets/login.css", get(authorize::stylesheet))
-        .route("/logout", get(logout::logout).post(logout::confirm_logout))
-        .route("/password", get(password::show).post(password::change))
+        .merge(pages::routes(
+            state.clone(),
+            pages::CsrfKey::new(&csrf_secret),
+        ))
         .route(
             "/userinfo",
             get(userinfo::userinfo)
@@ -84,5 +89,26 @@ pub fn app(state: State) -> Router {
         // Spans carry method and path only: no headers, no body, and no query — it holds
         // `id_token_hint`, `state`, codes and PKCE challenges.
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .with_state(state)
+        .with_state(state))
+}
+
+/// Serves on `listener` until `shutdown` resolves, then finishes the requests in flight; runs
+/// the background jobs (key reload and rotation, sweeping) meanwhile.
+///
+/// # Errors
+///
+/// An I/O error from the listener, or [`AppError`] (as an I/O error) if the routes cannot be
+/// set up.
+pub async fn serve(
+    state: State,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let _jobs = state.spawn_background();
+    let router = app(state).await.map_err(std::io::Error::other)?;
+    // The peer address feeds the login throttle (behind a proxy it is the proxy's).
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -6,10 +6,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
+use super::error::no_store;
 use super::form::Form;
 use super::token::identify_client;
 use crate::State;
-use crate::error::{OAuthError, no_store};
+use crate::error::OAuthError;
 use crate::revocation::{self, TokenTypeHint};
 
 pub(super) async fn revoke(

@@ -11,10 +11,11 @@ use scopegate_validator::ScopeSet;
 use serde_json::json;
 
 use super::client_auth;
+use super::error::no_store;
 use super::form::Form;
 use crate::State;
 use crate::config::{Client, GrantType};
-use crate::error::{ErrorCode, OAuthError, no_store};
+use crate::error::{ErrorCode, OAuthError};
 use crate::grant::{self, ClientCredentialsRequest, CodeExchange, RefreshRequest};
 use crate::tokens::IssuedToken;
 

@@ -9,8 +9,8 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::Value;
 use tower_scopegate::Authenticated;
 
+use super::error::no_store;
 use crate::State;
-use crate::error::no_store;
 use crate::id_token::released_claims;
 
 pub(super) async fn userinfo(Shared(state): Shared<State>, who: Authenticated) -> Response {

@@ -150,7 +150,12 @@ impl TestService {
     }
 
     pub async fn call(&self, request: Request<Body>) -> Answer {
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let response = app(self.state.clone())
+            .await
+            .unwrap()
+            .oneshot(request)
+            .await
+            .unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();

@@ -1,18 +1,19 @@
 //! The required-claims page: after sign-in, a user without a value for a claim the client
-//! requires (and the granted scopes release) is asked for it before the code is issued
-//! (`POST /claims`, CSRF-protected like the sign-in form, same protective headers).
+//! requires (and the granted scopes release) is asked for it before the code is issued. Its
+//! inputs are also the sign-up page's.
 
-use axum::extract::State as Shared;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use serde_json::{Map, Value};
 
-use super::authorize::{self, Checked, Refusal, csrf_pair, escape, page};
-use super::form::Form;
+use super::Pages;
+use super::cookies::set_cookie;
+use super::csrf::{NONCE_COOKIE, csrf_pair};
+use super::kit::{Refusal, error_redirect, escape, page};
 use crate::State;
+use crate::grant::authorization_request::AuthorizationRequest;
+use crate::http::form::Form;
 use crate::required_claims::{self, RequiredClaim};
-use crate::session;
 use crate::store::SessionRecord;
 use crate::users::Account;
 
@@ -22,7 +23,7 @@ fn field_name(claim: &RequiredClaim) -> String {
 }
 
 /// The HTML inputs for `claims`, with the values typed so far and their errors.
-pub(super) fn inputs(
+pub(crate) fn inputs(
     claims: &[RequiredClaim],
     form: Option<&Form>,
     errors: &[(String, String)],
@@ -83,7 +84,7 @@ pub(super) fn inputs(
 }
 
 /// Reads and checks the typed values of `claims`: the attributes to store, or the errors.
-pub(super) fn read_values(
+pub(crate) fn read_values(
     claims: &[RequiredClaim],
     form: &Form,
 ) -> Result<Map<String, Value>, Vec<(String, String)>> {
@@ -114,8 +115,8 @@ pub(super) fn read_values(
 }
 
 /// The page asking for `missing`.
-fn claims_page(
-    state: &State,
+pub(crate) fn claims_page(
+    state: &Pages,
     headers: &HeaderMap,
     request: &str,
     client_id: &str,
@@ -136,14 +137,18 @@ fn claims_page(
         inputs = inputs(missing, form, errors),
     );
     let mut response = page(status, "A few more details", &body);
-    if let Some(cookie) = session::set_cookie(state, authorize::LOGIN_NONCE_COOKIE, &nonce, 3600) {
+    if let Some(cookie) = set_cookie(state, NONCE_COOKIE, &nonce, 3600) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
 
 /// The claims the client requires for this request that `account` lacks.
-fn missing_for(state: &State, checked: &Checked, account: &Account) -> Vec<RequiredClaim> {
+pub(crate) fn missing_for(
+    state: &State,
+    checked: &AuthorizationRequest,
+    account: &Account,
+) -> Vec<RequiredClaim> {
     let required = required_claims::required(
         &state.config().scopes,
         &checked.client,
@@ -152,7 +157,7 @@ fn missing_for(state: &State, checked: &Checked, account: &Account) -> Vec<Requi
     required_claims::missing(required, &account.attributes)
 }
 
-fn unavailable() -> Response {
+pub(crate) fn unavailable() -> Response {
     Refusal::Page(
         StatusCode::SERVICE_UNAVAILABLE,
         "The service cannot sign you in right now; try again shortly.".into(),
@@ -162,11 +167,11 @@ fn unavailable() -> Response {
 
 /// `None` if the user has every claim the request needs; otherwise the page to show instead
 /// of issuing the code.
-pub(super) async fn ask_if_missing(
-    state: &State,
+pub(crate) async fn ask_if_missing(
+    state: &Pages,
     headers: &HeaderMap,
     request: &str,
-    checked: &Checked,
+    checked: &AuthorizationRequest,
     session: &SessionRecord,
 ) -> Option<Response> {
     if checked.client.required_claims.is_empty() {
@@ -195,7 +200,7 @@ pub(super) async fn ask_if_missing(
     // OpenID Connect Core §3.1.2.6: with prompt=none no page may be shown.
     if checked.prompt_none {
         return Some(
-            authorize::error_redirect(
+            error_redirect(
                 state,
                 &checked.grant.redirect_uri,
                 checked.state.as_deref(),
@@ -229,93 +234,4 @@ pub(super) async fn ask_if_missing(
         None,
         StatusCode::OK,
     ))
-}
-
-/// `POST /claims`: stores the values typed, then issues the code.
-pub(super) async fn submit(
-    Shared(state): Shared<State>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match authorize::posted_form(&state, &headers, &body, "form") {
-        Ok(form) => form,
-        Err(refusal) => return *refusal,
-    };
-    let request = form.get("request").unwrap_or_default();
-    let checked = match authorize::check(&state, request).await {
-        Ok(checked) => checked,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let session = match session::current(&state, &headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => {
-            return Refusal::Page(
-                StatusCode::UNAUTHORIZED,
-                "Your sign-in has ended. Go back to the application and sign in again.".into(),
-            )
-            .into_response();
-        }
-        Err(error) => {
-            tracing::error!(%error, "store failure reading the session");
-            return unavailable();
-        }
-    };
-    // The page completes a request as /authorize would: no older sign-in than it allows.
-    if !checked.may_complete_after_a_page(&session, state.now()) {
-        return Refusal::Page(
-            StatusCode::UNAUTHORIZED,
-            "Your sign-in is too old for this request. Go back to the application and sign in again.".into(),
-        )
-        .into_response();
-    }
-    let account = match state.users().find_by_id(&session.user_id).await {
-        Ok(Some(account)) if !account.configured => account,
-        Ok(_) => {
-            return Refusal::Page(
-                StatusCode::FORBIDDEN,
-                "This account cannot be changed here.".into(),
-            )
-            .into_response();
-        }
-        Err(error) => {
-            tracing::error!(%error, "store failure reading the user for required claims");
-            return unavailable();
-        }
-    };
-    let missing = missing_for(&state, &checked, &account);
-    if !missing.is_empty() {
-        let values = match read_values(&missing, &form) {
-            Ok(values) => values,
-            Err(errors) => {
-                return claims_page(
-                    &state,
-                    &headers,
-                    request,
-                    &checked.client.id,
-                    &missing,
-                    Some((&form, &errors)),
-                    StatusCode::BAD_REQUEST,
-                );
-            }
-        };
-        match state
-            .store()
-            .merge_user_attributes(&account.username, &values, state.now())
-            .await
-        {
-            Ok(Some(_)) => tracing::info!(sub = %account.id, "required claims supplied"),
-            Ok(None) => {
-                return Refusal::Page(
-                    StatusCode::FORBIDDEN,
-                    "This account no longer exists.".into(),
-                )
-                .into_response();
-            }
-            Err(error) => {
-                tracing::error!(%error, "store failure saving required claims");
-                return unavailable();
-            }
-        }
-    }
-    authorize::complete(&state, &headers, request, &checked, &session).await
 }

@@ -11,12 +11,17 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
 
-use super::authorize::{self, Checked, LOGIN_NONCE_COOKIE, Refusal, csrf_pair, escape, page};
-use super::claims;
-use super::form::Form;
+use super::Pages;
+use super::claims_form;
+use super::cookies::{session_cookie, set_cookie};
+use super::csrf::{NONCE_COOKIE, csrf_pair, posted_form};
+use super::finish::complete;
+use super::kit::{Refusal, escape, page, request_refused};
 use crate::State;
 use crate::config::ConfigError;
 use crate::directory::DirectoryError;
+use crate::grant::authorization_request::{self, AuthorizationRequest};
+use crate::http::form::Form;
 use crate::required_claims::{self, RequiredClaim};
 use crate::session;
 use crate::users;
@@ -30,7 +35,7 @@ struct Typed<'a> {
 }
 
 /// The claims the new account must have for this request.
-fn required_for(state: &State, checked: &Checked) -> Vec<RequiredClaim> {
+fn required_for(state: &State, checked: &AuthorizationRequest) -> Vec<RequiredClaim> {
     required_claims::required(
         &state.config().scopes,
         &checked.client,
@@ -39,10 +44,10 @@ fn required_for(state: &State, checked: &Checked) -> Vec<RequiredClaim> {
 }
 
 fn signup_page(
-    state: &State,
+    state: &Pages,
     headers: &HeaderMap,
     request: &str,
-    checked: &Checked,
+    checked: &AuthorizationRequest,
     typed: &Typed<'_>,
     status: StatusCode,
 ) -> Response {
@@ -78,24 +83,24 @@ fn signup_page(
         request_link = escape(request),
         username = escape(username),
         min = users::MIN_PASSWORD_CHARS,
-        claims = claims::inputs(
+        claims = claims_form::inputs(
             &required_for(state, checked),
             typed.form,
             &typed.claim_errors
         ),
     );
     let mut response = page(status, "Create an account", &body);
-    if let Some(cookie) = session::set_cookie(state, LOGIN_NONCE_COOKIE, &nonce, 3600) {
+    if let Some(cookie) = set_cookie(state, NONCE_COOKIE, &nonce, 3600) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
 
 /// The request, checked, from a client that offers sign-up.
-async fn check_offered(state: &State, request: &str) -> Result<Checked, Response> {
-    let checked = authorize::check(state, request)
+async fn check_offered(state: &State, request: &str) -> Result<AuthorizationRequest, Response> {
+    let checked = authorization_request::check(state, request)
         .await
-        .map_err(IntoResponse::into_response)?;
+        .map_err(|error| request_refused(state, error))?;
     if checked.client.self_signup {
         Ok(checked)
     } else {
@@ -117,7 +122,7 @@ fn unavailable() -> Response {
 
 /// `GET /signup?<the authorization request>`.
 pub(super) async fn show(
-    Shared(state): Shared<State>,
+    Shared(state): Shared<Pages>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
@@ -137,12 +142,12 @@ pub(super) async fn show(
 
 /// `POST /signup`.
 pub(super) async fn create(
-    Shared(state): Shared<State>,
+    Shared(state): Shared<Pages>,
     connection: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match authorize::posted_form(&state, &headers, &body, "form") {
+    let form = match posted_form(&state, &headers, &body, "form") {
         Ok(form) => form,
         Err(refusal) => return *refusal,
     };
@@ -198,7 +203,7 @@ pub(super) async fn create(
             StatusCode::BAD_REQUEST,
         );
     }
-    let mut attributes = match claims::read_values(&required_for(&state, &checked), &form) {
+    let mut attributes = match claims_form::read_values(&required_for(&state, &checked), &form) {
         Ok(values) => values,
         Err(errors) => {
             return retry(
@@ -262,9 +267,9 @@ pub(super) async fn create(
             return created_but_not_signed_in();
         }
     };
-    let mut response = authorize::complete(&state, &headers, request, &checked, &session).await;
+    let mut response = complete(&state, &headers, request, &checked, &session).await;
     let ttl = state.config().session_ttl.as_secs();
-    if let Some(cookie) = session::set_cookie(&state, session::cookie_name(&state), &cookie, ttl) {
+    if let Some(cookie) = set_cookie(&state, session_cookie(&state), &cookie, ttl) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response

@@ -9,11 +9,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 
-use super::authorize::{
-    LOGIN_NONCE_COOKIE, csrf_ok, csrf_pair, escape, page, parameters, redirect_to,
-};
-use super::form::Form;
+use super::Pages;
+use super::cookies::{current_session, session_cookie, set_cookie};
+use super::csrf::{NONCE_COOKIE, csrf_ok, csrf_pair};
+use super::kit::{escape, page, redirect_to};
 use crate::State;
+use crate::grant::authorization_request::Parameters;
+use crate::http::form::Form;
 use crate::id_token::verify_hint;
 use crate::session;
 
@@ -34,8 +36,8 @@ struct Checked {
 }
 
 async fn check(state: &State, query: &str) -> Result<Checked, Response> {
-    let (values, repeated) = parameters(query);
-    if let Some(name) = repeated.first() {
+    let values = Parameters::parse(query);
+    if let Some(name) = values.first_repeated() {
         return Err(refused(&format!("Parameter `{name}` is repeated.")));
     }
     let hint = match values.get("id_token_hint") {
@@ -51,7 +53,7 @@ async fn check(state: &State, query: &str) -> Result<Checked, Response> {
         (Some(named), Some(hinted)) if named != hinted => {
             return Err(refused("client_id does not match the id_token_hint."));
         }
-        (Some(named), _) => Some(named.clone()),
+        (Some(named), _) => Some(named.to_owned()),
         (None, hinted) => hinted.clone(),
     };
     let redirect = match values.get("post_logout_redirect_uri") {
@@ -65,14 +67,14 @@ async fn check(state: &State, query: &str) -> Result<Checked, Response> {
                 client
                     .post_logout_redirect_uris
                     .iter()
-                    .any(|known| known == uri)
+                    .any(|known| known.as_str() == uri)
             });
             if !registered {
                 return Err(refused(
                     "The application asked to return to an address that is not registered for it.",
                 ));
             }
-            Some((uri.clone(), values.get("state").cloned()))
+            Some((uri.to_owned(), values.get("state").map(str::to_owned)))
         }
     };
     Ok(Checked {
@@ -90,7 +92,7 @@ async fn current_sid(
     state: &State,
     headers: &HeaderMap,
 ) -> Result<Option<String>, crate::store::StoreError> {
-    Ok(session::current(state, headers)
+    Ok(current_session(state, headers)
         .await?
         .map(|current| current.sid))
 }
@@ -125,14 +127,14 @@ async fn sign_out(state: &State, headers: &HeaderMap, checked: &Checked) -> Resp
         }
         None => page(StatusCode::OK, "Signed out", "<p>You are signed out.</p>"),
     };
-    if let Some(cookie) = session::set_cookie(state, session::cookie_name(state), "", 0) {
+    if let Some(cookie) = set_cookie(state, session_cookie(state), "", 0) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
 
-pub(super) async fn logout(
-    Shared(state): Shared<State>,
+pub(crate) async fn logout(
+    Shared(state): Shared<Pages>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
@@ -163,14 +165,14 @@ pub(super) async fn logout(
         request = escape(&query)
     );
     let mut response = page(StatusCode::OK, "Sign out", &body);
-    if let Some(cookie) = session::set_cookie(&state, LOGIN_NONCE_COOKIE, &nonce, 3600) {
+    if let Some(cookie) = set_cookie(&state, NONCE_COOKIE, &nonce, 3600) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
 
-pub(super) async fn confirm_logout(
-    Shared(state): Shared<State>,
+pub(crate) async fn confirm_logout(
+    Shared(state): Shared<Pages>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

@@ -8,14 +8,15 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use super::authorize::{LOGIN_NONCE_COOKIE, csrf_ok, csrf_pair, escape, page};
-use super::form::Form;
-use crate::State;
-use crate::session;
+use super::Pages;
+use super::cookies::{current_session, set_cookie};
+use super::csrf::{NONCE_COOKIE, csrf_ok, csrf_pair};
+use super::kit::{escape, page};
+use crate::http::form::Form;
 use crate::users::PasswordError;
 
 fn form_page(
-    state: &State,
+    state: &Pages,
     headers: &HeaderMap,
     status: StatusCode,
     message: Option<(&str, bool)>,
@@ -42,18 +43,18 @@ fn form_page(
         min = crate::users::MIN_PASSWORD_CHARS,
     );
     let mut response = page(status, "Change your password", &body);
-    if let Some(cookie) = session::set_cookie(state, LOGIN_NONCE_COOKIE, &nonce, 3600) {
+    if let Some(cookie) = set_cookie(state, NONCE_COOKIE, &nonce, 3600) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
 
-pub(super) async fn show(Shared(state): Shared<State>, headers: HeaderMap) -> Response {
+pub(crate) async fn show(Shared(state): Shared<Pages>, headers: HeaderMap) -> Response {
     form_page(&state, &headers, StatusCode::OK, None, "")
 }
 
-pub(super) async fn change(
-    Shared(state): Shared<State>,
+pub(crate) async fn change(
+    Shared(state): Shared<Pages>,
     connection: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
@@ -132,7 +133,7 @@ pub(super) async fn change(
         return answer(StatusCode::BAD_REQUEST, "The two new passwords differ.");
     }
     // The browser's own session survives the change, if it is this user's.
-    let keep_sid = match session::current(&state, &headers).await {
+    let keep_sid = match current_session(&state, &headers).await {
         Ok(current) => current
             .filter(|current| current.user_id == account.id)
             .map(|current| current.sid),

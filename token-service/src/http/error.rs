@@ -1,0 +1,57 @@
+//! The HTTP answer of an [`OAuthError`] (RFC 6749 §5.2): status, JSON body, no caching, a
+//! `WWW-Authenticate` for a failed client authentication, `Retry-After` when unavailable.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+
+use crate::error::{ErrorCode, OAuthError};
+
+/// The HTTP status of `error`.
+#[must_use]
+pub(crate) const fn status(error: &OAuthError) -> StatusCode {
+    match error.code {
+        ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Headers every token-endpoint answer carries (RFC 6749 §5.1).
+pub(crate) fn no_store(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        if status(&self).is_client_error() {
+            tracing::debug!(error = self.code.as_str(), description = %self.description, "request refused");
+        }
+        let status = status(&self);
+        let mut response = (
+            status,
+            Json(json!({
+                "error": self.code.as_str(),
+                "error_description": self.description,
+            })),
+        )
+            .into_response();
+        no_store(&mut response);
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"token-service\", charset=\"UTF-8\""),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}

@@ -1,0 +1,160 @@
+//! The sign-in form and `POST /login`: CSRF-protected, throttled per username and address,
+//! the same answer for an unknown user and a wrong password; a session cookie on success.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State as Shared};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use super::Pages;
+use super::cookies::{session_cookie, set_cookie};
+use super::csrf::{NONCE_COOKIE, csrf_pair, posted_form};
+use super::finish::complete;
+use super::kit::{escape, page, request_refused};
+use crate::config::Client;
+use crate::grant::authorization_request;
+use crate::session;
+
+/// The sign-in form; `request` is the authorization request it completes.
+pub(crate) fn login_page(
+    state: &Pages,
+    headers: &HeaderMap,
+    request: &str,
+    client: &Client,
+    error: Option<&str>,
+    username: &str,
+    status: StatusCode,
+) -> Response {
+    let (nonce, csrf) = csrf_pair(state, headers);
+    let alert = error.map_or_else(String::new, |error| {
+        format!(
+            "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>\n",
+            escape(error)
+        )
+    });
+    let body = format!(
+        "<p>Sign in to continue to <strong>{client}</strong>.</p>\n{alert}\
+         <form method=\"post\" action=\"/login\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         <input type=\"hidden\" name=\"request\" value=\"{request}\">\n\
+         <label for=\"username\">Username</label>\n\
+         <input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus value=\"{username}\">\n\
+         <label for=\"password\">Password</label>\n\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n\
+         <button type=\"submit\">Sign in</button>\n</form>\n\
+         {signup}<p><a href=\"/password\">Change your password</a></p>",
+        client = escape(&client.id),
+        signup = if client.self_signup {
+            format!(
+                "<p>New here? <a href=\"/signup?{}\">Create an account</a></p>\n",
+                escape(request)
+            )
+        } else {
+            String::new()
+        },
+        request = escape(request),
+        username = escape(username),
+    );
+    let mut response = page(status, "Sign in", &body);
+    if let Some(cookie) = set_cookie(state, NONCE_COOKIE, &nonce, 3600) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+pub(crate) async fn login(
+    Shared(state): Shared<Pages>,
+    connection: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = match posted_form(&state, &headers, &body, "sign-in form") {
+        Ok(form) => form,
+        Err(refusal) => return *refusal,
+    };
+    let request = form.get("request").unwrap_or_default();
+    let checked = match authorization_request::check(&state, request).await {
+        Ok(checked) => checked,
+        Err(error) => return request_refused(&state, error),
+    };
+    let username = form.get("username").unwrap_or_default();
+    let password = form.get("password").unwrap_or_default();
+    let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
+    let retry = |error: &str, status: StatusCode| {
+        login_page(
+            &state,
+            &headers,
+            request,
+            &checked.client,
+            Some(error),
+            username,
+            status,
+        )
+    };
+    let blocked = match state
+        .throttle()
+        .blocked(username, address.as_deref(), state.now())
+        .await
+    {
+        Ok(blocked) => blocked,
+        Err(error) => {
+            tracing::error!(%error, "store failure at sign-in");
+            return retry(
+                "The service cannot sign you in right now; try again shortly.",
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
+    };
+    if blocked {
+        let mut response = retry(
+            "Too many failed attempts. Wait a few minutes and try again.",
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
+        return response;
+    }
+    let account = match state
+        .users()
+        .authenticate(state.secrets(), username, password)
+        .await
+    {
+        Ok(account) => account,
+        Err(error) => {
+            tracing::error!(%error, "store failure at sign-in");
+            return retry(
+                "The service cannot sign you in right now; try again shortly.",
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
+    };
+    let Some(account) = account else {
+        state
+            .throttle()
+            .failed(username, address.as_deref(), state.now())
+            .await;
+        tracing::debug!("sign-in failed");
+        // The same words whether the user exists or not.
+        return retry("Wrong username or password.", StatusCode::UNAUTHORIZED);
+    };
+    let (cookie, session) = match session::start(&state, &account).await {
+        Ok(started) => started,
+        Err(error) => {
+            tracing::error!(%error, "store failure starting a session");
+            return retry(
+                "The service cannot sign you in right now; try again shortly.",
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
+    };
+    tracing::info!(sid = %session.sid, "signed in");
+    let mut response = complete(&state, &headers, request, &checked, &session).await;
+    let ttl = state.config().session_ttl.as_secs();
+    if let Some(cookie) = set_cookie(&state, session_cookie(&state), &cookie, ttl) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
