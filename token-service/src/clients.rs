@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use scopegate_validator::ScopeSet;
 
-use crate::config::{self, Api, Client, Config, GrantType, TokenFormat};
+use crate::config::{Api, Client, Config};
 use crate::secret::{SecretHash, SecretVerifier};
-use crate::store::{ApiRecord, ClientRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How long a client read from the store is remembered (also how long a client added while the
 /// service runs may take to become known).
@@ -89,12 +89,7 @@ impl Registry {
         let store = Arc::clone(&self.store);
         self.stored
             .try_get_with(id.to_owned(), async move {
-                match store.find_client(id).await? {
-                    Some(record) => {
-                        client_from_record(&record).map(|client| Some(Arc::new(client)))
-                    }
-                    None => Ok(None),
-                }
+                Ok(store.find_client(id).await?.map(Arc::new))
             })
             .await
             .map_err(unshare)
@@ -159,13 +154,9 @@ impl Registry {
         let store = Arc::clone(&self.store);
         self.stored_apis
             .try_get_with((), async move {
-                store
-                    .list_apis()
-                    .await?
-                    .iter()
-                    .map(|record| api_from_record(record).map(Arc::new))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Arc::new)
+                Ok::<_, StoreError>(Arc::new(
+                    store.list_apis().await?.into_iter().map(Arc::new).collect(),
+                ))
             })
             .await
             .map_err(unshare)
@@ -271,7 +262,7 @@ impl Registry {
             .iter()
             .filter_map(|client| client.access_token_ttl)
             .max()
-            .map_or(Duration::ZERO, Duration::from_secs);
+            .unwrap_or(Duration::ZERO);
         Ok(self.longest_configured_ttl.max(stored_longest) + Duration::from_secs(60))
     }
 }
@@ -279,79 +270,4 @@ impl Registry {
 /// An error shared by every caller that waited for one store read.
 fn unshare(error: Arc<StoreError>) -> StoreError {
     Arc::try_unwrap(error).unwrap_or_else(|shared| StoreError::Shared(shared.to_string()))
-}
-
-/// Rebuilds an API from its stored row.
-///
-/// # Errors
-///
-/// [`StoreError::Corrupt`] naming what could not be read.
-pub fn api_from_record(record: &ApiRecord) -> Result<Api, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        table: "apis",
-        reason: format!("API `{}`: {reason}", record.id),
-    };
-    Ok(Api {
-        id: record.id.clone(),
-        secret: SecretHash::parse(&record.secret_hash).map_err(corrupt)?,
-        scopes: ScopeSet::parse_space_separated(&record.scopes)
-            .map_err(|error| corrupt(error.to_string()))?
-            .into_iter()
-            .collect(),
-    })
-}
-
-/// Rebuilds a client from its stored row.
-///
-/// # Errors
-///
-/// [`StoreError::Corrupt`] naming what could not be read.
-pub fn client_from_record(record: &ClientRecord) -> Result<Client, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        table: "clients",
-        reason: format!("client `{}`: {reason}", record.id),
-    };
-    let secret = record
-        .secret_hash
-        .as_deref()
-        .map(SecretHash::parse)
-        .transpose()
-        .map_err(corrupt)?;
-    let grants = record
-        .grants
-        .iter()
-        .map(|name| {
-            GrantType::parse(name).ok_or_else(|| corrupt(format!("unknown grant `{name}`")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let scopes = ScopeSet::parse_space_separated(&record.scopes)
-        .map_err(|error| corrupt(error.to_string()))?;
-    let token_format = TokenFormat::parse(&record.token_format)
-        .ok_or_else(|| corrupt(format!("unknown token format `{}`", record.token_format)))?;
-    let access_token_ttl = record
-        .access_token_ttl
-        .map(|seconds| {
-            config::check_ttl(
-                "access_token_ttl",
-                Duration::from_secs(seconds),
-                config::MAX_ACCESS_TOKEN_TTL,
-            )
-            .map_err(|error| corrupt(error.to_string()))
-        })
-        .transpose()?;
-    Ok(Client {
-        id: record.id.clone(),
-        secret,
-        grants,
-        scopes,
-        default_scopes: None,
-        token_format,
-        access_token_ttl,
-        audience: record.audience.clone(),
-        redirect_uris: record.redirect_uris.clone(),
-        post_logout_redirect_uris: record.post_logout_redirect_uris.clone(),
-        required_claims: record.required_claims.clone(),
-        self_signup: record.self_signup,
-        registered_at: Some(record.created_at),
-    })
 }

@@ -174,6 +174,8 @@ pub struct Api {
     pub secret: SecretHash,
     /// The scopes that belong to it: exact scopes, or `prefix:name` for every permission.
     pub scopes: Vec<Scope>,
+    /// When a stored API was registered (seconds since the epoch); `None` for configured ones.
+    pub registered_at: Option<u64>,
 }
 
 impl Api {
@@ -568,28 +570,84 @@ fn parse_scopes(field: &str, scopes: &[String]) -> Result<ScopeSet, ConfigError>
         .collect()
 }
 
-/// The parts of a client checked the same way wherever it is registered (configuration
-/// file, `client add`, admin API).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientShape<'a> {
-    /// No secret.
+/// A client as asked for — in the configuration file, by `token-service client add`, or at the
+/// admin API — before it is checked; [`build_client`] makes it a [`Client`].
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// `client_id`.
+    pub id: String,
+    /// No secret (authorization code with PKCE only).
     pub public: bool,
     /// Grant types.
-    pub grants: &'a [GrantType],
+    pub grants: Vec<GrantType>,
     /// Allowed scopes, unparsed.
-    pub scopes: &'a [String],
-    /// Access token lifetime.
+    pub scopes: Vec<String>,
+    /// JWT or opaque access tokens.
+    pub token_format: TokenFormat,
+    /// Access token lifetime; `None` = the service default.
     pub access_token_ttl: Option<Duration>,
-    /// Audiences.
-    pub audience: &'a [String],
+    /// Audiences its tokens may carry.
+    pub audience: Vec<String>,
     /// Redirect URIs.
-    pub redirect_uris: &'a [String],
-    /// Post-logout redirect URIs.
-    pub post_logout_redirect_uris: &'a [String],
-    /// Required claims.
-    pub required_claims: &'a [String],
-    /// Self sign-up.
+    pub redirect_uris: Vec<String>,
+    /// Where `/logout` may send the browser afterwards.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Claims a user must supply before the client gets a code.
+    pub required_claims: Vec<String>,
+    /// Whether people may create an account on the client's sign-in page.
     pub self_signup: bool,
+}
+
+/// What a checked client is besides its [`NewClient`] fields.
+#[derive(Debug, Clone, Default)]
+pub struct ClientExtras {
+    /// The secret's hash; `None` for a public client.
+    pub secret: Option<SecretHash>,
+    /// `default_scopes`, unparsed (the configuration file only).
+    pub default_scopes: Option<Vec<String>>,
+    /// When a stored client was registered.
+    pub registered_at: Option<u64>,
+}
+
+/// The one check of a client, wherever it is registered: fields are named `{prefix}id`,
+/// `{prefix}grants`, `{prefix}scopes[1]`, …
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming the first field that is wrong.
+pub fn build_client(
+    prefix: &str,
+    new: NewClient,
+    extras: ClientExtras,
+    custom_scopes: &[CustomScope],
+) -> Result<Client, ConfigError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    check_identifier(&field("id"), &new.id)?;
+    let allowed = check_client(prefix, &new, custom_scopes)?;
+    let default_scopes = match extras.default_scopes {
+        None => None,
+        Some(defaults) => {
+            let defaults = parse_scopes(&field("default_scopes"), &defaults)?;
+            scopegate_validator::scope::grant(&defaults, &allowed)
+                .map_err(|error| invalid(field("default_scopes"), error.to_string()))?;
+            Some(defaults)
+        }
+    };
+    Ok(Client {
+        id: new.id,
+        secret: extras.secret,
+        grants: new.grants,
+        scopes: allowed,
+        default_scopes,
+        token_format: new.token_format,
+        access_token_ttl: new.access_token_ttl,
+        audience: new.audience,
+        redirect_uris: new.redirect_uris,
+        post_logout_redirect_uris: new.post_logout_redirect_uris,
+        required_claims: new.required_claims,
+        self_signup: new.self_signup,
+        registered_at: extras.registered_at,
+    })
 }
 
 /// Checks a client's shape; fields are named `{prefix}grants`, `{prefix}scopes[1]`, …
@@ -598,9 +656,9 @@ pub struct ClientShape<'a> {
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] naming the first field that is wrong.
-pub fn check_client(
+fn check_client(
     prefix: &str,
-    shape: ClientShape<'_>,
+    shape: &NewClient,
     custom_scopes: &[CustomScope],
 ) -> Result<ScopeSet, ConfigError> {
     let field = |name: &str| format!("{prefix}{name}");
@@ -613,7 +671,7 @@ pub fn check_client(
             "a public client cannot use client_credentials",
         ));
     }
-    let allowed = parse_scopes(&field("scopes"), shape.scopes)?;
+    let allowed = parse_scopes(&field("scopes"), &shape.scopes)?;
     if let Some(ttl) = shape.access_token_ttl {
         check_ttl(&field("access_token_ttl"), ttl, MAX_ACCESS_TOKEN_TTL)?;
     }
@@ -901,46 +959,28 @@ impl RawConfig {
                 }
                 _ => {}
             }
-            let access_token_ttl = raw.access_token_ttl.map(|ttl| ttl.0);
-            let allowed = check_client(
+            clients.push(build_client(
                 &format!("clients[{index}]."),
-                ClientShape {
+                NewClient {
+                    id: raw.id,
                     public: raw.public,
-                    grants: &raw.grants,
-                    scopes: &raw.scopes,
-                    access_token_ttl,
-                    audience: &raw.audience,
-                    redirect_uris: &raw.redirect_uris,
-                    post_logout_redirect_uris: &raw.post_logout_redirect_uris,
-                    required_claims: &raw.required_claims,
+                    grants: raw.grants,
+                    scopes: raw.scopes,
+                    token_format: raw.token_format.unwrap_or(TokenFormat::Jwt),
+                    access_token_ttl: raw.access_token_ttl.map(|ttl| ttl.0),
+                    audience: raw.audience,
+                    redirect_uris: raw.redirect_uris,
+                    post_logout_redirect_uris: raw.post_logout_redirect_uris,
+                    required_claims: raw.required_claims,
                     self_signup: raw.self_signup,
                 },
+                ClientExtras {
+                    secret,
+                    default_scopes: raw.default_scopes,
+                    registered_at: None,
+                },
                 &scopes,
-            )?;
-            let default_scopes = match raw.default_scopes {
-                None => None,
-                Some(defaults) => {
-                    let defaults = parse_scopes(&field("default_scopes"), &defaults)?;
-                    scopegate_validator::scope::grant(&defaults, &allowed)
-                        .map_err(|error| invalid(field("default_scopes"), error.to_string()))?;
-                    Some(defaults)
-                }
-            };
-            clients.push(Client {
-                id: raw.id,
-                secret,
-                grants: raw.grants,
-                scopes: allowed,
-                default_scopes,
-                token_format: raw.token_format.unwrap_or(TokenFormat::Jwt),
-                access_token_ttl,
-                audience: raw.audience,
-                redirect_uris: raw.redirect_uris,
-                post_logout_redirect_uris: raw.post_logout_redirect_uris,
-                required_claims: raw.required_claims,
-                self_signup: raw.self_signup,
-                registered_at: None,
-            });
+            )?);
         }
 
         let mut api_ids = HashSet::new();
@@ -963,6 +1003,7 @@ impl RawConfig {
                 id: raw.id,
                 secret,
                 scopes: scopes.into_iter().collect(),
+                registered_at: None,
             });
         }
 
@@ -1254,6 +1295,7 @@ storage = "sqlite::memory:"
                 Scope::parse("akamai:social_profile").unwrap(),
                 Scope::parse("exact:only:read").unwrap(),
             ],
+            registered_at: None,
         };
         let owns = |s: &str| api.owns(&Scope::parse(s).unwrap());
         assert!(owns("akamai:social_profile:read"));

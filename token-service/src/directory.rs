@@ -18,10 +18,11 @@ use serde_json::{Map, Value};
 
 use crate::clients::Registry;
 use crate::config::{self, Config, ConfigError};
+use crate::config::{Api, Client};
 use crate::registration::{self, NewClient};
 use crate::secret::Secret;
 use crate::service_scopes;
-use crate::store::{ApiRecord, ClientRecord, Store, StoreError, UserRecord};
+use crate::store::{Store, StoreError, UserRecord};
 use crate::users::{self, Users};
 
 /// Why a use case refused; nothing changed.
@@ -210,7 +211,7 @@ impl Directory {
         &self,
         new: NewClient,
         now: u64,
-    ) -> Result<(ClientRecord, Option<Secret>), DirectoryError> {
+    ) -> Result<(Client, Option<Secret>), DirectoryError> {
         let taken = |id: &str| DirectoryError::Taken {
             kind: "client",
             id: id.to_owned(),
@@ -283,7 +284,7 @@ impl Directory {
         id: &str,
         scopes: &[String],
         now: u64,
-    ) -> Result<(ApiRecord, Secret), DirectoryError> {
+    ) -> Result<(Api, Secret), DirectoryError> {
         let taken = || DirectoryError::Taken {
             kind: "API",
             id: id.to_owned(),
@@ -296,8 +297,7 @@ impl Directory {
             tokio::task::spawn_blocking(move || registration::api(&id_owned, &scopes_owned, now))
                 .await
                 .map_err(|_| DirectoryError::Hashing)??;
-        let wanted = crate::clients::api_from_record(&record)?;
-        for (position, scope) in wanted.scopes.iter().enumerate() {
+        for (position, scope) in record.scopes.iter().enumerate() {
             if let Some(owner) = self.owner_of(scope, id).await? {
                 return Err(DirectoryError::Clash {
                     field: format!("scopes[{position}]"),

@@ -1,5 +1,5 @@
-//! OpenID Connect id_tokens: the claims a user's granted scopes release (DESIGN.md's table and
-//! the configured custom scopes), `nonce`, `auth_time`, `sid` and `at_hash`.
+//! OpenID Connect id_tokens: the claims a user's granted scopes release (OpenID Connect Core
+//! §5.4's scope claims and the configured custom scopes), `nonce`, `auth_time`, `sid`, `at_hash`.
 
 use aws_lc_rs::digest;
 use base64::Engine;

@@ -320,6 +320,7 @@ fn service_api(config: &Config) -> config::Api {
         id: config.issuer.clone(),
         secret: secret::SecretHash::hash(&secret::random_token()),
         scopes: service_scopes::owned(config),
+        registered_at: None,
     }
 }
 

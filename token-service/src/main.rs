@@ -471,25 +471,21 @@ async fn list_clients(config: &Config) -> Result<(), Failure> {
         "{:<24} {:<7} {:<7} {:<40} scopes",
         "client_id", "source", "format", "grants"
     );
-    for client in &config.clients {
+    let stored = store.list_clients().await?;
+    for (client, source) in config
+        .clients
+        .iter()
+        .map(|client| (client, "config"))
+        .chain(stored.iter().map(|client| (client, "store")))
+    {
         let grants: Vec<&str> = client.grants.iter().map(|grant| grant.as_str()).collect();
         println!(
             "{:<24} {:<7} {:<7} {:<40} {}",
             client.id,
-            "config",
+            source,
             client.token_format.as_str(),
             grants.join(","),
             client.scopes
-        );
-    }
-    for record in store.list_clients().await? {
-        println!(
-            "{:<24} {:<7} {:<7} {:<40} {}",
-            record.id,
-            "store",
-            record.token_format,
-            record.grants.join(","),
-            record.scopes
         );
     }
     Ok(())
@@ -510,12 +506,15 @@ async fn add_api(config: &Config, id: &str, scopes: &[String]) -> Result<(), Fai
 async fn list_apis(config: &Config) -> Result<(), Failure> {
     let store = store::open(&config.storage).await?;
     println!("{:<40} {:<7} scopes", "id", "source");
-    for api in &config.apis {
+    let stored = store.list_apis().await?;
+    for (api, source) in config
+        .apis
+        .iter()
+        .map(|api| (api, "config"))
+        .chain(stored.iter().map(|api| (api, "store")))
+    {
         let scopes: Vec<&str> = api.scopes.iter().map(|scope| scope.as_str()).collect();
-        println!("{:<40} {:<7} {}", api.id, "config", scopes.join(" "));
-    }
-    for record in store.list_apis().await? {
-        println!("{:<40} {:<7} {}", record.id, "store", record.scopes);
+        println!("{:<40} {:<7} {}", api.id, source, scopes.join(" "));
     }
     Ok(())
 }

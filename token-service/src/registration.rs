@@ -2,45 +2,15 @@
 //! API): the checks a configured one passes, a secret generated here and shown once, and the
 //! row to store (only the secret's Argon2id hash).
 
-use std::time::Duration;
-
 use scopegate_validator::{Scope, ScopeSet};
 
-use crate::clients;
-use crate::config::{self, ClientShape, Config, ConfigError, GrantType, TokenFormat};
+pub use crate::config::NewClient;
+use crate::config::{self, Api, Client, ClientExtras, Config, ConfigError};
 use crate::secret::{Secret, SecretHash};
-use crate::store::{ApiRecord, ClientRecord};
 
-/// A client to register.
-#[derive(Debug, Clone)]
-pub struct NewClient {
-    /// `client_id`.
-    pub id: String,
-    /// No secret (authorization code with PKCE only).
-    pub public: bool,
-    /// Grant types.
-    pub grants: Vec<GrantType>,
-    /// Allowed scopes.
-    pub scopes: Vec<String>,
-    /// JWT or opaque access tokens.
-    pub token_format: TokenFormat,
-    /// Access token lifetime; `None` = the service default.
-    pub access_token_ttl: Option<Duration>,
-    /// Audiences its tokens may carry.
-    pub audience: Vec<String>,
-    /// Redirect URIs.
-    pub redirect_uris: Vec<String>,
-    /// Where `/logout` may send the browser afterwards.
-    pub post_logout_redirect_uris: Vec<String>,
-    /// Claims a user must supply before the client gets a code.
-    pub required_claims: Vec<String>,
-    /// Whether people may create an account on the client's sign-in page.
-    pub self_signup: bool,
-}
-
-/// Checks `new` as the configuration file's clients are checked and builds its row; the
-/// secret (none for a public client) exists only in the return value. Whether the id is
-/// taken is the caller's question (the configuration, then the store's unique key).
+/// Checks `new` as the configuration file's clients are checked ([`config::build_client`])
+/// and gives it a secret (none for a public client), which exists only in the return value.
+/// Whether the id is taken is the caller's question (the configuration, then the store).
 ///
 /// # Errors
 ///
@@ -49,51 +19,21 @@ pub fn client(
     config: &Config,
     new: NewClient,
     now: u64,
-) -> Result<(ClientRecord, Option<Secret>), ConfigError> {
-    config::check_identifier("id", &new.id)?;
-    let scopes = config::check_client(
+) -> Result<(Client, Option<Secret>), ConfigError> {
+    let secret = (!new.public).then(Secret::generate);
+    let client = config::build_client(
         "",
-        ClientShape {
-            public: new.public,
-            grants: &new.grants,
-            scopes: &new.scopes,
-            access_token_ttl: new.access_token_ttl,
-            audience: &new.audience,
-            redirect_uris: &new.redirect_uris,
-            post_logout_redirect_uris: &new.post_logout_redirect_uris,
-            required_claims: &new.required_claims,
-            self_signup: new.self_signup,
+        new,
+        ClientExtras {
+            secret: secret
+                .as_ref()
+                .map(|secret| SecretHash::hash(secret.expose())),
+            default_scopes: None,
+            registered_at: Some(now),
         },
         &config.scopes,
     )?;
-    let secret = (!new.public).then(Secret::generate);
-    let record = ClientRecord {
-        id: new.id,
-        secret_hash: secret
-            .as_ref()
-            .map(|secret| SecretHash::hash(secret.expose()).as_str().to_owned()),
-        grants: new
-            .grants
-            .iter()
-            .map(|grant| grant.as_str().to_owned())
-            .collect(),
-        scopes: scopes.to_string(),
-        token_format: new.token_format.as_str().to_owned(),
-        access_token_ttl: new.access_token_ttl.map(|ttl| ttl.as_secs()),
-        audience: new.audience,
-        redirect_uris: new.redirect_uris,
-        post_logout_redirect_uris: new.post_logout_redirect_uris,
-        required_claims: new.required_claims,
-        self_signup: new.self_signup,
-        created_at: now,
-    };
-    // The service reads the row back with the same rules: a row it could not read is never
-    // written.
-    clients::client_from_record(&record).map_err(|error| ConfigError::Invalid {
-        field: "id".to_owned(),
-        reason: error.to_string(),
-    })?;
-    Ok((record, secret))
+    Ok((client, secret))
 }
 
 /// Checks an API registration (`id` is also the audience of tokens meant for it; `scopes` are
@@ -102,7 +42,7 @@ pub fn client(
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] naming `id` or `scopes[n]`.
-pub fn api(id: &str, scopes: &[String], now: u64) -> Result<(ApiRecord, Secret), ConfigError> {
+pub fn api(id: &str, scopes: &[String], now: u64) -> Result<(Api, Secret), ConfigError> {
     config::check_identifier("id", id)?;
     config::check_audience("id", id)?;
     if scopes.is_empty() {
@@ -122,15 +62,11 @@ pub fn api(id: &str, scopes: &[String], now: u64) -> Result<(ApiRecord, Secret),
         })
         .collect::<Result<ScopeSet, _>>()?;
     let secret = Secret::generate();
-    let record = ApiRecord {
+    let api = Api {
         id: id.to_owned(),
-        secret_hash: SecretHash::hash(secret.expose()).as_str().to_owned(),
-        scopes: owned.to_string(),
-        created_at: now,
+        secret: SecretHash::hash(secret.expose()),
+        scopes: owned.into_iter().collect(),
+        registered_at: Some(now),
     };
-    clients::api_from_record(&record).map_err(|error| ConfigError::Invalid {
-        field: "id".to_owned(),
-        reason: error.to_string(),
-    })?;
-    Ok((record, secret))
+    Ok((api, secret))
 }

@@ -234,35 +234,29 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens_on_every_b
 #[tokio::test]
 async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend() {
     for (name, store, _keep) in backends().await {
-        let client = store::ClientRecord {
+        use scopegate_token_service::config::{Api, Client, GrantType, TokenFormat};
+        let client = Client {
             id: "web".into(),
-            secret_hash: None,
-            grants: vec!["authorization_code".into(), "refresh_token".into()],
-            scopes: "openid ad:user_custom:read".into(),
-            token_format: "jwt".into(),
-            access_token_ttl: None,
-            audience: vec![],
+            secret: None,
+            grants: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            scopes: scopegate_validator::ScopeSet::parse_space_separated(
+                "openid ad:user_custom:read",
+            )
+            .unwrap(),
+            default_scopes: None,
+            token_format: TokenFormat::Opaque,
+            access_token_ttl: Some(std::time::Duration::from_secs(900)),
+            audience: vec!["https://api.test".into()],
             redirect_uris: vec!["https://app.test/cb".into()],
             post_logout_redirect_uris: vec!["https://app.test/".into()],
             required_claims: vec!["company_name".into()],
             self_signup: true,
-            created_at: 1,
+            registered_at: Some(1),
         };
         store.insert_client(&client).await.unwrap();
+        // Every field comes back as it went in, typed.
         let found = store.find_client("web").await.unwrap().unwrap();
-        assert_eq!(
-            (
-                found.post_logout_redirect_uris,
-                found.required_claims,
-                found.self_signup
-            ),
-            (
-                client.post_logout_redirect_uris.clone(),
-                client.required_claims.clone(),
-                true
-            ),
-            "{name}"
-        );
+        assert_eq!(format!("{found:?}"), format!("{client:?}"), "{name}");
         store.insert_refresh(&refresh(5, "family-1")).await.unwrap();
         store.insert_token(&token(6, "web")).await.unwrap();
         store.insert_token(&token(7, "svc")).await.unwrap(); // another client: untouched
@@ -277,13 +271,19 @@ async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend
         assert_eq!(others.revoked_at, None, "{name}");
         assert!(!store.delete_client("web", 101).await.unwrap(), "{name}");
 
-        let api = store::ApiRecord {
+        let api = Api {
             id: "https://reports.test".into(),
-            secret_hash: "h".into(),
-            scopes: "other:thing".into(),
-            created_at: 1,
+            secret: scopegate_token_service::secret::SecretHash::hash("s"),
+            scopes: vec![scopegate_validator::Scope::parse("other:thing").unwrap()],
+            registered_at: Some(1),
         };
         store.insert_api(&api).await.unwrap();
+        let found = store.find_api(&api.id).await.unwrap().unwrap();
+        assert_eq!(
+            (found.scopes.clone(), found.registered_at),
+            (api.scopes.clone(), Some(1)),
+            "{name}"
+        );
         assert!(store.delete_api(&api.id).await.unwrap(), "{name}");
         assert!(store.find_api(&api.id).await.unwrap().is_none(), "{name}");
         assert!(!store.delete_api(&api.id).await.unwrap(), "{name}");

@@ -1050,7 +1050,7 @@ mod tests {
         assert_traits::<Permission>();
     };
 
-    /// Checks one row of the DESIGN table, both through `Scope::covers` and `ScopeSet::covers`.
+    /// Checks one row of the scope table, both through `Scope::covers` and `ScopeSet::covers`.
     fn check_row(required: &str, satisfying: &[&str], not_satisfying: &[&str]) {
         let required = scope(required);
         for granted in satisfying {

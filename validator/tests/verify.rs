@@ -1,4 +1,4 @@
-//! JWT verification per RFC 8725 and DESIGN.md's validator rules: what passes, and every way a
+//! JWT verification per RFC 8725 and the validator's rules: what passes, and every way a
 //! token must fail.
 
 #![allow(clippy::unwrap_used)]

@@ -1,5 +1,5 @@
 //! The example protected API: routes guarded by `tower-scopegate`, configured from the
-//! environment as `../shared/DESIGN.md` describes.
+//! environment (`ISSUER`, `AUDIENCE`, and optionally the introspection credentials).
 //!
 //! Run with: `ISSUER=http://127.0.0.1:8080 AUDIENCE=https://api.example.test cargo run -p example-protected-api`
 

@@ -4,6 +4,7 @@
 //! (`sql.rs`) over twin migrations.
 
 mod group_commit;
+mod mapping;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 pub use postgres::{PoolSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 
+use crate::config::{Api, Client};
 use crate::keys::StoredKey;
 
 /// A store that failed (I/O, a corrupt file, a lost connection).
@@ -43,46 +45,46 @@ pub enum StoreError {
     Duplicate(String),
 }
 
-/// A client kept in the store (added with `token-service client add`).
+/// A stored client's columns (the trait speaks [`Client`]; see `mapping`).
 #[derive(Debug, Clone)]
-pub struct ClientRecord {
+pub(in crate::store) struct ClientRecord {
     /// `client_id`.
-    pub id: String,
+    pub(in crate::store) id: String,
     /// Argon2id PHC string; `None` for a public client.
-    pub secret_hash: Option<String>,
+    pub(in crate::store) secret_hash: Option<String>,
     /// Grant type names.
-    pub grants: Vec<String>,
+    pub(in crate::store) grants: Vec<String>,
     /// Allowed scopes (space-separated).
-    pub scopes: String,
+    pub(in crate::store) scopes: String,
     /// `jwt` or `opaque`.
-    pub token_format: String,
+    pub(in crate::store) token_format: String,
     /// Access token lifetime in seconds, `None` for the default.
-    pub access_token_ttl: Option<u64>,
+    pub(in crate::store) access_token_ttl: Option<u64>,
     /// Allowed audiences.
-    pub audience: Vec<String>,
+    pub(in crate::store) audience: Vec<String>,
     /// Redirect URIs.
-    pub redirect_uris: Vec<String>,
+    pub(in crate::store) redirect_uris: Vec<String>,
     /// Where `/logout` may send the browser afterwards.
-    pub post_logout_redirect_uris: Vec<String>,
+    pub(in crate::store) post_logout_redirect_uris: Vec<String>,
     /// Claims a user must supply before the client gets a code.
-    pub required_claims: Vec<String>,
+    pub(in crate::store) required_claims: Vec<String>,
     /// Whether people may create an account on the client's sign-in page.
-    pub self_signup: bool,
+    pub(in crate::store) self_signup: bool,
     /// Seconds since the epoch.
-    pub created_at: u64,
+    pub(in crate::store) created_at: u64,
 }
 
-/// A resource server kept in the store (added with `token-service api add`).
+/// A stored API's columns (the trait speaks [`Api`]; see `mapping`).
 #[derive(Debug, Clone)]
-pub struct ApiRecord {
+pub(in crate::store) struct ApiRecord {
     /// Its identifier (the audience of tokens meant for it).
-    pub id: String,
+    pub(in crate::store) id: String,
     /// Argon2id PHC string of its introspection secret.
-    pub secret_hash: String,
+    pub(in crate::store) secret_hash: String,
     /// The scopes that belong to it (space-separated; `prefix:name` for every permission).
-    pub scopes: String,
+    pub(in crate::store) scopes: String,
     /// Seconds since the epoch.
-    pub created_at: u64,
+    pub(in crate::store) created_at: u64,
 }
 
 /// A user kept in the store (added with `token-service user add`).
@@ -252,22 +254,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Adds a client.
-    async fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    /// Adds a client (its `registered_at` is when).
+    async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
     /// A client by id.
-    async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    async fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError>;
     /// Every stored client.
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
     /// Deletes a stored client and revokes its refresh and opaque access tokens, in one
     /// transaction; `false` if there is none.
     async fn delete_client(&self, id: &str, now: u64) -> Result<bool, StoreError>;
 
-    /// Registers an API.
-    async fn insert_api(&self, api: &ApiRecord) -> Result<(), StoreError>;
+    /// Registers an API (its `registered_at` is when).
+    async fn insert_api(&self, api: &Api) -> Result<(), StoreError>;
     /// An API by id.
-    async fn find_api(&self, id: &str) -> Result<Option<ApiRecord>, StoreError>;
+    async fn find_api(&self, id: &str) -> Result<Option<Api>, StoreError>;
     /// Every stored API.
-    async fn list_apis(&self) -> Result<Vec<ApiRecord>, StoreError>;
+    async fn list_apis(&self) -> Result<Vec<Api>, StoreError>;
     /// Deletes a stored API; `false` if there is none.
     async fn delete_api(&self, id: &str) -> Result<bool, StoreError>;
 

@@ -17,6 +17,7 @@ use super::{
     ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
     StoreError, Swept, TokenRecord, UserRecord,
 };
+use crate::config::{Api, Client};
 use crate::keys::StoredKey;
 
 /// Postgres behind a connection pool; access-token rows are group-committed.

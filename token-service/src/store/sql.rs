@@ -242,7 +242,8 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
+            async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+                let client = &super::mapping::client_to_record(client);
                 sqlx::query(
                     "INSERT INTO clients (id, secret_hash, grants, scopes, token_format, access_token_ttl, \
                      audience, redirect_uris, created_at, post_logout_redirect_uris, required_claims, \
@@ -266,22 +267,22 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+            async fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
                 sqlx::query("SELECT * FROM clients WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?
                     .as_ref()
-                    .map(client_from_row)
+                    .map(|row| super::mapping::client_from_record(&client_from_row(row)?))
                     .transpose()
             }
 
-            async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+            async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
                 sqlx::query("SELECT * FROM clients ORDER BY id")
                     .fetch_all(&self.pool)
                     .await?
                     .iter()
-                    .map(client_from_row)
+                    .map(|row| super::mapping::client_from_record(&client_from_row(row)?))
                     .collect()
             }
 
@@ -318,7 +319,8 @@ macro_rules! sql_store {
                 Ok(deleted > 0)
             }
 
-            async fn insert_api(&self, api: &ApiRecord) -> Result<(), StoreError> {
+            async fn insert_api(&self, api: &Api) -> Result<(), StoreError> {
+                let api = &super::mapping::api_to_record(api);
                 sqlx::query("INSERT INTO apis (id, secret_hash, scopes, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(&api.id)
                     .bind(&api.secret_hash)
@@ -330,22 +332,22 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn find_api(&self, id: &str) -> Result<Option<ApiRecord>, StoreError> {
+            async fn find_api(&self, id: &str) -> Result<Option<Api>, StoreError> {
                 sqlx::query("SELECT * FROM apis WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?
                     .as_ref()
-                    .map(api_from_row)
+                    .map(|row| super::mapping::api_from_record(&api_from_row(row)?))
                     .transpose()
             }
 
-            async fn list_apis(&self) -> Result<Vec<ApiRecord>, StoreError> {
+            async fn list_apis(&self) -> Result<Vec<Api>, StoreError> {
                 sqlx::query("SELECT * FROM apis ORDER BY id")
                     .fetch_all(&self.pool)
                     .await?
                     .iter()
-                    .map(api_from_row)
+                    .map(|row| super::mapping::api_from_record(&api_from_row(row)?))
                     .collect()
             }
 

@@ -16,6 +16,7 @@ use super::{
     ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
     StoreError, Swept, TokenRecord, UserRecord,
 };
+use crate::config::{Api, Client};
 use crate::keys::StoredKey;
 
 /// SQLite behind a connection pool; access-token rows are group-committed.
@@ -181,19 +182,20 @@ mod tests {
     #[tokio::test]
     async fn duplicate_client_is_reported() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        let client = ClientRecord {
+        let client = Client {
             id: "c".into(),
-            secret_hash: None,
-            grants: vec!["client_credentials".into()],
-            scopes: "x:y:read".into(),
-            token_format: "jwt".into(),
-            access_token_ttl: Some(60),
+            secret: Some(crate::secret::SecretHash::hash("s")),
+            grants: vec![crate::config::GrantType::ClientCredentials],
+            scopes: scopegate_validator::ScopeSet::parse_space_separated("x:y:read").unwrap(),
+            default_scopes: None,
+            token_format: crate::config::TokenFormat::Jwt,
+            access_token_ttl: Some(Duration::from_secs(60)),
             audience: vec![],
             redirect_uris: vec![],
             post_logout_redirect_uris: vec![],
             required_claims: vec![],
             self_signup: false,
-            created_at: 1,
+            registered_at: Some(1),
         };
         store.insert_client(&client).await.unwrap();
         assert!(matches!(
@@ -201,8 +203,9 @@ mod tests {
             Err(StoreError::Duplicate(id)) if id == "c"
         ));
         let found = store.find_client("c").await.unwrap().unwrap();
-        assert_eq!(found.access_token_ttl, Some(60));
-        assert_eq!(found.grants, ["client_credentials"]);
+        assert_eq!(found.access_token_ttl, Some(Duration::from_secs(60)));
+        assert_eq!(found.grants, [crate::config::GrantType::ClientCredentials]);
+        assert_eq!(found.registered_at, Some(1));
     }
 
     #[tokio::test]

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 
 use super::{AdminError, flag, no_store, object_body, optional_string, string_list, string_member};
 use crate::State;
-use crate::clients::client_from_record;
 use crate::config::{Api, Client, GrantType, TokenFormat};
 use crate::registration::NewClient;
 
@@ -75,9 +74,8 @@ pub(crate) async fn list_clients(
         .iter()
         .map(|client| client_json(client, "configuration", None))
         .collect();
-    for record in state.store().list_clients().await? {
-        let client = client_from_record(&record)?;
-        clients.push(client_json(&client, "store", Some(record.created_at)));
+    for client in state.store().list_clients().await? {
+        clients.push(client_json(&client, "store", client.registered_at));
     }
     Ok(Json(json!({ "clients": clients })).into_response())
 }
@@ -90,13 +88,12 @@ pub(crate) async fn get_client(
     if let Some(client) = state.config().clients.iter().find(|client| client.id == id) {
         return Ok(Json(client_json(client, "configuration", None)).into_response());
     }
-    let record = state
+    let client = state
         .store()
         .find_client(&id)
         .await?
         .ok_or_else(|| AdminError::not_found("client", &id))?;
-    let client = client_from_record(&record)?;
-    Ok(Json(client_json(&client, "store", Some(record.created_at))).into_response())
+    Ok(Json(client_json(&client, "store", client.registered_at)).into_response())
 }
 
 /// The registration a body asks for, every member checked for its type.
@@ -162,9 +159,8 @@ pub(crate) async fn create_client(
     body: Bytes,
 ) -> Result<Response, AdminError> {
     let new = new_client(&body)?;
-    let (record, secret) = state.directory().register_client(new, state.now()).await?;
-    let client = client_from_record(&record)?;
-    let mut body = client_json(&client, "store", Some(record.created_at));
+    let (client, secret) = state.directory().register_client(new, state.now()).await?;
+    let mut body = client_json(&client, "store", client.registered_at);
     if let Some(secret) = secret {
         body["secret"] = secret.expose().into();
     }
@@ -190,9 +186,8 @@ pub(crate) async fn list_apis(AxumState(state): AxumState<State>) -> Result<Resp
         .iter()
         .map(|api| api_json(api, "configuration", None))
         .collect();
-    for record in state.store().list_apis().await? {
-        let api = crate::clients::api_from_record(&record)?;
-        apis.push(api_json(&api, "store", Some(record.created_at)));
+    for api in state.store().list_apis().await? {
+        apis.push(api_json(&api, "store", api.registered_at));
     }
     Ok(Json(json!({ "apis": apis })).into_response())
 }
@@ -205,13 +200,12 @@ pub(crate) async fn get_api(
     if let Some(api) = state.config().apis.iter().find(|api| api.id == id) {
         return Ok(Json(api_json(api, "configuration", None)).into_response());
     }
-    let record = state
+    let api = state
         .store()
         .find_api(&id)
         .await?
         .ok_or_else(|| AdminError::not_found("API", &id))?;
-    let api = crate::clients::api_from_record(&record)?;
-    Ok(Json(api_json(&api, "store", Some(record.created_at))).into_response())
+    Ok(Json(api_json(&api, "store", api.registered_at)).into_response())
 }
 
 /// `POST /admin/apis` `{"id", "scopes"}` → 201 with the API and its introspection `secret`
@@ -223,12 +217,11 @@ pub(crate) async fn create_api(
     let object = object_body(&body, &["id", "scopes"])?;
     let id = string_member(&object, "id")?.to_owned();
     let scopes = string_list(&object, "scopes")?;
-    let (record, secret) = state
+    let (api, secret) = state
         .directory()
         .register_api(&id, &scopes, state.now())
         .await?;
-    let api = crate::clients::api_from_record(&record)?;
-    let mut body = api_json(&api, "store", Some(record.created_at));
+    let mut body = api_json(&api, "store", api.registered_at);
     body["secret"] = secret.expose().into();
     Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
