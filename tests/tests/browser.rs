@@ -18,7 +18,7 @@ use example_protected_api::{Config as ApiConfig, app as api_app};
 use example_web_login::{Config as WebConfig, app as web_app};
 use scopegate_token_service::State;
 use scopegate_token_service::config::Config;
-use scopegate_token_service::store::{SqliteStore, Store};
+use scopegate_token_service::store::{SqlStore, Store};
 use scopegate_validator::SystemClock;
 use serde_json::{Value, json};
 
@@ -245,7 +245,7 @@ async fn a_browser_signs_in_through_the_web_login_example() {
     let api = format!("http://{}", api_listener.local_addr().unwrap());
 
     let config = Config::from_toml(&token_service_config(&issuer, &storage, &web)).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&storage).await.unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite(&storage).await.unwrap());
     let mut attributes = serde_json::Map::new();
     attributes.insert("given_name".into(), "Kim".into());
     let kim = scopegate_token_service::users::new_record("kim", "kim-password-1", attributes, 1)

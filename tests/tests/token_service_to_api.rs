@@ -11,7 +11,7 @@ use scopegate_token_service::State;
 use scopegate_token_service::config::Config;
 use scopegate_token_service::keys::KeyAlgorithm;
 use scopegate_token_service::rotation;
-use scopegate_token_service::store::{SqliteStore, Store};
+use scopegate_token_service::store::{SqlStore, Store};
 use scopegate_validator::{Algorithm, Clock, MockClock, SystemClock, Validator};
 use serde_json::{Value, json};
 
@@ -81,7 +81,7 @@ async fn start_with(clock: Option<MockClock>) -> Stack {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     let config = Config::from_toml(&token_service_config(&issuer, &storage)).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&storage).await.unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite(&storage).await.unwrap());
     let service_clock: Arc<dyn Clock> = match &clock {
         Some(clock) => Arc::new(clock.clone()),
         None => Arc::new(SystemClock),

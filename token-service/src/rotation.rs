@@ -84,15 +84,16 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::store::SqlStore;
+    use crate::store::prelude::*;
 
-    async fn ring(store: &SqliteStore) -> KeyRing {
+    async fn ring(store: &SqlStore) -> KeyRing {
         KeyRing::load(&store.list_keys().await.unwrap(), Duration::from_secs(60)).unwrap()
     }
 
     #[tokio::test]
     async fn rotation_is_due_one_announce_period_before_the_newest_key_has_signed_its_period() {
-        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
         let first = add_key(&store, KeyAlgorithm::Es256, None, 1_000, 1_000)
             .await
             .unwrap()
@@ -115,7 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn of_concurrent_rotations_exactly_one_adds_a_key() {
-        let store = std::sync::Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
+        let store = std::sync::Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap());
         let first = add_key(&*store, KeyAlgorithm::Es256, None, 1, 1)
             .await
             .unwrap()

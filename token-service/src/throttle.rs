@@ -137,13 +137,11 @@ mod tests {
         assert_eq!(network_of("192.0.2.9"), "192.0.2.9");
         assert_eq!(network_of("::ffff:192.0.2.9"), "::ffff:192.0.2.9");
     }
-    use crate::store::SqliteStore;
+    use crate::store::SqlStore;
 
     #[tokio::test]
     async fn users_and_addresses_are_blocked_after_their_limits_until_the_window_ends() {
-        let throttle = Throttle::new(Arc::new(
-            SqliteStore::open("sqlite::memory:").await.unwrap(),
-        ));
+        let throttle = Throttle::new(Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap()));
         let now = 1_000;
         for _ in 0..PER_USER {
             assert!(

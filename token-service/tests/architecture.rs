@@ -106,3 +106,44 @@ fn the_check_finds_what_it_looks_for() {
     assert!(!names_http("let x = my_http::thing();"));
     assert!(names_http("use tower::Layer;"));
 }
+
+/// The length in lines of each `macro_rules!` in `text` (by its braces).
+fn macro_lengths(text: &str) -> Vec<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (start, line) in lines.iter().enumerate() {
+        if !line.trim_start().starts_with("macro_rules!") {
+            continue;
+        }
+        let mut depth = 0i32;
+        for (offset, body) in lines[start..].iter().enumerate() {
+            depth += code_of(body).matches('{').count() as i32;
+            depth -= code_of(body).matches('}').count() as i32;
+            if depth == 0 && offset > 0 {
+                found.push((start + 1, offset + 1));
+                break;
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_macro_hides_code_from_rustfmt() {
+    // Shared SQL is plain code that rustfmt and IDEs read: no macro body past ~50 lines.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut long = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        for (line, length) in macro_lengths(&text) {
+            if length > 50 {
+                long.push(format!("{}:{line}: {length} lines", path.display()));
+            }
+        }
+    }
+    assert!(long.is_empty(), "macros too long:\n{}", long.join("\n"));
+    let sample = "macro_rules! m {\n    () => {\n        1\n    };\n}\n";
+    assert_eq!(macro_lengths(sample), [(1, 5)]);
+}

@@ -1,23 +1,42 @@
-//! Persistence behind one trait: clients, API registrations, users, sessions, codes, refresh
-//! tokens, opaque access tokens (as SHA-256 digests only), revoked JWTs, signing keys. SQLite is
-//! the embedded default; Postgres serves several instances. Both run the same statements
-//! (`sql.rs`) over twin migrations.
+//! Persistence, by role: clients and APIs ([`ClientStore`]), users ([`UserStore`]), what a
+//! sign-in grants — sessions, codes, refresh tokens ([`GrantStore`]) — access tokens and the JWT
+//! revocation list ([`TokenStore`]), signing keys and shared secrets ([`KeyStore`]), and failed
+//! sign-ins ([`ThrottleStore`]). Secrets and tokens are kept as SHA-256 digests only. SQLite is
+//! the embedded default; Postgres serves several instances; both run the same statements,
+//! written once in the role modules, over twin migrations.
 
+mod clients;
+mod db;
+mod grants;
 mod group_commit;
+mod keys;
 mod mapping;
 mod postgres;
 mod sql;
 mod sqlite;
+mod throttle;
+mod tokens;
+mod users;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use postgres::{PoolSettings, PostgresStore};
-pub use sqlite::SqliteStore;
+pub use clients::ClientStore;
+pub use grants::GrantStore;
+pub use keys::KeyStore;
+pub use postgres::PoolSettings;
+pub use throttle::ThrottleStore;
+pub use tokens::TokenStore;
+pub use users::UserStore;
 
-use crate::config::{Api, Client};
-use crate::keys::StoredKey;
+/// The store's traits, for callers of a `dyn Store` (a role's methods need its trait in
+/// scope).
+pub mod prelude {
+    pub use super::{
+        ClientStore, GrantStore, KeyStore, Store, ThrottleStore, TokenStore, UserStore,
+    };
+}
 
 /// A store that failed (I/O, a corrupt file, a lost connection).
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +64,7 @@ pub enum StoreError {
     Duplicate(String),
 }
 
-/// A stored client's columns (the trait speaks [`Client`]; see `mapping`).
+/// A stored client's columns (the trait speaks [`Client`](crate::config::Client); see `mapping`).
 #[derive(Debug, Clone)]
 pub(in crate::store) struct ClientRecord {
     /// `client_id`.
@@ -74,7 +93,7 @@ pub(in crate::store) struct ClientRecord {
     pub(in crate::store) created_at: u64,
 }
 
-/// A stored API's columns (the trait speaks [`Api`]; see `mapping`).
+/// A stored API's columns (the trait speaks [`Api`](crate::config::Api); see `mapping`).
 #[derive(Debug, Clone)]
 pub(in crate::store) struct ApiRecord {
     /// Its identifier (the audience of tokens meant for it).
@@ -248,151 +267,69 @@ pub struct Swept {
     pub revoked_jwts: u64,
 }
 
-/// Persistence for the token service.
+/// Persistence for the token service, by role; implemented once, in plain SQL, for SQLite and
+/// Postgres alike ([`SqlStore`]).
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    ClientStore
+    + UserStore
+    + GrantStore
+    + TokenStore
+    + KeyStore
+    + ThrottleStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
+{
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
-
-    /// Adds a client (its `registered_at` is when).
-    async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
-    /// A client by id.
-    async fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError>;
-    /// Every stored client.
-    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
-    /// Deletes a stored client and revokes its refresh and opaque access tokens, in one
-    /// transaction; `false` if there is none.
-    async fn delete_client(&self, id: &str, now: u64) -> Result<bool, StoreError>;
-
-    /// Registers an API (its `registered_at` is when).
-    async fn insert_api(&self, api: &Api) -> Result<(), StoreError>;
-    /// An API by id.
-    async fn find_api(&self, id: &str) -> Result<Option<Api>, StoreError>;
-    /// Every stored API.
-    async fn list_apis(&self) -> Result<Vec<Api>, StoreError>;
-    /// Deletes a stored API; `false` if there is none.
-    async fn delete_api(&self, id: &str) -> Result<bool, StoreError>;
-
-    /// Adds a user.
-    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
-    /// A user by login name.
-    async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
-    /// Whether a stored user has this name, ignoring ASCII case (a new name must not differ
-    /// from an existing one by case alone).
-    async fn username_taken(&self, username: &str) -> Result<bool, StoreError>;
-    /// A user by `sub`.
-    async fn find_user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
-    /// Every stored user, by login name.
-    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
-    /// Replaces a user's password hash; `false` if there is no such user.
-    async fn set_password(
-        &self,
-        username: &str,
-        password_hash: &str,
-        now: u64,
-    ) -> Result<bool, StoreError>;
-
-    /// Merges `changes` into a stored user's attributes (a null value removes one), without
-    /// losing a change made concurrently; the attributes after, or `None` if there is no such
-    /// user.
-    async fn merge_user_attributes(
-        &self,
-        username: &str,
-        changes: &serde_json::Map<String, serde_json::Value>,
-        now: u64,
-    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, StoreError>;
-    /// Deletes a stored user, ends their sessions and revokes their refresh and opaque access
-    /// tokens, in one transaction; `false` if there is no such user.
-    async fn delete_user(&self, username: &str, now: u64) -> Result<bool, StoreError>;
-
-    /// Starts a browser session.
-    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
-    /// A session by cookie digest (ended and expired ones included).
-    async fn find_session(&self, digest: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError>;
-    /// Ends a session.
-    async fn end_session(&self, sid: &str, now: u64) -> Result<(), StoreError>;
-
-    /// The digests of every code issued in a session.
-    async fn session_codes(&self, sid: &str) -> Result<Vec<[u8; 32]>, StoreError>;
-    /// The refresh token families started in a session.
-    async fn session_families(&self, sid: &str) -> Result<Vec<String>, StoreError>;
-    /// The ids of a user's sessions that have not ended (expired ones included).
-    async fn user_sessions(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
-    /// A user's refresh token families with an unrevoked token, each with the session it
-    /// started in: `(family, sid)`.
-    async fn user_families(&self, user_id: &str) -> Result<Vec<(String, String)>, StoreError>;
-
-    /// Records an authorization code.
-    async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError>;
-    /// A code by digest (redeemed and expired ones included).
-    async fn find_code(&self, digest: &[u8; 32]) -> Result<Option<CodeRecord>, StoreError>;
-    /// Marks a code redeemed, atomically: of concurrent callers exactly one sees `Redeemed`.
-    async fn redeem_code(&self, digest: &[u8; 32], now: u64) -> Result<Redemption, StoreError>;
-
-    /// Records a refresh token.
-    async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError>;
-    /// A refresh token by digest (rotated, revoked and expired ones included).
-    async fn find_refresh(&self, digest: &[u8; 32]) -> Result<Option<RefreshRecord>, StoreError>;
-    /// Marks a refresh token rotated, atomically: `false` if it was rotated or revoked already.
-    async fn rotate_refresh(&self, digest: &[u8; 32], now: u64) -> Result<bool, StoreError>;
-
-    /// Records that `grant_id` produced the access token `jti`; `true` if the grant has been
-    /// revoked meanwhile (a concurrent replay), in which case the caller revokes again.
-    async fn record_grant_token(
-        &self,
-        grant_id: &str,
-        jti: &str,
-        client_id: &str,
-        expires_at: u64,
-    ) -> Result<bool, StoreError>;
-    /// Revokes every access and refresh token `grant_id` produced, and marks the grant revoked
-    /// so that tokens recorded later learn of it; returns how many access tokens were revoked.
-    async fn revoke_grant(&self, grant_id: &str, now: u64) -> Result<u64, StoreError>;
-
-    /// A random 32-byte secret shared by every instance, created on first use.
-    async fn server_secret(&self, name: &str, now: u64) -> Result<Vec<u8>, StoreError>;
-
-    /// Records an opaque access token.
-    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
-    /// An opaque access token by digest (expired and revoked ones included).
-    async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
-    /// Revokes an opaque token on behalf of `client_id`.
-    async fn revoke_token(
-        &self,
-        digest: &[u8; 32],
-        client_id: &str,
-        now: u64,
-    ) -> Result<Revoked, StoreError>;
-
-    /// Records that the JWT `jti` (issued to `client_id`, valid until `expires_at`) is revoked.
-    async fn revoke_jwt(
-        &self,
-        jti: &str,
-        client_id: &str,
-        expires_at: u64,
-        now: u64,
-    ) -> Result<(), StoreError>;
-    /// Whether the JWT `jti` was revoked.
-    async fn is_jwt_revoked(&self, jti: &str) -> Result<bool, StoreError>;
-
-    /// Adds a signing key.
-    async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError>;
-    /// Every signing key.
-    async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
-
-    /// Failed sign-ins counted under `key` (a digest of a username or address) in its open
-    /// window; 0 when the window has closed.
-    async fn login_failures(&self, key: &[u8; 32], now: u64) -> Result<u64, StoreError>;
-    /// Counts one failed sign-in under `key`; a window of `window` seconds opens with the first.
-    async fn record_login_failure(
-        &self,
-        key: &[u8; 32],
-        now: u64,
-        window: u64,
-    ) -> Result<(), StoreError>;
-
     /// Deletes rows that expired before `cutoff`.
     async fn sweep(&self, cutoff: u64) -> Result<Swept, StoreError>;
+}
+
+/// The store on SQLite or Postgres: statements go through one [`db::Db`] handle; access-token
+/// rows are group-committed.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: db::Db,
+    tokens: group_commit::TokenWriter,
+}
+
+impl SqlStore {
+    /// Closes every connection (tests; a process that exits needs not).
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db.execute(db::sql("SELECT 1")).await?;
+        Ok(())
+    }
+
+    async fn sweep(&self, cutoff: u64) -> Result<Swept, StoreError> {
+        let delete = |statement| self.db.execute(db::sql(statement).int(cutoff));
+        let tokens = delete("DELETE FROM access_tokens WHERE expires_at < $1").await?;
+        let revoked_jwts = delete("DELETE FROM revoked_jwts WHERE expires_at < $1").await?;
+        for statement in [
+            "DELETE FROM sessions WHERE expires_at < $1",
+            "DELETE FROM login_failures WHERE window_ends < $1",
+            "DELETE FROM grant_tokens WHERE expires_at < $1",
+            "DELETE FROM refresh_tokens WHERE expires_at < $1",
+            // Redeemed codes are kept a day past expiry, so that a late replay is still
+            // recognised as one.
+            "DELETE FROM authorization_codes WHERE expires_at + 86400 < $1",
+        ] {
+            delete(statement).await?;
+        }
+        Ok(Swept {
+            tokens,
+            revoked_jwts,
+        })
+    }
 }
 
 /// Opens the store named by `storage` (`sqlite://path`, `sqlite::memory:`, or
@@ -412,9 +349,9 @@ pub async fn open(storage: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// [`StoreError`] if it cannot be opened or migrated.
 pub async fn open_with(storage: &str, pool: PoolSettings) -> Result<Arc<dyn Store>, StoreError> {
     if is_postgres(storage) {
-        Ok(Arc::new(PostgresStore::open(storage, pool).await?))
+        Ok(Arc::new(SqlStore::postgres(storage, pool).await?))
     } else {
-        Ok(Arc::new(SqliteStore::open(storage).await?))
+        Ok(Arc::new(SqlStore::sqlite(storage).await?))
     }
 }
 

@@ -1,31 +1,17 @@
-//! The Postgres store, for several instances sharing one database. The statements are the
-//! SQLite store's (`sql.rs`); every one-time rule is a single conditional statement that the
-//! database decides, so it holds across instances.
+//! Opening the store on Postgres, for several instances sharing one database. The statements
+//! are SQLite's (the role modules); every one-time rule is a single conditional statement that
+//! the database decides, so it holds across instances.
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool, Row};
 
-use super::group_commit::{self, TokenSink, TokenWriter};
-use super::sql::{
-    REVOKED_MARK, USERNAMES_DIFFERING_BY_CASE, bind_token, digest_of, duplicate_or, json_list,
-    parse_list, sql_store, to_i64, to_u64, usernames_differing_by_case,
-};
-use super::{
-    ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
-    StoreError, Swept, TokenRecord, UserRecord,
-};
-use crate::config::{Api, Client};
-use crate::keys::StoredKey;
-
-/// Postgres behind a connection pool; access-token rows are group-committed.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-    tokens: TokenWriter,
-}
+use super::db::Db;
+use super::group_commit::TokenWriter;
+use super::sql::{USERNAMES_DIFFERING_BY_CASE, usernames_differing_by_case};
+use super::{SqlStore, StoreError};
 
 /// A pooled connection idle this long is pinged before it is used.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
@@ -52,14 +38,14 @@ impl Default for PoolSettings {
     }
 }
 
-impl PostgresStore {
+impl SqlStore {
     /// Connects to `url` (`postgres://user@host:port/database`) and applies the embedded
     /// migrations (serialised across instances by Postgres' advisory lock).
     ///
     /// # Errors
     ///
     /// [`StoreError`] if the database cannot be reached or migrations fail.
-    pub async fn open(url: &str, settings: PoolSettings) -> Result<Self, StoreError> {
+    pub async fn postgres(url: &str, settings: PoolSettings) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("scopegate-token-service");
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
@@ -94,14 +80,10 @@ impl PostgresStore {
             usernames_differing_by_case(&pairs)?;
         }
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let tokens = TokenWriter::start(pool.clone(), TOKEN_WRITERS, None);
-        Ok(Self { pool, tokens })
-    }
-
-    /// Closes every connection (tests; a process that exits needs not).
-    pub async fn close(&self) {
-        self.pool.close().await;
+        let tokens = TokenWriter::start(Db::Postgres(pool.clone()), TOKEN_WRITERS, None);
+        Ok(Self {
+            db: Db::Postgres(pool),
+            tokens,
+        })
     }
 }
-
-sql_store!(PostgresStore, PgPool, sqlx::postgres::PgRow);

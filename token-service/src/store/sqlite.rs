@@ -5,35 +5,20 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
 
-use super::group_commit::{self, TokenSink, TokenWriter};
-use super::sql::{
-    REVOKED_MARK, USERNAMES_DIFFERING_BY_CASE, bind_token, digest_of, duplicate_or, json_list,
-    parse_list, sql_store, to_i64, to_u64, usernames_differing_by_case,
-};
-use super::{
-    ApiRecord, ClientRecord, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store,
-    StoreError, Swept, TokenRecord, UserRecord,
-};
-use crate::config::{Api, Client};
-use crate::keys::StoredKey;
+use super::db::Db;
+use super::group_commit::TokenWriter;
+use super::sql::{USERNAMES_DIFFERING_BY_CASE, usernames_differing_by_case};
+use super::{SqlStore, StoreError};
 
-/// SQLite behind a connection pool; access-token rows are group-committed.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    tokens: TokenWriter,
-}
-
-impl SqliteStore {
+impl SqlStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path`, `sqlite::memory:`)
     /// and applies the embedded migrations.
     ///
     /// # Errors
     ///
     /// [`StoreError`] if the file cannot be created or opened, or migrations fail.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn sqlite(url: &str) -> Result<Self, StoreError> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -90,7 +75,7 @@ impl SqliteStore {
         // It leaves checkpoints to a background task, so that copying the WAL into the
         // database never holds up the requests waiting for their batch.
         let tokens = if memory {
-            TokenWriter::start(pool.clone(), 1, None)
+            TokenWriter::start(Db::Sqlite(pool.clone()), 1, None)
         } else {
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
@@ -99,9 +84,12 @@ impl SqliteStore {
                 .max_lifetime(None)
                 .connect_with(options.pragma("wal_autocheckpoint", "0"))
                 .await?;
-            TokenWriter::start(writer, 1, Some(pool.clone()))
+            TokenWriter::start(Db::Sqlite(writer), 1, Some(pool.clone()))
         };
-        Ok(Self { pool, tokens })
+        Ok(Self {
+            db: Db::Sqlite(pool),
+            tokens,
+        })
     }
 }
 
@@ -118,11 +106,14 @@ fn restrict_permissions(file: &Path) {
     let _ = file;
 }
 
-sql_store!(SqliteStore, SqlitePool, sqlx::sqlite::SqliteRow);
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::super::prelude::*;
+    use super::super::{Revoked, Swept, TokenRecord, UserRecord};
     use super::*;
+    use crate::config::Client;
 
     fn token(digest: u8, client: &str, expires_at: u64) -> TokenRecord {
         TokenRecord {
@@ -140,7 +131,7 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_round_trip_and_revoke_only_for_their_client() {
-        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
         let record = token(1, "svc-a", 1000);
         store.insert_token(&record).await.unwrap();
         assert_eq!(store.find_token(&[1; 32]).await.unwrap(), Some(record));
@@ -181,7 +172,7 @@ mod tests {
 
     #[tokio::test]
     async fn duplicate_client_is_reported() {
-        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
         let client = Client {
             id: "c".into(),
             secret: Some(crate::secret::SecretHash::hash("s")),
@@ -210,7 +201,7 @@ mod tests {
 
     #[tokio::test]
     async fn users_round_trip_and_change_passwords() {
-        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
         let mut attributes = serde_json::Map::new();
         attributes.insert("companyName".into(), "Bizcorp".into());
         let user = UserRecord {
@@ -237,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn sweep_removes_only_expired_rows() {
-        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
         store.insert_token(&token(1, "a", 100)).await.unwrap();
         store.insert_token(&token(2, "a", 300)).await.unwrap();
         store.revoke_jwt("old", "a", 100, 50).await.unwrap();
@@ -260,7 +251,7 @@ mod tests {
     async fn concurrent_token_inserts_are_all_committed_and_a_duplicate_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-        let store = SqliteStore::open(&url).await.unwrap();
+        let store = SqlStore::sqlite(&url).await.unwrap();
         // 200 distinct tokens and, among them at the same moment, 20 whose digest repeats one
         // of the first 20: they land in the same batches as the rows they collide with.
         let inserts = (0..220u16).map(|index| {
@@ -295,7 +286,7 @@ mod tests {
     async fn tokens_reach_the_database_file_through_background_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("db.sqlite");
-        let store = SqliteStore::open(&format!("sqlite://{}", file.display()))
+        let store = SqlStore::sqlite(&format!("sqlite://{}", file.display()))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -321,11 +312,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/nested/db.sqlite", dir.path().display());
         {
-            let store = SqliteStore::open(&url).await.unwrap();
+            let store = SqlStore::sqlite(&url).await.unwrap();
             store.insert_token(&token(7, "a", 1000)).await.unwrap();
-            store.pool.close().await;
+            store.close().await;
         }
-        let reopened = SqliteStore::open(&url).await.unwrap();
+        let reopened = SqlStore::sqlite(&url).await.unwrap();
         assert!(reopened.find_token(&[7; 32]).await.unwrap().is_some());
         #[cfg(unix)]
         {

@@ -23,7 +23,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use scopegate_token_service::config::Config;
-use scopegate_token_service::store::{SqliteStore, Store};
+use scopegate_token_service::store::{SqlStore, Store};
 use scopegate_token_service::{State, app};
 use scopegate_validator::MockClock;
 use serde_json::Value;
@@ -139,7 +139,7 @@ impl TestService {
 
     pub async fn open(config: &str, url: &str, clock: &Arc<MockClock>) -> State {
         let config = Config::from_toml(config).unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(url).await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite(url).await.unwrap());
         State::with_store(config, store, clock.clone())
             .await
             .unwrap()

@@ -1,0 +1,256 @@
+//! The two backends behind one handle. The store's SQL is written once, as plain code in the
+//! role modules, and runs through [`Db`], which hands each statement to SQLite or Postgres:
+//! placeholders are `$N` (both read them) and columns have types both map alike (`i64`, text,
+//! bytes), so a statement and its rows mean the same on either.
+
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Database, Encode, PgPool, Postgres, Row as _, Sqlite, SqlitePool, Type};
+
+/// A pool of either backend.
+#[derive(Debug, Clone)]
+pub(super) enum Db {
+    /// The embedded default.
+    Sqlite(SqlitePool),
+    /// Several instances sharing one database.
+    Postgres(PgPool),
+}
+
+/// One argument of a statement.
+#[derive(Debug, Clone, Copy)]
+enum Arg<'a> {
+    Int(i64),
+    OptionalInt(Option<i64>),
+    Text(&'a str),
+    OptionalText(Option<&'a str>),
+    Bytes(&'a [u8]),
+}
+
+/// A statement and its arguments, bound in order to `$1`, `$2`, …
+#[derive(Debug, Clone)]
+pub(super) struct Statement<'a> {
+    sql: &'a str,
+    args: Vec<Arg<'a>>,
+}
+
+/// Starts a statement.
+pub(super) fn sql(sql: &str) -> Statement<'_> {
+    Statement {
+        sql,
+        args: Vec::new(),
+    }
+}
+
+impl<'a> Statement<'a> {
+    /// Binds a number (seconds since the epoch and counts are stored as `i64`).
+    pub(super) fn int(mut self, value: u64) -> Self {
+        self.args.push(Arg::Int(super::sql::to_i64(value)));
+        self
+    }
+
+    /// Binds an optional number (`NULL` for `None`).
+    pub(super) fn optional_int(mut self, value: Option<u64>) -> Self {
+        self.args
+            .push(Arg::OptionalInt(value.map(super::sql::to_i64)));
+        self
+    }
+
+    /// Binds text.
+    pub(super) fn text(mut self, value: &'a str) -> Self {
+        self.args.push(Arg::Text(value));
+        self
+    }
+
+    /// Binds optional text (`NULL` for `None`).
+    pub(super) fn optional_text(mut self, value: Option<&'a str>) -> Self {
+        self.args.push(Arg::OptionalText(value));
+        self
+    }
+
+    /// Binds bytes (digests, keys, secrets).
+    pub(super) fn bytes(mut self, value: &'a [u8]) -> Self {
+        self.args.push(Arg::Bytes(value));
+        self
+    }
+}
+
+/// `statement` as a query of backend `DB`, its arguments bound.
+fn query<'q, DB: Database>(
+    statement: &'q Statement<'q>,
+) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    &'q [u8]: Encode<'q, DB> + Type<DB>,
+{
+    let mut query = sqlx::query(statement.sql);
+    for arg in &statement.args {
+        query = match *arg {
+            Arg::Int(value) => query.bind(value),
+            Arg::OptionalInt(value) => query.bind(value),
+            Arg::Text(value) => query.bind(value),
+            Arg::OptionalText(value) => query.bind(value),
+            Arg::Bytes(value) => query.bind(value),
+        };
+    }
+    query
+}
+
+/// A row of either backend, read by column name.
+pub(super) enum Row {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+/// Reads column `$column` as `$type` from either backend's row.
+macro_rules! column {
+    ($row:expr, $column:expr, $type:ty) => {
+        match $row {
+            Row::Sqlite(row) => row.try_get::<$type, _>($column),
+            Row::Postgres(row) => row.try_get::<$type, _>($column),
+        }
+    };
+}
+
+impl Row {
+    /// A number column.
+    pub(super) fn int(&self, column: &str) -> Result<u64, sqlx::Error> {
+        column!(self, column, i64).map(super::sql::to_u64)
+    }
+
+    /// A nullable number column.
+    pub(super) fn optional_int(&self, column: &str) -> Result<Option<u64>, sqlx::Error> {
+        column!(self, column, Option<i64>).map(|value| value.map(super::sql::to_u64))
+    }
+
+    /// A text column.
+    pub(super) fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        column!(self, column, String)
+    }
+
+    /// A nullable text column.
+    pub(super) fn optional_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
+        column!(self, column, Option<String>)
+    }
+
+    /// A bytes column.
+    pub(super) fn bytes(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
+        column!(self, column, Vec<u8>)
+    }
+}
+
+impl Db {
+    /// Runs a statement; the number of rows it changed.
+    pub(super) async fn execute(&self, statement: Statement<'_>) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => query::<Sqlite>(&statement)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Self::Postgres(pool) => query::<Postgres>(&statement)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// The first row of a query, if any.
+    pub(super) async fn optional(
+        &self,
+        statement: Statement<'_>,
+    ) -> Result<Option<Row>, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => query::<Sqlite>(&statement)
+                .fetch_optional(pool)
+                .await?
+                .map(Row::Sqlite),
+            Self::Postgres(pool) => query::<Postgres>(&statement)
+                .fetch_optional(pool)
+                .await?
+                .map(Row::Postgres),
+        })
+    }
+
+    /// Every row of a query.
+    pub(super) async fn all(&self, statement: Statement<'_>) -> Result<Vec<Row>, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => query::<Sqlite>(&statement)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(Row::Sqlite)
+                .collect(),
+            Self::Postgres(pool) => query::<Postgres>(&statement)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(Row::Postgres)
+                .collect(),
+        })
+    }
+
+    /// Closes every connection (tests; a process that exits needs not).
+    pub(super) async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// Starts a transaction.
+    pub(super) async fn begin(&self) -> Result<Transaction, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => Transaction::Sqlite(pool.begin().await?),
+            Self::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
+        })
+    }
+}
+
+/// A transaction of either backend; dropped without [`commit`](Self::commit), it rolls back.
+pub(super) enum Transaction {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Transaction {
+    /// Runs a statement in the transaction; the number of rows it changed.
+    pub(super) async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(transaction) => query::<Sqlite>(&statement)
+                .execute(&mut **transaction)
+                .await?
+                .rows_affected(),
+            Self::Postgres(transaction) => query::<Postgres>(&statement)
+                .execute(&mut **transaction)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// The first row of a query in the transaction, if any.
+    pub(super) async fn optional(
+        &mut self,
+        statement: Statement<'_>,
+    ) -> Result<Option<Row>, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(transaction) => query::<Sqlite>(&statement)
+                .fetch_optional(&mut **transaction)
+                .await?
+                .map(Row::Sqlite),
+            Self::Postgres(transaction) => query::<Postgres>(&statement)
+                .fetch_optional(&mut **transaction)
+                .await?
+                .map(Row::Postgres),
+        })
+    }
+
+    /// Commits.
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(transaction) => transaction.commit().await,
+            Self::Postgres(transaction) => transaction.commit().await,
+        }
+    }
+}

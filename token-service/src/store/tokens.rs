@@ -1,0 +1,146 @@
+//! Access tokens: opaque ones known by their digest (written in groups, see `group_commit`),
+//! and the revocation list of JWTs.
+
+use async_trait::async_trait;
+
+use super::db::{Db, Row, Statement, sql};
+use super::group_commit::{self, TokenSink};
+use super::sql::{digest_of, json_list, parse_list};
+use super::{Revoked, SqlStore, StoreError, TokenRecord};
+
+/// Opaque access tokens and revoked JWTs.
+#[async_trait]
+pub trait TokenStore {
+    /// Records an opaque access token; returns once it is committed.
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// An opaque access token by digest (expired and revoked ones included).
+    async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
+    /// Revokes an opaque token on behalf of `client_id`.
+    async fn revoke_token(
+        &self,
+        digest: &[u8; 32],
+        client_id: &str,
+        now: u64,
+    ) -> Result<Revoked, StoreError>;
+    /// Records that the JWT `jti` (issued to `client_id`, valid until `expires_at`) is revoked.
+    async fn revoke_jwt(
+        &self,
+        jti: &str,
+        client_id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError>;
+    /// Whether the JWT `jti` was revoked.
+    async fn is_jwt_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+}
+
+fn token_from_row(row: &Row) -> Result<TokenRecord, StoreError> {
+    Ok(TokenRecord {
+        digest: digest_of("access_tokens", &row.bytes("digest")?)?,
+        jti: row.text("jti")?,
+        client_id: row.text("client_id")?,
+        subject: row.text("subject")?,
+        scope: row.text("scope")?,
+        audience: parse_list("access_tokens", &row.text("audience")?)?,
+        issued_at: row.int("issued_at")?,
+        expires_at: row.int("expires_at")?,
+        revoked_at: row.optional_int("revoked_at")?,
+    })
+}
+
+/// Binds one access-token row to a statement made by `group_commit::statement`.
+fn bind_token<'a>(
+    statement: Statement<'a>,
+    token: &'a TokenRecord,
+    audience: &'a str,
+) -> Statement<'a> {
+    statement
+        .bytes(&token.digest)
+        .text(&token.jti)
+        .text(&token.client_id)
+        .text(&token.subject)
+        .text(&token.scope)
+        .text(audience)
+        .int(token.issued_at)
+        .int(token.expires_at)
+        .optional_int(token.revoked_at)
+}
+
+impl TokenSink for Db {
+    async fn insert(&self, tokens: &[&TokenRecord]) -> Result<(), sqlx::Error> {
+        let audiences: Vec<String> = tokens
+            .iter()
+            .map(|token| json_list(&token.audience))
+            .collect();
+        let mut statement = sql(group_commit::statement(tokens.len()));
+        for (token, audience) in tokens.iter().zip(&audiences) {
+            statement = bind_token(statement, token, audience);
+        }
+        self.execute(statement).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl TokenStore for SqlStore {
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.tokens.insert(token).await
+    }
+
+    async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        self.db
+            .optional(sql("SELECT * FROM access_tokens WHERE digest = $1").bytes(digest))
+            .await?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()
+    }
+
+    async fn revoke_token(
+        &self,
+        digest: &[u8; 32],
+        client_id: &str,
+        now: u64,
+    ) -> Result<Revoked, StoreError> {
+        // One statement: the check of ownership and the update cannot be separated.
+        let statement = sql(
+            "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) \
+             WHERE digest = $2 AND client_id = $3",
+        )
+        .int(now)
+        .bytes(digest)
+        .text(client_id);
+        if self.db.execute(statement).await? > 0 {
+            return Ok(Revoked::Done);
+        }
+        let exists = sql("SELECT 1 AS found FROM access_tokens WHERE digest = $1").bytes(digest);
+        Ok(if self.db.optional(exists).await?.is_some() {
+            Revoked::OtherClient
+        } else {
+            Revoked::Unknown
+        })
+    }
+
+    async fn revoke_jwt(
+        &self,
+        jti: &str,
+        client_id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let statement = sql(
+            "INSERT INTO revoked_jwts (jti, client_id, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+        )
+        .text(jti)
+        .text(client_id)
+        .int(expires_at)
+        .int(now);
+        self.db.execute(statement).await?;
+        Ok(())
+    }
+
+    async fn is_jwt_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let statement = sql("SELECT 1 AS revoked FROM revoked_jwts WHERE jti = $1").text(jti);
+        Ok(self.db.optional(statement).await?.is_some())
+    }
+}
