@@ -248,7 +248,7 @@ async fn a_browser_signs_in_through_the_web_login_example() {
     let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite(&storage).await.unwrap());
     let mut attributes = serde_json::Map::new();
     attributes.insert("given_name".into(), "Kim".into());
-    let kim = scopegate_token_service::users::new_record("kim", "kim-password-1", attributes, 1)
+    let kim = scopegate_token_service::users::new_account("kim", "kim-password-1", attributes, 1)
         .await
         .unwrap();
     store.insert_user(&kim).await.unwrap();

@@ -227,17 +227,6 @@ pub fn scopes_overlap(one: &Scope, other: &Scope) -> bool {
     owns(one, other) || owns(other, one)
 }
 
-/// A user from the configuration (used by the browser login, issue 6).
-#[derive(Debug, Clone)]
-pub struct User {
-    /// Login name.
-    pub username: String,
-    /// Argon2id hash of the password.
-    pub password: SecretHash,
-    /// Claims and custom attributes.
-    pub attributes: serde_json::Map<String, serde_json::Value>,
-}
-
 /// A custom scope and the claims it releases (claim name → user attribute).
 #[derive(Debug, Clone)]
 pub struct CustomScope {
@@ -308,7 +297,7 @@ pub struct Config {
     /// Resource servers from the configuration.
     pub apis: Vec<Api>,
     /// Users from the configuration.
-    pub users: Vec<User>,
+    pub users: Vec<crate::users::Account>,
     /// Fields given as plain secrets (warned about at start-up).
     pub plain_secret_fields: Vec<String>,
 }
@@ -1043,11 +1032,11 @@ impl RawConfig {
                 &mut plain_secret_fields,
             )?
             .ok_or_else(|| invalid(field("password"), "needs `password` or `password_hash`"))?;
-            users.push(User {
-                username: raw.username,
+            users.push(crate::users::configured_account(
+                raw.username,
                 password,
-                attributes: raw.attributes,
-            });
+                raw.attributes,
+            ));
         }
 
         check_scope_owners(&apis, &scopes)?;

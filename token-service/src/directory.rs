@@ -22,8 +22,8 @@ use crate::config::{Api, Client};
 use crate::registration::{self, NewClient};
 use crate::secret::Secret;
 use crate::service_scopes;
-use crate::store::{Store, StoreError, UserRecord};
-use crate::users::{self, Users};
+use crate::store::{Store, StoreError};
+use crate::users::{self, Account, Users};
 
 /// Why a use case refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +139,7 @@ impl Directory {
         password: &str,
         attributes: Map<String, Value>,
         now: u64,
-    ) -> Result<UserRecord, DirectoryError> {
+    ) -> Result<Account, DirectoryError> {
         users::check_new_username(username).map_err(|reason| invalid("username", reason))?;
         users::check_new_password(username, password)
             .map_err(|reason| invalid("password", reason))?;
@@ -156,7 +156,7 @@ impl Directory {
                 reason: format!("`{username}` is a client's id"),
             });
         }
-        let record = users::new_record(username, password, attributes, now)
+        let record = users::new_account(username, password, attributes, now)
             .await
             .ok_or(DirectoryError::Hashing)?;
         match self.store.insert_user(&record).await {

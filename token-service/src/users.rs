@@ -4,14 +4,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use crate::config::{Config, User};
+use crate::config::Config;
 use crate::secret::{SecretHash, SecretVerifier};
-use crate::store::{Store, StoreError, UserRecord};
+use crate::store::{Store, StoreError};
 
 /// The shortest password accepted for a new or changed password.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
-/// A user who may sign in.
+/// A user — the one model, whether configured (read-only, `sub` = username) or stored (a
+/// random `sub`): what the configuration file, the store, the CLI, the admin API and the pages
+/// all read and write.
 #[derive(Clone)]
 pub struct Account {
     /// The `sub` of their tokens.
@@ -24,6 +26,10 @@ pub struct Account {
     pub attributes: serde_json::Map<String, serde_json::Value>,
     /// Whether the account lives in the configuration (read-only here).
     pub configured: bool,
+    /// When a stored user was created (seconds since the epoch); `None` when configured.
+    pub created_at: Option<u64>,
+    /// When a stored user last changed; `None` when configured.
+    pub updated_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Account {
@@ -82,22 +88,43 @@ pub async fn hash_password(password: &str) -> Option<String> {
         .ok()
 }
 
-/// The row of a new stored user: a random `sub` and the password's hash. `None` if hashing
+/// A new stored user: a random `sub` and the password's hash (the rules are
+/// [`Directory::create_user`](crate::directory::Directory::create_user)'s). `None` if hashing
 /// could not run.
-pub async fn new_record(
+pub async fn new_account(
     username: &str,
     password: &str,
     attributes: serde_json::Map<String, serde_json::Value>,
     now: u64,
-) -> Option<UserRecord> {
-    Some(UserRecord {
+) -> Option<Account> {
+    let hash = hash_password(password).await?;
+    Some(Account {
         id: crate::secret::random_token()[..22].to_owned(),
         username: username.to_owned(),
-        password_hash: hash_password(password).await?,
+        password: SecretHash::parse(&hash).ok()?,
         attributes,
-        created_at: now,
-        updated_at: now,
+        configured: false,
+        created_at: Some(now),
+        updated_at: Some(now),
     })
+}
+
+/// A configured user: `sub` is the username.
+#[must_use]
+pub fn configured_account(
+    username: String,
+    password: SecretHash,
+    attributes: serde_json::Map<String, serde_json::Value>,
+) -> Account {
+    Account {
+        id: username.clone(),
+        username,
+        password,
+        attributes,
+        configured: true,
+        created_at: None,
+        updated_at: None,
+    }
 }
 
 /// Why a password could not be set.
@@ -137,36 +164,6 @@ impl std::fmt::Debug for Users {
     }
 }
 
-fn from_config(user: &User) -> Account {
-    Account {
-        id: user.username.clone(),
-        username: user.username.clone(),
-        password: user.password.clone(),
-        attributes: user.attributes.clone(),
-        configured: true,
-    }
-}
-
-/// Rebuilds an account from its stored row.
-///
-/// # Errors
-///
-/// [`StoreError::Corrupt`] if the password hash cannot be read.
-pub fn from_record(record: UserRecord) -> Result<Account, StoreError> {
-    let password =
-        SecretHash::parse(&record.password_hash).map_err(|reason| StoreError::Corrupt {
-            table: "users",
-            reason: format!("user `{}`: {reason}", record.username),
-        })?;
-    Ok(Account {
-        id: record.id,
-        username: record.username,
-        password,
-        attributes: record.attributes,
-        configured: false,
-    })
-}
-
 impl Users {
     /// The configured users and the store.
     #[must_use]
@@ -177,7 +174,7 @@ impl Users {
                 config
                     .users
                     .iter()
-                    .map(|user| (user.username.clone(), Arc::new(from_config(user))))
+                    .map(|user| (user.username.clone(), Arc::new(user.clone())))
                     .collect(),
             ),
             store,
@@ -194,7 +191,7 @@ impl Users {
             return Ok(Some(Arc::clone(account)));
         }
         match self.store.find_user_by_name(username).await? {
-            Some(record) => Ok(Some(Arc::new(from_record(record)?))),
+            Some(account) => Ok(Some(Arc::new(account))),
             None => Ok(None),
         }
     }
@@ -277,7 +274,7 @@ impl Users {
             return Ok(Some(Arc::clone(account)));
         }
         match self.store.find_user_by_id(id).await? {
-            Some(record) => Ok(Some(Arc::new(from_record(record)?))),
+            Some(account) => Ok(Some(Arc::new(account))),
             None => Ok(None),
         }
     }

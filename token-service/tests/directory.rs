@@ -382,11 +382,11 @@ async fn concurrent_creations_of_one_name_in_different_cases_make_one_user_on_ev
 async fn the_store_itself_refuses_a_name_differing_by_case_on_every_backend() {
     for (backend, store, _keep) in backends().await {
         let first =
-            scopegate_token_service::users::new_record("Robin", PASSWORD, Default::default(), 1)
+            scopegate_token_service::users::new_account("Robin", PASSWORD, Default::default(), 1)
                 .await
                 .unwrap();
         let second =
-            scopegate_token_service::users::new_record("robin", PASSWORD, Default::default(), 1)
+            scopegate_token_service::users::new_account("robin", PASSWORD, Default::default(), 1)
                 .await
                 .unwrap();
         store.insert_user(&first).await.unwrap();
@@ -403,13 +403,20 @@ async fn the_store_itself_refuses_a_name_differing_by_case_on_every_backend() {
 async fn older_database_with_a_case_pair(url: &str) {
     let store = store::open(url).await.unwrap();
     drop(store);
+    let hash = scopegate_token_service::secret::SecretHash::hash("a password");
+    let pair_rows = format!(
+        "INSERT INTO users (id, username, password_hash, attributes, created_at, updated_at) VALUES \
+         ('s1', 'Jane', '{hash}', '{{}}', 1, 1), ('s2', 'jane', '{hash}', '{{}}', 1, 1), \
+         ('s3', 'BOB', '{hash}', '{{}}', 1, 1), ('s4', 'bob', '{hash}', '{{}}', 1, 1)",
+        hash = hash.as_str()
+    );
     if url.starts_with("sqlite") {
         use sqlx::Connection;
         let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
         for statement in [
             "DROP INDEX users_by_lower_username",
             "DELETE FROM _sqlx_migrations WHERE version = 9",
-            "INSERT INTO users (id, username, password_hash, attributes, created_at, updated_at) VALUES ('s1', 'Jane', 'h', '{}', 1, 1), ('s2', 'jane', 'h', '{}', 1, 1), ('s3', 'BOB', 'h', '{}', 1, 1), ('s4', 'bob', 'h', '{}', 1, 1)",
+            &pair_rows,
         ] {
             sqlx::query(statement)
                 .execute(&mut connection)
@@ -422,7 +429,7 @@ async fn older_database_with_a_case_pair(url: &str) {
         for statement in [
             "DROP INDEX users_by_lower_username",
             "DELETE FROM _sqlx_migrations WHERE version = 9",
-            "INSERT INTO users (id, username, password_hash, attributes, created_at, updated_at) VALUES ('s1', 'Jane', 'h', '{}', 1, 1), ('s2', 'jane', 'h', '{}', 1, 1), ('s3', 'BOB', 'h', '{}', 1, 1), ('s4', 'bob', 'h', '{}', 1, 1)",
+            &pair_rows,
         ] {
             sqlx::query(statement)
                 .execute(&mut connection)

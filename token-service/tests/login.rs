@@ -799,15 +799,14 @@ async fn a_password_change_needs_the_current_password_every_time() {
     service
         .state
         .store()
-        .insert_user(&scopegate_token_service::store::UserRecord {
+        .insert_user(&scopegate_token_service::users::Account {
             id: "u-sam".into(),
             username: "sam".into(),
-            password_hash: scopegate_token_service::secret::SecretHash::hash("old password 1")
-                .as_str()
-                .to_owned(),
+            password: scopegate_token_service::secret::SecretHash::hash("old password 1"),
             attributes: serde_json::Map::new(),
-            created_at: now,
-            updated_at: now,
+            configured: false,
+            created_at: Some(now),
+            updated_at: Some(now),
         })
         .await
         .unwrap();

@@ -59,7 +59,7 @@ async fn service() -> TestService {
     ));
     // sam: a stored user (configured ones cannot be deleted or change their password here).
     let now = service.state.now();
-    let record = users::new_record("sam", SAM_PASSWORD, serde_json::Map::new(), now)
+    let record = users::new_account("sam", SAM_PASSWORD, serde_json::Map::new(), now)
         .await
         .unwrap();
     service.state.store().insert_user(&record).await.unwrap();

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Request, StatusCode, header};
 use scopegate_token_service::grant::authorization_code::s256;
-use scopegate_token_service::store::UserRecord;
+use scopegate_token_service::users::Account;
 use support::*;
 
 const PORTAL_REDIRECT: &str = "http://127.0.0.1:3000/portal-cb";
@@ -42,7 +42,7 @@ attributes = {{ given_name = "Joe" }}
     // A stored user with a given name but no company.
     let mut attributes = serde_json::Map::new();
     attributes.insert("given_name".into(), "Kim".into());
-    let kim = scopegate_token_service::users::new_record("kim", "kim-password-1", attributes, 1)
+    let kim = scopegate_token_service::users::new_account("kim", "kim-password-1", attributes, 1)
         .await
         .unwrap();
     service.state.store().insert_user(&kim).await.unwrap();
@@ -382,7 +382,7 @@ async fn signing_up_creates_the_user_collects_required_claims_and_continues_the_
     assert_eq!(claims["given_name"], "Lee");
     assert_eq!(claims["email"], "lee@example.test");
     assert_eq!(claims["email_verified"], false);
-    let stored: UserRecord = service
+    let stored: Account = service
         .state
         .store()
         .find_user_by_name("lee@example.test")
@@ -390,7 +390,7 @@ async fn signing_up_creates_the_user_collects_required_claims_and_continues_the_
         .unwrap()
         .unwrap();
     assert_eq!(claims["sub"], stored.id.as_str());
-    assert!(stored.password_hash.starts_with("$argon2id$"));
+    assert!(stored.password.as_str().starts_with("$argon2id$"));
     // The new password signs in, and the session gives codes without asking again.
     let account = service
         .state

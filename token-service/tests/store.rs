@@ -177,13 +177,14 @@ async fn records_round_trip_on_every_backend() {
 #[tokio::test]
 async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens_on_every_backend() {
     for (name, store, _keep) in backends().await {
-        let user = store::UserRecord {
+        let user = scopegate_token_service::users::Account {
             id: "u1".into(),
             username: "jane".into(),
-            password_hash: "h".into(),
+            password: scopegate_token_service::secret::SecretHash::hash("a password"),
             attributes: serde_json::Map::new(),
-            created_at: 1,
-            updated_at: 1,
+            configured: false,
+            created_at: Some(1),
+            updated_at: Some(1),
         };
         store.insert_user(&user).await.unwrap();
         let mut attributes = serde_json::Map::new();
@@ -205,7 +206,7 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens_on_every_b
         let found = store.find_user_by_name("jane").await.unwrap().unwrap();
         assert_eq!(
             (found.attributes, found.updated_at),
-            (attributes, 5),
+            (attributes, Some(5)),
             "{name}"
         );
 
@@ -297,13 +298,14 @@ async fn concurrent_attribute_changes_all_land_on_every_backend() {
     for (name, store, _keep) in backends().await {
         let mut start = serde_json::Map::new();
         start.insert("doomed".into(), true.into());
-        let user = store::UserRecord {
+        let user = scopegate_token_service::users::Account {
             id: "u9".into(),
             username: "kim".into(),
-            password_hash: "h".into(),
+            password: scopegate_token_service::secret::SecretHash::hash("a password"),
             attributes: start,
-            created_at: 1,
-            updated_at: 1,
+            configured: false,
+            created_at: Some(1),
+            updated_at: Some(1),
         };
         store.insert_user(&user).await.unwrap();
         let mut changes = tokio::task::JoinSet::new();

@@ -106,33 +106,6 @@ pub(in crate::store) struct ApiRecord {
     pub(in crate::store) created_at: u64,
 }
 
-/// A user kept in the store (added with `token-service user add`).
-#[derive(Clone)]
-pub struct UserRecord {
-    /// Stable identifier, the `sub` of the user's tokens.
-    pub id: String,
-    /// Login name.
-    pub username: String,
-    /// Argon2id PHC string of the password.
-    pub password_hash: String,
-    /// Standard and custom claims (a JSON object).
-    pub attributes: serde_json::Map<String, serde_json::Value>,
-    /// Seconds since the epoch.
-    pub created_at: u64,
-    /// Seconds since the epoch.
-    pub updated_at: u64,
-}
-
-impl std::fmt::Debug for UserRecord {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("UserRecord")
-            .field("id", &self.id)
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
-}
-
 /// An opaque access token, known by the SHA-256 digest of its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {

@@ -111,9 +111,11 @@ mod tests {
     use std::time::Duration;
 
     use super::super::prelude::*;
-    use super::super::{Revoked, Swept, TokenRecord, UserRecord};
+    use super::super::{Revoked, Swept, TokenRecord};
     use super::*;
     use crate::config::Client;
+    use crate::secret::SecretHash;
+    use crate::users::Account;
 
     fn token(digest: u8, client: &str, expires_at: u64) -> TokenRecord {
         TokenRecord {
@@ -204,25 +206,38 @@ mod tests {
         let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
         let mut attributes = serde_json::Map::new();
         attributes.insert("companyName".into(), "Bizcorp".into());
-        let user = UserRecord {
+        let user = Account {
             id: "u1".into(),
             username: "jane".into(),
-            password_hash: "h1".into(),
+            password: SecretHash::hash("first password"),
             attributes,
-            created_at: 1,
-            updated_at: 1,
+            configured: false,
+            created_at: Some(1),
+            updated_at: Some(1),
         };
         store.insert_user(&user).await.unwrap();
         let found = store.find_user_by_name("jane").await.unwrap().unwrap();
         assert_eq!(found.attributes["companyName"], "Bizcorp");
         assert!(matches!(
-            store.insert_user(&UserRecord { id: "u2".into(), ..user }).await,
+            store.insert_user(&Account { id: "u2".into(), ..user }).await,
             Err(StoreError::Duplicate(name)) if name == "jane"
         ));
-        assert!(store.set_password("jane", "h2", 5).await.unwrap());
-        assert!(!store.set_password("nobody", "h2", 5).await.unwrap());
+        let second = SecretHash::hash("second password");
+        assert!(
+            store
+                .set_password("jane", second.as_str(), 5)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .set_password("nobody", second.as_str(), 5)
+                .await
+                .unwrap()
+        );
         let found = store.find_user_by_name("jane").await.unwrap().unwrap();
-        assert_eq!((found.password_hash.as_str(), found.updated_at), ("h2", 5));
+        assert!(found.password.verify("second password") && !found.configured);
+        assert_eq!(found.updated_at, Some(5));
         assert_eq!(store.list_users().await.unwrap().len(), 1);
     }
 

@@ -5,22 +5,24 @@ use serde_json::{Map, Value};
 
 use super::db::{Row, sql};
 use super::sql::duplicate_or;
-use super::{SqlStore, StoreError, UserRecord};
+use super::{SqlStore, StoreError};
+use crate::secret::SecretHash;
+use crate::users::Account;
 
 /// Users added at run time (configured ones live in the configuration).
 #[async_trait]
 pub trait UserStore {
-    /// Adds a user; [`StoreError::Duplicate`] if the name is taken, ignoring ASCII case.
-    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Adds a stored user; [`StoreError::Duplicate`] if the name is taken, ignoring ASCII case.
+    async fn insert_user(&self, user: &Account) -> Result<(), StoreError>;
     /// A user by login name.
-    async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn find_user_by_name(&self, username: &str) -> Result<Option<Account>, StoreError>;
     /// Whether a stored user has this name, ignoring ASCII case (a new name must not differ
     /// from an existing one by case alone).
     async fn username_taken(&self, username: &str) -> Result<bool, StoreError>;
     /// A user by `sub`.
-    async fn find_user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn find_user_by_id(&self, id: &str) -> Result<Option<Account>, StoreError>;
     /// Every stored user, by login name.
-    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    async fn list_users(&self) -> Result<Vec<Account>, StoreError>;
     /// Replaces a user's password hash; `false` if there is no such user.
     async fn set_password(
         &self,
@@ -49,21 +51,27 @@ fn attributes_of(username: &str, text: &str) -> Result<Map<String, Value>, Store
     })
 }
 
-fn user_from_row(row: &Row) -> Result<UserRecord, StoreError> {
+fn user_from_row(row: &Row) -> Result<Account, StoreError> {
     let username = row.text("username")?;
-    Ok(UserRecord {
+    let password =
+        SecretHash::parse(&row.text("password_hash")?).map_err(|reason| StoreError::Corrupt {
+            table: "users",
+            reason: format!("user `{username}`: {reason}"),
+        })?;
+    Ok(Account {
         id: row.text("id")?,
-        password_hash: row.text("password_hash")?,
+        password,
         attributes: attributes_of(&username, &row.text("attributes")?)?,
         username,
-        created_at: row.int("created_at")?,
-        updated_at: row.int("updated_at")?,
+        configured: false,
+        created_at: Some(row.int("created_at")?),
+        updated_at: Some(row.int("updated_at")?),
     })
 }
 
 #[async_trait]
 impl UserStore for SqlStore {
-    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+    async fn insert_user(&self, user: &Account) -> Result<(), StoreError> {
         let attributes = Value::Object(user.attributes.clone()).to_string();
         let statement = sql(
             "INSERT INTO users (id, username, password_hash, attributes, created_at, updated_at) \
@@ -71,10 +79,10 @@ impl UserStore for SqlStore {
         )
         .text(&user.id)
         .text(&user.username)
-        .text(&user.password_hash)
+        .text(user.password.as_str())
         .text(&attributes)
-        .int(user.created_at)
-        .int(user.updated_at);
+        .int(user.created_at.unwrap_or_default())
+        .int(user.updated_at.unwrap_or_default());
         self.db
             .execute(statement)
             .await
@@ -82,7 +90,7 @@ impl UserStore for SqlStore {
         Ok(())
     }
 
-    async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    async fn find_user_by_name(&self, username: &str) -> Result<Option<Account>, StoreError> {
         self.db
             .optional(sql("SELECT * FROM users WHERE username = $1").text(username))
             .await?
@@ -100,7 +108,7 @@ impl UserStore for SqlStore {
         Ok(self.db.optional(statement).await?.is_some())
     }
 
-    async fn find_user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+    async fn find_user_by_id(&self, id: &str) -> Result<Option<Account>, StoreError> {
         self.db
             .optional(sql("SELECT * FROM users WHERE id = $1").text(id))
             .await?
@@ -109,7 +117,7 @@ impl UserStore for SqlStore {
             .transpose()
     }
 
-    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+    async fn list_users(&self) -> Result<Vec<Account>, StoreError> {
         self.db
             .all(sql("SELECT * FROM users ORDER BY username"))
             .await?

@@ -10,8 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::{AdminError, object_body, string_member};
 use crate::State;
-use crate::config;
-use crate::store::UserRecord;
+use crate::users::Account;
 use crate::users::PasswordError;
 
 /// Longest attribute name.
@@ -54,7 +53,7 @@ fn new_attributes(object: &Map<String, Value>) -> Result<Map<String, Value>, Adm
     }
 }
 
-fn stored_user_json(record: &UserRecord) -> Value {
+fn stored_user_json(record: &Account) -> Value {
     json!({
         "username": record.username,
         "sub": record.id,
@@ -65,7 +64,7 @@ fn stored_user_json(record: &UserRecord) -> Value {
     })
 }
 
-fn configured_user_json(user: &config::User) -> Value {
+fn configured_user_json(user: &Account) -> Value {
     json!({
         "username": user.username,
         "sub": user.username,
@@ -74,7 +73,7 @@ fn configured_user_json(user: &config::User) -> Value {
     })
 }
 
-fn configured<'a>(state: &'a State, username: &str) -> Option<&'a config::User> {
+fn configured<'a>(state: &'a State, username: &str) -> Option<&'a Account> {
     state
         .config()
         .users
@@ -142,7 +141,7 @@ fn refuse_configured(state: &State, username: &str) -> Result<(), AdminError> {
 }
 
 /// The stored user, or 409 for a configured one and 404 for an unknown one.
-async fn stored_user(state: &State, username: &str) -> Result<UserRecord, AdminError> {
+async fn stored_user(state: &State, username: &str) -> Result<Account, AdminError> {
     refuse_configured(state, username)?;
     state
         .store()
@@ -177,7 +176,7 @@ pub(crate) async fn update_user(
         .merge_user_attributes(&username, changes, now)
         .await?
         .ok_or_else(|| AdminError::not_found("user", &username))?;
-    record.updated_at = now;
+    record.updated_at = Some(now);
     Ok(Json(stored_user_json(&record)).into_response())
 }
 

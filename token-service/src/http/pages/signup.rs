@@ -228,12 +228,12 @@ pub(super) async fn create(
             StatusCode::CONFLICT,
         )
     };
-    let record = match state
+    let account = match state
         .directory()
         .create_user(username, password, attributes, now)
         .await
     {
-        Ok(record) => record,
+        Ok(account) => account,
         // A name that is a client's id is as taken as a user's, and says no more.
         Err(DirectoryError::Taken { .. } | DirectoryError::Clash { .. }) => return taken(),
         Err(DirectoryError::Invalid(ConfigError::Invalid { reason, .. })) => {
@@ -244,7 +244,7 @@ pub(super) async fn create(
             return unavailable();
         }
     };
-    tracing::info!(sub = %record.id, client_id = %checked.client.id, "account created by sign-up");
+    tracing::info!(sub = %account.id, client_id = %checked.client.id, "account created by sign-up");
     // From here on the account exists: a failure must not say it was not created.
     let created_but_not_signed_in = || {
         Refusal::Page(
@@ -252,13 +252,6 @@ pub(super) async fn create(
             "Your account was created, but you could not be signed in right now. Go back to the application and sign in.".into(),
         )
         .into_response()
-    };
-    let account = match users::from_record(record) {
-        Ok(account) => account,
-        Err(error) => {
-            tracing::error!(%error, "a new account could not be read back");
-            return created_but_not_signed_in();
-        }
     };
     let (cookie, session) = match session::start(&state, &account).await {
         Ok(started) => started,
