@@ -1,7 +1,7 @@
 //! The one path by which this service verifies the JWTs it issued: `scopegate-validator`, fed
 //! the key ring in-process (no HTTP call to itself). Access tokens and `id_token_hint`s each
 //! have a validator of their own; whether a verified token is still *active* (not revoked, its
-//! client and user still there) is [`tokens::lookup`](crate::tokens::lookup)'s question.
+//! client and user still there) is [`tokens::lookup`]'s question.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,7 +114,7 @@ impl OwnTokens {
     }
 
     /// Access tokens (`typ` at+jwt) of this issuer, of any audience; `exp` is checked with
-    /// [`LEEWAY`], so callers hold it strictly.
+    /// a few seconds' leeway, so callers hold it strictly.
     #[must_use]
     pub fn access_tokens(&self) -> &Validator {
         &self.access

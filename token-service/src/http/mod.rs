@@ -1,6 +1,6 @@
 //! The HTTP surface: thin handlers (parse → call the domain → build the response). The domain
 //! knows no HTTP; this side wraps it with its layers (the service's own scope layers, body
-//! limit, request spans), its CSRF key, and the HTTP answers of domain errors ([`error`]).
+//! limit, request spans), its CSRF key, and the HTTP answers of domain errors (`http/error.rs`).
 
 pub(crate) mod admin;
 mod client_auth;

@@ -261,7 +261,7 @@ pub trait Store:
     async fn sweep(&self, cutoff: u64) -> Result<Swept, StoreError>;
 }
 
-/// The store on SQLite or Postgres: statements go through one [`db::Db`] handle; access-token
+/// The store on SQLite or Postgres: statements go through one handle (`db.rs`); access-token
 /// rows are group-committed.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
