@@ -617,9 +617,12 @@ pub fn build_client(
         None => None,
         Some(defaults) => {
             let defaults = parse_scopes(&field("default_scopes"), &defaults)?;
-            scopegate_validator::scope::grant(&defaults, &allowed)
-                .map_err(|error| invalid(field("default_scopes"), error.to_string()))?;
-            Some(defaults)
+            // Kept as granted, not as written: `p:n` means the permissions of it the client
+            // has, never the literal `p:n` it does not.
+            Some(
+                scopegate_validator::scope::grant(&defaults, &allowed)
+                    .map_err(|error| invalid(field("default_scopes"), error.to_string()))?,
+            )
         }
     };
     Ok(Client {
@@ -797,7 +800,10 @@ impl RawConfig {
             .key_reload_interval
             .map_or(Duration::from_secs(30), |d| d.0);
         if key_reload_interval.is_zero() || key_reload_interval > Duration::from_secs(3600) {
-            return Err(invalid("signing.key_reload_interval", "must be 1s..=1h"));
+            return Err(invalid(
+                "signing.key_reload_interval",
+                "must be more than 0 and at most 1h",
+            ));
         }
         let announce_period = self.signing.announce_period.map_or(
             (2 * jwks_max_age).max(jwks_max_age + key_reload_interval),
@@ -903,7 +909,12 @@ impl RawConfig {
             database_wait: match self.limits.database_wait.map(|d| d.0) {
                 None => Duration::from_secs(3),
                 Some(wait) if !wait.is_zero() && wait <= Duration::from_secs(60) => wait,
-                Some(_) => return Err(invalid("limits.database_wait", "must be 1ms..=60s")),
+                Some(_) => {
+                    return Err(invalid(
+                        "limits.database_wait",
+                        "must be more than 0 and at most 60s",
+                    ));
+                }
             },
         };
 
@@ -1255,6 +1266,16 @@ storage = "sqlite::memory:"
         )
         .unwrap_err();
         assert_eq!(field_of(error), "clients[0].default_scopes");
+    }
+
+    #[test]
+    fn default_scopes_are_kept_as_granted() {
+        let config = with(
+            "[[clients]]\nid = \"a\"\nsecret = \"s\"\ngrants = [\"client_credentials\"]\nscopes = [\"x:y:read\", \"x:y:write\", \"z:w:read\"]\ndefault_scopes = [\"x:y\"]\n",
+        )
+        .unwrap();
+        let defaults = config.clients[0].default_scopes.as_ref().unwrap();
+        assert_eq!(defaults.to_string(), "x:y:read x:y:write");
     }
 
     #[test]
