@@ -255,7 +255,7 @@ async fn a_browser_signs_in_through_the_web_login_example() {
     let state = State::with_store(config, store, Arc::new(SystemClock))
         .await
         .unwrap();
-    tokio::spawn(scopegate_token_service::serve(
+    tokio::spawn(scopegate_token_service::http::serve(
         state,
         service_listener,
         std::future::pending(),

@@ -90,7 +90,7 @@ async fn start_with(clock: Option<MockClock>) -> Stack {
         .await
         .unwrap();
     let serving = state.clone();
-    tokio::spawn(scopegate_token_service::serve(
+    tokio::spawn(scopegate_token_service::http::serve(
         serving,
         listener,
         std::future::pending(),

@@ -26,8 +26,9 @@ use std::time::Instant;
 
 use base64::Engine;
 use scopegate_token_service::config::Config;
+use scopegate_token_service::http::app;
 use scopegate_token_service::keys::{KeyAlgorithm, SigningKey};
-use scopegate_token_service::{State, app, store};
+use scopegate_token_service::{State, store};
 use scopegate_validator::SystemClock;
 
 const API: &str = "https://api.example.test";

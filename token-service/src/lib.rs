@@ -6,16 +6,9 @@
 //! key rotation, and discovery (RFC 8414 / OpenID Connect). One instance on SQLite, or several
 //! sharing Postgres.
 //!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use scopegate_token_service::{Config, State, app, config::Source};
-//!
-//! let config = Config::load(&Source::Demo)?;
-//! let state = State::start(config).await?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! axum::serve(listener, app(state).await?).await?;
-//! # Ok(()) }
-//! ```
+//! The domain — every module but [`http`] — knows no HTTP. [`http`] wraps it with routes,
+//! layers, pages and the HTTP answers of its errors; start there to serve the service (its
+//! `serve`) or to embed its routes (its `app`).
 
 pub mod clients;
 pub mod config;
@@ -44,7 +37,6 @@ use arc_swap::ArcSwap;
 use scopegate_validator::{Clock, SystemClock};
 
 pub use config::Config;
-pub use http::{AppError, app, serve};
 
 use crate::clients::Registry;
 use crate::keys::{KeyError, KeyRing};

@@ -288,7 +288,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     tracing::info!(%listen, %issuer, "token service ready");
-    scopegate_token_service::serve(state, listener, shutdown_signal()).await?;
+    scopegate_token_service::http::serve(state, listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -213,6 +213,12 @@ impl Users {
         self.store.username_taken(username).await
     }
 
+    /// Whether `username` is a configured user (read-only here).
+    #[must_use]
+    pub fn is_configured(&self, username: &str) -> bool {
+        self.configured.contains_key(username)
+    }
+
     /// Gives a stored user a new password — checked against the password rule, hashed off the
     /// async workers — and ends what the old one opened: every session of theirs except
     /// `keep_sid` (the one that made the change, if any) is ended, and every refresh token
@@ -230,7 +236,7 @@ impl Users {
         now: u64,
     ) -> Result<(), PasswordError> {
         check_new_password(username, password).map_err(PasswordError::Rule)?;
-        if self.configured.contains_key(username) {
+        if self.is_configured(username) {
             return Err(PasswordError::Configured(username.to_owned()));
         }
         let Some(user) = self.store.find_user_by_name(username).await? else {

@@ -11,9 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::*;
 
-const ADMIN: (&str, &str) = ("admin", "admin-secret");
 const AUDITOR: (&str, &str) = ("auditor", "auditor-secret");
-const ADMIN_OPAQUE: (&str, &str) = ("admin-opaque", "admin-opaque-secret");
 const USERS_ONLY: (&str, &str) = ("user-manager", "user-manager-secret");
 
 struct Admin {
@@ -27,21 +25,7 @@ impl Admin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
         let config = format!(
-            r#"{}
-[[clients]]
-id = "admin"
-secret = "admin-secret"
-grants = ["client_credentials"]
-scopes = ["scopegate:users:*", "scopegate:clients:*"]
-token_format = "jwt"
-
-[[clients]]
-id = "admin-opaque"
-secret = "admin-opaque-secret"
-grants = ["client_credentials"]
-scopes = ["scopegate:users:*", "scopegate:clients:*"]
-token_format = "opaque"
-
+            r#"{}{ADMIN_CLIENTS}
 [[clients]]
 id = "auditor"
 secret = "auditor-secret"
@@ -58,7 +42,7 @@ scopes = ["scopegate:users:*"]
             config_text(&issuer, "ES256")
         );
         let service = TestService::start_with(&config).await;
-        tokio::spawn(scopegate_token_service::serve(
+        tokio::spawn(scopegate_token_service::http::serve(
             service.state.clone(),
             listener,
             std::future::pending(),
@@ -71,11 +55,7 @@ scopes = ["scopegate:users:*"]
     }
 
     async fn token_of(&self, client: (&str, &str)) -> String {
-        let answer = self.service.token(client, "").await;
-        answer["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no token for {}: {answer}", client.0))
-            .to_owned()
+        self.service.access_token(client).await
     }
 
     async fn call(

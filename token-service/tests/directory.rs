@@ -15,24 +15,18 @@ use http::{Request, StatusCode, header};
 use scopegate_token_service::config::Config;
 use scopegate_token_service::directory::{Directory, DirectoryError};
 use scopegate_token_service::grant::authorization_code::s256;
-use scopegate_token_service::store::{self, Store};
+use scopegate_token_service::store;
 use support::postgres::TestDatabase;
 use support::*;
 
 const SIGNUP_REDIRECT: &str = "http://127.0.0.1:3000/join-cb";
 const PASSWORD: &str = "a long enough password";
 
-/// The shared configuration, an admin client, and a public client offering sign-up (no
+/// The shared configuration, the admin clients, and a public client offering sign-up (no
 /// required claims, so its form is a name and a password).
 fn config_at(storage: &str) -> String {
     format!(
-        r#"{}
-[[clients]]
-id = "admin"
-secret = "admin-secret"
-grants = ["client_credentials"]
-scopes = ["scopegate:users:*", "scopegate:clients:*"]
-
+        r#"{}{ADMIN_CLIENTS}
 [[clients]]
 id = "join"
 public = true
@@ -70,10 +64,7 @@ impl Paths {
             dir,
             url: storage,
         };
-        let admin_token = service.token(("admin", "admin-secret"), "").await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let admin_token = service.access_token(ADMIN).await;
         Self {
             service,
             config_file,
@@ -332,24 +323,6 @@ fn the_configuration_gives_each_scope_one_owner() {
 
 // ---- the database: unique without regard to case -----------------------------------------
 
-async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Box<dyn std::any::Any>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = format!("sqlite://{}/store.db", dir.path().display());
-    let database = TestDatabase::create().await;
-    vec![
-        (
-            "sqlite file",
-            store::open(&file).await.unwrap(),
-            Box::new(dir),
-        ),
-        (
-            "postgres",
-            store::open(&database.url).await.unwrap(),
-            Box::new(database),
-        ),
-    ]
-}
-
 #[tokio::test]
 async fn concurrent_creations_of_one_name_in_different_cases_make_one_user_on_every_backend() {
     for (backend, store, _keep) in backends().await {
@@ -410,27 +383,31 @@ async fn older_database_with_a_case_pair(url: &str) {
          ('s3', 'BOB', '{hash}', '{{}}', 1, 1), ('s4', 'bob', '{hash}', '{{}}', 1, 1)",
         hash = hash.as_str()
     );
-    if url.starts_with("sqlite") {
-        use sqlx::Connection;
-        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-        for statement in [
+    execute_all(
+        url,
+        &[
             "DROP INDEX users_by_lower_username",
             "DELETE FROM _sqlx_migrations WHERE version = 9",
             &pair_rows,
-        ] {
+        ],
+    )
+    .await;
+}
+
+/// Runs `statements` on the SQLite or Postgres database at `url`, as an older version could have.
+async fn execute_all(url: &str, statements: &[&str]) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite") {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+        for statement in statements {
             sqlx::query(statement)
                 .execute(&mut connection)
                 .await
                 .unwrap();
         }
     } else {
-        use sqlx::Connection;
         let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-        for statement in [
-            "DROP INDEX users_by_lower_username",
-            "DELETE FROM _sqlx_migrations WHERE version = 9",
-            &pair_rows,
-        ] {
+        for statement in statements {
             sqlx::query(statement)
                 .execute(&mut connection)
                 .await
@@ -460,21 +437,10 @@ async fn an_older_database_with_names_differing_by_case_stops_the_upgrade_naming
 }
 
 async fn rename(url: &str, renames: &[(&str, &str)]) {
-    use sqlx::Connection;
-    for (id, name) in renames {
-        let statement = format!("UPDATE users SET username = '{name}' WHERE id = '{id}'");
-        if url.starts_with("sqlite") {
-            let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-            sqlx::query(&statement)
-                .execute(&mut connection)
-                .await
-                .unwrap();
-        } else {
-            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::query(&statement)
-                .execute(&mut connection)
-                .await
-                .unwrap();
-        }
-    }
+    let statements: Vec<String> = renames
+        .iter()
+        .map(|(id, name)| format!("UPDATE users SET username = '{name}' WHERE id = '{id}'"))
+        .collect();
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    execute_all(url, &statements).await;
 }

@@ -23,15 +23,20 @@ impl Write for Captured {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn trace_logs_hold_no_tokens_or_secrets() {
+/// Every event at every level on this thread, into the returned buffer, while the guard lives.
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn trace_logs_hold_no_tokens_or_secrets() {
+    let (captured, _guard) = capture();
 
     let service = TestService::start().await;
     let jwt = service.token(JWT_CLIENT, "").await["access_token"]
@@ -87,13 +92,7 @@ async fn trace_logs_hold_no_tokens_or_secrets() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn request_logs_record_the_path_without_the_query() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture();
 
     let service = TestService::start().await;
     // A logout hint and an authorization request carry what a log must not keep.

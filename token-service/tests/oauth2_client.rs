@@ -47,7 +47,7 @@ async fn serve(algorithm: &str) -> Running {
     let service = TestService::start_with(&config_text(&issuer, algorithm)).await;
     let state = service.state.clone();
     let task = tokio::spawn(async move {
-        scopegate_token_service::serve(state, listener, std::future::pending())
+        scopegate_token_service::http::serve(state, listener, std::future::pending())
             .await
             .unwrap();
     });
@@ -256,7 +256,7 @@ async fn graceful_shutdown_finishes_and_stops_listening() {
     let service =
         TestService::start_with(&config_text(&format!("http://{address}"), "ES256")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(scopegate_token_service::serve(
+    let task = tokio::spawn(scopegate_token_service::http::serve(
         service.state.clone(),
         listener,
         async move {

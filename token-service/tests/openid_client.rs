@@ -98,7 +98,7 @@ async fn openidconnect_relying_party_completes_the_code_flow_and_refreshes() {
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     let service = TestService::start_with(&config_text(&issuer, "RS256")).await;
     let state = service.state.clone();
-    tokio::spawn(scopegate_token_service::serve(
+    tokio::spawn(scopegate_token_service::http::serve(
         state,
         listener,
         std::future::pending(),
@@ -214,7 +214,7 @@ async fn userinfo_is_guarded_by_tower_scopegate() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     let service = TestService::start_with(&config_text(&issuer, "ES256")).await;
-    tokio::spawn(scopegate_token_service::serve(
+    tokio::spawn(scopegate_token_service::http::serve(
         service.state.clone(),
         listener,
         std::future::pending(),

@@ -18,8 +18,6 @@ use support::*;
 
 const REDIRECT: &str = "http://127.0.0.1:3000/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const ADMIN: (&str, &str) = ("admin", "admin-secret");
-const ADMIN_OPAQUE: (&str, &str) = ("admin-opaque", "admin-opaque-secret");
 const SAM_PASSWORD: &str = "sam-password-1";
 
 fn service_config() -> String {
@@ -27,24 +25,7 @@ fn service_config() -> String {
 }
 
 fn service_config_at(issuer: &str) -> String {
-    format!(
-        r#"{}
-[[clients]]
-id = "admin"
-secret = "admin-secret"
-grants = ["client_credentials"]
-scopes = ["scopegate:users:*", "scopegate:clients:*"]
-token_format = "jwt"
-
-[[clients]]
-id = "admin-opaque"
-secret = "admin-opaque-secret"
-grants = ["client_credentials"]
-scopes = ["scopegate:users:*", "scopegate:clients:*"]
-token_format = "opaque"
-"#,
-        config_text(issuer, "ES256")
-    )
+    format!("{}{ADMIN_CLIENTS}", config_text(issuer, "ES256"))
 }
 
 /// The service, listening at its issuer URL.
@@ -52,7 +33,7 @@ async fn service() -> TestService {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     let service = TestService::start_with(&service_config_at(&issuer)).await;
-    tokio::spawn(scopegate_token_service::serve(
+    tokio::spawn(scopegate_token_service::http::serve(
         service.state.clone(),
         listener,
         std::future::pending(),
@@ -161,10 +142,7 @@ async fn the_services_own_tokens_are_checked_without_calling_the_service() {
     // in-process.
     let service = TestService::start_with(&service_config()).await;
     for client in [ADMIN, ADMIN_OPAQUE] {
-        let token = service.token(client, "").await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = service.access_token(client).await;
         assert!(
             opens(&service, "/admin/users", &token).await,
             "{}",
@@ -181,10 +159,7 @@ async fn the_services_own_tokens_are_checked_without_calling_the_service() {
 async fn an_admin_token_revoked_at_revoke_no_longer_opens_the_admin_api() {
     let service = service().await;
     for client in [ADMIN, ADMIN_OPAQUE] {
-        let token = service.token(client, "").await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = service.access_token(client).await;
         assert!(
             opens(&service, "/admin/users", &token).await,
             "{}",
@@ -262,10 +237,7 @@ async fn a_deleted_users_tokens_no_longer_open_userinfo_or_introspect_active() {
     let signed_in = sign_in(&service, "sam", SAM_PASSWORD).await;
     assert!(opens(&service, "/userinfo", signed_in.access()).await);
     assert!(active(&service, signed_in.access()).await);
-    let admin = service.token(ADMIN, "").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = service.access_token(ADMIN).await;
     let request = Request::delete("/admin/users/sam")
         .header(header::AUTHORIZATION, format!("Bearer {admin}"))
         .body(Body::empty())
@@ -331,10 +303,7 @@ async fn a_client_cannot_revoke_another_clients_tokens_and_nothing_changes() {
         assert_eq!(foreign.status, StatusCode::BAD_REQUEST, "{}", foreign.text);
         assert_eq!(foreign.error(), "unauthorized_client");
     }
-    let admin = service.token(ADMIN, "").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = service.access_token(ADMIN).await;
     let by_public = service
         .post("/revoke", None, &format!("client_id=web-app&token={admin}"))
         .await;
@@ -350,10 +319,7 @@ async fn a_client_cannot_revoke_another_clients_tokens_and_nothing_changes() {
 #[tokio::test]
 async fn a_confidential_client_must_authenticate_to_revoke() {
     let service = service().await;
-    let token = service.token(ADMIN, "").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = service.access_token(ADMIN).await;
     // Naming a confidential client without its secret is no authentication.
     let unauthenticated = service
         .post("/revoke", None, &format!("client_id=admin&token={token}"))
@@ -442,10 +408,7 @@ async fn a_password_set_by_an_operator_ends_every_session_of_the_user() {
     let service = service().await;
     let first = sign_in(&service, "sam", SAM_PASSWORD).await;
     let second = sign_in(&service, "sam", SAM_PASSWORD).await;
-    let admin = service.token(ADMIN, "").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = service.access_token(ADMIN).await;
     let request = Request::put("/admin/users/sam/password")
         .header(header::AUTHORIZATION, format!("Bearer {admin}"))
         .header(header::CONTENT_TYPE, "application/json")

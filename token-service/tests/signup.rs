@@ -615,7 +615,7 @@ async fn sign_ups_from_one_address_are_throttled() {
             "2001:db8:1:2::b"
         };
         let request = from(address, format!("burst{index}"));
-        let app = scopegate_token_service::app(service.state.clone())
+        let app = scopegate_token_service::http::app(service.state.clone())
             .await
             .unwrap();
         burst.spawn(async move {

@@ -11,33 +11,10 @@ use std::sync::Arc;
 use scopegate_token_service::keys::KeyAlgorithm;
 use scopegate_token_service::rotation;
 use scopegate_token_service::store::{
-    self, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, Store, TokenRecord,
+    self, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, TokenRecord,
 };
-use support::postgres::{TestDatabase, with_database};
-
-/// Each backend, with whatever keeps it alive.
-async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Box<dyn std::any::Any>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = format!("sqlite://{}/store.db", dir.path().display());
-    let database = TestDatabase::create().await;
-    vec![
-        (
-            "sqlite memory",
-            store::open("sqlite::memory:").await.unwrap(),
-            Box::new(()),
-        ),
-        (
-            "sqlite file",
-            store::open(&file).await.unwrap(),
-            Box::new(dir),
-        ),
-        (
-            "postgres",
-            store::open(&database.url).await.unwrap(),
-            Box::new(database),
-        ),
-    ]
-}
+use support::backends;
+use support::postgres::with_database;
 
 fn code(digest: u8) -> CodeRecord {
     CodeRecord {

@@ -1,6 +1,18 @@
 //! The HTTP surface: thin handlers (parse → call the domain → build the response). The domain
 //! knows no HTTP; this side wraps it with its layers (the service's own scope layers, body
 //! limit, request spans), its CSRF key, and the HTTP answers of domain errors (`http/error.rs`).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use scopegate_token_service::{Config, State, config::Source, http};
+//!
+//! let config = Config::load(&Source::Demo)?;
+//! let state = State::start(config).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! // Or embed the routes: `axum::serve(listener, http::app(state).await?)`.
+//! http::serve(state, listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
 
 pub(crate) mod admin;
 mod client_auth;

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::db::Db;
 use super::group_commit::TokenWriter;
-use super::sql::{USERNAMES_DIFFERING_BY_CASE, usernames_differing_by_case};
+use super::sql::refuse_usernames_differing_by_case;
 use super::{SqlStore, StoreError};
 
 /// A pooled connection idle this long is pinged before it is used.
@@ -70,15 +70,7 @@ impl SqlStore {
             .max_lifetime(Some(Duration::from_secs(1800)))
             .connect_with(options)
             .await?;
-        let has_users: bool = sqlx::query_scalar("SELECT to_regclass('users') IS NOT NULL")
-            .fetch_one(&pool)
-            .await?;
-        if has_users {
-            let pairs: Vec<(String, String)> = sqlx::query_as(USERNAMES_DIFFERING_BY_CASE)
-                .fetch_all(&pool)
-                .await?;
-            usernames_differing_by_case(&pairs)?;
-        }
+        refuse_usernames_differing_by_case(&Db::Postgres(pool.clone())).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let tokens = TokenWriter::start(Db::Postgres(pool.clone()), TOKEN_WRITERS, None);
         Ok(Self {

@@ -2,6 +2,7 @@
 //! error, the revoked-grant mark, and the start-up check of usernames.
 
 use super::StoreError;
+use super::db::{Db, sql};
 
 /// The `jti` of the row that marks a grant revoked (no real jti starts with `!`).
 pub(super) const REVOKED_MARK: &str = "!revoked";
@@ -41,21 +42,38 @@ pub(super) fn digest_of(table: &'static str, bytes: &[u8]) -> Result<[u8; 32], S
     })
 }
 
-/// Pairs of stored usernames that differ by case alone (none once migration 0009 is applied).
-pub(super) const USERNAMES_DIFFERING_BY_CASE: &str = "SELECT a.username AS one, b.username AS other \
-     FROM users a JOIN users b ON lower(a.username) = lower(b.username) AND a.username < b.username \
-     ORDER BY a.username";
-
 /// Migration 0009 makes usernames unique without regard to case; a database holding names
-/// that differ by case alone cannot take it, and must be told which.
-pub(super) fn usernames_differing_by_case(pairs: &[(String, String)]) -> Result<(), StoreError> {
+/// that differ by case alone cannot take it, and must be told which. Run before migrating.
+pub(super) async fn refuse_usernames_differing_by_case(db: &Db) -> Result<(), StoreError> {
+    let users_table = match db {
+        Db::Sqlite(_) => {
+            "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'users'"
+        }
+        Db::Postgres(_) => "SELECT 1 AS found WHERE to_regclass('users') IS NOT NULL",
+    };
+    if db.optional(sql(users_table)).await?.is_none() {
+        return Ok(());
+    }
+    let pairs = db
+        .all(sql(
+            "SELECT a.username AS one, b.username AS other FROM users a JOIN users b \
+             ON lower(a.username) = lower(b.username) AND a.username < b.username \
+             ORDER BY a.username",
+        ))
+        .await?;
     if pairs.is_empty() {
         return Ok(());
     }
-    let listed: Vec<String> = pairs
+    let listed = pairs
         .iter()
-        .map(|(one, other)| format!("`{one}` and `{other}`"))
-        .collect();
+        .map(|pair| {
+            Ok(format!(
+                "`{}` and `{}`",
+                pair.text("one")?,
+                pair.text("other")?
+            ))
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Err(StoreError::Corrupt {
         table: "users",
         reason: format!(

@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::db::Db;
 use super::group_commit::TokenWriter;
-use super::sql::{USERNAMES_DIFFERING_BY_CASE, usernames_differing_by_case};
+use super::sql::refuse_usernames_differing_by_case;
 use super::{SqlStore, StoreError};
 
 impl SqlStore {
@@ -58,17 +58,7 @@ impl SqlStore {
         if !memory {
             restrict_permissions(&file);
         }
-        let has_users: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users')",
-        )
-        .fetch_one(&pool)
-        .await?;
-        if has_users {
-            let pairs: Vec<(String, String)> = sqlx::query_as(USERNAMES_DIFFERING_BY_CASE)
-                .fetch_all(&pool)
-                .await?;
-            usernames_differing_by_case(&pairs)?;
-        }
+        refuse_usernames_differing_by_case(&Db::Sqlite(pool.clone())).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         // The token writer's own connection: its page cache stays valid between batches
         // (a pooled one would have been invalidated by other connections' writes meanwhile).

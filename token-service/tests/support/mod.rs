@@ -22,9 +22,10 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use scopegate_token_service::State;
 use scopegate_token_service::config::Config;
+use scopegate_token_service::http::app;
 use scopegate_token_service::store::{SqlStore, Store};
-use scopegate_token_service::{State, app};
 use scopegate_validator::MockClock;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -184,6 +185,15 @@ impl TestService {
             .await
     }
 
+    /// Just the `access_token` of [`token`](Self::token).
+    pub async fn access_token(&self, client: (&str, &str)) -> String {
+        let answer = self.token(client, "").await;
+        answer["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token for {}: {answer}", client.0))
+            .to_owned()
+    }
+
     /// A token for `client` (Basic) with `extra` form parameters; panics unless 200.
     pub async fn token(&self, client: (&str, &str), extra: &str) -> Value {
         let answer = self
@@ -208,6 +218,54 @@ impl TestService {
 }
 
 pub const JWT_CLIENT: (&str, &str) = ("svc-jwt", "jwt-secret");
+pub const ADMIN: (&str, &str) = ("admin", "admin-secret");
+pub const ADMIN_OPAQUE: (&str, &str) = ("admin-opaque", "admin-opaque-secret");
+
+/// Clients of the admin API (every admin scope), to append to [`config_text`].
+pub const ADMIN_CLIENTS: &str = r#"
+[[clients]]
+id = "admin"
+secret = "admin-secret"
+grants = ["client_credentials"]
+scopes = ["scopegate:users:*", "scopegate:clients:*"]
+token_format = "jwt"
+
+[[clients]]
+id = "admin-opaque"
+secret = "admin-opaque-secret"
+grants = ["client_credentials"]
+scopes = ["scopegate:users:*", "scopegate:clients:*"]
+token_format = "opaque"
+"#;
+
+/// A store on every backend: SQLite in memory, SQLite in a file, and a fresh Postgres database;
+/// the third member keeps the file's folder or the database alive.
+pub async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Box<dyn std::any::Any>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!("sqlite://{}/store.db", dir.path().display());
+    let database = postgres::TestDatabase::create().await;
+    vec![
+        (
+            "sqlite memory",
+            scopegate_token_service::store::open("sqlite::memory:")
+                .await
+                .unwrap(),
+            Box::new(()),
+        ),
+        (
+            "sqlite file",
+            scopegate_token_service::store::open(&file).await.unwrap(),
+            Box::new(dir),
+        ),
+        (
+            "postgres",
+            scopegate_token_service::store::open(&database.url)
+                .await
+                .unwrap(),
+            Box::new(database),
+        ),
+    ]
+}
 pub const OPAQUE_CLIENT: (&str, &str) = ("svc-opaque", "opaque-secret");
 pub const API_CREDENTIALS: (&str, &str) = (API, API_SECRET);
 pub const OTHER_API_CREDENTIALS: (&str, &str) = (OTHER_API, "other-secret");

@@ -9,10 +9,8 @@ use http::{HeaderMap, StatusCode};
 use super::Pages;
 use super::claims_form::{claims_page, missing_for, read_values, unavailable};
 use super::cookies::current_session;
-use super::csrf::posted_form;
-use super::finish::complete;
-use super::kit::{Refusal, request_refused};
-use crate::grant::authorization_request;
+use super::finish::{complete, posted_request};
+use super::kit::Refusal;
 
 /// `POST /claims`: stores the values typed, then issues the code.
 pub(crate) async fn submit(
@@ -20,15 +18,11 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match posted_form(&state, &headers, &body, "form") {
-        Ok(form) => form,
-        Err(refusal) => return *refusal,
+    let (form, checked) = match posted_request(&state, &headers, &body, "form").await {
+        Ok(posted) => posted,
+        Err(response) => return response,
     };
     let request = form.get("request").unwrap_or_default();
-    let checked = match authorization_request::check(&state, request).await {
-        Ok(checked) => checked,
-        Err(error) => return request_refused(&state, error),
-    };
     let session = match current_session(&state, &headers).await {
         Ok(Some(session)) => session,
         Ok(None) => {

@@ -6,10 +6,29 @@ use http::HeaderMap;
 
 use super::Pages;
 use super::claims_form;
-use super::kit::{error_redirect, redirect_to};
+use super::csrf::posted_form;
+use super::kit::{error_redirect, redirect_to, request_refused};
 use crate::grant::authorization_code;
-use crate::grant::authorization_request::AuthorizationRequest;
+use crate::grant::authorization_request::{self, AuthorizationRequest};
+use crate::http::form::Form;
 use crate::store::SessionRecord;
+
+/// A form posted by one of our pages on the way through an authorization request (`what`
+/// names it in refusals): CSRF-checked, with the request it carries checked again (a page
+/// never trusts what it put in a hidden field).
+pub(crate) async fn posted_request(
+    pages: &Pages,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<(Form, AuthorizationRequest), Response> {
+    let form = posted_form(pages, headers, body, what).map_err(|refusal| *refusal)?;
+    let request = form.get("request").unwrap_or_default();
+    let checked = authorization_request::check(pages, request)
+        .await
+        .map_err(|error| request_refused(pages, error))?;
+    Ok((form, checked))
+}
 
 /// Issues the code and sends the browser back to the client — unless the user must first
 /// supply claims the client requires (`request` is the authorization request, for that page).

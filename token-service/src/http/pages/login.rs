@@ -10,11 +10,10 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::Pages;
 use super::cookies::{session_cookie, set_cookie};
-use super::csrf::{NONCE_COOKIE, csrf_pair, posted_form};
-use super::finish::complete;
-use super::kit::{escape, page, request_refused};
+use super::csrf::{NONCE_COOKIE, csrf_pair};
+use super::finish::{complete, posted_request};
+use super::kit::{escape, page};
 use crate::config::Client;
-use crate::grant::authorization_request;
 use crate::session;
 
 /// The sign-in form; `request` is the authorization request it completes.
@@ -70,15 +69,11 @@ pub(crate) async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match posted_form(&state, &headers, &body, "sign-in form") {
-        Ok(form) => form,
-        Err(refusal) => return *refusal,
+    let (form, checked) = match posted_request(&state, &headers, &body, "sign-in form").await {
+        Ok(posted) => posted,
+        Err(response) => return response,
     };
     let request = form.get("request").unwrap_or_default();
-    let checked = match authorization_request::check(&state, request).await {
-        Ok(checked) => checked,
-        Err(error) => return request_refused(&state, error),
-    };
     let username = form.get("username").unwrap_or_default();
     let password = form.get("password").unwrap_or_default();
     let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());

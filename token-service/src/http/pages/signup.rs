@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::Pages;
 use super::claims_form;
 use super::cookies::{session_cookie, set_cookie};
-use super::csrf::{NONCE_COOKIE, csrf_pair, posted_form};
-use super::finish::complete;
+use super::csrf::{NONCE_COOKIE, csrf_pair};
+use super::finish::{complete, posted_request};
 use super::kit::{Refusal, escape, page, request_refused};
 use crate::State;
 use crate::config::ConfigError;
@@ -96,20 +96,15 @@ fn signup_page(
     response
 }
 
-/// The request, checked, from a client that offers sign-up.
-async fn check_offered(state: &State, request: &str) -> Result<AuthorizationRequest, Response> {
-    let checked = authorization_request::check(state, request)
-        .await
-        .map_err(|error| request_refused(state, error))?;
-    if checked.client.self_signup {
-        Ok(checked)
-    } else {
-        Err(Refusal::Page(
+/// The refusal for a request whose client does not offer sign-up.
+fn not_offered(checked: &AuthorizationRequest) -> Option<Response> {
+    (!checked.client.self_signup).then(|| {
+        Refusal::Page(
             StatusCode::FORBIDDEN,
             "This application does not offer sign-up here.".into(),
         )
-        .into_response())
-    }
+        .into_response()
+    })
 }
 
 fn unavailable() -> Response {
@@ -127,17 +122,21 @@ pub(super) async fn show(
     headers: HeaderMap,
 ) -> Response {
     let request = query.unwrap_or_default();
-    match check_offered(&state, &request).await {
-        Ok(checked) => signup_page(
-            &state,
-            &headers,
-            &request,
-            &checked,
-            &Typed::default(),
-            StatusCode::OK,
-        ),
-        Err(response) => response,
+    let checked = match authorization_request::check(&state, &request).await {
+        Ok(checked) => checked,
+        Err(error) => return request_refused(&state, error),
+    };
+    if let Some(refusal) = not_offered(&checked) {
+        return refusal;
     }
+    signup_page(
+        &state,
+        &headers,
+        &request,
+        &checked,
+        &Typed::default(),
+        StatusCode::OK,
+    )
 }
 
 /// `POST /signup`.
@@ -147,15 +146,14 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match posted_form(&state, &headers, &body, "form") {
-        Ok(form) => form,
-        Err(refusal) => return *refusal,
-    };
-    let request = form.get("request").unwrap_or_default();
-    let checked = match check_offered(&state, request).await {
-        Ok(checked) => checked,
+    let (form, checked) = match posted_request(&state, &headers, &body, "form").await {
+        Ok(posted) => posted,
         Err(response) => return response,
     };
+    if let Some(refusal) = not_offered(&checked) {
+        return refusal;
+    }
+    let request = form.get("request").unwrap_or_default();
     let retry = |alert: &str, claim_errors: Vec<(String, String)>, status: StatusCode| {
         let typed = Typed {
             form: Some(&form),
