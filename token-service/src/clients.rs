@@ -54,7 +54,7 @@ impl Registry {
                 config
                     .clients
                     .iter()
-                    .map(|client| (client.id.clone(), Arc::new(client.clone())))
+                    .map(|client| (client.id().to_owned(), Arc::new(client.clone())))
                     .collect(),
             ),
             apis: Arc::new(
@@ -260,7 +260,7 @@ impl Registry {
             .list_clients()
             .await?
             .iter()
-            .filter_map(|client| client.access_token_ttl)
+            .filter_map(|client| client.settings.access_token_ttl)
             .max()
             .unwrap_or(Duration::ZERO);
         Ok(self.longest_configured_ttl.max(stored_longest) + Duration::from_secs(60))

@@ -18,8 +18,8 @@ use serde_json::{Map, Value};
 
 use crate::clients::Registry;
 use crate::config::{self, Config, ConfigError};
-use crate::config::{Api, Client};
-use crate::registration::{self, NewClient};
+use crate::config::{Api, Client, ClientSettings};
+use crate::registration;
 use crate::secret::Secret;
 use crate::service_scopes;
 use crate::store::{Store, StoreError};
@@ -209,34 +209,34 @@ impl Directory {
     /// `Store`.
     pub async fn register_client(
         &self,
-        new: NewClient,
+        settings: ClientSettings,
         now: u64,
     ) -> Result<(Client, Option<Secret>), DirectoryError> {
         let taken = |id: &str| DirectoryError::Taken {
             kind: "client",
             id: id.to_owned(),
         };
-        if self.registry.is_configured(&new.id) {
-            return Err(taken(&new.id));
+        if self.registry.is_configured(&settings.id) {
+            return Err(taken(&settings.id));
         }
-        if self.is_user(&new.id).await? {
+        if self.is_user(&settings.id).await? {
             return Err(DirectoryError::Clash {
                 field: "id".to_owned(),
-                reason: format!("`{}` is a user's name or subject", new.id),
+                reason: format!("`{}` is a user's name or subject", settings.id),
             });
         }
         let config = Arc::clone(&self.config);
         // Argon2id hashing of the new secret takes tens of milliseconds: off the async workers.
         let (record, secret) =
-            tokio::task::spawn_blocking(move || registration::client(&config, new, now))
+            tokio::task::spawn_blocking(move || registration::client(&config, settings, now))
                 .await
                 .map_err(|_| DirectoryError::Hashing)??;
         match self.store.insert_client(&record).await {
-            Err(StoreError::Duplicate(_)) => return Err(taken(&record.id)),
+            Err(StoreError::Duplicate(_)) => return Err(taken(record.id())),
             other => other?,
         }
-        self.registry.forget_client(&record.id).await;
-        tracing::info!(client_id = %record.id, "client registered");
+        self.registry.forget_client(record.id()).await;
+        tracing::info!(client_id = %record.id(), "client registered");
         Ok((record, secret))
     }
 

@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use scopegate_token_service::config::{self, Config, ConfigError, GrantType, Source, TokenFormat};
+use clap::{Parser, Subcommand, ValueEnum};
+use scopegate_token_service::config::{self, ClientSettings, Config, ConfigError, Source};
 use scopegate_token_service::directory::{Directory, DirectoryError};
 use scopegate_token_service::keys::KeyRing;
-use scopegate_token_service::registration::NewClient;
 use scopegate_token_service::secret::SecretHash;
 use scopegate_token_service::store;
 use scopegate_token_service::{State, rotation, users};
@@ -80,7 +79,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ClientCommand {
     /// Add a client; prints its generated secret once (only the hash is stored).
-    Add(AddClient),
+    Add(Box<ClientSettings>),
     /// List configured and stored clients (never their secrets).
     List,
 }
@@ -121,47 +120,6 @@ enum ApiCommand {
     },
     /// List configured and stored APIs (never their secrets).
     List,
-}
-
-#[derive(Debug, Args)]
-struct AddClient {
-    /// The client_id.
-    #[arg(long)]
-    id: String,
-    /// An allowed scope (repeat, or separate with spaces).
-    #[arg(long = "scope", value_name = "SCOPE")]
-    scopes: Vec<String>,
-    /// An allowed grant type (repeatable).
-    #[arg(long = "grant", default_value = "client-credentials")]
-    grants: Vec<GrantArg>,
-    /// Access token format.
-    #[arg(long, default_value = "jwt")]
-    format: FormatArg,
-    /// Access token lifetime, like 15m (default: the service default).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    ttl: Option<Duration>,
-    /// An audience its tokens may carry (repeatable).
-    #[arg(long = "audience", value_name = "URI")]
-    audiences: Vec<String>,
-    /// A redirect URI (repeatable; authorization code clients).
-    #[arg(long = "redirect-uri", value_name = "URI")]
-    redirect_uris: Vec<String>,
-    /// A public client: no secret (authorization code with PKCE only).
-    #[arg(long)]
-    public: bool,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum GrantArg {
-    ClientCredentials,
-    AuthorizationCode,
-    RefreshToken,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Jwt,
-    Opaque,
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,7 +206,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Client(command) => {
             let config = load_config(cli.config.as_ref())?;
             match command {
-                ClientCommand::Add(add) => add_client(&config, add).await,
+                ClientCommand::Add(add) => add_client(&config, *add).await,
                 ClientCommand::List => list_clients(&config).await,
             }
         }
@@ -356,7 +314,7 @@ async fn add_user(config: &Config, username: &str, attributes: &[String]) -> Res
         .await?
         .create_user(username, &password, claims, now())
         .await
-        .map_err(directory_error)?;
+        .map_err(directory_error(&["user", "add"]))?;
     println!("user {username} added (sub {})", record.id);
     Ok(())
 }
@@ -368,11 +326,13 @@ async fn directory(config: &Config) -> Result<Directory, Failure> {
 }
 
 /// A use case's refusal, with the command-line flag for a field at fault.
-fn directory_error(error: DirectoryError) -> Failure {
-    match error {
-        DirectoryError::Invalid(error) => flag_error(error),
+/// A use case's refusal from the command `token-service {command}`, naming the flag its field
+/// came from.
+fn directory_error(command: &'static [&'static str]) -> impl Fn(DirectoryError) -> Failure {
+    move |error| match error {
+        DirectoryError::Invalid(error) => flag_error(command, error),
         DirectoryError::Clash { field, reason } => {
-            flag_error(ConfigError::Invalid { field, reason })
+            flag_error(command, ConfigError::Invalid { field, reason })
         }
         other => other.into(),
     }
@@ -424,37 +384,14 @@ async fn list_users(config: &Config) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn add_client(config: &Config, add: AddClient) -> Result<(), Failure> {
-    let new = NewClient {
-        id: add.id,
-        public: add.public,
-        grants: add
-            .grants
-            .iter()
-            .map(|grant| match grant {
-                GrantArg::ClientCredentials => GrantType::ClientCredentials,
-                GrantArg::AuthorizationCode => GrantType::AuthorizationCode,
-                GrantArg::RefreshToken => GrantType::RefreshToken,
-            })
-            .collect(),
-        scopes: split_words(&add.scopes),
-        token_format: match add.format {
-            FormatArg::Jwt => TokenFormat::Jwt,
-            FormatArg::Opaque => TokenFormat::Opaque,
-        },
-        access_token_ttl: add.ttl,
-        audience: add.audiences,
-        redirect_uris: add.redirect_uris,
-        post_logout_redirect_uris: Vec::new(),
-        required_claims: Vec::new(),
-        self_signup: false,
-    };
+/// `client add`: its flags are the members of [`ClientSettings`] (a `[[clients]]` entry).
+async fn add_client(config: &Config, new: ClientSettings) -> Result<(), Failure> {
     let (record, secret) = directory(config)
         .await?
         .register_client(new, now())
         .await
-        .map_err(directory_error)?;
-    println!("client_id:     {}", record.id);
+        .map_err(directory_error(&["client", "add"]))?;
+    println!("client_id:     {}", record.id());
     match secret {
         Some(secret) => {
             println!("client_secret: {}", secret.expose());
@@ -478,14 +415,19 @@ async fn list_clients(config: &Config) -> Result<(), Failure> {
         .map(|client| (client, "config"))
         .chain(stored.iter().map(|client| (client, "store")))
     {
-        let grants: Vec<&str> = client.grants.iter().map(|grant| grant.as_str()).collect();
+        let grants: Vec<&str> = client
+            .settings
+            .grants
+            .iter()
+            .map(|grant| grant.as_str())
+            .collect();
         println!(
             "{:<24} {:<7} {:<7} {:<40} {}",
-            client.id,
+            client.id(),
             source,
-            client.token_format.as_str(),
+            client.settings.token_format.as_str(),
             grants.join(","),
-            client.scopes
+            client.allowed
         );
     }
     Ok(())
@@ -496,7 +438,7 @@ async fn add_api(config: &Config, id: &str, scopes: &[String]) -> Result<(), Fai
         .await?
         .register_api(id, &split_words(scopes), now())
         .await
-        .map_err(directory_error)?;
+        .map_err(directory_error(&["api", "add"]))?;
     println!("api id:        {id}");
     println!("client_secret: {}", secret.expose());
     println!("(shown once: only its hash is stored; use it to authenticate at /introspect)");
@@ -529,18 +471,25 @@ fn split_words(values: &[String]) -> Vec<String> {
 }
 
 /// A registration error with the command-line flag for its field (`scopes[1]` → `--scope`).
-fn flag_error(error: ConfigError) -> Failure {
+/// A rule broken by a flag of `token-service {command}`: `--scope: …` for field `scopes[1]`
+/// (clap names each flag's argument after the field it fills).
+fn flag_error(command: &[&str], error: ConfigError) -> Failure {
+    use clap::CommandFactory;
     match error {
         ConfigError::Invalid { field, reason } => {
-            let name = field.split('[').next().unwrap_or_default();
-            let flag = match name {
-                "scopes" => "--scope",
-                "grants" => "--grant",
-                "access_token_ttl" => "--ttl",
-                "audience" => "--audience",
-                "redirect_uris" => "--redirect-uri",
-                _ => "--id",
-            };
+            let member = field.split(['[', '.']).next().unwrap_or_default();
+            let arguments = command.iter().try_fold(Cli::command(), |parent, name| {
+                parent.find_subcommand(name).cloned()
+            });
+            let flag = arguments
+                .as_ref()
+                .and_then(|arguments| {
+                    arguments
+                        .get_arguments()
+                        .find(|argument| argument.get_id() == member)
+                })
+                .and_then(|argument| argument.get_long())
+                .map_or_else(|| member.to_owned(), |long| format!("--{long}"));
             format!("{flag}: {reason}").into()
         }
         other => other.into(),

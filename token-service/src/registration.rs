@@ -4,12 +4,12 @@
 
 use scopegate_validator::{Scope, ScopeSet};
 
-pub use crate::config::NewClient;
-use crate::config::{self, Api, Client, ClientExtras, Config, ConfigError};
+use crate::config::{self, Api, Client, ClientSettings, Config, ConfigError};
 use crate::secret::{Secret, SecretHash};
 
-/// Checks `new` as the configuration file's clients are checked ([`config::build_client`])
-/// and gives it a secret (none for a public client), which exists only in the return value.
+/// Checks `settings` as the configuration file's clients are checked
+/// ([`config::build_client`]) and gives it a secret (none for a public client), which exists
+/// only in the return value.
 /// Whether the id is taken is the caller's question (the configuration, then the store).
 ///
 /// # Errors
@@ -17,22 +17,14 @@ use crate::secret::{Secret, SecretHash};
 /// [`ConfigError::Invalid`] naming the field (`id`, `grants`, `scopes[1]`, …).
 pub fn client(
     config: &Config,
-    new: NewClient,
+    settings: ClientSettings,
     now: u64,
 ) -> Result<(Client, Option<Secret>), ConfigError> {
-    let secret = (!new.public).then(Secret::generate);
-    let client = config::build_client(
-        "",
-        new,
-        ClientExtras {
-            secret: secret
-                .as_ref()
-                .map(|secret| SecretHash::hash(secret.expose())),
-            default_scopes: None,
-            registered_at: Some(now),
-        },
-        &config.scopes,
-    )?;
+    let secret = (!settings.public).then(Secret::generate);
+    let hash = secret
+        .as_ref()
+        .map(|secret| SecretHash::hash(secret.expose()));
+    let client = config::build_client("", settings, hash, Some(now), &config.scopes)?;
     Ok((client, secret))
 }
 

@@ -35,6 +35,7 @@ impl RequiredClaim {
 #[must_use]
 pub fn required(custom: &[CustomScope], client: &Client, scope: &ScopeSet) -> Vec<RequiredClaim> {
     client
+        .settings
         .required_claims
         .iter()
         .filter_map(|claim| {

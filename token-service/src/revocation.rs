@@ -73,7 +73,7 @@ pub async fn revoke(
         }
     };
     if found == Found::Unknown {
-        tracing::debug!(client_id = %client.id, "revocation of an unknown or inactive token");
+        tracing::debug!(client_id = %client.id(), "revocation of an unknown or inactive token");
     }
     Ok(())
 }
@@ -82,7 +82,7 @@ async fn revoke_access(state: &State, client: &Client, token: &str) -> Result<Fo
     let Some(active) = tokens::lookup(state, token).await? else {
         return Ok(Found::Unknown);
     };
-    if active.client_id != client.id {
+    if active.client_id != client.id() {
         return Err(not_yours());
     }
     match active.format {
@@ -90,7 +90,7 @@ async fn revoke_access(state: &State, client: &Client, token: &str) -> Result<Fo
             let digest = token_digest(token);
             match state
                 .store()
-                .revoke_token(&digest, &client.id, state.now())
+                .revoke_token(&digest, client.id(), state.now())
                 .await?
             {
                 Revoked::Done | Revoked::Unknown => {}
@@ -100,11 +100,11 @@ async fn revoke_access(state: &State, client: &Client, token: &str) -> Result<Fo
         TokenFormat::Jwt => {
             state
                 .store()
-                .revoke_jwt(&active.jti, &client.id, active.expires_at, state.now())
+                .revoke_jwt(&active.jti, client.id(), active.expires_at, state.now())
                 .await?;
         }
     }
-    tracing::info!(client_id = %client.id, jti = %active.jti, "access token revoked");
+    tracing::info!(client_id = %client.id(), jti = %active.jti, "access token revoked");
     Ok(Found::Done)
 }
 
@@ -115,13 +115,13 @@ async fn revoke_refresh(state: &State, client: &Client, token: &str) -> Result<F
     let Some(record) = state.store().find_refresh(&token_digest(token)).await? else {
         return Ok(Found::Unknown);
     };
-    if record.client_id != client.id {
+    if record.client_id != client.id() {
         return Err(not_yours());
     }
     let revoked = state
         .store()
         .revoke_grant(&record.family, state.now())
         .await?;
-    tracing::info!(client_id = %client.id, access_tokens = revoked, "refresh token family revoked");
+    tracing::info!(client_id = %client.id(), access_tokens = revoked, "refresh token family revoked");
     Ok(Found::Done)
 }

@@ -91,12 +91,13 @@ fn new_jti() -> String {
 pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OAuthError> {
     let ttl = grant
         .client
+        .settings
         .access_token_ttl
         .unwrap_or(state.config().access_token_ttl)
         .as_secs();
     let now = state.now();
     let jti = new_jti();
-    let access_token = match grant.client.token_format {
+    let access_token = match grant.client.settings.token_format {
         TokenFormat::Opaque => {
             let token = random_token();
             state
@@ -104,7 +105,7 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
                 .insert_token(&TokenRecord {
                     digest: token_digest(&token),
                     jti: jti.clone(),
-                    client_id: grant.client.id.clone(),
+                    client_id: grant.client.id().to_owned(),
                     subject: grant.subject.clone(),
                     scope: grant.scope.to_string(),
                     audience: grant.audience.clone(),
@@ -120,7 +121,7 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
     if let Some(grant_id) = &grant.grant_id {
         let revoked_meanwhile = state
             .store()
-            .record_grant_token(grant_id, &jti, &grant.client.id, now + ttl)
+            .record_grant_token(grant_id, &jti, grant.client.id(), now + ttl)
             .await?;
         if revoked_meanwhile {
             // A concurrent replay of the code revoked the grant before this token was
@@ -128,7 +129,7 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
             state.store().revoke_grant(grant_id, now).await?;
         }
     }
-    tracing::info!(client_id = %grant.client.id, jti = %jti, format = grant.client.token_format.as_str(), scope = %grant.scope, "access token issued");
+    tracing::info!(client_id = %grant.client.id(), jti = %jti, format = grant.client.settings.token_format.as_str(), scope = %grant.scope, "access token issued");
     Ok(IssuedToken {
         access_token,
         expires_in: ttl,
@@ -154,7 +155,7 @@ fn sign_jwt(
         "iss": state.config().issuer,
         "sub": grant.subject,
         "aud": audience,
-        "client_id": grant.client.id,
+        "client_id": grant.client.id(),
         "iat": now,
         "nbf": now,
         "exp": now + ttl,

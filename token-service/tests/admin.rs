@@ -612,12 +612,76 @@ async fn clients_are_registered_with_a_secret_shown_once_used_and_deleted() {
         .await
         .unwrap()
         .unwrap();
-    assert!(client.is_public() && client.self_signup);
-    assert_eq!(client.required_claims, ["company_name"]);
+    assert!(client.is_public() && client.settings.self_signup);
+    assert_eq!(client.settings.required_claims, ["company_name"]);
     assert_eq!(
-        client.post_logout_redirect_uris,
+        client.settings.post_logout_redirect_uris,
         ["https://spa.example.test/"]
     );
+}
+
+/// The admin API takes every member of a `[[clients]]` entry (but its secret), `default_scopes`
+/// included, and answers with them; `null` counts as absent.
+#[tokio::test]
+async fn a_client_registered_here_has_every_setting_a_configured_one_has() {
+    let admin = Admin::start().await;
+    let token = admin.token_of(ADMIN).await;
+    let token = Some(token.as_str());
+    let body = json!({
+        "id": "reports",
+        "scopes": ["akamai:social_profile:write", "akamai:social_profile:read"],
+        "default_scopes": ["akamai:social_profile:read"],
+        "audience": null,
+        "access_token_ttl": null,
+    });
+    let (status, _, created) = admin
+        .call(
+            Method::POST,
+            "/admin/clients",
+            token,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["default_scopes"],
+        json!(["akamai:social_profile:read"])
+    );
+    assert_eq!(created["audience"], json!([]));
+    assert_eq!(created["access_token_ttl"], Value::Null);
+    // Kept as a set, as the store keeps it.
+    assert_eq!(
+        created["scopes"],
+        json!(["akamai:social_profile:read", "akamai:social_profile:write"])
+    );
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    // Asking for no scope gives the default ones; asking gives what is asked.
+    let plain = admin.service.token(("reports", &secret), "").await;
+    assert_eq!(plain["scope"], "akamai:social_profile:read", "{plain}");
+    let asked = admin
+        .service
+        .token(("reports", &secret), "&scope=akamai:social_profile:write")
+        .await;
+    assert_eq!(asked["scope"], "akamai:social_profile:write", "{asked}");
+    // Read back from the store (another instance would read it so), the same settings.
+    let (_, _, read) = admin
+        .call(Method::GET, "/admin/clients/reports", token, None)
+        .await;
+    let mut shown = created.clone();
+    shown.as_object_mut().unwrap().remove("secret");
+    assert_eq!(read, shown);
+    // Defaults the client cannot be granted are refused, naming the member.
+    let bad = json!({"id": "reports-2", "scopes": ["a:b:read"], "default_scopes": ["a:b:write"]});
+    let (status, _, json) = admin
+        .call(
+            Method::POST,
+            "/admin/clients",
+            token,
+            Some(&bad.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(json["field"], "default_scopes", "{json}");
 }
 
 #[tokio::test]
@@ -911,6 +975,22 @@ async fn the_openapi_document_describes_exactly_the_routes_there_are() {
         .collect();
     served.sort();
     assert_eq!(documented, served);
+    // The client members are described from the model itself, every one of them.
+    let settings = &document["components"]["schemas"]["ClientSettings"]["properties"];
+    for member in [
+        "id",
+        "grants",
+        "scopes",
+        "default_scopes",
+        "access_token_ttl",
+        "self_signup",
+    ] {
+        assert!(
+            settings[member].is_object(),
+            "{member} is not described: {settings}"
+        );
+    }
+    assert!(settings.get("secret").is_none(), "{settings}");
     // The security scheme points at this service's token endpoint.
     let flow = &document["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"];
     assert_eq!(flow["tokenUrl"], format!("{}/token", admin.issuer));
@@ -919,27 +999,30 @@ async fn the_openapi_document_describes_exactly_the_routes_there_are() {
 
 #[tokio::test]
 async fn a_deleted_clients_jwts_no_longer_open_the_admin_api_even_if_its_id_returns() {
-    use scopegate_token_service::config::{GrantType, TokenFormat};
-    use scopegate_token_service::registration::{self, NewClient};
+    use clap::Parser;
+    use scopegate_token_service::config::ClientSettings;
+    use scopegate_token_service::registration;
+
+    /// `token-service client add`'s flags.
+    #[derive(Parser)]
+    struct ClientAdd {
+        #[command(flatten)]
+        settings: ClientSettings,
+    }
 
     let admin = Admin::start().await;
     let token = admin.token_of(ADMIN).await;
     let state = &admin.service.state;
     // A stored operator client, added as `client add` would add it.
     let register = || {
-        let new = NewClient {
-            id: "ops".into(),
-            public: false,
-            grants: vec![GrantType::ClientCredentials],
-            scopes: vec!["scopegate:users:read".into()],
-            token_format: TokenFormat::Jwt,
-            access_token_ttl: None,
-            audience: Vec::new(),
-            redirect_uris: Vec::new(),
-            post_logout_redirect_uris: Vec::new(),
-            required_claims: Vec::new(),
-            self_signup: false,
-        };
+        let new = ClientAdd::parse_from([
+            "client-add",
+            "--id",
+            "ops",
+            "--scope",
+            "scopegate:users:read",
+        ])
+        .settings;
         registration::client(state.config(), new, state.now()).unwrap()
     };
     let (record, secret) = register();

@@ -230,18 +230,53 @@ async fn api_add_registers_an_api_that_may_introspect_its_scopes() {
 #[test]
 fn client_add_refuses_bad_input() {
     let cli = Cli::new();
-    for args in [
-        vec!["client", "add", "--id", "x", "--scope", "bad\"scope"],
-        vec!["client", "add", "--id", "has space"],
-        vec!["client", "add", "--id", "x", "--ttl", "3d"],
-        vec!["client", "add", "--id", "x", "--public"],
+    for (args, flag) in [
+        (
+            vec!["client", "add", "--id", "x", "--scope", "bad\"scope"],
+            "--scope",
+        ),
+        (vec!["client", "add", "--id", "has space"], "--id"),
+        (vec!["client", "add", "--id", "x", "--ttl", "3d"], "--ttl"),
+        (vec!["client", "add", "--id", "x", "--public"], "--grant"),
+        (
+            vec!["client", "add", "--id", "x", "--grant", "implicit"],
+            "--grant",
+        ),
+        (
+            vec!["client", "add", "--id", "x", "--required-claim", "email"],
+            "--required-claim",
+        ),
+        (
+            vec![
+                "client",
+                "add",
+                "--id",
+                "x",
+                "--scope",
+                "a:b:read",
+                "--default-scope",
+                "c:d:read",
+            ],
+            "--default-scope",
+        ),
     ] {
         let output = cli.run(&args);
         assert!(!output.status.success(), "{args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().last().unwrap_or_default();
-        assert!(last.starts_with("error: "), "{args:?}: {stderr}");
+        let error = stderr
+            .lines()
+            .find(|line| line.starts_with("error: "))
+            .unwrap_or_default();
+        assert!(
+            error.contains(flag),
+            "{args:?} should name {flag}: {stderr}"
+        );
     }
+    let listing = stdout(&cli.run(&["client", "list"]));
+    assert!(
+        !listing.lines().any(|line| line.starts_with("x ")),
+        "a refused client was stored: {listing}"
+    );
 }
 
 #[test]

@@ -212,16 +212,20 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens_on_every_b
 #[tokio::test]
 async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend() {
     for (name, store, _keep) in backends().await {
-        use scopegate_token_service::config::{Api, Client, GrantType, TokenFormat};
-        let client = Client {
+        use scopegate_token_service::config::{
+            Api, Client, ClientSettings, GrantType, TokenFormat,
+        };
+        let scopes = |text: &str| -> Vec<scopegate_validator::Scope> {
+            text.split(' ')
+                .map(|scope| scope.parse().unwrap())
+                .collect()
+        };
+        let settings = ClientSettings {
             id: "web".into(),
-            secret: None,
+            public: true,
             grants: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-            scopes: scopegate_validator::ScopeSet::parse_space_separated(
-                "openid ad:user_custom:read",
-            )
-            .unwrap(),
-            default_scopes: None,
+            scopes: scopes("ad:user_custom:read openid"),
+            default_scopes: Some(scopes("openid")),
             token_format: TokenFormat::Opaque,
             access_token_ttl: Some(std::time::Duration::from_secs(900)),
             audience: vec!["https://api.test".into()],
@@ -229,8 +233,10 @@ async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend
             post_logout_redirect_uris: vec!["https://app.test/".into()],
             required_claims: vec!["company_name".into()],
             self_signup: true,
-            registered_at: Some(1),
+            secret: None,
+            secret_hash: None,
         };
+        let client = Client::new(settings, None, Some(1));
         store.insert_client(&client).await.unwrap();
         // Every field comes back as it went in, typed.
         let found = store.find_client("web").await.unwrap().unwrap();

@@ -154,7 +154,7 @@ pub async fn authorization_code(
     client: Arc<Client>,
     exchange: &CodeExchange,
 ) -> Result<CodeTokens, OAuthError> {
-    if !client.grants.contains(&GrantType::AuthorizationCode) {
+    if !client.may_use(GrantType::AuthorizationCode) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "this client may not use the authorization_code grant",
@@ -170,7 +170,7 @@ pub async fn authorization_code(
         return Err(replayed(state, &grant_id, now).await);
     }
     // Checks that leave the code usable by its rightful client.
-    if code.client_id != client.id {
+    if code.client_id != client.id() {
         return Err(invalid_grant("the code was issued to another client"));
     }
     if code.expires_at <= now {
@@ -274,7 +274,7 @@ pub(crate) async fn user_tokens(
             &Subject {
                 user_id: &grant.account.id,
                 attributes: &grant.account.attributes,
-                client_id: &client.id,
+                client_id: client.id(),
                 scope: grant.scope,
                 nonce: grant.nonce,
                 auth_time: grant.auth_time,
@@ -286,7 +286,7 @@ pub(crate) async fn user_tokens(
     } else {
         None
     };
-    let refresh_token = if client.grants.contains(&GrantType::RefreshToken) {
+    let refresh_token = if client.may_use(GrantType::RefreshToken) {
         let token = random_token();
         let now = state.now();
         state
@@ -294,7 +294,7 @@ pub(crate) async fn user_tokens(
             .insert_refresh(&RefreshRecord {
                 digest: token_digest(&token),
                 family: grant.family.to_owned(),
-                client_id: client.id.clone(),
+                client_id: client.id().to_owned(),
                 user_id: grant.account.id.clone(),
                 username: grant.account.username.clone(),
                 sid: grant.sid.to_owned(),

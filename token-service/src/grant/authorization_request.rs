@@ -145,7 +145,10 @@ pub async fn check(state: &State, query: &str) -> Result<AuthorizationRequest, R
         }
     };
     // The redirect URI must be registered, exactly; nothing is redirected before this holds.
-    let redirect_uri = match (get("redirect_uri"), client.redirect_uris.as_slice()) {
+    let redirect_uri = match (
+        get("redirect_uri"),
+        client.settings.redirect_uris.as_slice(),
+    ) {
         (Some(uri), registered) if registered.iter().any(|known| known == uri) => uri.to_owned(),
         (None, [only]) => only.clone(),
         _ => {
@@ -178,7 +181,7 @@ pub async fn check(state: &State, query: &str) -> Result<AuthorizationRequest, R
         }
         None => return Err(refuse("invalid_request", "response_type is missing")),
     }
-    if !client.grants.contains(&GrantType::AuthorizationCode) {
+    if !client.may_use(GrantType::AuthorizationCode) {
         return Err(refuse(
             "unauthorized_client",
             "this client may not use the authorization code flow",
@@ -239,7 +242,7 @@ pub async fn check(state: &State, query: &str) -> Result<AuthorizationRequest, R
     };
     Ok(AuthorizationRequest {
         grant: CodeGrant {
-            client_id: client.id.clone(),
+            client_id: client.id().to_owned(),
             redirect_uri: redirect_uri.clone(),
             scope,
             nonce: get("nonce").map(str::to_owned),

@@ -29,7 +29,7 @@ pub async fn client_credentials(
     client: Arc<Client>,
     request: &ClientCredentialsRequest,
 ) -> Result<IssuedToken, OAuthError> {
-    if client.is_public() || !client.grants.contains(&GrantType::ClientCredentials) {
+    if client.is_public() || !client.may_use(GrantType::ClientCredentials) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "this client may not use the client_credentials grant",
@@ -40,7 +40,7 @@ pub async fn client_credentials(
     tokens::issue(
         state,
         &AccessGrant {
-            subject: client.id.clone(),
+            subject: client.id().to_owned(),
             client,
             scope,
             audience,

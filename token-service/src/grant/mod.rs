@@ -28,12 +28,12 @@ pub fn granted_scopes(
     requested: Option<&ScopeSet>,
 ) -> Result<ScopeSet, OAuthError> {
     match requested {
-        Some(requested) => grant(requested, &client.scopes)
+        Some(requested) => grant(requested, &client.allowed)
             .map_err(|error| OAuthError::new(ErrorCode::InvalidScope, error.to_string())),
         None => Ok(client
-            .default_scopes
+            .defaults
             .clone()
-            .unwrap_or_else(|| client.scopes.clone())),
+            .unwrap_or_else(|| client.allowed.clone())),
     }
 }
 
@@ -45,7 +45,7 @@ pub fn still_allowed(client: &Client, granted: &ScopeSet) -> ScopeSet {
         .iter()
         .filter(|scope| {
             let one: ScopeSet = std::iter::once((*scope).clone()).collect();
-            grant(&one, &client.scopes).is_ok()
+            grant(&one, &client.allowed).is_ok()
         })
         .cloned()
         .collect()
@@ -65,10 +65,10 @@ pub async fn audience(
     scope: &ScopeSet,
     resources: &[String],
 ) -> Result<Vec<String>, OAuthError> {
-    let allowed = if client.audience.is_empty() {
+    let allowed = if client.settings.audience.is_empty() {
         state.registry().apis_owning(scope).await?
     } else {
-        client.audience.clone()
+        client.settings.audience.clone()
     };
     if resources.is_empty() {
         let issuer = &state.config().issuer;

@@ -49,7 +49,7 @@ pub async fn refresh_token(
     client: Arc<Client>,
     request: &RefreshRequest,
 ) -> Result<CodeTokens, OAuthError> {
-    if !client.grants.contains(&GrantType::RefreshToken) {
+    if !client.may_use(GrantType::RefreshToken) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "this client may not use the refresh_token grant",
@@ -60,7 +60,7 @@ pub async fn refresh_token(
     let Some(record) = state.store().find_refresh(&digest).await? else {
         return Err(invalid_grant("unknown refresh token"));
     };
-    if record.client_id != client.id {
+    if record.client_id != client.id() {
         return Err(invalid_grant(
             "the refresh token was issued to another client",
         ));

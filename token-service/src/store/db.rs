@@ -26,6 +26,15 @@ enum Arg<'a> {
     Bytes(&'a [u8]),
 }
 
+/// A column's value as a row is written (see `mapping`); [`Statement::value`] binds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Value {
+    Int(u64),
+    OptionalInt(Option<u64>),
+    Text(String),
+    OptionalText(Option<String>),
+}
+
 /// A statement and its arguments, bound in order to `$1`, `$2`, …
 #[derive(Debug, Clone)]
 pub(super) struct Statement<'a> {
@@ -65,6 +74,16 @@ impl<'a> Statement<'a> {
     pub(super) fn optional_text(mut self, value: Option<&'a str>) -> Self {
         self.args.push(Arg::OptionalText(value));
         self
+    }
+
+    /// Binds a column's value.
+    pub(super) fn value(self, value: &'a Value) -> Self {
+        match value {
+            Value::Int(number) => self.int(*number),
+            Value::OptionalInt(number) => self.optional_int(*number),
+            Value::Text(text) => self.text(text),
+            Value::OptionalText(text) => self.optional_text(text.as_deref()),
+        }
     }
 
     /// Binds bytes (digests, keys, secrets).

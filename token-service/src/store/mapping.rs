@@ -1,34 +1,68 @@
-//! The store's mapping between the model types ([`Client`], [`Api`]) and their columns: what is
-//! stored is read back with the same rules it was checked by, and a row this version cannot
-//! read is reported as corrupt, never half-used.
+//! The store's mapping between the model types ([`Client`], [`Api`]) and their columns: the one
+//! place a stored field is named. A row is written from [`client_columns`] (the `INSERT` lists
+//! exactly these) and read back by [`client_from_row`] with the rules it was checked by; a row
+//! this version cannot read is reported as corrupt, never half-used.
 
 use std::time::Duration;
 
-use scopegate_validator::ScopeSet;
+use scopegate_validator::{Scope, ScopeSet};
 
-use super::{ApiRecord, ClientRecord, StoreError};
-use crate::config::{self, Api, Client, GrantType, TokenFormat};
+use super::StoreError;
+use super::db::{Row, Value};
+use super::sql::{json_list, parse_list};
+use crate::config::{self, Api, Client, ClientSettings, GrantType, TokenFormat};
 use crate::secret::SecretHash;
 
-/// Rebuilds an API from its stored row.
-///
-/// # Errors
-///
-/// [`StoreError::Corrupt`] naming what could not be read.
-pub(super) fn api_from_record(record: &ApiRecord) -> Result<Api, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        table: "apis",
-        reason: format!("API `{}`: {reason}", record.id),
-    };
-    Ok(Api {
-        id: record.id.clone(),
-        secret: SecretHash::parse(&record.secret_hash).map_err(corrupt)?,
-        scopes: ScopeSet::parse_space_separated(&record.scopes)
-            .map_err(|error| corrupt(error.to_string()))?
-            .into_iter()
-            .collect(),
-        registered_at: Some(record.created_at),
-    })
+/// A row's columns by name, in the order the `INSERT` lists them.
+pub(super) type Columns = Vec<(&'static str, Value)>;
+
+/// The columns of a client (configured clients are never stored: `registered_at` is set).
+pub(super) fn client_columns(client: &Client) -> Columns {
+    let settings = &client.settings;
+    let grants: Vec<String> = settings
+        .grants
+        .iter()
+        .map(|grant| grant.as_str().to_owned())
+        .collect();
+    vec![
+        ("id", Value::Text(settings.id.clone())),
+        (
+            "secret_hash",
+            Value::OptionalText(client.secret.as_ref().map(|hash| hash.as_str().to_owned())),
+        ),
+        ("grants", Value::Text(json_list(&grants))),
+        ("scopes", Value::Text(scope_text(&settings.scopes))),
+        (
+            "default_scopes",
+            Value::OptionalText(settings.default_scopes.as_deref().map(scope_text)),
+        ),
+        (
+            "token_format",
+            Value::Text(settings.token_format.as_str().to_owned()),
+        ),
+        (
+            "access_token_ttl",
+            Value::OptionalInt(settings.access_token_ttl.map(|ttl| ttl.as_secs())),
+        ),
+        ("audience", Value::Text(json_list(&settings.audience))),
+        (
+            "redirect_uris",
+            Value::Text(json_list(&settings.redirect_uris)),
+        ),
+        (
+            "post_logout_redirect_uris",
+            Value::Text(json_list(&settings.post_logout_redirect_uris)),
+        ),
+        (
+            "required_claims",
+            Value::Text(json_list(&settings.required_claims)),
+        ),
+        ("self_signup", Value::Int(u64::from(settings.self_signup))),
+        (
+            "created_at",
+            Value::Int(client.registered_at.unwrap_or_default()),
+        ),
+    ]
 }
 
 /// Rebuilds a client from its stored row.
@@ -36,30 +70,34 @@ pub(super) fn api_from_record(record: &ApiRecord) -> Result<Api, StoreError> {
 /// # Errors
 ///
 /// [`StoreError::Corrupt`] naming what could not be read.
-pub(super) fn client_from_record(record: &ClientRecord) -> Result<Client, StoreError> {
+pub(super) fn client_from_row(row: &Row) -> Result<Client, StoreError> {
+    let id = row.text("id")?;
     let corrupt = |reason: String| StoreError::Corrupt {
         table: "clients",
-        reason: format!("client `{}`: {reason}", record.id),
+        reason: format!("client `{id}`: {reason}"),
     };
-    let secret = record
-        .secret_hash
+    let secret = row
+        .optional_text("secret_hash")?
         .as_deref()
         .map(SecretHash::parse)
         .transpose()
         .map_err(corrupt)?;
-    let grants = record
-        .grants
+    let grants = parse_list("clients", &row.text("grants")?)?
         .iter()
         .map(|name| {
             GrantType::parse(name).ok_or_else(|| corrupt(format!("unknown grant `{name}`")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let scopes = ScopeSet::parse_space_separated(&record.scopes)
-        .map_err(|error| corrupt(error.to_string()))?;
-    let token_format = TokenFormat::parse(&record.token_format)
-        .ok_or_else(|| corrupt(format!("unknown token format `{}`", record.token_format)))?;
-    let access_token_ttl = record
-        .access_token_ttl
+    let scopes = |text: &str| {
+        ScopeSet::parse_space_separated(text)
+            .map(|set| set.into_iter().collect::<Vec<_>>())
+            .map_err(|error| corrupt(error.to_string()))
+    };
+    let format = row.text("token_format")?;
+    let token_format = TokenFormat::parse(&format)
+        .ok_or_else(|| corrupt(format!("unknown token format `{format}`")))?;
+    let access_token_ttl = row
+        .optional_int("access_token_ttl")?
         .map(|seconds| {
             config::check_ttl(
                 "access_token_ttl",
@@ -69,52 +107,78 @@ pub(super) fn client_from_record(record: &ClientRecord) -> Result<Client, StoreE
             .map_err(|error| corrupt(error.to_string()))
         })
         .transpose()?;
-    Ok(Client {
-        id: record.id.clone(),
-        secret,
+    let settings = ClientSettings {
+        public: secret.is_none(),
         grants,
-        scopes,
-        default_scopes: None,
+        scopes: scopes(&row.text("scopes")?)?,
+        default_scopes: row
+            .optional_text("default_scopes")?
+            .as_deref()
+            .map(scopes)
+            .transpose()?,
         token_format,
         access_token_ttl,
-        audience: record.audience.clone(),
-        redirect_uris: record.redirect_uris.clone(),
-        post_logout_redirect_uris: record.post_logout_redirect_uris.clone(),
-        required_claims: record.required_claims.clone(),
-        self_signup: record.self_signup,
-        registered_at: Some(record.created_at),
-    })
-}
-
-/// The columns of a client (configured clients are never stored: `registered_at` is set).
-pub(super) fn client_to_record(client: &Client) -> ClientRecord {
-    ClientRecord {
-        id: client.id.clone(),
-        secret_hash: client.secret.as_ref().map(|hash| hash.as_str().to_owned()),
-        grants: client
-            .grants
-            .iter()
-            .map(|grant| grant.as_str().to_owned())
-            .collect(),
-        scopes: client.scopes.to_string(),
-        token_format: client.token_format.as_str().to_owned(),
-        access_token_ttl: client.access_token_ttl.map(|ttl| ttl.as_secs()),
-        audience: client.audience.clone(),
-        redirect_uris: client.redirect_uris.clone(),
-        post_logout_redirect_uris: client.post_logout_redirect_uris.clone(),
-        required_claims: client.required_claims.clone(),
-        self_signup: client.self_signup,
-        created_at: client.registered_at.unwrap_or_default(),
-    }
+        audience: parse_list("clients", &row.text("audience")?)?,
+        redirect_uris: parse_list("clients", &row.text("redirect_uris")?)?,
+        post_logout_redirect_uris: parse_list("clients", &row.text("post_logout_redirect_uris")?)?,
+        required_claims: parse_list("clients", &row.text("required_claims")?)?,
+        self_signup: row.int("self_signup")? != 0,
+        secret: None,
+        secret_hash: None,
+        id,
+    };
+    Ok(Client::new(settings, secret, Some(row.int("created_at")?)))
 }
 
 /// The columns of an API.
-pub(super) fn api_to_record(api: &Api) -> ApiRecord {
-    let scopes: ScopeSet = api.scopes.iter().cloned().collect();
-    ApiRecord {
-        id: api.id.clone(),
-        secret_hash: api.secret.as_str().to_owned(),
-        scopes: scopes.to_string(),
-        created_at: api.registered_at.unwrap_or_default(),
-    }
+pub(super) fn api_columns(api: &Api) -> Columns {
+    vec![
+        ("id", Value::Text(api.id.clone())),
+        ("secret_hash", Value::Text(api.secret.as_str().to_owned())),
+        ("scopes", Value::Text(scope_text(&api.scopes))),
+        (
+            "created_at",
+            Value::Int(api.registered_at.unwrap_or_default()),
+        ),
+    ]
+}
+
+/// Rebuilds an API from its stored row.
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] naming what could not be read.
+pub(super) fn api_from_row(row: &Row) -> Result<Api, StoreError> {
+    let id = row.text("id")?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        table: "apis",
+        reason: format!("API `{id}`: {reason}"),
+    };
+    Ok(Api {
+        secret: SecretHash::parse(&row.text("secret_hash")?).map_err(corrupt)?,
+        scopes: ScopeSet::parse_space_separated(&row.text("scopes")?)
+            .map_err(|error| corrupt(error.to_string()))?
+            .into_iter()
+            .collect(),
+        registered_at: Some(row.int("created_at")?),
+        id,
+    })
+}
+
+/// `INSERT INTO {table} (…) VALUES ($1, …)` for `columns`.
+pub(super) fn insert_sql(table: &str, columns: &Columns) -> String {
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let places: Vec<String> = (1..=columns.len())
+        .map(|place| format!("${place}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        names.join(", "),
+        places.join(", ")
+    )
+}
+
+/// Scopes as one space-separated column.
+fn scope_text(scopes: &[Scope]) -> String {
+    scopes.iter().cloned().collect::<ScopeSet>().to_string()
 }

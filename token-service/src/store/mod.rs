@@ -64,48 +64,6 @@ pub enum StoreError {
     Duplicate(String),
 }
 
-/// A stored client's columns (the trait speaks [`Client`](crate::config::Client); see `mapping`).
-#[derive(Debug, Clone)]
-pub(in crate::store) struct ClientRecord {
-    /// `client_id`.
-    pub(in crate::store) id: String,
-    /// Argon2id PHC string; `None` for a public client.
-    pub(in crate::store) secret_hash: Option<String>,
-    /// Grant type names.
-    pub(in crate::store) grants: Vec<String>,
-    /// Allowed scopes (space-separated).
-    pub(in crate::store) scopes: String,
-    /// `jwt` or `opaque`.
-    pub(in crate::store) token_format: String,
-    /// Access token lifetime in seconds, `None` for the default.
-    pub(in crate::store) access_token_ttl: Option<u64>,
-    /// Allowed audiences.
-    pub(in crate::store) audience: Vec<String>,
-    /// Redirect URIs.
-    pub(in crate::store) redirect_uris: Vec<String>,
-    /// Where `/logout` may send the browser afterwards.
-    pub(in crate::store) post_logout_redirect_uris: Vec<String>,
-    /// Claims a user must supply before the client gets a code.
-    pub(in crate::store) required_claims: Vec<String>,
-    /// Whether people may create an account on the client's sign-in page.
-    pub(in crate::store) self_signup: bool,
-    /// Seconds since the epoch.
-    pub(in crate::store) created_at: u64,
-}
-
-/// A stored API's columns (the trait speaks [`Api`](crate::config::Api); see `mapping`).
-#[derive(Debug, Clone)]
-pub(in crate::store) struct ApiRecord {
-    /// Its identifier (the audience of tokens meant for it).
-    pub(in crate::store) id: String,
-    /// Argon2id PHC string of its introspection secret.
-    pub(in crate::store) secret_hash: String,
-    /// The scopes that belong to it (space-separated; `prefix:name` for every permission).
-    pub(in crate::store) scopes: String,
-    /// Seconds since the epoch.
-    pub(in crate::store) created_at: u64,
-}
-
 /// An opaque access token, known by the SHA-256 digest of its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {

@@ -165,11 +165,11 @@ mod tests {
     #[tokio::test]
     async fn duplicate_client_is_reported() {
         let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
-        let client = Client {
+        let settings = crate::config::ClientSettings {
             id: "c".into(),
-            secret: Some(crate::secret::SecretHash::hash("s")),
+            public: false,
             grants: vec![crate::config::GrantType::ClientCredentials],
-            scopes: scopegate_validator::ScopeSet::parse_space_separated("x:y:read").unwrap(),
+            scopes: vec![scopegate_validator::Scope::parse("x:y:read").unwrap()],
             default_scopes: None,
             token_format: crate::config::TokenFormat::Jwt,
             access_token_ttl: Some(Duration::from_secs(60)),
@@ -178,16 +178,21 @@ mod tests {
             post_logout_redirect_uris: vec![],
             required_claims: vec![],
             self_signup: false,
-            registered_at: Some(1),
+            secret: None,
+            secret_hash: None,
         };
+        let client = Client::new(
+            settings,
+            Some(crate::secret::SecretHash::hash("s")),
+            Some(1),
+        );
         store.insert_client(&client).await.unwrap();
         assert!(matches!(
             store.insert_client(&client).await,
             Err(StoreError::Duplicate(id)) if id == "c"
         ));
         let found = store.find_client("c").await.unwrap().unwrap();
-        assert_eq!(found.access_token_ttl, Some(Duration::from_secs(60)));
-        assert_eq!(found.grants, [crate::config::GrantType::ClientCredentials]);
+        assert_eq!(found.settings, client.settings);
         assert_eq!(found.registered_at, Some(1));
     }
 

@@ -1,6 +1,6 @@
 //! `/admin/clients` and `/admin/apis`: list, register (the generated secret is in the answer
 //! once; only its hash is stored), read, delete. The body has the members of a `[[clients]]` /
-//! `[[apis]]` entry of the configuration file and passes the same checks. Clients and APIs of
+//! `[[apis]]` entry of the configuration file (but its secret) and passes the same checks. Clients and APIs of
 //! the configuration file are listed but read-only.
 
 use axum::Json;
@@ -10,43 +10,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AdminError, flag, no_store, object_body, optional_string, string_list, string_member};
+use super::{AdminError, no_store, object_body, string_list, string_member};
 use crate::State;
-use crate::config::{Api, Client, GrantType, TokenFormat};
-use crate::registration::NewClient;
+use crate::config::{Api, Client, ClientSettings};
 
-const CLIENT_MEMBERS: &[&str] = &[
-    "id",
-    "public",
-    "grants",
-    "scopes",
-    "token_format",
-    "access_token_ttl",
-    "audience",
-    "redirect_uris",
-    "post_logout_redirect_uris",
-    "required_claims",
-    "self_signup",
-];
-
-fn client_json(client: &Client, source: &str, created_at: Option<u64>) -> Value {
-    let mut value = json!({
-        "id": client.id,
-        "public": client.is_public(),
-        "grants": client.grants.iter().map(|grant| grant.as_str()).collect::<Vec<_>>(),
-        "scopes": client.scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
-        "token_format": client.token_format.as_str(),
-        "access_token_ttl": client
-            .access_token_ttl
-            .map(|ttl| humantime::format_duration(ttl).to_string()),
-        "audience": client.audience,
-        "redirect_uris": client.redirect_uris,
-        "post_logout_redirect_uris": client.post_logout_redirect_uris,
-        "required_claims": client.required_claims,
-        "self_signup": client.self_signup,
-        "source": source,
-    });
-    if let Some(created_at) = created_at {
+fn client_json(client: &Client, source: &str) -> Value {
+    let mut value = json!(&client.settings);
+    value["source"] = source.into();
+    if let Some(created_at) = client.registered_at {
         value["created_at"] = created_at.into();
     }
     value
@@ -72,10 +43,10 @@ pub(crate) async fn list_clients(
         .config()
         .clients
         .iter()
-        .map(|client| client_json(client, "configuration", None))
+        .map(|client| client_json(client, "configuration"))
         .collect();
     for client in state.store().list_clients().await? {
-        clients.push(client_json(&client, "store", client.registered_at));
+        clients.push(client_json(&client, "store"));
     }
     Ok(Json(json!({ "clients": clients })).into_response())
 }
@@ -85,71 +56,42 @@ pub(crate) async fn get_client(
     AxumState(state): AxumState<State>,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
-    if let Some(client) = state.config().clients.iter().find(|client| client.id == id) {
-        return Ok(Json(client_json(client, "configuration", None)).into_response());
+    if let Some(client) = state
+        .config()
+        .clients
+        .iter()
+        .find(|client| client.id() == id)
+    {
+        return Ok(Json(client_json(client, "configuration")).into_response());
     }
     let client = state
         .store()
         .find_client(&id)
         .await?
         .ok_or_else(|| AdminError::not_found("client", &id))?;
-    Ok(Json(client_json(&client, "store", client.registered_at)).into_response())
+    Ok(Json(client_json(&client, "store")).into_response())
 }
 
-/// The registration a body asks for, every member checked for its type.
-fn new_client(body: &Bytes) -> Result<NewClient, AdminError> {
-    let object = object_body(body, CLIENT_MEMBERS)?;
-    let grants = match object.get("grants") {
-        None | Some(Value::Null) => vec![GrantType::ClientCredentials],
-        Some(_) => string_list(&object, "grants")?
-            .iter()
-            .enumerate()
-            .map(|(position, name)| {
-                GrantType::parse(name).ok_or_else(|| {
-                    AdminError::invalid(
-                        format!("grants[{position}]"),
-                        "must be client_credentials, authorization_code or refresh_token",
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let token_format = match optional_string(&object, "token_format")? {
-        None => TokenFormat::Jwt,
-        Some(name) => TokenFormat::parse(name)
-            .ok_or_else(|| AdminError::invalid("token_format", "must be jwt or opaque"))?,
-    };
-    let access_token_ttl = optional_string(&object, "access_token_ttl")?
-        .map(|text| {
-            humantime::parse_duration(text).map_err(|error| {
-                AdminError::invalid("access_token_ttl", format!("a duration like 15m: {error}"))
-            })
-        })
-        .transpose()?;
-    let scopes = string_list(&object, "scopes")?;
+/// The registration a body asks for: the settings a `[[clients]]` entry has, read by the same
+/// [`ClientSettings::from_json`].
+fn new_client(body: &Bytes) -> Result<ClientSettings, AdminError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| AdminError::invalid("body", format!("not JSON: {error}")))?;
+    if !value.is_object() {
+        return Err(AdminError::invalid("body", "must be a JSON object"));
+    }
+    let settings = ClientSettings::from_json(value)?;
     // Otherwise `scopegate:clients:write` could mint itself every other admin right.
-    if let Some(position) = scopes
-        .iter()
-        .position(|scope| scope == "scopegate" || scope.starts_with("scopegate:"))
-    {
+    if let Some(position) = settings.scopes.iter().position(|scope| {
+        let name = scope.as_str();
+        name == "scopegate" || name.starts_with("scopegate:")
+    }) {
         return Err(AdminError::invalid(
             format!("scopes[{position}]"),
             "the admin API's own scopes are granted only in the configuration file or with `client add`",
         ));
     }
-    Ok(NewClient {
-        id: string_member(&object, "id")?.to_owned(),
-        public: flag(&object, "public")?,
-        grants,
-        scopes,
-        token_format,
-        access_token_ttl,
-        audience: string_list(&object, "audience")?,
-        redirect_uris: string_list(&object, "redirect_uris")?,
-        post_logout_redirect_uris: string_list(&object, "post_logout_redirect_uris")?,
-        required_claims: string_list(&object, "required_claims")?,
-        self_signup: flag(&object, "self_signup")?,
-    })
+    Ok(settings)
 }
 
 /// `POST /admin/clients` → 201 with the client and, for a confidential one, `secret` (shown
@@ -160,7 +102,7 @@ pub(crate) async fn create_client(
 ) -> Result<Response, AdminError> {
     let new = new_client(&body)?;
     let (client, secret) = state.directory().register_client(new, state.now()).await?;
-    let mut body = client_json(&client, "store", client.registered_at);
+    let mut body = client_json(&client, "store");
     if let Some(secret) = secret {
         body["secret"] = secret.expose().into();
     }

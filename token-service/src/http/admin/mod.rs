@@ -15,7 +15,7 @@ use axum::routing::{MethodRouter, get, post, put};
 use serde_json::{Map, Value, json};
 
 use crate::State;
-use crate::config::ConfigError;
+use crate::config::{ClientSettings, ConfigError};
 use crate::store::StoreError;
 
 use crate::service_scopes::{CLIENTS_READ, CLIENTS_WRITE, USERS_READ, USERS_WRITE};
@@ -111,9 +111,19 @@ const OPENAPI_BASE: &str = "https://token-service.example";
 
 /// `GET /admin/openapi.json`: public, like the discovery document; its server and token URL
 /// are this service's.
+/// Its `ClientSettings` schema is the model's own ([`ClientSettings::json_schema`]).
 async fn openapi(axum::extract::State(state): axum::extract::State<State>) -> Response {
-    let document = OPENAPI.replace(OPENAPI_BASE, state.config().base_url());
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], document).into_response();
+    let mut document: Value =
+        match serde_json::from_str(&OPENAPI.replace(OPENAPI_BASE, state.config().base_url())) {
+            Ok(document) => document,
+            Err(error) => {
+                tracing::error!(%error, "admin API: the built-in OpenAPI document is not JSON");
+                return AdminError::unavailable("the OpenAPI document is unavailable")
+                    .into_response();
+            }
+        };
+    document["components"]["schemas"]["ClientSettings"] = ClientSettings::json_schema();
+    let mut response = axum::Json(document).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
@@ -245,18 +255,6 @@ fn string_member<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a s
     }
 }
 
-/// An optional string member (`null` counts as absent).
-fn optional_string<'a>(
-    object: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a str>, AdminError> {
-    match object.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(_) => Err(AdminError::invalid(name, "must be a string")),
-    }
-}
-
 /// An optional array of strings (absent = empty).
 fn string_list(object: &Map<String, Value>, name: &str) -> Result<Vec<String>, AdminError> {
     match object.get(name) {
@@ -273,15 +271,6 @@ fn string_list(object: &Map<String, Value>, name: &str) -> Result<Vec<String>, A
             })
             .collect(),
         Some(_) => Err(AdminError::invalid(name, "must be an array of strings")),
-    }
-}
-
-/// An optional boolean (absent = `false`).
-fn flag(object: &Map<String, Value>, name: &str) -> Result<bool, AdminError> {
-    match object.get(name) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(value)) => Ok(*value),
-        Some(_) => Err(AdminError::invalid(name, "must be true or false")),
     }
 }
 

@@ -68,7 +68,7 @@ pub(crate) async fn submit(
                     &state,
                     &headers,
                     request,
-                    &checked.client.id,
+                    checked.client.id(),
                     &missing,
                     Some((&form, &errors)),
                     StatusCode::BAD_REQUEST,

@@ -174,7 +174,7 @@ pub(crate) async fn ask_if_missing(
     checked: &AuthorizationRequest,
     session: &SessionRecord,
 ) -> Option<Response> {
-    if checked.client.required_claims.is_empty() {
+    if checked.client.settings.required_claims.is_empty() {
         return None;
     }
     let account = match state.users().find_by_id(&session.user_id).await {
@@ -218,7 +218,7 @@ pub(crate) async fn ask_if_missing(
                 format!(
                     "{} needs details your account does not have ({}), and this account can only \
                      be changed by the service's operator.",
-                    checked.client.id,
+                    checked.client.id(),
                     labels.join(", ")
                 ),
             )
@@ -229,7 +229,7 @@ pub(crate) async fn ask_if_missing(
         state,
         headers,
         request,
-        &checked.client.id,
+        checked.client.id(),
         &missing,
         None,
         StatusCode::OK,

@@ -49,7 +49,7 @@ pub(crate) async fn complete(
             if let Some(client_state) = &checked.state {
                 pairs.push(("state", client_state));
             }
-            tracing::info!(client_id = %checked.client.id, sid = %session.sid, "authorization code issued");
+            tracing::info!(client_id = %checked.client.id(), sid = %session.sid, "authorization code issued");
             redirect_to(state, &checked.grant.redirect_uri, &pairs)
         }
         Err(error) => error_redirect(

@@ -44,8 +44,8 @@ pub(crate) fn login_page(
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n\
          <button type=\"submit\">Sign in</button>\n</form>\n\
          {signup}<p><a href=\"/password\">Change your password</a></p>",
-        client = escape(&client.id),
-        signup = if client.self_signup {
+        client = escape(client.id()),
+        signup = if client.settings.self_signup {
             format!(
                 "<p>New here? <a href=\"/signup?{}\">Create an account</a></p>\n",
                 escape(request)

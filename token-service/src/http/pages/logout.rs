@@ -65,6 +65,7 @@ async fn check(state: &State, query: &str) -> Result<Checked, Response> {
             };
             let registered = client.as_ref().is_some_and(|client| {
                 client
+                    .settings
                     .post_logout_redirect_uris
                     .iter()
                     .any(|known| known.as_str() == uri)

@@ -78,7 +78,7 @@ fn signup_page(
          minlength=\"{min}\" required>\n\
          {claims}<button type=\"submit\">Create account</button>\n</form>\n\
          <p>Have an account? <a href=\"/authorize?{request_link}\">Sign in</a></p>",
-        client = escape(&checked.client.id),
+        client = escape(checked.client.id()),
         request_field = escape(request),
         request_link = escape(request),
         username = escape(username),
@@ -98,7 +98,7 @@ fn signup_page(
 
 /// The refusal for a request whose client does not offer sign-up.
 fn not_offered(checked: &AuthorizationRequest) -> Option<Response> {
-    (!checked.client.self_signup).then(|| {
+    (!checked.client.settings.self_signup).then(|| {
         Refusal::Page(
             StatusCode::FORBIDDEN,
             "This application does not offer sign-up here.".into(),
@@ -242,7 +242,7 @@ pub(super) async fn create(
             return unavailable();
         }
     };
-    tracing::info!(sub = %account.id, client_id = %checked.client.id, "account created by sign-up");
+    tracing::info!(sub = %account.id, client_id = %checked.client.id(), "account created by sign-up");
     // From here on the account exists: a failure must not say it was not created.
     let created_but_not_signed_in = || {
         Refusal::Page(

@@ -1,6 +1,11 @@
 //! Configuration: a TOML file (or the built-in demo), overridden field by field from
 //! `SCOPEGATE_*` environment variables, then checked into typed values. Every mistake is
 //! reported at start-up with the field it concerns.
+//!
+//! The models the file describes live here, each with its one check: a client
+//! ([`ClientSettings`], [`Client`], [`build_client`]: also what the admin API and
+//! `token-service client add` read), an [`Api`], a [`CustomScope`]; users are
+//! [`crate::users::Account`]s.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -10,13 +15,19 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use scopegate_validator::{Scope, ScopeSet};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+mod client;
+mod duration;
+
+pub use client::{Client, ClientSettings, GrantType, TokenFormat, build_client};
+use duration::HumanDuration;
 
 use crate::keys::KeyAlgorithm;
 use crate::secret::{Secret, SecretHash};
 
 /// The demo configuration shipped in the repository, used when no file is given.
-pub const DEMO_CONFIG: &str = include_str!("../demo.toml");
+pub const DEMO_CONFIG: &str = include_str!("../../demo.toml");
 
 /// Top-level keys that `SCOPEGATE_<KEY>` may override (other `SCOPEGATE_*` variables, such as
 /// `SCOPEGATE_CONFIG`, belong to the command line).
@@ -58,111 +69,6 @@ pub enum Source {
     Demo,
     /// TOML text (tests).
     Text(String),
-}
-
-/// How access tokens of a client look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenFormat {
-    /// An RFC 9068 JWT, verifiable locally against the JWKS.
-    Jwt,
-    /// A random reference, checked by introspection.
-    Opaque,
-}
-
-impl TokenFormat {
-    /// The name used in the configuration and the store.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Jwt => "jwt",
-            Self::Opaque => "opaque",
-        }
-    }
-
-    pub(crate) fn parse(value: &str) -> Option<Self> {
-        match value {
-            "jwt" => Some(Self::Jwt),
-            "opaque" => Some(Self::Opaque),
-            _ => None,
-        }
-    }
-}
-
-/// The OAuth2 grant types a client may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantType {
-    /// RFC 6749 §4.4.
-    ClientCredentials,
-    /// RFC 6749 §4.1.
-    AuthorizationCode,
-    /// RFC 6749 §6.
-    RefreshToken,
-}
-
-impl GrantType {
-    /// The `grant_type` value.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientCredentials => "client_credentials",
-            Self::AuthorizationCode => "authorization_code",
-            Self::RefreshToken => "refresh_token",
-        }
-    }
-
-    /// The grant type for a `grant_type` value.
-    #[must_use]
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "client_credentials" => Some(Self::ClientCredentials),
-            "authorization_code" => Some(Self::AuthorizationCode),
-            "refresh_token" => Some(Self::RefreshToken),
-            _ => None,
-        }
-    }
-}
-
-/// A registered client (from the configuration or the store).
-#[derive(Debug, Clone)]
-pub struct Client {
-    /// `client_id`.
-    pub id: String,
-    /// `None` for a public client.
-    pub secret: Option<SecretHash>,
-    /// The grants it may use.
-    pub grants: Vec<GrantType>,
-    /// The scopes it may be granted.
-    pub scopes: ScopeSet,
-    /// What it gets when it asks for no scope; `None` = every allowed scope.
-    pub default_scopes: Option<ScopeSet>,
-    /// JWT or opaque access tokens.
-    pub token_format: TokenFormat,
-    /// Access token lifetime; `None` = the service default.
-    pub access_token_ttl: Option<Duration>,
-    /// The audiences its tokens may carry (RFC 8707 `resource` must be one of them).
-    pub audience: Vec<String>,
-    /// Redirect URIs (authorization code flow).
-    pub redirect_uris: Vec<String>,
-    /// Where `/logout` may send the browser afterwards.
-    pub post_logout_redirect_uris: Vec<String>,
-    /// Claims a user must have a value for before this client gets a code (asked for on a
-    /// page after sign-in when missing).
-    pub required_claims: Vec<String>,
-    /// Whether people may create an account on the sign-in page of this client.
-    pub self_signup: bool,
-    /// When a stored client was registered (seconds since the epoch); `None` for configured
-    /// ones. Tokens issued before it belong to an earlier client of the same id.
-    pub registered_at: Option<u64>,
-}
-
-impl Client {
-    /// Whether the client has no secret (and so cannot use `client_credentials`).
-    #[must_use]
-    pub const fn is_public(&self) -> bool {
-        self.secret.is_none()
-    }
 }
 
 /// A resource server allowed to introspect tokens.
@@ -346,7 +252,7 @@ impl Config {
     pub fn longest_access_token_ttl(&self) -> Duration {
         self.clients
             .iter()
-            .filter_map(|client| client.access_token_ttl)
+            .filter_map(|client| client.settings.access_token_ttl)
             .fold(self.access_token_ttl, Duration::max)
     }
 
@@ -368,21 +274,6 @@ pub fn describe(source: &Source) -> String {
     }
 }
 
-/// A duration written like `60m`, `14d`, `1h 30m`.
-#[derive(Debug, Clone, Copy)]
-struct HumanDuration(Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text).map(Self).map_err(|error| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration like `60m`, `14d` or `30s` ({error})"
-            ))
-        })
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -398,7 +289,7 @@ struct RawConfig {
     #[serde(default)]
     scopes: Vec<RawScope>,
     #[serde(default)]
-    clients: Vec<RawClient>,
+    clients: Vec<ClientSettings>,
     #[serde(default)]
     apis: Vec<RawApi>,
     #[serde(default)]
@@ -441,33 +332,6 @@ struct RawScope {
     name: String,
     #[serde(default)]
     claims: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClient {
-    id: String,
-    secret: Option<Secret>,
-    secret_hash: Option<String>,
-    #[serde(default)]
-    public: bool,
-    #[serde(default)]
-    grants: Vec<GrantType>,
-    #[serde(default)]
-    scopes: Vec<String>,
-    default_scopes: Option<Vec<String>>,
-    token_format: Option<TokenFormat>,
-    access_token_ttl: Option<HumanDuration>,
-    #[serde(default)]
-    audience: Vec<String>,
-    #[serde(default)]
-    redirect_uris: Vec<String>,
-    #[serde(default)]
-    post_logout_redirect_uris: Vec<String>,
-    #[serde(default)]
-    required_claims: Vec<String>,
-    #[serde(default)]
-    self_signup: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -557,158 +421,6 @@ fn parse_scopes(field: &str, scopes: &[String]) -> Result<ScopeSet, ConfigError>
                 .map_err(|error| invalid(format!("{field}[{index}]"), error.to_string()))
         })
         .collect()
-}
-
-/// A client as asked for — in the configuration file, by `token-service client add`, or at the
-/// admin API — before it is checked; [`build_client`] makes it a [`Client`].
-#[derive(Debug, Clone)]
-pub struct NewClient {
-    /// `client_id`.
-    pub id: String,
-    /// No secret (authorization code with PKCE only).
-    pub public: bool,
-    /// Grant types.
-    pub grants: Vec<GrantType>,
-    /// Allowed scopes, unparsed.
-    pub scopes: Vec<String>,
-    /// JWT or opaque access tokens.
-    pub token_format: TokenFormat,
-    /// Access token lifetime; `None` = the service default.
-    pub access_token_ttl: Option<Duration>,
-    /// Audiences its tokens may carry.
-    pub audience: Vec<String>,
-    /// Redirect URIs.
-    pub redirect_uris: Vec<String>,
-    /// Where `/logout` may send the browser afterwards.
-    pub post_logout_redirect_uris: Vec<String>,
-    /// Claims a user must supply before the client gets a code.
-    pub required_claims: Vec<String>,
-    /// Whether people may create an account on the client's sign-in page.
-    pub self_signup: bool,
-}
-
-/// What a checked client is besides its [`NewClient`] fields.
-#[derive(Debug, Clone, Default)]
-pub struct ClientExtras {
-    /// The secret's hash; `None` for a public client.
-    pub secret: Option<SecretHash>,
-    /// `default_scopes`, unparsed (the configuration file only).
-    pub default_scopes: Option<Vec<String>>,
-    /// When a stored client was registered.
-    pub registered_at: Option<u64>,
-}
-
-/// The one check of a client, wherever it is registered: fields are named `{prefix}id`,
-/// `{prefix}grants`, `{prefix}scopes[1]`, …
-///
-/// # Errors
-///
-/// [`ConfigError::Invalid`] naming the first field that is wrong.
-pub fn build_client(
-    prefix: &str,
-    new: NewClient,
-    extras: ClientExtras,
-    custom_scopes: &[CustomScope],
-) -> Result<Client, ConfigError> {
-    let field = |name: &str| format!("{prefix}{name}");
-    check_identifier(&field("id"), &new.id)?;
-    let allowed = check_client(prefix, &new, custom_scopes)?;
-    let default_scopes = match extras.default_scopes {
-        None => None,
-        Some(defaults) => {
-            let defaults = parse_scopes(&field("default_scopes"), &defaults)?;
-            // Kept as granted, not as written: `p:n` means the permissions of it the client
-            // has, never the literal `p:n` it does not.
-            Some(
-                scopegate_validator::scope::grant(&defaults, &allowed)
-                    .map_err(|error| invalid(field("default_scopes"), error.to_string()))?,
-            )
-        }
-    };
-    Ok(Client {
-        id: new.id,
-        secret: extras.secret,
-        grants: new.grants,
-        scopes: allowed,
-        default_scopes,
-        token_format: new.token_format,
-        access_token_ttl: new.access_token_ttl,
-        audience: new.audience,
-        redirect_uris: new.redirect_uris,
-        post_logout_redirect_uris: new.post_logout_redirect_uris,
-        required_claims: new.required_claims,
-        self_signup: new.self_signup,
-        registered_at: extras.registered_at,
-    })
-}
-
-/// Checks a client's shape; fields are named `{prefix}grants`, `{prefix}scopes[1]`, …
-/// Returns the allowed scopes.
-///
-/// # Errors
-///
-/// [`ConfigError::Invalid`] naming the first field that is wrong.
-fn check_client(
-    prefix: &str,
-    shape: &NewClient,
-    custom_scopes: &[CustomScope],
-) -> Result<ScopeSet, ConfigError> {
-    let field = |name: &str| format!("{prefix}{name}");
-    if shape.grants.is_empty() {
-        return Err(invalid(field("grants"), "name at least one grant"));
-    }
-    if shape.public && shape.grants.contains(&GrantType::ClientCredentials) {
-        return Err(invalid(
-            field("grants"),
-            "a public client cannot use client_credentials",
-        ));
-    }
-    let allowed = parse_scopes(&field("scopes"), &shape.scopes)?;
-    if let Some(ttl) = shape.access_token_ttl {
-        check_ttl(&field("access_token_ttl"), ttl, MAX_ACCESS_TOKEN_TTL)?;
-    }
-    for (position, audience) in shape.audience.iter().enumerate() {
-        check_audience(&field(&format!("audience[{position}]")), audience)?;
-    }
-    for (position, uri) in shape.post_logout_redirect_uris.iter().enumerate() {
-        url::Url::parse(uri).map_err(|error| {
-            invalid(
-                field(&format!("post_logout_redirect_uris[{position}]")),
-                error.to_string(),
-            )
-        })?;
-    }
-    for (position, uri) in shape.redirect_uris.iter().enumerate() {
-        let name = field(&format!("redirect_uris[{position}]"));
-        let parsed = url::Url::parse(uri).map_err(|error| invalid(&name, error.to_string()))?;
-        if parsed.fragment().is_some() {
-            return Err(invalid(name, "must not have a fragment (RFC 6749 §3.1.2)"));
-        }
-    }
-    let signs_in = shape.grants.contains(&GrantType::AuthorizationCode);
-    for (position, claim) in shape.required_claims.iter().enumerate() {
-        if !signs_in {
-            return Err(invalid(
-                field("required_claims"),
-                "only clients with the authorization_code grant sign users in",
-            ));
-        }
-        if crate::id_token::claim_attribute(custom_scopes, &allowed, claim).is_none() {
-            return Err(invalid(
-                field(&format!("required_claims[{position}]")),
-                format!(
-                    "`{claim}` is not a claim a user can supply that the client's scopes release"
-                ),
-            ));
-        }
-    }
-    if shape.self_signup && !signs_in {
-        return Err(invalid(
-            field("self_signup"),
-            "only clients with the authorization_code grant sign users in",
-        ));
-    }
-    Ok(allowed)
 }
 
 /// Checks an audience value: non-empty, no whitespace or control characters.
@@ -935,52 +647,22 @@ impl RawConfig {
 
         let mut client_ids = HashSet::new();
         let mut clients = Vec::new();
-        for (index, raw) in self.clients.into_iter().enumerate() {
-            let field = |name: &str| format!("clients[{index}].{name}");
-            check_identifier(&field("id"), &raw.id)?;
-            if !client_ids.insert(raw.id.clone()) {
-                return Err(invalid(field("id"), format!("`{}` is used twice", raw.id)));
+        for (index, mut settings) in self.clients.into_iter().enumerate() {
+            let prefix = format!("clients[{index}].");
+            let (secret, secret_hash) = (settings.secret.take(), settings.secret_hash.take());
+            if !client_ids.insert(settings.id.clone()) {
+                return Err(invalid(
+                    format!("{prefix}id"),
+                    format!("`{}` is used twice", settings.id),
+                ));
             }
             let secret = secret_of(
-                &field("secret"),
-                raw.secret,
-                raw.secret_hash,
+                &format!("{prefix}secret"),
+                secret,
+                secret_hash,
                 &mut plain_secret_fields,
             )?;
-            match (raw.public, &secret) {
-                (true, Some(_)) => {
-                    return Err(invalid(field("secret"), "a public client has no secret"));
-                }
-                (false, None) => {
-                    return Err(invalid(
-                        field("secret"),
-                        "a confidential client needs `secret` or `secret_hash` (or `public = true`)",
-                    ));
-                }
-                _ => {}
-            }
-            clients.push(build_client(
-                &format!("clients[{index}]."),
-                NewClient {
-                    id: raw.id,
-                    public: raw.public,
-                    grants: raw.grants,
-                    scopes: raw.scopes,
-                    token_format: raw.token_format.unwrap_or(TokenFormat::Jwt),
-                    access_token_ttl: raw.access_token_ttl.map(|ttl| ttl.0),
-                    audience: raw.audience,
-                    redirect_uris: raw.redirect_uris,
-                    post_logout_redirect_uris: raw.post_logout_redirect_uris,
-                    required_claims: raw.required_claims,
-                    self_signup: raw.self_signup,
-                },
-                ClientExtras {
-                    secret,
-                    default_scopes: raw.default_scopes,
-                    registered_at: None,
-                },
-                &scopes,
-            )?);
+            clients.push(build_client(&prefix, settings, secret, None, &scopes)?);
         }
 
         let mut api_ids = HashSet::new();
@@ -1026,7 +708,7 @@ impl RawConfig {
             // A configured user's `sub` is their username: no client may have it as its id.
             if clients
                 .iter()
-                .any(|client| client.id.eq_ignore_ascii_case(&raw.username))
+                .any(|client| client.id().eq_ignore_ascii_case(&raw.username))
             {
                 return Err(invalid(
                     field("username"),
@@ -1087,10 +769,21 @@ storage = "sqlite::memory:"
         Config::from_toml(&format!("{MINIMAL}{extra}"))
     }
 
+    /// The field an error names: `clients[0].scopes[1]` (a parse error's key path written
+    /// the same way).
     fn field_of(error: ConfigError) -> String {
         match error {
             ConfigError::Invalid { field, .. } => field,
-            ConfigError::Parse(error) => format!("parse: {error}"),
+            ConfigError::Parse(error) => {
+                error
+                    .path
+                    .iter()
+                    .fold(String::new(), |path, key| match key.parse::<usize>() {
+                        Ok(index) => format!("{path}[{index}]"),
+                        Err(_) if path.is_empty() => key.clone(),
+                        Err(_) => format!("{path}.{key}"),
+                    })
+            }
         }
     }
 
@@ -1098,7 +791,7 @@ storage = "sqlite::memory:"
     fn demo_config_is_valid() {
         let config = Config::load_with_env(&Source::Demo, false).unwrap();
         assert_eq!(config.issuer, "http://127.0.0.1:8080");
-        assert!(config.clients.iter().any(|client| client.id == "svc-a"));
+        assert!(config.clients.iter().any(|client| client.id() == "svc-a"));
         assert_eq!(config.access_token_ttl, Duration::from_secs(3600));
         assert_eq!(config.session_ttl, Duration::from_secs(14 * 24 * 3600));
     }
@@ -1274,7 +967,7 @@ storage = "sqlite::memory:"
             "[[clients]]\nid = \"a\"\nsecret = \"s\"\ngrants = [\"client_credentials\"]\nscopes = [\"x:y:read\", \"x:y:write\", \"z:w:read\"]\ndefault_scopes = [\"x:y\"]\n",
         )
         .unwrap();
-        let defaults = config.clients[0].default_scopes.as_ref().unwrap();
+        let defaults = config.clients[0].defaults.as_ref().unwrap();
         assert_eq!(defaults.to_string(), "x:y:read x:y:write");
     }
 

@@ -1,0 +1,419 @@
+//! A client: what it is registered with ([`ClientSettings`]), the one check of it
+//! ([`build_client`]) and the checked [`Client`].
+//!
+//! `ClientSettings` is the one input type of every entry point: its serde attributes make it a
+//! `[[clients]]` entry of the configuration file and the body of `POST /admin/clients`, its
+//! schema is the admin API's OpenAPI `ClientSettings`, and its clap attributes are the flags of
+//! `token-service client add`. A new client field is one member here (and a check in
+//! [`build_client`] if it needs one), a migration pair and its column in `store::mapping`.
+
+use std::time::Duration;
+
+use scopegate_validator::{Scope, ScopeSet};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ConfigError, CustomScope, invalid};
+use crate::secret::{Secret, SecretHash};
+
+/// How access tokens of a client look.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenFormat {
+    /// An RFC 9068 JWT, verifiable locally against the JWKS.
+    #[default]
+    Jwt,
+    /// A random reference, checked by introspection.
+    Opaque,
+}
+
+impl TokenFormat {
+    /// The name used in the configuration and the store.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::Opaque => "opaque",
+        }
+    }
+
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        match value {
+            "jwt" => Some(Self::Jwt),
+            "opaque" => Some(Self::Opaque),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TokenFormat {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// The OAuth2 grant types a client may use.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum GrantType {
+    /// RFC 6749 §4.4.
+    #[value(alias = "client-credentials")]
+    ClientCredentials,
+    /// RFC 6749 §4.1.
+    #[value(alias = "authorization-code")]
+    AuthorizationCode,
+    /// RFC 6749 §6.
+    #[value(alias = "refresh-token")]
+    RefreshToken,
+}
+
+impl GrantType {
+    /// The `grant_type` value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "client_credentials",
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+        }
+    }
+
+    /// The grant type for a `grant_type` value.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "client_credentials" => Some(Self::ClientCredentials),
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            _ => None,
+        }
+    }
+}
+
+fn default_grants() -> Vec<GrantType> {
+    vec![GrantType::ClientCredentials]
+}
+
+/// What a client is registered with: a `[[clients]]` entry of the configuration file, the body
+/// of `POST /admin/clients`, the flags of `token-service client add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "ClientSettings")]
+pub struct ClientSettings {
+    /// The client_id: 1 to 255 visible ASCII characters.
+    #[serde(default)]
+    #[arg(long)]
+    pub id: String,
+    /// No secret: authorization code with PKCE only.
+    #[serde(default)]
+    #[arg(long)]
+    pub public: bool,
+    /// The grant types it may use: client_credentials, authorization_code, refresh_token.
+    #[serde(default = "default_grants")]
+    #[schemars(default = "default_grants")]
+    #[arg(
+        long = "grant",
+        value_name = "GRANT",
+        default_value = "client_credentials"
+    )]
+    pub grants: Vec<GrantType>,
+    /// The scopes it may be granted (`prefix:name:permission`, `*` for every permission).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    #[arg(long = "scope", value_name = "SCOPE", value_delimiter = ' ')]
+    pub scopes: Vec<Scope>,
+    /// What it gets when it asks for no scope (kept as granted: `p:n` is the permissions of
+    /// it the client has); absent = every allowed scope.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    #[arg(long = "default-scope", value_name = "SCOPE", value_delimiter = ' ')]
+    pub default_scopes: Option<Vec<Scope>>,
+    /// The access token format: jwt (RFC 9068, verified locally) or opaque (introspected).
+    #[serde(default)]
+    #[arg(long = "format", value_enum, default_value_t = TokenFormat::Jwt)]
+    pub token_format: TokenFormat,
+    /// Access token lifetime like `15m`, at most `1d`; absent = the service default.
+    #[serde(default, with = "super::duration::optional")]
+    #[schemars(with = "Option<String>")]
+    #[arg(long = "ttl", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub access_token_ttl: Option<Duration>,
+    /// Audiences its tokens may carry (an RFC 8707 `resource` must be one of them).
+    #[serde(default)]
+    #[arg(long = "audience", value_name = "AUDIENCE")]
+    pub audience: Vec<String>,
+    /// Redirect URIs (authorization code), compared exactly.
+    #[serde(default)]
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    /// Where `/logout` may send the browser afterwards.
+    #[serde(default)]
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Claims (released by its scopes) a user must supply before it gets a code.
+    #[serde(default)]
+    #[arg(long = "required-claim", value_name = "CLAIM")]
+    pub required_claims: Vec<String>,
+    /// People may create an account on its sign-in page.
+    #[serde(default)]
+    #[arg(long)]
+    pub self_signup: bool,
+    /// The client secret in plain text: the configuration file's alone (the admin API and
+    /// `client add` generate one), turned into the [`Client::secret`] hash at start-up.
+    #[serde(default, skip_serializing)]
+    #[schemars(skip)]
+    #[arg(skip)]
+    pub secret: Option<Secret>,
+    /// The secret's Argon2id hash: the configuration file's alone, as `secret`.
+    #[serde(default, skip_serializing)]
+    #[schemars(skip)]
+    #[arg(skip)]
+    pub secret_hash: Option<String>,
+}
+
+impl ClientSettings {
+    /// Reads settings from a JSON object (`null` members count as absent), naming the member
+    /// that is unknown or of the wrong type (`grants[1]`). [`build_client`] checks the rest.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] with the member's path (`""` when the value is no object).
+    pub fn from_json(value: Value) -> Result<Self, ConfigError> {
+        let Value::Object(mut members) = value else {
+            return Err(invalid("", "must be an object"));
+        };
+        members.retain(|_, value| !value.is_null());
+        // The schema's members: the file's `secret` and `secret_hash` are not among them.
+        let known = Self::member_names();
+        if let Some(unknown) = members.keys().find(|name| !known.contains(name)) {
+            return Err(invalid(
+                unknown.clone(),
+                format!("unknown member; expected one of {}", known.join(", ")),
+            ));
+        }
+        serde_path_to_error::deserialize(Value::Object(members)).map_err(|error| {
+            let field = error.path().to_string();
+            invalid(field, error.into_inner().to_string())
+        })
+    }
+
+    /// The JSON Schema of the settings (the admin API's OpenAPI `ClientSettings`).
+    #[must_use]
+    pub fn json_schema() -> Value {
+        let generator = schemars::generate::SchemaSettings::draft2020_12()
+            .with(|settings| settings.inline_subschemas = true)
+            .into_generator();
+        let mut schema = generator.into_root_schema_for::<Self>().to_value();
+        if let Some(object) = schema.as_object_mut() {
+            object.remove("$schema");
+            // Unknown members are refused at registration (`NewClient`), but answers add
+            // `source` and `created_at` to these members.
+            object.remove("additionalProperties");
+        }
+        schema
+    }
+
+    /// Its members' names, as the schema lists them.
+    fn member_names() -> Vec<String> {
+        Self::json_schema()
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|properties| properties.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A registered client (from the configuration or the store), checked.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// What it is registered with.
+    pub settings: ClientSettings,
+    /// `None` for a public client.
+    pub secret: Option<SecretHash>,
+    /// When a stored client was registered (seconds since the epoch); `None` for configured
+    /// ones. Tokens issued before it belong to an earlier client of the same id.
+    pub registered_at: Option<u64>,
+    /// `settings.scopes` as a set: what it may be granted.
+    pub allowed: ScopeSet,
+    /// `settings.default_scopes` as a set; `None` = every allowed scope.
+    pub defaults: Option<ScopeSet>,
+}
+
+impl Client {
+    /// A client of settings that were checked by [`build_client`] when it was registered.
+    #[must_use]
+    pub fn new(
+        settings: ClientSettings,
+        secret: Option<SecretHash>,
+        registered_at: Option<u64>,
+    ) -> Self {
+        let allowed = settings.scopes.iter().cloned().collect();
+        let defaults = settings
+            .default_scopes
+            .as_ref()
+            .map(|defaults| defaults.iter().cloned().collect());
+        Self {
+            settings,
+            secret,
+            registered_at,
+            allowed,
+            defaults,
+        }
+    }
+
+    /// Its `client_id`.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.settings.id
+    }
+
+    /// Whether the client has no secret (and so cannot use `client_credentials`).
+    #[must_use]
+    pub const fn is_public(&self) -> bool {
+        self.secret.is_none()
+    }
+
+    /// Whether it may use `grant`.
+    #[must_use]
+    pub fn may_use(&self, grant: GrantType) -> bool {
+        self.settings.grants.contains(&grant)
+    }
+}
+
+/// The one check of a client, wherever it is registered: fields are named `{prefix}id`,
+/// `{prefix}grants`, `{prefix}scopes[1]`, … `secret` is its hash (`None` for a public client);
+/// the caller has taken the plain `settings.secret` and `secret_hash` out to make it.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming the first field that is wrong.
+pub fn build_client(
+    prefix: &str,
+    mut settings: ClientSettings,
+    secret: Option<SecretHash>,
+    registered_at: Option<u64>,
+    custom_scopes: &[CustomScope],
+) -> Result<Client, ConfigError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    if settings.secret.is_some() || settings.secret_hash.is_some() {
+        return Err(invalid(
+            field("secret"),
+            "set only in the configuration file; elsewhere the service generates it",
+        ));
+    }
+    if settings.id.is_empty() {
+        return Err(invalid(field("id"), "is required"));
+    }
+    super::check_identifier(&field("id"), &settings.id)?;
+    match (settings.public, &secret) {
+        (true, Some(_)) => return Err(invalid(field("secret"), "a public client has no secret")),
+        (false, None) => {
+            return Err(invalid(
+                field("secret"),
+                "a confidential client needs `secret` or `secret_hash` (or `public = true`)",
+            ));
+        }
+        _ => {}
+    }
+    check_settings(prefix, &settings, custom_scopes)?;
+    // As a set (sorted, once each): the form the store keeps.
+    let allowed: ScopeSet = settings.scopes.iter().cloned().collect();
+    settings.scopes = allowed.iter().cloned().collect();
+    if let Some(defaults) = &settings.default_scopes {
+        let asked: ScopeSet = defaults.iter().cloned().collect();
+        // Kept as granted, not as written: `p:n` means the permissions of it the client has,
+        // never the literal `p:n` it does not.
+        let granted = scopegate_validator::scope::grant(&asked, &allowed)
+            .map_err(|error| invalid(field("default_scopes"), error.to_string()))?;
+        settings.default_scopes = Some(granted.into_iter().collect());
+    }
+    Ok(Client::new(settings, secret, registered_at))
+}
+
+/// Checks what serde cannot: fields are named `{prefix}grants`, `{prefix}scopes[1]`, …
+fn check_settings(
+    prefix: &str,
+    settings: &ClientSettings,
+    custom_scopes: &[CustomScope],
+) -> Result<(), ConfigError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    if settings.grants.is_empty() {
+        return Err(invalid(field("grants"), "name at least one grant"));
+    }
+    if settings.public && settings.grants.contains(&GrantType::ClientCredentials) {
+        return Err(invalid(
+            field("grants"),
+            "a public client cannot use client_credentials",
+        ));
+    }
+    if let Some(ttl) = settings.access_token_ttl {
+        super::check_ttl(&field("access_token_ttl"), ttl, super::MAX_ACCESS_TOKEN_TTL)?;
+    }
+    for (position, audience) in settings.audience.iter().enumerate() {
+        super::check_audience(&field(&format!("audience[{position}]")), audience)?;
+    }
+    for (position, uri) in settings.post_logout_redirect_uris.iter().enumerate() {
+        url::Url::parse(uri).map_err(|error| {
+            invalid(
+                field(&format!("post_logout_redirect_uris[{position}]")),
+                error.to_string(),
+            )
+        })?;
+    }
+    for (position, uri) in settings.redirect_uris.iter().enumerate() {
+        let name = field(&format!("redirect_uris[{position}]"));
+        let parsed = url::Url::parse(uri).map_err(|error| invalid(&name, error.to_string()))?;
+        if parsed.fragment().is_some() {
+            return Err(invalid(name, "must not have a fragment (RFC 6749 §3.1.2)"));
+        }
+    }
+    let signs_in = settings.grants.contains(&GrantType::AuthorizationCode);
+    let allowed: ScopeSet = settings.scopes.iter().cloned().collect();
+    for (position, claim) in settings.required_claims.iter().enumerate() {
+        if !signs_in {
+            return Err(invalid(
+                field("required_claims"),
+                "only clients with the authorization_code grant sign users in",
+            ));
+        }
+        if crate::id_token::claim_attribute(custom_scopes, &allowed, claim).is_none() {
+            return Err(invalid(
+                field(&format!("required_claims[{position}]")),
+                format!(
+                    "`{claim}` is not a claim a user can supply that the client's scopes release"
+                ),
+            ));
+        }
+    }
+    if settings.self_signup && !signs_in {
+        return Err(invalid(
+            field("self_signup"),
+            "only clients with the authorization_code grant sign users in",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! One client model for every entry point (issue 15): the configuration file, the admin API
+//! and `token-service client add` read the same members into the same `ClientSettings`, and
+//! each member is all three (a key, a JSON member, a flag). The store's round trip of every
+//! member is `tests/store.rs`.
+
+use clap::{CommandFactory, Parser};
+use scopegate_token_service::config::{ClientSettings, Config, build_client};
+use serde_json::{Value, json};
+
+/// `token-service client add`'s flags.
+#[derive(Parser)]
+struct ClientAdd {
+    #[command(flatten)]
+    settings: ClientSettings,
+}
+
+/// A client with every member set to something other than its default.
+fn every_member() -> Value {
+    json!({
+        "id": "portal",
+        "public": true,
+        "grants": ["authorization_code", "refresh_token"],
+        "scopes": ["openid", "profile", "a:b:read", "a:b:write"],
+        "default_scopes": ["openid", "a:b"],
+        "token_format": "opaque",
+        "access_token_ttl": "15m",
+        "audience": ["https://api.example.test", "other"],
+        "redirect_uris": ["https://portal.example.test/cb"],
+        "post_logout_redirect_uris": ["https://portal.example.test/"],
+        "required_claims": ["name"],
+        "self_signup": true,
+    })
+}
+
+/// The members the admin API documents and reads.
+fn members() -> Vec<String> {
+    let schema = ClientSettings::json_schema();
+    schema["properties"]
+        .as_object()
+        .expect("the schema lists its properties")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// The TOML of a JSON object of strings, booleans and arrays of strings.
+fn toml_of(value: &Value) -> String {
+    let object = value.as_object().expect("an object");
+    object
+        .iter()
+        .map(|(key, value)| format!("{key} = {value}\n"))
+        .collect()
+}
+
+/// The `client add` arguments for a JSON object, each member as the flag clap made of it.
+fn flags_of(value: &Value) -> Vec<String> {
+    let command = ClientAdd::command();
+    let mut args = vec!["client-add".to_owned()];
+    for (member, value) in value.as_object().expect("an object") {
+        let argument = command
+            .get_arguments()
+            .find(|argument| argument.get_id() == member.as_str())
+            .unwrap_or_else(|| panic!("`{member}` has no flag"));
+        let flag = format!("--{}", argument.get_long().expect("a long flag"));
+        match value {
+            Value::Bool(true) => args.push(flag),
+            Value::String(text) => args.extend([flag, text.clone()]),
+            Value::Array(items) => {
+                for item in items {
+                    args.extend([flag.clone(), item.as_str().expect("strings").to_owned()]);
+                }
+            }
+            other => panic!("`{member}`: no flag form for {other}"),
+        }
+    }
+    args
+}
+
+#[test]
+fn every_member_is_a_flag_of_client_add_and_every_flag_a_member() {
+    let command = ClientAdd::command();
+    let mut flags: Vec<String> = command
+        .get_arguments()
+        .filter(|argument| argument.get_id() != "help")
+        .map(|argument| argument.get_id().to_string())
+        .collect();
+    flags.sort();
+    let mut members = members();
+    members.sort();
+    assert_eq!(flags, members);
+    // The sample below covers them all, so the next test reads every member.
+    let mut sample: Vec<String> = every_member()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    sample.sort();
+    assert_eq!(sample, members, "give every_member() the new member");
+}
+
+#[test]
+fn the_file_the_admin_api_and_client_add_read_a_client_alike() {
+    let sample = every_member();
+    let from_json = ClientSettings::from_json(sample.clone()).expect("the admin API reads it");
+    let from_flags = ClientAdd::try_parse_from(flags_of(&sample))
+        .expect("client add reads it")
+        .settings;
+    assert_eq!(from_flags, from_json);
+
+    let config = Config::from_toml(&format!(
+        "issuer = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\n\
+         storage = \"sqlite::memory:\"\n[[clients]]\n{}",
+        toml_of(&sample)
+    ))
+    .expect("the configuration file reads it");
+    // One check for all: what it makes of the admin API's reading is what the file gives.
+    let checked = build_client("", from_json, None, None, &config.scopes).expect("valid");
+    assert_eq!(config.clients[0].settings, checked.settings);
+    // And the check kept what was asked: defaults as granted (`a:b` → both permissions).
+    let defaults: Vec<&str> = checked
+        .settings
+        .default_scopes
+        .iter()
+        .flatten()
+        .map(|scope| scope.as_str())
+        .collect();
+    assert_eq!(defaults, ["a:b:read", "a:b:write", "openid"]);
+    assert_eq!(
+        serde_json::to_value(&checked.settings).unwrap()["access_token_ttl"],
+        "15m"
+    );
+}
+
+#[test]
+fn the_admin_reader_names_the_member_that_is_wrong() {
+    for (body, field) in [
+        (
+            json!({"id": "x", "grants": ["client_credentials", "implicit"]}),
+            "grants[1]",
+        ),
+        (
+            json!({"id": "x", "scopes": ["a:b:read", "bad scope"]}),
+            "scopes[1]",
+        ),
+        (
+            json!({"id": "x", "access_token_ttl": "soon"}),
+            "access_token_ttl",
+        ),
+        (json!({"id": "x", "self_signup": "yes"}), "self_signup"),
+        (json!({"id": "x", "secret": "mine"}), "secret"),
+        (
+            json!({"id": "x", "secret_hash": "$argon2id$"}),
+            "secret_hash",
+        ),
+        (json!({"id": "x", "colour": "red"}), "colour"),
+        (json!(["x"]), ""),
+    ] {
+        match ClientSettings::from_json(body.clone()) {
+            Err(scopegate_token_service::config::ConfigError::Invalid { field: named, .. }) => {
+                assert_eq!(named, field, "{body}");
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+}
