@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::clients::Registry;
 use crate::config::{self, Config, ConfigError};
-use crate::config::{Api, Client, ClientSettings};
+use crate::config::{Api, ApiSettings, Client, ClientSettings};
 use crate::registration;
 use crate::secret::Secret;
 use crate::service_scopes;
@@ -281,24 +281,23 @@ impl Directory {
     /// owns), `Hashing`, `Store`.
     pub async fn register_api(
         &self,
-        id: &str,
-        scopes: &[String],
+        settings: ApiSettings,
         now: u64,
     ) -> Result<(Api, Secret), DirectoryError> {
+        let id = settings.id.clone();
         let taken = || DirectoryError::Taken {
             kind: "API",
-            id: id.to_owned(),
+            id: id.clone(),
         };
         if self.registry.configured_apis().any(|api| api.id == id) {
             return Err(taken());
         }
-        let (id_owned, scopes_owned) = (id.to_owned(), scopes.to_vec());
         let (record, secret) =
-            tokio::task::spawn_blocking(move || registration::api(&id_owned, &scopes_owned, now))
+            tokio::task::spawn_blocking(move || registration::api(settings, now))
                 .await
                 .map_err(|_| DirectoryError::Hashing)??;
         for (position, scope) in record.scopes.iter().enumerate() {
-            if let Some(owner) = self.owner_of(scope, id).await? {
+            if let Some(owner) = self.owner_of(scope, &id).await? {
                 return Err(DirectoryError::Clash {
                     field: format!("scopes[{position}]"),
                     reason: format!("`{scope}` belongs to {owner}"),

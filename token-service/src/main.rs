@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use scopegate_token_service::config::{self, ClientSettings, Config, ConfigError, Source};
+use scopegate_token_service::config::{
+    self, ApiSettings, ClientSettings, Config, ConfigError, Source,
+};
 use scopegate_token_service::directory::{Directory, DirectoryError};
 use scopegate_token_service::keys::KeyRing;
 use scopegate_token_service::secret::SecretHash;
@@ -109,15 +111,7 @@ enum UserCommand {
 #[derive(Debug, Subcommand)]
 enum ApiCommand {
     /// Register an API; prints its generated introspection secret once.
-    Add {
-        /// Its identifier, usually its base URL (also the audience of tokens for it).
-        #[arg(long)]
-        id: String,
-        /// A scope that belongs to it: exact, or `prefix:name` for every permission
-        /// (repeat, or separate with spaces).
-        #[arg(long = "scope", value_name = "SCOPE", required = true)]
-        scopes: Vec<String>,
-    },
+    Add(ApiSettings),
     /// List configured and stored APIs (never their secrets).
     List,
 }
@@ -224,7 +218,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Api(command) => {
             let config = load_config(cli.config.as_ref())?;
             match command {
-                ApiCommand::Add { id, scopes } => add_api(&config, &id, &scopes).await,
+                ApiCommand::Add(settings) => add_api(&config, settings).await,
                 ApiCommand::List => list_apis(&config).await,
             }
         }
@@ -433,13 +427,14 @@ async fn list_clients(config: &Config) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn add_api(config: &Config, id: &str, scopes: &[String]) -> Result<(), Failure> {
-    let (_, secret) = directory(config)
+/// `api add`: its flags are the members of [`ApiSettings`] (an `[[apis]]` entry).
+async fn add_api(config: &Config, settings: ApiSettings) -> Result<(), Failure> {
+    let (api, secret) = directory(config)
         .await?
-        .register_api(id, &split_words(scopes), now())
+        .register_api(settings, now())
         .await
         .map_err(directory_error(&["api", "add"]))?;
-    println!("api id:        {id}");
+    println!("api id:        {}", api.id);
     println!("client_secret: {}", secret.expose());
     println!("(shown once: only its hash is stored; use it to authenticate at /introspect)");
     Ok(())
@@ -459,15 +454,6 @@ async fn list_apis(config: &Config) -> Result<(), Failure> {
         println!("{:<40} {:<7} {}", api.id, source, scopes.join(" "));
     }
     Ok(())
-}
-
-/// Repeated flags whose values may also be space-separated.
-fn split_words(values: &[String]) -> Vec<String> {
-    values
-        .iter()
-        .flat_map(|value| value.split_whitespace())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// A registration error with the command-line flag for its field (`scopes[1]` → `--scope`).

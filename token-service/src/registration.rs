@@ -2,9 +2,7 @@
 //! API): the checks a configured one passes, a secret generated here and shown once, and the
 //! row to store (only the secret's Argon2id hash).
 
-use scopegate_validator::{Scope, ScopeSet};
-
-use crate::config::{self, Api, Client, ClientSettings, Config, ConfigError};
+use crate::config::{self, Api, ApiSettings, Client, ClientSettings, Config, ConfigError};
 use crate::secret::{Secret, SecretHash};
 
 /// Checks `settings` as the configuration file's clients are checked
@@ -28,37 +26,14 @@ pub fn client(
     Ok((client, secret))
 }
 
-/// Checks an API registration (`id` is also the audience of tokens meant for it; `scopes` are
-/// exact scopes, or `prefix:name` for every permission) and builds its row and secret.
+/// Checks `settings` as the configuration file's APIs are checked ([`config::build_api`]) and
+/// gives it an introspection secret, which exists only in the return value.
 ///
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] naming `id` or `scopes[n]`.
-pub fn api(id: &str, scopes: &[String], now: u64) -> Result<(Api, Secret), ConfigError> {
-    config::check_identifier("id", id)?;
-    config::check_audience("id", id)?;
-    if scopes.is_empty() {
-        return Err(ConfigError::Invalid {
-            field: "scopes".to_owned(),
-            reason: "name at least one scope the API owns".to_owned(),
-        });
-    }
-    let owned = scopes
-        .iter()
-        .enumerate()
-        .map(|(position, scope)| {
-            Scope::parse(scope).map_err(|error| ConfigError::Invalid {
-                field: format!("scopes[{position}]"),
-                reason: error.to_string(),
-            })
-        })
-        .collect::<Result<ScopeSet, _>>()?;
+pub fn api(settings: ApiSettings, now: u64) -> Result<(Api, Secret), ConfigError> {
     let secret = Secret::generate();
-    let api = Api {
-        id: id.to_owned(),
-        secret: SecretHash::hash(secret.expose()),
-        scopes: owned.into_iter().collect(),
-        registered_at: Some(now),
-    };
+    let api = config::build_api("", settings, SecretHash::hash(secret.expose()), Some(now))?;
     Ok((api, secret))
 }

@@ -203,47 +203,13 @@ impl ClientSettings {
     ///
     /// [`ConfigError::Invalid`] with the member's path (`""` when the value is no object).
     pub fn from_json(value: Value) -> Result<Self, ConfigError> {
-        let Value::Object(mut members) = value else {
-            return Err(invalid("", "must be an object"));
-        };
-        members.retain(|_, value| !value.is_null());
-        // The schema's members: the file's `secret` and `secret_hash` are not among them.
-        let known = Self::member_names();
-        if let Some(unknown) = members.keys().find(|name| !known.contains(name)) {
-            return Err(invalid(
-                unknown.clone(),
-                format!("unknown member; expected one of {}", known.join(", ")),
-            ));
-        }
-        serde_path_to_error::deserialize(Value::Object(members)).map_err(|error| {
-            let field = error.path().to_string();
-            invalid(field, error.into_inner().to_string())
-        })
+        super::json::read(value)
     }
 
     /// The JSON Schema of the settings (the admin API's OpenAPI `ClientSettings`).
     #[must_use]
     pub fn json_schema() -> Value {
-        let generator = schemars::generate::SchemaSettings::draft2020_12()
-            .with(|settings| settings.inline_subschemas = true)
-            .into_generator();
-        let mut schema = generator.into_root_schema_for::<Self>().to_value();
-        if let Some(object) = schema.as_object_mut() {
-            object.remove("$schema");
-            // Unknown members are refused at registration (`NewClient`), but answers add
-            // `source` and `created_at` to these members.
-            object.remove("additionalProperties");
-        }
-        schema
-    }
-
-    /// Its members' names, as the schema lists them.
-    fn member_names() -> Vec<String> {
-        Self::json_schema()
-            .get("properties")
-            .and_then(Value::as_object)
-            .map(|properties| properties.keys().cloned().collect())
-            .unwrap_or_default()
+        super::json::schema::<Self>()
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! The models the file describes live here, each with its one check: a client
 //! ([`ClientSettings`], [`Client`], [`build_client`]: also what the admin API and
-//! `token-service client add` read), an [`Api`], a [`CustomScope`]; users are
+//! `token-service client add` read), an API ([`ApiSettings`], [`Api`], [`build_api`]: the same
+//! for `api add`), a [`CustomScope`]; users are
 //! [`crate::users::Account`]s.
 
 use std::collections::{BTreeMap, HashSet};
@@ -14,12 +15,15 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use scopegate_validator::{Scope, ScopeSet};
+use scopegate_validator::Scope;
 use serde::Deserialize;
 
+mod api;
 mod client;
 mod duration;
+mod json;
 
+pub use api::{Api, ApiSettings, build_api, scopes_overlap};
 pub use client::{Client, ClientSettings, GrantType, TokenFormat, build_client};
 use duration::HumanDuration;
 
@@ -71,32 +75,6 @@ pub enum Source {
     Text(String),
 }
 
-/// A resource server allowed to introspect tokens.
-#[derive(Debug, Clone)]
-pub struct Api {
-    /// Its identifier (also the audience of tokens meant for it).
-    pub id: String,
-    /// Its credential for `/introspect`.
-    pub secret: SecretHash,
-    /// The scopes that belong to it: exact scopes, or `prefix:name` for every permission.
-    pub scopes: Vec<Scope>,
-    /// When a stored API was registered (seconds since the epoch); `None` for configured ones.
-    pub registered_at: Option<u64>,
-}
-
-impl Api {
-    /// Whether a granted scope belongs to this API.
-    #[must_use]
-    pub fn owns(&self, granted: &Scope) -> bool {
-        self.scopes.iter().any(|owned| owns(owned, granted))
-    }
-}
-
-/// Whether an owned scope (exact, or `prefix:name` for every permission) takes in `granted`.
-fn owns(owned: &Scope, granted: &Scope) -> bool {
-    owned == granted || (owned.suffix().is_none() && owned.is_structured() && granted.covers(owned))
-}
-
 /// No scope has two owners: no two APIs own overlapping scopes, and none owns one of the
 /// service's own (OpenID Connect's, the `[[scopes]]`, the admin API's).
 fn check_scope_owners(apis: &[Api], custom: &[CustomScope]) -> Result<(), ConfigError> {
@@ -124,13 +102,6 @@ fn check_scope_owners(apis: &[Api], custom: &[CustomScope]) -> Result<(), Config
         }
     }
     Ok(())
-}
-
-/// Whether two owned scopes share a granted scope (`p:n` and `p:n:read` do; `p:n:read` and
-/// `p:n:write` do not): no two owners may hold such a pair.
-#[must_use]
-pub fn scopes_overlap(one: &Scope, other: &Scope) -> bool {
-    owns(one, other) || owns(other, one)
 }
 
 /// A custom scope and the claims it releases (claim name → user attribute).
@@ -291,7 +262,7 @@ struct RawConfig {
     #[serde(default)]
     clients: Vec<ClientSettings>,
     #[serde(default)]
-    apis: Vec<RawApi>,
+    apis: Vec<ApiSettings>,
     #[serde(default)]
     users: Vec<RawUser>,
 }
@@ -332,16 +303,6 @@ struct RawScope {
     name: String,
     #[serde(default)]
     claims: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApi {
-    id: String,
-    secret: Option<Secret>,
-    secret_hash: Option<String>,
-    #[serde(default)]
-    scopes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,17 +371,6 @@ fn check_issuer(issuer: &str) -> Result<String, ConfigError> {
         return Err(invalid("issuer", "must not carry credentials"));
     }
     Ok(issuer.to_owned())
-}
-
-fn parse_scopes(field: &str, scopes: &[String]) -> Result<ScopeSet, ConfigError> {
-    scopes
-        .iter()
-        .enumerate()
-        .map(|(index, scope)| {
-            Scope::parse(scope)
-                .map_err(|error| invalid(format!("{field}[{index}]"), error.to_string()))
-        })
-        .collect()
 }
 
 /// Checks an audience value: non-empty, no whitespace or control characters.
@@ -667,26 +617,28 @@ impl RawConfig {
 
         let mut api_ids = HashSet::new();
         let mut apis = Vec::new();
-        for (index, raw) in self.apis.into_iter().enumerate() {
-            let field = |name: &str| format!("apis[{index}].{name}");
-            check_identifier(&field("id"), &raw.id)?;
-            if !api_ids.insert(raw.id.clone()) {
-                return Err(invalid(field("id"), format!("`{}` is used twice", raw.id)));
+        for (index, mut settings) in self.apis.into_iter().enumerate() {
+            let prefix = format!("apis[{index}].");
+            let (secret, secret_hash) = (settings.secret.take(), settings.secret_hash.take());
+            if !api_ids.insert(settings.id.clone()) {
+                return Err(invalid(
+                    format!("{prefix}id"),
+                    format!("`{}` is used twice", settings.id),
+                ));
             }
             let secret = secret_of(
-                &field("secret"),
-                raw.secret,
-                raw.secret_hash,
+                &format!("{prefix}secret"),
+                secret,
+                secret_hash,
                 &mut plain_secret_fields,
             )?
-            .ok_or_else(|| invalid(field("secret"), "an API needs `secret` or `secret_hash`"))?;
-            let scopes = parse_scopes(&field("scopes"), &raw.scopes)?;
-            apis.push(Api {
-                id: raw.id,
-                secret,
-                scopes: scopes.into_iter().collect(),
-                registered_at: None,
-            });
+            .ok_or_else(|| {
+                invalid(
+                    format!("{prefix}secret"),
+                    "an API needs `secret` or `secret_hash`",
+                )
+            })?;
+            apis.push(build_api(&prefix, settings, secret, None)?);
         }
 
         let mut usernames = HashSet::new();

@@ -10,9 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AdminError, no_store, object_body, string_list, string_member};
+use super::{AdminError, no_store};
 use crate::State;
-use crate::config::{Api, Client, ClientSettings};
+use crate::config::{Api, ApiSettings, Client, ClientSettings};
 
 fn client_json(client: &Client, source: &str) -> Value {
     let mut value = json!(&client.settings);
@@ -75,12 +75,7 @@ pub(crate) async fn get_client(
 /// The registration a body asks for: the settings a `[[clients]]` entry has, read by the same
 /// [`ClientSettings::from_json`].
 fn new_client(body: &Bytes) -> Result<ClientSettings, AdminError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|error| AdminError::invalid("body", format!("not JSON: {error}")))?;
-    if !value.is_object() {
-        return Err(AdminError::invalid("body", "must be a JSON object"));
-    }
-    let settings = ClientSettings::from_json(value)?;
+    let settings = ClientSettings::from_json(json_object(body)?)?;
     // Otherwise `scopegate:clients:write` could mint itself every other admin right.
     if let Some(position) = settings.scopes.iter().position(|scope| {
         let name = scope.as_str();
@@ -150,18 +145,26 @@ pub(crate) async fn get_api(
     Ok(Json(api_json(&api, "store", api.registered_at)).into_response())
 }
 
+/// A body that is a JSON object.
+fn json_object(body: &Bytes) -> Result<Value, AdminError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| AdminError::invalid("body", format!("not JSON: {error}")))?;
+    if !value.is_object() {
+        return Err(AdminError::invalid("body", "must be a JSON object"));
+    }
+    Ok(value)
+}
+
 /// `POST /admin/apis` `{"id", "scopes"}` → 201 with the API and its introspection `secret`
 /// (shown this once).
 pub(crate) async fn create_api(
     AxumState(state): AxumState<State>,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    let object = object_body(&body, &["id", "scopes"])?;
-    let id = string_member(&object, "id")?.to_owned();
-    let scopes = string_list(&object, "scopes")?;
+    let settings = ApiSettings::from_json(json_object(&body)?)?;
     let (api, secret) = state
         .directory()
-        .register_api(&id, &scopes, state.now())
+        .register_api(settings, state.now())
         .await?;
     let mut body = api_json(&api, "store", api.registered_at);
     body["secret"] = secret.expose().into();

@@ -15,7 +15,7 @@ use axum::routing::{MethodRouter, get, post, put};
 use serde_json::{Map, Value, json};
 
 use crate::State;
-use crate::config::{ClientSettings, ConfigError};
+use crate::config::{ApiSettings, ClientSettings, ConfigError};
 use crate::store::StoreError;
 
 use crate::service_scopes::{CLIENTS_READ, CLIENTS_WRITE, USERS_READ, USERS_WRITE};
@@ -111,7 +111,8 @@ const OPENAPI_BASE: &str = "https://token-service.example";
 
 /// `GET /admin/openapi.json`: public, like the discovery document; its server and token URL
 /// are this service's.
-/// Its `ClientSettings` schema is the model's own ([`ClientSettings::json_schema`]).
+/// Its `ClientSettings` and `ApiSettings` schemas are the models' own
+/// ([`ClientSettings::json_schema`], [`ApiSettings::json_schema`]).
 async fn openapi(axum::extract::State(state): axum::extract::State<State>) -> Response {
     let mut document: Value =
         match serde_json::from_str(&OPENAPI.replace(OPENAPI_BASE, state.config().base_url())) {
@@ -122,7 +123,9 @@ async fn openapi(axum::extract::State(state): axum::extract::State<State>) -> Re
                     .into_response();
             }
         };
-    document["components"]["schemas"]["ClientSettings"] = ClientSettings::json_schema();
+    let schemas = &mut document["components"]["schemas"];
+    schemas["ClientSettings"] = ClientSettings::json_schema();
+    schemas["ApiSettings"] = ApiSettings::json_schema();
     let mut response = axum::Json(document).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -252,25 +255,6 @@ fn string_member<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a s
         Some(Value::String(text)) => Ok(text),
         Some(_) => Err(AdminError::invalid(name, "must be a string")),
         None => Err(AdminError::invalid(name, "is required")),
-    }
-}
-
-/// An optional array of strings (absent = empty).
-fn string_list(object: &Map<String, Value>, name: &str) -> Result<Vec<String>, AdminError> {
-    match object.get(name) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(position, item)| match item {
-                Value::String(text) => Ok(text.clone()),
-                _ => Err(AdminError::invalid(
-                    format!("{name}[{position}]"),
-                    "must be a string",
-                )),
-            })
-            .collect(),
-        Some(_) => Err(AdminError::invalid(name, "must be an array of strings")),
     }
 }
 

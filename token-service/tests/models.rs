@@ -1,10 +1,13 @@
-//! One client model for every entry point (issue 15): the configuration file, the admin API
-//! and `token-service client add` read the same members into the same `ClientSettings`, and
-//! each member is all three (a key, a JSON member, a flag). The store's round trip of every
-//! member is `tests/store.rs`.
+//! One model per concept for every entry point (issue 15): the configuration file, the admin
+//! API and `token-service client add` / `api add` read the same members into the same
+//! `ClientSettings` / `ApiSettings`, and each member is all three (a key, a JSON member, a
+//! flag). The store's round trip of every member is `tests/store.rs`.
 
 use clap::{CommandFactory, Parser};
-use scopegate_token_service::config::{ClientSettings, Config, build_client};
+use scopegate_token_service::config::{
+    ApiSettings, ClientSettings, Config, ConfigError, build_api, build_client,
+};
+use scopegate_token_service::secret::SecretHash;
 use serde_json::{Value, json};
 
 /// `token-service client add`'s flags.
@@ -13,6 +16,15 @@ struct ClientAdd {
     #[command(flatten)]
     settings: ClientSettings,
 }
+
+/// `token-service api add`'s flags.
+#[derive(Parser)]
+struct ApiAdd {
+    #[command(flatten)]
+    settings: ApiSettings,
+}
+
+const TOP: &str = "issuer = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\nstorage = \"sqlite::memory:\"\n";
 
 /// A client with every member set to something other than its default.
 fn every_member() -> Value {
@@ -33,14 +45,26 @@ fn every_member() -> Value {
 }
 
 /// The members the admin API documents and reads.
-fn members() -> Vec<String> {
-    let schema = ClientSettings::json_schema();
-    schema["properties"]
+fn members(schema: &Value) -> Vec<String> {
+    let mut names: Vec<String> = schema["properties"]
         .as_object()
         .expect("the schema lists its properties")
         .keys()
         .cloned()
-        .collect()
+        .collect();
+    names.sort();
+    names
+}
+
+/// The flags of a command, by the member each fills.
+fn flag_members(command: &clap::Command) -> Vec<String> {
+    let mut names: Vec<String> = command
+        .get_arguments()
+        .filter(|argument| argument.get_id() != "help")
+        .map(|argument| argument.get_id().to_string())
+        .collect();
+    names.sort();
+    names
 }
 
 /// The TOML of a JSON object of strings, booleans and arrays of strings.
@@ -53,8 +77,7 @@ fn toml_of(value: &Value) -> String {
 }
 
 /// The `client add` arguments for a JSON object, each member as the flag clap made of it.
-fn flags_of(value: &Value) -> Vec<String> {
-    let command = ClientAdd::command();
+fn flags_of(command: &clap::Command, value: &Value) -> Vec<String> {
     let mut args = vec!["client-add".to_owned()];
     for (member, value) in value.as_object().expect("an object") {
         let argument = command
@@ -77,17 +100,9 @@ fn flags_of(value: &Value) -> Vec<String> {
 }
 
 #[test]
-fn every_member_is_a_flag_of_client_add_and_every_flag_a_member() {
-    let command = ClientAdd::command();
-    let mut flags: Vec<String> = command
-        .get_arguments()
-        .filter(|argument| argument.get_id() != "help")
-        .map(|argument| argument.get_id().to_string())
-        .collect();
-    flags.sort();
-    let mut members = members();
-    members.sort();
-    assert_eq!(flags, members);
+fn every_member_is_a_flag_of_client_add_or_api_add_and_every_flag_a_member() {
+    let client = members(&ClientSettings::json_schema());
+    assert_eq!(flag_members(&ClientAdd::command()), client);
     // The sample below covers them all, so the next test reads every member.
     let mut sample: Vec<String> = every_member()
         .as_object()
@@ -96,24 +111,27 @@ fn every_member_is_a_flag_of_client_add_and_every_flag_a_member() {
         .cloned()
         .collect();
     sample.sort();
-    assert_eq!(sample, members, "give every_member() the new member");
+    assert_eq!(sample, client, "give every_member() the new member");
+    let api = members(&ApiSettings::json_schema());
+    assert_eq!(flag_members(&ApiAdd::command()), api);
+    assert_eq!(
+        api,
+        ["id", "scopes"],
+        "give the API test below the new member"
+    );
 }
 
 #[test]
 fn the_file_the_admin_api_and_client_add_read_a_client_alike() {
     let sample = every_member();
     let from_json = ClientSettings::from_json(sample.clone()).expect("the admin API reads it");
-    let from_flags = ClientAdd::try_parse_from(flags_of(&sample))
+    let from_flags = ClientAdd::try_parse_from(flags_of(&ClientAdd::command(), &sample))
         .expect("client add reads it")
         .settings;
     assert_eq!(from_flags, from_json);
 
-    let config = Config::from_toml(&format!(
-        "issuer = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\n\
-         storage = \"sqlite::memory:\"\n[[clients]]\n{}",
-        toml_of(&sample)
-    ))
-    .expect("the configuration file reads it");
+    let config = Config::from_toml(&format!("{TOP}[[clients]]\n{}", toml_of(&sample)))
+        .expect("the configuration file reads it");
     // One check for all: what it makes of the admin API's reading is what the file gives.
     let checked = build_client("", from_json, None, None, &config.scopes).expect("valid");
     assert_eq!(config.clients[0].settings, checked.settings);
@@ -157,10 +175,48 @@ fn the_admin_reader_names_the_member_that_is_wrong() {
         (json!(["x"]), ""),
     ] {
         match ClientSettings::from_json(body.clone()) {
-            Err(scopegate_token_service::config::ConfigError::Invalid { field: named, .. }) => {
+            Err(ConfigError::Invalid { field: named, .. }) => {
                 assert_eq!(named, field, "{body}");
             }
             other => panic!("{body}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn the_file_the_admin_api_and_api_add_read_an_api_alike() {
+    let sample = json!({"id": "https://billing.example.test", "scopes": ["b:i:read", "b:p"]});
+    let from_json = ApiSettings::from_json(sample.clone()).expect("the admin API reads it");
+    let from_flags = ApiAdd::try_parse_from(flags_of(&ApiAdd::command(), &sample))
+        .expect("api add reads it")
+        .settings;
+    assert_eq!(from_flags, from_json);
+    let config = Config::from_toml(&format!(
+        "{TOP}[[apis]]\nsecret = \"s\"\n{}",
+        toml_of(&sample)
+    ))
+    .expect("the configuration file reads it");
+    let checked = build_api("", from_json, SecretHash::hash("s"), None).expect("valid");
+    assert_eq!(config.apis[0].id, checked.id);
+    assert_eq!(config.apis[0].scopes, checked.scopes);
+    // The one check refuses alike wherever the API comes from.
+    let no_scopes = Config::from_toml(&format!(
+        "{TOP}[[apis]]\nid = \"https://x.test\"\nsecret = \"s\"\n"
+    ));
+    assert!(
+        matches!(&no_scopes, Err(ConfigError::Invalid { field, .. }) if field == "apis[0].scopes"),
+        "{no_scopes:?}"
+    );
+    let admin = ApiSettings::from_json(json!({"id": "https://x.test"})).unwrap();
+    assert!(matches!(
+        build_api("", admin, SecretHash::hash("s"), None),
+        Err(ConfigError::Invalid { field, .. }) if field == "scopes"
+    ));
+    let spaced = Config::from_toml(&format!(
+        "{TOP}[[apis]]\nid = \"has space\"\nsecret = \"s\"\nscopes = [\"a:b\"]\n"
+    ));
+    assert!(
+        matches!(&spaced, Err(ConfigError::Invalid { field, .. }) if field == "apis[0].id"),
+        "{spaced:?}"
+    );
 }

@@ -1,0 +1,136 @@
+//! An API, a resource server that may introspect: what it is registered with
+//! ([`ApiSettings`]: a `[[apis]]` entry of the configuration file, the body of
+//! `POST /admin/apis`, the flags of `token-service api add`), the one check of it
+//! ([`build_api`]) and the checked [`Api`].
+
+use scopegate_validator::{Scope, ScopeSet};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ConfigError, invalid};
+use crate::secret::{Secret, SecretHash};
+
+/// What an API is registered with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "ApiSettings")]
+pub struct ApiSettings {
+    /// Its identifier, usually its base URL: the audience of tokens meant for it and its
+    /// username at /introspect.
+    #[serde(default)]
+    #[arg(long)]
+    pub id: String,
+    /// The scopes it owns: exact, or `prefix:name` for every permission (at least one).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    #[arg(
+        long = "scope",
+        value_name = "SCOPE",
+        value_delimiter = ' ',
+        required = true
+    )]
+    pub scopes: Vec<Scope>,
+    /// Its introspection secret in plain text: the configuration file's alone (the admin API
+    /// and `api add` generate one), turned into the [`Api::secret`] hash at start-up.
+    #[serde(default, skip_serializing)]
+    #[schemars(skip)]
+    #[arg(skip)]
+    pub secret: Option<Secret>,
+    /// The secret's Argon2id hash: the configuration file's alone, as `secret`.
+    #[serde(default, skip_serializing)]
+    #[schemars(skip)]
+    #[arg(skip)]
+    pub secret_hash: Option<String>,
+}
+
+impl ApiSettings {
+    /// Reads settings from a JSON object, as [`ClientSettings::from_json`](super::ClientSettings::from_json).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] with the member's path.
+    pub fn from_json(value: Value) -> Result<Self, ConfigError> {
+        super::json::read(value)
+    }
+
+    /// The JSON Schema of the settings (the admin API's OpenAPI `ApiSettings`).
+    #[must_use]
+    pub fn json_schema() -> Value {
+        super::json::schema::<Self>()
+    }
+}
+
+/// A resource server allowed to introspect tokens.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Its identifier (also the audience of tokens meant for it).
+    pub id: String,
+    /// Its credential for `/introspect`.
+    pub secret: SecretHash,
+    /// The scopes that belong to it: exact scopes, or `prefix:name` for every permission.
+    pub scopes: Vec<Scope>,
+    /// When a stored API was registered (seconds since the epoch); `None` for configured ones.
+    pub registered_at: Option<u64>,
+}
+
+impl Api {
+    /// Whether a granted scope belongs to this API.
+    #[must_use]
+    pub fn owns(&self, granted: &Scope) -> bool {
+        self.scopes.iter().any(|owned| owns(owned, granted))
+    }
+}
+
+/// The one check of an API, wherever it is registered: fields are named `{prefix}id`,
+/// `{prefix}scopes`, … `secret` is its hash; the caller has taken the plain
+/// `settings.secret` and `secret_hash` out to make it. Which scopes other owners hold is the
+/// caller's question (the configuration's, or the directory's).
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming the first field that is wrong.
+pub fn build_api(
+    prefix: &str,
+    settings: ApiSettings,
+    secret: SecretHash,
+    registered_at: Option<u64>,
+) -> Result<Api, ConfigError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    if settings.secret.is_some() || settings.secret_hash.is_some() {
+        return Err(invalid(
+            field("secret"),
+            "set only in the configuration file; elsewhere the service generates it",
+        ));
+    }
+    if settings.id.is_empty() {
+        return Err(invalid(field("id"), "is required"));
+    }
+    super::check_identifier(&field("id"), &settings.id)?;
+    super::check_audience(&field("id"), &settings.id)?;
+    if settings.scopes.is_empty() {
+        return Err(invalid(
+            field("scopes"),
+            "name at least one scope the API owns",
+        ));
+    }
+    // As a set (sorted, once each): the form the store keeps.
+    let scopes: ScopeSet = settings.scopes.into_iter().collect();
+    Ok(Api {
+        id: settings.id,
+        secret,
+        scopes: scopes.into_iter().collect(),
+        registered_at,
+    })
+}
+
+/// Whether an owned scope (exact, or `prefix:name` for every permission) takes in `granted`.
+fn owns(owned: &Scope, granted: &Scope) -> bool {
+    owned == granted || (owned.suffix().is_none() && owned.is_structured() && granted.covers(owned))
+}
+
+/// Whether two owned scopes share a granted scope (`p:n` and `p:n:read` do; `p:n:read` and
+/// `p:n:write` do not): no two owners may hold such a pair.
+#[must_use]
+pub fn scopes_overlap(one: &Scope, other: &Scope) -> bool {
+    owns(one, other) || owns(other, one)
+}
