@@ -1,25 +1,41 @@
-//! Login throttling: after too many failures, a username (whether it exists or not) and a
-//! client address are refused for a while. Failures are counted in the store, so every
-//! instance sees the failures made at the others: two instances allow no more attempts than
-//! one. Keys are digests: a password typed into the username field is never stored.
+//! Attempt limits for sign-in, the password page and sign-up. An attempt is counted before it
+//! is judged — one statement increments a counter and returns it — so concurrent attempts
+//! each see a different count and no more passwords are checked than a limit allows; a
+//! successful sign-in takes its count back. Counters live in the store, so every instance's
+//! attempts add up to one limit. Keys are digests: a password typed into the username field is
+//! never stored.
+//!
+//! # Whom a limit stops
+//!
+//! A guesser is slowed by three counters: the account from one network
+//! ([`PER_ACCOUNT_PER_NETWORK`]), the network whatever the account ([`PER_NETWORK`]), and the
+//! account from every network together ([`PER_ACCOUNT`]). Knowing a username is not enough to
+//! keep its owner out: the first two only refuse the guesser's own network, and the third takes
+//! attempts from more than `PER_ACCOUNT / PER_NETWORK` networks in one window — an attacker
+//! with that many addresses can still lock an account for a window at a time, the price of
+//! stopping a distributed guesser at all. A network is an IPv4 address or an IPv6 /64 (which
+//! one machine usually has whole).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::secret::token_digest;
+use crate::secret::{SecretVerifier, token_digest};
 use crate::store::{Store, StoreError};
+use crate::users::{Account, Users};
 
-/// Failures allowed per username in a window.
-pub const PER_USER: u64 = 5;
-/// Failures allowed per client address in a window.
-pub const PER_ADDRESS: u64 = 20;
-/// The window, counted from the first failure.
+/// Failed attempts allowed on one account from one network in a window.
+pub const PER_ACCOUNT_PER_NETWORK: u64 = 5;
+/// Failed attempts allowed from one network, on any accounts, in a window.
+pub const PER_NETWORK: u64 = 20;
+/// Failed attempts allowed on one account from all networks together in a window.
+pub const PER_ACCOUNT: u64 = 100;
+/// The window, counted from the first attempt.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Sign-up attempts allowed per client address in a window (successful or not: creating
-/// accounts in bulk is the abuse to slow down).
+/// Sign-up attempts allowed per network in a window (successful or not: creating accounts in
+/// bulk is the abuse to slow down).
 pub const SIGNUPS_PER_ADDRESS: u64 = 10;
 
-/// Failure counters kept in the store.
+/// Attempt counters kept in the store.
 #[derive(Clone)]
 pub struct Throttle {
     store: Arc<dyn Store>,
@@ -31,12 +47,60 @@ impl std::fmt::Debug for Throttle {
     }
 }
 
-fn user_key(username: &str) -> [u8; 32] {
-    token_digest(&format!("user\0{}", username.to_lowercase()))
+/// Whether an attempt may go on to be judged.
+#[derive(Debug)]
+#[must_use]
+pub enum Admission {
+    /// Counted: judge it, and report a success with [`Attempt::succeeded`].
+    Admitted(Attempt),
+    /// Over a limit: refuse it unjudged; the limit lifts after `retry_after`.
+    Refused {
+        /// Until the fullest window closes.
+        retry_after: Duration,
+    },
 }
 
-fn address_key(address: &str) -> [u8; 32] {
-    token_digest(&format!("address\0{address}"))
+/// An attempt that was counted before it was judged.
+pub struct Attempt {
+    store: Arc<dyn Store>,
+    keys: Vec<[u8; 32]>,
+    now: u64,
+}
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Attempt").finish_non_exhaustive()
+    }
+}
+
+impl Attempt {
+    /// It succeeded: its count is taken back, so that the owner's own successes never add up
+    /// to a limit (a store failure is logged: the count then stands until its window ends).
+    pub async fn succeeded(self) {
+        for key in &self.keys {
+            if let Err(error) = self.store.uncount_attempt(key, self.now).await {
+                tracing::error!(%error, "could not take back a successful attempt");
+            }
+        }
+    }
+}
+
+/// The answer to a username and password.
+#[derive(Debug)]
+pub enum Verdict {
+    /// They are the user's.
+    Accepted(Arc<Account>),
+    /// They are not (the same answer whether the user exists or not).
+    Wrong,
+    /// Too many attempts: not checked; try again after `retry_after`.
+    Throttled {
+        /// Until the limit lifts.
+        retry_after: Duration,
+    },
+}
+
+fn digest(parts: &[&str]) -> [u8; 32] {
+    token_digest(&parts.join("\0"))
 }
 
 /// The address itself for IPv4, its /64 for IPv6.
@@ -53,10 +117,6 @@ fn network_of(address: &str) -> String {
     }
 }
 
-fn signup_key(address: &str) -> [u8; 32] {
-    token_digest(&format!("signup\0{address}"))
-}
-
 impl Throttle {
     /// Counters in `store`.
     #[must_use]
@@ -64,61 +124,96 @@ impl Throttle {
         Self { store }
     }
 
-    /// Whether this attempt must be refused without checking the password.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`]: the caller refuses the attempt (it cannot be counted).
-    pub async fn blocked(
-        &self,
-        username: &str,
-        address: Option<&str>,
-        now: u64,
-    ) -> Result<bool, StoreError> {
-        if self.store.login_failures(&user_key(username), now).await? >= PER_USER {
-            return Ok(true);
-        }
-        match address {
-            Some(address) => Ok(self
-                .store
-                .login_failures(&address_key(address), now)
-                .await?
-                >= PER_ADDRESS),
-            None => Ok(false),
-        }
-    }
-
-    /// Counts a sign-up attempt from `address` and says whether it is over the limit. The
-    /// count is taken first, so concurrent attempts cannot all slip under it; IPv6 addresses
-    /// count by their /64, which one machine usually has whole.
+    /// Counts a password attempt on `username` from `address` (`None`: the peer is unknown,
+    /// and only the account's own limits apply) before it is checked.
     ///
     /// # Errors
     ///
     /// [`StoreError`]: the caller refuses the attempt (it could not be counted).
-    pub async fn signup_over_limit(
+    pub async fn sign_in(
         &self,
+        username: &str,
         address: Option<&str>,
         now: u64,
-    ) -> Result<bool, StoreError> {
-        let Some(address) = address else {
-            return Ok(false);
-        };
-        let key = signup_key(&network_of(address));
-        self.store
-            .record_login_failure(&key, now, WINDOW.as_secs())
-            .await?;
-        Ok(self.store.login_failures(&key, now).await? > SIGNUPS_PER_ADDRESS)
+    ) -> Result<Admission, StoreError> {
+        let account = username.to_lowercase();
+        let network = address.map_or_else(|| "unknown".to_owned(), network_of);
+        let mut limits = vec![
+            (
+                digest(&["user", &account, &network]),
+                PER_ACCOUNT_PER_NETWORK,
+            ),
+            (digest(&["user", &account]), PER_ACCOUNT),
+        ];
+        if address.is_some() {
+            limits.push((digest(&["address", &network]), PER_NETWORK));
+        }
+        self.admit(&limits, now).await
     }
 
-    /// Counts a failed attempt (a store failure is logged: the attempt was refused anyway).
-    pub async fn failed(&self, username: &str, address: Option<&str>, now: u64) {
-        let window = WINDOW.as_secs();
-        let mut keys = vec![user_key(username)];
-        keys.extend(address.map(address_key));
-        for key in keys {
-            if let Err(error) = self.store.record_login_failure(&key, now, window).await {
-                tracing::error!(%error, "could not count a failed sign-in");
+    /// Counts a sign-up attempt from `address` before it is judged; every one counts,
+    /// successful or not. Without an address there is no limit.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: the caller refuses the attempt (it could not be counted).
+    pub async fn sign_up(&self, address: Option<&str>, now: u64) -> Result<Admission, StoreError> {
+        let limits: Vec<_> = address
+            .map(|address| {
+                (
+                    digest(&["signup", &network_of(address)]),
+                    SIGNUPS_PER_ADDRESS,
+                )
+            })
+            .into_iter()
+            .collect();
+        self.admit(&limits, now).await
+    }
+
+    /// Counts one attempt under each key in turn and admits it when every count is within its
+    /// limit. The first count over its limit refuses it, and the keys after it are not
+    /// counted: refused attempts from one network never add up on the account's counter of
+    /// all networks, so they cannot lock its owner out elsewhere.
+    async fn admit(&self, limits: &[([u8; 32], u64)], now: u64) -> Result<Admission, StoreError> {
+        for (key, limit) in limits {
+            let count = self.store.count_attempt(key, now, WINDOW.as_secs()).await?;
+            if count.attempts > *limit {
+                let retry_after = Duration::from_secs(count.window_ends.saturating_sub(now).max(1));
+                return Ok(Admission::Refused { retry_after });
             }
+        }
+        Ok(Admission::Admitted(Attempt {
+            store: Arc::clone(&self.store),
+            keys: limits.iter().map(|(key, _)| *key).collect(),
+            now,
+        }))
+    }
+
+    /// The one password check of the pages (sign-in, password change): counted first, then
+    /// checked (Argon2id, off the async workers), and taken back if it was right.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails; the attempt is then refused.
+    pub async fn check_password(
+        &self,
+        users: &Users,
+        verifier: &SecretVerifier,
+        username: &str,
+        password: &str,
+        address: Option<&str>,
+        now: u64,
+    ) -> Result<Verdict, StoreError> {
+        let attempt = match self.sign_in(username, address, now).await? {
+            Admission::Admitted(attempt) => attempt,
+            Admission::Refused { retry_after } => return Ok(Verdict::Throttled { retry_after }),
+        };
+        match users.authenticate(verifier, username, password).await? {
+            Some(account) => {
+                attempt.succeeded().await;
+                Ok(Verdict::Accepted(account))
+            }
+            None => Ok(Verdict::Wrong),
         }
     }
 }
@@ -139,55 +234,103 @@ mod tests {
     }
     use crate::store::SqlStore;
 
+    async fn throttle() -> Throttle {
+        Throttle::new(Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap()))
+    }
+
+    async fn admitted(
+        throttle: &Throttle,
+        username: &str,
+        address: Option<&str>,
+        now: u64,
+    ) -> bool {
+        matches!(
+            throttle.sign_in(username, address, now).await.unwrap(),
+            Admission::Admitted(_)
+        )
+    }
+
     #[tokio::test]
-    async fn users_and_addresses_are_blocked_after_their_limits_until_the_window_ends() {
-        let throttle = Throttle::new(Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap()));
+    async fn a_guesser_is_stopped_on_their_network_and_the_owner_elsewhere_is_not() {
+        let throttle = throttle().await;
         let now = 1_000;
-        for _ in 0..PER_USER {
-            assert!(
-                !throttle
-                    .blocked("Jane", Some("10.0.0.1"), now)
-                    .await
-                    .unwrap()
-            );
-            throttle.failed("Jane", Some("10.0.0.1"), now).await;
+        for _ in 0..PER_ACCOUNT_PER_NETWORK {
+            assert!(admitted(&throttle, "Jane", Some("10.0.0.1"), now).await);
         }
         assert!(
-            throttle.blocked("jane", None, now).await.unwrap(),
+            !admitted(&throttle, "jane", Some("10.0.0.1"), now).await,
             "names are compared without case"
         );
-        assert!(
-            !throttle
-                .blocked("other", Some("10.0.0.1"), now)
-                .await
-                .unwrap()
-        );
-        for index in 0..PER_ADDRESS {
-            throttle
-                .failed(&format!("user{index}"), Some("10.0.0.2"), now)
-                .await;
+        // The owner, from elsewhere, is not kept out; other accounts from there are not either.
+        assert!(admitted(&throttle, "jane", Some("10.0.0.9"), now).await);
+        assert!(admitted(&throttle, "other", Some("10.0.0.1"), now).await);
+        // A network is stopped whatever the accounts (this one has used 6 of its 20).
+        for index in 0..PER_NETWORK - 6 {
+            assert!(admitted(&throttle, &format!("user{index}"), Some("10.0.0.1"), now).await);
         }
-        assert!(
-            throttle
-                .blocked("fresh", Some("10.0.0.2"), now)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !throttle
-                .blocked("fresh", Some("10.0.0.3"), now)
-                .await
-                .unwrap()
-        );
-        // The window is counted from the first failure; after it, counting starts again.
+        assert!(!admitted(&throttle, "fresh", Some("10.0.0.1"), now).await);
+        // The window is counted from the first attempt; after it, counting starts again.
         let later = now + WINDOW.as_secs();
-        assert!(
-            !throttle
-                .blocked("jane", Some("10.0.0.2"), later)
+        assert!(admitted(&throttle, "jane", Some("10.0.0.1"), later).await);
+    }
+
+    #[tokio::test]
+    async fn successes_are_taken_back_and_refusals_say_when_to_retry() {
+        let throttle = throttle().await;
+        let now = 1_000;
+        for _ in 0..3 * PER_ACCOUNT_PER_NETWORK {
+            let Admission::Admitted(attempt) = throttle
+                .sign_in("jane", Some("10.0.0.1"), now)
                 .await
                 .unwrap()
-        );
-        throttle.failed("jane", None, later).await;
-        assert!(!throttle.blocked("jane", None, later).await.unwrap());
+            else {
+                panic!("a successful attempt counted against the owner");
+            };
+            attempt.succeeded().await;
+        }
+        for _ in 0..PER_ACCOUNT_PER_NETWORK {
+            assert!(admitted(&throttle, "jane", Some("10.0.0.1"), now + 60).await);
+        }
+        match throttle
+            .sign_in("jane", Some("10.0.0.1"), now + 60)
+            .await
+            .unwrap()
+        {
+            Admission::Refused { retry_after } => {
+                assert_eq!(retry_after, WINDOW - Duration::from_secs(60));
+            }
+            Admission::Admitted(_) => panic!("the sixth failure was admitted"),
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_attempts_from_one_network_do_not_add_up_for_the_account() {
+        let throttle = throttle().await;
+        let now = 1_000;
+        for _ in 0..10 * PER_ACCOUNT {
+            let _ = throttle
+                .sign_in("jane", Some("10.0.0.1"), now)
+                .await
+                .unwrap();
+        }
+        assert!(admitted(&throttle, "jane", Some("10.0.0.2"), now).await);
+    }
+
+    #[tokio::test]
+    async fn an_account_is_guarded_from_every_network_together() {
+        let throttle = throttle().await;
+        let now = 1_000;
+        let per_network = PER_ACCOUNT_PER_NETWORK;
+        let networks = PER_ACCOUNT.div_ceil(per_network);
+        let mut admitted_total = 0;
+        for network in 0..networks + 2 {
+            let address = format!("10.1.{}.{}", network / 250, network % 250);
+            for _ in 0..per_network {
+                if admitted(&throttle, "jane", Some(&address), now).await {
+                    admitted_total += 1;
+                }
+            }
+        }
+        assert_eq!(admitted_total, PER_ACCOUNT);
     }
 }

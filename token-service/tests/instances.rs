@@ -237,7 +237,13 @@ async fn failed_sign_ins_at_both_instances_add_up_to_one_limit() {
     for instance in [&pair.a, &pair.b] {
         let answer = submit_password(instance, "jane-password-1").await;
         assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(answer.headers()["retry-after"], "900");
+        // Until the window opened by the first failure closes (15 minutes at most).
+        let retry_after: u64 = answer.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=900).contains(&retry_after), "{retry_after}");
     }
 }
 

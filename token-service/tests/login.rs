@@ -253,6 +253,79 @@ async fn repeated_failures_are_throttled_even_with_the_right_password() {
     assert!(cookie(&blocked, "scopegate_session").is_none());
 }
 
+/// 200 wrong passwords for one user at once: each is counted before it is judged, so no more
+/// are checked than the limit allows, and the right password is then refused too.
+#[tokio::test]
+async fn concurrent_wrong_passwords_get_no_more_checks_than_the_limit() {
+    let service = TestService::start().await;
+    let form = login_form(&service, &query("")).await;
+    let guesses = (0..200)
+        .map(|index| {
+            from_address(
+                login_request(&form, "jane", &format!("guess{index}")),
+                "192.0.2.50",
+            )
+        })
+        .collect();
+    let statuses = service.burst(guesses).await;
+    let judged = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let limit = scopegate_token_service::throttle::PER_ACCOUNT_PER_NETWORK;
+    assert_eq!(judged as u64, limit, "{statuses:?}");
+    assert_eq!(judged + refused, 200, "{statuses:?}");
+    let right = service
+        .call(from_address(
+            login_request(&form, "jane", "jane-password-1"),
+            "192.0.2.50",
+        ))
+        .await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = right.header("retry-after").parse().unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    assert!(cookie(&right, "scopegate_session").is_none());
+    // Knowing her username did not keep her out: from her own address she signs in.
+    let owner = service
+        .call(from_address(
+            login_request(&form, "jane", "jane-password-1"),
+            "198.51.100.4",
+        ))
+        .await;
+    assert_eq!(owner.status, StatusCode::SEE_OTHER, "{}", owner.text);
+}
+
+/// An owner's own sign-ins never add up to a limit: a success takes its count back.
+#[tokio::test]
+async fn successful_sign_ins_are_not_counted_against_the_owner() {
+    let service = TestService::start().await;
+    let limit = scopegate_token_service::throttle::PER_ACCOUNT_PER_NETWORK;
+    for _ in 0..2 * limit {
+        let form = login_form(&service, &query("")).await;
+        let answer = service
+            .call(from_address(
+                login_request(&form, "jane", "jane-password-1"),
+                "192.0.2.51",
+            ))
+            .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+    }
+    let form = login_form(&service, &query("")).await;
+    for _ in 0..limit {
+        let answer = service
+            .call(from_address(
+                login_request(&form, "jane", "typo"),
+                "192.0.2.51",
+            ))
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+}
+
 #[tokio::test]
 async fn the_login_form_is_csrf_protected() {
     let service = TestService::start().await;
@@ -762,13 +835,8 @@ async fn logout_without_a_hint_asks_first_and_the_confirmation_is_csrf_protected
 
 // ---- password change ---------------------------------------------------------------------
 
-async fn change_password(
-    service: &TestService,
-    username: &str,
-    current: &str,
-    new: &str,
-    confirm: &str,
-) -> Answer {
+/// The password page's nonce cookie and CSRF token.
+async fn password_form(service: &TestService) -> (String, String) {
     let page = get_with_cookies(service, "/password", &[]).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(
@@ -776,20 +844,109 @@ async fn change_password(
             .contains("frame-ancestors 'none'")
     );
     let nonce = cookie(&page, "scopegate_login").unwrap();
+    (nonce, hidden(&page.text, "csrf"))
+}
+
+fn password_request(
+    (nonce, csrf): &(String, String),
+    username: &str,
+    current: &str,
+    new: &str,
+    confirm: &str,
+) -> Request<Body> {
     let body = format!(
         "csrf={}&username={}&current={}&new={}&confirm={}",
-        form_encode(&hidden(&page.text, "csrf")),
+        form_encode(csrf),
         form_encode(username),
         form_encode(current),
         form_encode(new),
         form_encode(confirm)
     );
-    let request = Request::post("/password")
+    Request::post("/password")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::COOKIE, nonce)
         .body(Body::from(body))
+        .unwrap()
+}
+
+async fn change_password(
+    service: &TestService,
+    username: &str,
+    current: &str,
+    new: &str,
+    confirm: &str,
+) -> Answer {
+    let form = password_form(service).await;
+    service
+        .call(password_request(&form, username, current, new, confirm))
+        .await
+}
+
+/// The password page checks passwords too: 200 wrong current passwords at once get no more
+/// checks than the limit, and the right one is then refused with `Retry-After`.
+#[tokio::test]
+async fn concurrent_wrong_current_passwords_get_no_more_checks_than_the_limit() {
+    let service = TestService::start().await;
+    let now = service.state.now();
+    service
+        .state
+        .store()
+        .insert_user(&scopegate_token_service::users::Account {
+            id: "u-sam".into(),
+            username: "sam".into(),
+            password: scopegate_token_service::secret::SecretHash::hash("old password 1"),
+            attributes: serde_json::Map::new(),
+            configured: false,
+            created_at: Some(now),
+            updated_at: Some(now),
+        })
+        .await
         .unwrap();
-    service.call(request).await
+    let form = password_form(&service).await;
+    let guesses = (0..200)
+        .map(|index| {
+            let guess = format!("guess{index}");
+            let request =
+                password_request(&form, "sam", &guess, "a new password 1", "a new password 1");
+            from_address(request, "192.0.2.60")
+        })
+        .collect();
+    let statuses = service.burst(guesses).await;
+    let judged = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let limit = scopegate_token_service::throttle::PER_ACCOUNT_PER_NETWORK;
+    assert_eq!(judged as u64, limit, "{statuses:?}");
+    assert_eq!(judged + refused, 200, "{statuses:?}");
+    let right = service
+        .call(from_address(
+            password_request(
+                &form,
+                "sam",
+                "old password 1",
+                "a new password 1",
+                "a new password 1",
+            ),
+            "192.0.2.60",
+        ))
+        .await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(right.header("retry-after").parse::<u64>().is_ok());
+    // Unchanged.
+    assert!(
+        service
+            .state
+            .users()
+            .authenticate(service.state.secrets(), "sam", "old password 1")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -902,6 +1059,57 @@ async fn an_https_issuer_sets_secure_host_prefixed_cookies() {
     );
     let (_, params) = location_params(&answer);
     assert_eq!(param(&params, "iss"), Some("https://auth.example.test"));
+    // The CSRF nonce cookie is __Host- prefixed too.
+    let page = get_with_cookies(&service, &format!("/authorize?{}", query("")), &[]).await;
+    let cookies = set_cookies(&page);
+    assert!(
+        !cookies.is_empty() && cookies.iter().all(|cookie| cookie.starts_with("__Host-")),
+        "{cookies:?}"
+    );
+}
+
+/// Login CSRF through a sibling subdomain: it can plant a cookie for this host, but not a
+/// `__Host-` one, and a planted cookie without the prefix is never read.
+#[tokio::test]
+async fn a_planted_cookie_without_the_host_prefix_is_ignored_on_https() {
+    let service = TestService::start_with(&config_text("https://auth.example.test", "ES256")).await;
+    // The attacker's own nonce and CSRF token, from a page they loaded themselves.
+    let attacker = login_form(&service, &query("")).await;
+    let planted = attacker
+        .nonce_cookie
+        .trim_start_matches("__Host-")
+        .to_owned();
+    assert!(planted.starts_with("scopegate_login="), "{planted}");
+    let victim = login_form(&service, &query("")).await;
+    for cookies in [
+        planted.clone(),
+        format!("{}; {planted}", victim.nonce_cookie),
+    ] {
+        let forged = LoginForm {
+            nonce_cookie: cookies.clone(),
+            csrf: attacker.csrf.clone(),
+            request: attacker.request.clone(),
+        };
+        let answer = submit(&service, &forged, "mallory", "mallory's password").await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{cookies}: {}",
+            answer.text
+        );
+        assert!(cookie(&answer, "__Host-scopegate_session").is_none());
+    }
+    // A planted session cookie is not read either: the page asks to sign in.
+    let planted_session =
+        "scopegate_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned();
+    let page = get_with_cookies(
+        &service,
+        &format!("/authorize?{}", query("")),
+        &[planted_session],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("name=\"password\""), "{}", page.text);
 }
 
 #[tokio::test]

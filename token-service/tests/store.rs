@@ -527,3 +527,34 @@ fn test_database_urls_replace_only_the_database() {
         "postgres://h:5432/x"
     );
 }
+
+/// Attempts counted at once each get their own count (issue 16): the statement increments and
+/// returns in one step on every backend, and taking one back lowers the count by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_attempts_each_get_their_own_count_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        let mut counting = tokio::task::JoinSet::new();
+        for _ in 0..60 {
+            let store = Arc::clone(&store);
+            counting.spawn(async move { store.count_attempt(&[3; 32], 1_000, 900).await });
+        }
+        let mut counts: Vec<u64> = counting
+            .join_all()
+            .await
+            .into_iter()
+            .map(|count| {
+                let count = count.unwrap();
+                assert_eq!(count.window_ends, 1_900, "{name}");
+                count.attempts
+            })
+            .collect();
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=60).collect::<Vec<_>>(), "{name}");
+        store.uncount_attempt(&[3; 32], 1_000).await.unwrap();
+        let next = store.count_attempt(&[3; 32], 1_001, 900).await.unwrap();
+        assert_eq!((next.attempts, next.window_ends), (60, 1_900), "{name}");
+        // After the window, counting starts again.
+        let later = store.count_attempt(&[3; 32], 1_900, 900).await.unwrap();
+        assert_eq!((later.attempts, later.window_ends), (1, 2_800), "{name}");
+    }
+}

@@ -26,7 +26,7 @@ pub use clients::ClientStore;
 pub use grants::GrantStore;
 pub use keys::KeyStore;
 pub use postgres::PoolSettings;
-pub use throttle::ThrottleStore;
+pub use throttle::{AttemptCount, ThrottleStore};
 pub use tokens::TokenStore;
 pub use users::UserStore;
 

@@ -33,6 +33,15 @@ use tower::ServiceExt;
 #[allow(unused_imports)]
 pub use pages::*;
 
+/// `request` as if it came from `address` (the peer address the server sees).
+pub fn from_address(mut request: Request<Body>, address: &str) -> Request<Body> {
+    let peer = std::net::SocketAddr::new(address.parse().unwrap(), 40000);
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    request
+}
+
 pub const API: &str = "https://api.example.test";
 pub const API_SECRET: &str = "api secret: s%cr+t";
 pub const OTHER_API: &str = "https://other.example.test";
@@ -167,6 +176,21 @@ impl TestService {
             json,
             text: String::from_utf8_lossy(&bytes).into_owned(),
         }
+    }
+
+    /// Sends every request at once to one instance of the routes; the answers' statuses, in
+    /// the order of `requests`.
+    pub async fn burst(&self, requests: Vec<Request<Body>>) -> Vec<StatusCode> {
+        let router = app(self.state.clone()).await.unwrap();
+        let mut running = tokio::task::JoinSet::new();
+        for (position, request) in requests.into_iter().enumerate() {
+            let router = router.clone();
+            running
+                .spawn(async move { (position, router.oneshot(request).await.unwrap().status()) });
+        }
+        let mut statuses = running.join_all().await;
+        statuses.sort_by_key(|(position, _)| *position);
+        statuses.into_iter().map(|(_, status)| status).collect()
     }
 
     /// POSTs a form with optional Basic credentials.

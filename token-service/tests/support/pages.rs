@@ -75,7 +75,9 @@ pub async fn login_form(service: &TestService, query: &str) -> LoginForm {
     let page = get_with_cookies(service, &format!("/authorize?{query}"), &[]).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     LoginForm {
-        nonce_cookie: cookie(&page, "scopegate_login").unwrap(),
+        nonce_cookie: cookie(&page, "scopegate_login")
+            .or_else(|| cookie(&page, "__Host-scopegate_login"))
+            .unwrap(),
         csrf: hidden(&page.text, "csrf"),
         request: hidden(&page.text, "request"),
     }
@@ -87,6 +89,11 @@ pub async fn submit(
     username: &str,
     password: &str,
 ) -> Answer {
+    service.call(login_request(form, username, password)).await
+}
+
+/// The POST of the sign-in form.
+pub fn login_request(form: &LoginForm, username: &str, password: &str) -> Request<Body> {
     let body = format!(
         "csrf={}&request={}&username={}&password={}",
         form_encode(&form.csrf),
@@ -94,10 +101,9 @@ pub async fn submit(
         form_encode(username),
         form_encode(password)
     );
-    let request = Request::post("/login")
+    Request::post("/login")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::COOKIE, &form.nonce_cookie)
         .body(Body::from(body))
-        .unwrap();
-    service.call(request).await
+        .unwrap()
 }

@@ -7,8 +7,9 @@ use http::{HeaderMap, StatusCode, header};
 use serde_json::{Map, Value};
 
 use super::Pages;
+use super::cookies::nonce_cookie;
 use super::cookies::set_cookie;
-use super::csrf::{NONCE_COOKIE, csrf_pair};
+use super::csrf::csrf_pair;
 use super::kit::{Refusal, error_redirect, escape, page};
 use crate::State;
 use crate::grant::authorization_request::AuthorizationRequest;
@@ -137,7 +138,7 @@ pub(crate) fn claims_page(
         inputs = inputs(missing, form, errors),
     );
     let mut response = page(status, "A few more details", &body);
-    if let Some(cookie) = set_cookie(state, NONCE_COOKIE, &nonce, 3600) {
+    if let Some(cookie) = set_cookie(state, nonce_cookie(state), &nonce, 3600) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response

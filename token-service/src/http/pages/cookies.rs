@@ -1,6 +1,8 @@
-//! The browser's cookies: the session cookie (a random value, stored only as its SHA-256) and
-//! the attributes every cookie of the service carries — HttpOnly, SameSite=Lax, and Secure with
-//! the `__Host-` prefix when the issuer is https.
+//! The browser's cookies: the session cookie (a random value, stored only as its SHA-256), the
+//! CSRF nonce cookie, and the attributes every cookie of the service carries — HttpOnly,
+//! SameSite=Lax, and, when the issuer is https, Secure with the `__Host-` prefix on every name:
+//! a sibling subdomain can plant a cookie for this host, but never a `__Host-` one, and a
+//! planted cookie without the prefix is not read.
 
 use http::{HeaderMap, HeaderValue, header};
 
@@ -14,6 +16,15 @@ pub(crate) fn session_cookie(state: &State) -> &'static str {
         "__Host-scopegate_session"
     } else {
         "scopegate_session"
+    }
+}
+
+/// The CSRF nonce cookie's name for this issuer.
+pub(crate) fn nonce_cookie(state: &State) -> &'static str {
+    if secure(state) {
+        "__Host-scopegate_login"
+    } else {
+        "scopegate_login"
     }
 }
 

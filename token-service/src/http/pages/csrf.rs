@@ -10,13 +10,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, StatusCode};
 
 use super::Pages;
-use super::cookies::read_cookie;
+use super::cookies::{nonce_cookie, read_cookie};
 use super::kit::Refusal;
 use crate::http::form::Form;
 use crate::secret::random_token;
-
-/// The cookie holding the browser's CSRF nonce.
-pub(crate) const NONCE_COOKIE: &str = "scopegate_login";
 
 /// The HMAC key of the CSRF tokens.
 #[derive(Clone)]
@@ -52,7 +49,7 @@ impl CsrfKey {
 
 /// The browser's CSRF nonce (its cookie's, or a new one) and the token for it.
 pub(crate) fn csrf_pair(pages: &Pages, headers: &HeaderMap) -> (String, String) {
-    let nonce = read_cookie(headers, NONCE_COOKIE)
+    let nonce = read_cookie(headers, nonce_cookie(pages))
         .filter(|nonce| nonce.len() == 43)
         .map_or_else(random_token, str::to_owned);
     let csrf = pages.csrf.token(&nonce);
@@ -91,7 +88,7 @@ pub(crate) fn posted_form(
 
 /// Whether a posted form carries the CSRF token for the browser's nonce cookie.
 pub(crate) fn csrf_ok(pages: &Pages, headers: &HeaderMap, form: &Form) -> bool {
-    match (read_cookie(headers, NONCE_COOKIE), form.get("csrf")) {
+    match (read_cookie(headers, nonce_cookie(pages)), form.get("csrf")) {
         (Some(nonce), Some(token)) => pages.csrf.matches(nonce, token),
         _ => false,
     }

@@ -29,6 +29,15 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// A page refusing an attempt over a limit: its `Retry-After` says when the limit lifts.
+pub(crate) fn too_many(mut response: Response, retry_after: std::time::Duration) -> Response {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after.as_secs().max(1)),
+    );
+    response
+}
+
 /// An authorization request refused: a page while the redirect URI cannot be trusted, else a
 /// redirect back to the client with the error, its `state` and `iss`.
 pub(crate) fn request_refused(state: &State, error: RequestError) -> Response {

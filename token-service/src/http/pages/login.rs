@@ -6,15 +6,16 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State as Shared};
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 
 use super::Pages;
-use super::cookies::{session_cookie, set_cookie};
-use super::csrf::{NONCE_COOKIE, csrf_pair};
+use super::cookies::{nonce_cookie, session_cookie, set_cookie};
+use super::csrf::csrf_pair;
 use super::finish::{complete, posted_request};
-use super::kit::{escape, page};
+use super::kit::{escape, page, too_many};
 use crate::config::Client;
 use crate::session;
+use crate::throttle::Verdict;
 
 /// The sign-in form; `request` is the authorization request it completes.
 pub(crate) fn login_page(
@@ -57,7 +58,7 @@ pub(crate) fn login_page(
         username = escape(username),
     );
     let mut response = page(status, "Sign in", &body);
-    if let Some(cookie) = set_cookie(state, NONCE_COOKIE, &nonce, 3600) {
+    if let Some(cookie) = set_cookie(state, nonce_cookie(state), &nonce, 3600) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
@@ -88,12 +89,33 @@ pub(crate) async fn login(
             status,
         )
     };
-    let blocked = match state
+    let verdict = state
         .throttle()
-        .blocked(username, address.as_deref(), state.now())
-        .await
-    {
-        Ok(blocked) => blocked,
+        .check_password(
+            state.users(),
+            state.secrets(),
+            username,
+            password,
+            address.as_deref(),
+            state.now(),
+        )
+        .await;
+    let account = match verdict {
+        Ok(Verdict::Accepted(account)) => account,
+        Ok(Verdict::Wrong) => {
+            tracing::debug!("sign-in failed");
+            // The same words whether the user exists or not.
+            return retry("Wrong username or password.", StatusCode::UNAUTHORIZED);
+        }
+        Ok(Verdict::Throttled { retry_after }) => {
+            return too_many(
+                retry(
+                    "Too many failed attempts. Wait a few minutes and try again.",
+                    StatusCode::TOO_MANY_REQUESTS,
+                ),
+                retry_after,
+            );
+        }
         Err(error) => {
             tracing::error!(%error, "store failure at sign-in");
             return retry(
@@ -101,39 +123,6 @@ pub(crate) async fn login(
                 StatusCode::SERVICE_UNAVAILABLE,
             );
         }
-    };
-    if blocked {
-        let mut response = retry(
-            "Too many failed attempts. Wait a few minutes and try again.",
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
-        return response;
-    }
-    let account = match state
-        .users()
-        .authenticate(state.secrets(), username, password)
-        .await
-    {
-        Ok(account) => account,
-        Err(error) => {
-            tracing::error!(%error, "store failure at sign-in");
-            return retry(
-                "The service cannot sign you in right now; try again shortly.",
-                StatusCode::SERVICE_UNAVAILABLE,
-            );
-        }
-    };
-    let Some(account) = account else {
-        state
-            .throttle()
-            .failed(username, address.as_deref(), state.now())
-            .await;
-        tracing::debug!("sign-in failed");
-        // The same words whether the user exists or not.
-        return retry("Wrong username or password.", StatusCode::UNAUTHORIZED);
     };
     let (cookie, session) = match session::start(&state, &account).await {
         Ok(started) => started,

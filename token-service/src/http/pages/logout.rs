@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 
 use super::Pages;
-use super::cookies::{current_session, session_cookie, set_cookie};
-use super::csrf::{NONCE_COOKIE, csrf_ok, csrf_pair};
+use super::cookies::{current_session, nonce_cookie, session_cookie, set_cookie};
+use super::csrf::{csrf_ok, csrf_pair};
 use super::kit::{escape, page, redirect_to};
 use crate::State;
 use crate::grant::authorization_request::Parameters;
@@ -166,7 +166,7 @@ pub(crate) async fn logout(
         request = escape(&query)
     );
     let mut response = page(StatusCode::OK, "Sign out", &body);
-    if let Some(cookie) = set_cookie(&state, NONCE_COOKIE, &nonce, 3600) {
+    if let Some(cookie) = set_cookie(&state, nonce_cookie(&state), &nonce, 3600) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response

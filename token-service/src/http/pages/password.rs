@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State as Shared};
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 
 use super::Pages;
-use super::cookies::{current_session, set_cookie};
-use super::csrf::{NONCE_COOKIE, csrf_ok, csrf_pair};
-use super::kit::{escape, page};
+use super::cookies::{current_session, nonce_cookie, set_cookie};
+use super::csrf::{csrf_ok, csrf_pair};
+use super::kit::{escape, page, too_many};
 use crate::http::form::Form;
+use crate::throttle::Verdict;
 use crate::users::PasswordError;
 
 fn form_page(
@@ -43,7 +44,7 @@ fn form_page(
         min = crate::users::MIN_PASSWORD_CHARS,
     );
     let mut response = page(status, "Change your password", &body);
-    if let Some(cookie) = set_cookie(state, NONCE_COOKIE, &nonce, 3600) {
+    if let Some(cookie) = set_cookie(state, nonce_cookie(state), &nonce, 3600) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
@@ -79,47 +80,35 @@ pub(crate) async fn change(
     let answer =
         |status, text: &str| form_page(&state, &headers, status, Some((text, true)), username);
     let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
-    let blocked = match state
-        .throttle()
-        .blocked(username, address.as_deref(), state.now())
-        .await
-    {
-        Ok(blocked) => blocked,
-        Err(error) => {
-            tracing::error!(%error, "store failure at password change");
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The service cannot change your password right now; try again shortly.",
-            );
-        }
-    };
-    if blocked {
-        let mut response = answer(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed attempts. Wait a few minutes and try again.",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
-        return response;
-    }
     let (current, new, confirm) = (
         form.get("current").unwrap_or_default(),
         form.get("new").unwrap_or_default(),
         form.get("confirm").unwrap_or_default(),
     );
-    let account = match state
-        .users()
-        .authenticate(state.secrets(), username, current)
-        .await
-    {
-        Ok(Some(account)) => account,
-        Ok(None) => {
-            state
-                .throttle()
-                .failed(username, address.as_deref(), state.now())
-                .await;
+    let verdict = state
+        .throttle()
+        .check_password(
+            state.users(),
+            state.secrets(),
+            username,
+            current,
+            address.as_deref(),
+            state.now(),
+        )
+        .await;
+    let account = match verdict {
+        Ok(Verdict::Accepted(account)) => account,
+        Ok(Verdict::Wrong) => {
             return answer(StatusCode::UNAUTHORIZED, "Wrong username or password.");
+        }
+        Ok(Verdict::Throttled { retry_after }) => {
+            return too_many(
+                answer(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed attempts. Wait a few minutes and try again.",
+                ),
+                retry_after,
+            );
         }
         Err(error) => {
             tracing::error!(%error, "store failure at password change");

@@ -8,15 +8,15 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, RawQuery, State as Shared};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 
 use super::Pages;
 use super::claims_form;
-use super::cookies::{session_cookie, set_cookie};
-use super::csrf::{NONCE_COOKIE, csrf_pair};
+use super::cookies::{nonce_cookie, session_cookie, set_cookie};
+use super::csrf::csrf_pair;
 use super::finish::{complete, posted_request};
-use super::kit::{Refusal, escape, page, request_refused};
+use super::kit::{Refusal, escape, page, request_refused, too_many};
 use crate::State;
 use crate::config::ConfigError;
 use crate::directory::DirectoryError;
@@ -24,6 +24,7 @@ use crate::grant::authorization_request::{self, AuthorizationRequest};
 use crate::http::form::Form;
 use crate::required_claims::{self, RequiredClaim};
 use crate::session;
+use crate::throttle::Admission;
 use crate::users;
 
 /// What the person typed, and what is wrong with it.
@@ -90,7 +91,7 @@ fn signup_page(
         ),
     );
     let mut response = page(status, "Create an account", &body);
-    if let Some(cookie) = set_cookie(state, NONCE_COOKIE, &nonce, 3600) {
+    if let Some(cookie) = set_cookie(state, nonce_cookie(state), &nonce, 3600) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
@@ -167,18 +168,17 @@ pub(super) async fn create(
     let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
     let now = state.now();
     let throttle = state.throttle();
-    match throttle.signup_over_limit(address.as_deref(), now).await {
-        Ok(false) => {}
-        Ok(true) => {
-            let mut response = retry(
-                "Too many accounts were created from here. Wait a few minutes and try again.",
-                Vec::new(),
-                StatusCode::TOO_MANY_REQUESTS,
+    match throttle.sign_up(address.as_deref(), now).await {
+        Ok(Admission::Admitted(_)) => {}
+        Ok(Admission::Refused { retry_after }) => {
+            return too_many(
+                retry(
+                    "Too many accounts were created from here. Wait a few minutes and try again.",
+                    Vec::new(),
+                    StatusCode::TOO_MANY_REQUESTS,
+                ),
+                retry_after,
             );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
-            return response;
         }
         Err(error) => {
             tracing::error!(%error, "store failure counting a sign-up");
