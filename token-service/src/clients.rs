@@ -2,13 +2,12 @@
 //! store with `token-service client add`) and APIs (configured), and their authentication.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use scopegate_validator::ScopeSet;
 
-use crate::config::{Api, Client, Config};
-use crate::secret::{SecretHash, SecretVerifier};
+use crate::config::{self, Api, Client, Config};
 use crate::store::{Store, StoreError};
 
 /// How long a client read from the store is remembered (also how long a client added while the
@@ -37,18 +36,11 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// A hash that unknown client ids are checked against, so that an unknown id costs as much
-/// time as a wrong secret and ids cannot be discovered by timing.
-fn decoy_hash() -> &'static SecretHash {
-    static DECOY: OnceLock<SecretHash> = OnceLock::new();
-    DECOY.get_or_init(|| SecretHash::hash(&crate::secret::random_token()))
-}
-
 impl Registry {
     /// The configured clients and APIs, and the store for clients added at run time.
     #[must_use]
     pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
-        let _ = decoy_hash();
+        let _ = crate::secret::decoy_hash();
         Self {
             configured: Arc::new(
                 config
@@ -85,6 +77,12 @@ impl Registry {
     pub async fn client(&self, id: &str) -> Result<Option<Arc<Client>>, StoreError> {
         if let Some(client) = self.configured.get(id) {
             return Ok(Some(Arc::clone(client)));
+        }
+        // No client has a longer id (`config::check_identifier`): such an id is unknown
+        // without a lookup, and is never remembered, so that each entry of the unknown-id
+        // cache costs a caller at most this many bytes.
+        if id.len() > config::MAX_IDENTIFIER_BYTES {
+            return Ok(None);
         }
         let store = Arc::clone(&self.store);
         self.stored
@@ -208,46 +206,6 @@ impl Registry {
         Ok(owners)
     }
 
-    /// The client `id` if `secret` is its secret. Unknown ids, public clients and wrong
-    /// secrets are indistinguishable, in answer and in time.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] if the store fails.
-    pub async fn authenticate_client(
-        &self,
-        verifier: &SecretVerifier,
-        id: &str,
-        secret: &str,
-    ) -> Result<Option<Arc<Client>>, StoreError> {
-        let client = self.client(id).await?;
-        let hash = client
-            .as_ref()
-            .and_then(|client| client.secret.as_ref())
-            .unwrap_or_else(|| decoy_hash());
-        let matches = verifier.verify(hash, secret).await;
-        Ok(client.filter(|client| matches && !client.is_public()))
-    }
-
-    /// The API `id` if `secret` is its secret; same rules as clients.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] if the store fails.
-    pub async fn authenticate_api(
-        &self,
-        verifier: &SecretVerifier,
-        id: &str,
-        secret: &str,
-    ) -> Result<Option<Arc<Api>>, StoreError> {
-        let api = self.api(id).await?;
-        let hash = api
-            .as_ref()
-            .map_or_else(|| decoy_hash().clone(), |api| api.secret.clone());
-        let matches = verifier.verify(&hash, secret).await;
-        Ok(api.filter(|_| matches))
-    }
-
     /// How long a superseded signing key stays published: the longest access token lifetime
     /// any client can get, plus a minute for clock skew.
     ///
@@ -270,4 +228,27 @@ impl Registry {
 /// An error shared by every caller that waited for one store read.
 fn unshare(error: Arc<StoreError>) -> StoreError {
     Arc::try_unwrap(error).unwrap_or_else(|shared| StoreError::Shared(shared.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqlStore;
+
+    #[tokio::test]
+    async fn an_id_longer_than_any_client_has_is_unknown_without_a_lookup_or_a_cache_entry() {
+        let config = Config::from_toml(
+            "issuer = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\nstorage = \"sqlite::memory:\"\n",
+        )
+        .unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap());
+        let registry = Registry::new(&config, store);
+        let long = "x".repeat(60 * 1024);
+        assert!(registry.client(&long).await.unwrap().is_none());
+        assert!(registry.client("unknown").await.unwrap().is_none());
+        registry.stored.run_pending_tasks().await;
+        // Only the short unknown id is remembered.
+        assert_eq!(registry.stored.entry_count(), 1);
+        assert!(registry.stored.contains_key("unknown"));
+    }
 }

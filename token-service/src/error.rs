@@ -21,8 +21,11 @@ pub enum ErrorCode {
     InvalidScope,
     /// A `resource` the client may not address (RFC 8707).
     InvalidTarget,
-    /// The store is unreachable; try again.
+    /// The store is unreachable, or the service is busy; try again.
     TemporarilyUnavailable,
+    /// Too many failed attempts: wait (the RFC 8628 name, answered with 429 and
+    /// `Retry-After`).
+    SlowDown,
 }
 
 impl ErrorCode {
@@ -38,6 +41,7 @@ impl ErrorCode {
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget => "invalid_target",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::SlowDown => "slow_down",
         }
     }
 }
@@ -49,6 +53,8 @@ pub struct OAuthError {
     pub code: ErrorCode,
     /// `error_description`: for the client developer; never a secret or a token.
     pub description: String,
+    /// When to try again (`Retry-After`), for `temporarily_unavailable` and `slow_down`.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl OAuthError {
@@ -57,6 +63,31 @@ impl OAuthError {
         Self {
             code,
             description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// `slow_down`: too many failed client authentications; try again after `retry_after`.
+    #[must_use]
+    pub fn slow_down(retry_after: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                ErrorCode::SlowDown,
+                "too many failed client authentications; try again later",
+            )
+        }
+    }
+
+    /// `temporarily_unavailable`: every hashing slot stayed busy.
+    #[must_use]
+    pub fn busy() -> Self {
+        Self {
+            retry_after: Some(std::time::Duration::from_secs(1)),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the token service is busy; try again shortly",
+            )
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod clients;
 pub mod config;
+pub mod credentials;
 pub mod directory;
 pub mod error;
 pub mod grant;
@@ -77,7 +78,10 @@ struct Shared {
     own_tokens: own_tokens::OwnTokens,
     /// Users, clients and APIs, and the use cases that change them.
     directory: directory::Directory,
+    /// Client and API secrets.
     secrets: SecretVerifier,
+    /// Users' passwords: slots of their own, so that neither kind can hold up the other.
+    passwords: SecretVerifier,
     throttle: throttle::Throttle,
     clock: Arc<dyn Clock>,
 }
@@ -140,7 +144,14 @@ impl State {
         );
         Ok(Self {
             inner: Arc::new(Shared {
-                secrets: SecretVerifier::new(config.limits.max_concurrent_hashing),
+                secrets: SecretVerifier::new(
+                    config.limits.max_concurrent_hashing,
+                    config.limits.hashing_wait,
+                ),
+                passwords: SecretVerifier::new(
+                    config.limits.max_concurrent_hashing,
+                    config.limits.hashing_wait,
+                ),
                 config,
                 store,
                 keys,
@@ -194,10 +205,16 @@ impl State {
         &self.inner.throttle
     }
 
-    /// The secret verifier.
+    /// The verifier of client and API secrets.
     #[must_use]
     pub fn secrets(&self) -> &SecretVerifier {
         &self.inner.secrets
+    }
+
+    /// The verifier of users' passwords.
+    #[must_use]
+    pub fn passwords(&self) -> &SecretVerifier {
+        &self.inner.passwords
     }
 
     /// The current key ring.

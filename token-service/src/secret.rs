@@ -134,12 +134,30 @@ impl fmt::Debug for SecretHash {
     }
 }
 
+/// Every hashing slot stayed taken for longer than a verifier waits: the caller answers "busy,
+/// retry shortly" rather than queue without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("every password-hashing slot stayed busy")]
+pub struct Busy;
+
+/// A credential that could be neither accepted nor refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// No hashing slot freed up in time.
+    #[error(transparent)]
+    Busy(#[from] Busy),
+}
+
 /// Verifies presented secrets against their hashes, remembering (as a keyed MAC under a
 /// per-process random key, never the secret itself) which secret last matched each hash, so
 /// that a client presenting its right secret pays the Argon2id cost once, not per request.
 ///
-/// Wrong secrets always take the slow path; at most `max_concurrent` run at once, so a flood of
-/// bad credentials queues instead of taking every core.
+/// Other secrets take the slow path: at most `max_concurrent` at once, on as many threads of
+/// the verifier's own, and a check that cannot start within `max_wait` is [`Busy`] — a flood of
+/// bad credentials is turned away instead of queueing without bound.
 #[derive(Clone)]
 pub struct SecretVerifier {
     inner: Arc<VerifierInner>,
@@ -149,7 +167,14 @@ struct VerifierInner {
     key: hmac::Key,
     /// PHC string → MAC of the secret that matched it.
     matched: moka::sync::Cache<Arc<str>, [u8; 32]>,
-    slow: Semaphore,
+    /// (PHC string, MAC of who presented a secret, from where, and the secret) → the outcome
+    /// of checking them, while the check runs: concurrent requests presenting one secret share
+    /// one check (one count, one hash); a later request is checked, and counted, anew. Who and where are in the key because the count depends on
+    /// them, and so that unknown ids sharing the decoy hash are each checked.
+    checks: moka::future::Cache<(Arc<str>, [u8; 32]), Checked>,
+    slots: Semaphore,
+    max_wait: std::time::Duration,
+    threads: HashingThreads,
 }
 
 impl fmt::Debug for SecretVerifier {
@@ -162,12 +187,14 @@ impl fmt::Debug for SecretVerifier {
 }
 
 impl SecretVerifier {
-    /// A verifier running at most `max_concurrent` Argon2id checks at once.
+    /// A verifier running at most `max_concurrent` Argon2id checks at once, each waiting at
+    /// most `max_wait` to start.
     #[must_use]
-    pub fn new(max_concurrent: usize) -> Self {
+    pub fn new(max_concurrent: usize, max_wait: std::time::Duration) -> Self {
         let mut key = [0u8; 32];
         #[allow(clippy::expect_used)]
         rand::fill(&mut key).expect("the system random number generator works");
+        let max_concurrent = max_concurrent.max(1);
         Self {
             inner: Arc::new(VerifierInner {
                 key: hmac::Key::new(hmac::HMAC_SHA256, &key),
@@ -175,7 +202,13 @@ impl SecretVerifier {
                     .max_capacity(100_000)
                     .time_to_idle(std::time::Duration::from_secs(3600))
                     .build(),
-                slow: Semaphore::new(max_concurrent.max(1)),
+                checks: moka::future::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(std::time::Duration::from_secs(1))
+                    .build(),
+                slots: Semaphore::new(max_concurrent),
+                max_wait,
+                threads: HashingThreads::start(max_concurrent),
             }),
         }
     }
@@ -187,26 +220,186 @@ impl SecretVerifier {
         mac
     }
 
+    /// Whether `secret` is the one that last matched `hash` (fast: no Argon2id).
+    #[must_use]
+    pub fn remembers(&self, hash: &SecretHash, secret: &str) -> bool {
+        self.inner
+            .matched
+            .get(&hash.0)
+            .is_some_and(|known| bool::from(known.ct_eq(&self.mac(secret))))
+    }
+
     /// Whether `secret` matches `hash`.
-    pub async fn verify(&self, hash: &SecretHash, secret: &str) -> bool {
-        let mac = self.mac(secret);
-        if let Some(known) = self.inner.matched.get(&hash.0)
-            && bool::from(known.ct_eq(&mac))
-        {
-            return true;
+    ///
+    /// # Errors
+    ///
+    /// [`Busy`] when no hashing slot freed up within the verifier's wait.
+    pub async fn verify(&self, hash: &SecretHash, secret: &str) -> Result<bool, Busy> {
+        if self.remembers(hash, secret) {
+            return Ok(true);
         }
-        let Ok(_permit) = self.inner.slow.acquire().await else {
-            return false;
+        let Ok(Ok(_slot)) =
+            tokio::time::timeout(self.inner.max_wait, self.inner.slots.acquire()).await
+        else {
+            return Err(Busy);
         };
         let (owned_hash, owned_secret) = (hash.clone(), Secret::new(secret.to_owned()));
-        let matches = tokio::task::spawn_blocking(move || owned_hash.verify(owned_secret.expose()))
+        let matches = self
+            .inner
+            .threads
+            .run(move || owned_hash.verify(owned_secret.expose()))
             .await
             .unwrap_or(false);
         if matches {
-            self.inner.matched.insert(Arc::clone(&hash.0), mac);
+            self.inner
+                .matched
+                .insert(Arc::clone(&hash.0), self.mac(secret));
         }
-        matches
+        Ok(matches)
     }
+}
+
+/// What checking a secret against a hash came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// It matches.
+    Right,
+    /// It does not.
+    Wrong,
+    /// The caller's count refused it: not hashed; try again after this long.
+    Refused(std::time::Duration),
+    /// No hashing slot freed up in time: not hashed.
+    Busy,
+}
+
+/// Whether a check may go on to the hash: what the caller's counting said.
+#[derive(Debug)]
+pub enum Counted<A> {
+    /// Go on to the hash; `A` (the counted attempt) is handed to `on_right` if it matches.
+    Go(A),
+    /// Refused: try again after this long.
+    Refused(std::time::Duration),
+}
+
+impl SecretVerifier {
+    /// Checks `secret`, presented by `caller` (an id and an address), against `hash` once for
+    /// every request presenting the same at the same time: `count` runs (once), and if it lets
+    /// the check go on, the secret is verified (remembered, or hashed) and
+    /// `on_right` is called with what `count` gave if it matched. A request arriving after the
+    /// check finished is checked anew.
+    ///
+    /// # Errors
+    ///
+    /// `E` if `count` fails (shared by the concurrent callers as text).
+    pub async fn check<A, E, C, R>(
+        &self,
+        hash: &SecretHash,
+        secret: &str,
+        caller: &[&str],
+        count: C,
+        on_right: impl FnOnce(A) -> R,
+    ) -> Result<Checked, Arc<E>>
+    where
+        C: Future<Output = Result<Counted<A>, E>>,
+        R: Future<Output = ()>,
+        E: Send + Sync + 'static,
+    {
+        let mut context = hmac::Context::with_key(&self.inner.key);
+        for part in caller.iter().chain([&secret]) {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part.as_bytes());
+        }
+        let mut presented = [0u8; 32];
+        presented.copy_from_slice(context.sign().as_ref());
+        let key = (Arc::clone(&hash.0), presented);
+        let checked = self
+            .inner
+            .checks
+            .try_get_with(key.clone(), async move {
+                let attempt = match count.await? {
+                    Counted::Go(attempt) => attempt,
+                    Counted::Refused(retry_after) => return Ok(Checked::Refused(retry_after)),
+                };
+                Ok(match self.verify(hash, secret).await {
+                    Ok(true) => {
+                        on_right(attempt).await;
+                        Checked::Right
+                    }
+                    Ok(false) => Checked::Wrong,
+                    Err(Busy) => Checked::Busy,
+                })
+            })
+            .await;
+        // The outcome was for the requests that waited on it; the next one counts again.
+        self.inner.checks.invalidate(&key).await;
+        checked
+    }
+}
+
+/// A job for the hashing threads.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A few threads of the verifier's own that run the Argon2id checks. Each check takes 19 MiB;
+/// run on tokio's blocking pool (hundreds of threads, each with its own allocator arena) the
+/// freed buffers stayed with every thread that ever ran one, and a flood of wrong secrets grew
+/// the process by a gigabyte. On a fixed few threads they are reused. The threads end when the
+/// verifier is dropped.
+struct HashingThreads {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+}
+
+impl HashingThreads {
+    fn start(count: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let mut started = 0;
+        for index in 0..count {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2id-{index}"))
+                .spawn(move || {
+                    loop {
+                        // One idle thread waits for the next job; the others wait for it.
+                        let next = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match next {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(error) => tracing::error!(%error, "could not start a hashing thread"),
+            }
+        }
+        // Without a thread of its own, hashing falls back to tokio's blocking pool.
+        Self {
+            jobs: (started > 0).then_some(jobs),
+        }
+    }
+
+    /// Runs `work` on a hashing thread; `None` if it could not be run.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let Some(jobs) = &self.jobs else {
+            return tokio::task::spawn_blocking(work).await.ok();
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        jobs.send(Box::new(move || {
+            let _ = reply.send(work());
+        }))
+        .ok()?;
+        answer.await.ok()
+    }
+}
+
+/// The hash an unknown id or username is checked against, so that it costs as much time as a
+/// wrong secret and ids cannot be discovered by timing.
+pub fn decoy_hash() -> &'static SecretHash {
+    static DECOY: std::sync::OnceLock<SecretHash> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| SecretHash::hash(&random_token()))
 }
 
 /// SHA-256 of a token, the only form in which the store keeps it.
@@ -257,14 +450,40 @@ mod tests {
 
     #[tokio::test]
     async fn verifier_remembers_only_the_matching_secret() {
-        let verifier = SecretVerifier::new(1);
+        let verifier = SecretVerifier::new(1, std::time::Duration::from_secs(60));
         let hash = SecretHash::hash("right");
-        assert!(!verifier.verify(&hash, "wrong").await);
+        assert_eq!(verifier.verify(&hash, "wrong").await, Ok(false));
         assert_eq!(verifier.inner.matched.get(&hash.0), None);
-        assert!(verifier.verify(&hash, "right").await);
-        assert!(verifier.inner.matched.get(&hash.0).is_some());
+        assert!(!verifier.remembers(&hash, "right"));
+        assert_eq!(verifier.verify(&hash, "right").await, Ok(true));
+        assert!(verifier.remembers(&hash, "right"));
         // The fast path still refuses a different secret.
-        assert!(!verifier.verify(&hash, "wrong").await);
-        assert!(verifier.verify(&hash, "right").await);
+        assert!(!verifier.remembers(&hash, "wrong"));
+        assert_eq!(verifier.verify(&hash, "wrong").await, Ok(false));
+        assert_eq!(verifier.verify(&hash, "right").await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn a_check_that_cannot_start_in_time_is_busy_and_a_remembered_one_never_is() {
+        let verifier = SecretVerifier::new(1, std::time::Duration::from_millis(1));
+        let hash = SecretHash::hash("right");
+        assert_eq!(verifier.verify(&hash, "right").await, Ok(true));
+        // Every slot taken (as by a flood of wrong secrets): new checks are turned away …
+        let _taken = verifier.inner.slots.acquire().await.unwrap();
+        assert_eq!(verifier.verify(&hash, "wrong").await, Err(Busy));
+        // … while the client whose secret is remembered is still served.
+        assert_eq!(verifier.verify(&hash, "right").await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn checks_run_on_the_verifiers_own_threads() {
+        let verifier = SecretVerifier::new(2, std::time::Duration::from_secs(60));
+        let name = verifier
+            .inner
+            .threads
+            .run(|| std::thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
+        assert!(name.is_some_and(|name| name.starts_with("argon2id-")));
     }
 }

@@ -19,9 +19,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::secret::{SecretVerifier, token_digest};
+use crate::secret::token_digest;
 use crate::store::{Store, StoreError};
-use crate::users::{Account, Users};
 
 /// Failed attempts allowed on one account from one network in a window.
 pub const PER_ACCOUNT_PER_NETWORK: u64 = 5;
@@ -31,6 +30,14 @@ pub const PER_NETWORK: u64 = 20;
 pub const PER_ACCOUNT: u64 = 100;
 /// The window, counted from the first attempt.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Failed client (or API) authentications allowed for one client id from one network in a
+/// window. Only secrets the service has not seen match are counted: a client presenting its
+/// right secret again is never slowed.
+pub const CLIENT_PER_NETWORK: u64 = 10;
+/// Failed client authentications allowed from one network, whatever the ids, in a window.
+pub const CLIENTS_PER_NETWORK: u64 = 50;
+/// Failed authentications allowed for one client id from all networks together in a window.
+pub const CLIENT_FROM_ALL_NETWORKS: u64 = 100;
 /// Sign-up attempts allowed per network in a window (successful or not: creating accounts in
 /// bulk is the abuse to slow down).
 pub const SIGNUPS_PER_ADDRESS: u64 = 10;
@@ -39,6 +46,8 @@ pub const SIGNUPS_PER_ADDRESS: u64 = 10;
 #[derive(Clone)]
 pub struct Throttle {
     store: Arc<dyn Store>,
+    /// Counter keys this instance saw refuse an attempt → when their window ends.
+    refused: moka::sync::Cache<[u8; 32], u64>,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -85,20 +94,6 @@ impl Attempt {
     }
 }
 
-/// The answer to a username and password.
-#[derive(Debug)]
-pub enum Verdict {
-    /// They are the user's.
-    Accepted(Arc<Account>),
-    /// They are not (the same answer whether the user exists or not).
-    Wrong,
-    /// Too many attempts: not checked; try again after `retry_after`.
-    Throttled {
-        /// Until the limit lifts.
-        retry_after: Duration,
-    },
-}
-
 fn digest(parts: &[&str]) -> [u8; 32] {
     token_digest(&parts.join("\0"))
 }
@@ -117,15 +112,87 @@ fn network_of(address: &str) -> String {
     }
 }
 
+/// The counters an attempt is counted under, with their limits: first those of the caller's
+/// network, narrowest first, then the one of the account (or client) from all networks.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    network: Vec<([u8; 32], u64)>,
+    everywhere: Option<([u8; 32], u64)>,
+}
+
+impl Limits {
+    fn all(&self) -> impl Iterator<Item = &([u8; 32], u64)> {
+        self.network.iter().chain(&self.everywhere)
+    }
+}
+
+impl Limits {
+    /// A password attempt on `username` from `address` (`None`: the peer is unknown, and only
+    /// the account's own limits apply).
+    #[must_use]
+    pub fn sign_in(username: &str, address: Option<&str>) -> Self {
+        let account = username.to_lowercase();
+        let network = address.map_or_else(|| "unknown".to_owned(), network_of);
+        let mut limits = vec![(
+            digest(&["user", &account, &network]),
+            PER_ACCOUNT_PER_NETWORK,
+        )];
+        if address.is_some() {
+            limits.push((digest(&["address", &network]), PER_NETWORK));
+        }
+        Self {
+            network: limits,
+            everywhere: Some((digest(&["user", &account]), PER_ACCOUNT)),
+        }
+    }
+
+    /// A client (or API) authentication by `id` from `address`: the same three kinds of
+    /// counter, under limits of their own.
+    #[must_use]
+    pub fn client_auth(id: &str, address: Option<&str>) -> Self {
+        let network = address.map_or_else(|| "unknown".to_owned(), network_of);
+        let mut limits = vec![(digest(&["client", id, &network]), CLIENT_PER_NETWORK)];
+        if address.is_some() {
+            limits.push((digest(&["client-address", &network]), CLIENTS_PER_NETWORK));
+        }
+        Self {
+            network: limits,
+            everywhere: Some((digest(&["client", id]), CLIENT_FROM_ALL_NETWORKS)),
+        }
+    }
+
+    /// A sign-up from `address`; without an address there is no limit.
+    #[must_use]
+    pub fn sign_up(address: Option<&str>) -> Self {
+        Self {
+            network: address
+                .map(|address| {
+                    (
+                        digest(&["signup", &network_of(address)]),
+                        SIGNUPS_PER_ADDRESS,
+                    )
+                })
+                .into_iter()
+                .collect(),
+            everywhere: None,
+        }
+    }
+}
+
 impl Throttle {
     /// Counters in `store`.
     #[must_use]
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            refused: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(WINDOW)
+                .build(),
+        }
     }
 
-    /// Counts a password attempt on `username` from `address` (`None`: the peer is unknown,
-    /// and only the account's own limits apply) before it is checked.
+    /// Counts a password attempt before it is checked ([`Limits::sign_in`]).
     ///
     /// # Errors
     ///
@@ -136,85 +203,58 @@ impl Throttle {
         address: Option<&str>,
         now: u64,
     ) -> Result<Admission, StoreError> {
-        let account = username.to_lowercase();
-        let network = address.map_or_else(|| "unknown".to_owned(), network_of);
-        let mut limits = vec![
-            (
-                digest(&["user", &account, &network]),
-                PER_ACCOUNT_PER_NETWORK,
-            ),
-            (digest(&["user", &account]), PER_ACCOUNT),
-        ];
-        if address.is_some() {
-            limits.push((digest(&["address", &network]), PER_NETWORK));
-        }
-        self.admit(&limits, now).await
+        self.admit(&Limits::sign_in(username, address), now).await
     }
 
-    /// Counts a sign-up attempt from `address` before it is judged; every one counts,
-    /// successful or not. Without an address there is no limit.
+    /// Counts a sign-up attempt before it is judged ([`Limits::sign_up`]); every one counts,
+    /// successful or not.
     ///
     /// # Errors
     ///
     /// [`StoreError`]: the caller refuses the attempt (it could not be counted).
     pub async fn sign_up(&self, address: Option<&str>, now: u64) -> Result<Admission, StoreError> {
-        let limits: Vec<_> = address
-            .map(|address| {
-                (
-                    digest(&["signup", &network_of(address)]),
-                    SIGNUPS_PER_ADDRESS,
-                )
-            })
-            .into_iter()
-            .collect();
-        self.admit(&limits, now).await
+        self.admit(&Limits::sign_up(address), now).await
     }
 
-    /// Counts one attempt under each key in turn and admits it when every count is within its
-    /// limit. The first count over its limit refuses it, and the keys after it are not
-    /// counted: refused attempts from one network never add up on the account's counter of
-    /// all networks, so they cannot lock its owner out elsewhere.
-    async fn admit(&self, limits: &[([u8; 32], u64)], now: u64) -> Result<Admission, StoreError> {
-        for (key, limit) in limits {
+    /// Whether this instance has seen a counter of the caller's network among `limits` refuse
+    /// an attempt in its open window: the answer without a store round trip, for checks that
+    /// skip counting (a remembered client secret), so that a caller refused on its network
+    /// cannot tell a right secret from a wrong one by the answer. The counter of all networks
+    /// is left out: a flood from many networks must not stop a client presenting its right
+    /// secret from its own.
+    #[must_use]
+    pub fn refused_here(&self, limits: &Limits, now: u64) -> Option<Duration> {
+        limits
+            .network
+            .iter()
+            .filter_map(|(key, _)| self.refused.get(key))
+            .filter(|window_ends| *window_ends > now)
+            .max()
+            .map(|window_ends| Duration::from_secs(window_ends - now))
+    }
+
+    /// Counts one attempt under each of `limits` in turn and admits it when every count is
+    /// within its limit. The first count over its limit refuses it, and the keys after it are
+    /// not counted: refused attempts from one network never add up on the account's counter
+    /// of all networks, so they cannot lock its owner out elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: the caller refuses the attempt (it could not be counted).
+    pub async fn admit(&self, limits: &Limits, now: u64) -> Result<Admission, StoreError> {
+        for (key, limit) in limits.all() {
             let count = self.store.count_attempt(key, now, WINDOW.as_secs()).await?;
             if count.attempts > *limit {
+                self.refused.insert(*key, count.window_ends);
                 let retry_after = Duration::from_secs(count.window_ends.saturating_sub(now).max(1));
                 return Ok(Admission::Refused { retry_after });
             }
         }
         Ok(Admission::Admitted(Attempt {
             store: Arc::clone(&self.store),
-            keys: limits.iter().map(|(key, _)| *key).collect(),
+            keys: limits.all().map(|(key, _)| *key).collect(),
             now,
         }))
-    }
-
-    /// The one password check of the pages (sign-in, password change): counted first, then
-    /// checked (Argon2id, off the async workers), and taken back if it was right.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] if the store fails; the attempt is then refused.
-    pub async fn check_password(
-        &self,
-        users: &Users,
-        verifier: &SecretVerifier,
-        username: &str,
-        password: &str,
-        address: Option<&str>,
-        now: u64,
-    ) -> Result<Verdict, StoreError> {
-        let attempt = match self.sign_in(username, address, now).await? {
-            Admission::Admitted(attempt) => attempt,
-            Admission::Refused { retry_after } => return Ok(Verdict::Throttled { retry_after }),
-        };
-        match users.authenticate(verifier, username, password).await? {
-            Some(account) => {
-                attempt.succeeded().await;
-                Ok(Verdict::Accepted(account))
-            }
-            None => Ok(Verdict::Wrong),
-        }
     }
 }
 

@@ -2,10 +2,10 @@
 //! added to the store (a random `sub`), with their password check.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::config::Config;
-use crate::secret::{SecretHash, SecretVerifier};
+use crate::secret::{CheckError, SecretHash, SecretVerifier};
 use crate::store::{Store, StoreError};
 
 /// The shortest password accepted for a new or changed password.
@@ -40,11 +40,6 @@ impl std::fmt::Debug for Account {
             .field("username", &self.username)
             .finish_non_exhaustive()
     }
-}
-
-fn decoy_hash() -> &'static SecretHash {
-    static DECOY: OnceLock<SecretHash> = OnceLock::new();
-    DECOY.get_or_init(|| SecretHash::hash(&crate::secret::random_token()))
 }
 
 /// Checks a new password: long enough, not blank, not the username.
@@ -168,7 +163,7 @@ impl Users {
     /// The configured users and the store.
     #[must_use]
     pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
-        let _ = decoy_hash();
+        let _ = crate::secret::decoy_hash();
         Self {
             configured: Arc::new(
                 config
@@ -290,18 +285,19 @@ impl Users {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] if the store fails.
+    /// [`CheckError`] if the store fails or no hashing slot frees up in time.
     pub async fn authenticate(
         &self,
         verifier: &SecretVerifier,
         username: &str,
         password: &str,
-    ) -> Result<Option<Arc<Account>>, StoreError> {
+    ) -> Result<Option<Arc<Account>>, CheckError> {
         let account = self.find(username).await?;
-        let hash = account
-            .as_ref()
-            .map_or_else(|| decoy_hash().clone(), |account| account.password.clone());
-        let matches = verifier.verify(&hash, password).await;
+        let hash = account.as_ref().map_or_else(
+            || crate::secret::decoy_hash().clone(),
+            |account| account.password.clone(),
+        );
+        let matches = verifier.verify(&hash, password).await?;
         Ok(account.filter(|_| matches))
     }
 }

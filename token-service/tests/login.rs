@@ -326,6 +326,39 @@ async fn successful_sign_ins_are_not_counted_against_the_owner() {
     }
 }
 
+/// A password the service has seen match is still counted first: past the limit the right
+/// one gets the same answer as a wrong one, so a guesser learns nothing from it.
+#[tokio::test]
+async fn past_the_limit_even_a_password_seen_before_is_refused_unchecked() {
+    let service = TestService::start().await;
+    let form = login_form(&service, &query("")).await;
+    let signed_in = service
+        .call(from_address(
+            login_request(&form, "jane", "jane-password-1"),
+            "192.0.2.52",
+        ))
+        .await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    let limit = scopegate_token_service::throttle::PER_ACCOUNT_PER_NETWORK;
+    for index in 0..limit {
+        let guess = format!("guess{index}");
+        let answer = service
+            .call(from_address(
+                login_request(&form, "jane", &guess),
+                "192.0.2.52",
+            ))
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    let right = service
+        .call(from_address(
+            login_request(&form, "jane", "jane-password-1"),
+            "192.0.2.52",
+        ))
+        .await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test]
 async fn the_login_form_is_csrf_protected() {
     let service = TestService::start().await;
@@ -1144,4 +1177,59 @@ async fn failures_from_one_address_are_throttled_across_usernames() {
     // Another address is not affected.
     let elsewhere = submit(&service, &form, "jane", "jane-password-1").await;
     assert_eq!(elsewhere.status, StatusCode::SEE_OTHER);
+}
+
+/// Behind a trusted proxy each client counts under its own address (issue 16); a peer that is
+/// not trusted counts under its own, whatever forwarding headers it writes.
+#[tokio::test]
+async fn trusted_proxies_forward_the_client_address_and_others_cannot_spoof_it() {
+    let config = format!(
+        "trusted_proxies = [\"10.0.0.1\"]\n{}",
+        config_text("http://127.0.0.1:8080", "ES256")
+    );
+    let service = TestService::start_with(&config).await;
+    let form = login_form(&service, &query("")).await;
+    let via_proxy = |password: &str, client: &str| {
+        let mut request = from_address(login_request(&form, "jane", password), "10.0.0.1");
+        request.headers_mut().insert(
+            "x-forwarded-for",
+            format!("{client}, 10.0.0.1").parse().unwrap(),
+        );
+        request
+    };
+    let limit = scopegate_token_service::throttle::PER_ACCOUNT_PER_NETWORK;
+    for _ in 0..limit {
+        let answer = service.call(via_proxy("guess", "192.0.2.80")).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    let stopped = service
+        .call(via_proxy("jane-password-1", "192.0.2.80"))
+        .await;
+    assert_eq!(stopped.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy is not the guesser.
+    let owner = service
+        .call(via_proxy("jane-password-1", "192.0.2.81"))
+        .await;
+    assert_eq!(owner.status, StatusCode::SEE_OTHER, "{}", owner.text);
+
+    // An untrusted peer writing a new X-Forwarded-For each time still counts as itself.
+    for index in 0..limit {
+        let mut request = from_address(login_request(&form, "jane", "guess"), "192.0.2.99");
+        request.headers_mut().insert(
+            "x-forwarded-for",
+            format!("198.51.100.{index}").parse().unwrap(),
+        );
+        assert_eq!(service.call(request).await.status, StatusCode::UNAUTHORIZED);
+    }
+    let mut spoofed = from_address(
+        login_request(&form, "jane", "jane-password-1"),
+        "192.0.2.99",
+    );
+    spoofed
+        .headers_mut()
+        .insert("x-forwarded-for", "198.51.100.200".parse().unwrap());
+    assert_eq!(
+        service.call(spoofed).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

@@ -36,8 +36,17 @@ pub const DEMO_CONFIG: &str = include_str!("../../demo.toml");
 /// Top-level keys that `SCOPEGATE_<KEY>` may override (other `SCOPEGATE_*` variables, such as
 /// `SCOPEGATE_CONFIG`, belong to the command line).
 const OVERRIDABLE: &[&str] = &[
-    "issuer", "listen", "storage", "signing", "defaults", "limits", "scopes", "clients", "apis",
+    "issuer",
+    "listen",
+    "storage",
+    "signing",
+    "defaults",
+    "limits",
+    "scopes",
+    "clients",
+    "apis",
     "users",
+    "trusted_proxies",
 ];
 
 /// A configuration that could not be loaded or is not valid.
@@ -133,8 +142,11 @@ pub struct Signing {
 pub struct Limits {
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Concurrent slow secret verifications (Argon2id); more wait.
+    /// Concurrent slow secret verifications (Argon2id) for clients and APIs, and as many again
+    /// for passwords; more wait.
     pub max_concurrent_hashing: usize,
+    /// How long a verification waits for a slot before it is answered 503.
+    pub hashing_wait: Duration,
     /// Connections to a Postgres store per instance.
     pub database_connections: u32,
     /// How long a request waits for a database connection before it is answered 503.
@@ -177,6 +189,8 @@ pub struct Config {
     pub users: Vec<crate::users::Account>,
     /// Fields given as plain secrets (warned about at start-up).
     pub plain_secret_fields: Vec<String>,
+    /// The proxies whose `Forwarded` / `X-Forwarded-For` say who the client is.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -265,6 +279,8 @@ struct RawConfig {
     apis: Vec<ApiSettings>,
     #[serde(default)]
     users: Vec<RawUser>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -293,6 +309,7 @@ struct RawDefaults {
 struct RawLimits {
     max_body_bytes: Option<usize>,
     max_concurrent_hashing: Option<usize>,
+    hashing_wait: Option<HumanDuration>,
     database_connections: Option<u32>,
     database_wait: Option<HumanDuration>,
 }
@@ -392,13 +409,19 @@ pub fn check_audience(field: &str, audience: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Checks a client or API identifier: visible ASCII, at most 255 characters.
+/// The longest client or API identifier.
+pub const MAX_IDENTIFIER_BYTES: usize = 255;
+
+/// Checks a client or API identifier: visible ASCII, at most [`MAX_IDENTIFIER_BYTES`].
 ///
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] naming `field`.
 pub fn check_identifier(field: &str, id: &str) -> Result<(), ConfigError> {
-    if id.is_empty() || id.len() > 255 || !id.bytes().all(|byte| byte.is_ascii_graphic()) {
+    if id.is_empty()
+        || id.len() > MAX_IDENTIFIER_BYTES
+        || !id.bytes().all(|byte| byte.is_ascii_graphic())
+    {
         return Err(invalid(
             field,
             "must be 1 to 255 visible ASCII characters (no spaces)",
@@ -563,6 +586,16 @@ impl RawConfig {
                     return Err(invalid("limits.max_concurrent_hashing", "must be 1..=256"));
                 }
             },
+            hashing_wait: match self.limits.hashing_wait.map(|d| d.0) {
+                None => Duration::from_secs(2),
+                Some(wait) if !wait.is_zero() && wait <= Duration::from_secs(60) => wait,
+                Some(_) => {
+                    return Err(invalid(
+                        "limits.hashing_wait",
+                        "must be more than 0 and at most 60s",
+                    ));
+                }
+            },
             database_connections: match self.limits.database_connections {
                 None => 16,
                 Some(count) if (1..=1000).contains(&count) => count,
@@ -685,6 +718,22 @@ impl RawConfig {
         }
 
         check_scope_owners(&apis, &scopes)?;
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|network| network.trunc())
+                    .map_err(|_| {
+                        invalid(
+                            format!("trusted_proxies[{index}]"),
+                            "must be an IP address or a CIDR range like 10.0.0.0/8",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
 
         Ok(Config {
             issuer,
@@ -703,6 +752,7 @@ impl RawConfig {
             apis,
             users,
             plain_secret_fields,
+            trusted_proxies,
         })
     }
 }

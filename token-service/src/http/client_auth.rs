@@ -33,13 +33,35 @@ fn form_decode(part: &str) -> Option<String> {
         .map(std::borrow::Cow::into_owned)
 }
 
-/// The credentials in the `Authorization` header or the body.
+/// The longest client secret taken: the service generates 43 characters, and an operator's
+/// own is rarely longer than a few hundred.
+const MAX_SECRET_BYTES: usize = 1024;
+
+/// The credentials in the `Authorization` header or the body; an id or secret longer than any
+/// the service has is refused here, before any lookup or hash.
 ///
 /// # Errors
 ///
 /// `invalid_request` for two methods at once or two `Authorization` headers; `invalid_client`
-/// for a malformed or non-Basic `Authorization` header.
+/// for a malformed or non-Basic `Authorization` header, or an id or secret too long to be one.
 pub(crate) fn presented(
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Option<Credentials>, OAuthError> {
+    let credentials = presented_unbounded(headers, form)?;
+    if credentials.as_ref().is_some_and(|credentials| {
+        credentials.id.len() > crate::config::MAX_IDENTIFIER_BYTES
+            || credentials
+                .secret
+                .as_ref()
+                .is_some_and(|secret| secret.expose().len() > MAX_SECRET_BYTES)
+    }) {
+        return Err(OAuthError::invalid_client());
+    }
+    Ok(credentials)
+}
+
+fn presented_unbounded(
     headers: &HeaderMap,
     form: &Form,
 ) -> Result<Option<Credentials>, OAuthError> {
@@ -114,6 +136,26 @@ mod tests {
             format!("Basic {encoded}").parse().unwrap(),
         );
         headers
+    }
+
+    #[test]
+    fn ids_and_secrets_longer_than_any_the_service_has_are_refused_unread() {
+        let long_id = "a".repeat(256);
+        let long_secret = "s".repeat(1025);
+        for (headers, body) in [
+            (basic(&long_id, "s"), String::new()),
+            (basic("a", &long_secret), String::new()),
+            (HeaderMap::new(), format!("client_id={long_id}")),
+            (
+                HeaderMap::new(),
+                format!("client_id=a&client_secret={long_secret}"),
+            ),
+        ] {
+            let error = presented(&headers, &form(&body)).unwrap_err();
+            assert_eq!(error.code, crate::error::ErrorCode::InvalidClient);
+        }
+        let longest = "a".repeat(255);
+        assert!(presented(&basic(&longest, "s"), &form("")).is_ok());
     }
 
     #[test]

@@ -11,16 +11,20 @@ use serde_json::{Value, json};
 use super::client_auth;
 use super::error::no_store;
 use super::form::Form;
+use super::peer::Peer;
+use super::token::accepted;
 use crate::State;
+use crate::credentials;
 use crate::error::OAuthError;
 use crate::tokens;
 
 pub(super) async fn introspect(
     Shared(state): Shared<State>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match answer(&state, &headers, &body).await {
+    match answer(&state, &peer, &headers, &body).await {
         Ok(body) => {
             let mut response = Json(body).into_response();
             no_store(&mut response);
@@ -34,19 +38,20 @@ fn inactive() -> Value {
     json!({ "active": false })
 }
 
-async fn answer(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+async fn answer(
+    state: &State,
+    peer: &Peer,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, OAuthError> {
     let form = Form::parse(headers, body, &[])?;
     let credentials =
         client_auth::presented(headers, &form)?.ok_or_else(OAuthError::invalid_client)?;
     let secret = credentials.secret.ok_or_else(OAuthError::invalid_client)?;
-    let api = state
-        .registry()
-        .authenticate_api(state.secrets(), &credentials.id, secret.expose())
-        .await?
-        .ok_or_else(|| {
-            tracing::debug!(api = %credentials.id, "API authentication failed at introspection");
-            OAuthError::invalid_client()
-        })?;
+    let verdict = credentials::api(state, &credentials.id, secret.expose(), peer.address()).await?;
+    let api = accepted(verdict).inspect_err(|error| {
+        tracing::debug!(api = %credentials.id, error = error.code.as_str(), "API authentication failed at introspection");
+    })?;
     // token_type_hint is only a hint (RFC 7662 §2.1): every kind is looked up anyway.
     let token = form.require("token")?;
     Ok(tokens::introspect_for_api(state, &api, token)

@@ -22,6 +22,7 @@ pub(crate) mod form;
 mod health;
 mod introspect;
 mod pages;
+pub(crate) mod peer;
 mod revoke;
 mod token;
 mod userinfo;
@@ -98,6 +99,9 @@ pub async fn app(state: State) -> Result<Router, AppError> {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(peer::TrustedProxies(
+            state.config().trusted_proxies.clone().into(),
+        )))
         // Spans carry method and path only: no headers, no body, and no query — it holds
         // `id_token_hint`, `state`, codes and PKCE challenges.
         .layer(TraceLayer::new_for_http().make_span_with(request_span))

@@ -8,6 +8,7 @@ use http::{HeaderMap, StatusCode};
 
 use super::error::no_store;
 use super::form::Form;
+use super::peer::Peer;
 use super::token::identify_client;
 use crate::State;
 use crate::error::OAuthError;
@@ -15,10 +16,11 @@ use crate::revocation::{self, TokenTypeHint};
 
 pub(super) async fn revoke(
     Shared(state): Shared<State>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match revoke_token(&state, &headers, &body).await {
+    match revoke_token(&state, &peer, &headers, &body).await {
         Ok(()) => {
             let mut response = StatusCode::OK.into_response();
             no_store(&mut response);
@@ -28,9 +30,14 @@ pub(super) async fn revoke(
     }
 }
 
-async fn revoke_token(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
+async fn revoke_token(
+    state: &State,
+    peer: &Peer,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), OAuthError> {
     let form = Form::parse(headers, body, &[])?;
-    let client = identify_client(state, headers, &form).await?;
+    let client = identify_client(state, peer, headers, &form).await?;
     let token = form.require("token")?;
     let hint = form.get("token_type_hint").and_then(TokenTypeHint::parse);
     revocation::revoke(state, &client, token, hint).await

@@ -13,18 +13,21 @@ use serde_json::json;
 use super::client_auth;
 use super::error::no_store;
 use super::form::Form;
+use super::peer::Peer;
 use crate::State;
 use crate::config::{Client, GrantType};
+use crate::credentials::{self, Verdict};
 use crate::error::{ErrorCode, OAuthError};
 use crate::grant::{self, ClientCredentialsRequest, CodeExchange, RefreshRequest};
 use crate::tokens::IssuedToken;
 
 pub(super) async fn token(
     Shared(state): Shared<State>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match exchange(&state, &headers, &body).await {
+    match exchange(&state, &peer, &headers, &body).await {
         Ok((issued, id_token, refresh_token)) => {
             let mut answer = json!({
                 "access_token": issued.access_token,
@@ -50,6 +53,7 @@ pub(super) async fn token(
 
 async fn exchange(
     state: &State,
+    peer: &Peer,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(IssuedToken, Option<String>, Option<String>), OAuthError> {
@@ -63,7 +67,7 @@ async fn exchange(
     })?;
     match grant_type {
         GrantType::ClientCredentials => {
-            let client = authenticate_client(state, headers, &form).await?;
+            let client = authenticate_client(state, peer, headers, &form).await?;
             let request = ClientCredentialsRequest {
                 scope: requested_scope(&form)?,
                 resources: form.all("resource").to_vec(),
@@ -72,7 +76,7 @@ async fn exchange(
             Ok((access, None, None))
         }
         GrantType::AuthorizationCode => {
-            let client = identify_client(state, headers, &form).await?;
+            let client = identify_client(state, peer, headers, &form).await?;
             let exchange = CodeExchange {
                 code: form.require("code")?.to_owned(),
                 redirect_uri: form.get("redirect_uri").map(str::to_owned),
@@ -82,7 +86,7 @@ async fn exchange(
             Ok((tokens.access, tokens.id_token, tokens.refresh_token))
         }
         GrantType::RefreshToken => {
-            let client = identify_client(state, headers, &form).await?;
+            let client = identify_client(state, peer, headers, &form).await?;
             let request = RefreshRequest {
                 refresh_token: form.require("refresh_token")?.to_owned(),
                 scope: requested_scope(&form)?,
@@ -107,6 +111,7 @@ fn requested_scope(form: &Form) -> Result<Option<ScopeSet>, OAuthError> {
 /// `client_id` (which then must prove itself with PKCE).
 pub(super) async fn identify_client(
     state: &State,
+    peer: &Peer,
     headers: &HeaderMap,
     form: &Form,
 ) -> Result<Arc<Client>, OAuthError> {
@@ -117,13 +122,24 @@ pub(super) async fn identify_client(
                 _ => Err(OAuthError::invalid_client()),
             }
         }
-        _ => authenticate_client(state, headers, form).await,
+        _ => authenticate_client(state, peer, headers, form).await,
+    }
+}
+
+/// The party a credential check accepted, or the OAuth error for its refusal.
+pub(super) fn accepted<T>(verdict: Verdict<T>) -> Result<T, OAuthError> {
+    match verdict {
+        Verdict::Accepted(party) => Ok(party),
+        Verdict::Wrong => Err(OAuthError::invalid_client()),
+        Verdict::Throttled { retry_after } => Err(OAuthError::slow_down(retry_after)),
+        Verdict::Busy => Err(OAuthError::busy()),
     }
 }
 
 /// A confidential client, authenticated by its secret.
 pub(super) async fn authenticate_client(
     state: &State,
+    peer: &Peer,
     headers: &HeaderMap,
     form: &Form,
 ) -> Result<Arc<Client>, OAuthError> {
@@ -133,12 +149,9 @@ pub(super) async fn authenticate_client(
     let Some(secret) = credentials.secret else {
         return Err(OAuthError::invalid_client());
     };
-    state
-        .registry()
-        .authenticate_client(state.secrets(), &credentials.id, secret.expose())
-        .await?
-        .ok_or_else(|| {
-            tracing::debug!(client_id = %credentials.id, "client authentication failed");
-            OAuthError::invalid_client()
-        })
+    let verdict =
+        credentials::client(state, &credentials.id, secret.expose(), peer.address()).await?;
+    accepted(verdict).inspect_err(|error| {
+        tracing::debug!(client_id = %credentials.id, error = error.code.as_str(), "client authentication failed");
+    })
 }

@@ -29,6 +29,9 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// How long a caller turned away for want of a hashing slot is asked to wait.
+pub(crate) const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A page refusing an attempt over a limit: its `Retry-After` says when the limit lifts.
 pub(crate) fn too_many(mut response: Response, retry_after: std::time::Duration) -> Response {
     response.headers_mut().insert(

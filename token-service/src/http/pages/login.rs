@@ -1,9 +1,7 @@
 //! The sign-in form and `POST /login`: CSRF-protected, throttled per username and address,
 //! the same answer for an unknown user and a wrong password; a session cookie on success.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State as Shared};
+use axum::extract::State as Shared;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
@@ -12,10 +10,11 @@ use super::Pages;
 use super::cookies::{nonce_cookie, session_cookie, set_cookie};
 use super::csrf::csrf_pair;
 use super::finish::{complete, posted_request};
-use super::kit::{escape, page, too_many};
+use super::kit::{BUSY_RETRY, escape, page, too_many};
 use crate::config::Client;
+use crate::credentials::{self, Verdict};
+use crate::http::peer::Peer;
 use crate::session;
-use crate::throttle::Verdict;
 
 /// The sign-in form; `request` is the authorization request it completes.
 pub(crate) fn login_page(
@@ -66,7 +65,7 @@ pub(crate) fn login_page(
 
 pub(crate) async fn login(
     Shared(state): Shared<Pages>,
-    connection: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -77,7 +76,6 @@ pub(crate) async fn login(
     let request = form.get("request").unwrap_or_default();
     let username = form.get("username").unwrap_or_default();
     let password = form.get("password").unwrap_or_default();
-    let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
     let retry = |error: &str, status: StatusCode| {
         login_page(
             &state,
@@ -89,17 +87,7 @@ pub(crate) async fn login(
             status,
         )
     };
-    let verdict = state
-        .throttle()
-        .check_password(
-            state.users(),
-            state.secrets(),
-            username,
-            password,
-            address.as_deref(),
-            state.now(),
-        )
-        .await;
+    let verdict = credentials::password(&state, username, password, peer.address()).await;
     let account = match verdict {
         Ok(Verdict::Accepted(account)) => account,
         Ok(Verdict::Wrong) => {
@@ -114,6 +102,15 @@ pub(crate) async fn login(
                     StatusCode::TOO_MANY_REQUESTS,
                 ),
                 retry_after,
+            );
+        }
+        Ok(Verdict::Busy) => {
+            return too_many(
+                retry(
+                    "The service is busy; try again in a moment.",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ),
+                BUSY_RETRY,
             );
         }
         Err(error) => {

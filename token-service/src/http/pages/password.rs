@@ -1,9 +1,7 @@
 //! `GET|POST /password`: a user changes their password, giving the current one every time.
 //! CSRF-protected and throttled like the sign-in.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State as Shared};
+use axum::extract::State as Shared;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
@@ -11,9 +9,10 @@ use http::{HeaderMap, StatusCode, header};
 use super::Pages;
 use super::cookies::{current_session, nonce_cookie, set_cookie};
 use super::csrf::{csrf_ok, csrf_pair};
-use super::kit::{escape, page, too_many};
+use super::kit::{BUSY_RETRY, escape, page, too_many};
+use crate::credentials::{self, Verdict};
 use crate::http::form::Form;
-use crate::throttle::Verdict;
+use crate::http::peer::Peer;
 use crate::users::PasswordError;
 
 fn form_page(
@@ -56,7 +55,7 @@ pub(crate) async fn show(Shared(state): Shared<Pages>, headers: HeaderMap) -> Re
 
 pub(crate) async fn change(
     Shared(state): Shared<Pages>,
-    connection: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -79,23 +78,12 @@ pub(crate) async fn change(
     let username = form.get("username").unwrap_or_default();
     let answer =
         |status, text: &str| form_page(&state, &headers, status, Some((text, true)), username);
-    let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
     let (current, new, confirm) = (
         form.get("current").unwrap_or_default(),
         form.get("new").unwrap_or_default(),
         form.get("confirm").unwrap_or_default(),
     );
-    let verdict = state
-        .throttle()
-        .check_password(
-            state.users(),
-            state.secrets(),
-            username,
-            current,
-            address.as_deref(),
-            state.now(),
-        )
-        .await;
+    let verdict = credentials::password(&state, username, current, peer.address()).await;
     let account = match verdict {
         Ok(Verdict::Accepted(account)) => account,
         Ok(Verdict::Wrong) => {
@@ -108,6 +96,15 @@ pub(crate) async fn change(
                     "Too many failed attempts. Wait a few minutes and try again.",
                 ),
                 retry_after,
+            );
+        }
+        Ok(Verdict::Busy) => {
+            return too_many(
+                answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The service is busy; try again in a moment.",
+                ),
+                BUSY_RETRY,
             );
         }
         Err(error) => {

@@ -3,9 +3,7 @@
 //! requires, signs them in and continues the authorization request. Throttled per client
 //! address; CSRF-protected and served with the sign-in page's headers.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, RawQuery, State as Shared};
+use axum::extract::{RawQuery, State as Shared};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
@@ -22,6 +20,7 @@ use crate::config::ConfigError;
 use crate::directory::DirectoryError;
 use crate::grant::authorization_request::{self, AuthorizationRequest};
 use crate::http::form::Form;
+use crate::http::peer::Peer;
 use crate::required_claims::{self, RequiredClaim};
 use crate::session;
 use crate::throttle::Admission;
@@ -143,7 +142,7 @@ pub(super) async fn show(
 /// `POST /signup`.
 pub(super) async fn create(
     Shared(state): Shared<Pages>,
-    connection: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -165,10 +164,9 @@ pub(super) async fn create(
     };
 
     // Every attempt counts against the address, successful or not.
-    let address = connection.map(|axum::Extension(ConnectInfo(address))| address.ip().to_string());
     let now = state.now();
     let throttle = state.throttle();
-    match throttle.sign_up(address.as_deref(), now).await {
+    match throttle.sign_up(peer.address(), now).await {
         Ok(Admission::Admitted(_)) => {}
         Ok(Admission::Refused { retry_after }) => {
             return too_many(
