@@ -72,6 +72,9 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default())
 }
 
+/// The most memory a hashing thread keeps for its checks (Argon2id's default is 19 MiB).
+const MAX_KEPT_MEMORY: usize = 64 * 1024 * 1024;
+
 /// An Argon2id hash in PHC string form (`$argon2id$v=19$m=…`). `Debug` shows only the
 /// algorithm.
 #[derive(Clone, PartialEq, Eq)]
@@ -125,6 +128,48 @@ impl SecretHash {
     pub fn verify(&self, secret: &str) -> bool {
         PasswordHash::new(&self.0)
             .is_ok_and(|hash| argon2().verify_password(secret.as_bytes(), &hash).is_ok())
+    }
+
+    /// As [`SecretHash::verify`], in `memory` (grown to the hash's memory cost and kept by the
+    /// caller) instead of a buffer allocated and freed per check: a 19 MiB allocation freed on
+    /// a thread stays with that thread's allocator arena, so checks that allocate leave the
+    /// process growing by their buffers. A hash asking for more than [`MAX_KEPT_MEMORY`] is
+    /// checked the allocating way.
+    fn verify_in(&self, secret: &str, memory: &mut Vec<argon2::Block>) -> bool {
+        let Ok(hash) = PasswordHash::new(&self.0) else {
+            return false;
+        };
+        let Ok(params) = Params::try_from(&hash) else {
+            return false;
+        };
+        if params.block_count() * argon2::Block::SIZE > MAX_KEPT_MEMORY {
+            return self.verify(secret);
+        }
+        let version = hash
+            .version
+            .and_then(|version| Version::try_from(version).ok())
+            .unwrap_or_default();
+        let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+            return false;
+        };
+        let mut salt_bytes = [0u8; 64];
+        let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+            return false;
+        };
+        let blocks = params.block_count();
+        if memory.len() < blocks {
+            memory.resize(blocks, argon2::Block::default());
+        }
+        let mut output = vec![0u8; expected.len()];
+        Argon2::new(Algorithm::Argon2id, version, params)
+            .hash_password_into_with_memory(
+                secret.as_bytes(),
+                salt,
+                &mut output,
+                &mut memory[..blocks],
+            )
+            .is_ok()
+            && bool::from(output.as_slice().ct_eq(expected.as_bytes()))
     }
 }
 
@@ -247,7 +292,11 @@ impl SecretVerifier {
         let matches = self
             .inner
             .threads
-            .run(move || owned_hash.verify(owned_secret.expose()))
+            .run(move || {
+                THREAD_MEMORY.with(|memory| {
+                    owned_hash.verify_in(owned_secret.expose(), &mut memory.borrow_mut())
+                })
+            })
             .await
             .unwrap_or(false);
         if matches {
@@ -336,6 +385,30 @@ impl SecretVerifier {
     }
 }
 
+thread_local! {
+    /// The Argon2id memory of the thread, kept between its checks (see `verify_in`).
+    static THREAD_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Lowers the calling (hashing) thread to nice 9: under a flood of checks the request threads
+/// still get most of the CPU (a nice-0 thread weighs about eight times more), so that callers
+/// who need no hash — a client presenting its remembered secret — are served as before, while
+/// the checks still progress when the request threads are busy too.
+fn lower_priority() {
+    let lowered = thread_priority::ThreadPriorityValue::try_from(23u8)
+        .map_err(|error| error.to_string())
+        .and_then(|value| {
+            thread_priority::set_current_thread_priority(
+                thread_priority::ThreadPriority::Crossplatform(value),
+            )
+            .map_err(|error| error.to_string())
+        });
+    if let Err(error) = lowered {
+        tracing::debug!(%error, "could not lower a hashing thread's priority");
+    }
+}
+
 /// A job for the hashing threads.
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -358,6 +431,7 @@ impl HashingThreads {
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2id-{index}"))
                 .spawn(move || {
+                    lower_priority();
                     loop {
                         // One idle thread waits for the next job; the others wait for it.
                         let next = match queue.lock() {
@@ -433,6 +507,30 @@ mod tests {
     }
 
     #[test]
+    fn a_check_in_kept_memory_agrees_with_the_allocating_one() {
+        let hash = SecretHash::hash("right");
+        let mut memory = Vec::new();
+        assert!(hash.verify_in("right", &mut memory));
+        let kept = memory.len();
+        assert!(kept > 0);
+        assert!(!hash.verify_in("wrong", &mut memory));
+        assert!(!hash.verify_in("", &mut memory));
+        assert_eq!(memory.len(), kept, "the same memory serves every check");
+        // Other parameters and versions, as an operator's `secret_hash` may have.
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x10,
+            Params::new(4096, 3, 1, Some(24)).unwrap(),
+        )
+        .hash_password(b"other", &SaltString::encode_b64(&[7; 16]).unwrap())
+        .unwrap()
+        .to_string();
+        let small = SecretHash::parse(&small).unwrap();
+        assert!(small.verify("other") && small.verify_in("other", &mut memory));
+        assert!(!small.verify_in("others", &mut memory));
+    }
+
+    #[test]
     fn parse_accepts_only_argon2id() {
         let hash = SecretHash::hash("x");
         assert!(SecretHash::parse(hash.as_str()).is_ok());
@@ -476,14 +574,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn checks_run_on_the_verifiers_own_threads() {
+    async fn checks_run_on_the_verifiers_own_threads_at_a_lower_priority() {
         let verifier = SecretVerifier::new(2, std::time::Duration::from_secs(60));
-        let name = verifier
+        let (name, niceness) = verifier
             .inner
             .threads
-            .run(|| std::thread::current().name().map(str::to_owned))
+            .run(|| {
+                let status = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+                // Field 19 of stat is the nice value (after the parenthesised name).
+                let niceness = status
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split(' ').nth(16))
+                    .and_then(|value| value.parse::<i32>().ok());
+                (std::thread::current().name().map(str::to_owned), niceness)
+            })
             .await
             .unwrap();
         assert!(name.is_some_and(|name| name.starts_with("argon2id-")));
+        if cfg!(target_os = "linux") {
+            assert!(niceness.is_some_and(|nice| nice > 0), "{niceness:?}");
+        }
     }
 }
