@@ -61,3 +61,25 @@ impl IntoResponse for OAuthError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_or_slowed_caller_is_told_when_to_come_back() {
+        let busy = OAuthError::busy().into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let slowed = OAuthError::slow_down(std::time::Duration::from_secs(420)).into_response();
+        assert_eq!(slowed.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(slowed.headers()[header::RETRY_AFTER], "420");
+        assert_eq!(slowed.headers()[header::CACHE_CONTROL], "no-store");
+        // An outage without a hint still says "soon".
+        let store = OAuthError::new(ErrorCode::TemporarilyUnavailable, "down").into_response();
+        assert_eq!(store.headers()[header::RETRY_AFTER], "1");
+        // Client errors carry none.
+        let wrong = OAuthError::invalid_client().into_response();
+        assert!(wrong.headers().get(header::RETRY_AFTER).is_none());
+    }
+}
