@@ -868,6 +868,25 @@ async fn logout_without_a_hint_asks_first_and_the_confirmation_is_csrf_protected
 
 // ---- password change ---------------------------------------------------------------------
 
+/// A stored user (one the password page may change): `sam`, password `old password 1`.
+async fn insert_sam(service: &TestService) {
+    let now = service.state.now();
+    service
+        .state
+        .store()
+        .insert_user(&scopegate_token_service::users::Account {
+            id: "u-sam".into(),
+            username: "sam".into(),
+            password: scopegate_token_service::secret::SecretHash::hash("old password 1"),
+            attributes: serde_json::Map::new(),
+            configured: false,
+            created_at: Some(now),
+            updated_at: Some(now),
+        })
+        .await
+        .unwrap();
+}
+
 /// The password page's nonce cookie and CSRF token.
 async fn password_form(service: &TestService) -> (String, String) {
     let page = get_with_cookies(service, "/password", &[]).await;
@@ -920,21 +939,7 @@ async fn change_password(
 #[tokio::test]
 async fn concurrent_wrong_current_passwords_get_no_more_checks_than_the_limit() {
     let service = TestService::start().await;
-    let now = service.state.now();
-    service
-        .state
-        .store()
-        .insert_user(&scopegate_token_service::users::Account {
-            id: "u-sam".into(),
-            username: "sam".into(),
-            password: scopegate_token_service::secret::SecretHash::hash("old password 1"),
-            attributes: serde_json::Map::new(),
-            configured: false,
-            created_at: Some(now),
-            updated_at: Some(now),
-        })
-        .await
-        .unwrap();
+    insert_sam(&service).await;
     let form = password_form(&service).await;
     let guesses = (0..200)
         .map(|index| {
@@ -985,21 +990,7 @@ async fn concurrent_wrong_current_passwords_get_no_more_checks_than_the_limit() 
 #[tokio::test]
 async fn a_password_change_needs_the_current_password_every_time() {
     let service = TestService::start().await;
-    let now = service.state.now();
-    service
-        .state
-        .store()
-        .insert_user(&scopegate_token_service::users::Account {
-            id: "u-sam".into(),
-            username: "sam".into(),
-            password: scopegate_token_service::secret::SecretHash::hash("old password 1"),
-            attributes: serde_json::Map::new(),
-            configured: false,
-            created_at: Some(now),
-            updated_at: Some(now),
-        })
-        .await
-        .unwrap();
+    insert_sam(&service).await;
     let users = service.state.users();
     for (current, new, confirm, status) in [
         (

@@ -430,6 +430,29 @@ pub fn check_identifier(field: &str, id: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A `[[clients]]` or `[[apis]]` entry's id, not used twice in its list, and its secret as a
+/// hash (`None` when it gives neither `secret` nor `secret_hash`).
+fn entry_secret(
+    prefix: &str,
+    id: &str,
+    ids: &mut HashSet<String>,
+    (secret, secret_hash): (Option<Secret>, Option<String>),
+    plain_fields: &mut Vec<String>,
+) -> Result<Option<SecretHash>, ConfigError> {
+    if !ids.insert(id.to_owned()) {
+        return Err(invalid(
+            format!("{prefix}id"),
+            format!("`{id}` is used twice"),
+        ));
+    }
+    secret_of(
+        &format!("{prefix}secret"),
+        secret,
+        secret_hash,
+        plain_fields,
+    )
+}
+
 fn secret_of(
     field: &str,
     secret: Option<Secret>,
@@ -633,16 +656,11 @@ impl RawConfig {
         for (index, mut settings) in self.clients.into_iter().enumerate() {
             let prefix = format!("clients[{index}].");
             let (secret, secret_hash) = (settings.secret.take(), settings.secret_hash.take());
-            if !client_ids.insert(settings.id.clone()) {
-                return Err(invalid(
-                    format!("{prefix}id"),
-                    format!("`{}` is used twice", settings.id),
-                ));
-            }
-            let secret = secret_of(
-                &format!("{prefix}secret"),
-                secret,
-                secret_hash,
+            let secret = entry_secret(
+                &prefix,
+                &settings.id,
+                &mut client_ids,
+                (secret, secret_hash),
                 &mut plain_secret_fields,
             )?;
             clients.push(build_client(&prefix, settings, secret, None, &scopes)?);
@@ -653,16 +671,11 @@ impl RawConfig {
         for (index, mut settings) in self.apis.into_iter().enumerate() {
             let prefix = format!("apis[{index}].");
             let (secret, secret_hash) = (settings.secret.take(), settings.secret_hash.take());
-            if !api_ids.insert(settings.id.clone()) {
-                return Err(invalid(
-                    format!("{prefix}id"),
-                    format!("`{}` is used twice", settings.id),
-                ));
-            }
-            let secret = secret_of(
-                &format!("{prefix}secret"),
-                secret,
-                secret_hash,
+            let secret = entry_secret(
+                &prefix,
+                &settings.id,
+                &mut api_ids,
+                (secret, secret_hash),
                 &mut plain_secret_fields,
             )?
             .ok_or_else(|| {
