@@ -46,6 +46,9 @@ issuer = "http://127.0.0.1:{port}"
 listen = "127.0.0.1:{port}"
 storage = "sqlite://{}/store.db?mode=rwc"
 
+[limits]
+client_rate_limit = "1000000/s"
+
 [[clients]]
 id = "svc"
 secret = "svc-secret"

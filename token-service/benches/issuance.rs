@@ -43,6 +43,10 @@ storage = "{storage}"
 [signing]
 algorithm = "{algorithm}"
 
+[limits]
+client_rate_limit = "1000000/s"
+api_rate_limit = "1000000/s"
+
 [[clients]]
 id = "jwt-client"
 secret = "jwt-secret"

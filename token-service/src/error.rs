@@ -79,6 +79,19 @@ impl OAuthError {
         }
     }
 
+    /// `slow_down`: the client (or API) is over its request rate; try again after
+    /// `retry_after`.
+    #[must_use]
+    pub fn over_rate(retry_after: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                ErrorCode::SlowDown,
+                "over this client's request rate; try again later",
+            )
+        }
+    }
+
     /// `temporarily_unavailable`: every hashing slot stayed busy.
     #[must_use]
     pub fn busy() -> Self {

@@ -20,6 +20,7 @@ pub mod http;
 pub mod id_token;
 pub mod keys;
 pub mod own_tokens;
+pub mod rate_limits;
 pub mod registration;
 pub mod required_claims;
 pub mod revocation;
@@ -83,6 +84,7 @@ struct Shared {
     /// Users' passwords: slots of their own, so that neither kind can hold up the other.
     passwords: SecretVerifier,
     throttle: throttle::Throttle,
+    rate_limits: rate_limits::RateLimits,
     clock: Arc<dyn Clock>,
 }
 
@@ -158,6 +160,7 @@ impl State {
                 own_tokens,
                 directory,
                 throttle,
+                rate_limits: rate_limits::RateLimits::default(),
                 clock,
             }),
         })
@@ -209,6 +212,12 @@ impl State {
     #[must_use]
     pub fn secrets(&self) -> &SecretVerifier {
         &self.inner.secrets
+    }
+
+    /// The request rates of clients and APIs (this instance's).
+    #[must_use]
+    pub fn rate_limits(&self) -> &rate_limits::RateLimits {
+        &self.inner.rate_limits
     }
 
     /// The verifier of users' passwords.
@@ -330,6 +339,7 @@ fn service_api(config: &Config) -> config::Api {
         secret: secret::SecretHash::hash(&secret::random_token()),
         scopes: service_scopes::owned(config),
         registered_at: None,
+        rate_limit: None,
     }
 }
 

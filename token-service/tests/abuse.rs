@@ -11,6 +11,12 @@ use base64::Engine;
 use http::{Request, StatusCode, header};
 use support::*;
 
+/// Whether an answer is of an attempt the limits let through: judged wrong (401), or counted
+/// but turned away for want of a hashing slot in time (503, on a slow or busy machine).
+fn passed_the_count(status: StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED || status == StatusCode::SERVICE_UNAVAILABLE
+}
+
 fn token_request(client: (&str, &str), body: &str) -> Request<Body> {
     let basic =
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.0, client.1));
@@ -43,7 +49,7 @@ async fn a_flood_of_wrong_secrets_for_a_client_gets_no_more_hashes_than_its_limi
     let statuses = service.burst(flood).await;
     let judged = statuses
         .iter()
-        .filter(|status| **status == StatusCode::UNAUTHORIZED)
+        .filter(|status| passed_the_count(**status))
         .count() as u64;
     let slowed = statuses
         .iter()
@@ -153,7 +159,7 @@ async fn guessing_many_client_ids_from_one_network_is_limited_too() {
     let statuses = service.burst(guesses).await;
     let judged = statuses
         .iter()
-        .filter(|status| **status == StatusCode::UNAUTHORIZED)
+        .filter(|status| passed_the_count(**status))
         .count() as u64;
     assert_eq!(
         judged,
@@ -187,7 +193,7 @@ async fn introspection_and_revocation_count_failures_the_same_way() {
         let statuses = service.burst(requests).await;
         let judged = statuses
             .iter()
-            .filter(|status| **status == StatusCode::UNAUTHORIZED)
+            .filter(|status| passed_the_count(**status))
             .count() as u64;
         let slowed = statuses
             .iter()
@@ -220,4 +226,37 @@ async fn a_burst_with_the_right_secret_is_checked_once_and_never_slowed() {
         statuses.iter().all(|status| *status == StatusCode::OK),
         "{statuses:?}"
     );
+}
+
+/// Each client has a request rate at `/token` and each API one at `/introspect` (per
+/// instance): past it, 429 `slow_down` with `Retry-After`; others are not affected.
+#[tokio::test]
+async fn clients_and_apis_over_their_rate_are_told_to_slow_down() {
+    let config = format!(
+        "{}\n[limits]\nclient_rate_limit = \"3/min\"\napi_rate_limit = \"2/min\"\n",
+        config_text("http://127.0.0.1:8080", "ES256")
+    );
+    let service = TestService::start_with(&config).await;
+    for _ in 0..3 {
+        service.token(JWT_CLIENT, "").await;
+    }
+    let over = service
+        .post("/token", Some(JWT_CLIENT), "grant_type=client_credentials")
+        .await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.text);
+    assert_eq!(over.json["error"], "slow_down");
+    let retry_after: u64 = over.header("retry-after").parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    // Another client has its own count.
+    let opaque = service.token(OPAQUE_CLIENT, "").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..2 {
+        let answer = service.introspect(API_CREDENTIALS, &opaque).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    }
+    let over = service.introspect(API_CREDENTIALS, &opaque).await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.text);
+    assert_eq!(over.json["error"], "slow_down");
 }

@@ -25,6 +25,13 @@ fn write_config(dir: &tempfile::TempDir, port: u16, storage: &str, extra: &str) 
         "storage = \"sqlite::memory:\"",
         &format!("storage = \"{storage}\""),
     );
+    // These tests issue as fast as they can: the per-client request rate is not their subject.
+    let rate = "client_rate_limit = \"1000000/s\"\napi_rate_limit = \"1000000/s\"\n";
+    let extra = if extra.contains("[limits]\n") {
+        extra.replacen("[limits]\n", &format!("[limits]\n{rate}"), 1)
+    } else {
+        format!("[limits]\n{rate}{extra}")
+    };
     // Extra tables go before `[signing]`, the first table of the text.
     let config = config.replacen("[signing]", &format!("{extra}\n[signing]"), 1);
     let path = dir.path().join("config.toml");

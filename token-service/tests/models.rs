@@ -41,6 +41,7 @@ fn every_member() -> Value {
         "post_logout_redirect_uris": ["https://portal.example.test/"],
         "required_claims": ["name"],
         "self_signup": true,
+        "rate_limit": "600/min",
     })
 }
 
@@ -116,7 +117,7 @@ fn every_member_is_a_flag_of_client_add_or_api_add_and_every_flag_a_member() {
     assert_eq!(flag_members(&ApiAdd::command()), api);
     assert_eq!(
         api,
-        ["id", "scopes"],
+        ["id", "rate_limit", "scopes"],
         "give the API test below the new member"
     );
 }
@@ -185,7 +186,11 @@ fn the_admin_reader_names_the_member_that_is_wrong() {
 
 #[test]
 fn the_file_the_admin_api_and_api_add_read_an_api_alike() {
-    let sample = json!({"id": "https://billing.example.test", "scopes": ["b:i:read", "b:p"]});
+    let sample = json!({
+        "id": "https://billing.example.test",
+        "scopes": ["b:i:read", "b:p"],
+        "rate_limit": "50/s",
+    });
     let from_json = ApiSettings::from_json(sample.clone()).expect("the admin API reads it");
     let from_flags = ApiAdd::try_parse_from(flags_of(&ApiAdd::command(), &sample))
         .expect("api add reads it")
@@ -199,6 +204,11 @@ fn the_file_the_admin_api_and_api_add_read_an_api_alike() {
     let checked = build_api("", from_json, SecretHash::hash("s"), None).expect("valid");
     assert_eq!(config.apis[0].id, checked.id);
     assert_eq!(config.apis[0].scopes, checked.scopes);
+    assert_eq!(config.apis[0].rate_limit, checked.rate_limit);
+    assert_eq!(
+        checked.rate_limit.map(|rate| rate.to_string()).as_deref(),
+        Some("50/s")
+    );
     // The one check refuses alike wherever the API comes from.
     let no_scopes = Config::from_toml(&format!(
         "{TOP}[[apis]]\nid = \"https://x.test\"\nsecret = \"s\"\n"

@@ -30,6 +30,12 @@ pub struct ApiSettings {
         required = true
     )]
     pub scopes: Vec<Scope>,
+    /// Its own request rate at `/introspect`, like `1000/s` (per instance); absent = the
+    /// service's `limits.api_rate_limit`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[arg(long = "rate-limit", value_name = "RATE")]
+    pub rate_limit: Option<super::RateLimit>,
     /// Its introspection secret in plain text: the configuration file's alone (the admin API
     /// and `api add` generate one), turned into the [`Api::secret`] hash at start-up.
     #[serde(default, skip_serializing)]
@@ -71,6 +77,8 @@ pub struct Api {
     pub scopes: Vec<Scope>,
     /// When a stored API was registered (seconds since the epoch); `None` for configured ones.
     pub registered_at: Option<u64>,
+    /// Its own request rate at `/introspect`; `None` = the service default.
+    pub rate_limit: Option<super::RateLimit>,
 }
 
 impl Api {
@@ -120,6 +128,7 @@ pub fn build_api(
         secret,
         scopes: scopes.into_iter().collect(),
         registered_at,
+        rate_limit: settings.rate_limit,
     })
 }
 

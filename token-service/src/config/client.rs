@@ -182,6 +182,12 @@ pub struct ClientSettings {
     #[serde(default)]
     #[arg(long)]
     pub self_signup: bool,
+    /// Its own request rate at `/token`, like `100/s` (per instance); absent = the service's
+    /// `limits.client_rate_limit`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[arg(long = "rate-limit", value_name = "RATE")]
+    pub rate_limit: Option<super::RateLimit>,
     /// The client secret in plain text: the configuration file's alone (the admin API and
     /// `client add` generate one), turned into the [`Client::secret`] hash at start-up.
     #[serde(default, skip_serializing)]

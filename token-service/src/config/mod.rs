@@ -22,10 +22,12 @@ mod api;
 mod client;
 mod duration;
 mod json;
+mod rate;
 
 pub use api::{Api, ApiSettings, build_api, scopes_overlap};
 pub use client::{Client, ClientSettings, GrantType, TokenFormat, build_client};
 use duration::HumanDuration;
+pub use rate::RateLimit;
 
 use crate::keys::KeyAlgorithm;
 use crate::secret::{Secret, SecretHash};
@@ -147,6 +149,10 @@ pub struct Limits {
     pub max_concurrent_hashing: usize,
     /// How long a verification waits for a slot before it is answered 503.
     pub hashing_wait: Duration,
+    /// Requests a client may make at `/token` (per instance), unless it has its own.
+    pub client_rate_limit: RateLimit,
+    /// Requests an API may make at `/introspect` (per instance), unless it has its own.
+    pub api_rate_limit: RateLimit,
     /// Connections to a Postgres store per instance.
     pub database_connections: u32,
     /// How long a request waits for a database connection before it is answered 503.
@@ -310,6 +316,8 @@ struct RawLimits {
     max_body_bytes: Option<usize>,
     max_concurrent_hashing: Option<usize>,
     hashing_wait: Option<HumanDuration>,
+    client_rate_limit: Option<RateLimit>,
+    api_rate_limit: Option<RateLimit>,
     database_connections: Option<u32>,
     database_wait: Option<HumanDuration>,
 }
@@ -619,6 +627,11 @@ impl RawConfig {
                     ));
                 }
             },
+            client_rate_limit: self
+                .limits
+                .client_rate_limit
+                .unwrap_or(RateLimit::DEFAULT_CLIENT),
+            api_rate_limit: self.limits.api_rate_limit.unwrap_or(RateLimit::DEFAULT_API),
             database_connections: match self.limits.database_connections {
                 None => 16,
                 Some(count) if (1..=1000).contains(&count) => count,
@@ -1014,6 +1027,7 @@ storage = "sqlite::memory:"
                 Scope::parse("exact:only:read").unwrap(),
             ],
             registered_at: None,
+            rate_limit: None,
         };
         let owns = |s: &str| api.owns(&Scope::parse(s).unwrap());
         assert!(owns("akamai:social_profile:read"));

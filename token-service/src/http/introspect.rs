@@ -52,6 +52,13 @@ async fn answer(
     let api = accepted(verdict).inspect_err(|error| {
         tracing::debug!(api = %credentials.id, error = error.code.as_str(), "API authentication failed at introspection");
     })?;
+    let rate = api
+        .rate_limit
+        .unwrap_or(state.config().limits.api_rate_limit);
+    state
+        .rate_limits()
+        .check(&format!("api:{}", api.id), rate)
+        .map_err(OAuthError::over_rate)?;
     // token_type_hint is only a hint (RFC 7662 §2.1): every kind is looked up anyway.
     let token = form.require("token")?;
     Ok(tokens::introspect_for_api(state, &api, token)

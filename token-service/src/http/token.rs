@@ -68,6 +68,7 @@ async fn exchange(
     match grant_type {
         GrantType::ClientCredentials => {
             let client = authenticate_client(state, peer, headers, &form).await?;
+            within_rate(state, &client)?;
             let request = ClientCredentialsRequest {
                 scope: requested_scope(&form)?,
                 resources: form.all("resource").to_vec(),
@@ -77,6 +78,7 @@ async fn exchange(
         }
         GrantType::AuthorizationCode => {
             let client = identify_client(state, peer, headers, &form).await?;
+            within_rate(state, &client)?;
             let exchange = CodeExchange {
                 code: form.require("code")?.to_owned(),
                 redirect_uri: form.get("redirect_uri").map(str::to_owned),
@@ -87,6 +89,7 @@ async fn exchange(
         }
         GrantType::RefreshToken => {
             let client = identify_client(state, peer, headers, &form).await?;
+            within_rate(state, &client)?;
             let request = RefreshRequest {
                 refresh_token: form.require("refresh_token")?.to_owned(),
                 scope: requested_scope(&form)?,
@@ -95,6 +98,18 @@ async fn exchange(
             Ok((tokens.access, tokens.id_token, tokens.refresh_token))
         }
     }
+}
+
+/// Whether `client` is within its request rate (its own, or the service's default).
+fn within_rate(state: &State, client: &Client) -> Result<(), OAuthError> {
+    let rate = client
+        .settings
+        .rate_limit
+        .unwrap_or(state.config().limits.client_rate_limit);
+    state
+        .rate_limits()
+        .check(&format!("client:{}", client.id()), rate)
+        .map_err(OAuthError::over_rate)
 }
 
 /// The `scope` parameter, if sent.

@@ -10,7 +10,7 @@ use scopegate_validator::{Scope, ScopeSet};
 use super::StoreError;
 use super::db::{Row, Value};
 use super::sql::{json_list, parse_list};
-use crate::config::{self, Api, Client, ClientSettings, GrantType, TokenFormat};
+use crate::config::{self, Api, Client, ClientSettings, GrantType, RateLimit, TokenFormat};
 use crate::secret::SecretHash;
 
 /// A row's columns by name, in the order the `INSERT` lists them.
@@ -58,6 +58,10 @@ pub(super) fn client_columns(client: &Client) -> Columns {
             Value::Text(json_list(&settings.required_claims)),
         ),
         ("self_signup", Value::Int(u64::from(settings.self_signup))),
+        (
+            "rate_limit",
+            Value::OptionalText(settings.rate_limit.map(|rate| rate.to_string())),
+        ),
         (
             "created_at",
             Value::Int(client.registered_at.unwrap_or_default()),
@@ -123,6 +127,7 @@ pub(super) fn client_from_row(row: &Row) -> Result<Client, StoreError> {
         post_logout_redirect_uris: parse_list("clients", &row.text("post_logout_redirect_uris")?)?,
         required_claims: parse_list("clients", &row.text("required_claims")?)?,
         self_signup: row.int("self_signup")? != 0,
+        rate_limit: rate_of(row, &corrupt)?,
         secret: None,
         secret_hash: None,
         id,
@@ -139,6 +144,10 @@ pub(super) fn api_columns(api: &Api) -> Columns {
         (
             "created_at",
             Value::Int(api.registered_at.unwrap_or_default()),
+        ),
+        (
+            "rate_limit",
+            Value::OptionalText(api.rate_limit.map(|rate| rate.to_string())),
         ),
     ]
 }
@@ -161,6 +170,7 @@ pub(super) fn api_from_row(row: &Row) -> Result<Api, StoreError> {
             .into_iter()
             .collect(),
         registered_at: Some(row.int("created_at")?),
+        rate_limit: rate_of(row, &corrupt)?,
         id,
     })
 }
@@ -176,6 +186,16 @@ pub(super) fn insert_sql(table: &str, columns: &Columns) -> String {
         names.join(", "),
         places.join(", ")
     )
+}
+
+/// A row's `rate_limit` column.
+fn rate_of(
+    row: &Row,
+    corrupt: &impl Fn(String) -> StoreError,
+) -> Result<Option<RateLimit>, StoreError> {
+    row.optional_text("rate_limit")?
+        .map(|text| text.parse().map_err(corrupt))
+        .transpose()
 }
 
 /// Scopes as one space-separated column.

@@ -178,6 +178,7 @@ mod tests {
             post_logout_redirect_uris: vec![],
             required_claims: vec![],
             self_signup: false,
+            rate_limit: None,
             secret: None,
             secret_hash: None,
         };
