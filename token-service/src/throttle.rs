@@ -192,20 +192,6 @@ impl Throttle {
         }
     }
 
-    /// Counts a password attempt before it is checked ([`Limits::sign_in`]).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`]: the caller refuses the attempt (it could not be counted).
-    pub async fn sign_in(
-        &self,
-        username: &str,
-        address: Option<&str>,
-        now: u64,
-    ) -> Result<Admission, StoreError> {
-        self.admit(&Limits::sign_in(username, address), now).await
-    }
-
     /// Counts a sign-up attempt before it is judged ([`Limits::sign_up`]); every one counts,
     /// successful or not.
     ///
@@ -285,7 +271,10 @@ mod tests {
         now: u64,
     ) -> bool {
         matches!(
-            throttle.sign_in(username, address, now).await.unwrap(),
+            throttle
+                .admit(&Limits::sign_in(username, address), now)
+                .await
+                .unwrap(),
             Admission::Admitted(_)
         )
     }
@@ -320,7 +309,7 @@ mod tests {
         let now = 1_000;
         for _ in 0..3 * PER_ACCOUNT_PER_NETWORK {
             let Admission::Admitted(attempt) = throttle
-                .sign_in("jane", Some("10.0.0.1"), now)
+                .admit(&Limits::sign_in("jane", Some("10.0.0.1")), now)
                 .await
                 .unwrap()
             else {
@@ -332,7 +321,7 @@ mod tests {
             assert!(admitted(&throttle, "jane", Some("10.0.0.1"), now + 60).await);
         }
         match throttle
-            .sign_in("jane", Some("10.0.0.1"), now + 60)
+            .admit(&Limits::sign_in("jane", Some("10.0.0.1")), now + 60)
             .await
             .unwrap()
         {
@@ -349,7 +338,7 @@ mod tests {
         let now = 1_000;
         for _ in 0..10 * PER_ACCOUNT {
             let _ = throttle
-                .sign_in("jane", Some("10.0.0.1"), now)
+                .admit(&Limits::sign_in("jane", Some("10.0.0.1")), now)
                 .await
                 .unwrap();
         }

@@ -11,12 +11,6 @@ use base64::Engine;
 use http::{Request, StatusCode, header};
 use support::*;
 
-/// Whether an answer is of an attempt the limits let through: judged wrong (401), or counted
-/// but turned away for want of a hashing slot in time (503, on a slow or busy machine).
-fn passed_the_count(status: StatusCode) -> bool {
-    status == StatusCode::UNAUTHORIZED || status == StatusCode::SERVICE_UNAVAILABLE
-}
-
 fn token_request(client: (&str, &str), body: &str) -> Request<Body> {
     let basic =
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.0, client.1));

@@ -17,12 +17,6 @@ use scopegate_token_service::keys::KeyAlgorithm;
 use scopegate_token_service::tokens;
 use support::*;
 
-/// Whether an answer is of an attempt the limits let through: judged wrong (401), or counted
-/// but turned away for want of a hashing slot in time (503, on a slow or busy machine).
-fn passed_the_count(status: StatusCode) -> bool {
-    status == StatusCode::UNAUTHORIZED || status == StatusCode::SERVICE_UNAVAILABLE
-}
-
 const REDIRECT: &str = "http://127.0.0.1:3000/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 

@@ -4,39 +4,11 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use support::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every event at every level on this thread, into the returned buffer, while the guard lives.
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn trace_logs_hold_no_tokens_or_secrets() {
-    let (captured, _guard) = capture();
+    let (captured, _guard) = logs::capture(tracing::Level::TRACE);
 
     let service = TestService::start().await;
     let jwt = service.token(JWT_CLIENT, "").await["access_token"]
@@ -67,7 +39,7 @@ async fn trace_logs_hold_no_tokens_or_secrets() {
         .post("/revoke", Some(OPAQUE_CLIENT), &format!("token={opaque}"))
         .await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("access token issued"),
         "the logs were captured:\n{logs}"
@@ -92,7 +64,7 @@ async fn trace_logs_hold_no_tokens_or_secrets() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn request_logs_record_the_path_without_the_query() {
-    let (captured, _guard) = capture();
+    let (captured, _guard) = logs::capture(tracing::Level::TRACE);
 
     let service = TestService::start().await;
     // A logout hint and an authorization request carry what a log must not keep.
@@ -105,7 +77,7 @@ async fn request_logs_record_the_path_without_the_query() {
     service
         .get("/authorize?response_type=code&client_id=web-app&state=state-secret-2&code_challenge=challenge-secret-3")
         .await;
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("/logout") && logs.contains("/authorize"),
         "request spans were captured:\n{logs}"

@@ -5,7 +5,7 @@
 
 use clap::{CommandFactory, Parser};
 use scopegate_token_service::config::{
-    ApiSettings, ClientSettings, Config, ConfigError, build_api, build_client,
+    ApiSettings, ClientSettings, Config, ConfigError, JsonSettings, build_api, build_client,
 };
 use scopegate_token_service::secret::SecretHash;
 use serde_json::{Value, json};

@@ -5,7 +5,6 @@
 
 use scopegate_validator::{Scope, ScopeSet};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{ConfigError, invalid};
 use crate::secret::{Secret, SecretHash};
@@ -49,22 +48,7 @@ pub struct ApiSettings {
     pub secret_hash: Option<String>,
 }
 
-impl ApiSettings {
-    /// Reads settings from a JSON object, as [`ClientSettings::from_json`](super::ClientSettings::from_json).
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::Invalid`] with the member's path.
-    pub fn from_json(value: Value) -> Result<Self, ConfigError> {
-        super::json::read(value)
-    }
-
-    /// The JSON Schema of the settings (the admin API's OpenAPI `ApiSettings`).
-    #[must_use]
-    pub fn json_schema() -> Value {
-        super::json::schema::<Self>()
-    }
-}
+impl super::JsonSettings for ApiSettings {}
 
 /// A resource server allowed to introspect tokens.
 #[derive(Debug, Clone)]

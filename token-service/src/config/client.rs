@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use scopegate_validator::{Scope, ScopeSet};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{ConfigError, CustomScope, invalid};
 use crate::secret::{Secret, SecretHash};
@@ -201,23 +200,7 @@ pub struct ClientSettings {
     pub secret_hash: Option<String>,
 }
 
-impl ClientSettings {
-    /// Reads settings from a JSON object (`null` members count as absent), naming the member
-    /// that is unknown or of the wrong type (`grants[1]`). [`build_client`] checks the rest.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::Invalid`] with the member's path (`""` when the value is no object).
-    pub fn from_json(value: Value) -> Result<Self, ConfigError> {
-        super::json::read(value)
-    }
-
-    /// The JSON Schema of the settings (the admin API's OpenAPI `ClientSettings`).
-    #[must_use]
-    pub fn json_schema() -> Value {
-        super::json::schema::<Self>()
-    }
-}
+impl super::JsonSettings for ClientSettings {}
 
 /// A registered client (from the configuration or the store), checked.
 #[derive(Debug, Clone)]

@@ -7,13 +7,35 @@ use serde_json::Value;
 
 use super::{ConfigError, invalid};
 
+/// A model the admin API reads from JSON and describes in its OpenAPI document, by the model's
+/// own serde attributes and schema ([`ClientSettings`](super::ClientSettings),
+/// [`ApiSettings`](super::ApiSettings)).
+pub trait JsonSettings: DeserializeOwned + JsonSchema {
+    /// Reads the settings from a JSON object (`null` members count as absent), naming the
+    /// member that is unknown or of the wrong type (`grants[1]`); the rest is checked by the
+    /// model's `build_…`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] with the member's path (`""` when the value is no object).
+    fn from_json(value: Value) -> Result<Self, ConfigError> {
+        read(value)
+    }
+
+    /// The JSON Schema of the settings, as the admin API's OpenAPI document shows it.
+    #[must_use]
+    fn json_schema() -> Value {
+        schema::<Self>()
+    }
+}
+
 /// Reads `T` from a JSON object, naming the member that is unknown or of the wrong type
 /// (`grants[1]`); `""` when the value is no object.
 ///
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] with the member's path.
-pub(super) fn read<T: DeserializeOwned + JsonSchema>(value: Value) -> Result<T, ConfigError> {
+fn read<T: DeserializeOwned + JsonSchema>(value: Value) -> Result<T, ConfigError> {
     let Value::Object(mut members) = value else {
         return Err(invalid("", "must be an object"));
     };
@@ -34,7 +56,7 @@ pub(super) fn read<T: DeserializeOwned + JsonSchema>(value: Value) -> Result<T, 
 
 /// `T`'s JSON Schema, as the admin API's OpenAPI document shows it: inline, without
 /// `$schema`, and open to the members answers add (`source`, `created_at`).
-pub(super) fn schema<T: JsonSchema>() -> Value {
+fn schema<T: JsonSchema>() -> Value {
     let generator = schemars::generate::SchemaSettings::draft2020_12()
         .with(|settings| settings.inline_subschemas = true)
         .into_generator();

@@ -27,6 +27,7 @@ mod rate;
 pub use api::{Api, ApiSettings, build_api, scopes_overlap};
 pub use client::{Client, ClientSettings, GrantType, TokenFormat, build_client};
 use duration::HumanDuration;
+pub use json::JsonSettings;
 pub use rate::RateLimit;
 
 use crate::keys::KeyAlgorithm;

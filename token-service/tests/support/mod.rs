@@ -10,6 +10,7 @@
 )]
 
 pub mod cluster;
+pub mod logs;
 pub mod pages;
 pub mod pg_server;
 pub mod postgres;
@@ -32,6 +33,12 @@ use tower::ServiceExt;
 
 #[allow(unused_imports)]
 pub use pages::*;
+
+/// Whether an answer is of an attempt the limits let through: judged wrong (401), or counted
+/// but turned away for want of a hashing slot in time (503, on a slow or busy machine).
+pub fn passed_the_count(status: StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED || status == StatusCode::SERVICE_UNAVAILABLE
+}
 
 /// `request` as if it came from `address` (the peer address the server sees).
 pub fn from_address(mut request: Request<Body>, address: &str) -> Request<Body> {

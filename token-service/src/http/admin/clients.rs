@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{AdminError, no_store};
 use crate::State;
-use crate::config::{Api, ApiSettings, Client, ClientSettings};
+use crate::config::{Api, ApiSettings, Client, ClientSettings, JsonSettings};
 
 fn client_json(client: &Client, source: &str) -> Value {
     let mut value = json!(&client.settings);

@@ -15,7 +15,7 @@ use axum::routing::{MethodRouter, get, post, put};
 use serde_json::{Map, Value, json};
 
 use crate::State;
-use crate::config::{ApiSettings, ClientSettings, ConfigError};
+use crate::config::{ApiSettings, ClientSettings, ConfigError, JsonSettings};
 use crate::store::StoreError;
 
 use crate::service_scopes::{CLIENTS_READ, CLIENTS_WRITE, USERS_READ, USERS_WRITE};
