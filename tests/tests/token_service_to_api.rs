@@ -292,6 +292,7 @@ async fn tokens_signed_before_and_after_a_key_rotation_are_both_accepted() {
     let announce = stack.state.config().signing.announce_period.as_secs();
     let key = rotation::add_key(
         &**stack.state.store(),
+        &stack.state.config().encryption,
         KeyAlgorithm::Rs256,
         Some(&header_kid(&before)),
         now,

@@ -19,6 +19,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
+use crate::sealing::{Sealed, Sealer, SealingError, signing_key_label};
+
 /// The algorithms the service signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyAlgorithm {
@@ -70,6 +72,9 @@ pub enum KeyError {
         /// What the crypto library said.
         reason: String,
     },
+    /// A stored key cannot be decrypted.
+    #[error(transparent)]
+    Sealed(#[from] SealingError),
 }
 
 enum Pair {
@@ -246,8 +251,8 @@ pub struct StoredKey {
     pub kid: String,
     /// JOSE algorithm name.
     pub algorithm: String,
-    /// PKCS#8 DER of the private key.
-    pub private_pkcs8: Vec<u8>,
+    /// PKCS#8 DER of the private key, as stored: encrypted unless no key is configured.
+    pub private_key: Sealed,
     /// Seconds since the epoch when it was created (and first published).
     pub created_at: u64,
     /// Seconds since the epoch from which it signs.
@@ -317,17 +322,22 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Loads stored keys (any order).
+    /// Loads stored keys (any order), decrypting them with `sealer`.
     ///
     /// # Errors
     ///
-    /// [`KeyError::Load`] for a stored key that cannot be loaded: better to stop than to
-    /// silently drop a key that signed live tokens.
-    pub fn load(stored: &[StoredKey], retention: Duration) -> Result<Self, KeyError> {
+    /// [`KeyError::Load`] or [`KeyError::Sealed`] for a stored key that cannot be loaded:
+    /// better to stop than to silently drop a key that signed live tokens.
+    pub fn load(
+        stored: &[StoredKey],
+        sealer: &Sealer,
+        retention: Duration,
+    ) -> Result<Self, KeyError> {
         let mut loaded = stored
             .iter()
             .map(|stored| {
-                SigningKey::load(&stored.kid, &stored.algorithm, &stored.private_pkcs8)
+                let pkcs8 = sealer.open(&signing_key_label(&stored.kid), &stored.private_key)?;
+                SigningKey::load(&stored.kid, &stored.algorithm, &pkcs8)
                     .map(|key| (stored.activates_at, stored.created_at, key))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -415,7 +425,10 @@ mod tests {
         StoredKey {
             kid: key.kid().to_owned(),
             algorithm: algorithm.as_str().to_owned(),
-            private_pkcs8: pkcs8,
+            private_key: Sealed {
+                sealed_by: None,
+                bytes: pkcs8,
+            },
             created_at,
             activates_at,
             succeeds: None,
@@ -468,7 +481,12 @@ mod tests {
     fn rotation_timeline() {
         let old = stored(KeyAlgorithm::Es256, 0, 0);
         let new = stored(KeyAlgorithm::Es256, 100, 200);
-        let ring = KeyRing::load(&[new.clone(), old.clone()], Duration::from_secs(60)).unwrap();
+        let ring = KeyRing::load(
+            &[new.clone(), old.clone()],
+            &Sealer::clear(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
         let kid_at = |now| ring.active(now).unwrap().key.kid().to_owned();
         let published = |now| {
             ring.published(now)

@@ -15,6 +15,9 @@ pub mod config;
 pub mod credentials;
 pub mod directory;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grant;
 pub mod http;
 pub mod id_token;
@@ -25,6 +28,7 @@ pub mod registration;
 pub mod required_claims;
 pub mod revocation;
 pub mod rotation;
+pub mod sealing;
 pub mod secret;
 pub mod service_scopes;
 pub mod session;
@@ -59,6 +63,9 @@ pub enum StartError {
     /// A signing key could not be added.
     #[error(transparent)]
     Rotation(#[from] rotation::RotationError),
+    /// A stored secret could not be decrypted or re-encrypted.
+    #[error(transparent)]
+    Sealing(#[from] sealing::SealingError),
     /// The validators of the service's own tokens could not be built from the configuration.
     #[error("cannot verify the service's own tokens: {0}")]
     OwnTokens(#[from] scopegate_validator::BuildError),
@@ -115,10 +122,13 @@ impl State {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let now = clock.now().as_secs();
+        let sealer = Arc::clone(&config.encryption);
+        announce_encryption(&sealer, sealing::reseal_outdated(&*store, &sealer).await?);
         if store.list_keys().await?.is_empty() {
             // Instances starting at once on an empty store: one first key wins, all load it.
             if let Some(added) =
-                rotation::add_key(&*store, config.signing.algorithm, None, now, now).await?
+                rotation::add_key(&*store, &sealer, config.signing.algorithm, None, now, now)
+                    .await?
             {
                 tracing::info!(
                     kid = added.kid,
@@ -130,7 +140,11 @@ impl State {
         let registry =
             Registry::new(&config, Arc::clone(&store)).with_internal_api(service_api(&config));
         let users = Users::new(&config, Arc::clone(&store));
-        let ring = KeyRing::load(&store.list_keys().await?, registry.retention().await?)?;
+        let ring = KeyRing::load(
+            &store.list_keys().await?,
+            &sealer,
+            registry.retention().await?,
+        )?;
         let keys = Arc::new(ArcSwap::from_pointee(ring));
         let own_tokens = own_tokens::OwnTokens::new(
             &config,
@@ -238,6 +252,21 @@ impl State {
         self.inner.clock.now().as_secs()
     }
 
+    /// The secret `name` every instance shares (the CSRF key), decrypted.
+    ///
+    /// # Errors
+    ///
+    /// [`sealing::SealingError`] if the store fails or the secret cannot be decrypted.
+    pub async fn shared_secret(&self, name: &str) -> Result<Vec<u8>, sealing::SealingError> {
+        sealing::shared_secret(
+            &*self.inner.store,
+            &self.inner.config.encryption,
+            name,
+            self.now(),
+        )
+        .await
+    }
+
     /// Re-reads the keys from the store (picks up `token-service keys rotate` run elsewhere).
     ///
     /// # Errors
@@ -245,7 +274,11 @@ impl State {
     /// [`StartError`] if the store fails or a key cannot be loaded; the current ring stays.
     pub async fn reload_keys(&self) -> Result<(), StartError> {
         let stored = self.inner.store.list_keys().await?;
-        let ring = KeyRing::load(&stored, self.registry().retention().await?)?;
+        let ring = KeyRing::load(
+            &stored,
+            &self.inner.config.encryption,
+            self.registry().retention().await?,
+        )?;
         self.inner.keys.store(Arc::new(ring));
         self.inner.own_tokens.refresh().await;
         Ok(())
@@ -275,6 +308,7 @@ impl State {
         let newest = ring.all().last().map(|key| key.key.kid().to_owned());
         let added = rotation::add_key(
             &*self.inner.store,
+            &self.inner.config.encryption,
             signing.algorithm,
             newest.as_deref(),
             now,
@@ -333,6 +367,23 @@ impl State {
 /// The service itself as an API, owning [`service_scopes::owned`]: tokens carrying them are
 /// addressed to it. Nobody introspects as it (its secret is random and thrown away): it reads
 /// its own tokens in-process.
+/// Says at start how secrets are kept: loudly when in clear, for then a copy of the database is
+/// enough to sign tokens.
+fn announce_encryption(sealer: &sealing::Sealer, resealed: usize) {
+    match sealer.current_key_id() {
+        None => tracing::warn!(
+            "signing keys and the CSRF key are stored IN CLEAR: anyone with a copy of the \
+             database can sign tokens. Set {} or `encryption_keys_file`",
+            config::encryption::KEYS_VARIABLE
+        ),
+        Some(key_id) => tracing::info!(
+            key_id,
+            resealed,
+            "signing keys and shared secrets are stored encrypted"
+        ),
+    }
+}
+
 fn service_api(config: &Config) -> config::Api {
     config::Api {
         id: config.issuer.clone(),

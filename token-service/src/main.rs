@@ -520,7 +520,9 @@ async fn list_keys(config: &Config) -> Result<(), Failure> {
 }
 
 async fn rotate_keys(config: &Config, immediately: bool) -> Result<(), Failure> {
-    let store = store::open(&config.storage).await?;
+    // Through the state: it refuses to start without the keys the stored ones need.
+    let state = State::start(config.clone()).await?;
+    let store = state.store();
     let newest = store.list_keys().await?.last().map(|key| key.kid.clone());
     let created_at = now();
     let activates_at = if immediately {
@@ -529,7 +531,8 @@ async fn rotate_keys(config: &Config, immediately: bool) -> Result<(), Failure> 
         created_at + config.signing.announce_period.as_secs()
     };
     let Some(added) = rotation::add_key(
-        &*store,
+        &**store,
+        &config.encryption,
         config.signing.algorithm,
         newest.as_deref(),
         created_at,

@@ -8,6 +8,7 @@
 //! has expired (`KeyRing`).
 
 use crate::keys::{KeyAlgorithm, KeyError, KeyRing, SigningKey, StoredKey};
+use crate::sealing::{Sealer, SealingError, signing_key_label};
 use crate::store::{Store, StoreError};
 
 /// A key added by [`add_key`].
@@ -29,9 +30,13 @@ pub enum RotationError {
     /// No key could be generated.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The key could not be encrypted for the store.
+    #[error(transparent)]
+    Sealing(#[from] SealingError),
 }
 
-/// Generates a key that succeeds `predecessor` (`None` for the first key) and stores it.
+/// Generates a key that succeeds `predecessor` (`None` for the first key) and stores it,
+/// encrypted by `sealer`.
 /// `Ok(None)`: another instance added the successor first (nothing changed here).
 ///
 /// # Errors
@@ -39,6 +44,7 @@ pub enum RotationError {
 /// [`RotationError`] if no key can be generated or the store fails.
 pub async fn add_key(
     store: &dyn Store,
+    sealer: &Sealer,
     algorithm: KeyAlgorithm,
     predecessor: Option<&str>,
     created_at: u64,
@@ -48,7 +54,7 @@ pub async fn add_key(
     let stored = StoredKey {
         kid: key.kid().to_owned(),
         algorithm: key.algorithm().as_str().to_owned(),
-        private_pkcs8: pkcs8,
+        private_key: sealer.seal(&signing_key_label(key.kid()), &pkcs8)?,
         created_at,
         activates_at,
         succeeds: Some(predecessor.unwrap_or_default().to_owned()),
@@ -88,26 +94,45 @@ mod tests {
     use crate::store::prelude::*;
 
     async fn ring(store: &SqlStore) -> KeyRing {
-        KeyRing::load(&store.list_keys().await.unwrap(), Duration::from_secs(60)).unwrap()
+        KeyRing::load(
+            &store.list_keys().await.unwrap(),
+            &Sealer::clear(),
+            Duration::from_secs(60),
+        )
+        .unwrap()
     }
 
     #[tokio::test]
     async fn rotation_is_due_one_announce_period_before_the_newest_key_has_signed_its_period() {
         let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
-        let first = add_key(&store, KeyAlgorithm::Es256, None, 1_000, 1_000)
-            .await
-            .unwrap()
-            .unwrap();
+        let first = add_key(
+            &store,
+            &Sealer::clear(),
+            KeyAlgorithm::Es256,
+            None,
+            1_000,
+            1_000,
+        )
+        .await
+        .unwrap()
+        .unwrap();
         let keys = ring(&store).await;
         // Period 100 s, announce 10 s: due from 1 090, signing from 1 100.
         assert_eq!(due_activation(&keys, 1_089, 100, 10), None);
         assert_eq!(due_activation(&keys, 1_090, 100, 10), Some(1_100));
         // An instance that was down at the due time announces late, never shortens the notice.
         assert_eq!(due_activation(&keys, 1_500, 100, 10), Some(1_510));
-        let second = add_key(&store, KeyAlgorithm::Es256, Some(&first.kid), 1_090, 1_100)
-            .await
-            .unwrap()
-            .unwrap();
+        let second = add_key(
+            &store,
+            &Sealer::clear(),
+            KeyAlgorithm::Es256,
+            Some(&first.kid),
+            1_090,
+            1_100,
+        )
+        .await
+        .unwrap()
+        .unwrap();
         let keys = ring(&store).await;
         assert_eq!(keys.all().last().unwrap().key.kid(), second.kid);
         assert_eq!(due_activation(&keys, 1_095, 100, 10), None);
@@ -117,13 +142,13 @@ mod tests {
     #[tokio::test]
     async fn of_concurrent_rotations_exactly_one_adds_a_key() {
         let store = std::sync::Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap());
-        let first = add_key(&*store, KeyAlgorithm::Es256, None, 1, 1)
+        let first = add_key(&*store, &Sealer::clear(), KeyAlgorithm::Es256, None, 1, 1)
             .await
             .unwrap()
             .unwrap();
         // A second first key (another instance starting on the same empty store) is refused.
         assert_eq!(
-            add_key(&*store, KeyAlgorithm::Es256, None, 1, 1)
+            add_key(&*store, &Sealer::clear(), KeyAlgorithm::Es256, None, 1, 1)
                 .await
                 .unwrap(),
             None
@@ -132,7 +157,15 @@ mod tests {
         for _ in 0..10 {
             let (store, predecessor) = (std::sync::Arc::clone(&store), first.kid.clone());
             attempts.spawn(async move {
-                add_key(&*store, KeyAlgorithm::Es256, Some(&predecessor), 2, 3).await
+                add_key(
+                    &*store,
+                    &Sealer::clear(),
+                    KeyAlgorithm::Es256,
+                    Some(&predecessor),
+                    2,
+                    3,
+                )
+                .await
             });
         }
         let mut added = 0;

@@ -254,3 +254,53 @@ async fn clients_and_apis_over_their_rate_are_told_to_slow_down() {
     assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.text);
     assert_eq!(over.json["error"], "slow_down");
 }
+
+/// Sends `request` raw over loopback and returns the status line of the answer.
+async fn raw_status_line(address: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The server may answer and close before the whole request is written.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn headers_over_their_limits_are_refused_before_any_handler_runs() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let service = TestService::start().await;
+    tokio::spawn(scopegate_token_service::http::serve(
+        service.state.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    let body = "grant_type=client_credentials";
+    let request = |extra_headers: &str| {
+        format!(
+            "POST /token HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n{extra_headers}\r\n{body}",
+            body.len()
+        )
+    };
+    // The control: within the limits the request reaches /token (401: no credentials).
+    let within = raw_status_line(address, request("X-Pad: 1\r\n").as_bytes()).await;
+    assert!(within.starts_with("HTTP/1.1 401"), "{within}");
+
+    // More header fields than the server reads (100).
+    let many: String = (0..120)
+        .map(|index| format!("X-Pad-{index}: 1\r\n"))
+        .collect();
+    let too_many = raw_status_line(address, request(&many).as_bytes()).await;
+    assert!(too_many.starts_with("HTTP/1.1 431"), "{too_many}");
+
+    // One header larger than the server's whole header buffer.
+    let huge = format!("Authorization: Basic {}\r\n", "A".repeat(1 << 20));
+    let too_large = raw_status_line(address, request(&huge).as_bytes()).await;
+    assert!(too_large.starts_with("HTTP/1.1 431"), "{too_large}");
+    // The service goes on serving.
+    let after = raw_status_line(address, request("").as_bytes()).await;
+    assert!(after.starts_with("HTTP/1.1 401"), "{after}");
+}

@@ -691,6 +691,7 @@ async fn rotated_key_is_announced_then_signs_and_the_old_one_stays_until_its_tok
     let current = old_header["kid"].as_str().unwrap().to_owned();
     let key = scopegate_token_service::rotation::add_key(
         &**state.store(),
+        &state.config().encryption,
         scopegate_token_service::keys::KeyAlgorithm::Es256,
         Some(&current),
         now,

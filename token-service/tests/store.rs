@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use scopegate_token_service::keys::KeyAlgorithm;
 use scopegate_token_service::rotation;
+use scopegate_token_service::sealing::{self, Sealer};
+use scopegate_token_service::secret::Secret;
 use scopegate_token_service::store::{
     self, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, TokenRecord,
 };
@@ -457,7 +459,7 @@ async fn concurrent_first_keys_and_rotations_add_one_key_and_shared_secrets_agre
         for _ in 0..6 {
             let store = Arc::clone(&store);
             firsts.spawn(async move {
-                rotation::add_key(&*store, KeyAlgorithm::Es256, None, 1, 1)
+                rotation::add_key(&*store, &Sealer::clear(), KeyAlgorithm::Es256, None, 1, 1)
                     .await
                     .unwrap()
             });
@@ -468,7 +470,8 @@ async fn concurrent_first_keys_and_rotations_add_one_key_and_shared_secrets_agre
         for _ in 0..6 {
             let (store, first) = (Arc::clone(&store), added[0].kid.clone());
             rotations.spawn(async move {
-                rotation::add_key(&*store, KeyAlgorithm::Es256, Some(&first), 2, 10)
+                let sealer = Sealer::clear();
+                rotation::add_key(&*store, &sealer, KeyAlgorithm::Es256, Some(&first), 2, 10)
                     .await
                     .unwrap()
             });
@@ -479,10 +482,16 @@ async fn concurrent_first_keys_and_rotations_add_one_key_and_shared_secrets_agre
         assert_eq!(keys.len(), 2, "{name}");
         assert_eq!(keys[1].succeeds.as_deref(), Some(added[0].kid.as_str()));
 
+        let sealer =
+            Arc::new(Sealer::new(&[Secret::new("k".repeat(sealing::MIN_KEY_CHARS))]).unwrap());
         let mut secrets = tokio::task::JoinSet::new();
         for _ in 0..6 {
-            let store = Arc::clone(&store);
-            secrets.spawn(async move { store.server_secret("csrf", 1).await.unwrap() });
+            let (store, sealer) = (Arc::clone(&store), Arc::clone(&sealer));
+            secrets.spawn(async move {
+                sealing::shared_secret(&*store, &sealer, "csrf", 1)
+                    .await
+                    .unwrap()
+            });
         }
         let values = secrets.join_all().await;
         assert!(

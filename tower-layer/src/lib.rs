@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 mod future;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod layer;
 mod response;
 mod service;

@@ -221,14 +221,12 @@ impl Introspector {
                 .introspect(token)
                 .await
                 .map_err(|error| self.unavailable(error))?;
-            let verdict = self
-                .check_answer(answer, self.clock.now())
-                .map_err(|problem| {
-                    self.unavailable(FetchError::InProcess {
-                        what: "introspection source",
-                        message: problem.to_owned(),
-                    })
-                })?;
+            let verdict = verdict(answer, &self.rules, self.clock.now()).map_err(|problem| {
+                self.unavailable(FetchError::InProcess {
+                    what: "introspection source",
+                    message: problem.to_owned(),
+                })
+            })?;
             return verdict.map_err(Error::from);
         }
         let endpoint = self.endpoint().await?;
@@ -390,32 +388,8 @@ impl Introspector {
         };
         let answer =
             json::parse_object(body).map_err(|problem| self.unavailable(invalid(problem)))?;
-        self.check_answer(answer, now)
+        verdict(answer, &self.rules, now)
             .map_err(|problem| self.unavailable(invalid(problem.to_owned())))
-    }
-
-    /// An answer's verdict: RFC 7662 §2.2 `active`, then the claims of an active one, checked
-    /// like a JWT's. `Err` for an answer that is not one (no verdict can be read from it).
-    fn check_answer(
-        &self,
-        mut answer: serde_json::Map<String, Value>,
-        now: Duration,
-    ) -> Result<Result<Arc<Principal>, InvalidToken>, &'static str> {
-        match answer.remove("active") {
-            Some(Value::Bool(true)) => {}
-            Some(Value::Bool(false)) => return Ok(Err(InvalidToken::Inactive)),
-            Some(_) => return Err("`active` is not a boolean"),
-            None => return Err("no `active` member"),
-        }
-        // An authorization server that reports on refresh tokens must not get them accepted
-        // as access tokens.
-        if let Some(Value::String(token_type)) = answer.get("token_type")
-            && (token_type.eq_ignore_ascii_case("refresh_token")
-                || token_type == "urn:ietf:params:oauth:token-type:refresh_token")
-        {
-            return Ok(Err(InvalidToken::Inactive));
-        }
-        Ok(claims::check(answer, &self.rules, now, Source::Introspection).map(Arc::new))
     }
 
     async fn endpoint(&self) -> Result<&Url, Unavailable> {
@@ -452,6 +426,30 @@ impl Introspector {
 
 /// The cache key: the endpoint and the token together, so an answer from one issuer never
 /// stands for another's; hashed, so the cache never holds a usable token.
+/// An answer's verdict: RFC 7662 §2.2 `active`, then the claims of an active one, checked
+/// like a JWT's. `Err` for an answer that is not one (no verdict can be read from it).
+pub(crate) fn verdict(
+    mut answer: serde_json::Map<String, Value>,
+    rules: &ClaimRules,
+    now: Duration,
+) -> Result<Result<Arc<Principal>, InvalidToken>, &'static str> {
+    match answer.remove("active") {
+        Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => return Ok(Err(InvalidToken::Inactive)),
+        Some(_) => return Err("`active` is not a boolean"),
+        None => return Err("no `active` member"),
+    }
+    // An authorization server that reports on refresh tokens must not get them accepted
+    // as access tokens.
+    if let Some(Value::String(token_type)) = answer.get("token_type")
+        && (token_type.eq_ignore_ascii_case("refresh_token")
+            || token_type == "urn:ietf:params:oauth:token-type:refresh_token")
+    {
+        return Ok(Err(InvalidToken::Inactive));
+    }
+    Ok(claims::check(answer, rules, now, Source::Introspection).map(Arc::new))
+}
+
 fn cache_key(endpoint: &Url, token: &str) -> [u8; 32] {
     let mut context = digest::Context::new(&digest::SHA256);
     context.update(endpoint.as_str().as_bytes());

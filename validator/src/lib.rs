@@ -6,6 +6,9 @@ mod clock;
 mod config;
 mod discovery;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod introspect;
 mod json;

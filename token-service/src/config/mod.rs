@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 mod api;
 mod client;
 mod duration;
+pub mod encryption;
 mod json;
 mod rate;
 
@@ -31,6 +33,7 @@ pub use json::JsonSettings;
 pub use rate::RateLimit;
 
 use crate::keys::KeyAlgorithm;
+use crate::sealing::Sealer;
 use crate::secret::{Secret, SecretHash};
 
 /// The demo configuration shipped in the repository, used when no file is given.
@@ -50,6 +53,7 @@ const OVERRIDABLE: &[&str] = &[
     "apis",
     "users",
     "trusted_proxies",
+    "encryption_keys_file",
 ];
 
 /// A configuration that could not be loaded or is not valid.
@@ -198,6 +202,9 @@ pub struct Config {
     pub plain_secret_fields: Vec<String>,
     /// The proxies whose `Forwarded` / `X-Forwarded-For` say who the client is.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Encrypts signing keys and shared secrets for the store (keys from
+    /// `SCOPEGATE_ENCRYPTION_KEYS` or `encryption_keys_file`; none: kept in clear).
+    pub encryption: Arc<Sealer>,
 }
 
 impl Config {
@@ -236,7 +243,13 @@ impl Config {
         let raw: RawConfig = figment
             .extract()
             .map_err(|error| ConfigError::Parse(Box::new(error)))?;
-        raw.check()
+        let variable = environment
+            .then(|| std::env::var(encryption::KEYS_VARIABLE).ok())
+            .flatten();
+        let sealer = encryption::sealer(raw.encryption_keys_file.as_deref(), variable)?;
+        let mut config = raw.check()?;
+        config.encryption = Arc::new(sealer);
+        Ok(config)
     }
 
     /// The longest access token lifetime any configured client can get.
@@ -288,6 +301,7 @@ struct RawConfig {
     users: Vec<RawUser>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    encryption_keys_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -780,6 +794,7 @@ impl RawConfig {
             users,
             plain_secret_fields,
             trusted_proxies,
+            encryption: Arc::new(Sealer::clear()),
         })
     }
 }

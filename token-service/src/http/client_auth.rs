@@ -35,7 +35,7 @@ fn form_decode(part: &str) -> Option<String> {
 
 /// The longest client secret taken: the service generates 43 characters, and an operator's
 /// own is rarely longer than a few hundred.
-const MAX_SECRET_BYTES: usize = 1024;
+pub(crate) const MAX_SECRET_BYTES: usize = 1024;
 
 /// The credentials in the `Authorization` header or the body; an id or secret longer than any
 /// the service has is refused here, before any lookup or hash.

@@ -15,7 +15,7 @@
 //! ```
 
 pub(crate) mod admin;
-mod client_auth;
+pub(crate) mod client_auth;
 mod discovery;
 pub(crate) mod error;
 pub(crate) mod form;
@@ -39,9 +39,12 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppError {
-    /// The CSRF key, shared by every instance through the store, could not be read.
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The CSRF key, shared by every instance through the store, could not be read.
+    #[error("cannot read the CSRF key: {0}")]
+    CsrfKey(#[from] crate::sealing::SealingError),
     /// The validator guarding the service's own routes could not be built.
     #[error("cannot guard /userinfo and /admin: {0}")]
     OwnRoutes(#[from] scopegate_validator::BuildError),
@@ -67,7 +70,7 @@ fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
 /// [`AppError`] if the store cannot give the CSRF key.
 pub async fn app(state: State) -> Result<Router, AppError> {
     let body_limit = state.config().limits.max_body_bytes;
-    let csrf_secret = state.store().server_secret("csrf", state.now()).await?;
+    let csrf_secret = state.shared_secret("csrf").await?;
     let own_routes = state.own_tokens().for_own_routes(&state)?;
     let userinfo_layer =
         tower_scopegate::ScopeLayer::all_of(&own_routes, ["openid"])?.realm("token-service");

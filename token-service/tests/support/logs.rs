@@ -31,6 +31,7 @@ pub fn capture(level: tracing::Level) -> (Captured, tracing::subscriber::Default
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(level)
+        .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
     (captured, tracing::subscriber::set_default(subscriber))

@@ -1,0 +1,60 @@
+//! Entry points for the fuzz targets in the repository's `fuzz/` folder (feature `fuzzing`):
+//! each hands untrusted bytes to one parser a remote party or an operator's file can reach.
+//! Not part of the API.
+
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue};
+
+use crate::config::{Config, MAX_IDENTIFIER_BYTES};
+use crate::http::client_auth::{self, MAX_SECRET_BYTES};
+use crate::http::form::Form;
+
+const REPEATABLE: [&str; 1] = ["resource"];
+
+/// An `application/x-www-form-urlencoded` body: what it accepts reads back parameter by
+/// parameter as `form_urlencoded` decodes it.
+pub fn form_body(input: &[u8]) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    let Ok(form) = Form::parse(&headers, input, &REPEATABLE) else {
+        return;
+    };
+    for (name, value) in form_urlencoded::parse(input) {
+        if value.is_empty() {
+            continue;
+        }
+        if REPEATABLE.contains(&name.as_ref()) {
+            assert!(form.all(&name).iter().any(|kept| *kept == value));
+        } else {
+            assert_eq!(form.get(&name), Some(value.as_ref()));
+        }
+    }
+}
+
+/// HTTP Basic client credentials (RFC 6749 §2.3.1) in the `Authorization` header: what is
+/// accepted is within the bounds checked before any lookup.
+pub fn basic_credentials(input: &[u8]) {
+    let Ok(value) = HeaderValue::from_bytes(input) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, value);
+    if let Ok(Some(credentials)) = client_auth::presented(&headers, &Form::default()) {
+        assert!(credentials.id.len() <= MAX_IDENTIFIER_BYTES);
+        assert!(
+            credentials
+                .secret
+                .is_none_or(|secret| secret.expose().len() <= MAX_SECRET_BYTES)
+        );
+    }
+}
+
+/// The configuration file (TOML), every check of its entries included.
+pub fn config_file(input: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(input) {
+        let _ = Config::from_toml(text);
+    }
+}
