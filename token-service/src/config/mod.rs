@@ -80,6 +80,14 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Half the cores, 1 to 4: a flood of wrong secrets then leaves the other half to the requests
+/// that need no hash (on two cores, two hashing threads put a remembered client's p99 at 4×
+/// its quiet figure, one at 1.6×: BENCHMARKS.md).
+fn default_hashing_slots() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (cores / 2).clamp(1, 4)
+}
+
 /// Where the configuration comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -626,7 +634,7 @@ impl RawConfig {
                 Some(_) => return Err(invalid("limits.max_body_bytes", "must be 1024..=16777216")),
             },
             max_concurrent_hashing: match self.limits.max_concurrent_hashing {
-                None => 2,
+                None => default_hashing_slots(),
                 Some(count) if (1..=256).contains(&count) => count,
                 Some(_) => {
                     return Err(invalid("limits.max_concurrent_hashing", "must be 1..=256"));
