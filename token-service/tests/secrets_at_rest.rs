@@ -13,35 +13,12 @@ use scopegate_token_service::State;
 use scopegate_token_service::config::Config;
 use scopegate_token_service::keys::SigningKey;
 use scopegate_token_service::sealing::{self, Sealer, signing_key_label};
-use scopegate_token_service::secret::Secret;
 use scopegate_token_service::store::{SqlStore, Store};
-use scopegate_validator::MockClock;
 use serde_json::Value;
 use support::*;
 
 const KEY_A: &str = "first operator key: 7Yq2v9Lk3Xb8Rz1Wm4Tn6Hc0Pd5Fs";
 const KEY_B: &str = "second operator key: Qe3Vn8Kz2Lx7Bt1Rm9Hw4Jc6Pf0Gy";
-
-fn sealer(keys: &[&str]) -> Arc<Sealer> {
-    let keys: Vec<Secret> = keys
-        .iter()
-        .map(|key| Secret::new((*key).to_owned()))
-        .collect();
-    Arc::new(Sealer::new(&keys).unwrap())
-}
-
-fn config(keys: &[&str]) -> Config {
-    let mut config = Config::from_toml(&config_text("http://127.0.0.1:8080", "ES256")).unwrap();
-    config.encryption = sealer(keys);
-    config
-}
-
-async fn start(keys: &[&str], store: &Arc<dyn Store>) -> Result<State, String> {
-    let clock = Arc::new(MockClock::at_system_time());
-    State::with_store(config(keys), Arc::clone(store), clock)
-        .await
-        .map_err(|error| error.to_string())
-}
 
 async fn sqlite(path: &Path) -> Arc<dyn Store> {
     let url = format!("sqlite://{}", path.display());
@@ -104,7 +81,7 @@ fn jwks(state: &State) -> Value {
 /// and returns their plain values and the database's bytes once it has stopped.
 async fn stored_by_a_service(dir: &Path, keys: &[&str]) -> (Vec<Vec<u8>>, Vec<u8>, Value) {
     let store = sqlite(&dir.join("store.db")).await;
-    let state = start(keys, &store).await.unwrap();
+    let state = start_with_keys(keys, &store).await.unwrap();
     // Building the routes reads (and so creates) the CSRF key.
     let _routes = scopegate_token_service::http::app(state.clone())
         .await
@@ -141,26 +118,26 @@ async fn a_copy_of_the_database_alone_yields_no_usable_key() {
         assert!(key.private_key.sealed_by.is_some());
         assert!(SigningKey::load(&key.kid, &key.algorithm, &key.private_key.bytes).is_err());
     }
-    let without_key = start(&[], &stolen).await.unwrap_err();
+    let without_key = start_with_keys(&[], &stolen).await.unwrap_err();
     assert!(
         without_key.contains("not among the configured encryption keys")
             && without_key.contains("SCOPEGATE_ENCRYPTION_KEYS"),
         "{without_key}"
     );
-    let other_key = start(&[KEY_B], &stolen).await.unwrap_err();
+    let other_key = start_with_keys(&[KEY_B], &stolen).await.unwrap_err();
     assert!(
         other_key.contains("not among the configured encryption keys"),
         "{other_key}"
     );
     // With the operator key the copy is the service's own again.
-    let restored = start(&[KEY_A], &stolen).await.unwrap();
+    let restored = start_with_keys(&[KEY_A], &stolen).await.unwrap();
     assert_eq!(jwks(&restored), published);
 }
 
 #[tokio::test]
 async fn the_operator_key_rotates_without_losing_a_secret_on_every_backend() {
     for (name, store, _keep) in backends().await {
-        let first = start(&[KEY_A], &store).await.unwrap();
+        let first = start_with_keys(&[KEY_A], &store).await.unwrap();
         let csrf = first.shared_secret("csrf").await.unwrap();
         let published = jwks(&first);
         let a = sealer(&[KEY_A]);
@@ -189,12 +166,12 @@ async fn the_operator_key_rotates_without_losing_a_secret_on_every_backend() {
         for (secret, stored) in store.server_secrets().await.unwrap() {
             assert_eq!(stored.sealed_by, b_id, "{name}: {secret}");
         }
-        let second = start(&[KEY_B, KEY_A], &store).await.unwrap();
+        let second = start_with_keys(&[KEY_B, KEY_A], &store).await.unwrap();
         assert_eq!(jwks(&second), published, "{name}: the same signing keys");
         assert_eq!(second.shared_secret("csrf").await.unwrap(), csrf, "{name}");
 
         // Step 3: A is retired; B alone reads everything, and new keys are sealed by B.
-        let third = start(&[KEY_B], &store).await.unwrap();
+        let third = start_with_keys(&[KEY_B], &store).await.unwrap();
         assert_eq!(jwks(&third), published, "{name}");
         assert_eq!(third.shared_secret("csrf").await.unwrap(), csrf, "{name}");
         scopegate_token_service::rotation::add_key(
@@ -211,7 +188,7 @@ async fn the_operator_key_rotates_without_losing_a_secret_on_every_backend() {
         assert_eq!(newest.private_key.sealed_by, b_id, "{name}");
 
         // An instance left with only the retired key refuses to start, saying why.
-        let stale = start(&[KEY_A], &store).await.unwrap_err();
+        let stale = start_with_keys(&[KEY_A], &store).await.unwrap_err();
         assert!(
             stale.contains("not among the configured encryption keys")
                 && stale.contains("keep a retired key listed"),

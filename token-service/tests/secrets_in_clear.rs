@@ -8,32 +8,10 @@ mod support;
 
 use std::sync::Arc;
 
-use scopegate_token_service::State;
-use scopegate_token_service::config::Config;
-use scopegate_token_service::sealing::Sealer;
-use scopegate_token_service::secret::Secret;
 use scopegate_token_service::store::Store;
-use scopegate_validator::MockClock;
 use support::*;
 
 const KEY_A: &str = "first operator key: 7Yq2v9Lk3Xb8Rz1Wm4Tn6Hc0Pd5Fs";
-
-fn sealer(keys: &[&str]) -> Arc<Sealer> {
-    let keys: Vec<Secret> = keys
-        .iter()
-        .map(|key| Secret::new((*key).to_owned()))
-        .collect();
-    Arc::new(Sealer::new(&keys).unwrap())
-}
-
-async fn start(keys: &[&str], store: &Arc<dyn Store>) -> Result<State, String> {
-    let mut config = Config::from_toml(&config_text("http://127.0.0.1:8080", "ES256")).unwrap();
-    config.encryption = sealer(keys);
-    let clock = Arc::new(MockClock::at_system_time());
-    State::with_store(config, Arc::clone(store), clock)
-        .await
-        .map_err(|error| error.to_string())
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn secrets_kept_in_clear_are_announced_and_encrypted_once_a_key_is_given() {
@@ -41,14 +19,14 @@ async fn secrets_kept_in_clear_are_announced_and_encrypted_once_a_key_is_given()
         .await
         .unwrap();
     let (log, guard) = logs::capture(tracing::Level::INFO);
-    let clear = start(&[], &store).await.unwrap();
+    let clear = start_with_keys(&[], &store).await.unwrap();
     let csrf = clear.shared_secret("csrf").await.unwrap();
     assert!(log.text().contains("stored IN CLEAR"), "{}", log.text());
     for key in store.list_keys().await.unwrap() {
         assert_eq!(key.private_key.sealed_by, None);
     }
 
-    let sealed = start(&[KEY_A], &store).await.unwrap();
+    let sealed = start_with_keys(&[KEY_A], &store).await.unwrap();
     drop(guard);
     assert!(
         log.text().contains("stored encrypted") && log.text().contains("resealed=2"),

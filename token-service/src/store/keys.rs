@@ -123,14 +123,9 @@ impl KeyStore for SqlStore {
         from: Option<&str>,
         to: &Sealed,
     ) -> Result<bool, StoreError> {
-        // `COALESCE(.., '')`: one comparison that holds NULL alike on both backends.
-        let statement = sql("UPDATE signing_keys SET private_key = $1, sealed_by = $2 \
-             WHERE kid = $3 AND COALESCE(sealed_by, '') = $4")
-        .bytes(&to.bytes)
-        .optional_text(to.sealed_by.as_deref())
-        .text(kid)
-        .text(from.unwrap_or_default());
-        Ok(self.db.execute(statement).await? == 1)
+        let statement = "UPDATE signing_keys SET private_key = $1, sealed_by = $2 \
+                         WHERE kid = $3 AND COALESCE(sealed_by, '') = $4";
+        self.reseal(statement, kid, from, to).await
     }
 
     async fn reseal_server_secret(
@@ -139,13 +134,9 @@ impl KeyStore for SqlStore {
         from: Option<&str>,
         to: &Sealed,
     ) -> Result<bool, StoreError> {
-        let statement = sql("UPDATE server_secrets SET value = $1, sealed_by = $2 \
-             WHERE name = $3 AND COALESCE(sealed_by, '') = $4")
-        .bytes(&to.bytes)
-        .optional_text(to.sealed_by.as_deref())
-        .text(name)
-        .text(from.unwrap_or_default());
-        Ok(self.db.execute(statement).await? == 1)
+        let statement = "UPDATE server_secrets SET value = $1, sealed_by = $2 \
+                         WHERE name = $3 AND COALESCE(sealed_by, '') = $4";
+        self.reseal(statement, name, from, to).await
     }
 
     async fn server_secrets(&self) -> Result<Vec<(String, Sealed)>, StoreError> {
@@ -157,5 +148,25 @@ impl KeyStore for SqlStore {
             .iter()
             .map(|row| Ok((row.text("name")?, sealed(row, "value")?)))
             .collect()
+    }
+}
+
+impl SqlStore {
+    /// Runs a compare-and-set `statement` of the shape `SET <secret> = $1, sealed_by = $2 WHERE
+    /// <id> = $3 AND COALESCE(sealed_by, '') = $4`: `COALESCE` makes one comparison that holds
+    /// NULL (in clear) alike on both backends.
+    async fn reseal(
+        &self,
+        statement: &'static str,
+        id: &str,
+        from: Option<&str>,
+        to: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let statement = sql(statement)
+            .bytes(&to.bytes)
+            .optional_text(to.sealed_by.as_deref())
+            .text(id)
+            .text(from.unwrap_or_default());
+        Ok(self.db.execute(statement).await? == 1)
     }
 }

@@ -342,3 +342,22 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
     let claims = decode(segments.next().unwrap());
     (header, claims)
 }
+
+/// A sealer over operator `keys`, the first of which encrypts.
+pub fn sealer(keys: &[&str]) -> Arc<scopegate_token_service::sealing::Sealer> {
+    let keys: Vec<scopegate_token_service::secret::Secret> = keys
+        .iter()
+        .map(|key| scopegate_token_service::secret::Secret::new((*key).to_owned()))
+        .collect();
+    Arc::new(scopegate_token_service::sealing::Sealer::new(&keys).unwrap())
+}
+
+/// Starts the service on `store` with the encryption `keys`; the start error as text.
+pub async fn start_with_keys(keys: &[&str], store: &Arc<dyn Store>) -> Result<State, String> {
+    let mut config = Config::from_toml(&config_text("http://127.0.0.1:8080", "ES256")).unwrap();
+    config.encryption = sealer(keys);
+    let clock = Arc::new(MockClock::at_system_time());
+    State::with_store(config, Arc::clone(store), clock)
+        .await
+        .map_err(|error| error.to_string())
+}
