@@ -1,3 +1,5 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|input: &[u8]| scopegate_token_service::fuzzing::basic_credentials(input));
+libfuzzer_sys::fuzz_target!(|input: &[u8]| {
+    scopegate_token_service::http::fuzzing::basic_credentials(input)
+});

@@ -1,3 +1,5 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|input: &[u8]| scopegate_token_service::fuzzing::config_file(input));
+libfuzzer_sys::fuzz_target!(
+    |input: &[u8]| scopegate_token_service::http::fuzzing::config_file(input)
+);

@@ -1,3 +1,5 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|input: &[u8]| scopegate_token_service::fuzzing::form_body(input));
+libfuzzer_sys::fuzz_target!(
+    |input: &[u8]| scopegate_token_service::http::fuzzing::form_body(input)
+);

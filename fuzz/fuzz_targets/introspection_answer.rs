@@ -1,3 +1,5 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|input: &[u8]| scopegate_validator::fuzzing::introspection_answer(input));
+libfuzzer_sys::fuzz_target!(
+    |input: &[u8]| scopegate_validator::fuzzing::introspection_answer(input)
+);

@@ -14,9 +14,9 @@ fn entry_point(target: &str) -> fn(&[u8]) {
         "scope_strings" => scopegate_validator::fuzzing::scopes,
         "jwk_set" => scopegate_validator::fuzzing::jwk_set,
         "introspection_answer" => scopegate_validator::fuzzing::introspection_answer,
-        "form_body" => scopegate_token_service::fuzzing::form_body,
-        "basic_credentials" => scopegate_token_service::fuzzing::basic_credentials,
-        "config_file" => scopegate_token_service::fuzzing::config_file,
+        "form_body" => scopegate_token_service::http::fuzzing::form_body,
+        "basic_credentials" => scopegate_token_service::http::fuzzing::basic_credentials,
+        "config_file" => scopegate_token_service::http::fuzzing::config_file,
         other => panic!("fuzz target `{other}` has no entry point listed here"),
     }
 }

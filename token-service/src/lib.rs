@@ -15,9 +15,6 @@ pub mod config;
 pub mod credentials;
 pub mod directory;
 pub mod error;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod grant;
 pub mod http;
 pub mod id_token;

@@ -19,6 +19,9 @@ pub(crate) mod client_auth;
 mod discovery;
 pub(crate) mod error;
 pub(crate) mod form;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod introspect;
 mod pages;
