@@ -26,6 +26,8 @@ pub enum Algorithm {
     ES256,
     /// ECDSA on P-384 with SHA-384.
     ES384,
+    /// ECDSA on P-521 with SHA-512.
+    ES512,
     /// Ed25519 (RFC 8037).
     EdDSA,
 }
@@ -36,12 +38,13 @@ pub(crate) enum KeyKind {
     Rsa,
     P256,
     P384,
+    P521,
     Ed25519,
 }
 
 impl Algorithm {
     /// Every supported algorithm.
-    pub const ALL: [Algorithm; 9] = [
+    pub const ALL: [Algorithm; 10] = [
         Self::RS256,
         Self::RS384,
         Self::RS512,
@@ -50,6 +53,7 @@ impl Algorithm {
         Self::PS512,
         Self::ES256,
         Self::ES384,
+        Self::ES512,
         Self::EdDSA,
     ];
 
@@ -65,6 +69,7 @@ impl Algorithm {
             Self::PS512 => "PS512",
             Self::ES256 => "ES256",
             Self::ES384 => "ES384",
+            Self::ES512 => "ES512",
             Self::EdDSA => "EdDSA",
         }
     }
@@ -82,6 +87,7 @@ impl Algorithm {
             }
             Self::ES256 => KeyKind::P256,
             Self::ES384 => KeyKind::P384,
+            Self::ES512 => KeyKind::P521,
             Self::EdDSA => KeyKind::Ed25519,
         }
     }
@@ -98,6 +104,7 @@ impl Algorithm {
             Self::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
             Self::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
             Self::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+            Self::ES512 => &sig::ECDSA_P521_SHA512_FIXED,
             Self::EdDSA => &sig::ED25519,
         }
     }
@@ -110,7 +117,7 @@ impl Algorithm {
             Self::PS256 => Some(&sig::RSA_PSS_2048_8192_SHA256),
             Self::PS384 => Some(&sig::RSA_PSS_2048_8192_SHA384),
             Self::PS512 => Some(&sig::RSA_PSS_2048_8192_SHA512),
-            Self::ES256 | Self::ES384 | Self::EdDSA => None,
+            Self::ES256 | Self::ES384 | Self::ES512 | Self::EdDSA => None,
         }
     }
 }
@@ -124,7 +131,7 @@ impl fmt::Display for Algorithm {
 /// An `alg` name that is not one of [`Algorithm::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unsupported algorithm {0:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
+    "unsupported algorithm {0:?} (supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)"
 )]
 pub struct UnsupportedAlgorithm(pub String);
 
@@ -148,6 +155,7 @@ mod tests {
         assert!("rs256".parse::<Algorithm>().is_err());
         assert!("HS256".parse::<Algorithm>().is_err());
         assert!("none".parse::<Algorithm>().is_err());
-        assert!("ES512".parse::<Algorithm>().is_err());
+        assert_eq!("ES512".parse::<Algorithm>().unwrap(), Algorithm::ES512);
+        assert!("ES521".parse::<Algorithm>().is_err());
     }
 }

@@ -196,9 +196,9 @@ fn parse_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Verifyin
         }
     }
     let declared = match optional_string(jwk, "alg")? {
-        Some(name) => {
-            Some(Algorithm::from_name(&name).ok_or_else(|| format!("unsupported `alg` {name:?}"))?)
-        }
+        Some(name) => Some(
+            declared_algorithm(&name, jwk).ok_or_else(|| format!("unsupported `alg` {name:?}"))?,
+        ),
         None => None,
     };
     let kty = optional_string(jwk, "kty")?.ok_or("no `kty`")?;
@@ -241,6 +241,16 @@ fn parse_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Verifyin
         fingerprint: fingerprint(kid.as_deref(), &material),
         kid: kid.map(String::into_boxed_str),
         verifiers,
+    })
+}
+
+/// A key's `alg`. Besides the registered names, `ES521` on a P-521 key is read as ES512: a
+/// misspelling found in published keys (Wycheproof's copy of RFC 7520's P-521 key carries it),
+/// and harmless, since a P-521 key verifies nothing but ES512 anyway. Never in a token header.
+fn declared_algorithm(name: &str, jwk: &Map<String, Value>) -> Option<Algorithm> {
+    Algorithm::from_name(name).or_else(|| {
+        (name == "ES521" && jwk.get("crv").and_then(Value::as_str) == Some("P-521"))
+            .then_some(Algorithm::ES512)
     })
 }
 
@@ -317,6 +327,7 @@ fn ec_material(jwk: &Map<String, Value>) -> Result<(KeyKind, KeyMaterial), Strin
     let (kind, size) = match curve.as_str() {
         "P-256" => (KeyKind::P256, 32),
         "P-384" => (KeyKind::P384, 48),
+        "P-521" => (KeyKind::P521, 66),
         other => return Err(format!("unsupported curve {other:?}")),
     };
     let x = required_bytes(jwk, "x")?;
@@ -374,4 +385,43 @@ fn fingerprint(kid: Option<&str>, material: &KeyMaterial) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest.as_ref()[..8]);
     u64::from_le_bytes(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P521_SHA512_FIXED_SIGNING, EcdsaKeyPair,
+        EcdsaSigningAlgorithm, KeyPair as _,
+    };
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
+    use super::*;
+
+    fn ec_jwk(signing: &'static EcdsaSigningAlgorithm, curve: &str, alg: &str) -> Vec<u8> {
+        let pair = EcdsaKeyPair::generate(signing).unwrap();
+        let point = pair.public_key().as_ref();
+        let size = (point.len() - 1) / 2;
+        let jwk = json!({
+            "kty": "EC", "crv": curve, "alg": alg,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..=size]),
+            "y": URL_SAFE_NO_PAD.encode(&point[size + 1..]),
+        });
+        serde_json::to_vec(&json!({ "keys": [jwk] })).unwrap()
+    }
+
+    #[test]
+    fn es521_is_read_as_es512_on_a_p521_key_only() {
+        let p521 = ec_jwk(&ECDSA_P521_SHA512_FIXED_SIGNING, "P-521", "ES521");
+        let (keys, skipped) = KeySet::from_jwks(&p521, &Algorithm::ALL, 4).unwrap();
+        assert_eq!((keys.len(), skipped.len()), (1, 0));
+        assert!(keys.select(None, Algorithm::ES512).is_ok());
+
+        let p256 = ec_jwk(&ECDSA_P256_SHA256_FIXED_SIGNING, "P-256", "ES521");
+        let refused = KeySet::from_jwks(&p256, &Algorithm::ALL, 4)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(refused.contains("unsupported `alg` \"ES521\""), "{refused}");
+    }
 }

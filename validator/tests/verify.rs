@@ -65,6 +65,7 @@ async fn every_supported_algorithm_verifies() {
         SigningKey::ps256("ps"),
         SigningKey::es256("es"),
         SigningKey::es384("es384"),
+        SigningKey::es512("es512"),
         SigningKey::eddsa("ed"),
     ] {
         let setup = setup(key).await;

@@ -21,7 +21,7 @@ struct Args {
     #[arg(long, env = "AUDIENCE", required = true)]
     audience: Vec<String>,
     /// An accepted algorithm (repeatable): RS256, RS384, RS512, PS256, PS384, PS512, ES256,
-    /// ES384, EdDSA.
+    /// ES384, ES512, EdDSA.
     #[arg(long = "algorithm", default_values = ["RS256", "ES256", "EdDSA"])]
     algorithms: Vec<Algorithm>,
     /// Require the `typ` header, e.g. `at+jwt`.

@@ -11,8 +11,9 @@ use std::time::Duration;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
-    KeyPair as _, RSA_PKCS1_SHA256, RSA_PSS_SHA256, RsaEncoding,
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
+    ECDSA_P521_SHA512_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256,
+    RSA_PSS_SHA256, RsaEncoding,
 };
 use axum::Router;
 use axum::extract::State;
@@ -100,6 +101,15 @@ impl SigningKey {
             kid: kid.to_owned(),
             alg: "ES384",
             material: Arc::new(KeyMaterial::Ec(key, "P-384")),
+        }
+    }
+
+    pub fn es512(kid: &str) -> Self {
+        let key = EcdsaKeyPair::generate(&ECDSA_P521_SHA512_FIXED_SIGNING).unwrap();
+        Self {
+            kid: kid.to_owned(),
+            alg: "ES512",
+            material: Arc::new(KeyMaterial::Ec(key, "P-521")),
         }
     }
 
