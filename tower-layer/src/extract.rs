@@ -3,7 +3,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -11,11 +11,14 @@ use scopegate_validator::{Error, InvalidToken, Principal, Requirement};
 use serde::de::DeserializeOwned;
 
 use crate::response::{Rejection, ResponseOptions, respond};
+use crate::service::Anonymous;
 
 /// The verified [`Principal`] of the request, put there by [`ScopeLayer`](crate::ScopeLayer).
 ///
 /// A route without the layer answers 500 and says so: a missing layer is a server bug, not
-/// the client's missing token.
+/// the client's missing token. On a route with an [optional](crate::ScopeLayer::optional)
+/// layer, take `Option<Authenticated>`: `None` for an anonymous caller (`Authenticated` alone
+/// answers such a caller 401, as if the layer were not optional).
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     principal: Arc<Principal>,
@@ -49,20 +52,47 @@ impl Authenticated {
     }
 }
 
-fn from_layer(parts: &Parts) -> Result<Authenticated, MissingLayer> {
-    let principal = parts
-        .extensions
-        .get::<Arc<Principal>>()
-        .cloned()
-        .ok_or(MissingLayer)?;
+/// The principal the layer passed on; `Ok(None)` for a caller an optional layer let through
+/// anonymously.
+fn from_layer(parts: &Parts) -> Result<Option<Authenticated>, MissingLayer> {
     let options = parts.extensions.get::<Arc<ResponseOptions>>().cloned();
-    Ok(Authenticated { principal, options })
+    match parts.extensions.get::<Arc<Principal>>() {
+        Some(principal) => Ok(Some(Authenticated {
+            principal: Arc::clone(principal),
+            options,
+        })),
+        None if parts.extensions.get::<Anonymous>().is_some() => Ok(None),
+        None => Err(MissingLayer),
+    }
+}
+
+/// The principal, or 401 for an anonymous caller (as the layer answers one when not optional).
+#[allow(clippy::result_large_err, reason = "axum's rejections are responses")]
+fn required(parts: &Parts) -> Result<Authenticated, Response> {
+    match from_layer(parts) {
+        Ok(Some(authenticated)) => Ok(authenticated),
+        Ok(None) => {
+            let options = parts.extensions.get::<Arc<ResponseOptions>>().cloned();
+            Err(Rejection::from_error(&Error::NoToken)
+                .with_options(options)
+                .into_response())
+        }
+        Err(missing) => Err(missing.into_response()),
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
-    type Rejection = MissingLayer;
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        required(parts)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Authenticated {
+    type Rejection = MissingLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
         from_layer(parts)
     }
 }
@@ -78,7 +108,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let authenticated = from_layer(parts).map_err(IntoResponse::into_response)?;
+        let authenticated = required(parts)?;
         authenticated
             .principal
             .deserialize_claims::<T>()

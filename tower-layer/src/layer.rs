@@ -43,6 +43,8 @@ pub(crate) struct Config {
     /// extensions (handlers fall back to the defaults), which keeps the fast path lean.
     pub(crate) options_customized: bool,
     pub(crate) max_header_bytes: usize,
+    /// [`ScopeLayer::optional`]: requests without credentials pass as anonymous.
+    pub(crate) anonymous_allowed: bool,
 }
 
 impl ScopeLayer {
@@ -56,6 +58,7 @@ impl ScopeLayer {
                 options: Arc::new(ResponseOptions::default()),
                 options_customized: false,
                 max_header_bytes,
+                anonymous_allowed: false,
             }),
         }
     }
@@ -142,6 +145,26 @@ impl ScopeLayer {
     /// Shape the body of refusals (status and challenge stay as RFC 6750 says).
     pub fn rejection_body(mut self, body: impl RejectionBody) -> Self {
         self.options_mut().body = Some(Arc::new(body));
+        self
+    }
+
+    /// Optional sign-in: a request with no `Authorization` header (and no token in the query)
+    /// is served as anonymous — the inner service sees no principal, and the axum extractor
+    /// `Option<Authenticated>` gives `None`. A request that presents anything is checked
+    /// exactly as without this: an invalid, expired or malformed token, another scheme
+    /// (`Basic`), or a token that does not meet the requirement is refused as usual, and an
+    /// unreachable issuer is 503 — never a fall-back to anonymous.
+    ///
+    /// ```
+    /// # use scopegate_validator::{Algorithm, Validator};
+    /// # use tower_scopegate::ScopeLayer;
+    /// # let validator = Validator::builder().issuer("https://idp.example.com")
+    /// #     .audience("https://api.example.com").algorithms([Algorithm::ES256]).build().unwrap();
+    /// // Anyone may read the catalogue; a signed-in caller is recognised.
+    /// let catalogue = ScopeLayer::any_valid_token(&validator).optional();
+    /// ```
+    pub fn optional(mut self) -> Self {
+        Arc::make_mut(&mut self.config).anonymous_allowed = true;
         self
     }
 

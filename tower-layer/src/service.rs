@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{Request, Response};
 use scopegate_validator::{Error, Principal};
@@ -51,6 +52,13 @@ where
             pass_on(&self.config, &mut parts, principal);
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
         }
+        if self.config.anonymous_allowed && presents_nothing(&self.config, &parts) {
+            parts.extensions.insert(Anonymous);
+            if self.config.options_customized {
+                parts.extensions.insert(Arc::clone(&self.config.options));
+            }
+            return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
+        }
         // Validation may wait (a key fetch, an introspection call): a clone waits, and asks for
         // readiness only once the request is authorized, so the ready instance is not held by
         // a request that may well be refused.
@@ -78,6 +86,26 @@ fn pass_on(config: &Config, parts: &mut Parts, principal: Arc<Principal>) {
     if config.options_customized {
         parts.extensions.insert(Arc::clone(&config.options));
     }
+}
+
+/// Marks a request let through without credentials by an optional layer
+/// ([`ScopeLayer::optional`](crate::ScopeLayer::optional)), so that extractors tell it from a
+/// route without the layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Anonymous;
+
+/// No `Authorization` header at all, and no token in the query string: the only requests an
+/// optional layer serves as anonymous.
+fn presents_nothing(config: &Config, request: &Parts) -> bool {
+    !request.headers.contains_key(AUTHORIZATION)
+        && matches!(
+            token::bearer(
+                &request.headers,
+                request.uri.query(),
+                config.max_header_bytes
+            ),
+            Credentials::Missing
+        )
 }
 
 /// A cached principal that satisfies the requirement; anything else takes the full path, which

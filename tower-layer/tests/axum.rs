@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use scopegate_validator::{MockClock, Requirement};
 use serde::Deserialize;
 use serde_json::json;
-use support::{FakeIdp, SigningKey};
+use support::{FakeIdp, Mode, SigningKey};
 use tower::ServiceExt;
 use tower_scopegate::{Authenticated, Claims, ScopeLayer};
 
@@ -184,4 +184,123 @@ async fn refusals_made_in_handlers_follow_the_layers_settings() {
         response.headers()[header::WWW_AUTHENTICATE],
         r#"Bearer realm="reports", error="insufficient_scope", scope="reports:all:read""#
     );
+}
+
+async fn greeting(who: Option<Authenticated>) -> String {
+    match who {
+        Some(who) => format!("hello {}", who.subject().unwrap_or("-")),
+        None => "hello stranger".to_owned(),
+    }
+}
+
+async fn send_with(app: &Router, uri: &str, authorization: Option<&str>) -> (StatusCode, String) {
+    let mut request = Request::get(uri);
+    if let Some(value) = authorization {
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn an_optional_layer_serves_anonymous_callers_and_still_checks_every_presented_token() {
+    let key = SigningKey::es256("k");
+    let other = SigningKey::es256("stranger");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    let app = Router::new()
+        .route(
+            "/greeting",
+            get(greeting).route_layer(ScopeLayer::any_valid_token(&validator).optional()),
+        )
+        .route(
+            "/mine",
+            get(me).route_layer(ScopeLayer::any_valid_token(&validator).optional()),
+        )
+        .route(
+            "/orders",
+            get(greeting).route_layer(
+                ScopeLayer::all_of(&validator, ["orders:all:read"])
+                    .unwrap()
+                    .optional(),
+            ),
+        );
+    let token = key.sign(&idp.claims(&clock));
+    let bearer = format!("Bearer {token}");
+
+    // Anonymous: served, and the handler sees no principal.
+    assert_eq!(
+        send_with(&app, "/greeting", None).await,
+        (StatusCode::OK, "hello stranger".into())
+    );
+    // A good token: recognised.
+    assert_eq!(
+        send_with(&app, "/greeting", Some(&bearer)).await,
+        (StatusCode::OK, "hello user-1".into())
+    );
+    // Anything presented and wrong is refused, never taken for anonymous.
+    let forged = other.sign(&idp.claims(&clock));
+    let mut expired_claims = idp.claims(&clock);
+    expired_claims["exp"] = json!(1);
+    let expired = key.sign(&expired_claims);
+    for (presented, status) in [
+        (format!("Bearer {forged}"), StatusCode::UNAUTHORIZED),
+        (format!("Bearer {expired}"), StatusCode::UNAUTHORIZED),
+        ("Bearer not a token".to_owned(), StatusCode::BAD_REQUEST),
+        ("Bearer".to_owned(), StatusCode::BAD_REQUEST),
+        ("Basic dXNlcjpwYXNz".to_owned(), StatusCode::UNAUTHORIZED),
+    ] {
+        assert_eq!(
+            send_with(&app, "/greeting", Some(&presented)).await.0,
+            status,
+            "{presented}"
+        );
+    }
+    assert_eq!(
+        send_with(&app, "/greeting?access_token=x", None).await.0,
+        StatusCode::BAD_REQUEST,
+        "a token in the query is presented too"
+    );
+    // A presented token must still meet the requirement; anonymous callers need not.
+    assert_eq!(
+        send_with(&app, "/orders", Some(&bearer)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(send_with(&app, "/orders", None).await.0, StatusCode::OK);
+    // A handler that insists on a principal answers an anonymous caller 401 with a challenge.
+    let response = app
+        .clone()
+        .oneshot(Request::get("/mine").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="api""#
+    );
+    assert_eq!(
+        send_with(&app, "/mine", Some(&bearer)).await.0,
+        StatusCode::OK
+    );
+
+    // The issuer unreachable (a validator that has no keys yet): a presented token is 503,
+    // never anonymous; anonymous callers are still served.
+    idp.set_mode(Mode::Status(503));
+    let cold = idp.validator(&clock);
+    let app = Router::new().route(
+        "/greeting",
+        get(greeting).route_layer(ScopeLayer::any_valid_token(&cold).optional()),
+    );
+    assert_eq!(
+        send_with(&app, "/greeting", Some(&bearer)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(send_with(&app, "/greeting", None).await.0, StatusCode::OK);
 }
