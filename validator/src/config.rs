@@ -16,6 +16,7 @@ use crate::http;
 use crate::introspect::{Endpoint, IntrospectionPolicy, Introspector, Secret};
 use crate::jwks::{JwksCache, JwksPolicy, JwksSource};
 use crate::source::{IntrospectionSource, KeySource};
+use crate::token_type::TypeRule;
 use crate::verified::VerifiedTokens;
 
 /// Configures a [`Validator`].
@@ -32,6 +33,7 @@ pub struct ValidatorBuilder {
     algorithms: Vec<Algorithm>,
     leeway: Duration,
     required_typ: Option<String>,
+    any_token_type: bool,
     max_token_bytes: usize,
     connect_timeout: Duration,
     request_timeout: Duration,
@@ -61,6 +63,7 @@ impl Default for ValidatorBuilder {
             algorithms: Vec::new(),
             leeway: Duration::from_secs(30),
             required_typ: None,
+            any_token_type: false,
             max_token_bytes: 8 * 1024,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
@@ -119,8 +122,10 @@ impl ValidatorBuilder {
         self
     }
 
-    /// Require this `typ` header, e.g. `at+jwt` for RFC 9068 access tokens. Compared without
-    /// case and with an optional `application/` prefix (RFC 7515 §4.1.9).
+    /// Require exactly this `typ` header, e.g. `at+jwt` for RFC 9068 access tokens, instead of
+    /// the default rule (which takes `at+jwt`, and untyped tokens shaped like access tokens: see
+    /// [`dangerous_accept_any_token_type`](Self::dangerous_accept_any_token_type)). Compared
+    /// without case and with an optional `application/` prefix (RFC 7515 §4.1.9).
     pub fn required_typ(mut self, typ: impl Into<String>) -> Self {
         self.required_typ = Some(typ.into());
         self
@@ -265,6 +270,23 @@ impl ValidatorBuilder {
         self
     }
 
+    /// Accept any JWT the issuer signs, not only access tokens.
+    ///
+    /// By default a JWT is taken as an access token when its `typ` is `at+jwt` (RFC 9068), or
+    /// when it has no `typ` (or the generic `JWT`) and carries no id_token claim (`nonce`,
+    /// `at_hash`, `c_hash`), no Keycloak `typ` claim other than `Bearer`, and grants something
+    /// (`scope`, `scp` or `roles`). That refuses the id_tokens of Keycloak, Entra ID, Auth0,
+    /// Okta and the bundled token service while taking their access tokens.
+    ///
+    /// # Security
+    /// Only for an issuer whose access tokens fail that rule (untyped and without any scope or
+    /// role claim); an id_token addressed to a client whose id is also this API's audience is
+    /// then accepted as an access token.
+    pub fn dangerous_accept_any_token_type(mut self) -> Self {
+        self.any_token_type = true;
+        self
+    }
+
     /// The introspection endpoint, instead of discovering it.
     pub fn introspection_endpoint(mut self, url: impl Into<String>) -> Self {
         self.introspection_endpoint = Some(url.into());
@@ -359,6 +381,12 @@ impl ValidatorBuilder {
         }
         if self.required_typ.as_deref().is_some_and(str::is_empty) {
             return Err(BuildError::new("required_typ", "must not be empty"));
+        }
+        if self.required_typ.is_some() && self.any_token_type {
+            return Err(BuildError::new(
+                "required_typ",
+                "a required `typ` and dangerous_accept_any_token_type contradict each other",
+            ));
         }
         if !(256..=1024 * 1024).contains(&self.max_token_bytes) {
             return Err(BuildError::new(
@@ -470,7 +498,11 @@ impl ValidatorBuilder {
         Ok(Validator::from_parts(crate::Inner {
             rules,
             algorithms,
-            required_typ: self.required_typ.map(|typ| normalize_typ(&typ)),
+            token_type: match (self.required_typ, self.any_token_type) {
+                (Some(typ), _) => TypeRule::Exactly(normalize_typ(&typ)),
+                (None, true) => TypeRule::Any,
+                (None, false) => TypeRule::AccessToken,
+            },
             max_token_bytes: self.max_token_bytes,
             // An expired token must never be answered from the cache as if it were fresh.
             verified: VerifiedTokens::new(if self.accept_expired {

@@ -103,6 +103,10 @@ pub enum InvalidToken {
         /// The configured one.
         required: String,
     },
+    /// A JWT that is not an access token: an id_token, or another kind the issuer signs (see
+    /// `ValidatorBuilder::dangerous_accept_any_token_type`).
+    #[error("not an access token: {0}")]
+    NotAnAccessToken(&'static str),
     /// No key in the issuer's key set matches the token's `kid`.
     #[error("no key found for kid {0:?}")]
     UnknownKey(String),

@@ -18,6 +18,7 @@ mod jws;
 mod principal;
 pub mod scope;
 mod source;
+mod token_type;
 mod verified;
 
 #[cfg(test)]
@@ -52,7 +53,7 @@ pub struct Validator {
 struct Inner {
     rules: ClaimRules,
     algorithms: Vec<Algorithm>,
-    required_typ: Option<String>,
+    token_type: token_type::TypeRule,
     max_token_bytes: usize,
     verified: VerifiedTokens,
     jwks: Arc<jwks::JwksCache>,
@@ -191,25 +192,16 @@ impl Validator {
     ) -> Result<Arc<Principal>, Error> {
         let inner = &*self.inner;
         let jws = UntrustedJws::parse(token, &inner.algorithms)?;
-        if let Some(required) = &inner.required_typ {
-            let found = jws
-                .header
-                .typ
-                .as_deref()
-                .map(config::normalize_typ)
-                .unwrap_or_default();
-            if found != *required {
-                return Err(InvalidToken::WrongType {
-                    found,
-                    required: required.clone(),
-                }
-                .into());
-            }
-        }
+        inner.token_type.check_header(jws.header.typ.as_deref())?;
         let key_fingerprint = inner.jwks.verify(&jws).await?;
         // A key fetch may have taken a while: judge the claims by the time now.
         let now = inner.clock.now();
-        let principal = Arc::new(claims::check_jwt(&jws.into_payload(), &inner.rules, now)?);
+        let typ = jws.header.typ.clone();
+        let principal = claims::check_jwt(&jws.into_payload(), &inner.rules, now)?;
+        inner
+            .token_type
+            .check_claims(typ.as_deref(), &principal.claims)?;
+        let principal = Arc::new(principal);
         if let Some(hash) = hash {
             inner
                 .verified

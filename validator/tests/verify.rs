@@ -622,3 +622,139 @@ async fn the_typ_header_is_checked_when_required() {
         }
     }
 }
+
+/// Claim sets shaped like those Keycloak, Entra ID (v2), Auth0 and the bundled token service
+/// issue (member names and kinds from their documentation; values made up), each given the
+/// test issuer, this API's audience (as if the API's id were also an OpenID client's) and a
+/// live `exp`. The `typ` header is each issuer's: `JWT`, except RFC 9068 access tokens.
+fn real_shaped(setup: &Setup, shape: Value) -> Value {
+    let mut claims = shape;
+    let now = scopegate_validator::Clock::now(&setup.clock).as_secs();
+    claims["iss"] = json!(setup.idp.issuer);
+    claims["aud"] = json!(AUDIENCE);
+    claims["iat"] = json!(now);
+    claims["exp"] = json!(now + 300);
+    claims
+}
+
+#[tokio::test]
+async fn id_tokens_are_never_access_tokens_whatever_their_audience() {
+    let setup = setup(SigningKey::es256("k")).await;
+    let access_tokens = [
+        (
+            "Keycloak access token",
+            "JWT",
+            json!({
+            "jti": "4f0e", "sub": "8c1b", "typ": "Bearer", "azp": "web", "session_state": "a1",
+            "acr": "1", "auth_time": 1, "realm_access": {"roles": ["user"]},
+            "scope": "openid profile email", "sid": "a1", "preferred_username": "jane"}),
+        ),
+        (
+            "Entra ID access token (delegated)",
+            "JWT",
+            json!({
+            "aio": "x", "azp": "6e74", "azpacr": "0", "name": "Jane", "oid": "690a",
+            "preferred_username": "jane@contoso.test", "rh": "0.A", "scp": "access_as_user",
+            "sub": "AAAA", "tid": "9188", "uti": "fqiB", "ver": "2.0", "nbf": 1}),
+        ),
+        (
+            "Entra ID access token (app-only)",
+            "JWT",
+            json!({
+            "aio": "x", "azp": "6e74", "azpacr": "1", "oid": "1a2b", "rh": "0.A",
+            "roles": ["Orders.Read"], "sub": "1a2b", "tid": "9188", "uti": "q", "ver": "2.0"}),
+        ),
+        (
+            "Auth0 access token",
+            "JWT",
+            json!({
+            "sub": "auth0|64f1", "azp": "Xy1", "scope": "openid profile read:orders"}),
+        ),
+        (
+            "Auth0 machine-to-machine token",
+            "JWT",
+            json!({
+            "sub": "Xy1@clients", "azp": "Xy1", "scope": "read:orders",
+            "gty": "client-credentials"}),
+        ),
+        (
+            "RFC 9068 access token",
+            "at+jwt",
+            json!({
+            "sub": "u", "client_id": "c", "jti": "j", "scope": "openid"}),
+        ),
+    ];
+    for (name, typ, shape) in access_tokens {
+        let header = json!({ "alg": "ES256", "kid": "k", "typ": typ });
+        let token = setup.sign_with(header, real_shaped(&setup, shape));
+        assert!(
+            setup.validator.validate(&token).await.is_ok(),
+            "{name} refused"
+        );
+    }
+
+    let id_tokens = [
+        (
+            "Keycloak id_token",
+            json!({
+            "jti": "77aa", "sub": "8c1b", "typ": "ID", "azp": "web", "nonce": "n-0S6",
+            "session_state": "a1", "at_hash": "lXXQ", "acr": "1", "sid": "a1",
+            "email_verified": true, "preferred_username": "jane"}),
+        ),
+        (
+            "Entra ID id_token (no nonce requested)",
+            json!({
+            "aio": "x", "name": "Jane", "oid": "690a", "preferred_username": "jane@contoso.test",
+            "rh": "0.A", "sub": "AAAA", "tid": "9188", "uti": "fqiB", "ver": "2.0", "nbf": 1}),
+        ),
+        (
+            "Auth0 id_token",
+            json!({
+            "nickname": "jane", "name": "jane@example.test", "picture": "https://s.test/p.png",
+            "updated_at": "2026-11-30T10:00:00.000Z", "email": "jane@example.test",
+            "email_verified": true, "sub": "auth0|64f1", "sid": "Hk3", "nonce": "n-0S6"}),
+        ),
+        (
+            "Auth0 id_token (no nonce)",
+            json!({
+            "nickname": "jane", "name": "jane@example.test", "sub": "auth0|64f1", "sid": "Hk3"}),
+        ),
+        (
+            "token service id_token",
+            json!({
+            "sub": "jane", "azp": "web", "auth_time": 1, "sid": "s", "nonce": "n",
+            "at_hash": "77QmUPtjPfzWtF2AnpK9RQ", "email": "jane@example.test"}),
+        ),
+    ];
+    for (name, shape) in id_tokens {
+        let header = json!({ "alg": "ES256", "kid": "k", "typ": "JWT" });
+        let token = setup.sign_with(header, real_shaped(&setup, shape));
+        match setup.validator.validate(&token).await {
+            Err(Error::InvalidToken(InvalidToken::NotAnAccessToken(_))) => {}
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    // Another explicit type is refused before any key is used.
+    let logout = setup.sign_with(
+        json!({ "alg": "ES256", "kid": "k", "typ": "logout+jwt" }),
+        real_shaped(&setup, json!({ "sub": "u", "scope": "openid" })),
+    );
+    assert!(matches!(
+        setup.validator.validate(&logout).await,
+        Err(Error::InvalidToken(InvalidToken::NotAnAccessToken(_)))
+    ));
+
+    // The named opt-out takes them all, as before.
+    let any = setup
+        .idp
+        .validator_builder(&setup.clock)
+        .dangerous_accept_any_token_type()
+        .build()
+        .unwrap();
+    let id_token = setup.sign_with(
+        json!({ "alg": "ES256", "kid": "k", "typ": "JWT" }),
+        real_shaped(&setup, json!({ "sub": "jane", "nonce": "n" })),
+    );
+    assert!(any.validate(&id_token).await.is_ok());
+}
