@@ -6,6 +6,7 @@ use scopegate_validator::scope::ScopeError;
 use scopegate_validator::{Requirement, Validator};
 use tower_layer::Layer;
 
+use crate::metadata::ResourceMetadata;
 use crate::response::{RejectionBody, ResponseOptions};
 use crate::service::Scope;
 
@@ -45,6 +46,8 @@ pub(crate) struct Config {
     pub(crate) max_header_bytes: usize,
     /// [`ScopeLayer::optional`]: requests without credentials pass as anonymous.
     pub(crate) anonymous_allowed: bool,
+    /// [`ScopeLayer::described_by`]: refusals of a missing token name the scopes needed.
+    pub(crate) names_needed_scopes: bool,
 }
 
 impl ScopeLayer {
@@ -59,6 +62,7 @@ impl ScopeLayer {
                 options_customized: false,
                 max_header_bytes,
                 anonymous_allowed: false,
+                names_needed_scopes: false,
             }),
         }
     }
@@ -165,6 +169,20 @@ impl ScopeLayer {
     /// ```
     pub fn optional(mut self) -> Self {
         Arc::make_mut(&mut self.config).anonymous_allowed = true;
+        self
+    }
+
+    /// Ties the route to its resource's RFC 9728 metadata: the requirement's scopes join the
+    /// document's `scopes_supported` (so the list is derived from the requirements the routes
+    /// are built with, never kept by hand), and every challenge names the
+    /// document (`resource_metadata="…"`), a 401 for a missing token also the scopes the
+    /// request needs (`scope="…"`), so that a client knowing only the API's URL can find the
+    /// authorization server and ask it for the right token.
+    pub fn described_by(mut self, metadata: &ResourceMetadata) -> Self {
+        // Here rather than in `layer`: axum applies route layers lazily, at the first request.
+        metadata.describe(&self.config.requirement);
+        Arc::make_mut(&mut self.config).names_needed_scopes = true;
+        self.options_mut().resource_metadata = Some(metadata.metadata_url().to_owned());
         self
     }
 

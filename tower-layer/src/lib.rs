@@ -5,6 +5,7 @@ mod future;
 #[doc(hidden)]
 pub mod fuzzing;
 mod layer;
+mod metadata;
 mod response;
 mod service;
 mod token;
@@ -16,6 +17,7 @@ mod extract;
 pub use extract::{Authenticated, Claims, MissingLayer};
 pub use future::ResponseFuture;
 pub use layer::ScopeLayer;
+pub use metadata::{InvalidResource, MetadataService, ResourceMetadata};
 pub use response::{JsonErrorBody, Rejection, RejectionBody, RejectionKind};
 pub use scopegate_validator::{Principal, Requirement, Validator};
 pub use service::Scope;

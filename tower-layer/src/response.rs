@@ -63,6 +63,15 @@ impl Rejection {
         }
     }
 
+    /// No bearer credentials, naming the scopes the request needs when the layer publishes
+    /// resource metadata (so the client knows what to ask for).
+    pub(crate) fn missing_token(required_scopes: Vec<String>) -> Self {
+        Self {
+            required_scopes,
+            ..Self::from_error(&Error::NoToken)
+        }
+    }
+
     pub(crate) fn invalid_request(description: &'static str) -> Self {
         Self {
             kind: RejectionKind::InvalidRequest,
@@ -117,7 +126,8 @@ impl Rejection {
         &self.description
     }
 
-    /// For `insufficient_scope`: the scopes the route needs.
+    /// For `insufficient_scope` (and a missing token on a route with resource metadata): the
+    /// scopes the route needs.
     #[must_use]
     pub fn required_scopes(&self) -> &[String] {
         &self.required_scopes
@@ -147,9 +157,17 @@ impl Rejection {
                 ));
             }
         }
-        if self.kind == RejectionKind::InsufficientScope && !self.required_scopes.is_empty() {
+        if matches!(
+            self.kind,
+            RejectionKind::InsufficientScope | RejectionKind::MissingToken
+        ) && !self.required_scopes.is_empty()
+        {
             // Scope tokens cannot hold `"` or `\` (RFC 6749 §3.3): nothing to escape.
             parameters.push(format!("scope=\"{}\"", self.required_scopes.join(" ")));
+        }
+        if let Some(url) = &options.resource_metadata {
+            // RFC 9728 §5.1.
+            parameters.push(format!("resource_metadata=\"{}\"", quoted(url)));
         }
         let value = if parameters.is_empty() {
             "Bearer".to_owned()
@@ -221,6 +239,8 @@ pub(crate) struct ResponseOptions {
     pub(crate) realm: Option<String>,
     pub(crate) error_description: bool,
     pub(crate) body: Option<Arc<dyn RejectionBody>>,
+    /// RFC 9728 §5.1: the URL of the resource's metadata, named in every challenge.
+    pub(crate) resource_metadata: Option<String>,
 }
 
 impl fmt::Debug for ResponseOptions {
@@ -230,6 +250,7 @@ impl fmt::Debug for ResponseOptions {
             .field("realm", &self.realm)
             .field("error_description", &self.error_description)
             .field("custom_body", &self.body.is_some())
+            .field("resource_metadata", &self.resource_metadata)
             .finish()
     }
 }
@@ -240,6 +261,7 @@ impl Default for ResponseOptions {
             realm: Some("api".to_owned()),
             error_description: false,
             body: None,
+            resource_metadata: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{Request, Response};
-use scopegate_validator::{Error, Principal};
+use scopegate_validator::{Principal, ScopeSet};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
@@ -125,6 +125,28 @@ fn cached(config: &Config, request: &Parts) -> Option<Arc<Principal>> {
     Some(principal)
 }
 
+/// The refusal of a request without a token: with resource metadata, it names the scopes this
+/// request needs (what `insufficient_scope` would name for a token with none).
+fn missing_token(config: &Config, request: &Parts) -> Rejection {
+    let needed = config.names_needed_scopes.then(|| {
+        config
+            .requirement
+            .check(&ScopeSet::default(), request.method.as_str())
+            .err()
+    });
+    let required = needed
+        .flatten()
+        .map(|insufficient| {
+            insufficient
+                .required_scopes()
+                .iter()
+                .map(|scope| scope.as_str().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Rejection::missing_token(required)
+}
+
 async fn authorize(config: &Config, request: &Parts) -> Result<Arc<Principal>, Rejection> {
     let token = match token::bearer(
         &request.headers,
@@ -134,7 +156,7 @@ async fn authorize(config: &Config, request: &Parts) -> Result<Arc<Principal>, R
         Credentials::Bearer(token) => {
             token::check_syntax(token).map_err(Rejection::invalid_request)?
         }
-        Credentials::Missing => return Err(Rejection::from_error(&Error::NoToken)),
+        Credentials::Missing => return Err(missing_token(config, request)),
         Credentials::Malformed(problem) => return Err(Rejection::invalid_request(problem)),
     };
     let principal = config

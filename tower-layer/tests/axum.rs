@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use support::{FakeIdp, Mode, SigningKey};
 use tower::ServiceExt;
-use tower_scopegate::{Authenticated, Claims, ScopeLayer};
+use tower_scopegate::{Authenticated, Claims, ResourceMetadata, ScopeLayer};
 
 #[derive(Deserialize)]
 struct CompanyClaims {
@@ -303,4 +303,119 @@ async fn an_optional_layer_serves_anonymous_callers_and_still_checks_every_prese
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(send_with(&app, "/greeting", None).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn resource_metadata_lists_the_scopes_of_mounted_routes_and_challenges_point_to_it() {
+    let key = SigningKey::es256("k");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    let metadata = ResourceMetadata::new("http://127.0.0.1:3000", &validator)
+        .unwrap()
+        .resource_name("Profiles");
+    let app = Router::new()
+        .route(
+            "/profile",
+            get(me).delete(me).route_layer(
+                ScopeLayer::method_derived(&validator, "akamai:social_profile")
+                    .unwrap()
+                    .described_by(&metadata),
+            ),
+        )
+        .route(
+            "/reports",
+            get(me).route_layer(
+                ScopeLayer::all_of(&validator, ["reports:all:read"])
+                    .unwrap()
+                    .described_by(&metadata),
+            ),
+        )
+        .merge(metadata.router());
+
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        "/.well-known/oauth-protected-resource",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        document,
+        json!({
+            "resource": "http://127.0.0.1:3000",
+            "authorization_servers": [idp.issuer],
+            "bearer_methods_supported": ["header"],
+            "scopes_supported": ["akamai:social_profile:delete", "akamai:social_profile:read",
+                                 "akamai:social_profile:write", "reports:all:read"],
+            "resource_name": "Profiles",
+        })
+    );
+    assert_eq!(
+        send(
+            &app,
+            Method::POST,
+            "/.well-known/oauth-protected-resource",
+            None
+        )
+        .await
+        .0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+
+    let pointer =
+        r#"resource_metadata="http://127.0.0.1:3000/.well-known/oauth-protected-resource""#;
+    let challenge = |response: &axum::response::Response| {
+        response.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    // No token: 401 naming the scope this method needs and the metadata.
+    let response = app
+        .clone()
+        .oneshot(Request::delete("/profile").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenge(&response),
+        format!(r#"Bearer realm="api", scope="akamai:social_profile:delete", {pointer}"#)
+    );
+    // A token without the scope: 403, the same pointer.
+    let token = key.sign(&idp.claims(&clock));
+    let response = app
+        .clone()
+        .oneshot(
+            Request::delete("/profile")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        challenge(&response),
+        format!(
+            r#"Bearer realm="api", error="insufficient_scope", scope="akamai:social_profile:delete", {pointer}"#
+        )
+    );
+    // A bad token: 401 invalid_token with the pointer.
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/reports")
+                .header(header::AUTHORIZATION, "Bearer abc.def.ghi")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        challenge(&response),
+        format!(r#"Bearer realm="api", error="invalid_token", {pointer}"#)
+    );
 }

@@ -869,6 +869,31 @@ impl Requirement {
         }
     }
 
+    /// Every scope that can take part in satisfying this requirement, in order and without
+    /// repeats: what a resource publishes as `scopes_supported` (RFC 9728). A method-derived
+    /// requirement names its `read`, `write` and `delete` scopes;
+    /// [`any_valid_token`](Self::any_valid_token) names none.
+    #[must_use]
+    pub fn scopes_named(&self) -> Vec<Scope> {
+        let named: Vec<&Scope> = match &self.kind {
+            RequirementKind::AllOf(scopes) | RequirementKind::AnyOf(scopes) => {
+                scopes.iter().collect()
+            }
+            RequirementKind::Policy(alternatives) => alternatives.iter().flatten().collect(),
+            RequirementKind::AnyValidToken => Vec::new(),
+            RequirementKind::MethodDerived(scopes) => {
+                vec![&scopes.read, &scopes.write, &scopes.delete]
+            }
+        };
+        let mut unique: Vec<Scope> = Vec::with_capacity(named.len());
+        for scope in named {
+            if !unique.contains(scope) {
+                unique.push(scope.clone());
+            }
+        }
+        unique
+    }
+
     /// A one-line description for logs, e.g. `all of [a b]`.
     #[must_use]
     pub fn describe(&self) -> String {
@@ -1537,6 +1562,26 @@ mod tests {
             error.to_string().contains("would allow every request"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_requirement_names_every_scope_that_can_satisfy_it_once() {
+        let names = |requirement: Requirement| -> Vec<String> {
+            requirement
+                .scopes_named()
+                .iter()
+                .map(|scope| scope.as_str().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(Requirement::policy([vec!["a", "b"], vec!["b", "c"]]).unwrap()),
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            names(Requirement::method_derived("p:n").unwrap()),
+            ["p:n:read", "p:n:write", "p:n:delete"]
+        );
+        assert!(names(Requirement::any_valid_token()).is_empty());
     }
 
     #[test]
