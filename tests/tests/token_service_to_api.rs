@@ -331,3 +331,148 @@ fn header_kid(token: &str) -> String {
     .unwrap();
     header["kid"].as_str().unwrap().to_owned()
 }
+
+/// The value of `name="…"` in a `WWW-Authenticate` challenge.
+fn challenge_parameter(challenge: &str, name: &str) -> Option<String> {
+    let start = challenge.find(&format!("{name}=\""))? + name.len() + 2;
+    let length = challenge[start..].find('"')?;
+    Some(challenge[start..start + length].to_owned())
+}
+
+#[tokio::test]
+async fn a_client_that_knows_only_the_apis_url_finds_the_token_it_needs() {
+    // The API listens first: its URL is its resource identifier and the tokens' audience.
+    let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", api_listener.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let config = Config::from_toml(&format!(
+        r#"
+issuer = "{issuer}"
+listen = "127.0.0.1:0"
+storage = "sqlite::memory:"
+
+[[clients]]
+id = "newcomer"
+secret = "newcomer-secret"
+grants = ["client_credentials"]
+scopes = ["akamai:social_profile:read", "akamai:social_profile:write"]
+default_scopes = []
+token_format = "jwt"
+audience = ["{api}"]
+
+[[apis]]
+id = "{api}"
+secret = "api-secret"
+scopes = ["akamai:social_profile"]
+"#
+    ))
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap());
+    let state = State::with_store(config, store, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    tokio::spawn(scopegate_token_service::http::serve(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    let api_config = ApiConfig::from_lookup(|name| match name {
+        "ISSUER" => Some(issuer.clone()),
+        "AUDIENCE" | "RESOURCE" => Some(api.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let validator = api_config.validator().unwrap();
+    let metadata = api_config.metadata(&validator).unwrap().unwrap();
+    let router = example_protected_api::app_described(&validator, &metadata).unwrap();
+    tokio::spawn(async move { axum::serve(api_listener, router).await.unwrap() });
+    let http = reqwest::Client::new();
+
+    // 1. The API's 401 names the scope this call needs and where its metadata is.
+    let refused = http.get(format!("{api}/profile")).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let scope = challenge_parameter(&challenge, "scope").expect(&challenge);
+    assert_eq!(scope, "akamai:social_profile:read");
+    let metadata_url = challenge_parameter(&challenge, "resource_metadata").expect(&challenge);
+
+    // 2. The metadata names this very resource (RFC 9728 §3.3) and its authorization server.
+    let document: Value = http
+        .get(&metadata_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["resource"], api.as_str());
+    assert!(
+        document["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(scope))
+    );
+    let authorization_server = document["authorization_servers"][0].as_str().unwrap();
+
+    // 3. The authorization server's metadata (RFC 8414) gives the token endpoint.
+    let server: Value = http
+        .get(format!(
+            "{authorization_server}/.well-known/oauth-authorization-server"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(server["issuer"], authorization_server);
+    let token_endpoint = server["token_endpoint"].as_str().unwrap();
+
+    // 4. A token for that scope and this resource (RFC 8707), then 5. the call succeeds.
+    let answer: Value = http
+        .post(token_endpoint)
+        .basic_auth("newcomer", Some("newcomer-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&scope={}&resource={}",
+            scope.replace(':', "%3A"),
+            api.replace(':', "%3A").replace('/', "%2F")
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["scope"], scope.as_str(), "{answer}");
+    let token = answer["access_token"].as_str().unwrap();
+    let served = http
+        .get(format!("{api}/profile"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    // The same token is not enough to write: the 403 names what is missing and where to read.
+    let write = http
+        .put(format!("{api}/profile"))
+        .bearer_auth(token)
+        .json(&json!({ "nickname": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+    let challenge = write.headers()["www-authenticate"].to_str().unwrap();
+    assert_eq!(
+        challenge_parameter(challenge, "scope").as_deref(),
+        Some("akamai:social_profile:write")
+    );
+    assert_eq!(
+        challenge_parameter(challenge, "resource_metadata"),
+        Some(metadata_url)
+    );
+}

@@ -1,5 +1,6 @@
 //! The example protected API: routes guarded by `tower-scopegate`, configured from the
-//! environment (`ISSUER`, `AUDIENCE`, and optionally the introspection credentials).
+//! environment (`ISSUER`, `AUDIENCE`, and optionally the introspection credentials and
+//! `RESOURCE`, its public URL, to publish RFC 9728 metadata).
 //!
 //! Run with: `ISSUER=http://127.0.0.1:8080 AUDIENCE=https://api.example.test cargo run -p example-protected-api`
 
@@ -10,7 +11,7 @@ use axum::routing::get;
 use scopegate_validator::scope::ScopeError;
 use scopegate_validator::{Algorithm, BuildError, Validator};
 use serde_json::{Value, json};
-use tower_scopegate::{Authenticated, ScopeLayer};
+use tower_scopegate::{Authenticated, InvalidResource, ResourceMetadata, ScopeLayer};
 
 /// The API's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,9 @@ pub struct Config {
     pub introspection: Option<(String, String)>,
     /// `LISTEN`, default `127.0.0.1:3000`.
     pub listen: String,
+    /// `RESOURCE`: the URL clients call this API at; set it to publish RFC 9728 metadata and
+    /// point every challenge to it.
+    pub resource: Option<String>,
 }
 
 impl Config {
@@ -55,6 +59,7 @@ impl Config {
             audience: required("AUDIENCE")?,
             introspection,
             listen: lookup("LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned()),
+            resource: lookup("RESOURCE").filter(|value| !value.is_empty()),
         })
     }
 
@@ -72,6 +77,23 @@ impl Config {
         }
         builder.build()
     }
+
+    /// The RFC 9728 metadata to publish, when `RESOURCE` is set.
+    ///
+    /// # Errors
+    /// A `RESOURCE` that is not an https URL (http on loopback) without query or fragment.
+    pub fn metadata(
+        &self,
+        validator: &Validator,
+    ) -> Result<Option<ResourceMetadata>, InvalidResource> {
+        self.resource
+            .as_deref()
+            .map(|resource| {
+                ResourceMetadata::new(resource, validator)
+                    .map(|metadata| metadata.resource_name("Scopegate example API"))
+            })
+            .transpose()
+    }
 }
 
 /// The routes: `GET /public` open; `GET|PUT|DELETE /profile` need
@@ -81,6 +103,28 @@ impl Config {
 /// Never for these fixed scopes; the signature shows where a bad scope string would fail —
 /// at start-up.
 pub fn app(validator: &Validator) -> Result<Router, ScopeError> {
+    routes(validator, None)
+}
+
+/// [`app`], publishing `metadata` at its well-known path, every route described by it.
+///
+/// # Errors
+/// As [`app`].
+pub fn app_described(
+    validator: &Validator,
+    metadata: &ResourceMetadata,
+) -> Result<Router, ScopeError> {
+    Ok(routes(validator, Some(metadata))?.merge(metadata.router()))
+}
+
+fn routes(
+    validator: &Validator,
+    metadata: Option<&ResourceMetadata>,
+) -> Result<Router, ScopeError> {
+    let described = |layer: ScopeLayer| match metadata {
+        Some(metadata) => layer.described_by(metadata),
+        None => layer,
+    };
     Ok(Router::new()
         .route("/public", get(public))
         .route(
@@ -88,14 +132,14 @@ pub fn app(validator: &Validator) -> Result<Router, ScopeError> {
             get(read_profile)
                 .put(write_profile)
                 .delete(delete_profile)
-                .route_layer(ScopeLayer::method_derived(
+                .route_layer(described(ScopeLayer::method_derived(
                     validator,
                     "akamai:social_profile",
-                )?),
+                )?)),
         )
         .route(
             "/me",
-            get(me).route_layer(ScopeLayer::any_valid_token(validator)),
+            get(me).route_layer(described(ScopeLayer::any_valid_token(validator))),
         ))
 }
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use example_protected_api::{Config, app};
+use example_protected_api::{Config, app, app_described};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -29,7 +29,14 @@ async fn run() -> Result<(), String> {
     if let Err(error) = validator.refresh_keys().await {
         tracing::warn!(%error, "could not fetch the issuer's keys yet");
     }
-    let app = app(&validator).map_err(|error| error.to_string())?;
+    let app = match config
+        .metadata(&validator)
+        .map_err(|error| error.to_string())?
+    {
+        Some(metadata) => app_described(&validator, &metadata),
+        None => app(&validator),
+    }
+    .map_err(|error| error.to_string())?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;

@@ -23,6 +23,7 @@ async fn start(idp: &FakeIdp) -> Running {
         audience: AUDIENCE.to_owned(),
         introspection: Some((API_ID.to_owned(), API_SECRET.to_owned())),
         listen: "127.0.0.1:0".to_owned(),
+        resource: None,
     };
     let router = app(&config.validator().unwrap()).unwrap();
     let listener = tokio::net::TcpListener::bind(&config.listen).await.unwrap();
