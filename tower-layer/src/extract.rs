@@ -19,6 +19,32 @@ use crate::service::Anonymous;
 /// the client's missing token. On a route with an [optional](crate::ScopeLayer::optional)
 /// layer, take `Option<Authenticated>`: `None` for an anonymous caller (`Authenticated` alone
 /// answers such a caller 401, as if the layer were not optional).
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_scopegate::ScopeLayer;
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let issuer = DocIssuer::new();
+/// # let validator = doc_validator(&issuer);
+/// # let token = |scope: &str| issuer.token("https://api.example.com", scope);
+/// use tower_scopegate::Authenticated;
+///
+/// async fn me(who: Authenticated) -> String {
+///     format!("{} via {}", who.subject().unwrap_or("?"), who.client_id().unwrap_or("?"))
+/// }
+/// let app = Router::new()
+///     .route("/me", get(me).route_layer(ScopeLayer::any_valid_token(&validator)));
+/// assert_eq!(
+///     call(&app, "GET", "/me", Some(&token("openid"))).await,
+///     (200, "jane via reports-app".into())
+/// );
+/// // Without the layer the handler cannot run: 500, a server bug, not the caller's fault.
+/// let forgotten = Router::new().route("/me", get(me));
+/// assert_eq!(call(&forgotten, "GET", "/me", Some(&token("openid"))).await.0, 500);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     principal: Arc<Principal>,
@@ -101,6 +127,35 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Authenticated {
 ///
 /// A token whose claims do not fit `T` is refused with 401 `invalid_token`: it is not a token
 /// this API can use.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_scopegate::ScopeLayer;
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let issuer = DocIssuer::new();
+/// # let validator = doc_validator(&issuer);
+/// # let token = |scope: &str| issuer.token("https://api.example.com", scope);
+/// use serde::Deserialize;
+/// use tower_scopegate::Claims;
+///
+/// #[derive(Deserialize)]
+/// struct Caller {
+///     sub: String,
+///     client_id: String,
+/// }
+/// let app = Router::new().route(
+///     "/whoami",
+///     get(|Claims(caller): Claims<Caller>| async move { format!("{}/{}", caller.sub, caller.client_id) })
+///         .route_layer(ScopeLayer::any_valid_token(&validator)),
+/// );
+/// assert_eq!(
+///     call(&app, "GET", "/whoami", Some(&token("openid"))).await,
+///     (200, "jane/reports-app".into())
+/// );
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Claims<T>(pub T);
 

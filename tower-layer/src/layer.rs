@@ -16,17 +16,32 @@ use crate::service::Scope;
 /// Requirements are parsed here, when the layer is built: a bad scope string fails at
 /// start-up, never per request.
 ///
-/// ```no_run
-/// # use scopegate_validator::{Algorithm, Validator};
-/// # use tower_scopegate::ScopeLayer;
-/// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// use axum::{Router, routing::get};
+/// use scopegate_validator::{Algorithm, Validator};
+/// use tower_scopegate::{Authenticated, ScopeLayer};
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let issuer = DocIssuer::new();
+///
 /// let validator = Validator::builder()
 ///     .issuer("https://idp.example.com")
 ///     .audience("https://api.example.com")
-///     .algorithms([Algorithm::RS256])
+///     .algorithms([Algorithm::ES256])
+/// #   .key_source(issuer.keys()) // the examples' issuer lives in this process
 ///     .build()?;
-/// let read_profile = ScopeLayer::all_of(&validator, ["akamai:social_profile:read"])?;
-/// let profile = ScopeLayer::method_derived(&validator, "akamai:social_profile")?;
+/// let app = Router::new().route(
+///     "/profile",
+///     get(|who: Authenticated| async move { format!("hello {}", who.subject().unwrap_or("?")) })
+///         .route_layer(ScopeLayer::all_of(&validator, ["akamai:social_profile:read"])?),
+/// );
+///
+/// let reader = issuer.token("https://api.example.com", "akamai:social_profile:read");
+/// let stranger = issuer.token("https://api.example.com", "openid");
+/// assert_eq!(call(&app, "GET", "/profile", Some(&reader)).await, (200, "hello jane".into()));
+/// assert_eq!(call(&app, "GET", "/profile", Some(&stranger)).await.0, 403);
+/// assert_eq!(call(&app, "GET", "/profile", None).await.0, 401);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -52,6 +67,26 @@ pub(crate) struct Config {
 
 impl ScopeLayer {
     /// A layer for this requirement.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_scopegate::ScopeLayer;
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = DocIssuer::new();
+    /// # let validator = doc_validator(&issuer);
+    /// # let token = |scope: &str| issuer.token("https://api.example.com", scope);
+    /// use scopegate_validator::Requirement;
+    ///
+    /// let requirement = Requirement::all_of(["reports:all:read"])?;
+    /// let app = Router::new()
+    ///     .route("/reports", get(|| async { "reports" }))
+    ///     .layer(ScopeLayer::new(&validator, requirement));
+    /// assert_eq!(call(&app, "GET", "/reports", Some(&token("reports:all:read"))).await.0, 200);
+    /// assert_eq!(call(&app, "GET", "/reports", Some(&token("reports:all:write"))).await.0, 403);
+    /// # Ok(()) }
+    /// ```
     pub fn new(validator: &Validator, requirement: Requirement) -> Self {
         let max_header_bytes = 16 * 1024;
         Self {
@@ -69,6 +104,26 @@ impl ScopeLayer {
 
     /// Every one of these scopes is required.
     ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_scopegate::ScopeLayer;
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = DocIssuer::new();
+    /// # let validator = doc_validator(&issuer);
+    /// # let token = |scope: &str| issuer.token("https://api.example.com", scope);
+    /// let app = Router::new().route(
+    ///     "/orders",
+    ///     get(|| async { "orders" })
+    ///         .route_layer(ScopeLayer::all_of(&validator, ["shop:orders:read", "shop:customers:read"])?),
+    /// );
+    /// let both = token("shop:orders:read shop:customers:read");
+    /// assert_eq!(call(&app, "GET", "/orders", Some(&both)).await.0, 200);
+    /// assert_eq!(call(&app, "GET", "/orders", Some(&token("shop:orders:read"))).await.0, 403);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// A scope string that is not a valid scope, or an empty list.
     pub fn all_of<I, S>(validator: &Validator, scopes: I) -> Result<Self, ScopeError>
@@ -81,6 +136,25 @@ impl ScopeLayer {
 
     /// At least one of these scopes is required.
     ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_scopegate::ScopeLayer;
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = DocIssuer::new();
+    /// # let validator = doc_validator(&issuer);
+    /// # let token = |scope: &str| issuer.token("https://api.example.com", scope);
+    /// let app = Router::new().route(
+    ///     "/orders",
+    ///     get(|| async { "orders" })
+    ///         .route_layer(ScopeLayer::any_of(&validator, ["shop:orders:read", "shop:admin"])?),
+    /// );
+    /// assert_eq!(call(&app, "GET", "/orders", Some(&token("shop:admin:write"))).await.0, 200);
+    /// assert_eq!(call(&app, "GET", "/orders", Some(&token("openid"))).await.0, 403);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// A scope string that is not a valid scope, or an empty list.
     pub fn any_of<I, S>(validator: &Validator, scopes: I) -> Result<Self, ScopeError>
@@ -92,6 +166,25 @@ impl ScopeLayer {
     }
 
     /// One of several sets of scopes, each required in full (OR of AND). No sets denies all.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_scopegate::ScopeLayer;
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = DocIssuer::new();
+    /// # let validator = doc_validator(&issuer);
+    /// # let token = |scope: &str| issuer.token("https://api.example.com", scope);
+    /// let policy = ScopeLayer::policy(
+    ///     &validator,
+    ///     [vec!["shop:orders:read", "shop:customers:read"], vec!["shop:admin:*"]],
+    /// )?;
+    /// let app = Router::new().route("/orders", get(|| async { "orders" }).route_layer(policy));
+    /// assert_eq!(call(&app, "GET", "/orders", Some(&token("shop:admin:*"))).await.0, 200);
+    /// assert_eq!(call(&app, "GET", "/orders", Some(&token("shop:orders:read"))).await.0, 403);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// A scope string that is not a valid scope, or an empty set.
@@ -107,6 +200,29 @@ impl ScopeLayer {
     /// `prefix:name` with the permission taken from the HTTP method: GET/HEAD/OPTIONS → `read`,
     /// POST/PUT/PATCH → `write`, DELETE → `delete`; any other method is refused.
     ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_scopegate::ScopeLayer;
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = DocIssuer::new();
+    /// # let validator = doc_validator(&issuer);
+    /// # let token = |scope: &str| issuer.token("https://api.example.com", scope);
+    /// let app = Router::new().route(
+    ///     "/profile",
+    ///     get(|| async { "read" })
+    ///         .put(|| async { "written" })
+    ///         .route_layer(ScopeLayer::method_derived(&validator, "akamai:social_profile")?),
+    /// );
+    /// let reader = token("akamai:social_profile:read");
+    /// assert_eq!(call(&app, "GET", "/profile", Some(&reader)).await.0, 200);
+    /// assert_eq!(call(&app, "PUT", "/profile", Some(&reader)).await.0, 403);
+    /// let owner = token("akamai:social_profile:*");
+    /// assert_eq!(call(&app, "PUT", "/profile", Some(&owner)).await.0, 200);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// Not a structured `prefix:name` scope without a suffix.
     pub fn method_derived(validator: &Validator, prefix_name: &str) -> Result<Self, ScopeError> {
@@ -117,6 +233,22 @@ impl ScopeLayer {
     }
 
     /// Any token the validator accepts, whatever its scopes.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_scopegate::ScopeLayer;
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = DocIssuer::new();
+    /// # let validator = doc_validator(&issuer);
+    /// # let token = |scope: &str| issuer.token("https://api.example.com", scope);
+    /// let app = Router::new()
+    ///     .route("/me", get(|| async { "me" }).route_layer(ScopeLayer::any_valid_token(&validator)));
+    /// assert_eq!(call(&app, "GET", "/me", Some(&token("openid"))).await.0, 200);
+    /// assert_eq!(call(&app, "GET", "/me", Some("not.a.token")).await.0, 401);
+    /// # Ok(()) }
+    /// ```
     pub fn any_valid_token(validator: &Validator) -> Self {
         Self::new(validator, Requirement::any_valid_token())
     }
@@ -160,12 +292,29 @@ impl ScopeLayer {
     /// unreachable issuer is 503 — never a fall-back to anonymous.
     ///
     /// ```
-    /// # use scopegate_validator::{Algorithm, Validator};
-    /// # use tower_scopegate::ScopeLayer;
-    /// # let validator = Validator::builder().issuer("https://idp.example.com")
-    /// #     .audience("https://api.example.com").algorithms([Algorithm::ES256]).build().unwrap();
+    /// use axum::{Router, routing::get};
+    /// use tower_scopegate::ScopeLayer;
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = DocIssuer::new();
+    /// # let validator = doc_validator(&issuer);
+    /// # let token = |scope: &str| issuer.token("https://api.example.com", scope);
+    /// use tower_scopegate::Authenticated;
+    ///
     /// // Anyone may read the catalogue; a signed-in caller is recognised.
-    /// let catalogue = ScopeLayer::any_valid_token(&validator).optional();
+    /// let greeting = |who: Option<Authenticated>| async move {
+    ///     who.and_then(|who| who.subject().map(str::to_owned)).unwrap_or_else(|| "guest".into())
+    /// };
+    /// let app = Router::new().route(
+    ///     "/catalogue",
+    ///     get(greeting).route_layer(ScopeLayer::any_valid_token(&validator).optional()),
+    /// );
+    /// assert_eq!(call(&app, "GET", "/catalogue", None).await, (200, "guest".into()));
+    /// assert_eq!(call(&app, "GET", "/catalogue", Some(&token("openid"))).await, (200, "jane".into()));
+    /// // A presented token is checked all the same: a bad one is refused, not anonymous.
+    /// assert_eq!(call(&app, "GET", "/catalogue", Some("not.a.token")).await.0, 401);
+    /// # Ok(()) }
     /// ```
     pub fn optional(mut self) -> Self {
         Arc::make_mut(&mut self.config).anonymous_allowed = true;
@@ -178,6 +327,35 @@ impl ScopeLayer {
     /// document (`resource_metadata="…"`), a 401 for a missing token also the scopes the
     /// request needs (`scope="…"`), so that a client knowing only the API's URL can find the
     /// authorization server and ask it for the right token.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_scopegate::ScopeLayer;
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = DocIssuer::new();
+    /// # let validator = doc_validator(&issuer);
+    /// # let token = |scope: &str| issuer.token("https://api.example.com", scope);
+    /// use tower_scopegate::ResourceMetadata;
+    ///
+    /// let metadata = ResourceMetadata::new("https://api.example.com", &validator)?;
+    /// let app = Router::new()
+    ///     .route(
+    ///         "/profile",
+    ///         get(|| async { "profile" }).route_layer(
+    ///             ScopeLayer::method_derived(&validator, "akamai:social_profile")?
+    ///                 .described_by(&metadata),
+    ///         ),
+    ///     )
+    ///     .merge(metadata.router());
+    /// let (status, document) = call(&app, "GET", "/.well-known/oauth-protected-resource", None).await;
+    /// assert_eq!(status, 200);
+    /// assert!(document.contains(r#""scopes_supported":["akamai:social_profile:delete""#));
+    /// // A 401 names the scope and the metadata (see the response table).
+    /// assert_eq!(call(&app, "GET", "/profile", None).await.0, 401);
+    /// # Ok(()) }
+    /// ```
     pub fn described_by(mut self, metadata: &ResourceMetadata) -> Self {
         // Here rather than in `layer`: axum applies route layers lazily, at the first request.
         metadata.describe(&self.config.requirement);

@@ -24,6 +24,25 @@ use crate::verified::VerifiedTokens;
 /// Nothing is accepted until configured: `issuer`, at least one `audience` and at least one
 /// algorithm are required, and [`build`](Self::build) names the first field that is missing
 /// or wrong.
+///
+/// ```
+/// use std::time::Duration;
+/// use scopegate_validator::{Algorithm, Validator};
+///
+/// let validator = Validator::builder()
+///     .issuer("https://idp.example.com") // keys and endpoints found through discovery
+///     .audience("https://api.example.com")
+///     .algorithms([Algorithm::RS256, Algorithm::ES256])
+///     .leeway(Duration::from_secs(10))
+///     .introspection("https://api.example.com", "api-secret") // opaque tokens too
+///     .build()?;
+/// assert_eq!(validator.issuer(), "https://idp.example.com");
+///
+/// // Forgetting a field is an error that names it, never a validator that accepts anything.
+/// let error = Validator::builder().issuer("https://idp.example.com").build().unwrap_err();
+/// assert!(error.to_string().contains("audience"), "{error}");
+/// # Ok::<(), scopegate_validator::BuildError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ValidatorBuilder {

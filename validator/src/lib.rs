@@ -97,6 +97,27 @@ impl Validator {
     /// `none` and HMAC are never accepted; `jku`, `jwk`, `x5u`, `x5c` and `crit` headers reject
     /// the token; duplicate JSON members reject it; `iss` must match exactly, `aud` must
     /// contain a configured audience, `exp` is required.
+    ///
+    /// ```
+    /// use scopegate_validator::{Algorithm, Error, Validator};
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc_issuer.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = DocIssuer::new();
+    /// # let token = issuer.token("https://api.example.com", "openid");
+    /// # let elsewhere = issuer.token("https://other.example.com", "openid");
+    /// let validator = Validator::builder()
+    ///     .issuer("https://idp.example.com")
+    ///     .audience("https://api.example.com")
+    ///     .algorithms([Algorithm::ES256])
+    /// #   .key_source(issuer.keys()) // the examples' issuer lives in this process
+    ///     .build()?;
+    /// let principal = validator.validate(&token).await?;
+    /// assert_eq!(principal.subject(), Some("jane"));
+    /// assert!(matches!(validator.validate(&elsewhere).await, Err(Error::InvalidToken(_))));
+    /// assert!(matches!(validator.validate("").await, Err(Error::NoToken)));
+    /// # Ok(()) }
+    /// ```
     pub async fn validate(&self, token: &str) -> Result<Arc<Principal>, Error> {
         let inner = &*self.inner;
         if token.is_empty() {
