@@ -1,10 +1,7 @@
 //! `Validator::builder()`: every setting checked at `build()`, defaults that fail closed.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-use url::{Host, Url};
 
 use crate::Validator;
 use crate::algorithm::Algorithm;
@@ -12,11 +9,11 @@ use crate::claims::ClaimRules;
 use crate::clock::{Clock, SystemClock};
 use crate::discovery::IssuerMetadata;
 use crate::error::BuildError;
-use crate::http;
+use crate::http::{self, checked_url};
 use crate::introspect::{Endpoint, IntrospectionPolicy, Introspector, Secret};
 use crate::jwks::{JwksCache, JwksPolicy, JwksSource};
 use crate::source::{IntrospectionSource, KeySource};
-use crate::token_type::TypeRule;
+use crate::token_type::{TypeRule, normalize_typ};
 use crate::verified::VerifiedTokens;
 
 /// Configures a [`Validator`].
@@ -534,47 +531,6 @@ impl ValidatorBuilder {
             introspect_jwts: self.introspect_jwts,
             clock: self.clock,
         }))
-    }
-}
-
-/// `typ` values are media types: compare without case and without `application/`.
-pub(crate) fn normalize_typ(typ: &str) -> String {
-    let lower = typ.to_ascii_lowercase();
-    match lower.strip_prefix("application/") {
-        Some(rest) => rest.to_owned(),
-        None => lower,
-    }
-}
-
-/// Parses a URL that keys or documents are fetched from: https, or http on loopback, or http
-/// anywhere with the explicit opt-in.
-pub(crate) fn checked_url(
-    field: &'static str,
-    url: &str,
-    allow_insecure_http: bool,
-) -> Result<Url, BuildError> {
-    let parsed = Url::parse(url).map_err(|error| BuildError::new(field, error.to_string()))?;
-    match parsed.scheme() {
-        "https" => Ok(parsed),
-        "http" if allow_insecure_http || is_loopback(&parsed) => Ok(parsed),
-        "http" => Err(BuildError::new(
-            field,
-            "plain http is allowed only on loopback hosts (use https, or opt in with \
-             dangerous_allow_insecure_http)",
-        )),
-        other => Err(BuildError::new(
-            field,
-            format!("unsupported scheme {other:?}"),
-        )),
-    }
-}
-
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(address)) => IpAddr::V4(address).is_loopback(),
-        Some(Host::Ipv6(address)) => IpAddr::V6(address).is_loopback(),
-        None => false,
     }
 }
 

@@ -8,8 +8,8 @@ use serde_json::Value;
 use url::Url;
 
 use crate::clock::Clock;
-use crate::config::checked_url;
 use crate::error::FetchError;
+use crate::http::checked_url;
 use crate::http::{self, Fetched};
 use crate::json;
 

@@ -1,5 +1,6 @@
 //! Fetching documents from the issuer: one shared client, timeouts, a size cap, no redirects.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::header::{
@@ -7,9 +8,9 @@ use reqwest::header::{
     IF_NONE_MATCH,
 };
 use reqwest::{Client, StatusCode};
-use url::Url;
+use url::{Host, Url};
 
-use crate::error::FetchError;
+use crate::error::{BuildError, FetchError};
 
 /// What a GET brought back.
 #[derive(Debug)]
@@ -22,6 +23,38 @@ pub(crate) enum Fetched {
         etag: Option<String>,
         max_age: Option<Duration>,
     },
+}
+
+/// Parses a URL that keys or documents are fetched from: https, or http on loopback, or http
+/// anywhere with the explicit opt-in.
+pub(crate) fn checked_url(
+    field: &'static str,
+    url: &str,
+    allow_insecure_http: bool,
+) -> Result<Url, BuildError> {
+    let parsed = Url::parse(url).map_err(|error| BuildError::new(field, error.to_string()))?;
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if allow_insecure_http || is_loopback(&parsed) => Ok(parsed),
+        "http" => Err(BuildError::new(
+            field,
+            "plain http is allowed only on loopback hosts (use https, or opt in with \
+             dangerous_allow_insecure_http)",
+        )),
+        other => Err(BuildError::new(
+            field,
+            format!("unsupported scheme {other:?}"),
+        )),
+    }
+}
+
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(address)) => IpAddr::V4(address).is_loopback(),
+        Some(Host::Ipv6(address)) => IpAddr::V6(address).is_loopback(),
+        None => false,
+    }
 }
 
 pub(crate) fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<Client> {

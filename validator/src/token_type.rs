@@ -13,13 +13,21 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::normalize_typ;
 use crate::error::InvalidToken;
 
 /// Claims that only id_tokens carry (OpenID Connect Core §2, §3.1.3.6, §3.3.2.11).
 const ID_TOKEN_CLAIMS: [&str; 3] = ["nonce", "at_hash", "c_hash"];
 /// Claims by which an untyped token grants something.
 const GRANT_CLAIMS: [&str; 3] = ["scope", "scp", "roles"];
+
+/// `typ` values are media types: compare without case and without `application/`.
+pub(crate) fn normalize_typ(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
+}
 
 /// How a JWT is recognised as an access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
