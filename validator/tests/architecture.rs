@@ -19,6 +19,13 @@ fn no_module_imports_the_builder_back() {
             offenders.push(name);
         }
     }
-    assert!(read >= 10, "only {read} modules found in {}", source.display());
-    assert!(offenders.is_empty(), "these modules import config back: {offenders:?}");
+    assert!(
+        read >= 10,
+        "only {read} modules found in {}",
+        source.display()
+    );
+    assert!(
+        offenders.is_empty(),
+        "these modules import config back: {offenders:?}"
+    );
 }
