@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
-use scopegate_validator::Error;
+use scopegate_validator::{Error, InvalidToken};
 
 /// The kinds of refusal, one per row of the response table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,8 @@ impl Rejection {
     pub(crate) fn from_error(error: &Error) -> Self {
         let kind = match error {
             Error::NoToken => RejectionKind::MissingToken,
+            // RFC 6750 §3.1: a header that cannot hold a bearer token is a malformed request.
+            Error::InvalidToken(InvalidToken::NotBearerSyntax) => RejectionKind::InvalidRequest,
             Error::InsufficientScope(_) => RejectionKind::InsufficientScope,
             Error::Unavailable(_) => RejectionKind::Unavailable,
             _ => RejectionKind::InvalidToken,

@@ -142,6 +142,9 @@ async fn malformed_requests_are_invalid_request() {
         request(Method::GET, &[&bearer(&token), &bearer(&token)]),
         request(Method::GET, &["Bearer"]),
         request(Method::GET, &["Bearer a b"]),
+        request(Method::GET, &["Bearer a\"b"]),
+        request(Method::GET, &["Bearer =="]),
+        request(Method::GET, &["Bearer caf\u{e9}"]),
         request(Method::GET, &[&long]),
         Request::get(format!("/profile?access_token={token}"))
             .body(Full::default())

@@ -103,6 +103,10 @@ pub enum InvalidToken {
         /// The configured one.
         required: String,
     },
+    /// Not an RFC 6750 §2.1 `b64token`: a space, a quote, a non-ASCII character… No bearer
+    /// token looks like that; HTTP layers answer it as a malformed request.
+    #[error("not an RFC 6750 bearer token (b64token syntax)")]
+    NotBearerSyntax,
     /// A JWT that is not an access token: an id_token, or another kind the issuer signs (see
     /// `ValidatorBuilder::dangerous_accept_any_token_type`).
     #[error("not an access token: {0}")]

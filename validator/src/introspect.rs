@@ -485,8 +485,7 @@ const B64TOKEN: [bool; 256] = {
 /// Whether `token` has the RFC 6750 §2.1 `b64token` syntax:
 /// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`. Anything else cannot be a
 /// bearer token and is refused without asking the issuer.
-#[must_use]
-pub fn is_b64token(token: &str) -> bool {
+pub(crate) fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty() && body.bytes().all(|byte| B64TOKEN[usize::from(byte)])
 }

@@ -397,7 +397,8 @@ async fn malformed_shapes_fail() {
     );
     let cases: Vec<(String, InvalidToken)> = vec![
         (jwe.to_owned(), InvalidToken::Encrypted),
-        (json_serialization, InvalidToken::NotAJwt),
+        // Braces and quotes: not even bearer-token syntax.
+        (json_serialization, InvalidToken::NotBearerSyntax),
         (
             format!("{}.{}", segments[0], segments[1]),
             InvalidToken::NotAJwt,
@@ -413,7 +414,7 @@ async fn malformed_shapes_fail() {
         ),
         (
             format!("{}=.{}.{}", segments[0], segments[1], segments[2]),
-            InvalidToken::Malformed(""),
+            InvalidToken::NotBearerSyntax,
         ),
         (
             format!("{}.{}.{}=", segments[0], segments[1], segments[2]),
