@@ -99,7 +99,7 @@ impl ResourceMetadata {
         let metadata_url = format!("{}{path}", url.origin().ascii_serialization());
         Ok(Self {
             resource: resource.to_owned(),
-            authorization_servers: vec![validator.issuer().to_owned()],
+            authorization_servers: validator.issuers().into_iter().map(str::to_owned).collect(),
             path,
             metadata_url,
             resource_name: None,

@@ -21,6 +21,9 @@ pub(crate) struct ClaimRules {
     pub(crate) any_audience: bool,
     /// `dangerous_accept_expired`: `exp` is still required, but not enforced.
     pub(crate) accept_expired: bool,
+    /// `scope_claim`: the claim scopes are read from, as a dotted path
+    /// (`realm_access.roles`); `None`: `scope`, else `scp`.
+    pub(crate) scope_claim: Option<String>,
 }
 
 /// Where a claim set comes from: a JWT must carry `iss`, `aud` and `exp`; an introspection
@@ -89,7 +92,11 @@ pub(crate) fn check(
         return Err(InvalidToken::IssuedInFuture);
     }
 
-    let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
+    let granted = match &rules.scope_claim {
+        None => claims.get("scope").or_else(|| claims.get("scp")),
+        Some(path) => claim_at(&claims, path),
+    };
+    let scopes = match granted {
         None => ScopeSet::default(),
         Some(value) => ScopeSet::deserialize(value).map_err(|_| {
             claim(
@@ -110,6 +117,16 @@ pub(crate) fn check(
         issued_at: issued_at.map(to_duration),
         claims,
     })
+}
+
+/// The value at a dotted `path` of nested objects (`realm_access.roles`), if there is one.
+fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut names = path.split('.');
+    let mut value = claims.get(names.next()?)?;
+    for name in names {
+        value = value.as_object()?.get(name)?;
+    }
+    Some(value)
 }
 
 fn claim(name: &'static str, problem: &'static str) -> InvalidToken {

@@ -65,6 +65,7 @@ pub struct ValidatorBuilder {
     introspection_source: Option<Arc<dyn IntrospectionSource>>,
     any_audience: bool,
     accept_expired: bool,
+    scope_claim: Option<String>,
 }
 
 /// Longest accepted clock skew: more would keep expired tokens alive.
@@ -95,6 +96,7 @@ impl Default for ValidatorBuilder {
             introspection_source: None,
             any_audience: false,
             accept_expired: false,
+            scope_claim: None,
         }
     }
 }
@@ -286,6 +288,15 @@ impl ValidatorBuilder {
         self
     }
 
+    /// The claim granted scopes are read from, instead of `scope` (or `scp` when `scope` is
+    /// absent): e.g. `roles` for Entra ID application permissions, `realm_access.roles` for
+    /// Keycloak realm roles (a dotted path into nested objects). A space-separated string or an
+    /// array of scope tokens; absent means no scopes.
+    pub fn scope_claim(mut self, claim: impl Into<String>) -> Self {
+        self.scope_claim = Some(claim.into());
+        self
+    }
+
     /// Accept any JWT the issuer signs, not only access tokens.
     ///
     /// By default a JWT is taken as an access token when its `typ` is `at+jwt` (RFC 9068), or
@@ -398,6 +409,16 @@ impl ValidatorBuilder {
         if self.required_typ.as_deref().is_some_and(str::is_empty) {
             return Err(BuildError::new("required_typ", "must not be empty"));
         }
+        if self
+            .scope_claim
+            .as_deref()
+            .is_some_and(|path| path.split('.').any(str::is_empty))
+        {
+            return Err(BuildError::new(
+                "scope_claim",
+                "a claim name or a dotted path of names, none empty",
+            ));
+        }
         if self.required_typ.is_some() && self.any_token_type {
             return Err(BuildError::new(
                 "required_typ",
@@ -449,6 +470,7 @@ impl ValidatorBuilder {
             leeway: self.leeway,
             any_audience: self.any_audience,
             accept_expired: self.accept_expired,
+            scope_claim: self.scope_claim,
         };
         let introspector = match (self.introspection_source, self.introspection_credentials) {
             (Some(_), Some(_)) => {

@@ -11,6 +11,7 @@ mod error;
 pub mod fuzzing;
 mod http;
 mod introspect;
+mod issuers;
 mod json;
 mod jwk;
 mod jwks;
@@ -42,10 +43,18 @@ use crate::verified::VerifiedTokens;
 /// Turns bearer tokens into verified [`Principal`]s.
 ///
 /// Cheap to clone (one `Arc`); share one per issuer across the whole application so that every
-/// request uses the same key cache and verified-token cache.
+/// request uses the same key cache and verified-token cache. Several issuers behind one
+/// validator: [`Validator::for_issuers`].
 #[derive(Clone, Debug)]
 pub struct Validator {
-    inner: Arc<Inner>,
+    trust: Arc<Trust>,
+}
+
+/// Whom a validator trusts.
+#[derive(Debug)]
+enum Trust {
+    One(Inner),
+    Many(issuers::IssuerSet),
 }
 
 #[derive(Debug)]
@@ -69,14 +78,74 @@ impl Validator {
 
     fn from_parts(inner: Inner) -> Self {
         Self {
-            inner: Arc::new(inner),
+            trust: Arc::new(Trust::One(inner)),
         }
     }
 
-    /// The configured issuer.
+    /// One validator for several trusted issuers, each built on its own (its audiences,
+    /// algorithms, `typ`, introspection credentials, leeway, scope claim). A JWT goes to the
+    /// validator of the issuer its `iss` names — and is verified there with that issuer's keys,
+    /// so a token signed by one issuer claiming another's name fails — while a name not listed
+    /// is refused without any network call. Opaque tokens are introspected at the issuers that
+    /// introspect, in the order given: the first active answer wins; none active is inactive,
+    /// unless an issuer could not be asked (then *unavailable*).
+    ///
+    /// ```
+    /// use scopegate_validator::{Algorithm, Validator};
+    ///
+    /// let ours = Validator::builder()
+    ///     .issuer("https://login.example.com")
+    ///     .audience("https://api.example.com")
+    ///     .algorithms([Algorithm::ES256])
+    ///     .build()?;
+    /// let partner = Validator::builder()
+    ///     .issuer("https://login.microsoftonline.com/9188040d/v2.0")
+    ///     .audience("api://orders")
+    ///     .algorithms([Algorithm::RS256])
+    ///     .scope_claim("roles") // Entra ID application permissions
+    ///     .build()?;
+    /// let validator = Validator::for_issuers([ours, partner])?;
+    /// assert_eq!(validator.issuers().len(), 2);
+    /// # Ok::<(), scopegate_validator::BuildError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`BuildError`] for an empty list, a set inside the list, or an issuer listed twice.
+    pub fn for_issuers(
+        validators: impl IntoIterator<Item = Validator>,
+    ) -> Result<Self, BuildError> {
+        let set = issuers::IssuerSet::new(validators.into_iter().collect())?;
+        Ok(Self {
+            trust: Arc::new(Trust::Many(set)),
+        })
+    }
+
+    /// The configured issuer; for several, the first listed.
     #[must_use]
     pub fn issuer(&self) -> &str {
-        &self.inner.rules.issuer
+        match &*self.trust {
+            Trust::One(inner) => &inner.rules.issuer,
+            Trust::Many(set) => set.ordered()[0].issuer(),
+        }
+    }
+
+    /// Every trusted issuer, in configured order.
+    #[must_use]
+    pub fn issuers(&self) -> Vec<&str> {
+        match &*self.trust {
+            Trust::One(inner) => vec![inner.rules.issuer.as_str()],
+            Trust::Many(set) => set.ordered().iter().map(Validator::issuer).collect(),
+        }
+    }
+
+    /// Whether this validator trusts one issuer (not a set).
+    pub(crate) fn is_single(&self) -> bool {
+        matches!(&*self.trust, Trust::One(_))
+    }
+
+    /// Whether opaque tokens are introspected (a single issuer with introspection configured).
+    pub(crate) fn introspects(&self) -> bool {
+        matches!(&*self.trust, Trust::One(inner) if inner.introspector.is_some())
     }
 
     /// Verifies a bearer token and returns who it speaks for.
@@ -118,7 +187,11 @@ impl Validator {
     /// # Ok(()) }
     /// ```
     pub async fn validate(&self, token: &str) -> Result<Arc<Principal>, Error> {
-        let inner = &*self.inner;
+        let inner = match &*self.trust {
+            Trust::One(inner) => inner,
+            // Boxed: the set calls back into `validate` of the issuer it picks.
+            Trust::Many(set) => return Box::pin(set.validate(token)).await,
+        };
         if token.is_empty() {
             return Err(Error::NoToken);
         }
@@ -133,7 +206,9 @@ impl Validator {
         // future stays small; it is built and moved on every request.
         let hash = (inner.verified.is_enabled() && token.contains('.'))
             .then(|| verified::token_hash(token));
-        let cached = hash.as_ref().and_then(|hash| self.cached_jwt(hash, token));
+        let cached = hash
+            .as_ref()
+            .and_then(|hash| Self::cached_jwt(inner, hash, token));
         let principal = match cached {
             Some(principal) => principal,
             None => {
@@ -149,7 +224,7 @@ impl Validator {
                         None => Err(InvalidToken::NotAJwt.into()),
                     };
                 }
-                Box::pin(self.verify_jwt(token, hash)).await?
+                Box::pin(Self::verify_jwt(inner, token, hash)).await?
             }
         };
         if inner.introspect_jwts
@@ -167,7 +242,10 @@ impl Validator {
     /// Lets a middleware take a fast path without allocating a future.
     #[must_use]
     pub fn cached(&self, token: &str) -> Option<Arc<Principal>> {
-        let inner = &*self.inner;
+        let inner = match &*self.trust {
+            Trust::One(inner) => inner,
+            Trust::Many(set) => return set.cached(token),
+        };
         if token.is_empty() || token.len() > inner.max_token_bytes {
             return None;
         }
@@ -176,7 +254,7 @@ impl Validator {
             let hit = inner
                 .verified
                 .is_enabled()
-                .then(|| self.cached_jwt(&verified::token_hash(token), token));
+                .then(|| Self::cached_jwt(inner, &verified::token_hash(token), token));
             if let Some(principal) = hit.flatten() {
                 if inner.introspect_jwts {
                     inner.introspector.as_ref()?.peek(token)?;
@@ -192,8 +270,11 @@ impl Validator {
 
     /// A verified-token cache hit, if the token has not expired and its key is still published
     /// in a fresh key set.
-    fn cached_jwt(&self, hash: &verified::TokenHash, token: &str) -> Option<Arc<Principal>> {
-        let inner = &*self.inner;
+    fn cached_jwt(
+        inner: &Inner,
+        hash: &verified::TokenHash,
+        token: &str,
+    ) -> Option<Arc<Principal>> {
         let hit = inner.verified.get(hash, token)?;
         let now = inner.clock.now();
         let unexpired = hit
@@ -205,11 +286,10 @@ impl Validator {
 
     /// The JWT path: full local verification, remembered in the verified-token cache.
     async fn verify_jwt(
-        &self,
+        inner: &Inner,
         token: &str,
         hash: Option<verified::TokenHash>,
     ) -> Result<Arc<Principal>, Error> {
-        let inner = &*self.inner;
         let jws = UntrustedJws::parse(token, &inner.algorithms)?;
         inner.token_type.check_header(jws.header.typ.as_deref())?;
         let key_fingerprint = inner.jwks.verify(&jws).await?;
@@ -249,26 +329,67 @@ impl Validator {
     ///
     /// # Errors
     /// [`Error::Unavailable`] when discovery or the JWKS fetch fails.
+    /// With several issuers, every issuer's keys: the total, or the first failure once all were
+    /// tried.
     pub async fn refresh_keys(&self) -> Result<usize, Error> {
-        self.inner.jwks.refresh().await
-    }
-
-    /// How many entries the caches hold now (after pending evictions), for metrics.
-    pub async fn cache_stats(&self) -> CacheStats {
-        let introspection_answers = match &self.inner.introspector {
-            Some(introspector) => introspector.cached_entries().await,
-            None => 0,
-        };
-        CacheStats {
-            verified_tokens: self.inner.verified.len(),
-            introspection_answers,
+        match &*self.trust {
+            Trust::One(inner) => inner.jwks.refresh().await,
+            Trust::Many(set) => {
+                let (mut total, mut failure) = (0, None);
+                for validator in set.ordered() {
+                    match Box::pin(validator.refresh_keys()).await {
+                        Ok(count) => total += count,
+                        Err(error) => {
+                            failure.get_or_insert(error);
+                        }
+                    }
+                }
+                failure.map_or(Ok(total), Err)
+            }
         }
     }
 
-    /// The leeway applied to time claims.
+    /// How many entries the caches hold now (after pending evictions), for metrics; with
+    /// several issuers, summed.
+    pub async fn cache_stats(&self) -> CacheStats {
+        match &*self.trust {
+            Trust::One(inner) => {
+                let introspection_answers = match &inner.introspector {
+                    Some(introspector) => introspector.cached_entries().await,
+                    None => 0,
+                };
+                CacheStats {
+                    verified_tokens: inner.verified.len(),
+                    introspection_answers,
+                }
+            }
+            Trust::Many(set) => {
+                let mut total = CacheStats {
+                    verified_tokens: 0,
+                    introspection_answers: 0,
+                };
+                for validator in set.ordered() {
+                    let stats = Box::pin(validator.cache_stats()).await;
+                    total.verified_tokens += stats.verified_tokens;
+                    total.introspection_answers += stats.introspection_answers;
+                }
+                total
+            }
+        }
+    }
+
+    /// The leeway applied to time claims; with several issuers, the largest.
     #[must_use]
     pub fn leeway(&self) -> Duration {
-        self.inner.rules.leeway
+        match &*self.trust {
+            Trust::One(inner) => inner.rules.leeway,
+            Trust::Many(set) => set
+                .ordered()
+                .iter()
+                .map(Validator::leeway)
+                .max()
+                .unwrap_or_default(),
+        }
     }
 }
 

@@ -219,7 +219,10 @@ async fn a_flood_of_random_tokens_is_bounded_in_memory_and_calls() {
     for task in tasks {
         let reason = invalid(task.await.unwrap());
         assert!(
-            matches!(reason, InvalidToken::Inactive | InvalidToken::NotBearerSyntax),
+            matches!(
+                reason,
+                InvalidToken::Inactive | InvalidToken::NotBearerSyntax
+            ),
             "{reason:?}"
         );
     }
