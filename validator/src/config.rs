@@ -66,6 +66,7 @@ pub struct ValidatorBuilder {
     any_audience: bool,
     accept_expired: bool,
     scope_claim: Option<String>,
+    discovery_refresh: Duration,
 }
 
 /// Longest accepted clock skew: more would keep expired tokens alive.
@@ -97,6 +98,7 @@ impl Default for ValidatorBuilder {
             any_audience: false,
             accept_expired: false,
             scope_claim: None,
+            discovery_refresh: Duration::from_secs(3600),
         }
     }
 }
@@ -180,6 +182,14 @@ impl ValidatorBuilder {
     /// (default 30 s), however many such tokens arrive.
     pub fn jwks_refetch_cooldown(mut self, cooldown: Duration) -> Self {
         self.jwks.refetch_cooldown = cooldown;
+        self
+    }
+
+    /// How old the issuer's discovered metadata may get before it is fetched again (default
+    /// 1 h, at least 1 min), so that an issuer that moves its `jwks_uri` or introspection
+    /// endpoint is followed without a restart. A failed refresh keeps the last metadata.
+    pub fn discovery_refresh(mut self, interval: Duration) -> Self {
+        self.discovery_refresh = interval;
         self
     }
 
@@ -409,6 +419,12 @@ impl ValidatorBuilder {
         if self.required_typ.as_deref().is_some_and(str::is_empty) {
             return Err(BuildError::new("required_typ", "must not be empty"));
         }
+        if self.discovery_refresh < Duration::from_secs(60) {
+            return Err(BuildError::new(
+                "discovery_refresh",
+                "must be at least 1 min",
+            ));
+        }
         if self
             .scope_claim
             .as_deref()
@@ -452,6 +468,7 @@ impl ValidatorBuilder {
             self.allow_insecure_http,
             Arc::clone(&self.clock),
             self.jwks.failure_backoff,
+            self.discovery_refresh,
         ));
         let source = match (self.key_source, jwks_url) {
             (Some(_), Some(_)) => {

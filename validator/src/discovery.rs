@@ -1,8 +1,9 @@
 //! Finding the issuer's `jwks_uri`: OpenID Connect Discovery 1.0 §4, then RFC 8414.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use reqwest::Client;
 use serde_json::Value;
 use url::Url;
@@ -40,9 +41,18 @@ pub(crate) struct Metadata {
     pub(crate) introspection_endpoint: Option<Url>,
 }
 
-/// The issuer's metadata, fetched once when first needed. Attempts are made one at a time;
-/// after a failure, callers get that failure at once until the backoff has passed, so an
-/// unreachable issuer is not asked by every waiting request in turn.
+/// Metadata and when it was fetched.
+#[derive(Debug)]
+struct Known {
+    metadata: Arc<Metadata>,
+    fetched_at: Duration,
+}
+
+/// The issuer's metadata, fetched when first needed and again once it is `refresh_after` old
+/// (so an issuer that moves its `jwks_uri` is followed without a restart). Attempts are made
+/// one at a time; after a failure, callers get that failure at once until the backoff has
+/// passed, so an unreachable issuer is not asked by every waiting request in turn — or, when
+/// metadata was fetched before, they keep using it.
 #[derive(Debug)]
 pub(crate) struct IssuerMetadata {
     issuer: String,
@@ -51,7 +61,8 @@ pub(crate) struct IssuerMetadata {
     allow_insecure_http: bool,
     clock: Arc<dyn Clock>,
     failure_backoff: Duration,
-    metadata: OnceLock<Metadata>,
+    refresh_after: Duration,
+    known: ArcSwapOption<Known>,
     /// When the last attempt failed, and how.
     last_failure: tokio::sync::Mutex<Option<(Duration, FetchError)>>,
 }
@@ -64,6 +75,7 @@ impl IssuerMetadata {
         allow_insecure_http: bool,
         clock: Arc<dyn Clock>,
         failure_backoff: Duration,
+        refresh_after: Duration,
     ) -> Self {
         Self {
             issuer,
@@ -72,7 +84,8 @@ impl IssuerMetadata {
             allow_insecure_http,
             clock,
             failure_backoff,
-            metadata: OnceLock::new(),
+            refresh_after,
+            known: ArcSwapOption::empty(),
             last_failure: tokio::sync::Mutex::new(None),
         }
     }
@@ -82,27 +95,40 @@ impl IssuerMetadata {
     }
 
     pub(crate) fn is_known(&self) -> bool {
-        self.metadata.get().is_some()
+        self.known.load().is_some()
     }
 
-    /// The metadata, if it has been fetched already.
-    pub(crate) fn known(&self) -> Option<&Metadata> {
-        self.metadata.get()
+    /// The metadata, if it has been fetched already (however old), without waiting.
+    pub(crate) fn known(&self) -> Option<Arc<Metadata>> {
+        self.known
+            .load()
+            .as_ref()
+            .map(|known| Arc::clone(&known.metadata))
     }
 
-    pub(crate) async fn get(&self) -> Result<&Metadata, FetchError> {
-        if let Some(metadata) = self.metadata.get() {
+    /// The metadata: fetched if never fetched or `refresh_after` old. A failed refresh keeps
+    /// the metadata fetched before.
+    pub(crate) async fn get(&self) -> Result<Arc<Metadata>, FetchError> {
+        let fresh = |known: &Option<Arc<Known>>, now: Duration| {
+            known
+                .as_ref()
+                .filter(|known| now < known.fetched_at.saturating_add(self.refresh_after))
+                .map(|known| Arc::clone(&known.metadata))
+        };
+        if let Some(metadata) = fresh(&self.known.load_full(), self.clock.now()) {
             return Ok(metadata);
         }
         let mut last_failure = self.last_failure.lock().await;
-        if let Some(metadata) = self.metadata.get() {
+        let now = self.clock.now();
+        let current = self.known.load_full();
+        if let Some(metadata) = fresh(&current, now) {
             return Ok(metadata);
         }
-        let now = self.clock.now();
+        let previous = current.map(|known| Arc::clone(&known.metadata));
         if let Some((at, error)) = &*last_failure
             && now < *at + self.failure_backoff
         {
-            return Err(FetchError::BackingOff(Box::new(error.clone())));
+            return previous.ok_or_else(|| FetchError::BackingOff(Box::new(error.clone())));
         }
         match discover(
             &self.http,
@@ -112,10 +138,28 @@ impl IssuerMetadata {
         )
         .await
         {
-            Ok(metadata) => Ok(self.metadata.get_or_init(|| metadata)),
+            Ok(metadata) => {
+                let metadata = Arc::new(metadata);
+                self.known.store(Some(Arc::new(Known {
+                    metadata: Arc::clone(&metadata),
+                    fetched_at: now,
+                })));
+                *last_failure = None;
+                Ok(metadata)
+            }
             Err(error) => {
                 *last_failure = Some((now, error.clone()));
-                Err(error)
+                match previous {
+                    Some(metadata) => {
+                        tracing::warn!(
+                            issuer = %self.issuer,
+                            %error,
+                            "could not refresh the issuer metadata; keeping the last one"
+                        );
+                        Ok(metadata)
+                    }
+                    None => Err(error),
+                }
             }
         }
     }

@@ -230,6 +230,7 @@ impl Introspector {
             return verdict.map_err(Error::from);
         }
         let endpoint = self.endpoint().await?;
+        let endpoint = &endpoint;
         let key = cache_key(endpoint, token);
         let cached = self.cache.get(&key).await;
         if let Some(entry) = &cached
@@ -277,9 +278,13 @@ impl Introspector {
     /// once (it completes at once unless the cache is doing housekeeping, which counts as a
     /// miss).
     pub(crate) fn peek(&self, token: &str) -> Option<Arc<Principal>> {
+        let discovered;
         let endpoint = match &self.endpoint {
             Endpoint::Configured(url) => url,
-            Endpoint::Discovered(metadata) => metadata.known()?.introspection_endpoint.as_ref()?,
+            Endpoint::Discovered(metadata) => {
+                discovered = metadata.known()?;
+                discovered.introspection_endpoint.as_ref()?
+            }
             // Never cached: always asked.
             Endpoint::InProcess(_) => return None,
         };
@@ -392,9 +397,9 @@ impl Introspector {
             .map_err(|problem| self.unavailable(invalid(problem.to_owned())))
     }
 
-    async fn endpoint(&self) -> Result<&Url, Unavailable> {
+    async fn endpoint(&self) -> Result<Url, Unavailable> {
         match &self.endpoint {
-            Endpoint::Configured(url) => Ok(url),
+            Endpoint::Configured(url) => Ok(url.clone()),
             Endpoint::InProcess(_) => Err(self.unavailable(FetchError::InProcess {
                 what: "introspection source",
                 message: "has no URL".to_owned(),
@@ -404,7 +409,7 @@ impl Introspector {
                     .get()
                     .await
                     .map_err(|error| self.unavailable(error))?;
-                found.introspection_endpoint.as_ref().ok_or_else(|| {
+                found.introspection_endpoint.clone().ok_or_else(|| {
                     self.unavailable(FetchError::InvalidDocument {
                         url: metadata.issuer().to_owned(),
                         problem: "the issuer metadata has no `introspection_endpoint`".to_owned(),

@@ -631,3 +631,76 @@ async fn a_key_with_an_empty_modulus_is_skipped() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_issuer_that_moves_its_jwks_is_followed_once_discovery_is_refreshed() {
+    let (old, new) = (SigningKey::es256("old"), SigningKey::es256("new"));
+    let idp = FakeIdp::start(&[&old]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp
+        .validator_builder(&clock)
+        .discovery_refresh(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    assert!(
+        validator
+            .validate(&old.sign(&idp.claims(&clock)))
+            .await
+            .is_ok()
+    );
+    assert_eq!(idp.discovery_hits(), 1);
+
+    // The issuer moves: its new key is only at the new address.
+    idp.move_jwks(&[&new]);
+    clock.advance(Duration::from_secs(60));
+    let token = new.sign(&idp.claims(&clock));
+    assert!(
+        validator.validate(&token).await.is_err(),
+        "the metadata is not yet due for a refresh: the old address is asked"
+    );
+    assert_eq!(idp.discovery_hits(), 1);
+
+    clock.advance(Duration::from_secs(600));
+    let token = new.sign(&idp.claims(&clock));
+    assert_eq!(
+        validator.validate(&token).await.unwrap().subject(),
+        Some("user-1")
+    );
+    assert_eq!(idp.discovery_hits(), 2, "discovery asked again, once");
+}
+
+#[tokio::test]
+async fn a_failed_discovery_refresh_keeps_the_last_metadata() {
+    let key = SigningKey::es256("k");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp
+        .validator_builder(&clock)
+        .discovery_refresh(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    assert!(
+        validator
+            .validate(&key.sign(&idp.claims(&clock)))
+            .await
+            .is_ok()
+    );
+    // The metadata now names another issuer: refused as a refresh, the last one stays.
+    idp.set_discovery_issuer("https://impostor.example.com");
+    clock.advance(Duration::from_secs(700));
+    assert!(
+        validator
+            .validate(&key.sign(&idp.claims(&clock)))
+            .await
+            .is_ok()
+    );
+    // The stale key set is refreshed in the background, through the (failing) discovery.
+    idp.wait_for_jwks_hits(2).await;
+    assert_eq!(idp.discovery_hits(), 2);
+    assert!(
+        validator
+            .validate(&key.sign(&idp.claims(&clock)))
+            .await
+            .is_ok()
+    );
+}

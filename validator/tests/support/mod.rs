@@ -215,6 +215,8 @@ pub enum Mode {
 struct IdpState {
     issuer: String,
     discovery_issuer: Mutex<Option<String>>,
+    /// A key set published at another address, named by discovery once set (a moved JWKS).
+    moved_jwks: Mutex<Option<Value>>,
     jwks: Mutex<Value>,
     etag: Mutex<Option<String>>,
     cache_control: Mutex<Option<String>>,
@@ -254,6 +256,7 @@ impl FakeIdp {
         let state = Arc::new(IdpState {
             issuer: issuer.clone(),
             discovery_issuer: Mutex::new(None),
+            moved_jwks: Mutex::new(None),
             jwks: Mutex::new(jwks_of(keys)),
             etag: Mutex::new(None),
             cache_control: Mutex::new(Some("public, max-age=300".to_owned())),
@@ -273,6 +276,7 @@ impl FakeIdp {
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
+            .route("/moved-jwks", get(moved_jwks))
             .route("/introspect", post(introspect))
             .with_state(Arc::clone(&state));
         let task = tokio::spawn(async move {
@@ -283,6 +287,12 @@ impl FakeIdp {
             state,
             task,
         }
+    }
+
+    /// Publishes `keys` at a new address and names it in discovery; the old address keeps
+    /// serving the old set.
+    pub fn move_jwks(&self, keys: &[&SigningKey]) {
+        *self.state.moved_jwks.lock().unwrap() = Some(jwks_of(keys));
     }
 
     pub fn set_keys(&self, keys: &[&SigningKey]) {
@@ -438,11 +448,22 @@ async fn discovery(State(state): State<Arc<IdpState>>) -> Response {
         .unwrap_or(state.issuer.clone());
     axum::Json(json!({
         "issuer": issuer,
-        "jwks_uri": format!("{}/jwks", state.issuer),
+        "jwks_uri": if state.moved_jwks.lock().unwrap().is_some() {
+            format!("{}/moved-jwks", state.issuer)
+        } else {
+            format!("{}/jwks", state.issuer)
+        },
         "token_endpoint": format!("{}/token", state.issuer),
         "introspection_endpoint": format!("{}/introspect", state.issuer),
     }))
     .into_response()
+}
+
+async fn moved_jwks(State(state): State<Arc<IdpState>>) -> Response {
+    match state.moved_jwks.lock().unwrap().clone() {
+        Some(document) => axum::Json(document).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn jwks(State(state): State<Arc<IdpState>>, request_headers: HeaderMap) -> Response {
