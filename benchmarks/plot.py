@@ -54,11 +54,42 @@ def cold_and_warm(data, x_key, x_label, title, name, log_x=False):
     save(figure, name)
 
 
+def issuers(data):
+    """The set's rows (1 → 50 issuers) with the plain single-issuer validator as a dashed line."""
+    plain = next(row for row in data if row["issuers"] == 0)
+    sets = [row for row in data if row["issuers"] > 0]
+    figure, (cold, warm) = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = column(sets, "issuers")
+    cold.plot(x, [ns / 1000 for ns in column(sets, "cold_ns")], "o-", color="tab:red")
+    cold.axhline(plain["cold_ns"] / 1000, linestyle="--", color="grey", label="one issuer, no set")
+    cold.set_title("cold (verified-token cache off)")
+    cold.set_ylabel("µs per validation")
+    warm.plot(x, column(sets, "warm_ns"), "o-", color="tab:blue")
+    warm.axhline(plain["warm_ns"], linestyle="--", color="grey", label="one issuer, no set")
+    warm.set_title("warm (verified before)")
+    warm.set_ylabel("ns per validation")
+    for axis in (cold, warm):
+        axis.set_xlabel("issuers behind one validator")
+        axis.set_xscale("log")
+        axis.set_ylim(bottom=0)
+        axis.grid(alpha=0.3)
+        axis.legend(loc="lower right")
+    figure.suptitle("Validation cost vs number of trusted issuers (ES256)")
+    save(figure, "issuers.png")
+
+
 def main():
+    if not (RESULTS / "jwks_size.csv").exists():
+        # A partial run (ONLY=issuers): plot what there is.
+        if (RESULTS / "issuers.csv").exists():
+            issuers(rows("issuers.csv"))
+        return
     cold_and_warm(
         rows("jwks_size.csv"), "keys", "keys in the JWKS",
         "Validation cost vs JWKS size (ES256)", "jwks_size.png", log_x=True,
     )
+    if (RESULTS / "issuers.csv").exists():
+        issuers(rows("issuers.csv"))
     cold_and_warm(
         rows("token_size.csv"), "token_bytes", "token size (bytes)",
         "Validation cost vs token size (ES256)", "token_size.png",

@@ -1,4 +1,5 @@
-//! How the validator's cost grows: with the JWKS size (1 → 100 keys), the token size, the
+//! How the validator's cost grows: with the JWKS size (1 → 100 keys), the number of issuers
+//! behind one validator (1 → 50), the token size, the
 //! number of tokens in the verified-token cache (10³ → 10⁶, with the memory each one takes) and
 //! the number of threads validating at once. Prints tables and writes one CSV per curve for
 //! `benchmarks/plot.py`.
@@ -116,6 +117,56 @@ fn jwks_size(runtime: &tokio::runtime::Runtime, clock: &MockClock) {
         rows.push(format!("{count},{cold_ns:.0},{warm_ns:.0}"));
     }
     write_csv("jwks_size.csv", "keys,cold_ns,warm_ns", &rows);
+}
+
+/// Issuers 1 → 50 behind one validator (`Validator::for_issuers`), each a fake IdP with its own
+/// ES256 key; the token is from the last issuer listed. A plain single-issuer validator is
+/// measured first, for comparison (the set's extra cost: reading the token's `iss`).
+fn issuers(runtime: &tokio::runtime::Runtime, clock: &MockClock) {
+    println!("\nIssuers behind one validator (ES256; the token is from the last one)");
+    println!("{:>7} {:>10} {:>10}", "issuers", "cold", "warm");
+    let keys: Vec<SigningKey> = (0..50)
+        .map(|i| SigningKey::es256(&format!("issuer-{i}")))
+        .collect();
+    let idps: Vec<FakeIdp> = runtime.block_on(async {
+        let mut idps = Vec::new();
+        for key in &keys {
+            idps.push(FakeIdp::start(&[key]).await);
+        }
+        idps
+    });
+    let validator = |idp: &FakeIdp, cache: bool| {
+        let builder = idp.validator_builder(clock);
+        if cache {
+            builder.verified_token_cache(1000).build().unwrap()
+        } else {
+            builder.without_verified_token_cache().build().unwrap()
+        }
+    };
+    let refreshed = |validators: (Validator, Validator)| {
+        runtime.block_on(async {
+            validators.0.refresh_keys().await.unwrap();
+            validators.1.refresh_keys().await.unwrap();
+        });
+        validators
+    };
+    let (cold, warm) = refreshed((validator(&idps[0], false), validator(&idps[0], true)));
+    let token = keys[0].sign(&idps[0].claims(clock));
+    let (cold_ns, warm_ns) = cold_and_warm(&cold, &warm, &token);
+    println!("{:>7} {:>8.2}µs {warm_ns:>8.0}ns", "plain", cold_ns / 1000.0);
+    let mut rows = vec![format!("0,{cold_ns:.0},{warm_ns:.0}")];
+    for count in [1, 2, 5, 10, 20, 50] {
+        let listed = &idps[..count];
+        let set = |cache: bool| {
+            Validator::for_issuers(listed.iter().map(|idp| validator(idp, cache))).unwrap()
+        };
+        let (cold, warm) = refreshed((set(false), set(true)));
+        let token = keys[count - 1].sign(&idps[count - 1].claims(clock));
+        let (cold_ns, warm_ns) = cold_and_warm(&cold, &warm, &token);
+        println!("{count:>7} {:>8.2}µs {warm_ns:>8.0}ns", cold_ns / 1000.0);
+        rows.push(format!("{count},{cold_ns:.0},{warm_ns:.0}"));
+    }
+    write_csv("issuers.csv", "issuers,cold_ns,warm_ns", &rows);
 }
 
 /// Tokens of ~0.4 → 32 KiB (ES256): a claim padded to the size, as large custom claims do.
@@ -327,6 +378,9 @@ fn main() {
     }
     if only.is_empty() || only == "concurrency" {
         concurrency(&runtime, &clock);
+    }
+    if only.is_empty() || only == "issuers" {
+        issuers(&runtime, &clock);
     }
     if only.is_empty() || only == "cache" {
         cache_size(&runtime, &clock, max_cache);

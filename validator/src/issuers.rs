@@ -13,20 +13,37 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use moka::sync::Cache;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use crate::error::{BuildError, Error, InvalidToken};
 use crate::jws::{self, TokenShape};
 use crate::principal::Principal;
+use crate::verified::{self, DigestHash, TokenHash};
 use crate::{Validator, introspect};
 
+/// Routing hints kept: enough for every token in flight at a busy API, 40 bytes each.
+const ROUTES: u64 = 100_000;
+
 /// The trusted issuers, by name and in configured order.
-#[derive(Debug)]
 pub(crate) struct IssuerSet {
     by_name: HashMap<Box<str>, Validator>,
     /// Configured order; opaque tokens are introspected in it.
     ordered: Vec<Validator>,
+    /// Which issuer verified a JWT (by the hash its verified-token cache keys it by), so that
+    /// the warm path need not read the token's `iss` again. Only a hint: the issuer's own
+    /// cache still decides, so a stale or wrong one costs a miss, never a wrong answer.
+    routes: Cache<TokenHash, usize, DigestHash>,
+}
+
+impl std::fmt::Debug for IssuerSet {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("IssuerSet")
+            .field("ordered", &self.ordered)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Only `iss`, read from an unverified payload to pick the validator that verifies it.
@@ -63,6 +80,9 @@ impl IssuerSet {
         Ok(Self {
             by_name,
             ordered: validators,
+            routes: Cache::builder()
+                .max_capacity(ROUTES)
+                .build_with_hasher(DigestHash::default()),
         })
     }
 
@@ -70,8 +90,9 @@ impl IssuerSet {
         &self.ordered
     }
 
-    /// The validator trusted for the token's claimed `iss`. Nothing is verified here.
-    fn route(&self, token: &str) -> Result<&Validator, InvalidToken> {
+    /// The validator trusted for the token's claimed `iss`, and its place in the list.
+    /// Nothing is verified here.
+    fn route(&self, token: &str) -> Result<(usize, &Validator), InvalidToken> {
         let payload = token
             .split('.')
             .nth(1)
@@ -88,9 +109,16 @@ impl IssuerSet {
             name: "iss",
             problem: "missing",
         })?;
-        self.by_name
+        let validator = self
+            .by_name
             .get(issuer.as_ref())
-            .ok_or(InvalidToken::WrongIssuer)
+            .ok_or(InvalidToken::WrongIssuer)?;
+        let place = self
+            .ordered
+            .iter()
+            .position(|listed| listed.issuer() == validator.issuer())
+            .ok_or(InvalidToken::WrongIssuer)?;
+        Ok((place, validator))
     }
 
     pub(crate) async fn validate(&self, token: &str) -> Result<Arc<Principal>, Error> {
@@ -101,7 +129,11 @@ impl IssuerSet {
             return Err(InvalidToken::NotBearerSyntax.into());
         }
         if jws::shape(token) == TokenShape::Jws {
-            return self.route(token)?.validate(token).await;
+            let hash = verified::token_hash(token);
+            let (place, validator) = self.route(token)?;
+            let principal = validator.validate(token).await?;
+            self.routes.insert(hash, place);
+            return Ok(principal);
         }
         self.introspect(token).await
     }
@@ -126,9 +158,30 @@ impl IssuerSet {
             .unwrap_or(Error::InvalidToken(InvalidToken::NotAJwt)))
     }
 
+    /// A JWT verified before, from the cache of the issuer that verified it; `None` for
+    /// anything else (which [`validate`](Self::validate) then handles in full).
+    pub(crate) fn warm(&self, token: &str) -> Option<Arc<Principal>> {
+        if !token.contains('.') {
+            return None;
+        }
+        self.hinted(&verified::token_hash(token), token)
+    }
+
+    /// The principal from the verified-token cache of the issuer that verified `token` before.
+    fn hinted(&self, hash: &TokenHash, token: &str) -> Option<Arc<Principal>> {
+        let place = self.routes.get(hash)?;
+        self.ordered.get(place)?.cached_jwt_hashed(hash, token)
+    }
+
     pub(crate) fn cached(&self, token: &str) -> Option<Arc<Principal>> {
-        if jws::shape(token) == TokenShape::Jws {
-            return self.route(token).ok()?.cached(token);
+        if token.contains('.') {
+            let hash = verified::token_hash(token);
+            if let Some(principal) = self.hinted(&hash, token) {
+                return Some(principal);
+            }
+            if jws::shape(token) == TokenShape::Jws {
+                return self.route(token).ok()?.1.cached(token);
+            }
         }
         self.ordered
             .iter()

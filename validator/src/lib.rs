@@ -189,8 +189,14 @@ impl Validator {
     pub async fn validate(&self, token: &str) -> Result<Arc<Principal>, Error> {
         let inner = match &*self.trust {
             Trust::One(inner) => inner,
-            // Boxed: the set calls back into `validate` of the issuer it picks.
-            Trust::Many(set) => return Box::pin(set.validate(token)).await,
+            Trust::Many(set) => {
+                // The warm path without a future; the rest boxed, as the set calls back into
+                // `validate` of the issuer it picks.
+                if let Some(principal) = set.warm(token) {
+                    return Ok(principal);
+                }
+                return Box::pin(set.validate(token)).await;
+            }
         };
         if token.is_empty() {
             return Err(Error::NoToken);
@@ -254,11 +260,8 @@ impl Validator {
             let hit = inner
                 .verified
                 .is_enabled()
-                .then(|| Self::cached_jwt(inner, &verified::token_hash(token), token));
+                .then(|| Self::cached_verified(inner, &verified::token_hash(token), token));
             if let Some(principal) = hit.flatten() {
-                if inner.introspect_jwts {
-                    inner.introspector.as_ref()?.peek(token)?;
-                }
                 return Some(principal);
             }
             if jws::shape(token) == TokenShape::Jws {
@@ -266,6 +269,35 @@ impl Validator {
             }
         }
         inner.introspector.as_ref()?.peek(token)
+    }
+
+    /// [`cached`](Self::cached) for a JWT whose hash the caller has already computed (a set of
+    /// issuers, which keys its routing hints by the same hash).
+    pub(crate) fn cached_jwt_hashed(
+        &self,
+        hash: &verified::TokenHash,
+        token: &str,
+    ) -> Option<Arc<Principal>> {
+        match &*self.trust {
+            Trust::One(inner) if inner.verified.is_enabled() => {
+                Self::cached_verified(inner, hash, token)
+            }
+            _ => None,
+        }
+    }
+
+    /// A verified-token cache hit that still stands, introspection included when JWTs are
+    /// introspected too.
+    fn cached_verified(
+        inner: &Inner,
+        hash: &verified::TokenHash,
+        token: &str,
+    ) -> Option<Arc<Principal>> {
+        let principal = Self::cached_jwt(inner, hash, token)?;
+        if inner.introspect_jwts {
+            inner.introspector.as_ref()?.peek(token)?;
+        }
+        Some(principal)
     }
 
     /// A verified-token cache hit, if the token has not expired and its key is still published

@@ -58,7 +58,7 @@ impl Expiry<TokenHash, Verified> for UntilExpiry {
 /// Keys are SHA-256 digests already: their first eight bytes are as good a table hash as
 /// hashing them again. Only verified tokens become keys, so no one can fill a bucket on purpose.
 #[derive(Clone, Copy, Default)]
-struct DigestHasher(u64);
+pub(crate) struct DigestHasher(u64);
 
 impl std::hash::Hasher for DigestHasher {
     fn finish(&self) -> u64 {
@@ -75,7 +75,7 @@ impl std::hash::Hasher for DigestHasher {
     }
 }
 
-type DigestHash = std::hash::BuildHasherDefault<DigestHasher>;
+pub(crate) type DigestHash = std::hash::BuildHasherDefault<DigestHasher>;
 
 /// Bounded; `None` when switched off.
 #[derive(Clone)]
