@@ -153,7 +153,11 @@ fn issuers(runtime: &tokio::runtime::Runtime, clock: &MockClock) {
     let (cold, warm) = refreshed((validator(&idps[0], false), validator(&idps[0], true)));
     let token = keys[0].sign(&idps[0].claims(clock));
     let (cold_ns, warm_ns) = cold_and_warm(&cold, &warm, &token);
-    println!("{:>7} {:>8.2}µs {warm_ns:>8.0}ns", "plain", cold_ns / 1000.0);
+    println!(
+        "{:>7} {:>8.2}µs {warm_ns:>8.0}ns",
+        "plain",
+        cold_ns / 1000.0
+    );
     let mut rows = vec![format!("0,{cold_ns:.0},{warm_ns:.0}")];
     for count in [1, 2, 5, 10, 20, 50] {
         let listed = &idps[..count];

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use moka::sync::Cache;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moka::sync::Cache;
 use serde::Deserialize;
 
 use crate::error::{BuildError, Error, InvalidToken};
