@@ -1,6 +1,6 @@
-//! One route behind one layer accepting the tokens of two independent issuers — the bundled
-//! token service and a fake IdP — while a token signed by one that claims the other's name, and
-//! a stranger's, are refused (issue 17, item 1).
+//! One route behind one layer accepting the tokens of three independent issuers — the bundled
+//! token service and two fake IdPs — while a token signed by one that claims another's name,
+//! and a stranger's, are refused (issue 17, item 1).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -71,6 +71,8 @@ async fn one_route_accepts_the_tokens_of_each_trusted_issuer_and_no_other() {
     let service = token_service().await;
     let partner_key = SigningKey::rs256("partner");
     let partner = FakeIdp::start(&[&partner_key]).await;
+    let other_key = SigningKey::eddsa("other");
+    let other = FakeIdp::start(&[&other_key]).await;
     let clock = MockClock::at_system_time();
 
     let ours = Validator::builder()
@@ -79,7 +81,8 @@ async fn one_route_accepts_the_tokens_of_each_trusted_issuer_and_no_other() {
         .algorithms([Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA])
         .build()
         .unwrap();
-    let validator = Validator::for_issuers([ours, partner.validator(&clock)]).unwrap();
+    let validator =
+        Validator::for_issuers([ours, partner.validator(&clock), other.validator(&clock)]).unwrap();
     let app = Router::new().route(
         "/profile",
         get(|who: Authenticated| async move {
@@ -114,6 +117,21 @@ async fn one_route_accepts_the_tokens_of_each_trusted_issuer_and_no_other() {
     assert_eq!(
         call(&api, &theirs).await,
         (StatusCode::OK, format!("user-1 from {}", partner.issuer))
+    );
+
+    // The other's.
+    let others = other_key.sign(&other.claims(&clock));
+    assert_eq!(
+        call(&api, &others).await,
+        (StatusCode::OK, format!("user-1 from {}", other.issuer))
+    );
+
+    // The other's key, the partner's name: verified with the partner's keys, refused.
+    let mut claims = other.claims(&clock);
+    claims["iss"] = json!(partner.issuer);
+    assert_eq!(
+        call(&api, &other_key.sign(&claims)).await.0,
+        StatusCode::UNAUTHORIZED
     );
 
     // The partner's key, our name: verified with our keys, refused.
