@@ -6,7 +6,7 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod common;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::KeySize;
@@ -18,9 +18,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
-use scopegate_token_service::State;
-use scopegate_token_service::config::Config;
-use scopegate_token_service::store::{SqlStore, Store};
 use scopegate_validator::{Algorithm, FetchError, KeySource, Validator};
 use serde_json::{Value, json};
 
@@ -204,31 +201,12 @@ async fn the_token_services_tokens_verify_under_jsonwebtoken_for_every_signing_a
         ("ES256", jsonwebtoken::Algorithm::ES256),
         ("EdDSA", jsonwebtoken::Algorithm::EdDSA),
     ] {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer = format!("http://{}", listener.local_addr().unwrap());
-        let config = Config::from_toml(&service_config(&issuer, algorithm)).unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap());
-        let state = State::with_store(config, store, Arc::new(scopegate_validator::SystemClock))
-            .await
-            .unwrap();
-        tokio::spawn(scopegate_token_service::http::serve(
-            state,
-            listener,
-            std::future::pending(),
-        ));
+        let issuer = common::serve_token_service(|issuer| service_config(issuer, algorithm)).await;
 
         let http = reqwest::Client::new();
-        let answer: Value = http
-            .post(format!("{issuer}/token"))
-            .basic_auth("reader", Some("reader-secret"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("grant_type=client_credentials")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer =
+            common::client_credentials(&format!("{issuer}/token"), ("reader", "reader-secret"), "")
+                .await;
         let token = answer["access_token"].as_str().unwrap();
         let jwks: JwkSet = http
             .get(format!("{issuer}/.well-known/jwks.json"))

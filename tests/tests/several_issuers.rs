@@ -7,24 +7,20 @@
 #[path = "../../validator/tests/support/mod.rs"]
 mod support;
 
-use std::sync::Arc;
+mod common;
 
 use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
-use scopegate_token_service::State;
-use scopegate_token_service::config::Config;
-use scopegate_token_service::store::{SqlStore, Store};
-use scopegate_validator::{Algorithm, MockClock, SystemClock, Validator};
-use serde_json::{Value, json};
+use scopegate_validator::{Algorithm, MockClock, Validator};
+use serde_json::json;
 use support::{AUDIENCE, FakeIdp, SigningKey};
 use tower_scopegate::{Authenticated, ScopeLayer};
 
 async fn token_service() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let config = Config::from_toml(&format!(
-        r#"
+    common::serve_token_service(|issuer| {
+        format!(
+            r#"
 issuer = "{issuer}"
 listen = "127.0.0.1:0"
 storage = "sqlite::memory:"
@@ -42,18 +38,9 @@ id = "{AUDIENCE}"
 secret = "api-secret"
 scopes = ["akamai:social_profile"]
 "#
-    ))
-    .unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap());
-    let state = State::with_store(config, store, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    tokio::spawn(scopegate_token_service::http::serve(
-        state,
-        listener,
-        std::future::pending(),
-    ));
-    issuer
+        )
+    })
+    .await
 }
 
 async fn call(api: &str, token: &str) -> (StatusCode, String) {
@@ -95,17 +82,9 @@ async fn one_route_accepts_the_tokens_of_each_trusted_issuer_and_no_other() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     // The token service's own token.
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{service}/token"))
-        .basic_auth("reader", Some("reader-secret"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("grant_type=client_credentials")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer =
+        common::client_credentials(&format!("{service}/token"), ("reader", "reader-secret"), "")
+            .await;
     let ours = answer["access_token"].as_str().unwrap();
     assert_eq!(
         call(&api, ours).await,

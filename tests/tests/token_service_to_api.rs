@@ -3,6 +3,8 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use example_protected_api::{Config as ApiConfig, app as api_app};
@@ -344,10 +346,9 @@ async fn a_client_that_knows_only_the_apis_url_finds_the_token_it_needs() {
     // The API listens first: its URL is its resource identifier and the tokens' audience.
     let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", api_listener.local_addr().unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let config = Config::from_toml(&format!(
-        r#"
+    let issuer = common::serve_token_service(|issuer| {
+        format!(
+            r#"
 issuer = "{issuer}"
 listen = "127.0.0.1:0"
 storage = "sqlite::memory:"
@@ -366,17 +367,9 @@ id = "{api}"
 secret = "api-secret"
 scopes = ["akamai:social_profile"]
 "#
-    ))
-    .unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap());
-    let state = State::with_store(config, store, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    tokio::spawn(scopegate_token_service::http::serve(
-        state,
-        listener,
-        std::future::pending(),
-    ));
+        )
+    })
+    .await;
     let api_config = ApiConfig::from_lookup(|name| match name {
         "ISSUER" => Some(issuer.clone()),
         "AUDIENCE" | "RESOURCE" => Some(api.clone()),
