@@ -1,5 +1,6 @@
 //! `ScopeLayer`: what a route requires, and how refusals are written.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use scopegate_validator::scope::ScopeError;
@@ -54,6 +55,9 @@ pub struct ScopeLayer {
 pub(crate) struct Config {
     pub(crate) validator: Validator,
     pub(crate) requirement: Requirement,
+    /// [`ScopeLayer::per_path`]: the requirement of each listed request path; `requirement` (an
+    /// empty policy: deny) for any other.
+    pub(crate) per_path: Option<Arc<HashMap<String, Requirement>>>,
     pub(crate) options: Arc<ResponseOptions>,
     /// Whether `options` differ from the defaults; only then do they travel in the request
     /// extensions (handlers fall back to the defaults), which keeps the fast path lean.
@@ -93,6 +97,7 @@ impl ScopeLayer {
             config: Arc::new(Config {
                 validator: validator.clone(),
                 requirement,
+                per_path: None,
                 options: Arc::new(ResponseOptions::default()),
                 options_customized: false,
                 max_header_bytes,
@@ -232,6 +237,47 @@ impl ScopeLayer {
         ))
     }
 
+    /// A requirement per request path — for gRPC, per method (`/package.Service/Method`); a
+    /// path not listed is refused (403, or `PERMISSION_DENIED` with [`grpc`](Self::grpc)):
+    /// a method added to the service without a requirement fails closed.
+    ///
+    /// ```
+    /// use scopegate_validator::Requirement;
+    /// use tower_scopegate::ScopeLayer;
+    /// # let validator = scopegate_validator::Validator::builder().issuer("https://idp.example.com")
+    /// #     .audience("api").algorithms([scopegate_validator::Algorithm::ES256]).build().unwrap();
+    /// let orders = ScopeLayer::per_path(
+    ///     &validator,
+    ///     [
+    ///         ("/shop.Orders/Get", Requirement::all_of(["shop:orders:read"])?),
+    ///         ("/shop.Orders/Cancel", Requirement::all_of(["shop:orders:write"])?),
+    ///     ],
+    /// )
+    /// .grpc();
+    /// # Ok::<(), scopegate_validator::scope::ScopeError>(())
+    /// ```
+    pub fn per_path<P: Into<String>>(
+        validator: &Validator,
+        requirements: impl IntoIterator<Item = (P, Requirement)>,
+    ) -> Self {
+        let per_path: HashMap<String, Requirement> = requirements
+            .into_iter()
+            .map(|(path, requirement)| (path.into(), requirement))
+            .collect();
+        let mut layer = Self::new(validator, Requirement::deny_all());
+        Arc::make_mut(&mut layer.config).per_path = Some(Arc::new(per_path));
+        layer
+    }
+
+    /// Answer refusals as gRPC does (a "trailers-only" response: HTTP 200 with `grpc-status`
+    /// 16 `UNAUTHENTICATED` for a missing, malformed or invalid token, 7 `PERMISSION_DENIED`
+    /// for a missing scope, 14 `UNAVAILABLE` when the issuer cannot be reached), the RFC 6750
+    /// challenge still in `www-authenticate`: a gRPC client cannot read an HTTP 401.
+    pub fn grpc(mut self) -> Self {
+        self.options_mut().grpc = true;
+        self
+    }
+
     /// Any token the validator accepts, whatever its scopes.
     ///
     /// ```
@@ -359,6 +405,9 @@ impl ScopeLayer {
     pub fn described_by(mut self, metadata: &ResourceMetadata) -> Self {
         // Here rather than in `layer`: axum applies route layers lazily, at the first request.
         metadata.describe(&self.config.requirement);
+        for requirement in self.config.per_path.iter().flat_map(|paths| paths.values()) {
+            metadata.describe(requirement);
+        }
         Arc::make_mut(&mut self.config).names_needed_scopes = true;
         self.options_mut().resource_metadata = Some(metadata.metadata_url().to_owned());
         self
@@ -369,6 +418,16 @@ impl ScopeLayer {
     pub fn max_header_bytes(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_header_bytes = bytes;
         self
+    }
+}
+
+impl Config {
+    /// The requirement of a request to `path`.
+    pub(crate) fn requirement_for(&self, path: &str) -> &Requirement {
+        self.per_path
+            .as_ref()
+            .and_then(|paths| paths.get(path))
+            .unwrap_or(&self.requirement)
     }
 }
 

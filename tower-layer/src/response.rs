@@ -243,6 +243,8 @@ pub(crate) struct ResponseOptions {
     pub(crate) body: Option<Arc<dyn RejectionBody>>,
     /// RFC 9728 §5.1: the URL of the resource's metadata, named in every challenge.
     pub(crate) resource_metadata: Option<String>,
+    /// [`ScopeLayer::grpc`](crate::ScopeLayer::grpc): refusals as gRPC statuses.
+    pub(crate) grpc: bool,
 }
 
 impl fmt::Debug for ResponseOptions {
@@ -253,6 +255,7 @@ impl fmt::Debug for ResponseOptions {
             .field("error_description", &self.error_description)
             .field("custom_body", &self.body.is_some())
             .field("resource_metadata", &self.resource_metadata)
+            .field("grpc", &self.grpc)
             .finish()
     }
 }
@@ -264,6 +267,7 @@ impl Default for ResponseOptions {
             error_description: false,
             body: None,
             resource_metadata: None,
+            grpc: false,
         }
     }
 }
@@ -280,6 +284,9 @@ pub(crate) fn respond<B: From<Bytes>>(
         reason = %rejection.description,
         "request refused"
     );
+    if options.grpc {
+        return grpc_refusal(rejection, options);
+    }
     let (content_type, body) = match options.body.as_ref().and_then(|body| body.body(&rejection)) {
         Some((content_type, body)) => (Some(content_type), body),
         None => (None, Bytes::new()),
@@ -304,6 +311,49 @@ pub(crate) fn respond<B: From<Bytes>>(
     }
     response.extensions_mut().insert(rejection);
     response
+}
+
+/// A refusal as gRPC answers one: a "trailers-only" response (HTTP 200, no body, the status in
+/// `grpc-status` and `grpc-message`), the RFC 6750 challenge kept in `www-authenticate`.
+fn grpc_refusal<B: From<Bytes>>(rejection: Rejection, options: &ResponseOptions) -> Response<B> {
+    // https://grpc.github.io/grpc/core/md_doc_statuscodes.html
+    let (status, message) = match rejection.kind {
+        RejectionKind::MissingToken => (16, "missing bearer token"),
+        RejectionKind::InvalidRequest => (16, "malformed bearer credentials"),
+        RejectionKind::InvalidToken => (16, "invalid bearer token"),
+        RejectionKind::InsufficientScope => (7, "insufficient scope"),
+        RejectionKind::Unavailable => (14, "authorization server unavailable"),
+    };
+    let message = if options.error_description && rejection.kind != RejectionKind::Unavailable {
+        grpc_message(&rejection.description)
+    } else {
+        message.to_owned()
+    };
+    let mut response = Response::new(B::from(Bytes::new()));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(status));
+    if let Ok(message) = HeaderValue::from_str(&message) {
+        headers.insert("grpc-message", message);
+    }
+    if let Some(challenge) = rejection.challenge(options) {
+        headers.insert(WWW_AUTHENTICATE, challenge);
+    }
+    response.extensions_mut().insert(rejection);
+    response
+}
+
+/// gRPC's `grpc-message` encoding: percent-encoded UTF-8 outside the printable ASCII range.
+fn grpc_message(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// A quoted-string (RFC 9110 §5.6.4): `\` and `"` escaped.

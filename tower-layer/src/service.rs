@@ -120,7 +120,10 @@ fn cached(config: &Config, request: &Parts) -> Option<Arc<Principal>> {
     };
     let principal = config.validator.cached(token)?;
     principal
-        .check(&config.requirement, request.method.as_str())
+        .check(
+            config.requirement_for(request.uri.path()),
+            request.method.as_str(),
+        )
         .ok()?;
     Some(principal)
 }
@@ -130,7 +133,7 @@ fn cached(config: &Config, request: &Parts) -> Option<Arc<Principal>> {
 fn missing_token(config: &Config, request: &Parts) -> Rejection {
     let needed = config.names_needed_scopes.then(|| {
         config
-            .requirement
+            .requirement_for(request.uri.path())
             .check(&ScopeSet::default(), request.method.as_str())
             .err()
     });
@@ -164,7 +167,10 @@ async fn authorize(config: &Config, request: &Parts) -> Result<Arc<Principal>, R
         .await
         .map_err(|error| Rejection::from_error(&error))?;
     principal
-        .check(&config.requirement, request.method.as_str())
+        .check(
+            config.requirement_for(request.uri.path()),
+            request.method.as_str(),
+        )
         .map_err(|error| Rejection::from_error(&error))?;
     Ok(principal)
 }

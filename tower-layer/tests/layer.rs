@@ -526,3 +526,101 @@ async fn the_json_body_never_describes_an_outage() {
         r#"{"error":"temporarily_unavailable"}"#
     );
 }
+
+fn grpc_call(path: &str, token: Option<&str>) -> Request<Full<Bytes>> {
+    let mut builder = Request::post(path).header(CONTENT_TYPE, "application/grpc");
+    if let Some(token) = token {
+        builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    builder.body(Full::default()).unwrap()
+}
+
+fn header<'a>(response: &'a Response<Full<Bytes>>, name: &str) -> Option<&'a str> {
+    response
+        .headers()
+        .get(name)
+        .map(|value| value.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn grpc_methods_have_their_own_requirements_and_refusals_are_grpc_statuses() {
+    let setup = setup().await;
+    let layer = ScopeLayer::per_path(
+        &setup.validator,
+        [
+            (
+                "/shop.Orders/Get",
+                tower_scopegate::Requirement::all_of(["shop:orders:read"]).unwrap(),
+            ),
+            (
+                "/shop.Orders/Cancel",
+                tower_scopegate::Requirement::all_of(["shop:orders:write"]).unwrap(),
+            ),
+        ],
+    )
+    .grpc();
+    let reader = setup.token("shop:orders:read");
+
+    // Allowed: the service answers (the layer adds nothing).
+    let response = call(&layer, grpc_call("/shop.Orders/Get", Some(&reader))).await;
+    assert_eq!(header(&response, "grpc-status"), None);
+    assert_eq!(body(response).await, "user-1");
+
+    // Each refusal: HTTP 200, application/grpc, no body, the status and the RFC 6750 challenge.
+    let cases = [
+        (
+            grpc_call("/shop.Orders/Cancel", Some(&reader)),
+            "7",
+            r#"Bearer realm="api", error="insufficient_scope", scope="shop:orders:write""#,
+        ),
+        (
+            // A method without a requirement fails closed.
+            grpc_call("/shop.Orders/Delete", Some(&reader)),
+            "7",
+            r#"Bearer realm="api", error="insufficient_scope""#,
+        ),
+        (
+            grpc_call("/shop.Orders/Get", None),
+            "16",
+            r#"Bearer realm="api""#,
+        ),
+        (
+            grpc_call("/shop.Orders/Get", Some("not.a.token")),
+            "16",
+            r#"Bearer realm="api", error="invalid_token""#,
+        ),
+        (
+            grpc_call("/shop.Orders/Get", Some("has space")),
+            "16",
+            r#"Bearer realm="api", error="invalid_request""#,
+        ),
+    ];
+    for (request, status, challenge) in cases {
+        let path = request.uri().path().to_owned();
+        let response = call(&layer, request).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(header(&response, "content-type"), Some("application/grpc"));
+        assert_eq!(header(&response, "grpc-status"), Some(status), "{path}");
+        assert!(header(&response, "grpc-message").is_some());
+        assert_eq!(
+            header(&response, "www-authenticate"),
+            Some(challenge),
+            "{path}"
+        );
+        assert!(body(response).await.is_empty());
+    }
+
+    // The issuer unreachable: UNAVAILABLE.
+    setup.idp.set_mode(Mode::Status(503));
+    let cold = ScopeLayer::per_path(
+        &setup.idp.validator(&setup.clock),
+        [(
+            "/shop.Orders/Get",
+            tower_scopegate::Requirement::any_valid_token(),
+        )],
+    )
+    .grpc();
+    let response = call(&cold, grpc_call("/shop.Orders/Get", Some(&reader))).await;
+    assert_eq!(header(&response, "grpc-status"), Some("14"));
+    assert_eq!(header(&response, "www-authenticate"), None);
+}

@@ -121,6 +121,15 @@ impl Requirement {
         })
     }
 
+    /// Satisfied by no token: what a route that must stay closed requires (an empty
+    /// [`policy`](Self::policy)).
+    #[must_use]
+    pub const fn deny_all() -> Self {
+        Self {
+            kind: RequirementKind::Policy(Vec::new()),
+        }
+    }
+
     /// Satisfied by any valid token, whatever its scopes (even none).
     #[must_use]
     pub const fn any_valid_token() -> Self {
