@@ -5,6 +5,7 @@ mod claims;
 mod clock;
 mod config;
 mod discovery;
+pub mod dpop;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
