@@ -295,19 +295,29 @@ pub async fn shared_secret(
 /// [`SealingError`] if the store fails or a secret cannot be decrypted with the keys given —
 /// the service must not start then.
 pub async fn reseal_outdated(store: &dyn Store, sealer: &Sealer) -> Result<usize, SealingError> {
-    let mut changed = 0;
+    // Everything is decrypted before anything is written: a secret the keys cannot read
+    // stops the start with the store as it was.
+    let mut keys = Vec::new();
     for key in store.list_keys().await? {
         let label = signing_key_label(&key.kid);
         let secret = sealer.open(&label, &key.private_key)?;
+        keys.push((key, label, secret));
+    }
+    let mut shared = Vec::new();
+    for (name, stored) in store.server_secrets().await? {
+        let label = shared_secret_label(&name);
+        let secret = sealer.open(&label, &stored)?;
+        shared.push((name, stored, label, secret));
+    }
+    let mut changed = 0;
+    for (key, label, secret) in keys {
         if sealer.is_outdated(&key.private_key) {
             let sealed = sealer.seal(&label, &secret)?;
             let from = key.private_key.sealed_by.as_deref();
             changed += usize::from(store.reseal_key(&key.kid, from, &sealed).await?);
         }
     }
-    for (name, stored) in store.server_secrets().await? {
-        let label = shared_secret_label(&name);
-        let secret = sealer.open(&label, &stored)?;
+    for (name, stored, label, secret) in shared {
         if sealer.is_outdated(&stored) {
             let sealed = sealer.seal(&label, &secret)?;
             let from = stored.sealed_by.as_deref();

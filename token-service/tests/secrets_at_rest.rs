@@ -214,3 +214,52 @@ async fn the_keys_file_named_in_the_configuration_is_read() {
     );
     assert!(!format!("{config:?}").contains(KEY_B));
 }
+
+#[tokio::test]
+async fn a_secret_the_keys_cannot_read_stops_the_start_with_the_store_unchanged() {
+    const KEY_C: &str = "third operator key: Zk4Wq8Lr2Mx6Tb0Nc5Hv9Jd3Pf7Gs1";
+    let store: Arc<dyn Store> = scopegate_token_service::store::open("sqlite::memory:")
+        .await
+        .unwrap();
+    // The signing key under A, the CSRF key under B: no single key list but [A, B] reads both.
+    let a = sealer(&[KEY_A]);
+    scopegate_token_service::rotation::add_key(
+        &*store,
+        &a,
+        scopegate_token_service::keys::KeyAlgorithm::Es256,
+        None,
+        1,
+        1,
+    )
+    .await
+    .unwrap();
+    sealing::shared_secret(&*store, &sealer(&[KEY_B]), "csrf", 1)
+        .await
+        .unwrap();
+    let before = (
+        store.list_keys().await.unwrap(),
+        store.server_secrets().await.unwrap(),
+    );
+
+    // C would re-encrypt the signing key (readable through A) but cannot read the CSRF key.
+    let error = start_with_keys(&[KEY_C, KEY_A], &store).await.unwrap_err();
+    assert!(error.contains("shared secret csrf"), "{error}");
+    let after = (
+        store.list_keys().await.unwrap(),
+        store.server_secrets().await.unwrap(),
+    );
+    assert_eq!(
+        after
+            .0
+            .iter()
+            .map(|key| &key.private_key)
+            .collect::<Vec<_>>(),
+        before
+            .0
+            .iter()
+            .map(|key| &key.private_key)
+            .collect::<Vec<_>>(),
+        "the signing key was rewritten before the failure"
+    );
+    assert_eq!(after.1, before.1);
+}
