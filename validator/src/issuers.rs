@@ -28,7 +28,8 @@ const ROUTES: u64 = 100_000;
 
 /// The trusted issuers, by name and in configured order.
 pub(crate) struct IssuerSet {
-    by_name: HashMap<Box<str>, Validator>,
+    /// Each issuer's place in `ordered`.
+    by_name: HashMap<Box<str>, usize>,
     /// Configured order; opaque tokens are introspected in it.
     ordered: Vec<Validator>,
     /// Which issuer verified a JWT (by the hash its verified-token cache keys it by), so that
@@ -62,7 +63,7 @@ impl IssuerSet {
             ));
         }
         let mut by_name = HashMap::with_capacity(validators.len());
-        for validator in &validators {
+        for (place, validator) in validators.iter().enumerate() {
             if !validator.is_single() {
                 return Err(BuildError::new(
                     "issuers",
@@ -70,7 +71,7 @@ impl IssuerSet {
                 ));
             }
             let name: Box<str> = validator.issuer().into();
-            if by_name.insert(name, validator.clone()).is_some() {
+            if by_name.insert(name, place).is_some() {
                 return Err(BuildError::new(
                     "issuers",
                     format!("issuer {:?} is listed twice", validator.issuer()),
@@ -109,16 +110,11 @@ impl IssuerSet {
             name: "iss",
             problem: "missing",
         })?;
-        let validator = self
+        let place = *self
             .by_name
             .get(issuer.as_ref())
             .ok_or(InvalidToken::WrongIssuer)?;
-        let place = self
-            .ordered
-            .iter()
-            .position(|listed| listed.issuer() == validator.issuer())
-            .ok_or(InvalidToken::WrongIssuer)?;
-        Ok((place, validator))
+        Ok((place, &self.ordered[place]))
     }
 
     pub(crate) async fn validate(&self, token: &str) -> Result<Arc<Principal>, Error> {
