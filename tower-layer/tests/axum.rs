@@ -43,9 +43,20 @@ async fn send(
     uri: &str,
     token: Option<&str>,
 ) -> (StatusCode, String) {
+    let authorization = token.map(|token| format!("Bearer {token}"));
+    send_raw(app, method, uri, authorization.as_deref()).await
+}
+
+/// `method uri` with this exact `Authorization` value, if any.
+async fn send_raw(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    authorization: Option<&str>,
+) -> (StatusCode, String) {
     let mut request = Request::builder().method(method).uri(uri);
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    if let Some(value) = authorization {
+        request = request.header(header::AUTHORIZATION, value);
     }
     let response = app
         .clone()
@@ -194,18 +205,7 @@ async fn greeting(who: Option<Authenticated>) -> String {
 }
 
 async fn send_with(app: &Router, uri: &str, authorization: Option<&str>) -> (StatusCode, String) {
-    let mut request = Request::get(uri);
-    if let Some(value) = authorization {
-        request = request.header(header::AUTHORIZATION, value);
-    }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
+    send_raw(app, Method::GET, uri, authorization).await
 }
 
 #[tokio::test]
