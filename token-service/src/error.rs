@@ -26,6 +26,10 @@ pub enum ErrorCode {
     /// Too many failed attempts: wait (the RFC 8628 name, answered with 429 and
     /// `Retry-After`).
     SlowDown,
+    /// The DPoP proof is missing, malformed, invalid or used already (RFC 9449 §5).
+    InvalidDpopProof,
+    /// The DPoP proof lacks the server's current nonce, sent with the error (RFC 9449 §8).
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -42,6 +46,8 @@ impl ErrorCode {
             Self::InvalidTarget => "invalid_target",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::SlowDown => "slow_down",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }
@@ -55,6 +61,8 @@ pub struct OAuthError {
     pub description: String,
     /// When to try again (`Retry-After`), for `temporarily_unavailable` and `slow_down`.
     pub retry_after: Option<std::time::Duration>,
+    /// The nonce a DPoP proof must carry (`DPoP-Nonce`), for `use_dpop_nonce`.
+    pub dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -64,6 +72,7 @@ impl OAuthError {
             code,
             description: description.into(),
             retry_after: None,
+            dpop_nonce: None,
         }
     }
 
@@ -102,6 +111,11 @@ impl OAuthError {
                 "the token service is busy; try again shortly",
             )
         }
+    }
+
+    /// `invalid_dpop_proof`.
+    pub fn invalid_dpop_proof(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidDpopProof, description)
     }
 
     /// `invalid_request`.

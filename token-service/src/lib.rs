@@ -14,6 +14,7 @@ pub mod clients;
 pub mod config;
 pub mod credentials;
 pub mod directory;
+pub mod dpop;
 pub mod error;
 pub mod grant;
 pub mod http;

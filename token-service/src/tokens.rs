@@ -31,6 +31,8 @@ pub struct AccessGrant {
     /// The grant (an authorization code) it comes from, so that a replayed code can revoke
     /// what it produced.
     pub grant_id: Option<String>,
+    /// The DPoP key it is bound to (`cnf.jkt`, RFC 9449 §6), if the request proved one.
+    pub jkt: Option<String>,
 }
 
 /// A freshly issued access token.
@@ -44,6 +46,21 @@ pub struct IssuedToken {
     pub scope: ScopeSet,
     /// Its identifier (for logs).
     pub jti: String,
+    /// Bound to a DPoP key: its `token_type` is `DPoP` (RFC 9449 §5).
+    pub dpop_bound: bool,
+}
+
+impl IssuedToken {
+    /// The `token_type` of the token response: `DPoP` for a bound token, else `Bearer`.
+    #[must_use]
+    pub const fn token_type(&self) -> &'static str {
+        token_type(self.dpop_bound)
+    }
+}
+
+/// `DPoP` for a bound token, `Bearer` for any other (RFC 9449 §5, RFC 7662 `token_type`).
+const fn token_type(dpop_bound: bool) -> &'static str {
+    if dpop_bound { "DPoP" } else { "Bearer" }
 }
 
 impl std::fmt::Debug for IssuedToken {
@@ -53,6 +70,7 @@ impl std::fmt::Debug for IssuedToken {
             .field("jti", &self.jti)
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
+            .field("dpop_bound", &self.dpop_bound)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +94,8 @@ pub struct ActiveToken {
     pub jti: String,
     /// JWT or opaque.
     pub format: TokenFormat,
+    /// The DPoP key it is bound to (`cnf.jkt`), if any.
+    pub jkt: Option<String>,
 }
 
 /// A short random identifier (128 bits) for `jti`.
@@ -112,6 +132,7 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
                     issued_at: now,
                     expires_at: now + ttl,
                     revoked_at: None,
+                    jkt: grant.jkt.clone(),
                 })
                 .await?;
             token
@@ -129,12 +150,13 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
             state.store().revoke_grant(grant_id, now).await?;
         }
     }
-    tracing::info!(client_id = %grant.client.id(), jti = %jti, format = grant.client.settings.token_format.as_str(), scope = %grant.scope, "access token issued");
+    tracing::info!(client_id = %grant.client.id(), jti = %jti, format = grant.client.settings.token_format.as_str(), scope = %grant.scope, dpop_bound = grant.jkt.is_some(), "access token issued");
     Ok(IssuedToken {
         access_token,
         expires_in: ttl,
         scope: grant.scope.clone(),
         jti,
+        dpop_bound: grant.jkt.is_some(),
     })
 }
 
@@ -151,7 +173,7 @@ fn sign_jwt(
         [single] => Value::from(single.as_str()),
         many => Value::from(many.to_vec()),
     };
-    let claims = json!({
+    let mut claims = json!({
         "iss": state.config().issuer,
         "sub": grant.subject,
         "aud": audience,
@@ -162,6 +184,9 @@ fn sign_jwt(
         "jti": jti,
         "scope": grant.scope.to_string(),
     });
+    if let (Some(jkt), Some(fields)) = (&grant.jkt, claims.as_object_mut()) {
+        fields.insert("cnf".to_owned(), json!({ "jkt": jkt }));
+    }
     sign_jws(state, "at+jwt", &claims, now).map(|(token, _)| token)
 }
 
@@ -260,6 +285,7 @@ pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, S
         expires_at: record.expires_at,
         jti: record.jti,
         format: TokenFormat::Opaque,
+        jkt: record.jkt,
     }))
 }
 
@@ -289,6 +315,11 @@ async fn verified_jwt(state: &State, token: &str) -> Option<ActiveToken> {
         expires_at: seconds(principal.expires_at())?,
         jti: principal.token_id()?.to_owned(),
         format: TokenFormat::Jwt,
+        jkt: principal
+            .claim("cnf")
+            .and_then(|cnf| cnf.get("jkt"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 
@@ -311,12 +342,16 @@ pub fn introspection_answer(
         "nbf": active.issued_at,
         "exp": active.expires_at,
         "jti": active.jti,
-        "token_type": "Bearer",
+        "token_type": token_type(active.jkt.is_some()),
     });
-    match answer {
-        Value::Object(map) => map,
-        _ => serde_json::Map::new(),
+    let Value::Object(mut map) = answer else {
+        return serde_json::Map::new();
+    };
+    if let Some(jkt) = &active.jkt {
+        // RFC 9449 §6.2: the resource server compares this to the proof's key.
+        map.insert("cnf".to_owned(), json!({ "jkt": jkt }));
     }
+    map
 }
 
 /// What an API may learn of `token` at introspection: only if some scope or audience of the

@@ -28,18 +28,6 @@ fn query(extra: &str) -> String {
     )
 }
 
-/// Signs jane in for `query`; returns the code and the session cookie.
-async fn sign_in(service: &TestService, query: &str) -> (String, String) {
-    let form = login_form(service, query).await;
-    let answer = submit(service, &form, "jane", "jane-password-1").await;
-    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
-    let (_, params) = location_params(&answer);
-    (
-        param(&params, "code").unwrap().to_owned(),
-        cookie(&answer, "scopegate_session").unwrap(),
-    )
-}
-
 async fn exchange(service: &TestService, code: &str, extra: &str) -> Answer {
     service
         .post(
@@ -116,7 +104,7 @@ async fn signing_in_redirects_with_code_state_and_iss_and_sets_the_session_cooki
 #[tokio::test]
 async fn the_code_buys_an_access_token_and_an_id_token_with_the_released_claims() {
     let service = TestService::start().await;
-    let (code, _) = sign_in(&service, &query("")).await;
+    let (code, _) = sign_in_jane(&service, &query("")).await;
     let answer = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.header("cache-control"), "no-store");
@@ -150,7 +138,7 @@ async fn claims_are_limited_to_the_scopes_granted() {
         "scope=openid%20profile%20email%20ad:user_custom:read",
         "scope=openid",
     );
-    let (code, _) = sign_in(&service, &narrow).await;
+    let (code, _) = sign_in_jane(&service, &narrow).await;
     let answer = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
     let id = claims(answer.json["id_token"].as_str().unwrap());
     for claim in ["given_name", "email", "company_name"] {
@@ -164,7 +152,7 @@ async fn claims_are_limited_to_the_scopes_granted() {
 #[tokio::test]
 async fn a_session_gives_a_code_without_asking_again_unless_prompt_or_max_age_demand_it() {
     let service = TestService::start().await;
-    let (_, session) = sign_in(&service, &query("")).await;
+    let (_, session) = sign_in_jane(&service, &query("")).await;
     let again = get_with_cookies(
         &service,
         &format!("/authorize?{}", query("")),
@@ -217,7 +205,7 @@ async fn a_session_gives_a_code_without_asking_again_unless_prompt_or_max_age_de
 #[tokio::test]
 async fn the_session_expires_after_its_lifetime() {
     let service = TestService::start().await;
-    let (_, session) = sign_in(&service, &query("")).await;
+    let (_, session) = sign_in_jane(&service, &query("")).await;
     service.advance(Duration::from_secs(14 * 24 * 3600 + 1));
     let page = get_with_cookies(&service, &format!("/authorize?{}", query("")), &[session]).await;
     assert_eq!(page.status, StatusCode::OK, "asked to sign in again");
@@ -490,7 +478,7 @@ async fn other_request_errors_go_back_to_the_client_with_state_and_iss() {
 #[tokio::test]
 async fn a_second_redemption_fails_and_revokes_what_the_first_issued() {
     let service = TestService::start().await;
-    let (code, _) = sign_in(&service, &query("")).await;
+    let (code, _) = sign_in_jane(&service, &query("")).await;
     let first = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
     assert_eq!(first.status, StatusCode::OK);
     let access = first.json["access_token"].as_str().unwrap();
@@ -517,7 +505,7 @@ async fn a_second_redemption_fails_and_revokes_what_the_first_issued() {
 #[tokio::test]
 async fn of_twenty_concurrent_redemptions_exactly_one_succeeds() {
     let service = std::sync::Arc::new(TestService::start().await);
-    let (code, _) = sign_in(&service, &query("")).await;
+    let (code, _) = sign_in_jane(&service, &query("")).await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..20 {
         let service = std::sync::Arc::clone(&service);
@@ -551,7 +539,7 @@ async fn pkce_redirect_uri_client_and_expiry_are_enforced() {
         ),
     ];
     for (extra, why) in cases {
-        let (code, _) = sign_in(&service, &query("")).await;
+        let (code, _) = sign_in_jane(&service, &query("")).await;
         let answer = exchange(&service, &code, &extra).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{why}");
         // The rightful exchange still works: failed checks do not consume the code.
@@ -561,7 +549,7 @@ async fn pkce_redirect_uri_client_and_expiry_are_enforced() {
             assert_eq!(retry.status, StatusCode::OK, "{why}: {}", retry.text);
         }
     }
-    let (code, _) = sign_in(&service, &query("")).await;
+    let (code, _) = sign_in_jane(&service, &query("")).await;
     let wrong_redirect = service
         .post(
             "/token",
@@ -654,7 +642,7 @@ async fn refresh(service: &TestService, token: &str, extra: &str) -> Answer {
 
 /// Signs in and redeems the code; returns the token response.
 async fn first_tokens(service: &TestService) -> serde_json::Value {
-    let (code, _) = sign_in(service, &query("")).await;
+    let (code, _) = sign_in_jane(service, &query("")).await;
     let answer = exchange(service, &code, &format!("&code_verifier={VERIFIER}")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     answer.json
@@ -747,7 +735,7 @@ async fn a_refresh_token_is_bound_to_its_client_and_expires() {
 #[tokio::test]
 async fn a_replayed_code_revokes_the_refresh_token_it_issued() {
     let service = TestService::start().await;
-    let (code, _) = sign_in(&service, &query("")).await;
+    let (code, _) = sign_in_jane(&service, &query("")).await;
     let first = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
     let r1 = first.json["refresh_token"].as_str().unwrap().to_owned();
     let replay = exchange(&service, &code, &format!("&code_verifier={VERIFIER}")).await;
@@ -762,7 +750,7 @@ const SIGNED_OUT: &str = "http://127.0.0.1:3000/signed-out";
 #[tokio::test]
 async fn logout_with_an_id_token_hint_ends_the_session_revokes_its_tokens_and_returns() {
     let service = TestService::start().await;
-    let (code, session) = sign_in(&service, &query("")).await;
+    let (code, session) = sign_in_jane(&service, &query("")).await;
     let tokens_json = exchange(&service, &code, &format!("&code_verifier={VERIFIER}"))
         .await
         .json;
@@ -806,7 +794,7 @@ async fn logout_with_an_id_token_hint_ends_the_session_revokes_its_tokens_and_re
 #[tokio::test]
 async fn logout_never_redirects_to_an_unregistered_uri() {
     let service = TestService::start().await;
-    let (code, session) = sign_in(&service, &query("")).await;
+    let (code, session) = sign_in_jane(&service, &query("")).await;
     let id_token = exchange(&service, &code, &format!("&code_verifier={VERIFIER}"))
         .await
         .json["id_token"]
@@ -833,7 +821,7 @@ async fn logout_never_redirects_to_an_unregistered_uri() {
 #[tokio::test]
 async fn logout_without_a_hint_asks_first_and_the_confirmation_is_csrf_protected() {
     let service = TestService::start().await;
-    let (_, session) = sign_in(&service, &query("")).await;
+    let (_, session) = sign_in_jane(&service, &query("")).await;
     let ask = get_with_cookies(&service, "/logout", std::slice::from_ref(&session)).await;
     assert_eq!(ask.status, StatusCode::OK);
     assert!(ask.text.contains("Do you want to sign out?"));

@@ -42,6 +42,7 @@ fn every_member() -> Value {
         "required_claims": ["name"],
         "self_signup": true,
         "rate_limit": "600/min",
+        "dpop_bound_access_tokens": true,
     })
 }
 

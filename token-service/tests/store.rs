@@ -29,6 +29,7 @@ fn code(digest: u8) -> CodeRecord {
         scope: "openid".into(),
         nonce: Some("n".into()),
         code_challenge: Some("c".into()),
+        dpop_jkt: Some("code-jkt".into()),
         auth_time: 10,
         expires_at: 1_000,
         redeemed_at: None,
@@ -62,6 +63,7 @@ fn refresh(digest: u8, family: &str) -> RefreshRecord {
         rotated_at: None,
         revoked_at: None,
         family_started_at: 15,
+        jkt: Some("refresh-jkt".into()),
     }
 }
 
@@ -76,6 +78,7 @@ fn token(digest: u8, client: &str) -> TokenRecord {
         issued_at: 100,
         expires_at: 1_000,
         revoked_at: None,
+        jkt: digest.is_multiple_of(2).then(|| format!("jkt-{digest}")),
     }
 }
 
@@ -95,12 +98,15 @@ async fn records_round_trip_on_every_backend() {
             Some(refresh(2, "g1")),
             "{name}"
         );
-        store.insert_token(&token(3, "svc-a")).await.unwrap();
-        assert_eq!(
-            store.find_token(&[3; 32]).await.unwrap(),
-            Some(token(3, "svc-a")),
-            "{name}"
-        );
+        // Unbound (odd digest) and DPoP-bound (even) tokens alike.
+        for digest in [3, 8] {
+            store.insert_token(&token(digest, "svc-a")).await.unwrap();
+            assert_eq!(
+                store.find_token(&[digest; 32]).await.unwrap(),
+                Some(token(digest, "svc-a")),
+                "{name}"
+            );
+        }
         let session = session();
         store.insert_session(&session).await.unwrap();
         store.end_session("sid-1", 50).await.unwrap();
@@ -140,11 +146,19 @@ async fn records_round_trip_on_every_backend() {
         store.revoke_jwt("j1", "svc-a", 500, 70).await.unwrap();
         assert!(store.is_jwt_revoked("j1").await.unwrap(), "{name}");
         assert!(!store.is_jwt_revoked("j2").await.unwrap(), "{name}");
+        // A single-use id is spent once, at any instance, until it expires.
+        assert!(store.spend_once(&[5; 32], 2_000).await.unwrap(), "{name}");
+        assert!(!store.spend_once(&[5; 32], 2_000).await.unwrap(), "{name}");
         let swept = store.sweep(2_500).await.unwrap();
+        // Both opaque tokens (3 and 8) expired at 1 000.
         assert_eq!(
             (swept.tokens, swept.revoked_jwts),
-            (1, 1),
+            (2, 1),
             "{name}: {swept:?}"
+        );
+        assert!(
+            store.spend_once(&[5; 32], 3_000).await.unwrap(),
+            "{name}: the sweep forgets expired ids"
         );
         assert!(
             store.find_session(&[4; 32]).await.unwrap().is_none(),
@@ -235,6 +249,7 @@ async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend
             post_logout_redirect_uris: vec!["https://app.test/".into()],
             required_claims: vec!["company_name".into()],
             self_signup: true,
+            dpop_bound_access_tokens: true,
             rate_limit: Some("600/min".parse().unwrap()),
             secret: None,
             secret_hash: None,

@@ -187,6 +187,11 @@ pub struct ClientSettings {
     #[schemars(with = "Option<String>")]
     #[arg(long = "rate-limit", value_name = "RATE")]
     pub rate_limit: Option<super::RateLimit>,
+    /// Every token request must carry a DPoP proof, so that each of its access tokens is bound
+    /// to the client's key (RFC 9449 §5.2 `dpop_bound_access_tokens`).
+    #[serde(default)]
+    #[arg(long)]
+    pub dpop_bound_access_tokens: bool,
     /// The client secret in plain text: the configuration file's alone (the admin API and
     /// `client add` generate one), turned into the [`Client::secret`] hash at start-up.
     #[serde(default, skip_serializing)]

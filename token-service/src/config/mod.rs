@@ -48,6 +48,7 @@ const OVERRIDABLE: &[&str] = &[
     "signing",
     "defaults",
     "limits",
+    "dpop",
     "scopes",
     "clients",
     "apis",
@@ -172,6 +173,13 @@ pub struct Limits {
     pub database_wait: Duration,
 }
 
+/// DPoP at the token endpoint (RFC 9449).
+#[derive(Debug, Clone)]
+pub struct Dpop {
+    /// How far a proof's `iat` may be from now, either way; its `jti` is remembered as long.
+    pub proof_window: Duration,
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -198,6 +206,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Request limits.
     pub limits: Limits,
+    /// DPoP proofs at the token endpoint.
+    pub dpop: Dpop,
     /// Custom scopes.
     pub scopes: Vec<CustomScope>,
     /// Clients from the configuration.
@@ -300,6 +310,8 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    dpop: RawDpop,
+    #[serde(default)]
     scopes: Vec<RawScope>,
     #[serde(default)]
     clients: Vec<ClientSettings>,
@@ -343,6 +355,12 @@ struct RawLimits {
     api_rate_limit: Option<RateLimit>,
     database_connections: Option<u32>,
     database_wait: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDpop {
+    proof_window: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -671,6 +689,15 @@ impl RawConfig {
                 }
             },
         };
+        let dpop = Dpop {
+            proof_window: check_ttl(
+                "dpop.proof_window",
+                self.dpop
+                    .proof_window
+                    .map_or(Duration::from_secs(60), |d| d.0),
+                Duration::from_secs(600),
+            )?,
+        };
 
         let mut plain_secret_fields = Vec::new();
         let scopes = self
@@ -796,6 +823,7 @@ impl RawConfig {
             refresh_token_absolute_ttl,
             sweep_interval,
             limits,
+            dpop,
             scopes,
             clients,
             apis,

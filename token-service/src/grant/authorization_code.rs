@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::State;
 use crate::config::{Client, GrantType};
+use crate::dpop::ProofKey;
 use crate::error::{ErrorCode, OAuthError};
 use crate::id_token::{self, Subject};
 use crate::secret::{random_token, token_digest};
@@ -31,6 +32,8 @@ pub struct CodeGrant {
     pub nonce: Option<String>,
     /// PKCE S256 challenge.
     pub code_challenge: Option<String>,
+    /// The DPoP key the code is bound to (RFC 9449 §10 `dpop_jkt`).
+    pub dpop_jkt: Option<String>,
 }
 
 /// Issues a code for `grant` in `session`; returns the code.
@@ -56,6 +59,7 @@ pub async fn issue_code(
             scope: grant.scope.to_string(),
             nonce: grant.nonce.clone(),
             code_challenge: grant.code_challenge.clone(),
+            dpop_jkt: grant.dpop_jkt.clone(),
             auth_time: session.auth_time,
             expires_at: state.now() + state.config().code_ttl.as_secs(),
             redeemed_at: None,
@@ -94,6 +98,8 @@ pub struct CodeExchange {
     pub redirect_uri: Option<String>,
     /// `code_verifier`.
     pub code_verifier: Option<String>,
+    /// The DPoP key the request proved.
+    pub proof_key: Option<ProofKey>,
 }
 
 /// The code and the verifier are secrets: `Debug` shows only whether they are there.
@@ -107,6 +113,7 @@ impl std::fmt::Debug for CodeExchange {
                 "code_verifier",
                 &self.code_verifier.as_ref().map(|_| "[redacted]"),
             )
+            .field("proof_key", &self.proof_key)
             .finish()
     }
 }
@@ -199,6 +206,13 @@ pub async fn authorization_code(
         }
         (None, None) => {}
     }
+    let proven = exchange.proof_key.as_ref().map(|key| key.jkt.as_str());
+    if code.dpop_jkt.is_some() && code.dpop_jkt.as_deref() != proven {
+        // RFC 9449 §10: the code is for the key named at the authorization request only.
+        return Err(invalid_grant(
+            "the code is bound to another DPoP key (dpop_jkt)",
+        ));
+    }
     match state.store().redeem_code(&digest, now).await? {
         Redemption::Redeemed => {}
         Redemption::AlreadyRedeemed => return Err(replayed(state, &grant_id, now).await),
@@ -224,6 +238,10 @@ pub async fn authorization_code(
             refresh_scope: &scope,
             family_started_at: state.now(),
             nonce: code.nonce.as_deref(),
+            access_jkt: proven,
+            // RFC 9449 §5: a public client's refresh tokens are bound to its key; a
+            // confidential client's are bound to its authentication already.
+            refresh_jkt: if client.is_public() { proven } else { None },
         },
     )
     .await
@@ -243,6 +261,10 @@ pub(crate) struct UserGrant<'a> {
     /// When the refresh token family started (the code's redemption).
     pub(crate) family_started_at: u64,
     pub(crate) nonce: Option<&'a str>,
+    /// The DPoP key the access token is bound to.
+    pub(crate) access_jkt: Option<&'a str>,
+    /// The DPoP key the refresh token is bound to (the family's, for the life of the family).
+    pub(crate) refresh_jkt: Option<&'a str>,
 }
 
 /// Issues the access token, the id_token (for `openid`) and the refresh token (for clients
@@ -261,6 +283,7 @@ pub(crate) async fn user_tokens(
             scope: grant.scope.clone(),
             audience,
             grant_id: Some(grant.family.to_owned()),
+            jkt: grant.access_jkt.map(str::to_owned),
         },
     )
     .await?;
@@ -308,6 +331,7 @@ pub(crate) async fn user_tokens(
                 rotated_at: None,
                 revoked_at: None,
                 family_started_at: grant.family_started_at,
+                jkt: grant.refresh_jkt.map(str::to_owned),
             })
             .await?;
         Some(token)
@@ -345,6 +369,7 @@ mod tests {
             code: "secret-code-value".into(),
             redirect_uri: Some("https://app.test/cb".into()),
             code_verifier: Some("secret-verifier-value".into()),
+            proof_key: None,
         };
         let tokens = CodeTokens {
             access: IssuedToken {
@@ -352,6 +377,7 @@ mod tests {
                 expires_in: 60,
                 scope: scopegate_validator::ScopeSet::default(),
                 jti: "jti-1".into(),
+                dpop_bound: false,
             },
             id_token: Some("secret-id-token-value".into()),
             refresh_token: Some("secret-refresh-value".into()),
@@ -359,6 +385,7 @@ mod tests {
         let refresh = crate::grant::RefreshRequest {
             refresh_token: "secret-refresh-value".into(),
             scope: None,
+            proof_key: None,
         };
         let printed = format!("{exchange:?} {tokens:?} {refresh:?} {exchange:#?} {tokens:#?}");
         assert!(!printed.contains("secret-"), "{printed}");

@@ -240,8 +240,23 @@ pub async fn check(state: &State, query: &str) -> Result<AuthorizationRequest, R
             "max_age must be a number of seconds",
         ));
     };
+    // RFC 9449 §10: a SHA-256 JWK thumbprint, base64url (43 characters).
+    let dpop_jkt = get("dpop_jkt");
+    let is_thumbprint = |jkt: &str| {
+        jkt.len() == 43
+            && jkt
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+    };
+    if dpop_jkt.is_some_and(|jkt| !is_thumbprint(jkt)) {
+        return Err(refuse(
+            "invalid_request",
+            "dpop_jkt must be a SHA-256 JWK thumbprint (43 base64url characters)",
+        ));
+    }
     Ok(AuthorizationRequest {
         grant: CodeGrant {
+            dpop_jkt: dpop_jkt.map(str::to_owned),
             client_id: client.id().to_owned(),
             redirect_uri: redirect_uri.clone(),
             scope,

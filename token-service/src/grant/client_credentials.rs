@@ -6,6 +6,7 @@ use scopegate_validator::ScopeSet;
 
 use crate::State;
 use crate::config::{Client, GrantType};
+use crate::dpop::ProofKey;
 use crate::error::{ErrorCode, OAuthError};
 use crate::tokens::{self, AccessGrant, IssuedToken};
 
@@ -16,6 +17,8 @@ pub struct ClientCredentialsRequest {
     pub scope: Option<ScopeSet>,
     /// RFC 8707 `resource` values.
     pub resources: Vec<String>,
+    /// The DPoP key the request proved, which the token is bound to.
+    pub proof_key: Option<ProofKey>,
 }
 
 /// Issues an access token to an authenticated confidential client.
@@ -45,6 +48,7 @@ pub async fn client_credentials(
             scope,
             audience,
             grant_id: None,
+            jkt: request.proof_key.as_ref().map(|key| key.jkt.clone()),
         },
     )
     .await

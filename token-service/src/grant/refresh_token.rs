@@ -11,6 +11,7 @@ use scopegate_validator::scope::grant;
 use super::authorization_code::{CodeTokens, UserGrant, user_tokens};
 use crate::State;
 use crate::config::{Client, GrantType};
+use crate::dpop::ProofKey;
 use crate::error::{ErrorCode, OAuthError};
 use crate::secret::token_digest;
 
@@ -21,6 +22,8 @@ pub struct RefreshRequest {
     pub refresh_token: String,
     /// `scope`, to narrow.
     pub scope: Option<ScopeSet>,
+    /// The DPoP key the request proved.
+    pub proof_key: Option<ProofKey>,
 }
 
 /// The refresh token is a secret: `Debug` never shows it.
@@ -30,6 +33,7 @@ impl std::fmt::Debug for RefreshRequest {
             .debug_struct("RefreshRequest")
             .field("refresh_token", &"[redacted]")
             .field("scope", &self.scope)
+            .field("proof_key", &self.proof_key)
             .finish()
     }
 }
@@ -74,6 +78,13 @@ pub async fn refresh_token(
     if record.expires_at <= now {
         return Err(invalid_grant("the refresh token has expired"));
     }
+    let proven = request.proof_key.as_ref().map(|key| key.jkt.as_str());
+    if record.jkt.is_some() && record.jkt.as_deref() != proven {
+        // RFC 9449 §5: a bound refresh token is usable only with a proof of its key.
+        return Err(invalid_grant(
+            "the refresh token is bound to a DPoP key this request did not prove",
+        ));
+    }
     let original = ScopeSet::parse_space_separated(&record.scope)
         .map_err(|_| invalid_grant("the refresh token's scope cannot be read"))?;
     // What the grant gave, as far as the client may still have it: a scope taken from the
@@ -111,6 +122,8 @@ pub async fn refresh_token(
             refresh_scope: &original,
             family_started_at: record.family_started_at,
             nonce: None,
+            access_jkt: proven,
+            refresh_jkt: record.jkt.as_deref(),
         },
     )
     .await

@@ -50,6 +50,7 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "id_token_signing_alg_values_supported": [algorithm],
+        "dpop_signing_alg_values_supported": crate::dpop::PROOF_ALGORITHMS.map(|alg| alg.as_str()),
     }))
     .into_response();
     response.headers_mut().insert(

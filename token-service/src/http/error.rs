@@ -8,6 +8,9 @@ use serde_json::json;
 
 use crate::error::{ErrorCode, OAuthError};
 
+/// The header a server sends its current DPoP nonce in (RFC 9449 §8).
+pub(crate) const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
+
 /// The HTTP status of `error`.
 #[must_use]
 pub(crate) const fn status(error: &OAuthError) -> StatusCode {
@@ -56,6 +59,13 @@ impl IntoResponse for OAuthError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(nonce) = self
+            .dpop_nonce
+            .as_deref()
+            .and_then(|nonce| HeaderValue::from_str(nonce).ok())
+        {
+            response.headers_mut().insert(DPOP_NONCE, nonce);
         }
         response.extensions_mut().insert(self);
         response

@@ -17,6 +17,7 @@ use super::peer::Peer;
 use crate::State;
 use crate::config::{Client, GrantType};
 use crate::credentials::{self, Verdict};
+use crate::dpop;
 use crate::error::{ErrorCode, OAuthError};
 use crate::grant::{self, ClientCredentialsRequest, CodeExchange, RefreshRequest};
 use crate::tokens::IssuedToken;
@@ -31,7 +32,7 @@ pub(super) async fn token(
         Ok((issued, id_token, refresh_token)) => {
             let mut answer = json!({
                 "access_token": issued.access_token,
-                "token_type": "Bearer",
+                "token_type": issued.token_type(),
                 "expires_in": issued.expires_in,
                 "scope": issued.scope.to_string(),
             });
@@ -58,6 +59,9 @@ async fn exchange(
     body: &[u8],
 ) -> Result<(IssuedToken, Option<String>, Option<String>), OAuthError> {
     let form = Form::parse(headers, body, &["resource"])?;
+    // The proof is checked first: a bad one costs no client authentication, and a good one is
+    // spent whatever follows (it is good for one request).
+    let proof_key = dpop::verify(state, dpop_proof(headers)?).await?;
     let grant_type = form.require("grant_type")?;
     let grant_type = GrantType::parse(grant_type).ok_or_else(|| {
         OAuthError::new(
@@ -69,9 +73,11 @@ async fn exchange(
         GrantType::ClientCredentials => {
             let client = authenticate_client(state, peer, headers, &form).await?;
             within_rate(state, &client)?;
+            dpop::required_by(&client, proof_key.as_ref())?;
             let request = ClientCredentialsRequest {
                 scope: requested_scope(&form)?,
                 resources: form.all("resource").to_vec(),
+                proof_key,
             };
             let access = grant::client_credentials(state, client, &request).await?;
             Ok((access, None, None))
@@ -79,10 +85,12 @@ async fn exchange(
         GrantType::AuthorizationCode => {
             let client = identify_client(state, peer, headers, &form).await?;
             within_rate(state, &client)?;
+            dpop::required_by(&client, proof_key.as_ref())?;
             let exchange = CodeExchange {
                 code: form.require("code")?.to_owned(),
                 redirect_uri: form.get("redirect_uri").map(str::to_owned),
                 code_verifier: form.get("code_verifier").map(str::to_owned),
+                proof_key,
             };
             let tokens = grant::authorization_code(state, client, &exchange).await?;
             Ok((tokens.access, tokens.id_token, tokens.refresh_token))
@@ -90,14 +98,31 @@ async fn exchange(
         GrantType::RefreshToken => {
             let client = identify_client(state, peer, headers, &form).await?;
             within_rate(state, &client)?;
+            dpop::required_by(&client, proof_key.as_ref())?;
             let request = RefreshRequest {
                 refresh_token: form.require("refresh_token")?.to_owned(),
                 scope: requested_scope(&form)?,
+                proof_key,
             };
             let tokens = grant::refresh_token(state, client, &request).await?;
             Ok((tokens.access, tokens.id_token, tokens.refresh_token))
         }
     }
+}
+
+/// The `DPoP` header's proof, if sent (RFC 9449 §4.1): one header of visible ASCII.
+fn dpop_proof(headers: &HeaderMap) -> Result<Option<&str>, OAuthError> {
+    let mut values = headers.get_all("dpop").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(OAuthError::invalid_dpop_proof("more than one DPoP header"));
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| OAuthError::invalid_dpop_proof("the DPoP header is not visible ASCII"))
 }
 
 /// Whether `client` is within its request rate (its own, or the service's default).

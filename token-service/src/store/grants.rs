@@ -79,6 +79,7 @@ fn code_from_row(row: &Row) -> Result<CodeRecord, StoreError> {
         scope: row.text("scope")?,
         nonce: row.optional_text("nonce")?,
         code_challenge: row.optional_text("code_challenge")?,
+        dpop_jkt: row.optional_text("dpop_jkt")?,
         auth_time: row.int("auth_time")?,
         expires_at: row.int("expires_at")?,
         redeemed_at: row.optional_int("redeemed_at")?,
@@ -100,6 +101,7 @@ fn refresh_from_row(row: &Row) -> Result<RefreshRecord, StoreError> {
         rotated_at: row.optional_int("rotated_at")?,
         revoked_at: row.optional_int("revoked_at")?,
         family_started_at: row.int("family_started_at")?,
+        jkt: row.optional_text("jkt")?,
     })
 }
 
@@ -182,8 +184,9 @@ impl GrantStore for SqlStore {
     async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
         let statement = sql(
             "INSERT INTO authorization_codes (digest, client_id, user_id, username, sid, \
-             redirect_uri, scope, nonce, code_challenge, auth_time, expires_at, redeemed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             redirect_uri, scope, nonce, code_challenge, auth_time, expires_at, redeemed_at, \
+             dpop_jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bytes(&code.digest)
         .text(&code.client_id)
@@ -196,7 +199,8 @@ impl GrantStore for SqlStore {
         .optional_text(code.code_challenge.as_deref())
         .int(code.auth_time)
         .int(code.expires_at)
-        .optional_int(code.redeemed_at);
+        .optional_int(code.redeemed_at)
+        .optional_text(code.dpop_jkt.as_deref());
         self.db.execute(statement).await?;
         Ok(())
     }
@@ -229,8 +233,8 @@ impl GrantStore for SqlStore {
     async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError> {
         let statement = sql(
             "INSERT INTO refresh_tokens (digest, family, client_id, user_id, username, sid, scope, \
-             auth_time, issued_at, expires_at, rotated_at, revoked_at, family_started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             auth_time, issued_at, expires_at, rotated_at, revoked_at, family_started_at, jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bytes(&token.digest)
         .text(&token.family)
@@ -244,7 +248,8 @@ impl GrantStore for SqlStore {
         .int(token.expires_at)
         .optional_int(token.rotated_at)
         .optional_int(token.revoked_at)
-        .int(token.family_started_at);
+        .int(token.family_started_at)
+        .optional_text(token.jkt.as_deref());
         self.db.execute(statement).await?;
         // A replay that revoked the family while this token was being made: it shares the
         // family's fate (see `revoke_grant`).

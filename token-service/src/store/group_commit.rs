@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::sql::{duplicate_or, insert_tokens_sql};
 use super::{StoreError, TokenRecord};
 
-/// Most rows in one statement (9 parameters each, far below SQLite's limit of 32 766 and
+/// Most rows in one statement (10 parameters each, far below SQLite's limit of 32 766 and
 /// Postgres' 65 535).
 const MAX_BATCH: usize = 64;
 

@@ -59,6 +59,10 @@ pub(super) fn client_columns(client: &Client) -> Columns {
         ),
         ("self_signup", Value::Int(u64::from(settings.self_signup))),
         (
+            "dpop_bound_access_tokens",
+            Value::Int(u64::from(settings.dpop_bound_access_tokens)),
+        ),
+        (
             "rate_limit",
             Value::OptionalText(settings.rate_limit.map(|rate| rate.to_string())),
         ),
@@ -127,6 +131,7 @@ pub(super) fn client_from_row(row: &Row) -> Result<Client, StoreError> {
         post_logout_redirect_uris: parse_list("clients", &row.text("post_logout_redirect_uris")?)?,
         required_claims: parse_list("clients", &row.text("required_claims")?)?,
         self_signup: row.int("self_signup")? != 0,
+        dpop_bound_access_tokens: row.int("dpop_bound_access_tokens")? != 0,
         rate_limit: rate_of(row, &corrupt)?,
         secret: None,
         secret_hash: None,

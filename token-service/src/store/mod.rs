@@ -1,7 +1,7 @@
 //! Persistence, by role: clients and APIs ([`ClientStore`]), users ([`UserStore`]), what a
 //! sign-in grants — sessions, codes, refresh tokens ([`GrantStore`]) — access tokens and the JWT
 //! revocation list ([`TokenStore`]), signing keys and shared secrets ([`KeyStore`]), and failed
-//! sign-ins ([`ThrottleStore`]). Secrets and tokens are kept as SHA-256 digests only. SQLite is
+//! sign-ins ([`ThrottleStore`]), identifiers used once ([`ReplayStore`]). Secrets and tokens are kept as SHA-256 digests only. SQLite is
 //! the embedded default; Postgres serves several instances; both run the same statements,
 //! written once in the role modules, over twin migrations.
 
@@ -12,6 +12,7 @@ mod group_commit;
 mod keys;
 mod mapping;
 mod postgres;
+mod replay;
 mod sql;
 mod sqlite;
 mod throttle;
@@ -26,6 +27,7 @@ pub use clients::ClientStore;
 pub use grants::GrantStore;
 pub use keys::KeyStore;
 pub use postgres::PoolSettings;
+pub use replay::ReplayStore;
 pub use throttle::{AttemptCount, ThrottleStore};
 pub use tokens::TokenStore;
 pub use users::UserStore;
@@ -34,7 +36,7 @@ pub use users::UserStore;
 /// scope).
 pub mod prelude {
     pub use super::{
-        ClientStore, GrantStore, KeyStore, Store, ThrottleStore, TokenStore, UserStore,
+        ClientStore, GrantStore, KeyStore, ReplayStore, Store, ThrottleStore, TokenStore, UserStore,
     };
 }
 
@@ -85,6 +87,8 @@ pub struct TokenRecord {
     pub expires_at: u64,
     /// Seconds since the epoch, once revoked.
     pub revoked_at: Option<u64>,
+    /// The DPoP key thumbprint it is bound to (`cnf.jkt`), if any.
+    pub jkt: Option<String>,
 }
 
 /// A browser session.
@@ -127,6 +131,8 @@ pub struct CodeRecord {
     pub nonce: Option<String>,
     /// The PKCE S256 challenge.
     pub code_challenge: Option<String>,
+    /// The DPoP key the authorization request bound the code to (RFC 9449 §10 `dpop_jkt`).
+    pub dpop_jkt: Option<String>,
     /// When the user signed in.
     pub auth_time: u64,
     /// Seconds since the epoch.
@@ -165,6 +171,8 @@ pub struct RefreshRecord {
     /// When its family started (the code's redemption): the family ends at the latest
     /// `refresh_token_absolute_ttl` after it, however often it is rotated.
     pub family_started_at: u64,
+    /// The DPoP key thumbprint it is bound to (a public client's, RFC 9449 §5), if any.
+    pub jkt: Option<String>,
 }
 
 /// What redeeming a code found.
@@ -208,6 +216,7 @@ pub trait Store:
     + TokenStore
     + KeyStore
     + ThrottleStore
+    + ReplayStore
     + Send
     + Sync
     + std::fmt::Debug
@@ -249,6 +258,7 @@ impl Store for SqlStore {
             "DELETE FROM sessions WHERE expires_at < $1",
             "DELETE FROM login_failures WHERE window_ends < $1",
             "DELETE FROM grant_tokens WHERE expires_at < $1",
+            "DELETE FROM spent_ids WHERE expires_at < $1",
             "DELETE FROM refresh_tokens WHERE expires_at < $1",
             // Redeemed codes are kept a day past expiry, so that a late replay is still
             // recognised as one.

@@ -118,6 +118,7 @@ mod tests {
             issued_at: 100,
             expires_at,
             revoked_at: None,
+            jkt: None,
         }
     }
 
@@ -178,6 +179,7 @@ mod tests {
             post_logout_redirect_uris: vec![],
             required_claims: vec![],
             self_signup: false,
+            dpop_bound_access_tokens: false,
             rate_limit: None,
             secret: None,
             secret_hash: None,

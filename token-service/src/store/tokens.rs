@@ -45,6 +45,7 @@ fn token_from_row(row: &Row) -> Result<TokenRecord, StoreError> {
         issued_at: row.int("issued_at")?,
         expires_at: row.int("expires_at")?,
         revoked_at: row.optional_int("revoked_at")?,
+        jkt: row.optional_text("jkt")?,
     })
 }
 
@@ -64,6 +65,7 @@ fn bind_token<'a>(
         .int(token.issued_at)
         .int(token.expires_at)
         .optional_int(token.revoked_at)
+        .optional_text(token.jkt.as_deref())
 }
 
 impl TokenSink for Db {

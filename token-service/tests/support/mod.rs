@@ -10,6 +10,7 @@
 )]
 
 pub mod cluster;
+pub mod dpop;
 pub mod logs;
 pub mod pages;
 pub mod pg_server;

@@ -107,3 +107,16 @@ pub fn login_request(form: &LoginForm, username: &str, password: &str) -> Reques
         .body(Body::from(body))
         .unwrap()
 }
+
+/// Signs jane in for the authorization request `query`; returns the code and the session
+/// cookie.
+pub async fn sign_in_jane(service: &TestService, query: &str) -> (String, String) {
+    let form = login_form(service, query).await;
+    let answer = submit(service, &form, "jane", "jane-password-1").await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+    let (_, params) = location_params(&answer);
+    (
+        param(&params, "code").unwrap().to_owned(),
+        cookie(&answer, "scopegate_session").unwrap(),
+    )
+}

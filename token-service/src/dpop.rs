@@ -1,0 +1,118 @@
+//! DPoP at the token endpoint (RFC 9449 §4–§5): the one check of a token request's proof, for
+//! every grant. A proof that passes names the key (its `jkt`) the issued tokens are bound to.
+//!
+//! The storage-free checks of §4.3 are the validator's (`scopegate_validator::dpop`), shared
+//! with the resource-server layer; this module adds what needs the service: the endpoint's own
+//! URL, the configured window, the client's requirement, and the single use of each proof's
+//! `jti` across every instance on the store.
+
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use scopegate_validator::Algorithm;
+use scopegate_validator::dpop::{self, DpopError, DpopRequest};
+
+use crate::State;
+use crate::config::Client;
+use crate::error::OAuthError;
+
+/// The algorithms a proof may be signed with: every asymmetric one the validator knows (never
+/// `none` or HMAC, which it cannot represent); discovery's `dpop_signing_alg_values_supported`.
+pub const PROOF_ALGORITHMS: [Algorithm; 10] = Algorithm::ALL;
+
+/// A key the client proved it holds: the RFC 7638 thumbprint that a bound token's `cnf.jkt`
+/// names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofKey {
+    /// The thumbprint (SHA-256, base64url).
+    pub jkt: String,
+}
+
+/// The token endpoint's URL, as proofs must name it (`htu`).
+#[must_use]
+pub fn token_endpoint(state: &State) -> String {
+    format!("{}/token", state.config().base_url())
+}
+
+/// Checks the `DPoP` proof of a token request (at most one; the caller refuses two), verified
+/// before the client is known: the key it proves, or `None` without a proof.
+///
+/// # Errors
+///
+/// `invalid_dpop_proof` for a proof that fails a check of RFC 9449 §4.3 or whose `jti` was
+/// used already (at any instance); `temporarily_unavailable` if the store fails.
+pub async fn verify(state: &State, proof: Option<&str>) -> Result<Option<ProofKey>, OAuthError> {
+    let Some(proof) = proof else {
+        return Ok(None);
+    };
+    let now = state.now();
+    let window = state.config().dpop.proof_window;
+    let url = token_endpoint(state);
+    let request = DpopRequest {
+        method: "POST",
+        url: &url,
+        access_token: None,
+        nonce: None,
+        now: Duration::from_secs(now),
+        window,
+        algorithms: &PROOF_ALGORITHMS,
+    };
+    let checked = dpop::verify_proof(proof, &request).map_err(refusal)?;
+    // Remembered until the proof falls out of the window it was accepted in.
+    let until = checked.issued_at.max(now) + window.as_secs();
+    if !state
+        .store()
+        .spend_once(&spent_key(&checked.jkt, &checked.jti), until)
+        .await?
+    {
+        return Err(OAuthError::invalid_dpop_proof(
+            "the DPoP proof was used already",
+        ));
+    }
+    Ok(Some(ProofKey { jkt: checked.jkt }))
+}
+
+/// The client's rule (RFC 9449 §5.2 `dpop_bound_access_tokens`): a client that must bind its
+/// tokens cannot get one without a proof.
+///
+/// # Errors
+///
+/// `invalid_dpop_proof` when `client` requires DPoP and `key` is `None`.
+pub fn required_by(client: &Client, key: Option<&ProofKey>) -> Result<(), OAuthError> {
+    if client.settings.dpop_bound_access_tokens && key.is_none() {
+        return Err(OAuthError::invalid_dpop_proof(
+            "this client's tokens are DPoP-bound: send a DPoP proof",
+        ));
+    }
+    Ok(())
+}
+
+/// A proof's `jti` is unique per key: the key of its single use is the thumbprint and the id,
+/// so that one client cannot spend another's ids.
+fn spent_key(jkt: &str, jti: &str) -> [u8; 32] {
+    let mut context = digest::Context::new(&digest::SHA256);
+    for part in ["dpop-proof", jkt, jti] {
+        context.update(part.as_bytes());
+        context.update(&[0]);
+    }
+    let mut key = [0; 32];
+    key.copy_from_slice(context.finish().as_ref());
+    key
+}
+
+/// The OAuth error for a refused proof (RFC 9449 §5.2: `invalid_dpop_proof`).
+fn refusal(error: DpopError) -> OAuthError {
+    OAuthError::invalid_dpop_proof(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spent_keys_separate_keys_and_ids() {
+        assert_ne!(spent_key("a", "bc"), spent_key("ab", "c"));
+        assert_ne!(spent_key("k1", "j"), spent_key("k2", "j"));
+        assert_eq!(spent_key("k", "j"), spent_key("k", "j"));
+    }
+}
