@@ -25,7 +25,7 @@ use crate::verified::DigestHash;
 /// use scopegate_validator::dpop::ReplayCache;
 ///
 /// let seen = ReplayCache::new(100_000, Duration::from_secs(60))?;
-/// # let _ = seen;
+/// assert!(seen.is_empty());
 /// # Ok::<(), scopegate_validator::BuildError>(())
 /// ```
 ///
