@@ -60,8 +60,9 @@ pub(crate) struct Config {
     /// empty policy: deny) for any other.
     pub(crate) per_path: Option<Arc<HashMap<String, Requirement>>>,
     pub(crate) options: Arc<ResponseOptions>,
-    /// Whether `options` differ from the defaults; only then do they travel in the request
-    /// extensions (handlers fall back to the defaults), which keeps the fast path lean.
+    /// Whether `options` differ from the defaults other than by DPoP's challenge; only then do
+    /// they travel in a bearer request's extensions (handlers fall back to the defaults), which
+    /// keeps the fast path lean. DPoP requests always carry them.
     pub(crate) options_customized: bool,
     pub(crate) max_header_bytes: usize,
     /// [`ScopeLayer::optional`]: requests without credentials pass as anonymous.
@@ -470,8 +471,10 @@ impl ScopeLayer {
             settings.requires_dpop(),
             settings.dpop_verifier().algorithms(),
         );
-        self.options_mut().dpop = Some(challenge);
-        Arc::make_mut(&mut self.config).dpop = Some(settings);
+        let config = Arc::make_mut(&mut self.config);
+        // Not `options_mut`: DPoP alone does not make bearer requests carry the options.
+        Arc::make_mut(&mut config.options).dpop = Some(challenge);
+        config.dpop = Some(settings);
         self
     }
 

@@ -51,12 +51,14 @@ where
         let (mut parts, body) = request.into_parts();
         // The fast path: a token whose answer is cached needs no waiting and no allocation.
         if let Some(principal) = cached(&self.config, &parts) {
-            pass_on(&self.config, &mut parts, principal);
+            pass_on(&self.config, &mut parts, principal, AuthScheme::Bearer);
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
         }
         if self.config.anonymous_allowed && presents_nothing(&self.config, &parts) {
             parts.extensions.insert(Anonymous);
-            if self.config.options_customized {
+            // An extractor's 401 to an anonymous caller challenges as the layer would: with
+            // DPoP's challenge too where DPoP is accepted.
+            if self.config.options_customized || self.config.dpop.is_some() {
                 parts.extensions.insert(Arc::clone(&self.config.options));
             }
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
@@ -71,10 +73,7 @@ where
         ResponseFuture::validating(async move {
             match authorize(&config, &parts).await {
                 Ok(authorized) => {
-                    pass_on(&config, &mut parts, authorized.principal);
-                    if authorized.scheme == AuthScheme::Dpop {
-                        parts.extensions.insert(authorized.scheme);
-                    }
+                    pass_on(&config, &mut parts, authorized.principal, authorized.scheme);
                     std::future::poll_fn(|context| inner.poll_ready(context)).await?;
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
                     if let Some(nonce) = authorized.next_nonce {
@@ -121,11 +120,17 @@ fn with_nonce(config: &Config, rejection: Rejection) -> Rejection {
     }
 }
 
-/// What an authorized request carries to the inner service: the principal and, when the layer's
-/// response options are not the defaults, those options for the extractors' refusals.
-fn pass_on(config: &Config, parts: &mut Parts, principal: Arc<Principal>) {
+/// What an authorized request carries to the inner service: the principal; for a DPoP request,
+/// the scheme and the layer's response options (an extractor's refusal then challenges with
+/// DPoP); for a bearer request, the options only when they are not the defaults — a bearer
+/// request's refusals challenge `Bearer`, which the defaults do, and its fast path stays lean.
+fn pass_on(config: &Config, parts: &mut Parts, principal: Arc<Principal>, scheme: AuthScheme) {
     parts.extensions.insert(principal);
-    if config.options_customized {
+    let dpop = scheme == AuthScheme::Dpop;
+    if dpop {
+        parts.extensions.insert(scheme);
+    }
+    if config.options_customized || dpop {
         parts.extensions.insert(Arc::clone(&config.options));
     }
 }

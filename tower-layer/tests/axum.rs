@@ -513,13 +513,34 @@ async fn a_bearer_request_is_seen_as_bearer_by_handlers() {
     let clock = MockClock::at_system_time();
     let validator = idp.validator(&clock);
     let dpop = DpopSettings::new("https://api.example.test").unwrap();
-    let app = Router::new().route(
-        "/me",
-        get(scheme_of).route_layer(ScopeLayer::any_valid_token(&validator).dpop(dpop)),
-    );
+    let app = Router::new()
+        .route("/me", get(scheme_of))
+        .route("/reports", get(scheme_and_reports))
+        .route_layer(ScopeLayer::any_valid_token(&validator).dpop(dpop));
     let token = key.sign(&idp.claims(&clock));
     assert_eq!(
         send(&app, Method::GET, "/me", Some(&token)).await,
         (StatusCode::OK, AuthScheme::Bearer.as_str().to_owned())
+    );
+    // A refusal made in the handler challenges the scheme the token came with.
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/reports")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let challenges: Vec<_> = response
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .collect();
+    assert_eq!(
+        challenges,
+        [r#"Bearer realm="api", error="insufficient_scope", scope="reports:all:read""#]
     );
 }
