@@ -478,8 +478,8 @@ impl ScopeLayer {
         self
     }
 
-    /// `Authorization` headers longer than this are refused before anything is decoded
-    /// (default 16 KiB).
+    /// `Authorization` (and `DPoP`) headers longer than this are refused before anything is
+    /// decoded (default 16 KiB).
     pub fn max_header_bytes(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_header_bytes = bytes;
         self
