@@ -66,7 +66,7 @@ impl DpopSettings {
     ///
     /// # Security
     /// `htu` is rebuilt from this origin and the request's path, never from the `Host` header,
-    /// which the client writes (RFC 9449 §4.3 step 9, §11.5).
+    /// which the client writes (RFC 9449 §4.3 step 9, §7.1).
     pub fn new(external_origin: &str) -> Result<Self, BuildError> {
         Ok(Self {
             origin: ExternalOrigin::parse(external_origin)?,

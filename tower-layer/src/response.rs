@@ -204,7 +204,7 @@ impl Rejection {
         }
     }
 
-    /// The error code (RFC 6750 §3.1, RFC 9449 §7.1 and §12.2), if the answer carries one.
+    /// The error code (RFC 6750 §3.1, RFC 9449 §7.1 and §9), if the answer carries one.
     #[must_use]
     pub fn error_code(&self) -> Option<&'static str> {
         match self.kind {

@@ -124,7 +124,7 @@ pub enum DpopError {
 }
 
 impl DpopError {
-    /// The error code that answers it (RFC 9449 §7.1, §12.2): `use_dpop_nonce` for a missing
+    /// The error code that answers it (RFC 9449 §7.1, §9): `use_dpop_nonce` for a missing
     /// or old nonce, `invalid_token` when the token, not the proof, is at fault (a bound token
     /// presented as a bearer token, an unbound one with a proof), `invalid_dpop_proof`
     /// otherwise.
