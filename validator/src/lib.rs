@@ -459,5 +459,9 @@ mod assertions {
         assert_send_sync_clone::<super::Scope>();
         assert_send_sync_clone::<super::ScopeSet>();
         assert_send_sync_clone::<super::Requirement>();
+        assert_send_sync_clone::<super::dpop::DpopVerifier>();
+        assert_send_sync_clone::<super::dpop::DpopNonces>();
+        assert_send_sync_clone::<super::dpop::ReplayCache>();
+        assert_send_sync_clone::<super::dpop::ExternalOrigin>();
     }
 }
