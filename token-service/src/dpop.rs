@@ -13,7 +13,7 @@ use scopegate_validator::dpop::{self, DpopError, DpopRequest};
 
 use crate::State;
 use crate::config::Client;
-use crate::error::OAuthError;
+use crate::error::{ErrorCode, OAuthError};
 use crate::store::single_use_key;
 
 /// The algorithms a proof may be signed with: every asymmetric one the validator knows (never
@@ -58,6 +58,22 @@ pub async fn verify(state: &State, proof: Option<&str>) -> Result<Option<ProofKe
         algorithms: &PROOF_ALGORITHMS,
     };
     let checked = dpop::verify_proof(proof, &request).map_err(refusal)?;
+    if let Some(nonces) = state.dpop_nonces() {
+        let now = Duration::from_secs(now);
+        if !checked
+            .nonce
+            .as_deref()
+            .is_some_and(|nonce| nonces.accepts(nonce, now))
+        {
+            // RFC 9449 §8: the client retries with this one. The proof's jti is not spent.
+            let mut error = OAuthError::new(
+                ErrorCode::UseDpopNonce,
+                "the DPoP proof must carry the server's current nonce (DPoP-Nonce)",
+            );
+            error.dpop_nonce = Some(nonces.current(now));
+            return Err(error);
+        }
+    }
     // Remembered until the proof falls out of the window it was accepted in.
     let until = checked.issued_at.max(now) + window.as_secs();
     if !state

@@ -68,6 +68,9 @@ pub enum StartError {
     /// The validators of the service's own tokens could not be built from the configuration.
     #[error("cannot verify the service's own tokens: {0}")]
     OwnTokens(#[from] scopegate_validator::BuildError),
+    /// The shared DPoP nonce secret could not be used.
+    #[error("cannot make DPoP nonces: {0}")]
+    DpopNonces(scopegate_validator::BuildError),
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -91,6 +94,8 @@ struct Shared {
     passwords: SecretVerifier,
     throttle: throttle::Throttle,
     rate_limits: rate_limits::RateLimits,
+    /// The DPoP nonces of `/token` (`dpop.nonces`), under a secret every instance shares.
+    dpop_nonces: Option<scopegate_validator::dpop::DpopNonces>,
     /// Verifiers of `private_key_jwt` assertions, one per party.
     assertion_verifiers: client_assertion::AssertionVerifiers,
     clock: Arc<dyn Clock>,
@@ -152,6 +157,15 @@ impl State {
             &own_tokens::RingKeys::new(Arc::clone(&keys), Arc::clone(&clock)),
         )?;
         let throttle = throttle::Throttle::new(Arc::clone(&store));
+        let dpop_nonces = if config.dpop.nonces {
+            let secret = sealing::shared_secret(&*store, &sealer, "dpop_nonce", now).await?;
+            Some(
+                scopegate_validator::dpop::DpopNonces::from_secret(&secret)
+                    .map_err(StartError::DpopNonces)?,
+            )
+        } else {
+            None
+        };
         let config = Arc::new(config);
         let directory = directory::Directory::from_parts(
             Arc::clone(&config),
@@ -176,6 +190,7 @@ impl State {
                 directory,
                 throttle,
                 rate_limits: rate_limits::RateLimits::default(),
+                dpop_nonces,
                 assertion_verifiers: client_assertion::AssertionVerifiers::new(Arc::clone(&clock)),
                 clock,
             }),
@@ -234,6 +249,12 @@ impl State {
     #[must_use]
     pub fn rate_limits(&self) -> &rate_limits::RateLimits {
         &self.inner.rate_limits
+    }
+
+    /// The DPoP nonces proofs at `/token` must carry, when `dpop.nonces` is on.
+    #[must_use]
+    pub fn dpop_nonces(&self) -> Option<&scopegate_validator::dpop::DpopNonces> {
+        self.inner.dpop_nonces.as_ref()
     }
 
     /// The verifiers of `private_key_jwt` assertions.

@@ -433,3 +433,127 @@ async fn a_stale_proof_is_refused_after_the_clock_moves_on() {
     let answer = client_credentials(&service, JWT_CLIENT, &proof).await;
     assert_refused(&answer, "invalid_dpop_proof", "proof older than the window");
 }
+
+// ---- server nonces (RFC 9449 §8) -----------------------------------------------------------
+
+fn with_nonces() -> String {
+    format!(
+        "{}\n[dpop]\nnonces = true\n",
+        config_text("http://127.0.0.1:8080", "ES256")
+    )
+}
+
+#[tokio::test]
+async fn with_nonces_on_a_proof_without_the_current_nonce_is_told_it_and_the_retry_passes() {
+    let service = TestService::start_with(&with_nonces()).await;
+    let key = EcKey::generate();
+    let answer = client_credentials(
+        &service,
+        JWT_CLIENT,
+        &key.proof(TOKEN_URL, service.state.now()),
+    )
+    .await;
+    assert_refused(&answer, "use_dpop_nonce", "no nonce");
+    let nonce = answer.header("dpop-nonce").to_owned();
+    assert_ne!(nonce, "<absent>");
+
+    let mut with_nonce = claims("POST", TOKEN_URL, service.state.now());
+    with_nonce["nonce"] = json!(nonce);
+    let retried =
+        client_credentials(&service, JWT_CLIENT, &key.sign(&key.header(), &with_nonce)).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
+    assert_eq!(retried.json["token_type"], "DPoP");
+    // The nonce to use next comes with every token response.
+    assert_eq!(retried.header("dpop-nonce"), nonce);
+
+    // A made-up nonce is no better than none.
+    with_nonce["nonce"] = json!("made-up");
+    with_nonce["jti"] = json!("another-jti");
+    let forged =
+        client_credentials(&service, JWT_CLIENT, &key.sign(&key.header(), &with_nonce)).await;
+    assert_refused(&forged, "use_dpop_nonce", "made-up nonce");
+
+    // A nonce lives one to two rotation periods (5 minutes each): after 11 minutes it is old.
+    service.advance(Duration::from_secs(660));
+    let mut late = claims("POST", TOKEN_URL, service.state.now());
+    late["nonce"] = json!(nonce);
+    let answer = client_credentials(&service, JWT_CLIENT, &key.sign(&key.header(), &late)).await;
+    assert_refused(&answer, "use_dpop_nonce", "old nonce");
+    assert_ne!(answer.header("dpop-nonce"), nonce);
+}
+
+#[tokio::test]
+async fn instances_on_one_store_accept_each_others_nonces() {
+    let first = TestService::start_with(&with_nonces()).await;
+    let second = TestService {
+        state: TestService::open(&with_nonces(), &first.url, &first.clock).await,
+        clock: first.clock.clone(),
+        dir: tempfile::tempdir().unwrap(),
+        url: first.url.clone(),
+    };
+    let key = EcKey::generate();
+    let refused =
+        client_credentials(&first, JWT_CLIENT, &key.proof(TOKEN_URL, first.state.now())).await;
+    let mut claims = claims("POST", TOKEN_URL, first.state.now());
+    claims["nonce"] = json!(refused.header("dpop-nonce"));
+    let answer = client_credentials(&second, JWT_CLIENT, &key.sign(&key.header(), &claims)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+}
+
+// ---- /userinfo, a protected resource of the service (RFC 9449 §7) --------------------------
+
+#[tokio::test]
+async fn userinfo_takes_a_bound_token_with_its_proof_and_never_as_bearer() {
+    let service = TestService::start().await;
+    let key = EcKey::generate();
+    let (code, _) = sign_in_jane(&service, &query("")).await;
+    let tokens = exchange(
+        &service,
+        &code,
+        &[&key.proof(TOKEN_URL, service.state.now())],
+    )
+    .await;
+    let token = tokens.json["access_token"].as_str().unwrap().to_owned();
+    let userinfo = |scheme: &str, proof: Option<String>| {
+        let mut request =
+            Request::get("/userinfo").header(header::AUTHORIZATION, format!("{scheme} {token}"));
+        if let Some(proof) = proof {
+            request = request.header("DPoP", proof);
+        }
+        service.call(request.body(Body::empty()).unwrap())
+    };
+    let mut proof_claims = claims("GET", "http://127.0.0.1:8080/userinfo", service.state.now());
+    proof_claims["ath"] = json!(support::jose::ath(&token));
+    let answer = userinfo("DPoP", Some(key.sign(&key.header(), &proof_claims))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json["sub"], "jane");
+
+    let as_bearer = userinfo("Bearer", None).await;
+    assert_eq!(
+        as_bearer.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        as_bearer.text
+    );
+    // A thief with the token and a key of its own gets nothing either.
+    let thief = EcKey::generate();
+    let mut stolen = claims("GET", "http://127.0.0.1:8080/userinfo", service.state.now());
+    stolen["ath"] = json!(support::jose::ath(&token));
+    let answer = userinfo("DPoP", Some(thief.sign(&thief.header(), &stolen))).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+    // Both schemes are challenged (Bearer and DPoP, each a header of its own); the DPoP one
+    // says why.
+    let challenges: Vec<&str> = answer
+        .headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .collect();
+    assert!(
+        challenges
+            .iter()
+            .any(|challenge| challenge.starts_with("DPoP")
+                && challenge.contains("invalid_dpop_proof")),
+        "{challenges:?}"
+    );
+}

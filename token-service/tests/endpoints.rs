@@ -668,14 +668,33 @@ async fn discovery_documents_name_the_configured_issuer_exactly() {
                 "none"
             ])
         );
-        for endpoint in ["introspection", "revocation"] {
-            assert_eq!(
-                metadata[format!("{endpoint}_endpoint_auth_methods_supported")],
-                json!([
-                    "client_secret_basic",
-                    "client_secret_post",
-                    "private_key_jwt"
-                ])
+        assert_eq!(
+            metadata["introspection_endpoint_auth_methods_supported"],
+            json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ])
+        );
+        // Public clients revoke with their client_id alone.
+        assert_eq!(
+            metadata["revocation_endpoint_auth_methods_supported"],
+            json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+                "none"
+            ])
+        );
+        // RFC 8414 §2: each endpoint listing private_key_jwt names its signing algorithms.
+        for endpoint in ["token", "introspection", "revocation"] {
+            let algorithms =
+                &metadata[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")];
+            assert!(
+                algorithms
+                    .as_array()
+                    .is_some_and(|list| list.contains(&json!("ES256"))),
+                "{endpoint}"
             );
         }
     }

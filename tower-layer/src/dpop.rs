@@ -57,12 +57,13 @@ pub struct DpopSettings {
 }
 
 impl DpopSettings {
-    /// DPoP for an API reached at `external_origin` (`scheme://host[:port]`, as clients call
-    /// it), in [`DpopMode::Allowed`], with a default [`DpopVerifier`].
+    /// DPoP for an API reached at `external_origin` (`scheme://host[:port]` as clients call
+    /// it, plus the path prefix a reverse proxy strips, if any), in [`DpopMode::Allowed`],
+    /// with a default [`DpopVerifier`].
     ///
     /// # Errors
     /// [`BuildError`] (field `external_origin`) unless it is an https origin (http on a
-    /// loopback host) without path, query or fragment.
+    /// loopback host) without query or fragment.
     ///
     /// # Security
     /// `htu` is rebuilt from this origin and the request's path, never from the `Host` header,

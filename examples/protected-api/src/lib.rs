@@ -32,7 +32,8 @@ pub struct Config {
     /// `RESOURCE`: the URL clients call this API at; set it to publish RFC 9728 metadata and
     /// point every challenge to it.
     pub resource: Option<String>,
-    /// `EXTERNAL_ORIGIN`: `scheme://host[:port]` as clients reach this API, which DPoP proofs
+    /// `EXTERNAL_ORIGIN`: `scheme://host[:port]` (and the path prefix a proxy strips, if any)
+    /// as clients reach this API, which DPoP proofs
     /// name (behind a TLS proxy, the proxy's). Default: the origin of `RESOURCE` if set, else
     /// `http://` and `LISTEN`.
     pub external_origin: Option<String>,
@@ -277,7 +278,13 @@ mod tests {
         // Listening on every interface: the origin clients use cannot be guessed.
         let public = with(&[("LISTEN", "0.0.0.0:3000")]);
         assert_eq!(public.dpop().unwrap_err().field(), "external_origin");
-        let bad = with(&[("EXTERNAL_ORIGIN", "https://api.example.test/path")]);
+        // Behind a proxy that strips a prefix, the prefix is part of what clients call.
+        let prefixed = with(&[("EXTERNAL_ORIGIN", "https://edge.example.test/api")]);
+        assert_eq!(
+            prefixed.dpop().unwrap().origin().as_str(),
+            "https://edge.example.test/api"
+        );
+        let bad = with(&[("EXTERNAL_ORIGIN", "https://api.example.test/?v=1")]);
         assert_eq!(bad.dpop().unwrap_err().field(), "external_origin");
     }
 

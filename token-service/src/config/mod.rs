@@ -179,6 +179,8 @@ pub struct Limits {
 pub struct Dpop {
     /// How far a proof's `iat` may be from now, either way; its `jti` is remembered as long.
     pub proof_window: Duration,
+    /// Proofs must carry a nonce of the service's (RFC 9449 §8), shared by every instance.
+    pub nonces: bool,
 }
 
 /// The checked configuration.
@@ -362,6 +364,8 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawDpop {
     proof_window: Option<HumanDuration>,
+    #[serde(default)]
+    nonces: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -698,6 +702,7 @@ impl RawConfig {
                     .map_or(Duration::from_secs(60), |d| d.0),
                 Duration::from_secs(600),
             )?,
+            nonces: self.dpop.nonces,
         };
 
         let mut plain_secret_fields = Vec::new();

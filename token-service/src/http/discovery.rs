@@ -54,7 +54,9 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": assertion_algorithms,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
-        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algorithms,
+        // Public clients revoke their tokens with their client_id alone (RFC 7009 §2.1).
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "revocation_endpoint_auth_signing_alg_values_supported": assertion_algorithms,
         "id_token_signing_alg_values_supported": [algorithm],
         "dpop_signing_alg_values_supported": crate::dpop::PROOF_ALGORITHMS.map(|alg| alg.as_str()),

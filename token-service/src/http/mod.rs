@@ -75,8 +75,13 @@ pub async fn app(state: State) -> Result<Router, AppError> {
     let body_limit = state.config().limits.max_body_bytes;
     let csrf_secret = state.shared_secret("csrf").await?;
     let own_routes = state.own_tokens().for_own_routes(&state)?;
-    let userinfo_layer =
-        tower_scopegate::ScopeLayer::all_of(&own_routes, ["openid"])?.realm("token-service");
+    // /userinfo takes the service's DPoP-bound tokens with their proofs (RFC 9449 §7), its URL
+    // as the issuer names it; a bound token presented as Bearer is refused.
+    let userinfo_layer = tower_scopegate::ScopeLayer::all_of(&own_routes, ["openid"])?
+        .realm("token-service")
+        .dpop(tower_scopegate::DpopSettings::new(
+            state.config().base_url(),
+        )?);
     let admin = admin::routes(&admin::AdminLayers::new(&own_routes)?);
     Ok(Router::new()
         .merge(admin)

@@ -1,17 +1,18 @@
 //! `POST /token` (RFC 6749 §3.2).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State as Shared;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use scopegate_validator::ScopeSet;
 use serde_json::json;
 
 use super::client_auth::{self, Credentials, Proof};
-use super::error::no_store;
+use super::error::{DPOP_NONCE, no_store};
 use super::form::Form;
 use super::peer::Peer;
 use crate::State;
@@ -46,6 +47,12 @@ pub(super) async fn token(
             }
             let mut response = Json(answer).into_response();
             no_store(&mut response);
+            // RFC 9449 §8.2: the nonce to use next, so a client need not be refused for it.
+            if let Some(nonce) = state.dpop_nonces().and_then(|nonces| {
+                HeaderValue::from_str(&nonces.current(Duration::from_secs(state.now()))).ok()
+            }) {
+                response.headers_mut().insert(DPOP_NONCE, nonce);
+            }
             response
         }
         Err(error) => error.into_response(),

@@ -59,6 +59,14 @@ impl EcKey {
     }
 }
 
+/// The base64url SHA-256 of an access token (a proof's `ath`, RFC 9449 §4.2).
+pub fn ath(access_token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        access_token.as_bytes(),
+    ))
+}
+
 /// The claims of a proof for `method url` at `iat`, with a fresh `jti`.
 pub fn claims(method: &str, url: &str, iat: u64) -> Value {
     let mut jti = [0u8; 16];

@@ -6,7 +6,9 @@ use crate::error::BuildError;
 
 /// The origin (`scheme://host[:port]`) at which clients reach this server, as configured —
 /// never read from a request's `Host` header, which the client writes: a proof made for another
-/// host must not pass because the attacker also sent that host.
+/// host must not pass because the attacker also sent that host. It may end in a path prefix
+/// that a reverse proxy strips before the request reaches this server (`https://host/api`:
+/// a request for `/orders` here was `https://host/api/orders` to the client).
 ///
 /// ```
 /// use scopegate_validator::dpop::ExternalOrigin;
@@ -14,7 +16,9 @@ use crate::error::BuildError;
 /// let origin = ExternalOrigin::parse("https://API.example.com:443")?;
 /// assert_eq!(origin.as_str(), "https://api.example.com");
 /// assert_eq!(origin.url_for("/orders/7"), "https://api.example.com/orders/7");
-/// assert!(ExternalOrigin::parse("https://api.example.com/v1").is_err());
+/// let behind_a_proxy = ExternalOrigin::parse("https://example.com/api/")?;
+/// assert_eq!(behind_a_proxy.url_for("/orders/7"), "https://example.com/api/orders/7");
+/// assert!(ExternalOrigin::parse("https://api.example.com/?v=1").is_err());
 /// # Ok::<(), scopegate_validator::BuildError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +29,8 @@ impl ExternalOrigin {
     ///
     /// # Errors
     /// [`BuildError`] (field `external_origin`) unless it is an `https` origin — `http` on a
-    /// loopback host only, for development — without credentials, path, query or fragment.
+    /// loopback host only, for development — with at most a path prefix: no credentials,
+    /// query or fragment.
     pub fn parse(origin: &str) -> Result<Self, BuildError> {
         let invalid =
             |problem: &str| BuildError::new("external_origin", format!("{origin:?}: {problem}"));
@@ -44,15 +49,19 @@ impl ExternalOrigin {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid("must not hold credentials"));
         }
-        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid(
-                "scheme://host[:port] only: no path, query or fragment",
+                "scheme://host[:port][/prefix] only: no query or fragment",
             ));
         }
-        Ok(Self(url.origin().ascii_serialization()))
+        let prefix = url.path().trim_end_matches('/');
+        Ok(Self(format!(
+            "{}{prefix}",
+            url.origin().ascii_serialization()
+        )))
     }
 
-    /// The normalised origin, without a trailing `/`.
+    /// The normalised origin (and prefix), without a trailing `/`.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
@@ -89,6 +98,8 @@ mod tests {
             ("http://127.0.0.1:3000", "http://127.0.0.1:3000"),
             ("http://localhost", "http://localhost"),
             ("http://[::1]:80", "http://[::1]"),
+            ("https://Example.com/api/", "https://example.com/api"),
+            ("https://example.com/a/b", "https://example.com/a/b"),
         ] {
             assert_eq!(
                 ExternalOrigin::parse(given).unwrap().as_str(),
@@ -106,7 +117,6 @@ mod tests {
             "http://api.example.com",
             "ftp://api.example.com",
             "https://user:pw@api.example.com",
-            "https://api.example.com/v1",
             "https://api.example.com/?x=1",
             "https://api.example.com/#f",
             "file:///etc/passwd",
