@@ -1,5 +1,5 @@
-//! The one check of a presented credential — a client's or an API's secret, a user's
-//! password — at every entry point (`/token`, `/introspect`, `/revoke`, the sign-in and
+//! The one check of a presented credential — a client's or an API's secret or signed
+//! assertion, a user's password — at every entry point (`/token`, `/introspect`, `/revoke`, the sign-in and
 //! password pages). A secret the service saw match before passes at once. Any other is counted
 //! first ([`Throttle`](crate::throttle::Throttle)), then hashed on a bounded slot (Argon2id,
 //! on the verifier's own threads); a right one takes its count back. Unknown ids and usernames
@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::State;
+use crate::client_assertion::{self, Refusal};
+use crate::config::keys::AssertionKeys;
 use crate::config::{Api, Client};
 use crate::secret::{Checked, Counted, SecretHash, decoy_hash};
 use crate::store::StoreError;
@@ -55,7 +57,72 @@ pub async fn client(
     Ok(accept(verdict, client))
 }
 
-/// Checks the introspection secret of API `id`.
+/// Checks client `id`'s `private_key_jwt` assertion against the keys it registered (a client
+/// without keys never passes). No hash runs: the signature is the proof.
+///
+/// # Errors
+///
+/// [`StoreError`] if the store fails; the request is then refused.
+pub async fn client_assertion(
+    state: &State,
+    id: &str,
+    assertion: &str,
+) -> Result<Verdict<Arc<Client>>, StoreError> {
+    let Some(client) = state.registry().client(id).await? else {
+        return Ok(Verdict::Wrong);
+    };
+    let Some(keys) = &client.keys else {
+        return Ok(Verdict::Wrong);
+    };
+    let verdict = assertion_verdict(state, id, keys, assertion).await?;
+    Ok(accept(verdict, Some(client)))
+}
+
+/// The verdict on `party`'s assertion; a refusal is logged (a party whose `jwks_uri` cannot
+/// be read at warn: its owner must hear of it).
+async fn assertion_verdict(
+    state: &State,
+    party: &str,
+    keys: &AssertionKeys,
+    assertion: &str,
+) -> Result<Verdict<()>, StoreError> {
+    Ok(
+        match client_assertion::verify(state, party, keys, assertion).await? {
+            Ok(()) => Verdict::Accepted(()),
+            Err(refusal @ Refusal::KeysUnavailable(_)) => {
+                tracing::warn!(party, ?refusal, "a party's keys could not be read");
+                Verdict::Wrong
+            }
+            Err(refusal) => {
+                tracing::debug!(party, ?refusal, "client assertion refused");
+                Verdict::Wrong
+            }
+        },
+    )
+}
+
+/// Checks API `id`'s `private_key_jwt` assertion at `/introspect` (an API without keys never
+/// passes).
+///
+/// # Errors
+///
+/// [`StoreError`] if the store fails; the request is then refused.
+pub async fn api_assertion(
+    state: &State,
+    id: &str,
+    assertion: &str,
+) -> Result<Verdict<Arc<Api>>, StoreError> {
+    let Some(api) = state.registry().api(id).await? else {
+        return Ok(Verdict::Wrong);
+    };
+    let Some(keys) = &api.keys else {
+        return Ok(Verdict::Wrong);
+    };
+    let verdict = assertion_verdict(state, id, keys, assertion).await?;
+    Ok(accept(verdict, Some(api)))
+}
+
+/// Checks the introspection secret of API `id` (an API with keys instead never passes).
 ///
 /// # Errors
 ///
@@ -67,7 +134,7 @@ pub async fn api(
     address: Option<&str>,
 ) -> Result<Verdict<Arc<Api>>, StoreError> {
     let api = state.registry().api(id).await?;
-    let hash = api.as_ref().map(|api| api.secret.clone());
+    let hash = api.as_ref().and_then(|api| api.secret.clone());
     let limits = Limits::client_auth(id, address);
     let caller = [id, address.unwrap_or_default()];
     let verdict = check(state, Kind::Secret, hash.as_ref(), secret, caller, &limits).await?;

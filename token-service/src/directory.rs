@@ -273,7 +273,7 @@ impl Directory {
     // ---- APIs -----------------------------------------------------------------------------
 
     /// Registers an API owning `scopes` (exact scopes, or `prefix:name` for every permission);
-    /// its introspection secret exists only in the answer.
+    /// its introspection secret (none for one with keys) exists only in the answer.
     ///
     /// # Errors
     ///
@@ -283,7 +283,7 @@ impl Directory {
         &self,
         settings: ApiSettings,
         now: u64,
-    ) -> Result<(Api, Secret), DirectoryError> {
+    ) -> Result<(Api, Option<Secret>), DirectoryError> {
         let id = settings.id.clone();
         let taken = || DirectoryError::Taken {
             kind: "API",

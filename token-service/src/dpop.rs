@@ -8,13 +8,13 @@
 
 use std::time::Duration;
 
-use aws_lc_rs::digest;
 use scopegate_validator::Algorithm;
 use scopegate_validator::dpop::{self, DpopError, DpopRequest};
 
 use crate::State;
 use crate::config::Client;
 use crate::error::OAuthError;
+use crate::store::single_use_key;
 
 /// The algorithms a proof may be signed with: every asymmetric one the validator knows (never
 /// `none` or HMAC, which it cannot represent); discovery's `dpop_signing_alg_values_supported`.
@@ -62,7 +62,10 @@ pub async fn verify(state: &State, proof: Option<&str>) -> Result<Option<ProofKe
     let until = checked.issued_at.max(now) + window.as_secs();
     if !state
         .store()
-        .spend_once(&spent_key(&checked.jkt, &checked.jti), until)
+        .spend_once(
+            &single_use_key("dpop-proof", &checked.jkt, &checked.jti),
+            until,
+        )
         .await?
     {
         return Err(OAuthError::invalid_dpop_proof(
@@ -87,32 +90,7 @@ pub fn required_by(client: &Client, key: Option<&ProofKey>) -> Result<(), OAuthE
     Ok(())
 }
 
-/// A proof's `jti` is unique per key: the key of its single use is the thumbprint and the id,
-/// so that one client cannot spend another's ids.
-fn spent_key(jkt: &str, jti: &str) -> [u8; 32] {
-    let mut context = digest::Context::new(&digest::SHA256);
-    for part in ["dpop-proof", jkt, jti] {
-        context.update(part.as_bytes());
-        context.update(&[0]);
-    }
-    let mut key = [0; 32];
-    key.copy_from_slice(context.finish().as_ref());
-    key
-}
-
 /// The OAuth error for a refused proof (RFC 9449 §5.2: `invalid_dpop_proof`).
 fn refusal(error: DpopError) -> OAuthError {
     OAuthError::invalid_dpop_proof(error.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spent_keys_separate_keys_and_ids() {
-        assert_ne!(spent_key("a", "bc"), spent_key("ab", "c"));
-        assert_ne!(spent_key("k1", "j"), spent_key("k2", "j"));
-        assert_eq!(spent_key("k", "j"), spent_key("k", "j"));
-    }
 }

@@ -10,6 +10,7 @@
 //! layers, pages and the HTTP answers of its errors; start there to serve the service (its
 //! `serve`) or to embed its routes (its `app`).
 
+pub mod client_assertion;
 pub mod clients;
 pub mod config;
 pub mod credentials;
@@ -90,6 +91,8 @@ struct Shared {
     passwords: SecretVerifier,
     throttle: throttle::Throttle,
     rate_limits: rate_limits::RateLimits,
+    /// Verifiers of `private_key_jwt` assertions, one per party.
+    assertion_verifiers: client_assertion::AssertionVerifiers,
     clock: Arc<dyn Clock>,
 }
 
@@ -173,6 +176,7 @@ impl State {
                 directory,
                 throttle,
                 rate_limits: rate_limits::RateLimits::default(),
+                assertion_verifiers: client_assertion::AssertionVerifiers::new(Arc::clone(&clock)),
                 clock,
             }),
         })
@@ -230,6 +234,12 @@ impl State {
     #[must_use]
     pub fn rate_limits(&self) -> &rate_limits::RateLimits {
         &self.inner.rate_limits
+    }
+
+    /// The verifiers of `private_key_jwt` assertions.
+    #[must_use]
+    pub fn assertion_verifiers(&self) -> &client_assertion::AssertionVerifiers {
+        &self.inner.assertion_verifiers
     }
 
     /// The verifier of users' passwords.
@@ -385,7 +395,8 @@ fn announce_encryption(sealer: &sealing::Sealer, resealed: usize) {
 fn service_api(config: &Config) -> config::Api {
     config::Api {
         id: config.issuer.clone(),
-        secret: secret::SecretHash::hash(&secret::random_token()),
+        secret: Some(secret::SecretHash::hash(&secret::random_token())),
+        keys: None,
         scopes: service_scopes::owned(config),
         registered_at: None,
         rate_limit: None,

@@ -391,6 +391,9 @@ async fn add_client(config: &Config, new: ClientSettings) -> Result<(), Failure>
             println!("client_secret: {}", secret.expose());
             println!("(shown once: only its hash is stored)");
         }
+        None if record.keys.is_some() => {
+            println!("authenticates with its keys (private_key_jwt): no secret");
+        }
         None => println!("public client: no secret"),
     }
     Ok(())
@@ -435,8 +438,15 @@ async fn add_api(config: &Config, settings: ApiSettings) -> Result<(), Failure> 
         .await
         .map_err(directory_error(&["api", "add"]))?;
     println!("api id:        {}", api.id);
-    println!("client_secret: {}", secret.expose());
-    println!("(shown once: only its hash is stored; use it to authenticate at /introspect)");
+    match secret {
+        Some(secret) => {
+            println!("client_secret: {}", secret.expose());
+            println!(
+                "(shown once: only its hash is stored; use it to authenticate at /introspect)"
+            );
+        }
+        None => println!("authenticates with its keys (private_key_jwt): no secret"),
+    }
     Ok(())
 }
 

@@ -6,8 +6,8 @@ use crate::config::{self, Api, ApiSettings, Client, ClientSettings, Config, Conf
 use crate::secret::{Secret, SecretHash};
 
 /// Checks `settings` as the configuration file's clients are checked
-/// ([`config::build_client`]) and gives it a secret (none for a public client), which exists
-/// only in the return value.
+/// ([`config::build_client`]) and gives it a secret (none for a public client or one with
+/// keys), which exists only in the return value.
 /// Whether the id is taken is the caller's question (the configuration, then the store).
 ///
 /// # Errors
@@ -18,7 +18,9 @@ pub fn client(
     settings: ClientSettings,
     now: u64,
 ) -> Result<(Client, Option<Secret>), ConfigError> {
-    let secret = (!settings.public).then(Secret::generate);
+    // A client with keys authenticates with them: it gets no secret.
+    let has_keys = settings.jwks.is_some() || settings.jwks_uri.is_some();
+    let secret = (!settings.public && !has_keys).then(Secret::generate);
     let hash = secret
         .as_ref()
         .map(|secret| SecretHash::hash(secret.expose()));
@@ -27,13 +29,18 @@ pub fn client(
 }
 
 /// Checks `settings` as the configuration file's APIs are checked ([`config::build_api`]) and
-/// gives it an introspection secret, which exists only in the return value.
+/// gives it an introspection secret (none for one with keys), which exists only in the return
+/// value.
 ///
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] naming `id` or `scopes[n]`.
-pub fn api(settings: ApiSettings, now: u64) -> Result<(Api, Secret), ConfigError> {
-    let secret = Secret::generate();
-    let api = config::build_api("", settings, SecretHash::hash(secret.expose()), Some(now))?;
+pub fn api(settings: ApiSettings, now: u64) -> Result<(Api, Option<Secret>), ConfigError> {
+    let has_keys = settings.jwks.is_some() || settings.jwks_uri.is_some();
+    let secret = (!has_keys).then(Secret::generate);
+    let hash = secret
+        .as_ref()
+        .map(|secret| SecretHash::hash(secret.expose()));
+    let api = config::build_api("", settings, hash, Some(now))?;
     Ok((api, secret))
 }

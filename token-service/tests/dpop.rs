@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Request, StatusCode, header};
 use scopegate_token_service::grant::authorization_code::s256;
 use serde_json::{Value, json};
-use support::dpop::{DpopKey, TOKEN_URL, claims};
+use support::jose::{EcKey, TOKEN_URL, claims};
 use support::*;
 
 const REDIRECT: &str = "http://127.0.0.1:3000/callback";
@@ -69,7 +69,7 @@ fn assert_refused(answer: &Answer, error: &str, why: &str) {
 #[tokio::test]
 async fn a_proof_binds_a_jwt_access_token_to_the_key() {
     let service = TestService::start().await;
-    let key = DpopKey::generate();
+    let key = EcKey::generate();
     let answer = client_credentials(
         &service,
         JWT_CLIENT,
@@ -99,7 +99,7 @@ async fn a_proof_binds_a_jwt_access_token_to_the_key() {
 #[tokio::test]
 async fn an_opaque_token_is_bound_in_the_store_and_shows_its_key_at_introspection() {
     let service = TestService::start().await;
-    let key = DpopKey::generate();
+    let key = EcKey::generate();
     let answer = client_credentials(
         &service,
         OPAQUE_CLIENT,
@@ -118,7 +118,7 @@ async fn an_opaque_token_is_bound_in_the_store_and_shows_its_key_at_introspectio
 #[tokio::test]
 async fn a_proof_is_good_for_one_token_request_only() {
     let service = TestService::start().await;
-    let key = DpopKey::generate();
+    let key = EcKey::generate();
     let proof = key.proof(TOKEN_URL, service.state.now());
     let first = client_credentials(&service, JWT_CLIENT, &proof).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
@@ -150,7 +150,7 @@ async fn two_instances_on_one_store_spend_a_proof_once() {
         dir: tempfile::tempdir().unwrap(),
         url: first.url.clone(),
     };
-    let key = DpopKey::generate();
+    let key = EcKey::generate();
     let proof = key.proof(TOKEN_URL, first.state.now());
     let answer = client_credentials(&first, JWT_CLIENT, &proof).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
@@ -165,7 +165,7 @@ async fn two_instances_on_one_store_spend_a_proof_once() {
 #[tokio::test]
 async fn proofs_that_break_a_rule_of_rfc_9449_are_refused_and_issue_nothing() {
     let service = TestService::start().await;
-    let key = DpopKey::generate();
+    let key = EcKey::generate();
     let now = service.state.now();
     let good = claims("POST", TOKEN_URL, now);
     let with = |name: &str, value: Value| {
@@ -185,7 +185,7 @@ async fn proofs_that_break_a_rule_of_rfc_9449_are_refused_and_issue_nothing() {
             .encode(json!({ "typ": "dpop+jwt", "alg": "none", "jwk": key.jwk }).to_string()),
         URL_SAFE_NO_PAD.encode(good.to_string())
     );
-    let other_key = DpopKey::generate();
+    let other_key = EcKey::generate();
     // The header names one key, the signature is another's.
     let signed_by_another = other_key.sign(&key.header(), &good);
     let cases: Vec<(&str, String)> = vec![
@@ -260,7 +260,7 @@ async fn a_client_that_must_bind_its_tokens_gets_none_without_a_proof() {
         )
         .await;
     assert_refused(&answer, "invalid_dpop_proof", "required and missing");
-    let key = DpopKey::generate();
+    let key = EcKey::generate();
     let answer = client_credentials(
         &service,
         OPAQUE_CLIENT,
@@ -313,7 +313,7 @@ async fn refresh(service: &TestService, refresh_token: &str, proofs: &[&str]) ->
 #[tokio::test]
 async fn a_public_clients_refresh_tokens_are_bound_to_its_key() {
     let service = TestService::start().await;
-    let key = DpopKey::generate();
+    let key = EcKey::generate();
     let (code, _) = sign_in_jane(&service, &query("")).await;
     let tokens = exchange(
         &service,
@@ -335,7 +335,7 @@ async fn a_public_clients_refresh_tokens_are_bound_to_its_key() {
         "invalid_grant",
         "bound refresh token without a proof",
     );
-    let thief = DpopKey::generate();
+    let thief = EcKey::generate();
     let stolen = refresh(
         &service,
         refresh_token,
@@ -398,17 +398,12 @@ async fn a_public_client_without_dpop_keeps_bearer_tokens() {
 #[tokio::test]
 async fn a_code_bound_with_dpop_jkt_is_redeemed_only_with_that_key() {
     let service = TestService::start().await;
-    let key = DpopKey::generate();
+    let key = EcKey::generate();
     let (code, _) = sign_in_jane(&service, &query(&format!("&dpop_jkt={}", key.jkt()))).await;
     let now = service.state.now();
     let without = exchange(&service, &code, &[]).await;
     assert_refused(&without, "invalid_grant", "dpop_jkt code without a proof");
-    let other = exchange(
-        &service,
-        &code,
-        &[&DpopKey::generate().proof(TOKEN_URL, now)],
-    )
-    .await;
+    let other = exchange(&service, &code, &[&EcKey::generate().proof(TOKEN_URL, now)]).await;
     assert_refused(&other, "invalid_grant", "dpop_jkt code with another key");
     let answer = exchange(&service, &code, &[&key.proof(TOKEN_URL, now)]).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
@@ -432,7 +427,7 @@ async fn a_malformed_dpop_jkt_is_refused_at_the_authorization_request() {
 #[tokio::test]
 async fn a_stale_proof_is_refused_after_the_clock_moves_on() {
     let service = TestService::start().await;
-    let key = DpopKey::generate();
+    let key = EcKey::generate();
     let proof = key.proof(TOKEN_URL, service.state.now());
     service.advance(Duration::from_secs(61));
     let answer = client_credentials(&service, JWT_CLIENT, &proof).await;

@@ -661,8 +661,23 @@ async fn discovery_documents_name_the_configured_issuer_exactly() {
         );
         assert_eq!(
             metadata["token_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post", "none"])
+            json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+                "none"
+            ])
         );
+        for endpoint in ["introspection", "revocation"] {
+            assert_eq!(
+                metadata[format!("{endpoint}_endpoint_auth_methods_supported")],
+                json!([
+                    "client_secret_basic",
+                    "client_secret_post",
+                    "private_key_jwt"
+                ])
+            );
+        }
     }
 }
 

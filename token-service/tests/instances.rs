@@ -444,3 +444,51 @@ async fn keys_rotate_on_schedule_under_load_and_no_valid_token_is_rejected() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_dpop_proof_and_a_client_assertion_are_each_accepted_once_across_instances() {
+    let key = support::jose::EcKey::generate();
+    let jwks = support::jose::toml_inline(&key.jwks("k1"));
+    let pair = Pair::start_with(|config| {
+        format!(
+            "{config}\n[[clients]]\nid = \"signer\"\ngrants = [\"client_credentials\"]\nscopes = [\"akamai:social_profile:read\"]\njwks = {jwks}\n"
+        )
+    })
+    .await;
+    // Both instances answer as the issuer (A's URL): a proof or assertion for it is good at
+    // either — once.
+    let token_url = format!("{}/token", pair.a.url);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let proof = key.proof(&token_url, now);
+    let with_proof = |instance: &Instance| {
+        http()
+            .post(format!("{}/token", instance.url))
+            .header("authorization", basic_header(JWT_CLIENT.0, JWT_CLIENT.1))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("DPoP", proof.clone())
+            .body("grant_type=client_credentials")
+            .send()
+    };
+    let first = with_proof(&pair.a).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["token_type"], "DPoP");
+    let replay = with_proof(&pair.b).await.unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay["error"], "invalid_dpop_proof", "{replay}");
+
+    let claims = support::jose::assertion_claims("signer", &token_url, now);
+    let body = format!(
+        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
+        key.assertion("k1", &claims)
+    );
+    let (status, answer) = post(&token_url, None, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = post(&format!("{}/token", pair.b.url), None, body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"], "invalid_client");
+}

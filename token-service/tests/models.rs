@@ -3,6 +3,10 @@
 //! `ClientSettings` / `ApiSettings`, and each member is all three (a key, a JSON member, a
 //! flag). The store's round trip of every member is `tests/store.rs`.
 
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
 use clap::{CommandFactory, Parser};
 use scopegate_token_service::config::{
     ApiSettings, ClientSettings, Config, ConfigError, JsonSettings, build_api, build_client,
@@ -26,9 +30,10 @@ struct ApiAdd {
 
 const TOP: &str = "issuer = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\nstorage = \"sqlite::memory:\"\n";
 
-/// A client with every member set to something other than its default.
-fn every_member() -> Value {
-    json!({
+/// Clients that between them set every member to something other than its default (some
+/// members exclude each other: a public client has no keys; keys are `jwks` or `jwks_uri`).
+fn every_member() -> Vec<Value> {
+    let public = json!({
         "id": "portal",
         "public": true,
         "grants": ["authorization_code", "refresh_token"],
@@ -43,7 +48,15 @@ fn every_member() -> Value {
         "self_signup": true,
         "rate_limit": "600/min",
         "dpop_bound_access_tokens": true,
-    })
+    });
+    let mut with_jwks = public.clone();
+    with_jwks["public"] = false.into();
+    with_jwks["jwks"] =
+        json!({ "keys": [{ "kty": "EC", "crv": "P-256", "kid": "k1", "x": "x", "y": "y" }] });
+    let mut with_jwks_uri = public.clone();
+    with_jwks_uri["public"] = false.into();
+    with_jwks_uri["jwks_uri"] = "https://portal.example.test/jwks.json".into();
+    vec![public, with_jwks, with_jwks_uri]
 }
 
 /// The members the admin API documents and reads.
@@ -69,12 +82,12 @@ fn flag_members(command: &clap::Command) -> Vec<String> {
     names
 }
 
-/// The TOML of a JSON object of strings, booleans and arrays of strings.
+/// The TOML of a JSON object of strings, booleans, arrays and objects (as inline tables).
 fn toml_of(value: &Value) -> String {
     let object = value.as_object().expect("an object");
     object
         .iter()
-        .map(|(key, value)| format!("{key} = {value}\n"))
+        .map(|(key, value)| format!("{key} = {}\n", support::jose::toml_inline(value)))
         .collect()
 }
 
@@ -89,7 +102,10 @@ fn flags_of(command: &clap::Command, value: &Value) -> Vec<String> {
         let flag = format!("--{}", argument.get_long().expect("a long flag"));
         match value {
             Value::Bool(true) => args.push(flag),
+            // The default: no flag.
+            Value::Bool(false) => {}
             Value::String(text) => args.extend([flag, text.clone()]),
+            Value::Object(_) => args.extend([flag, value.to_string()]),
             Value::Array(items) => {
                 for item in items {
                     args.extend([flag.clone(), item.as_str().expect("strings").to_owned()]);
@@ -105,51 +121,52 @@ fn flags_of(command: &clap::Command, value: &Value) -> Vec<String> {
 fn every_member_is_a_flag_of_client_add_or_api_add_and_every_flag_a_member() {
     let client = members(&ClientSettings::json_schema());
     assert_eq!(flag_members(&ClientAdd::command()), client);
-    // The sample below covers them all, so the next test reads every member.
+    // The samples below cover them all, so the next test reads every member.
     let mut sample: Vec<String> = every_member()
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
+        .iter()
+        .flat_map(|sample| sample.as_object().unwrap().keys().cloned())
         .collect();
     sample.sort();
+    sample.dedup();
     assert_eq!(sample, client, "give every_member() the new member");
     let api = members(&ApiSettings::json_schema());
     assert_eq!(flag_members(&ApiAdd::command()), api);
     assert_eq!(
         api,
-        ["id", "rate_limit", "scopes"],
+        ["id", "jwks", "jwks_uri", "rate_limit", "scopes"],
         "give the API test below the new member"
     );
 }
 
 #[test]
 fn the_file_the_admin_api_and_client_add_read_a_client_alike() {
-    let sample = every_member();
-    let from_json = ClientSettings::from_json(sample.clone()).expect("the admin API reads it");
-    let from_flags = ClientAdd::try_parse_from(flags_of(&ClientAdd::command(), &sample))
-        .expect("client add reads it")
-        .settings;
-    assert_eq!(from_flags, from_json);
+    for sample in every_member() {
+        let from_json = ClientSettings::from_json(sample.clone()).expect("the admin API reads it");
+        let from_flags = ClientAdd::try_parse_from(flags_of(&ClientAdd::command(), &sample))
+            .expect("client add reads it")
+            .settings;
+        assert_eq!(from_flags, from_json);
 
-    let config = Config::from_toml(&format!("{TOP}[[clients]]\n{}", toml_of(&sample)))
-        .expect("the configuration file reads it");
-    // One check for all: what it makes of the admin API's reading is what the file gives.
-    let checked = build_client("", from_json, None, None, &config.scopes).expect("valid");
-    assert_eq!(config.clients[0].settings, checked.settings);
-    // And the check kept what was asked: defaults as granted (`a:b` → both permissions).
-    let defaults: Vec<&str> = checked
-        .settings
-        .default_scopes
-        .iter()
-        .flatten()
-        .map(|scope| scope.as_str())
-        .collect();
-    assert_eq!(defaults, ["a:b:read", "a:b:write", "openid"]);
-    assert_eq!(
-        serde_json::to_value(&checked.settings).unwrap()["access_token_ttl"],
-        "15m"
-    );
+        let config = Config::from_toml(&format!("{TOP}[[clients]]\n{}", toml_of(&sample)))
+            .expect("the configuration file reads it");
+        // One check for all: what it makes of the admin API's reading is what the file gives.
+        let checked = build_client("", from_json, None, None, &config.scopes).expect("valid");
+        assert_eq!(config.clients[0].settings, checked.settings);
+        assert_eq!(config.clients[0].keys, checked.keys);
+        // And the check kept what was asked: defaults as granted (`a:b` → both permissions).
+        let defaults: Vec<&str> = checked
+            .settings
+            .default_scopes
+            .iter()
+            .flatten()
+            .map(|scope| scope.as_str())
+            .collect();
+        assert_eq!(defaults, ["a:b:read", "a:b:write", "openid"]);
+        assert_eq!(
+            serde_json::to_value(&checked.settings).unwrap()["access_token_ttl"],
+            "15m"
+        );
+    }
 }
 
 #[test]
@@ -202,7 +219,7 @@ fn the_file_the_admin_api_and_api_add_read_an_api_alike() {
         toml_of(&sample)
     ))
     .expect("the configuration file reads it");
-    let checked = build_api("", from_json, SecretHash::hash("s"), None).expect("valid");
+    let checked = build_api("", from_json, Some(SecretHash::hash("s")), None).expect("valid");
     assert_eq!(config.apis[0].id, checked.id);
     assert_eq!(config.apis[0].scopes, checked.scopes);
     assert_eq!(config.apis[0].rate_limit, checked.rate_limit);
@@ -220,9 +237,30 @@ fn the_file_the_admin_api_and_api_add_read_an_api_alike() {
     );
     let admin = ApiSettings::from_json(json!({"id": "https://x.test"})).unwrap();
     assert!(matches!(
-        build_api("", admin, SecretHash::hash("s"), None),
+        build_api("", admin, Some(SecretHash::hash("s")), None),
         Err(ConfigError::Invalid { field, .. }) if field == "scopes"
     ));
+    // An API with keys instead of a secret, read alike from the three.
+    for keys in [
+        json!({ "jwks": { "keys": [{ "kty": "OKP", "crv": "Ed25519", "x": "x" }] } }),
+        json!({ "jwks_uri": "https://billing.example.test/jwks.json" }),
+    ] {
+        let mut sample = sample.clone();
+        sample
+            .as_object_mut()
+            .unwrap()
+            .extend(keys.as_object().unwrap().clone());
+        let from_json = ApiSettings::from_json(sample.clone()).expect("the admin API reads it");
+        let from_flags = ApiAdd::try_parse_from(flags_of(&ApiAdd::command(), &sample))
+            .expect("api add reads it")
+            .settings;
+        assert_eq!(from_flags, from_json);
+        let config = Config::from_toml(&format!("{TOP}[[apis]]\n{}", toml_of(&sample)))
+            .expect("the configuration file reads it");
+        let checked = build_api("", from_json, None, None).expect("valid");
+        assert!(checked.keys.is_some() && checked.secret.is_none());
+        assert_eq!(config.apis[0].keys, checked.keys);
+    }
     let spaced = Config::from_toml(&format!(
         "{TOP}[[apis]]\nid = \"has space\"\nsecret = \"s\"\nscopes = [\"a:b\"]\n"
     ));

@@ -8,6 +8,7 @@ mod support;
 
 use std::sync::Arc;
 
+use scopegate_token_service::config::keys::AssertionKeys;
 use scopegate_token_service::keys::KeyAlgorithm;
 use scopegate_token_service::rotation;
 use scopegate_token_service::sealing::{self, Sealer};
@@ -250,15 +251,28 @@ async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend
             required_claims: vec!["company_name".into()],
             self_signup: true,
             dpop_bound_access_tokens: true,
+            jwks: None,
+            jwks_uri: None,
             rate_limit: Some("600/min".parse().unwrap()),
             secret: None,
             secret_hash: None,
         };
-        let client = Client::new(settings, None, Some(1));
+        let client = Client::new(settings, None, Some(1)).unwrap();
         store.insert_client(&client).await.unwrap();
         // Every field comes back as it went in, typed.
         let found = store.find_client("web").await.unwrap().unwrap();
         assert_eq!(format!("{found:?}"), format!("{client:?}"), "{name}");
+        // A confidential client with keys instead of a secret (private_key_jwt) too.
+        let mut signer = client.settings.clone();
+        signer.id = "signer".into();
+        signer.public = false;
+        signer.jwks =
+            Some(serde_json::json!({ "keys": [{ "kty": "OKP", "crv": "Ed25519", "x": "x" }] }));
+        let signer = Client::new(signer, None, Some(1)).unwrap();
+        store.insert_client(&signer).await.unwrap();
+        let found = store.find_client("signer").await.unwrap().unwrap();
+        assert_eq!(format!("{found:?}"), format!("{signer:?}"), "{name}");
+        assert!(!found.is_public() && found.keys.is_some(), "{name}");
         store.insert_refresh(&refresh(5, "family-1")).await.unwrap();
         store.insert_token(&token(6, "web")).await.unwrap();
         store.insert_token(&token(7, "svc")).await.unwrap(); // another client: untouched
@@ -275,7 +289,8 @@ async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend
 
         let api = Api {
             id: "https://reports.test".into(),
-            secret: scopegate_token_service::secret::SecretHash::hash("s"),
+            secret: Some(scopegate_token_service::secret::SecretHash::hash("s")),
+            keys: None,
             scopes: vec![scopegate_validator::Scope::parse("other:thing").unwrap()],
             registered_at: Some(1),
             rate_limit: Some("20/s".parse().unwrap()),
@@ -283,6 +298,22 @@ async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend
         store.insert_api(&api).await.unwrap();
         let found = store.find_api(&api.id).await.unwrap().unwrap();
         assert_eq!(format!("{found:?}"), format!("{api:?}"), "{name}");
+        // An API that introspects with its keys (private_key_jwt) has no secret.
+        for keys in [
+            AssertionKeys::Jwks(r#"{"keys":[{"crv":"P-256","kty":"EC","x":"x","y":"y"}]}"#.into()),
+            AssertionKeys::JwksUri("https://keys.test/jwks.json".into()),
+        ] {
+            let with_keys = Api {
+                id: format!("https://keyed.test/{}", keys.fingerprint().len()),
+                secret: None,
+                keys: Some(keys),
+                ..api.clone()
+            };
+            store.insert_api(&with_keys).await.unwrap();
+            let found = store.find_api(&with_keys.id).await.unwrap().unwrap();
+            assert_eq!(format!("{found:?}"), format!("{with_keys:?}"), "{name}");
+            assert!(store.delete_api(&with_keys.id).await.unwrap(), "{name}");
+        }
         assert!(store.delete_api(&api.id).await.unwrap(), "{name}");
         assert!(store.find_api(&api.id).await.unwrap().is_none(), "{name}");
         assert!(!store.delete_api(&api.id).await.unwrap(), "{name}");

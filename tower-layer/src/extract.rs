@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use scopegate_validator::{Error, InvalidToken, Principal, Requirement};
 use serde::de::DeserializeOwned;
 
-use crate::response::{Rejection, ResponseOptions, respond};
+use crate::response::{AuthScheme, Rejection, ResponseOptions, respond};
 use crate::service::Anonymous;
 
 /// The verified [`Principal`] of the request, put there by [`ScopeLayer`](crate::ScopeLayer).
@@ -49,6 +49,7 @@ use crate::service::Anonymous;
 pub struct Authenticated {
     principal: Arc<Principal>,
     options: Option<Arc<ResponseOptions>>,
+    scheme: AuthScheme,
 }
 
 impl Deref for Authenticated {
@@ -66,15 +67,25 @@ impl Authenticated {
         &self.principal
     }
 
+    /// How the token was presented: [`AuthScheme::Dpop`] when the layer checked a DPoP proof
+    /// made with the key the token is bound to.
+    #[must_use]
+    pub fn scheme(&self) -> AuthScheme {
+        self.scheme
+    }
+
     /// Checks a requirement inside the handler, for rules a layer cannot express (e.g. a scope
     /// that depends on the resource).
     ///
     /// # Errors
-    /// A [`Rejection`] that answers 403 `insufficient_scope`.
+    /// A [`Rejection`] that answers 403 `insufficient_scope`, challenging with the scheme the
+    /// token was presented with.
     pub fn require(&self, requirement: &Requirement, method: &str) -> Result<(), Rejection> {
-        self.principal
-            .check(requirement, method)
-            .map_err(|error| Rejection::from_error(&error).with_options(self.options.clone()))
+        self.principal.check(requirement, method).map_err(|error| {
+            Rejection::from_error(&error)
+                .presented_with(self.scheme)
+                .with_options(self.options.clone())
+        })
     }
 }
 
@@ -86,6 +97,12 @@ fn from_layer(parts: &Parts) -> Result<Option<Authenticated>, MissingLayer> {
         Some(principal) => Ok(Some(Authenticated {
             principal: Arc::clone(principal),
             options,
+            // The layer marks only DPoP requests, so that bearer requests carry nothing more.
+            scheme: parts
+                .extensions
+                .get::<AuthScheme>()
+                .copied()
+                .unwrap_or(AuthScheme::Bearer),
         })),
         None if parts.extensions.get::<Anonymous>().is_some() => Ok(None),
         None => Err(MissingLayer),
@@ -172,6 +189,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
                 let problem = "claims do not have the shape this API needs";
                 let error = Error::InvalidToken(InvalidToken::Claim { name: "*", problem });
                 Rejection::from_error(&error)
+                    .presented_with(authenticated.scheme)
                     .with_options(authenticated.options)
                     .into_response()
             })

@@ -20,8 +20,8 @@ pub fn bearer_header(input: &[u8]) {
     let query = query.and_then(|query| std::str::from_utf8(query).ok());
     let mut headers = HeaderMap::new();
     headers.insert(AUTHORIZATION, value);
-    match token::bearer(&headers, query, MAX_HEADER_BYTES) {
-        Credentials::Bearer(token) => {
+    match token::credentials(&headers, query, MAX_HEADER_BYTES) {
+        Credentials::Bearer(token) | Credentials::Dpop(token) => {
             assert!(!token.is_empty() && header.len() <= MAX_HEADER_BYTES);
             assert!(!token.starts_with(' '));
         }

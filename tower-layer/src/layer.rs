@@ -7,8 +7,9 @@ use scopegate_validator::scope::ScopeError;
 use scopegate_validator::{Requirement, Validator};
 use tower_layer::Layer;
 
+use crate::dpop::DpopSettings;
 use crate::metadata::ResourceMetadata;
-use crate::response::{RejectionBody, ResponseOptions};
+use crate::response::{DpopChallenge, RejectionBody, ResponseOptions};
 use crate::service::Scope;
 
 /// Protects a service: every request needs a bearer token that the [`Validator`] accepts and
@@ -59,14 +60,17 @@ pub(crate) struct Config {
     /// empty policy: deny) for any other.
     pub(crate) per_path: Option<Arc<HashMap<String, Requirement>>>,
     pub(crate) options: Arc<ResponseOptions>,
-    /// Whether `options` differ from the defaults; only then do they travel in the request
-    /// extensions (handlers fall back to the defaults), which keeps the fast path lean.
+    /// Whether `options` differ from the defaults other than by DPoP's challenge; only then do
+    /// they travel in a bearer request's extensions (handlers fall back to the defaults), which
+    /// keeps the fast path lean. DPoP requests always carry them.
     pub(crate) options_customized: bool,
     pub(crate) max_header_bytes: usize,
     /// [`ScopeLayer::optional`]: requests without credentials pass as anonymous.
     pub(crate) anonymous_allowed: bool,
     /// [`ScopeLayer::described_by`]: refusals of a missing token name the scopes needed.
     pub(crate) names_needed_scopes: bool,
+    /// [`ScopeLayer::dpop`]: DPoP-bound tokens with proofs are accepted.
+    pub(crate) dpop: Option<DpopSettings>,
 }
 
 impl ScopeLayer {
@@ -103,6 +107,7 @@ impl ScopeLayer {
                 max_header_bytes,
                 anonymous_allowed: false,
                 names_needed_scopes: false,
+                dpop: None,
             }),
         }
     }
@@ -413,8 +418,68 @@ impl ScopeLayer {
         self
     }
 
-    /// `Authorization` headers longer than this are refused before anything is decoded
-    /// (default 16 KiB).
+    /// Accept DPoP-bound access tokens (RFC 9449): `Authorization: DPoP <token>` with exactly
+    /// one `DPoP` proof header, checked by the settings' verifier against the request's method
+    /// and its URL — the settings' external origin followed by the path the client sent (with
+    /// axum, the path before any `nest` stripped a prefix) — after the token is validated as
+    /// usual. With [`DpopMode::Allowed`](crate::DpopMode::Allowed) (the default) tokens bound
+    /// to no key are still accepted as `Bearer`; with `Required`, only `DPoP` is.
+    ///
+    /// Refusals say so (RFC 9449 §7.1): 401 with a `DPoP` challenge naming the accepted
+    /// algorithms (`algs="ES256 …"`) and `error="invalid_dpop_proof"` for a proof that is
+    /// missing, doubled, malformed, replayed, for another request or made with another key than
+    /// the token's; `error="use_dpop_nonce"` and a `DPoP-Nonce` header when nonces are on and
+    /// the proof lacks one of the moment (every 401 then carries a `DPoP-Nonce`, and so does a
+    /// success whose proof used a nonce that is no longer the current one). When both schemes
+    /// are accepted every 401 carries both challenges; a 403 only the scheme the client used.
+    ///
+    /// Without this setting a route accepts `Bearer` only — and on every route, with or without
+    /// it, a token bound to a key (any `cnf` claim) presented as `Bearer` is refused with
+    /// `invalid_token` (RFC 9449 §7.2).
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_scopegate::{DpopSettings, ScopeLayer};
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/doc.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = DocIssuer::new();
+    /// # let validator = doc_validator(&issuer);
+    /// let dpop = DpopSettings::new("https://api.example.com")?;
+    /// let app = Router::new().route(
+    ///     "/orders",
+    ///     get(|| async { "orders" })
+    ///         .route_layer(ScopeLayer::any_valid_token(&validator).dpop(dpop.clone())),
+    /// );
+    /// // A proof for this request, made with the key the token is bound to:
+    /// # let client = DocDpopClient::new();
+    /// let token = issuer.bound_token("https://api.example.com", "openid", &client.thumbprint());
+    /// let proof = client.proof("GET", "https://api.example.com/orders", &token);
+    /// assert_eq!(call_dpop(&app, "GET", "/orders", &token, &proof).await.0, 200);
+    /// // The same proof again is a replay; the bound token as a bearer token is refused.
+    /// assert_eq!(call_dpop(&app, "GET", "/orders", &token, &proof).await.0, 401);
+    /// assert_eq!(call(&app, "GET", "/orders", Some(&token)).await.0, 401);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Security
+    /// A proof costs one signature verification per request: it cannot be cached, since each
+    /// is good once. Replays are caught in this process only; see
+    /// [`ReplayCache`](scopegate_validator::dpop::ReplayCache).
+    pub fn dpop(mut self, settings: DpopSettings) -> Self {
+        let challenge = DpopChallenge::new(
+            settings.requires_dpop(),
+            settings.dpop_verifier().algorithms(),
+        );
+        let config = Arc::make_mut(&mut self.config);
+        // Not `options_mut`: DPoP alone does not make bearer requests carry the options.
+        Arc::make_mut(&mut config.options).dpop = Some(challenge);
+        config.dpop = Some(settings);
+        self
+    }
+
+    /// `Authorization` (and `DPoP`) headers longer than this are refused before anything is
+    /// decoded (default 16 KiB).
     pub fn max_header_bytes(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_header_bytes = bytes;
         self

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod dpop;
 mod future;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -13,12 +14,13 @@ mod token;
 #[cfg(feature = "axum")]
 mod extract;
 
+pub use dpop::{DpopMode, DpopSettings};
 #[cfg(feature = "axum")]
 pub use extract::{Authenticated, Claims, MissingLayer};
 pub use future::ResponseFuture;
 pub use layer::ScopeLayer;
 pub use metadata::{InvalidResource, MetadataService, ResourceMetadata};
-pub use response::{JsonErrorBody, Rejection, RejectionBody, RejectionKind};
+pub use response::{AuthScheme, JsonErrorBody, Rejection, RejectionBody, RejectionKind};
 pub use scopegate_validator::{Principal, Requirement, Validator};
 pub use service::Scope;
 
@@ -31,5 +33,6 @@ mod assertions {
         assert_send_sync_clone::<super::ScopeLayer>();
         assert_send_sync_clone::<super::Scope<()>>();
         assert_send_sync_clone::<super::Rejection>();
+        assert_send_sync_clone::<super::DpopSettings>();
     }
 }

@@ -1,5 +1,6 @@
 //! The one place where validation outcomes become HTTP: status, `WWW-Authenticate` (RFC 6750
-//! §3), `Retry-After`, and an optional body shaped by the application.
+//! §3, RFC 9449 §7.1), `DPoP-Nonce` (RFC 9449 §9), `Retry-After`, and an optional body shaped
+//! by the application.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,8 +8,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
-use scopegate_validator::{Error, InvalidToken};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use scopegate_validator::dpop::DpopError;
+use scopegate_validator::{Algorithm, Error, InvalidToken};
+
+/// RFC 9449 §8.1.
+pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
 /// The kinds of refusal, one per row of the response table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +29,33 @@ pub enum RejectionKind {
     InsufficientScope,
     /// The issuer's keys or introspection endpoint could not be reached: 503.
     Unavailable,
+    /// A DPoP proof that is missing, malformed, replayed, for another request or made with
+    /// another key than the token's: 401 `invalid_dpop_proof` (RFC 9449 §7.1).
+    InvalidDpopProof,
+    /// A DPoP proof without the server's nonce of the moment: 401 `use_dpop_nonce` with a
+    /// `DPoP-Nonce` header (RFC 9449 §9).
+    UseDpopNonce,
+}
+
+/// An authentication scheme an access token is presented with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthScheme {
+    /// `Authorization: Bearer` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP` with a `DPoP` proof header (RFC 9449).
+    Dpop,
+}
+
+impl AuthScheme {
+    /// The scheme's name as written in headers: `Bearer` or `DPoP`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::Dpop => "DPoP",
+        }
+    }
 }
 
 /// Why a request was refused. Placed in the response's extensions so that an outer layer can
@@ -34,6 +66,10 @@ pub struct Rejection {
     description: String,
     required_scopes: Vec<String>,
     retry_after: Option<Duration>,
+    /// The scheme the client presented its token with, when it presented one.
+    scheme: Option<AuthScheme>,
+    /// A fresh DPoP nonce for the client (RFC 9449 §9), when the route uses nonces.
+    dpop_nonce: Option<String>,
     /// How the layer that protects the route writes refusals, for refusals made in handlers.
     options: Option<Arc<ResponseOptions>>,
 }
@@ -61,8 +97,65 @@ impl Rejection {
             description: error.to_string(),
             required_scopes,
             retry_after: error.retry_after(),
+            scheme: None,
+            dpop_nonce: None,
             options: None,
         }
+    }
+
+    /// A DPoP refusal, with the code RFC 9449 gives it: a proof's fault is
+    /// `invalid_dpop_proof`, a missing nonce `use_dpop_nonce`, the token's fault (bound to a
+    /// key yet presented as a bearer token, or bound to none yet presented with a proof)
+    /// `invalid_token`.
+    pub(crate) fn from_dpop_error(error: &DpopError) -> Self {
+        let kind = match error.rfc9449_code() {
+            "use_dpop_nonce" => RejectionKind::UseDpopNonce,
+            "invalid_token" => RejectionKind::InvalidToken,
+            _ => RejectionKind::InvalidDpopProof,
+        };
+        let scheme = match error {
+            DpopError::BoundToken => AuthScheme::Bearer,
+            _ => AuthScheme::Dpop,
+        };
+        Self {
+            description: error.to_string(),
+            scheme: Some(scheme),
+            ..Self::of_kind(kind)
+        }
+    }
+
+    /// A DPoP request whose proof header cannot be checked at all (none, two, not ASCII).
+    pub(crate) fn invalid_dpop_proof(description: &'static str) -> Self {
+        Self {
+            description: description.to_owned(),
+            scheme: Some(AuthScheme::Dpop),
+            ..Self::of_kind(RejectionKind::InvalidDpopProof)
+        }
+    }
+
+    fn of_kind(kind: RejectionKind) -> Self {
+        Self {
+            kind,
+            description: String::new(),
+            required_scopes: Vec::new(),
+            retry_after: None,
+            scheme: None,
+            dpop_nonce: None,
+            options: None,
+        }
+    }
+
+    /// Answered to a client that presented its token with `scheme`: the error goes on that
+    /// scheme's challenge.
+    pub(crate) fn presented_with(mut self, scheme: AuthScheme) -> Self {
+        self.scheme = Some(scheme);
+        self
+    }
+
+    /// Hands the client this DPoP nonce (in a `DPoP-Nonce` header).
+    pub(crate) fn with_dpop_nonce(mut self, nonce: String) -> Self {
+        self.dpop_nonce = Some(nonce);
+        self
     }
 
     /// No bearer credentials, naming the scopes the request needs when the layer publishes
@@ -76,11 +169,8 @@ impl Rejection {
 
     pub(crate) fn invalid_request(description: &'static str) -> Self {
         Self {
-            kind: RejectionKind::InvalidRequest,
             description: description.to_owned(),
-            required_scopes: Vec::new(),
-            retry_after: None,
-            options: None,
+            ..Self::of_kind(RejectionKind::InvalidRequest)
         }
     }
 
@@ -104,14 +194,17 @@ impl Rejection {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            RejectionKind::MissingToken | RejectionKind::InvalidToken => StatusCode::UNAUTHORIZED,
+            RejectionKind::MissingToken
+            | RejectionKind::InvalidToken
+            | RejectionKind::InvalidDpopProof
+            | RejectionKind::UseDpopNonce => StatusCode::UNAUTHORIZED,
             RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
             RejectionKind::InsufficientScope => StatusCode::FORBIDDEN,
             RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    /// The RFC 6750 §3.1 error code, if the answer carries one.
+    /// The error code (RFC 6750 §3.1, RFC 9449 §7.1 and §9), if the answer carries one.
     #[must_use]
     pub fn error_code(&self) -> Option<&'static str> {
         match self.kind {
@@ -119,7 +212,22 @@ impl Rejection {
             RejectionKind::InvalidRequest => Some("invalid_request"),
             RejectionKind::InvalidToken => Some("invalid_token"),
             RejectionKind::InsufficientScope => Some("insufficient_scope"),
+            RejectionKind::InvalidDpopProof => Some("invalid_dpop_proof"),
+            RejectionKind::UseDpopNonce => Some("use_dpop_nonce"),
         }
+    }
+
+    /// The scheme the client presented its token with, when it presented one the route
+    /// accepts.
+    #[must_use]
+    pub fn scheme(&self) -> Option<AuthScheme> {
+        self.scheme
+    }
+
+    /// The nonce handed to the client in `DPoP-Nonce`, if any.
+    #[must_use]
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        self.dpop_nonce.as_deref()
     }
 
     /// What went wrong, for logs (and for clients when `error_description` is switched on).
@@ -141,16 +249,41 @@ impl Rejection {
         self.retry_after
     }
 
-    /// The `WWW-Authenticate` value (RFC 6750 §3), or `None` for a 503.
-    fn challenge(&self, options: &ResponseOptions) -> Option<HeaderValue> {
+    /// The `WWW-Authenticate` challenges (RFC 6750 §3, RFC 9449 §7.1), one per scheme the
+    /// route accepts — none for a 503, and for a 403 only the scheme the client used. The error
+    /// goes on the challenge of the scheme the client used (else the first accepted one).
+    fn challenges(&self, options: &ResponseOptions) -> Vec<HeaderValue> {
         if self.kind == RejectionKind::Unavailable {
-            return None;
+            return Vec::new();
         }
+        let accepted: &[AuthScheme] = match &options.dpop {
+            None => &[AuthScheme::Bearer],
+            Some(dpop) if dpop.required => &[AuthScheme::Dpop],
+            Some(_) => &[AuthScheme::Bearer, AuthScheme::Dpop],
+        };
+        let at_fault = self
+            .scheme
+            .filter(|scheme| accepted.contains(scheme))
+            .unwrap_or(accepted[0]);
+        accepted
+            .iter()
+            .filter(|scheme| self.kind != RejectionKind::InsufficientScope || **scheme == at_fault)
+            .map(|scheme| self.challenge(*scheme, *scheme == at_fault, options))
+            .collect()
+    }
+
+    /// One challenge; `at_fault` when the error is this scheme's.
+    fn challenge(
+        &self,
+        scheme: AuthScheme,
+        at_fault: bool,
+        options: &ResponseOptions,
+    ) -> HeaderValue {
         let mut parameters = Vec::new();
         if let Some(realm) = &options.realm {
             parameters.push(format!("realm=\"{}\"", quoted(realm)));
         }
-        if let Some(code) = self.error_code() {
+        if let Some(code) = self.error_code().filter(|_| at_fault) {
             parameters.push(format!("error=\"{code}\""));
             if options.error_description {
                 parameters.push(format!(
@@ -159,11 +292,12 @@ impl Rejection {
                 ));
             }
         }
-        if matches!(
-            self.kind,
-            RejectionKind::InsufficientScope | RejectionKind::MissingToken
-        ) && !self.required_scopes.is_empty()
-        {
+        let names_scopes = match self.kind {
+            RejectionKind::InsufficientScope => at_fault,
+            RejectionKind::MissingToken => true,
+            _ => false,
+        };
+        if names_scopes && !self.required_scopes.is_empty() {
             // Scope tokens cannot hold `"` or `\` (RFC 6749 §3.3): nothing to escape.
             parameters.push(format!("scope=\"{}\"", self.required_scopes.join(" ")));
         }
@@ -171,14 +305,33 @@ impl Rejection {
             // RFC 9728 §5.1.
             parameters.push(format!("resource_metadata=\"{}\"", quoted(url)));
         }
+        if let (AuthScheme::Dpop, Some(dpop)) = (scheme, &options.dpop) {
+            // RFC 9449 §7.1: the algorithms a proof may use; registered names, nothing to
+            // escape.
+            parameters.push(format!("algs=\"{}\"", dpop.algs));
+        }
         let value = if parameters.is_empty() {
-            "Bearer".to_owned()
+            scheme.as_str().to_owned()
         } else {
-            format!("Bearer {}", parameters.join(", "))
+            format!("{} {}", scheme.as_str(), parameters.join(", "))
         };
         // Every part is visible ASCII by construction (realm filtered, description mapped,
-        // scopes and codes are ASCII); a bare challenge is the last resort.
-        Some(HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer")))
+        // scopes, codes and algorithm names are ASCII); a bare challenge is the last resort.
+        HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(scheme.as_str()))
+    }
+
+    /// The refusal's authentication headers: its challenges and, for DPoP, a nonce.
+    fn write_challenges(&self, headers: &mut HeaderMap, options: &ResponseOptions) {
+        for challenge in self.challenges(options) {
+            headers.append(WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(nonce) = self
+            .dpop_nonce
+            .as_deref()
+            .and_then(|nonce| HeaderValue::from_str(nonce).ok())
+        {
+            headers.insert(DPOP_NONCE, nonce);
+        }
     }
 }
 
@@ -245,6 +398,28 @@ pub(crate) struct ResponseOptions {
     pub(crate) resource_metadata: Option<String>,
     /// [`ScopeLayer::grpc`](crate::ScopeLayer::grpc): refusals as gRPC statuses.
     pub(crate) grpc: bool,
+    /// [`ScopeLayer::dpop`](crate::ScopeLayer::dpop): the `DPoP` challenge, and whether it
+    /// replaces the `Bearer` one.
+    pub(crate) dpop: Option<DpopChallenge>,
+}
+
+/// What a `DPoP` challenge says.
+#[derive(Debug, Clone)]
+pub(crate) struct DpopChallenge {
+    /// Only `DPoP` is accepted: no `Bearer` challenge.
+    pub(crate) required: bool,
+    /// `algs`: the accepted algorithms, space-separated.
+    pub(crate) algs: String,
+}
+
+impl DpopChallenge {
+    pub(crate) fn new(required: bool, algorithms: &[Algorithm]) -> Self {
+        let algs: Vec<&str> = algorithms.iter().map(|alg| alg.as_str()).collect();
+        Self {
+            required,
+            algs: algs.join(" "),
+        }
+    }
 }
 
 impl fmt::Debug for ResponseOptions {
@@ -256,6 +431,7 @@ impl fmt::Debug for ResponseOptions {
             .field("custom_body", &self.body.is_some())
             .field("resource_metadata", &self.resource_metadata)
             .field("grpc", &self.grpc)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -268,6 +444,7 @@ impl Default for ResponseOptions {
             body: None,
             resource_metadata: None,
             grpc: false,
+            dpop: None,
         }
     }
 }
@@ -294,9 +471,7 @@ pub(crate) fn respond<B: From<Bytes>>(
     let mut response = Response::new(B::from(body));
     *response.status_mut() = rejection.status();
     let headers = response.headers_mut();
-    if let Some(challenge) = rejection.challenge(options) {
-        headers.insert(WWW_AUTHENTICATE, challenge);
-    }
+    rejection.write_challenges(headers, options);
     if let Some(retry_after) = rejection
         .retry_after
         .filter(|_| rejection.kind == RejectionKind::Unavailable)
@@ -321,6 +496,8 @@ fn grpc_refusal<B: From<Bytes>>(rejection: Rejection, options: &ResponseOptions)
         RejectionKind::MissingToken => (16, "missing bearer token"),
         RejectionKind::InvalidRequest => (16, "malformed bearer credentials"),
         RejectionKind::InvalidToken => (16, "invalid bearer token"),
+        RejectionKind::InvalidDpopProof => (16, "invalid DPoP proof"),
+        RejectionKind::UseDpopNonce => (16, "DPoP nonce required"),
         RejectionKind::InsufficientScope => (7, "insufficient scope"),
         RejectionKind::Unavailable => (14, "authorization server unavailable"),
     };
@@ -336,9 +513,7 @@ fn grpc_refusal<B: From<Bytes>>(rejection: Rejection, options: &ResponseOptions)
     if let Ok(message) = HeaderValue::from_str(&message) {
         headers.insert("grpc-message", message);
     }
-    if let Some(challenge) = rejection.challenge(options) {
-        headers.insert(WWW_AUTHENTICATE, challenge);
-    }
+    rejection.write_challenges(headers, options);
     response.extensions_mut().insert(rejection);
     response
 }

@@ -6,13 +6,15 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response, StatusCode};
+use scopegate_validator::dpop::check_bearer_use;
 use scopegate_validator::{Principal, ScopeSet};
 use tower_service::Service;
 
+use crate::dpop::DpopSettings;
 use crate::future::ResponseFuture;
 use crate::layer::Config;
-use crate::response::{Rejection, respond};
+use crate::response::{AuthScheme, DPOP_NONCE, Rejection, respond};
 use crate::token::{self, Credentials};
 
 /// Checks the bearer token and the route's requirement, then calls the inner service with the
@@ -49,12 +51,14 @@ where
         let (mut parts, body) = request.into_parts();
         // The fast path: a token whose answer is cached needs no waiting and no allocation.
         if let Some(principal) = cached(&self.config, &parts) {
-            pass_on(&self.config, &mut parts, principal);
+            pass_on(&self.config, &mut parts, principal, AuthScheme::Bearer);
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
         }
         if self.config.anonymous_allowed && presents_nothing(&self.config, &parts) {
             parts.extensions.insert(Anonymous);
-            if self.config.options_customized {
+            // An extractor's 401 to an anonymous caller challenges as the layer would: with
+            // DPoP's challenge too where DPoP is accepted.
+            if self.config.options_customized || self.config.dpop.is_some() {
                 parts.extensions.insert(Arc::clone(&self.config.options));
             }
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
@@ -68,22 +72,65 @@ where
         // are not).
         ResponseFuture::validating(async move {
             match authorize(&config, &parts).await {
-                Ok(principal) => {
-                    pass_on(&config, &mut parts, principal);
+                Ok(authorized) => {
+                    pass_on(&config, &mut parts, authorized.principal, authorized.scheme);
                     std::future::poll_fn(|context| inner.poll_ready(context)).await?;
-                    inner.call(Request::from_parts(parts, body)).await
+                    let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                    if let Some(nonce) = authorized.next_nonce {
+                        // RFC 9449 §8.2: the client's nonce is about to expire; here is the next.
+                        response.headers_mut().insert(DPOP_NONCE, nonce);
+                    }
+                    Ok(response)
                 }
-                Err(rejection) => Ok(respond(rejection, &config.options)),
+                Err(rejection) => Ok(respond(with_nonce(&config, rejection), &config.options)),
             }
         })
     }
 }
 
-/// What an authorized request carries to the inner service: the principal and, when the layer's
-/// response options are not the defaults, those options for the extractors' refusals.
-fn pass_on(config: &Config, parts: &mut Parts, principal: Arc<Principal>) {
+/// An authorized request: who, how the token was presented, and a DPoP nonce to hand out.
+struct Authorized {
+    principal: Arc<Principal>,
+    scheme: AuthScheme,
+    next_nonce: Option<HeaderValue>,
+}
+
+impl Authorized {
+    fn bearer(principal: Arc<Principal>) -> Self {
+        Self {
+            principal,
+            scheme: AuthScheme::Bearer,
+            next_nonce: None,
+        }
+    }
+}
+
+/// With server nonces on, every 401 hands out the nonce of the moment (RFC 9449 §9), so that a
+/// client's next proof can carry it.
+fn with_nonce(config: &Config, rejection: Rejection) -> Rejection {
+    let nonces = config
+        .dpop
+        .as_ref()
+        .and_then(|dpop| dpop.dpop_verifier().nonces());
+    match nonces {
+        Some(nonces) if rejection.status() == StatusCode::UNAUTHORIZED => {
+            rejection.with_dpop_nonce(nonces.current(config.validator.clock().now()))
+        }
+        _ => rejection,
+    }
+}
+
+/// What an authorized request carries to the inner service: the principal; for a DPoP request,
+/// the scheme and the layer's response options (an extractor's refusal then challenges with
+/// DPoP); for a bearer request, the options only when they are not the defaults — a bearer
+/// request's refusals challenge `Bearer`, which the defaults do, and its fast path stays lean.
+fn pass_on(config: &Config, parts: &mut Parts, principal: Arc<Principal>, scheme: AuthScheme) {
     parts.extensions.insert(principal);
-    if config.options_customized {
+    let dpop = scheme == AuthScheme::Dpop;
+    if dpop {
+        parts.extensions.insert(scheme);
+    }
+    if config.options_customized || dpop {
         parts.extensions.insert(Arc::clone(&config.options));
     }
 }
@@ -99,7 +146,7 @@ pub(crate) struct Anonymous;
 fn presents_nothing(config: &Config, request: &Parts) -> bool {
     !request.headers.contains_key(AUTHORIZATION)
         && matches!(
-            token::bearer(
+            token::credentials(
                 &request.headers,
                 request.uri.query(),
                 config.max_header_bytes
@@ -108,17 +155,26 @@ fn presents_nothing(config: &Config, request: &Parts) -> bool {
         )
 }
 
-/// A cached principal that satisfies the requirement; anything else takes the full path, which
-/// also produces the right refusal.
+/// A cached principal, presented as a bearer token where that is accepted, that is no
+/// sender-constrained token and satisfies the requirement; anything else takes the full path,
+/// which also produces the right refusal.
 fn cached(config: &Config, request: &Parts) -> Option<Arc<Principal>> {
-    let Credentials::Bearer(token) = token::bearer(
+    let Credentials::Bearer(token) = token::credentials(
         &request.headers,
         request.uri.query(),
         config.max_header_bytes,
     ) else {
         return None;
     };
+    if config
+        .dpop
+        .as_ref()
+        .is_some_and(DpopSettings::requires_dpop)
+    {
+        return None;
+    }
     let principal = config.validator.cached(token)?;
+    check_bearer_use(&principal).ok()?;
     principal
         .check(
             config.requirement_for(request.uri.path()),
@@ -150,27 +206,97 @@ fn missing_token(config: &Config, request: &Parts) -> Rejection {
     Rejection::missing_token(required)
 }
 
-async fn authorize(config: &Config, request: &Parts) -> Result<Arc<Principal>, Rejection> {
-    let token = match token::bearer(
+async fn authorize(config: &Config, request: &Parts) -> Result<Authorized, Rejection> {
+    let credentials = token::credentials(
         &request.headers,
         request.uri.query(),
         config.max_header_bytes,
-    ) {
+    );
+    let dpop = config.dpop.as_ref();
+    match credentials {
         // Its syntax is the validator's first check (a 400 when wrong).
-        Credentials::Bearer(token) => token,
-        Credentials::Missing => return Err(missing_token(config, request)),
-        Credentials::Malformed(problem) => return Err(Rejection::invalid_request(problem)),
-    };
+        Credentials::Bearer(token) if !dpop.is_some_and(DpopSettings::requires_dpop) => {
+            authorize_bearer(config, request, token).await
+        }
+        Credentials::Dpop(token) => match dpop {
+            Some(dpop) => authorize_dpop(config, dpop, request, token).await,
+            // A route that does not take DPoP: another scheme, as Basic would be.
+            None => Err(missing_token(config, request)),
+        },
+        // Bearer where only DPoP is accepted: answered as no credentials, with a DPoP challenge.
+        Credentials::Bearer(_) | Credentials::Missing => Err(missing_token(config, request)),
+        Credentials::Malformed(problem) => Err(Rejection::invalid_request(problem)),
+    }
+}
+
+async fn authorize_bearer(
+    config: &Config,
+    request: &Parts,
+    token: &str,
+) -> Result<Authorized, Rejection> {
+    let refuse = |rejection: Rejection| rejection.presented_with(AuthScheme::Bearer);
     let principal = config
         .validator
         .validate(token)
         .await
-        .map_err(|error| Rejection::from_error(&error))?;
+        .map_err(|error| refuse(Rejection::from_error(&error)))?;
+    check_bearer_use(&principal).map_err(|error| Rejection::from_dpop_error(&error))?;
     principal
         .check(
             config.requirement_for(request.uri.path()),
             request.method.as_str(),
         )
-        .map_err(|error| Rejection::from_error(&error))?;
-    Ok(principal)
+        .map_err(|error| refuse(Rejection::from_error(&error)))?;
+    Ok(Authorized::bearer(principal))
+}
+
+/// RFC 9449 §7.1: the token validated as any other, then the proof checked against it and this
+/// request by the one rule ([`DpopVerifier::verify`](scopegate_validator::dpop::DpopVerifier::verify)),
+/// then the scopes.
+async fn authorize_dpop(
+    config: &Config,
+    dpop: &DpopSettings,
+    request: &Parts,
+    token: &str,
+) -> Result<Authorized, Rejection> {
+    let refuse = |rejection: Rejection| rejection.presented_with(AuthScheme::Dpop);
+    let proof = token::dpop_proof(&request.headers, config.max_header_bytes)
+        .map_err(Rejection::invalid_dpop_proof)?;
+    let principal = config
+        .validator
+        .validate(token)
+        .await
+        .map_err(|error| refuse(Rejection::from_error(&error)))?;
+    let now = config.validator.clock().now();
+    let verifier = dpop.dpop_verifier();
+    let proof = verifier
+        .verify(
+            &principal,
+            token,
+            proof,
+            request.method.as_str(),
+            &dpop.url_of(request),
+            now,
+        )
+        .map_err(|error| Rejection::from_dpop_error(&error))?;
+    principal
+        .check(
+            config.requirement_for(request.uri.path()),
+            request.method.as_str(),
+        )
+        .map_err(|error| refuse(Rejection::from_error(&error)))?;
+    let next_nonce = verifier.nonces().and_then(|nonces| {
+        let current = proof
+            .nonce
+            .as_deref()
+            .is_some_and(|nonce| nonces.is_current(nonce, now));
+        (!current)
+            .then(|| HeaderValue::from_str(&nonces.current(now)).ok())
+            .flatten()
+    });
+    Ok(Authorized {
+        principal,
+        scheme: AuthScheme::Dpop,
+        next_nonce,
+    })
 }

@@ -5,6 +5,9 @@
 #[path = "../../validator/tests/support/mod.rs"]
 mod support;
 
+#[path = "support/dpop_client.rs"]
+mod dpop_client;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -15,7 +18,9 @@ use serde::Deserialize;
 use serde_json::json;
 use support::{FakeIdp, Mode, SigningKey};
 use tower::ServiceExt;
-use tower_scopegate::{Authenticated, Claims, ResourceMetadata, ScopeLayer};
+use tower_scopegate::{
+    AuthScheme, Authenticated, Claims, DpopMode, DpopSettings, ResourceMetadata, ScopeLayer,
+};
 
 #[derive(Deserialize)]
 struct CompanyClaims {
@@ -417,5 +422,125 @@ async fn resource_metadata_lists_the_scopes_of_mounted_routes_and_challenges_poi
     assert_eq!(
         challenge(&response),
         format!(r#"Bearer realm="api", error="invalid_token", {pointer}"#)
+    );
+}
+
+async fn scheme_and_reports(who: Authenticated) -> Result<String, tower_scopegate::Rejection> {
+    let scheme = who.scheme().as_str();
+    who.require(&Requirement::all_of(["reports:all:read"]).unwrap(), "GET")?;
+    Ok(scheme.to_owned())
+}
+
+async fn scheme_of(who: Authenticated) -> &'static str {
+    who.scheme().as_str()
+}
+
+#[tokio::test]
+async fn under_nest_the_proof_names_the_path_the_client_sent() {
+    let key = SigningKey::es256("k");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    let client = dpop_client::DpopClient::es256();
+    let mut claims = idp.claims(&clock);
+    claims["cnf"] = json!({ "jkt": client.jkt() });
+    let token = key.sign(&claims);
+    let dpop = DpopSettings::new("https://api.example.test")
+        .unwrap()
+        .mode(DpopMode::Required);
+    let inner = Router::new()
+        .route("/orders", get(scheme_of))
+        .route("/reports", get(scheme_and_reports))
+        .route_layer(ScopeLayer::any_valid_token(&validator).dpop(dpop));
+    let app = Router::new().nest("/api/v1", inner);
+    let send = |proof: String, uri: &'static str| {
+        let app = app.clone();
+        let token = token.clone();
+        async move {
+            let request = Request::get(uri)
+                .header(header::AUTHORIZATION, format!("DPoP {token}"))
+                .header("dpop", proof)
+                .body(Body::empty())
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let challenge = response
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .map(|value| value.to_str().unwrap().to_owned());
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                String::from_utf8(bytes.to_vec()).unwrap(),
+                challenge,
+            )
+        }
+    };
+    let full = "https://api.example.test/api/v1/orders";
+    let (status, body, _) = send(client.proof(&clock, "GET", full, &token), "/api/v1/orders").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "DPoP"));
+    // The path the nested router sees is not the one the client called.
+    let stripped = "https://api.example.test/orders";
+    let (status, _, _) = send(
+        client.proof(&clock, "GET", stripped, &token),
+        "/api/v1/orders",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A refusal made in the handler challenges with the scheme the token came with.
+    let reports = "https://api.example.test/api/v1/reports";
+    let (status, _, challenge) = send(
+        client.proof(&clock, "GET", reports, &token),
+        "/api/v1/reports",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let challenge = challenge.unwrap();
+    assert!(
+        challenge.starts_with(
+            r#"DPoP realm="api", error="insufficient_scope", scope="reports:all:read""#
+        ),
+        "{challenge}"
+    );
+    assert!(challenge.contains("algs="), "{challenge}");
+}
+
+#[tokio::test]
+async fn a_bearer_request_is_seen_as_bearer_by_handlers() {
+    let key = SigningKey::es256("k");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    let dpop = DpopSettings::new("https://api.example.test").unwrap();
+    let app = Router::new()
+        .route("/me", get(scheme_of))
+        .route("/reports", get(scheme_and_reports))
+        .route_layer(ScopeLayer::any_valid_token(&validator).dpop(dpop));
+    let token = key.sign(&idp.claims(&clock));
+    assert_eq!(
+        send(&app, Method::GET, "/me", Some(&token)).await,
+        (StatusCode::OK, AuthScheme::Bearer.as_str().to_owned())
+    );
+    // A refusal made in the handler challenges the scheme the token came with.
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/reports")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let challenges: Vec<_> = response
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .collect();
+    assert_eq!(
+        challenges,
+        [r#"Bearer realm="api", error="insufficient_scope", scope="reports:all:read""#]
     );
 }

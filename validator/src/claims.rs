@@ -110,6 +110,7 @@ pub(crate) fn check(
             return Err(claim(name, "not a string"));
         }
     }
+    check_confirmation(&claims)?;
     Ok(Principal {
         scopes,
         audiences,
@@ -117,6 +118,32 @@ pub(crate) fn check(
         issued_at: issued_at.map(to_duration),
         claims,
     })
+}
+
+/// `cnf` (RFC 7800 §3.1) names the key a token is bound to; with `jkt` (RFC 9449 §6.1), the
+/// SHA-256 thumbprint of a DPoP key. One that cannot be read is refused: taking it for absent
+/// would turn a bound token into a bearer token.
+fn check_confirmation(claims: &Map<String, Value>) -> Result<(), InvalidToken> {
+    let Some(confirmation) = claims.get("cnf") else {
+        return Ok(());
+    };
+    let Value::Object(members) = confirmation else {
+        return Err(claim("cnf", "not an object"));
+    };
+    match members.get("jkt") {
+        None => Ok(()),
+        Some(Value::String(jkt)) if is_sha256_thumbprint(jkt) => Ok(()),
+        Some(Value::String(_)) => Err(claim("cnf", "`jkt` is not a base64url SHA-256 thumbprint")),
+        Some(_) => Err(claim("cnf", "`jkt` is not a string")),
+    }
+}
+
+/// 32 bytes in unpadded base64url: 43 characters of its alphabet.
+fn is_sha256_thumbprint(jkt: &str) -> bool {
+    jkt.len() == 43
+        && jkt
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
 /// The value at a dotted `path` of nested objects (`realm_access.roles`), if there is one.

@@ -106,7 +106,9 @@ impl Default for ValidatorBuilder {
 impl ValidatorBuilder {
     /// The issuer (`iss`), compared byte for byte. Unless [`jwks_url`](Self::jwks_url) is set,
     /// its keys are found through OIDC discovery (`{issuer}/.well-known/openid-configuration`,
-    /// then RFC 8414's `oauth-authorization-server`).
+    /// then RFC 8414's `oauth-authorization-server`). An issuer that is never asked for its
+    /// metadata — keys given by `jwks_url` or [`key_source`](Self::key_source), introspection
+    /// (if any) at a given endpoint — may be any non-empty name, not only a URL.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
@@ -379,12 +381,24 @@ impl ValidatorBuilder {
                 "required: tokens are accepted from one configured issuer",
             )
         })?;
-        let issuer_url = checked_url("issuer", &issuer, self.allow_insecure_http)?;
-        if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
-            return Err(BuildError::new(
-                "issuer",
-                "must not have a query or fragment",
-            ));
+        // An issuer whose keys are given and whose metadata is never fetched needs not be a
+        // URL: a client assertion's issuer is the client's id (RFC 7523 §3).
+        let keys_given = self.jwks_url.is_some() || self.key_source.is_some();
+        let introspection_discovered = self.introspection_credentials.is_some()
+            && self.introspection_endpoint.is_none()
+            && self.introspection_source.is_none();
+        if keys_given && !introspection_discovered {
+            if issuer.is_empty() {
+                return Err(BuildError::new("issuer", "must not be empty"));
+            }
+        } else {
+            let issuer_url = checked_url("issuer", &issuer, self.allow_insecure_http)?;
+            if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+                return Err(BuildError::new(
+                    "issuer",
+                    "must not have a query or fragment",
+                ));
+            }
         }
         let jwks_url = match &self.jwks_url {
             Some(url) => Some(checked_url("jwks_url", url, self.allow_insecure_http)?),
@@ -630,6 +644,10 @@ mod tests {
             "issuer"
         );
         assert_eq!(field_of(complete().issuer("not a url")), "issuer");
+        // Unless its keys are given and nothing is discovered: then any non-empty name.
+        let given = || complete().jwks_url("https://idp.test/keys");
+        assert!(given().issuer("client-7").build().is_ok());
+        assert_eq!(field_of(given().issuer("")), "issuer");
         assert_eq!(
             field_of(complete().issuer("https://idp.test/?tenant=1")),
             "issuer"

@@ -1,7 +1,18 @@
-//! DPoP proofs (RFC 9449): the checks of §4.3 that need no storage, shared by the token service
-//! (proofs at `/token`) and the resource-server layer (proofs beside a DPoP-bound token). What
-//! needs storage — that a `jti` is used once within the window — is the caller's, with the
-//! [`DpopProof::jti`] returned here.
+//! DPoP (RFC 9449), everything that knows no HTTP and is shared by the token service (proofs at
+//! `/token`) and any resource server (proofs beside a DPoP-bound token):
+//!
+//! - [`verify_proof`]: the checks of §4.3 that need no storage;
+//! - [`ReplayCache`]: that a proof's `jti` is used once within the window (§11.1);
+//! - [`DpopNonces`]: server-provided nonces (§8, §9) that need no storage either;
+//! - [`DpopVerifier`]: the one rule for a request to a protected resource (§7.1) — the proof,
+//!   its key against the token's `cnf.jkt`, the nonce, the replay — and [`check_bearer_use`],
+//!   the rule for a token presented as a bearer token (§7.2);
+//! - [`ExternalOrigin`]: where clients reach the server, from which `htu` is rebuilt.
+
+mod nonce;
+mod origin;
+mod replay;
+mod verifier;
 
 use std::time::Duration;
 
@@ -14,6 +25,11 @@ use url::Url;
 use crate::algorithm::Algorithm;
 use crate::json;
 use crate::jwk::KeySet;
+
+pub use nonce::DpopNonces;
+pub use origin::ExternalOrigin;
+pub use replay::ReplayCache;
+pub use verifier::{DpopVerifier, DpopVerifierBuilder, check_bearer_use};
 
 /// Proofs longer than this are refused before decoding (a proof with an RSA 4096 key is
 /// under 2 KiB).
@@ -51,6 +67,8 @@ pub struct DpopProof {
     pub jti: String,
     /// When the proof was made (seconds since the epoch).
     pub issued_at: u64,
+    /// The server nonce the proof carries (`nonce`), if any.
+    pub nonce: Option<String>,
 }
 
 /// Why a proof is refused (RFC 9449 §7.1 `invalid_dpop_proof`, or `use_dpop_nonce`).
@@ -90,6 +108,34 @@ pub enum DpopError {
     /// The server's nonce is missing or another one (`use_dpop_nonce`).
     #[error("the proof lacks the server's current nonce")]
     UseNonce,
+    /// The proof's `jti` was seen within the window (§11.1): a replayed proof.
+    #[error("the proof was used before")]
+    Replayed,
+    /// The proof's key is not the one the access token is bound to (§7.1): someone else's
+    /// token with one's own proof.
+    #[error("the proof's key is not the one the token is bound to")]
+    KeyMismatch,
+    /// A token bound to no key presented with the DPoP scheme.
+    #[error("the token is not bound to a key; it is a bearer token")]
+    UnboundToken,
+    /// A token bound to a key presented as a bearer token (§7.2).
+    #[error("the token is bound to a key and needs a DPoP proof")]
+    BoundToken,
+}
+
+impl DpopError {
+    /// The error code that answers it (RFC 9449 §7.1, §9): `use_dpop_nonce` for a missing
+    /// or old nonce, `invalid_token` when the token, not the proof, is at fault (a bound token
+    /// presented as a bearer token, an unbound one with a proof), `invalid_dpop_proof`
+    /// otherwise.
+    #[must_use]
+    pub fn rfc9449_code(&self) -> &'static str {
+        match self {
+            Self::UseNonce => "use_dpop_nonce",
+            Self::UnboundToken | Self::BoundToken => "invalid_token",
+            _ => "invalid_dpop_proof",
+        }
+    }
 }
 
 /// Checks `proof` against `request` (RFC 9449 §4.3, all but `jti` replay).
@@ -171,8 +217,13 @@ pub fn verify_proof(proof: &str, request: &DpopRequest<'_>) -> Result<DpopProof,
     if issued_at.abs_diff(now) > request.window.as_secs() {
         return Err(DpopError::Stale);
     }
+    let nonce = match claims.get("nonce") {
+        None => None,
+        Some(Value::String(nonce)) => Some(nonce.as_str()),
+        Some(_) => return Err(DpopError::Claim("nonce")),
+    };
     if let Some(expected) = request.nonce
-        && claims.get("nonce").and_then(Value::as_str) != Some(expected)
+        && nonce != Some(expected)
     {
         return Err(DpopError::UseNonce);
     }
@@ -186,6 +237,7 @@ pub fn verify_proof(proof: &str, request: &DpopRequest<'_>) -> Result<DpopProof,
         jkt,
         jti: jti.to_owned(),
         issued_at,
+        nonce: nonce.map(str::to_owned),
     })
 }
 
@@ -237,16 +289,16 @@ mod tests {
 
     use super::*;
 
-    const NOW: u64 = 1_800_000_000;
-    const URL: &str = "https://api.example.com/orders";
-    const TOKEN: &str = "an-access-token";
+    pub(super) const NOW: u64 = 1_800_000_000;
+    pub(super) const URL: &str = "https://api.example.com/orders";
+    pub(super) const TOKEN: &str = "an-access-token";
 
-    struct Key {
+    pub(super) struct Key {
         pair: EcdsaKeyPair,
-        jwk: Value,
+        pub(super) jwk: Value,
     }
 
-    fn key() -> Key {
+    pub(super) fn key() -> Key {
         let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
         let point = pair.public_key().as_ref();
         let jwk = json!({
@@ -256,15 +308,15 @@ mod tests {
         Key { pair, jwk }
     }
 
-    fn ath(token: &str) -> String {
+    pub(super) fn ath(token: &str) -> String {
         URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, token.as_bytes()))
     }
 
-    fn claims() -> Value {
+    pub(super) fn claims() -> Value {
         json!({ "jti": "p-1", "htm": "GET", "htu": URL, "iat": NOW, "ath": ath(TOKEN) })
     }
 
-    fn sign(key: &Key, header: &Value, claims: &Value) -> String {
+    pub(super) fn sign(key: &Key, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -277,11 +329,11 @@ mod tests {
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
     }
 
-    fn header(key: &Key) -> Value {
+    pub(super) fn header(key: &Key) -> Value {
         json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": key.jwk })
     }
 
-    fn request() -> DpopRequest<'static> {
+    pub(super) fn request() -> DpopRequest<'static> {
         DpopRequest {
             method: "GET",
             url: URL,
@@ -432,5 +484,19 @@ mod tests {
         let mut claims = claims();
         claims["nonce"] = json!("n-1");
         assert!(verify_proof(&sign(&key, &header(&key), &claims), &expecting).is_ok());
+    }
+
+    #[test]
+    fn the_proofs_nonce_is_returned_and_must_be_a_string() {
+        let key = key();
+        let mut with_nonce = claims();
+        with_nonce["nonce"] = json!("n-2");
+        let proof = verify_proof(&sign(&key, &header(&key), &with_nonce), &request()).unwrap();
+        assert_eq!(proof.nonce.as_deref(), Some("n-2"));
+        with_nonce["nonce"] = json!(7);
+        assert_eq!(
+            verify_proof(&sign(&key, &header(&key), &with_nonce), &request()),
+            Err(DpopError::Claim("nonce"))
+        );
     }
 }

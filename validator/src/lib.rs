@@ -411,6 +411,18 @@ impl Validator {
         }
     }
 
+    /// The clock this validator judges time by (the one given to
+    /// [`ValidatorBuilder::clock`], else the system clock); with several issuers, the first's.
+    /// Other checks of the same request — a DPoP proof's `iat` — use it too, so that one
+    /// injected clock moves them all.
+    #[must_use]
+    pub fn clock(&self) -> &dyn Clock {
+        match &*self.trust {
+            Trust::One(inner) => &*inner.clock,
+            Trust::Many(set) => set.ordered()[0].clock(),
+        }
+    }
+
     /// The leeway applied to time claims; with several issuers, the largest.
     #[must_use]
     pub fn leeway(&self) -> Duration {
@@ -447,5 +459,9 @@ mod assertions {
         assert_send_sync_clone::<super::Scope>();
         assert_send_sync_clone::<super::ScopeSet>();
         assert_send_sync_clone::<super::Requirement>();
+        assert_send_sync_clone::<super::dpop::DpopVerifier>();
+        assert_send_sync_clone::<super::dpop::DpopNonces>();
+        assert_send_sync_clone::<super::dpop::ReplayCache>();
+        assert_send_sync_clone::<super::dpop::ExternalOrigin>();
     }
 }

@@ -76,6 +76,20 @@ impl Principal {
         self.string_claim("jti")
     }
 
+    /// `cnf.jkt` (RFC 9449 §6.1): the SHA-256 thumbprint of the key this token is bound to, for
+    /// a DPoP-bound token — from a JWT's claims or an introspection answer alike. The validator
+    /// refuses a token whose `cnf` is not an object or whose `jkt` is not a thumbprint, so
+    /// `None` means the token names no DPoP key.
+    ///
+    /// # Security
+    /// A bound token is only good with a proof made with that key (RFC 9449 §7.1), never as
+    /// a bearer token (§7.2): see [`dpop::DpopVerifier`](crate::dpop::DpopVerifier) and
+    /// [`dpop::check_bearer_use`](crate::dpop::check_bearer_use).
+    #[must_use]
+    pub fn bound_key_thumbprint(&self) -> Option<&str> {
+        self.claims.get("cnf")?.get("jkt")?.as_str()
+    }
+
     fn string_claim(&self, name: &str) -> Option<&str> {
         self.claims.get(name).and_then(Value::as_str)
     }

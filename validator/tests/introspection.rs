@@ -660,3 +660,32 @@ async fn cached_answers_only_what_was_validated_and_is_still_fresh() {
     clock.advance(Duration::from_secs(600));
     assert!(validator.cached(&jwt).is_none(), "past exp");
 }
+
+#[tokio::test]
+async fn an_introspection_answer_keeps_cnf_and_a_malformed_one_is_invalid() {
+    let idp = idp().await;
+    let clock = MockClock::at_system_time();
+    let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+    let mut bound = idp.active_answer(&clock, 3600);
+    bound["cnf"] = json!({ "jkt": jkt });
+    idp.set_answer(TOKEN, bound);
+    let validator = idp.introspecting_validator(&clock).build().unwrap();
+    let principal = validator.validate(TOKEN).await.unwrap();
+    assert_eq!(principal.bound_key_thumbprint(), Some(jkt));
+
+    for (token, cnf) in [
+        ("cnf-not-an-object", json!(jkt)),
+        ("jkt-not-a-string", json!({ "jkt": [jkt] })),
+    ] {
+        let mut answer = idp.active_answer(&clock, 3600);
+        answer["cnf"] = cnf;
+        idp.set_answer(token, answer);
+        assert!(
+            matches!(
+                invalid(validator.validate(token).await),
+                InvalidToken::Claim { name: "cnf", .. }
+            ),
+            "{token}"
+        );
+    }
+}

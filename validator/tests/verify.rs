@@ -759,3 +759,56 @@ async fn id_tokens_are_never_access_tokens_whatever_their_audience() {
     );
     assert!(any.validate(&id_token).await.is_ok());
 }
+
+const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+
+#[tokio::test]
+async fn a_bound_tokens_key_thumbprint_is_read_from_cnf() {
+    let setup = setup(SigningKey::es256("k")).await;
+    let mut claims = setup.claims();
+    claims["cnf"] = json!({ "jkt": JKT });
+    let principal = setup
+        .validator
+        .validate(&setup.key.sign(&claims))
+        .await
+        .unwrap();
+    assert_eq!(principal.bound_key_thumbprint(), Some(JKT));
+    let unbound = setup
+        .validator
+        .validate(&setup.key.sign(&setup.claims()))
+        .await
+        .unwrap();
+    assert_eq!(unbound.bound_key_thumbprint(), None);
+    // Another confirmation method only: no DPoP key, but the claim stays for the bearer rule.
+    claims["cnf"] = json!({ "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" });
+    let mtls = setup
+        .validator
+        .validate(&setup.key.sign(&claims))
+        .await
+        .unwrap();
+    assert_eq!(mtls.bound_key_thumbprint(), None);
+    assert!(mtls.claim("cnf").is_some());
+}
+
+#[tokio::test]
+async fn a_malformed_cnf_is_an_invalid_token_not_an_unbound_one() {
+    let setup = setup(SigningKey::es256("k")).await;
+    for cnf in [
+        json!("jkt"),
+        json!([JKT]),
+        json!(null),
+        json!({ "jkt": 5 }),
+        json!({ "jkt": { "value": JKT } }),
+        json!({ "jkt": "" }),
+        json!({ "jkt": "short" }),
+        json!({ "jkt": format!("{}=", &JKT[..42]) }),
+    ] {
+        let mut claims = setup.claims();
+        claims["cnf"] = cnf.clone();
+        let reason = setup.invalid(&setup.key.sign(&claims)).await;
+        assert!(
+            matches!(reason, InvalidToken::Claim { name: "cnf", .. }),
+            "{cnf}: {reason:?}"
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! The example protected API: routes guarded by `tower-scopegate`, configured from the
-//! environment (`ISSUER`, `AUDIENCE`, and optionally the introspection credentials and
-//! `RESOURCE`, its public URL, to publish RFC 9728 metadata).
+//! environment (`ISSUER`, `AUDIENCE`, and optionally the introspection credentials,
+//! `RESOURCE`, its public URL, to publish RFC 9728 metadata, and `EXTERNAL_ORIGIN`, where
+//! clients reach it, for DPoP). It accepts bearer tokens and DPoP-bound tokens with their
+//! proofs (RFC 9449, [`DpopMode::Allowed`]); see its README.
 //!
 //! Run with: `ISSUER=http://127.0.0.1:8080 AUDIENCE=https://api.example.test cargo run -p example-protected-api`
 
@@ -11,7 +13,9 @@ use axum::routing::get;
 use scopegate_validator::scope::ScopeError;
 use scopegate_validator::{Algorithm, BuildError, Validator};
 use serde_json::{Value, json};
-use tower_scopegate::{Authenticated, InvalidResource, ResourceMetadata, ScopeLayer};
+use tower_scopegate::{
+    Authenticated, DpopMode, DpopSettings, InvalidResource, ResourceMetadata, ScopeLayer,
+};
 
 /// The API's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +32,10 @@ pub struct Config {
     /// `RESOURCE`: the URL clients call this API at; set it to publish RFC 9728 metadata and
     /// point every challenge to it.
     pub resource: Option<String>,
+    /// `EXTERNAL_ORIGIN`: `scheme://host[:port]` as clients reach this API, which DPoP proofs
+    /// name (behind a TLS proxy, the proxy's). Default: the origin of `RESOURCE` if set, else
+    /// `http://` and `LISTEN`.
+    pub external_origin: Option<String>,
 }
 
 impl Config {
@@ -60,7 +68,33 @@ impl Config {
             introspection,
             listen: lookup("LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned()),
             resource: lookup("RESOURCE").filter(|value| !value.is_empty()),
+            external_origin: lookup("EXTERNAL_ORIGIN").filter(|value| !value.is_empty()),
         })
+    }
+
+    /// Where clients reach this API: `EXTERNAL_ORIGIN`, else the origin of `RESOURCE`, else
+    /// `http://` and `LISTEN`.
+    #[must_use]
+    pub fn origin(&self) -> String {
+        if let Some(origin) = &self.external_origin {
+            return origin.clone();
+        }
+        let from_resource = self
+            .resource
+            .as_deref()
+            .and_then(|resource| url::Url::parse(resource).ok())
+            .map(|url| url.origin().ascii_serialization());
+        from_resource.unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// DPoP for the routes (RFC 9449): bearer tokens stay accepted for tokens bound to no key,
+    /// DPoP-bound tokens need a proof made for [`origin`](Self::origin) and the request.
+    ///
+    /// # Errors
+    /// An origin that is not `https://host[:port]` (`http` on loopback), named
+    /// `external_origin`: set `EXTERNAL_ORIGIN` when listening on a non-loopback address.
+    pub fn dpop(&self) -> Result<DpopSettings, BuildError> {
+        Ok(DpopSettings::new(&self.origin())?.mode(DpopMode::Allowed))
     }
 
     /// The validator for these settings: any asymmetric algorithm the issuer's keys allow.
@@ -97,13 +131,14 @@ impl Config {
 }
 
 /// The routes: `GET /public` open; `GET|PUT|DELETE /profile` need
-/// `akamai:social_profile:read|write|delete`; `GET /me` needs any valid token.
+/// `akamai:social_profile:read|write|delete`; `GET /me` needs any valid token. Bearer tokens
+/// only (a DPoP-bound one is refused as a bearer token): [`app_with`] adds DPoP.
 ///
 /// # Errors
 /// Never for these fixed scopes; the signature shows where a bad scope string would fail —
 /// at start-up.
 pub fn app(validator: &Validator) -> Result<Router, ScopeError> {
-    routes(validator, None)
+    app_with(validator, None, None)
 }
 
 /// [`app`], publishing `metadata` at its well-known path, every route described by it.
@@ -114,16 +149,40 @@ pub fn app_described(
     validator: &Validator,
     metadata: &ResourceMetadata,
 ) -> Result<Router, ScopeError> {
-    Ok(routes(validator, Some(metadata))?.merge(metadata.router()))
+    app_with(validator, Some(metadata), None)
+}
+
+/// [`app`] with RFC 9728 metadata when given (published, and named by every challenge) and
+/// DPoP when given (every protected route accepts DPoP-bound tokens with their proofs).
+///
+/// # Errors
+/// As [`app`].
+pub fn app_with(
+    validator: &Validator,
+    metadata: Option<&ResourceMetadata>,
+    dpop: Option<&DpopSettings>,
+) -> Result<Router, ScopeError> {
+    let routes = routes(validator, metadata, dpop)?;
+    Ok(match metadata {
+        Some(metadata) => routes.merge(metadata.router()),
+        None => routes,
+    })
 }
 
 fn routes(
     validator: &Validator,
     metadata: Option<&ResourceMetadata>,
+    dpop: Option<&DpopSettings>,
 ) -> Result<Router, ScopeError> {
-    let described = |layer: ScopeLayer| match metadata {
-        Some(metadata) => layer.described_by(metadata),
-        None => layer,
+    // One settings value for every route: they share its replay cache.
+    let described = |mut layer: ScopeLayer| {
+        if let Some(metadata) = metadata {
+            layer = layer.described_by(metadata);
+        }
+        if let Some(dpop) = dpop {
+            layer = layer.dpop(dpop.clone());
+        }
+        layer
     };
     Ok(Router::new()
         .route("/public", get(public))
@@ -191,6 +250,35 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:3000");
         assert_eq!(config.introspection, None);
         config.validator().unwrap();
+        assert_eq!(config.origin(), "http://127.0.0.1:3000");
+        assert_eq!(
+            config.dpop().unwrap().origin().as_str(),
+            "http://127.0.0.1:3000"
+        );
+    }
+
+    #[test]
+    fn the_dpop_origin_is_configured_or_derived_and_checked_at_start() {
+        let base = [("ISSUER", "http://127.0.0.1:8080"), ("AUDIENCE", "api")];
+        let with = |extra: &[(&str, &str)]| {
+            let pairs: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+            Config::from_lookup(lookup(&pairs)).unwrap()
+        };
+        let resource = with(&[("RESOURCE", "https://api.example.test/v1")]);
+        assert_eq!(resource.origin(), "https://api.example.test");
+        let explicit = with(&[
+            ("RESOURCE", "https://api.example.test/v1"),
+            ("EXTERNAL_ORIGIN", "https://edge.example.test"),
+        ]);
+        assert_eq!(
+            explicit.dpop().unwrap().origin().as_str(),
+            "https://edge.example.test"
+        );
+        // Listening on every interface: the origin clients use cannot be guessed.
+        let public = with(&[("LISTEN", "0.0.0.0:3000")]);
+        assert_eq!(public.dpop().unwrap_err().field(), "external_origin");
+        let bad = with(&[("EXTERNAL_ORIGIN", "https://api.example.test/path")]);
+        assert_eq!(bad.dpop().unwrap_err().field(), "external_origin");
     }
 
     #[test]

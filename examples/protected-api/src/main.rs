@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use example_protected_api::{Config, app, app_described};
+use example_protected_api::{Config, app_with};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -29,18 +29,21 @@ async fn run() -> Result<(), String> {
     if let Err(error) = validator.refresh_keys().await {
         tracing::warn!(%error, "could not fetch the issuer's keys yet");
     }
-    let app = match config
+    let metadata = config
         .metadata(&validator)
-        .map_err(|error| error.to_string())?
-    {
-        Some(metadata) => app_described(&validator, &metadata),
-        None => app(&validator),
-    }
-    .map_err(|error| error.to_string())?;
+        .map_err(|error| error.to_string())?;
+    let dpop = config.dpop().map_err(|error| error.to_string())?;
+    let app =
+        app_with(&validator, metadata.as_ref(), Some(&dpop)).map_err(|error| error.to_string())?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
-    tracing::info!(listen = %config.listen, issuer = %config.issuer, "protected API ready");
+    tracing::info!(
+        listen = %config.listen,
+        issuer = %config.issuer,
+        dpop_origin = %dpop.origin().as_str(),
+        "protected API ready"
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -1,12 +1,17 @@
 //! The example API over real HTTP, against an in-process fake IdP: JWTs signed with RS256,
-//! ES256 and EdDSA, and opaque tokens through introspection.
+//! ES256 and EdDSA, opaque tokens through introspection, and DPoP-bound tokens with proofs —
+//! the API as `main` runs it, DPoP allowed.
 
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../../validator/tests/support/mod.rs"]
 mod support;
 
-use example_protected_api::{Config, app};
+#[path = "../../../tower-layer/tests/support/dpop_client.rs"]
+mod dpop_client;
+
+use dpop_client::DpopClient;
+use example_protected_api::{Config, app_with};
 use reqwest::StatusCode;
 use scopegate_validator::MockClock;
 use serde_json::{Value, json};
@@ -18,16 +23,19 @@ struct Running {
 }
 
 async fn start(idp: &FakeIdp) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
     let config = Config {
         issuer: idp.issuer.clone(),
         audience: AUDIENCE.to_owned(),
         introspection: Some((API_ID.to_owned(), API_SECRET.to_owned())),
-        listen: "127.0.0.1:0".to_owned(),
+        listen: listener.local_addr().unwrap().to_string(),
         resource: None,
+        external_origin: None,
     };
-    let router = app(&config.validator().unwrap()).unwrap();
-    let listener = tokio::net::TcpListener::bind(&config.listen).await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    assert_eq!(config.origin(), base, "derived from LISTEN");
+    let validator = config.validator().unwrap();
+    let router = app_with(&validator, None, Some(&config.dpop().unwrap())).unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     Running {
         base,
@@ -148,4 +156,67 @@ async fn opaque_tokens_are_checked_through_introspection_over_http() {
         2,
         "the opaque token was introspected once, then cached"
     );
+}
+
+#[tokio::test]
+async fn a_dpop_bound_token_is_accepted_with_its_proof_and_refused_without_over_http() {
+    let key = SigningKey::es256("es");
+    let idp = FakeIdp::start(&[&key]).await;
+    let api = start(&idp).await;
+    // The validator runs on the system clock; proofs are dated by a clock standing at now.
+    let clock = MockClock::at_system_time();
+    let client = DpopClient::es256();
+    let mut claims = idp.claims(&clock);
+    claims["cnf"] = json!({ "jkt": client.jkt() });
+    let token = key.sign(&claims);
+    let url = format!("{}/me", api.base);
+    let send = |proof: Option<String>, scheme: &str| {
+        let mut request = api
+            .client
+            .get(&url)
+            .header("authorization", format!("{scheme} {token}"));
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        request.send()
+    };
+    let challenges = |response: &reqwest::Response| -> Vec<String> {
+        response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let proof = client.proof(&clock, "GET", &url, &token);
+    let response = send(Some(proof.clone()), "DPoP").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let me: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(me["sub"], "user-1");
+
+    // The same proof again, the token as a bearer token, a proof for another host: refused.
+    let replay = send(Some(proof), "DPoP").await.unwrap();
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    let replay_challenges = challenges(&replay);
+    assert_eq!(replay_challenges.len(), 2, "{replay_challenges:?}");
+    assert_eq!(replay_challenges[0], r#"Bearer realm="api""#);
+    assert!(
+        replay_challenges[1].starts_with(r#"DPoP realm="api", error="invalid_dpop_proof", algs=""#),
+        "{replay_challenges:?}"
+    );
+    let as_bearer = send(None, "Bearer").await.unwrap();
+    assert_eq!(as_bearer.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenges(&as_bearer)[0],
+        r#"Bearer realm="api", error="invalid_token""#
+    );
+    let elsewhere = client.proof(&clock, "GET", "https://evil.example/me", &token);
+    let response = send(Some(elsewhere), "DPoP").await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // An unbound token is still accepted as a bearer token (DPoP is allowed, not required).
+    let bearer = key.sign(&idp.claims(&clock));
+    let (status, _, _) = api.send(reqwest::Method::GET, "/me", Some(&bearer)).await;
+    assert_eq!(status, StatusCode::OK);
 }

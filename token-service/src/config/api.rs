@@ -6,6 +6,7 @@
 use scopegate_validator::{Scope, ScopeSet};
 use serde::{Deserialize, Serialize};
 
+use super::keys::AssertionKeys;
 use super::{ConfigError, invalid};
 use crate::secret::{Secret, SecretHash};
 
@@ -35,6 +36,15 @@ pub struct ApiSettings {
     #[schemars(with = "Option<String>")]
     #[arg(long = "rate-limit", value_name = "RATE")]
     pub rate_limit: Option<super::RateLimit>,
+    /// Its public keys, as a JWK Set: it authenticates at `/introspect` with a signed JWT
+    /// (`private_key_jwt`, RFC 7523) instead of a secret.
+    #[serde(default)]
+    #[arg(long, value_name = "JWK_SET", value_parser = super::keys::parse_jwks_argument)]
+    pub jwks: Option<serde_json::Value>,
+    /// The URL of its JWK Set (`private_key_jwt`, instead of `jwks`), fetched and cached.
+    #[serde(default)]
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
     /// Its introspection secret in plain text: the configuration file's alone (the admin API
     /// and `api add` generate one), turned into the [`Api::secret`] hash at start-up.
     #[serde(default, skip_serializing)]
@@ -55,8 +65,10 @@ impl super::JsonSettings for ApiSettings {}
 pub struct Api {
     /// Its identifier (also the audience of tokens meant for it).
     pub id: String,
-    /// Its credential for `/introspect`.
-    pub secret: SecretHash,
+    /// Its secret for `/introspect`; `None` when it authenticates with [`keys`](Self::keys).
+    pub secret: Option<SecretHash>,
+    /// Its `private_key_jwt` keys, checked.
+    pub keys: Option<AssertionKeys>,
     /// The scopes that belong to it: exact scopes, or `prefix:name` for every permission.
     pub scopes: Vec<Scope>,
     /// When a stored API was registered (seconds since the epoch); `None` for configured ones.
@@ -84,7 +96,7 @@ impl Api {
 pub fn build_api(
     prefix: &str,
     settings: ApiSettings,
-    secret: SecretHash,
+    secret: Option<SecretHash>,
     registered_at: Option<u64>,
 ) -> Result<Api, ConfigError> {
     let field = |name: &str| format!("{prefix}{name}");
@@ -105,6 +117,22 @@ pub fn build_api(
             "name at least one scope the API owns",
         ));
     }
+    let keys = super::keys::check(prefix, settings.jwks.as_ref(), settings.jwks_uri.as_deref())?;
+    match (&secret, &keys) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                field("secret"),
+                "an API authenticates with a secret or with keys (jwks, jwks_uri), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                field("secret"),
+                "an API needs `secret` or `secret_hash`, or `jwks` or `jwks_uri`",
+            ));
+        }
+        _ => {}
+    }
     // As a set (sorted, once each): the form the store keeps.
     let scopes: ScopeSet = settings.scopes.into_iter().collect();
     Ok(Api {
@@ -113,6 +141,7 @@ pub fn build_api(
         scopes: scopes.into_iter().collect(),
         registered_at,
         rate_limit: settings.rate_limit,
+        keys,
     })
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use scopegate_validator::{Scope, ScopeSet};
 use serde::{Deserialize, Serialize};
 
+use super::keys::AssertionKeys;
 use super::{ConfigError, CustomScope, invalid};
 use crate::secret::{Secret, SecretHash};
 
@@ -192,6 +193,15 @@ pub struct ClientSettings {
     #[serde(default)]
     #[arg(long)]
     pub dpop_bound_access_tokens: bool,
+    /// Its public keys, as a JWK Set: it authenticates with a signed JWT (`private_key_jwt`,
+    /// RFC 7523) instead of a secret.
+    #[serde(default)]
+    #[arg(long, value_name = "JWK_SET", value_parser = super::keys::parse_jwks_argument)]
+    pub jwks: Option<serde_json::Value>,
+    /// The URL of its JWK Set (`private_key_jwt`, instead of `jwks`), fetched and cached.
+    #[serde(default)]
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
     /// The client secret in plain text: the configuration file's alone (the admin API and
     /// `client add` generate one), turned into the [`Client::secret`] hash at start-up.
     #[serde(default, skip_serializing)]
@@ -221,28 +231,36 @@ pub struct Client {
     pub allowed: ScopeSet,
     /// `settings.default_scopes` as a set; `None` = every allowed scope.
     pub defaults: Option<ScopeSet>,
+    /// Its `private_key_jwt` keys (`settings.jwks` or `jwks_uri`), checked.
+    pub keys: Option<AssertionKeys>,
 }
 
 impl Client {
     /// A client of settings that were checked by [`build_client`] when it was registered.
-    #[must_use]
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] if its keys do not pass [`keys::check`](super::keys::check)
+    /// (they did when it was registered: only a corrupt row fails here).
     pub fn new(
         settings: ClientSettings,
         secret: Option<SecretHash>,
         registered_at: Option<u64>,
-    ) -> Self {
+    ) -> Result<Self, ConfigError> {
+        let keys = super::keys::check("", settings.jwks.as_ref(), settings.jwks_uri.as_deref())?;
         let allowed = settings.scopes.iter().cloned().collect();
         let defaults = settings
             .default_scopes
             .as_ref()
             .map(|defaults| defaults.iter().cloned().collect());
-        Self {
+        Ok(Self {
             settings,
             secret,
             registered_at,
             allowed,
             defaults,
-        }
+            keys,
+        })
     }
 
     /// Its `client_id`.
@@ -251,10 +269,11 @@ impl Client {
         &self.settings.id
     }
 
-    /// Whether the client has no secret (and so cannot use `client_credentials`).
+    /// Whether the client has no credential, neither secret nor keys (and so cannot use
+    /// `client_credentials`).
     #[must_use]
     pub const fn is_public(&self) -> bool {
-        self.secret.is_none()
+        self.settings.public
     }
 
     /// Whether it may use `grant`.
@@ -289,12 +308,24 @@ pub fn build_client(
         return Err(invalid(field("id"), "is required"));
     }
     super::check_identifier(&field("id"), &settings.id)?;
-    match (settings.public, &secret) {
-        (true, Some(_)) => return Err(invalid(field("secret"), "a public client has no secret")),
-        (false, None) => {
+    let keys = super::keys::check(prefix, settings.jwks.as_ref(), settings.jwks_uri.as_deref())?;
+    match (settings.public, &secret, &keys) {
+        (true, Some(_), _) => {
+            return Err(invalid(field("secret"), "a public client has no secret"));
+        }
+        (true, None, Some(_)) => {
+            return Err(invalid(field("jwks"), "a public client has no keys"));
+        }
+        (false, Some(_), Some(_)) => {
             return Err(invalid(
                 field("secret"),
-                "a confidential client needs `secret` or `secret_hash` (or `public = true`)",
+                "a client authenticates with a secret or with keys (jwks, jwks_uri), not both",
+            ));
+        }
+        (false, None, None) => {
+            return Err(invalid(
+                field("secret"),
+                "a confidential client needs `secret` or `secret_hash`, or `jwks` or `jwks_uri` (or `public = true`)",
             ));
         }
         _ => {}
@@ -311,7 +342,7 @@ pub fn build_client(
             .map_err(|error| invalid(field("default_scopes"), error.to_string()))?;
         settings.default_scopes = Some(granted.into_iter().collect());
     }
-    Ok(Client::new(settings, secret, registered_at))
+    Client::new(settings, secret, registered_at)
 }
 
 /// Checks what serde cannot: fields are named `{prefix}grants`, `{prefix}scopes[1]`, …

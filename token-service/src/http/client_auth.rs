@@ -1,6 +1,7 @@
 //! Client authentication at the token, introspection and revocation endpoints:
-//! `client_secret_basic` (RFC 6749 §2.3.1, with its form-encoding of id and secret) or
-//! `client_secret_post` — one method per request.
+//! `client_secret_basic` (RFC 6749 §2.3.1, with its form-encoding of id and secret),
+//! `client_secret_post`, or `private_key_jwt` (RFC 7523 §2.2: `client_assertion_type` and
+//! `client_assertion`) — one method per request.
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -20,9 +21,42 @@ const BASIC: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug)]
 pub(crate) struct Credentials {
     pub(crate) id: String,
-    /// `None`: only a `client_id` (a public client).
-    pub(crate) secret: Option<Secret>,
+    pub(crate) proof: Proof,
 }
+
+/// How the caller proves it is `id`.
+#[derive(Debug)]
+pub(crate) enum Proof {
+    /// Nothing: only a `client_id` (a public client).
+    Nothing,
+    /// A secret (Basic or the body).
+    Secret(Secret),
+    /// A signed JWT, not yet verified (`private_key_jwt`).
+    Assertion(UntrustedAssertion),
+}
+
+/// A client assertion as received: a secret for the life of the assertion, so `Debug` never
+/// shows it.
+pub(crate) struct UntrustedAssertion(pub(crate) String);
+
+impl std::fmt::Debug for UntrustedAssertion {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("UntrustedAssertion([redacted])")
+    }
+}
+
+impl Credentials {
+    /// The secret, if that is the proof.
+    pub(crate) fn secret(&self) -> Option<&Secret> {
+        match &self.proof {
+            Proof::Secret(secret) => Some(secret),
+            _ => None,
+        }
+    }
+}
+
+/// The longest client assertion taken (one signed with an RSA 4096 key is under 2 KiB).
+pub(crate) const MAX_ASSERTION_BYTES: usize = 8 * 1024;
 
 /// Reverses the `application/x-www-form-urlencoded` encoding of a Basic credential part.
 fn form_decode(part: &str) -> Option<String> {
@@ -48,17 +82,63 @@ pub(crate) fn presented(
     headers: &HeaderMap,
     form: &Form,
 ) -> Result<Option<Credentials>, OAuthError> {
-    let credentials = presented_unbounded(headers, form)?;
+    let credentials = match assertion(headers, form)? {
+        Some(credentials) => Some(credentials),
+        None => presented_unbounded(headers, form)?,
+    };
     if credentials.as_ref().is_some_and(|credentials| {
         credentials.id.len() > crate::config::MAX_IDENTIFIER_BYTES
             || credentials
-                .secret
-                .as_ref()
+                .secret()
                 .is_some_and(|secret| secret.expose().len() > MAX_SECRET_BYTES)
     }) {
         return Err(OAuthError::invalid_client());
     }
     Ok(credentials)
+}
+
+/// `client_assertion_type` and `client_assertion` (RFC 7521 §4.2), if sent: the id is the
+/// `client_id` parameter, or else the assertion's own (unverified) `iss`.
+fn assertion(headers: &HeaderMap, form: &Form) -> Result<Option<Credentials>, OAuthError> {
+    let (kind, assertion) = match (
+        form.get("client_assertion_type"),
+        form.get("client_assertion"),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(kind), Some(assertion)) => (kind, assertion),
+        _ => {
+            return Err(OAuthError::invalid_request(
+                "client_assertion_type and client_assertion go together",
+            ));
+        }
+    };
+    if headers.contains_key(header::AUTHORIZATION) || form.get("client_secret").is_some() {
+        return Err(OAuthError::invalid_request(
+            "use one client authentication method: a client assertion or a secret, not both",
+        ));
+    }
+    if kind != crate::client_assertion::ASSERTION_TYPE || assertion.len() > MAX_ASSERTION_BYTES {
+        return Err(OAuthError::invalid_client());
+    }
+    let id = match form.get("client_id") {
+        Some(id) => id.to_owned(),
+        None => untrusted_issuer(assertion).ok_or_else(OAuthError::invalid_client)?,
+    };
+    Ok(Some(Credentials {
+        id,
+        proof: Proof::Assertion(UntrustedAssertion(assertion.to_owned())),
+    }))
+}
+
+/// The `iss` an assertion claims, before anything of it is verified: only to find whose keys
+/// verify it.
+fn untrusted_issuer(assertion: &str) -> Option<String> {
+    let payload = assertion.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
 }
 
 fn presented_unbounded(
@@ -75,7 +155,9 @@ fn presented_unbounded(
     let Some(value) = header_value else {
         return Ok(body_id.map(|id| Credentials {
             id: id.to_owned(),
-            secret: body_secret.map(|secret| Secret::new(secret.to_owned())),
+            proof: body_secret.map_or(Proof::Nothing, |secret| {
+                Proof::Secret(Secret::new(secret.to_owned()))
+            }),
         }));
     };
     if body_secret.is_some() {
@@ -110,7 +192,7 @@ fn presented_unbounded(
     }
     Ok(Some(Credentials {
         id,
-        secret: Some(Secret::new(secret)),
+        proof: Proof::Secret(Secret::new(secret)),
     }))
 }
 
@@ -164,7 +246,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(credentials.id, "api:one+two");
-        assert_eq!(credentials.secret.unwrap().expose(), "s%cr:t +x");
+        assert_eq!(credentials.secret().unwrap().expose(), "s%cr:t +x");
     }
 
     #[test]
@@ -186,7 +268,7 @@ mod tests {
         assert_eq!(
             (
                 credentials.id.as_str(),
-                credentials.secret.unwrap().expose()
+                credentials.secret().unwrap().expose()
             ),
             ("a", "b")
         );

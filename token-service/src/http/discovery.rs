@@ -8,7 +8,11 @@ use serde_json::json;
 
 use crate::State;
 
-const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+const AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
 
 pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
     let config = state.config();
@@ -24,6 +28,7 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
             .iter()
             .map(|scope| scope.name.as_str().to_owned()),
     );
+    let assertion_algorithms = crate::client_assertion::ALGORITHMS.map(|alg| alg.as_str());
     let mut response = Json(json!({
         "issuer": config.issuer,
         "authorization_endpoint": format!("{base}/authorize"),
@@ -46,9 +51,11 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
             "updated_at", "email", "email_verified", "phone_number", "phone_number_verified",
             "address",
         ],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algorithms,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algorithms,
         "id_token_signing_alg_values_supported": [algorithm],
         "dpop_signing_alg_values_supported": crate::dpop::PROOF_ALGORITHMS.map(|alg| alg.as_str()),
     }))

@@ -46,7 +46,7 @@ pub fn basic_credentials(input: &[u8]) {
         assert!(credentials.id.len() <= MAX_IDENTIFIER_BYTES);
         assert!(
             credentials
-                .secret
+                .secret()
                 .is_none_or(|secret| secret.expose().len() <= MAX_SECRET_BYTES)
         );
     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::client_auth;
+use super::client_auth::{self, Proof};
 use super::error::no_store;
 use super::form::Form;
 use super::peer::Peer;
@@ -47,8 +47,15 @@ async fn answer(
     let form = Form::parse(headers, body, &[])?;
     let credentials =
         client_auth::presented(headers, &form)?.ok_or_else(OAuthError::invalid_client)?;
-    let secret = credentials.secret.ok_or_else(OAuthError::invalid_client)?;
-    let verdict = credentials::api(state, &credentials.id, secret.expose(), peer.address()).await?;
+    let verdict = match &credentials.proof {
+        Proof::Nothing => return Err(OAuthError::invalid_client()),
+        Proof::Secret(secret) => {
+            credentials::api(state, &credentials.id, secret.expose(), peer.address()).await?
+        }
+        Proof::Assertion(assertion) => {
+            credentials::api_assertion(state, &credentials.id, &assertion.0).await?
+        }
+    };
     let api = accepted(verdict).inspect_err(|error| {
         tracing::debug!(api = %credentials.id, error = error.code.as_str(), "API authentication failed at introspection");
     })?;

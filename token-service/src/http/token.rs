@@ -10,7 +10,7 @@ use http::HeaderMap;
 use scopegate_validator::ScopeSet;
 use serde_json::json;
 
-use super::client_auth;
+use super::client_auth::{self, Credentials, Proof};
 use super::error::no_store;
 use super::form::Form;
 use super::peer::Peer;
@@ -147,8 +147,8 @@ fn requested_scope(form: &Form) -> Result<Option<ScopeSet>, OAuthError> {
         .transpose()
 }
 
-/// A confidential client authenticated by its secret, or a public client named by its
-/// `client_id` (which then must prove itself with PKCE).
+/// A confidential client authenticated by its secret or assertion, or a public client named
+/// by its `client_id` (which then must prove itself with PKCE).
 pub(super) async fn identify_client(
     state: &State,
     peer: &Peer,
@@ -156,12 +156,13 @@ pub(super) async fn identify_client(
     form: &Form,
 ) -> Result<Arc<Client>, OAuthError> {
     match client_auth::presented(headers, form)? {
-        Some(credentials) if credentials.secret.is_none() => {
-            match state.registry().client(&credentials.id).await? {
-                Some(client) if client.is_public() => Ok(client),
-                _ => Err(OAuthError::invalid_client()),
-            }
-        }
+        Some(Credentials {
+            id,
+            proof: Proof::Nothing,
+        }) => match state.registry().client(&id).await? {
+            Some(client) if client.is_public() => Ok(client),
+            _ => Err(OAuthError::invalid_client()),
+        },
         _ => authenticate_client(state, peer, headers, form).await,
     }
 }
@@ -176,7 +177,7 @@ pub(super) fn accepted<T>(verdict: Verdict<T>) -> Result<T, OAuthError> {
     }
 }
 
-/// A confidential client, authenticated by its secret.
+/// A confidential client, authenticated by its secret or its assertion.
 pub(super) async fn authenticate_client(
     state: &State,
     peer: &Peer,
@@ -186,11 +187,15 @@ pub(super) async fn authenticate_client(
     let Some(credentials) = client_auth::presented(headers, form)? else {
         return Err(OAuthError::invalid_client());
     };
-    let Some(secret) = credentials.secret else {
-        return Err(OAuthError::invalid_client());
+    let verdict = match &credentials.proof {
+        Proof::Nothing => return Err(OAuthError::invalid_client()),
+        Proof::Secret(secret) => {
+            credentials::client(state, &credentials.id, secret.expose(), peer.address()).await?
+        }
+        Proof::Assertion(assertion) => {
+            credentials::client_assertion(state, &credentials.id, &assertion.0).await?
+        }
     };
-    let verdict =
-        credentials::client(state, &credentials.id, secret.expose(), peer.address()).await?;
     accepted(verdict).inspect_err(|error| {
         tracing::debug!(client_id = %credentials.id, error = error.code.as_str(), "client authentication failed");
     })

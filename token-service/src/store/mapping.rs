@@ -10,6 +10,7 @@ use scopegate_validator::{Scope, ScopeSet};
 use super::StoreError;
 use super::db::{Row, Value};
 use super::sql::{json_list, parse_list};
+use crate::config::keys::AssertionKeys;
 use crate::config::{self, Api, Client, ClientSettings, GrantType, RateLimit, TokenFormat};
 use crate::secret::SecretHash;
 
@@ -63,6 +64,11 @@ pub(super) fn client_columns(client: &Client) -> Columns {
             Value::Int(u64::from(settings.dpop_bound_access_tokens)),
         ),
         (
+            "jwks",
+            Value::OptionalText(settings.jwks.as_ref().map(ToString::to_string)),
+        ),
+        ("jwks_uri", Value::OptionalText(settings.jwks_uri.clone())),
+        (
             "rate_limit",
             Value::OptionalText(settings.rate_limit.map(|rate| rate.to_string())),
         ),
@@ -115,8 +121,15 @@ pub(super) fn client_from_row(row: &Row) -> Result<Client, StoreError> {
             .map_err(|error| corrupt(error.to_string()))
         })
         .transpose()?;
+    let jwks = row
+        .optional_text("jwks")?
+        .map(|text| serde_json::from_str(&text).map_err(|error| corrupt(format!("jwks: {error}"))))
+        .transpose()?;
+    let jwks_uri = row.optional_text("jwks_uri")?;
     let settings = ClientSettings {
-        public: secret.is_none(),
+        public: secret.is_none() && jwks.is_none() && jwks_uri.is_none(),
+        jwks,
+        jwks_uri,
         grants,
         scopes: scopes(&row.text("scopes")?)?,
         default_scopes: row
@@ -137,14 +150,22 @@ pub(super) fn client_from_row(row: &Row) -> Result<Client, StoreError> {
         secret_hash: None,
         id,
     };
-    Ok(Client::new(settings, secret, Some(row.int("created_at")?)))
+    let created_at = row.int("created_at")?;
+    let checked = Client::new(settings, secret, Some(created_at));
+    checked.map_err(|error| StoreError::Corrupt {
+        table: "clients",
+        reason: error.to_string(),
+    })
 }
 
 /// The columns of an API.
 pub(super) fn api_columns(api: &Api) -> Columns {
     vec![
         ("id", Value::Text(api.id.clone())),
-        ("secret_hash", Value::Text(api.secret.as_str().to_owned())),
+        (
+            "secret_hash",
+            Value::OptionalText(api.secret.as_ref().map(|hash| hash.as_str().to_owned())),
+        ),
         ("scopes", Value::Text(scope_text(&api.scopes))),
         (
             "created_at",
@@ -153,6 +174,20 @@ pub(super) fn api_columns(api: &Api) -> Columns {
         (
             "rate_limit",
             Value::OptionalText(api.rate_limit.map(|rate| rate.to_string())),
+        ),
+        (
+            "jwks",
+            Value::OptionalText(match &api.keys {
+                Some(AssertionKeys::Jwks(set)) => Some(set.to_string()),
+                _ => None,
+            }),
+        ),
+        (
+            "jwks_uri",
+            Value::OptionalText(match &api.keys {
+                Some(AssertionKeys::JwksUri(uri)) => Some(uri.clone()),
+                _ => None,
+            }),
         ),
     ]
 }
@@ -168,8 +203,20 @@ pub(super) fn api_from_row(row: &Row) -> Result<Api, StoreError> {
         table: "apis",
         reason: format!("API `{id}`: {reason}"),
     };
+    let jwks = row
+        .optional_text("jwks")?
+        .map(|text| serde_json::from_str(&text).map_err(|error| corrupt(format!("jwks: {error}"))))
+        .transpose()?;
+    let keys = config::keys::check("", jwks.as_ref(), row.optional_text("jwks_uri")?.as_deref())
+        .map_err(|error| corrupt(error.to_string()))?;
     Ok(Api {
-        secret: SecretHash::parse(&row.text("secret_hash")?).map_err(corrupt)?,
+        secret: row
+            .optional_text("secret_hash")?
+            .as_deref()
+            .map(SecretHash::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        keys,
         scopes: ScopeSet::parse_space_separated(&row.text("scopes")?)
             .map_err(|error| corrupt(error.to_string()))?
             .into_iter()

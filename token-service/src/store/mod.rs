@@ -27,7 +27,7 @@ pub use clients::ClientStore;
 pub use grants::GrantStore;
 pub use keys::KeyStore;
 pub use postgres::PoolSettings;
-pub use replay::ReplayStore;
+pub use replay::{ReplayStore, single_use_key};
 pub use throttle::{AttemptCount, ThrottleStore};
 pub use tokens::TokenStore;
 pub use users::UserStore;

@@ -180,6 +180,8 @@ mod tests {
             required_claims: vec![],
             self_signup: false,
             dpop_bound_access_tokens: false,
+            jwks: None,
+            jwks_uri: None,
             rate_limit: None,
             secret: None,
             secret_hash: None,
@@ -188,7 +190,8 @@ mod tests {
             settings,
             Some(crate::secret::SecretHash::hash("s")),
             Some(1),
-        );
+        )
+        .unwrap();
         store.insert_client(&client).await.unwrap();
         assert!(matches!(
             store.insert_client(&client).await,

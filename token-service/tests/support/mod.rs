@@ -10,7 +10,7 @@
 )]
 
 pub mod cluster;
-pub mod dpop;
+pub mod jose;
 pub mod logs;
 pub mod pages;
 pub mod pg_server;

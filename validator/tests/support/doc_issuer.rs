@@ -41,6 +41,15 @@ impl DocIssuer {
 
     /// An access token for `audience` granting `scope`, valid for five minutes.
     fn token(&self, audience: &str, scope: &str) -> String {
+        self.token_with(audience, scope, serde_json::json!({}))
+    }
+
+    /// As `token`, bound to the DPoP key whose RFC 7638 thumbprint is `jkt` (`cnf.jkt`).
+    fn bound_token(&self, audience: &str, scope: &str, jkt: &str) -> String {
+        self.token_with(audience, scope, serde_json::json!({ "cnf": { "jkt": jkt } }))
+    }
+
+    fn token_with(&self, audience: &str, scope: &str, extra: serde_json::Value) -> String {
         use base64::Engine as _;
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let now = std::time::SystemTime::now()
@@ -48,11 +57,14 @@ impl DocIssuer {
             .expect("after 1970")
             .as_secs();
         let header = serde_json::json!({ "alg": "ES256", "kid": "doc", "typ": "at+jwt" });
-        let claims = serde_json::json!({
+        let mut claims = serde_json::json!({
             "iss": "https://idp.example.com", "aud": audience, "sub": "jane",
             "client_id": "reports-app", "iat": now, "exp": now + 300, "jti": "doc-1",
             "scope": scope,
         });
+        if let (Some(claims), serde_json::Value::Object(extra)) = (claims.as_object_mut(), extra) {
+            claims.extend(extra);
+        }
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),

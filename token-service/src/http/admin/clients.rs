@@ -167,7 +167,9 @@ pub(crate) async fn create_api(
         .register_api(settings, state.now())
         .await?;
     let mut body = api_json(&api, "store", api.registered_at);
-    body["secret"] = secret.expose().into();
+    if let Some(secret) = secret {
+        body["secret"] = secret.expose().into();
+    }
     Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
 

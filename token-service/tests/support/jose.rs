@@ -1,5 +1,5 @@
-//! DPoP proofs (RFC 9449 §4) made the way a client makes them: a fresh ES256 key per client,
-//! its public JWK in the header, one `jti` per proof.
+//! JWTs made the way a client makes them, with a fresh ES256 key: DPoP proofs (RFC 9449 §4,
+//! the public JWK in the header, one `jti` per proof) and client assertions (RFC 7523 §2.2).
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 /// The token endpoint of the in-process test service (its issuer is `http://127.0.0.1:8080`).
 pub const TOKEN_URL: &str = "http://127.0.0.1:8080/token";
 
-/// A client's DPoP key.
-pub struct DpopKey {
+/// A client's ES256 key (DPoP, or private_key_jwt).
+pub struct EcKey {
     pair: EcdsaKeyPair,
     /// Its public JWK.
     pub jwk: Value,
 }
 
-impl DpopKey {
+impl EcKey {
     pub fn generate() -> Self {
         let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
         let point = pair.public_key().as_ref();
@@ -64,4 +64,47 @@ pub fn claims(method: &str, url: &str, iat: u64) -> Value {
     let mut jti = [0u8; 16];
     aws_lc_rs::rand::fill(&mut jti).unwrap();
     json!({ "jti": URL_SAFE_NO_PAD.encode(jti), "htm": method, "htu": url, "iat": iat })
+}
+
+/// The claims of a client assertion by `client_id` for `audience`, made at `now`, with a fresh
+/// `jti` and a one-minute lifetime.
+pub fn assertion_claims(client_id: &str, audience: &str, now: u64) -> Value {
+    let mut jti = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut jti).unwrap();
+    json!({
+        "iss": client_id, "sub": client_id, "aud": audience,
+        "iat": now, "exp": now + 60, "jti": URL_SAFE_NO_PAD.encode(jti),
+    })
+}
+
+impl EcKey {
+    /// Its public JWK Set, with `kid`.
+    pub fn jwks(&self, kid: &str) -> Value {
+        let mut jwk = self.jwk.clone();
+        jwk["kid"] = kid.into();
+        json!({ "keys": [jwk] })
+    }
+
+    /// A client assertion signed by this key, naming `kid`.
+    pub fn assertion(&self, kid: &str, claims: &Value) -> String {
+        self.sign(&json!({ "alg": "ES256", "typ": "JWT", "kid": kid }), claims)
+    }
+}
+
+/// The TOML inline table of a JSON value (a JWK Set in a configuration).
+pub fn toml_inline(value: &Value) -> String {
+    match value {
+        Value::Object(members) => {
+            let inner: Vec<String> = members
+                .iter()
+                .map(|(key, value)| format!("{key} = {}", toml_inline(value)))
+                .collect();
+            format!("{{ {} }}", inner.join(", "))
+        }
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(toml_inline).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        other => other.to_string(),
+    }
 }
