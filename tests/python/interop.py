@@ -8,10 +8,12 @@ Driven by tests/tests/python_interop.rs, usable by hand:
         --api URL/me
     python interop.py dpop-refresh --issuer URL --client-id ID --redirect-uri URI \
         --username U --password P --api URL/me
-    python interop.py private-key-jwt --issuer URL --client-id ID --private-jwk FILE
+    python interop.py private-key-jwt --issuer URL --client-id ID --private-jwk FILE \
+        [--other-client-id ID] [--introspecting-api ID --api-private-jwk FILE]
 
 Each subcommand runs one flow through the library's own API (discovery, DPoPKey/DPoPToken,
-PrivateKeyJwt, revocation), then probes with hand-made requests what the servers must refuse.
+PrivateKeyJwt, revocation, introspection), then probes with hand-made requests what the
+servers must refuse. Private JWK files hold one JSON object with `d`, `kid` and `alg`.
 It prints one JSON object on stdout: what it saw, and `checks`, each expectation with the value
 seen. Exit status: 0 when every check held, 1 when one did not (named on stderr), 2 for bad
 arguments, 3 when the flow itself broke (an exception, with where it happened on stderr).
@@ -36,6 +38,7 @@ from requests_oauth2client import (
     OAuth2Client,
     PrivateKeyJwt,
 )
+from requests_oauth2client.dpop import InvalidUseDPoPNonceResponse
 from requests_oauth2client.exceptions import EndpointError
 
 TIMEOUT = 10
@@ -117,9 +120,21 @@ def answer(response: requests.Response) -> dict[str, Any]:
     return seen
 
 
+def error_code(response: requests.Response) -> str | None:
+    """The RFC 6749 `error` of a JSON answer."""
+    try:
+        return response.json().get("error")
+    except ValueError:
+        return None
+
+
 def ath(access_token: str) -> str:
     """RFC 9449 §4.2: the access token's hash, as jwskate computes it for the library."""
     return BinaPy(access_token).to("sha256").to("b64u").decode()
+
+
+def oidc_configuration(issuer: str) -> str:
+    return f"{issuer}/.well-known/openid-configuration"
 
 
 def discover(args: argparse.Namespace, session: Session, **kwargs: Any) -> OAuth2Client:
@@ -132,7 +147,12 @@ def discover(args: argparse.Namespace, session: Session, **kwargs: Any) -> OAuth
 
 def call_api(session: Session, url: str, token: DPoPToken) -> requests.Response:
     """`GET url` with the library's DPoP auth: `Authorization: DPoP`, a fresh proof with `ath`."""
-    return session.get(url, auth=token)
+    try:
+        return session.get(url, auth=token)
+    except InvalidUseDPoPNonceResponse as exc:
+        # The library takes any 401 whose challenge starts with "DPoP" for a nonce request, and
+        # raises when it holds no DPoP-Nonce: the refusal itself is what the report needs.
+        return exc.response
 
 
 def probe_api(report: Report, session: Session, url: str, token: DPoPToken) -> None:
@@ -225,11 +245,7 @@ def dpop_client_credentials(args: argparse.Namespace) -> Report:
     # The token request's own proof, sent again with the same request (RFC 9449 §11.1).
     replay = session.send(session.last("POST", client.token_endpoint).request.copy())
     report["token_proof_replayed"] = answer(replay)
-    error = (
-        replay.json().get("error")
-        if replay.headers.get("content-type", "").startswith("application/json")
-        else None
-    )
+    error = error_code(replay)
     report.check(
         "token endpoint refuses a replayed proof",
         replay.status_code == 400 and error == "invalid_dpop_proof",
@@ -374,41 +390,59 @@ def token_attempt(client: OAuth2Client, scope: str | None, **kwargs: Any) -> dic
     return {"ok": True, "token": token_summary(token)}
 
 
+def replay_refused(report: Report, name: str, session: Session, url: str) -> dict[str, Any]:
+    """The last request to `url` sent again as it was: its assertion's jti is spent."""
+    replay = session.send(session.last("POST", url).request.copy())
+    error = error_code(replay)
+    # RFC 6749 §5.2: invalid_client, 401 or 400 (the credentials were not in a header).
+    report.check(
+        f"{name}: a replayed assertion is refused invalid_client",
+        replay.status_code in (400, 401) and error == "invalid_client",
+        [[400, 401], "invalid_client"],
+        [replay.status_code, error],
+    )
+    return answer(replay)
+
+
+def assertion_sent(session: Session, url: str) -> dict[str, Any]:
+    """The header and claims of the client assertion last sent to `url`."""
+    body = parse_qs(str(session.last("POST", url).request.body))
+    assertion = jwskate.SignedJwt(body["client_assertion"][0])
+    return {
+        "assertion_type": body.get("client_assertion_type", [None])[0],
+        "client_id": body.get("client_id", [None])[0],
+        "header": assertion.headers,
+        "claims": assertion.claims,
+    }
+
+
 def private_key_jwt(args: argparse.Namespace) -> Report:
     report = Report("private-key-jwt")
     session = Session()
     jwk = load_private_jwk(args.private_jwk)
-    document = session.get(f"{args.issuer}/.well-known/openid-configuration").json()
+
+    # The library's defaults: aud = the URL of the endpoint it calls, a uuid4 jti, 60 s lifetime.
+    client = discover(args, session, auth=PrivateKeyJwt(args.client_id, jwk))
+    document = session.last("GET", oidc_configuration(args.issuer)).json()
     methods = document.get("token_endpoint_auth_methods_supported", [])
     report["token_endpoint_auth_methods_supported"] = methods
     report.check(
         "discovery lists private_key_jwt", "private_key_jwt" in methods, "private_key_jwt", methods
     )
-
-    # The library's defaults: aud = the URL of the endpoint it calls, a uuid4 jti, 60 s lifetime.
-    client = discover(args, session, auth=PrivateKeyJwt(args.client_id, jwk))
     first = token_attempt(client, args.scope)
     report["token"] = first
     report.check("a token with the library's default assertion", first["ok"], True, first)
     if first["ok"]:
-        sent = session.last("POST", client.token_endpoint).request
-        body = parse_qs(str(sent.body))
-        assertion = body.get("client_assertion", [""])[0]
-        report["assertion_claims"] = jwskate.SignedJwt(assertion).claims if assertion else None
-        report["assertion_header"] = jwskate.SignedJwt(assertion).headers if assertion else None
-        # RFC 7523 §3 (7): the server may refuse a jti it has seen; this one does.
-        replay = session.send(sent.copy())
-        report["assertion_replayed"] = answer(replay)
-        report.check(
-            "a replayed assertion is refused", replay.status_code == 401, 401, replay.status_code
+        report["assertion"] = assertion_sent(session, client.token_endpoint)
+        report["assertion_replayed"] = replay_refused(
+            report, "token endpoint", session, client.token_endpoint
         )
 
-    # aud = the issuer (RFC 7523 §3 (3), and the only value rfc7523bis keeps).
+    # aud = the issuer (RFC 7523 §3 (3); the only value draft-ietf-oauth-rfc7523bis keeps).
     to_issuer = OAuth2Client(
         client.token_endpoint,
         auth=PrivateKeyJwt(args.client_id, jwk, aud=args.issuer),
         revocation_endpoint=client.revocation_endpoint,
-        introspection_endpoint=client.introspection_endpoint,
         session=session,
         testing=True,
     )
@@ -419,12 +453,8 @@ def private_key_jwt(args: argparse.Namespace) -> Report:
     # private_key_jwt and DPoP together.
     bound = token_attempt(client, args.scope, dpop=True)
     report["token_dpop"] = bound
-    report.check(
-        "a DPoP-bound token with private_key_jwt",
-        bound.get("token", {}).get("token_type") == "DPoP",
-        "DPoP",
-        bound.get("token", {}).get("token_type", bound),
-    )
+    bound_type = bound.get("token", {}).get("token_type")
+    report.check("a DPoP-bound token with private_key_jwt", bound_type == "DPoP", "DPoP", bound)
 
     refusals = {
         "another_key": PrivateKeyJwt(
@@ -434,6 +464,9 @@ def private_key_jwt(args: argparse.Namespace) -> Report:
             args.client_id, jwk, aud="https://elsewhere.example.test/token"
         ),
         "expired": PrivateKeyJwt(args.client_id, jwk, lifetime=-120),
+        # The service takes assertions made for one request: exp at most 5 minutes ahead.
+        "an_hour_long": PrivateKeyJwt(args.client_id, jwk, lifetime=3600),
+        "another_client": PrivateKeyJwt(args.other_client_id, jwk),
     }
     refused = {}
     for name, auth in refusals.items():
@@ -450,35 +483,90 @@ def private_key_jwt(args: argparse.Namespace) -> Report:
         )
     report["refused"] = refused
 
-    # Revocation (RFC 7009) with private_key_jwt: first with the library's default audience
-    # (the revocation endpoint's URL), then with the issuer.
+    # Revocation (RFC 7009) with private_key_jwt: with the library's default audience (the
+    # revocation endpoint's URL), then with the issuer; each request is then replayed.
     revocations = {}
     for name, revoker, attempt in (
         ("default_aud", client, first),
         ("aud_issuer", to_issuer, by_issuer),
     ):
-        if not attempt["ok"] or not revoker.revocation_endpoint:
+        if not attempt["ok"]:
             continue
+        access_token = attempt["token"]["access_token"]
         try:
-            revoker.revoke_access_token(attempt["token"]["access_token"])
-            revocations[name] = {"ok": True, "access_token": attempt["token"]["access_token"]}
+            revoked = revoker.revoke_access_token(access_token)
+            seen = {"ok": revoked is True, "access_token": access_token}
         except EndpointError as exc:
-            revocations[name] = {
+            seen = {
                 "ok": False,
                 "status": exc.response.status_code,
                 "error": exc.error,
                 "description": exc.description,
-                "access_token": attempt["token"]["access_token"],
+                "access_token": access_token,
             }
+        report.check(f"revocation, {name}", seen["ok"], True, seen)
+        seen["assertion"] = assertion_sent(session, client.revocation_endpoint)
+        seen["replayed"] = replay_refused(
+            report, f"revocation endpoint, {name}", session, client.revocation_endpoint
+        )
+        revocations[name] = seen
     report["revocation_endpoint"] = client.revocation_endpoint
     report["revocations"] = revocations
-    report.check(
-        "revocation with aud = the issuer",
-        revocations.get("aud_issuer", {}).get("ok") is True,
-        True,
-        revocations.get("aud_issuer"),
-    )
+
+    if args.introspecting_api:
+        introspect_as_api(report, args, session, client, revocations, bound)
     return report
+
+
+def introspect_as_api(
+    report: Report,
+    args: argparse.Namespace,
+    session: Session,
+    client: OAuth2Client,
+    revocations: dict[str, Any],
+    bound: dict[str, Any],
+) -> None:
+    """Introspection (RFC 7662) by an API authenticating with private_key_jwt, library defaults
+    (aud = the introspection endpoint's URL)."""
+    api = OAuth2Client(
+        client.token_endpoint,
+        auth=PrivateKeyJwt(args.introspecting_api, load_private_jwk(args.api_private_jwk)),
+        introspection_endpoint=client.introspection_endpoint,
+        session=session,
+        testing=True,
+    )
+    seen: dict[str, Any] = {}
+    if bound["ok"]:
+        bound_answer = api.introspect_token(bound["token"]["access_token"])
+        seen["dpop_bound"] = bound_answer
+        jkt = bound["token"]["dpop_jkt"]
+        report.check(
+            "introspection: the bound token is active",
+            bound_answer.get("active") is True,
+            True,
+            bound_answer,
+        )
+        report.check(
+            "introspection: its cnf.jkt is the library's key",
+            bound_answer.get("cnf", {}).get("jkt") == jkt,
+            jkt,
+            bound_answer.get("cnf"),
+        )
+        report["introspection_assertion"] = assertion_sent(session, api.introspection_endpoint)
+    for name, revoked in revocations.items():
+        if revoked["ok"]:
+            revoked_answer = api.introspect_token(revoked["access_token"])
+            seen[f"revoked_{name}"] = revoked_answer
+            report.check(
+                f"introspection: revoked ({name}) is inactive",
+                revoked_answer == {"active": False},
+                {"active": False},
+                revoked_answer,
+            )
+    report["introspection"] = seen
+    report["introspection_assertion_replayed"] = replay_refused(
+        report, "introspection endpoint", session, api.introspection_endpoint
+    )
 
 
 def main() -> int:
@@ -508,6 +596,13 @@ def main() -> int:
         required=True,
         help="a file holding the client's private JWK (with kid, alg)",
     )
+    pkj.add_argument(
+        "--other-client-id",
+        default="another-client",
+        help="a client this key must not authenticate as",
+    )
+    pkj.add_argument("--introspecting-api", help="an API id that introspects with private_key_jwt")
+    pkj.add_argument("--api-private-jwk", help="a file holding that API's private JWK")
 
     for command in (cc, refresh, pkj):
         command.add_argument("--issuer", required=True, help="the token service's issuer, exactly")
@@ -518,6 +613,8 @@ def main() -> int:
         )
 
     args = parser.parse_args()
+    if getattr(args, "introspecting_api", None) and not args.api_private_jwk:
+        parser.error("--introspecting-api needs --api-private-jwk")
     flows = {
         "dpop-client-credentials": dpop_client_credentials,
         "dpop-refresh": dpop_refresh,
