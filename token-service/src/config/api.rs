@@ -36,6 +36,9 @@ pub struct ApiSettings {
     #[schemars(with = "Option<String>")]
     #[arg(long = "rate-limit", value_name = "RATE")]
     pub rate_limit: Option<super::RateLimit>,
+    // `jwks` and `jwks_uri` are declared here and in `ClientSettings` alike, and checked by
+    // one function (`keys::check`): serde cannot flatten a shared struct into a type that
+    // denies unknown fields.
     /// Its public keys, as a JWK Set: it authenticates at `/introspect` with a signed JWT
     /// (`private_key_jwt`, RFC 7523) instead of a secret.
     #[serde(default)]

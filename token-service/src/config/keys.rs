@@ -107,14 +107,9 @@ fn check_set(field: &str, set: &Value) -> Result<AssertionKeys, ConfigError> {
 fn check_uri(field: &str, uri: &str) -> Result<AssertionKeys, ConfigError> {
     let url =
         url::Url::parse(uri).map_err(|error| invalid(field, format!("not a URL: {error}")))?;
-    let loopback = url.host().is_some_and(|host| match host {
-        url::Host::Domain(name) => name == "localhost",
-        url::Host::Ipv4(address) => address.is_loopback(),
-        url::Host::Ipv6(address) => address.is_loopback(),
-    });
     match url.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if super::is_loopback(&url) => {}
         _ => {
             return Err(invalid(
                 field,

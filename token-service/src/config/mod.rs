@@ -408,17 +408,21 @@ pub fn check_ttl(field: &str, ttl: Duration, max: Duration) -> Result<Duration, 
     Ok(ttl)
 }
 
-fn check_issuer(issuer: &str) -> Result<String, ConfigError> {
-    let url = url::Url::parse(issuer)
-        .map_err(|error| invalid("issuer", format!("not a URL: {error}")))?;
-    let loopback = url.host().is_some_and(|host| match host {
+/// Whether `url`'s host is this machine (where plain http is allowed, for development).
+fn is_loopback(url: &url::Url) -> bool {
+    url.host().is_some_and(|host| match host {
         url::Host::Domain(name) => name == "localhost",
         url::Host::Ipv4(address) => address.is_loopback(),
         url::Host::Ipv6(address) => address.is_loopback(),
-    });
+    })
+}
+
+fn check_issuer(issuer: &str) -> Result<String, ConfigError> {
+    let url = url::Url::parse(issuer)
+        .map_err(|error| invalid("issuer", format!("not a URL: {error}")))?;
     match url.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if is_loopback(&url) => {}
         "http" => {
             return Err(invalid(
                 "issuer",
