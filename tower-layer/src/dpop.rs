@@ -44,7 +44,10 @@ pub enum DpopMode {
 ///             .nonces(DpopNonces::random()?)
 ///             .build()?,
 ///     );
-/// assert!(DpopSettings::new("https://api.example.com/v1").is_err(), "an origin, not a URL");
+/// // Behind a proxy that strips `/api`, proofs name the URL clients call.
+/// let proxied = DpopSettings::new("https://example.com/api")?;
+/// assert_eq!(proxied.origin().url_for("/orders"), "https://example.com/api/orders");
+/// assert!(DpopSettings::new("https://api.example.com/?v=1").is_err(), "no query");
 /// # let _ = strict;
 /// # Ok::<(), scopegate_validator::BuildError>(())
 /// ```
