@@ -60,11 +60,7 @@ pub async fn verify(state: &State, proof: Option<&str>) -> Result<Option<ProofKe
     let checked = dpop::verify_proof(proof, &request).map_err(refusal)?;
     if let Some(nonces) = state.dpop_nonces() {
         let now = Duration::from_secs(now);
-        if !checked
-            .nonce
-            .as_deref()
-            .is_some_and(|nonce| nonces.accepts(nonce, now))
-        {
+        if nonces.check(&checked, now).is_err() {
             // RFC 9449 §8: the client retries with this one. The proof's jti is not spent.
             let mut error = OAuthError::new(
                 ErrorCode::UseDpopNonce,

@@ -126,6 +126,20 @@ impl DpopNonces {
                 .is_some_and(|previous| self.is_of(nonce, previous))
     }
 
+    /// The nonce rule for a proof that passed [`verify_proof`](super::verify_proof): it must
+    /// carry a nonce [accepted](Self::accepts) at `now` — the one check every server that
+    /// uses nonces makes (RFC 9449 §8 at the token endpoint, §9 at a resource server).
+    ///
+    /// # Errors
+    /// [`DpopError::UseNonce`] (answered `use_dpop_nonce`, with [`current`](Self::current)
+    /// in a `DPoP-Nonce` header) for a proof without a nonce or with one not accepted.
+    pub fn check(&self, proof: &super::DpopProof, now: Duration) -> Result<(), super::DpopError> {
+        match proof.nonce.as_deref() {
+            Some(nonce) if self.accepts(nonce, now) => Ok(()),
+            _ => Err(super::DpopError::UseNonce),
+        }
+    }
+
     /// Whether `nonce` is the one [`current`](Self::current) gives at `now` (an accepted nonce
     /// that is not current is worth replacing before it expires, RFC 9449 §8.2).
     #[must_use]
@@ -175,6 +189,24 @@ mod tests {
             !nonces.accepts(&nonce, NOW - MINUTE),
             "not before it was made"
         );
+    }
+
+    #[test]
+    fn a_proof_passes_the_nonce_rule_only_with_an_accepted_nonce() {
+        let nonces = DpopNonces::random().unwrap();
+        let proof = |nonce: Option<String>| crate::dpop::DpopProof {
+            jkt: "k".into(),
+            jti: "j".into(),
+            issued_at: NOW.as_secs(),
+            nonce,
+        };
+        assert_eq!(nonces.check(&proof(Some(nonces.current(NOW))), NOW), Ok(()));
+        for refused in [None, Some("made-up".to_owned())] {
+            assert_eq!(
+                nonces.check(&proof(refused), NOW),
+                Err(crate::dpop::DpopError::UseNonce)
+            );
+        }
     }
 
     #[test]

@@ -102,13 +102,8 @@ impl DpopVerifier {
         if proof.jkt != bound_to {
             return Err(DpopError::KeyMismatch);
         }
-        if let Some(nonces) = &inner.nonces
-            && !proof
-                .nonce
-                .as_deref()
-                .is_some_and(|nonce| nonces.accepts(nonce, now))
-        {
-            return Err(DpopError::UseNonce);
+        if let Some(nonces) = &inner.nonces {
+            nonces.check(&proof, now)?;
         }
         inner.replay.first_use(&proof, now)?;
         Ok(proof)
