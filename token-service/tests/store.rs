@@ -611,3 +611,34 @@ async fn concurrent_attempts_each_get_their_own_count_on_every_backend() {
         assert_eq!((later.attempts, later.window_ends), (1, 2_800), "{name}");
     }
 }
+
+#[tokio::test]
+async fn of_concurrent_spends_of_one_id_exactly_one_succeeds_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        // Twenty askers of one id and twenty of ids of their own, at once: the writer groups
+        // them into batches, in which the first asker of an id wins and a repeat is a replay.
+        let mut running = tokio::task::JoinSet::new();
+        for asker in 0..40u8 {
+            let store = Arc::clone(&store);
+            let key = if asker < 20 { [200; 32] } else { [asker; 32] };
+            running.spawn(async move { (asker, store.spend_once(&key, 5_000).await.unwrap()) });
+        }
+        let answers = running.join_all().await;
+        let shared_wins = answers
+            .iter()
+            .filter(|(asker, won)| *asker < 20 && *won)
+            .count();
+        assert_eq!(shared_wins, 1, "{name}: {answers:?}");
+        assert!(
+            answers
+                .iter()
+                .filter(|(asker, _)| *asker >= 20)
+                .all(|(_, won)| *won),
+            "{name}: every distinct id is spent by its asker: {answers:?}"
+        );
+        assert!(
+            !store.spend_once(&[200; 32], 5_000).await.unwrap(),
+            "{name}"
+        );
+    }
+}

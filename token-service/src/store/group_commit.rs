@@ -1,9 +1,11 @@
-//! Group commit of access-token rows, the one write every opaque issuance makes. Requests
-//! inserting a row each would each pay a statement and a commit (and on SQLite, which has one
-//! writer at a time, queue on its write lock and sleep in its busy handler). Instead writer
-//! tasks take every row waiting, write them in one statement — one transaction — and answer
-//! each request only after that commit: the same durability, one commit for many tokens.
+//! Group commit of the writes made per request: access-token rows (every opaque issuance) and
+//! single-use ids (every DPoP proof and client assertion). Requests inserting a row each would
+//! each pay a statement and a commit (and on SQLite, which has one writer at a time, queue on
+//! its write lock and sleep in its busy handler). Instead writer tasks take every row waiting,
+//! write them in one statement — one transaction — and answer each request only after that
+//! commit: the same durability, one commit for many rows.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::sql::{duplicate_or, insert_tokens_sql};
+use super::sql::{duplicate_or, insert_spent_ids_sql, insert_tokens_sql};
 use super::{StoreError, TokenRecord};
 
 /// Most rows in one statement (10 parameters each, far below SQLite's limit of 32 766 and
@@ -28,6 +30,42 @@ static STATEMENTS: LazyLock<Vec<String>> =
 /// The `INSERT` statement for `rows` access-token rows (1 ..= 64), built once.
 pub(super) fn statement(rows: usize) -> &'static str {
     &STATEMENTS[rows]
+}
+
+/// The spending statement for each batch size, built once.
+static SPEND_STATEMENTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| (0..=MAX_BATCH).map(insert_spent_ids_sql).collect());
+
+/// The statement spending `rows` single-use ids (1 ..= 64) and returning those it inserted.
+pub(super) fn spend_statement(rows: usize) -> &'static str {
+    &SPEND_STATEMENTS[rows]
+}
+
+/// Starts `writers` tasks that take every item waiting (up to [`MAX_BATCH`]) and hand the
+/// batch to `write`; returns the queue. One writer takes what is waiting while the others
+/// write theirs; they end when every sender is dropped.
+fn spawn_writers<P, W, F>(writers: usize, write: W) -> mpsc::Sender<P>
+where
+    P: Send + 'static,
+    W: Fn(Vec<P>) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (queue, waiting) = mpsc::channel::<P>(QUEUE);
+    let waiting = Arc::new(Mutex::new(waiting));
+    let write = Arc::new(write);
+    for _ in 0..writers.max(1) {
+        let (write, waiting) = (Arc::clone(&write), Arc::clone(&waiting));
+        tokio::spawn(async move {
+            loop {
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                if waiting.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                    return;
+                }
+                write(batch).await;
+            }
+        });
+    }
+    queue
 }
 
 /// A database that can insert a batch of access-token rows in one statement.
@@ -60,21 +98,13 @@ impl TokenWriter {
         writers: usize,
         checkpoints: Option<SqlitePool>,
     ) -> Self {
-        let (queue, waiting) = mpsc::channel::<Pending>(QUEUE);
+        let sink = Arc::new(sink);
+        let queue = spawn_writers(writers, move |batch| {
+            let sink = Arc::clone(&sink);
+            async move { write_batch(&*sink, batch).await }
+        });
         if let Some(pool) = checkpoints {
             tokio::spawn(checkpoint_while_open(pool, queue.downgrade()));
-        }
-        let sink = Arc::new(sink);
-        let waiting = Arc::new(Mutex::new(waiting));
-        for _ in 0..writers.max(1) {
-            let (sink, waiting) = (Arc::clone(&sink), Arc::clone(&waiting));
-            tokio::spawn(async move {
-                let mut batch = Vec::with_capacity(MAX_BATCH);
-                // One writer takes what is waiting while the others write theirs.
-                while waiting.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                    write_batch(&*sink, &mut batch).await;
-                }
-            });
         }
         Self { queue }
     }
@@ -115,8 +145,8 @@ async fn checkpoint_while_open(pool: SqlitePool, writer: mpsc::WeakSender<Pendin
     }
 }
 
-/// Writes `batch` in one statement and answers every request in it; empties `batch`.
-async fn write_batch(sink: &impl TokenSink, batch: &mut Vec<Pending>) {
+/// Writes `batch` in one statement and answers every request in it.
+async fn write_batch(sink: &impl TokenSink, mut batch: Vec<Pending>) {
     let tokens: Vec<&TokenRecord> = batch.iter().map(|pending| &pending.token).collect();
     match sink.insert(&tokens).await {
         Ok(()) => {
@@ -157,4 +187,85 @@ async fn write_batch(sink: &impl TokenSink, batch: &mut Vec<Pending>) {
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database) if database.is_unique_violation())
+}
+
+/// A database that can spend a batch of single-use ids in one statement.
+pub(super) trait SpendSink: Send + Sync + 'static {
+    /// Inserts the ids of `rows` (key, expiry) not spent already; returns those it inserted.
+    fn spend(
+        &self,
+        rows: &[(&[u8; 32], u64)],
+    ) -> impl Future<Output = Result<Vec<[u8; 32]>, sqlx::Error>> + Send;
+}
+
+struct Spend {
+    key: [u8; 32],
+    expires_at: u64,
+    spent: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// Hands single-use ids to the writer tasks.
+#[derive(Debug, Clone)]
+pub(super) struct SpendWriter {
+    queue: mpsc::Sender<Spend>,
+}
+
+impl SpendWriter {
+    /// Starts `writers` writer tasks on the current runtime, spending through `sink`.
+    pub(super) fn start(sink: impl SpendSink, writers: usize) -> Self {
+        let sink = Arc::new(sink);
+        let queue = spawn_writers(writers, move |batch| {
+            let sink = Arc::clone(&sink);
+            async move { spend_batch(&*sink, batch).await }
+        });
+        Self { queue }
+    }
+
+    /// Spends `key` until `expires_at`: `true` if this call spent it; returns once committed.
+    pub(super) async fn spend_once(
+        &self,
+        key: &[u8; 32],
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let (spent, outcome) = oneshot::channel();
+        let stopped = || StoreError::Shared("the single-use writer has stopped".to_owned());
+        self.queue
+            .send(Spend {
+                key: *key,
+                expires_at,
+                spent,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+}
+
+/// Spends `batch` in one statement and answers each request: `true` for the first request of
+/// a key the statement inserted; `false` for a key spent before, or asked twice in the batch
+/// (the second asker is the replay).
+async fn spend_batch(sink: &impl SpendSink, batch: Vec<Spend>) {
+    let mut seen = HashSet::with_capacity(batch.len());
+    let firsts: Vec<bool> = batch.iter().map(|spend| seen.insert(spend.key)).collect();
+    let rows: Vec<(&[u8; 32], u64)> = batch
+        .iter()
+        .zip(&firsts)
+        .filter(|(_, first)| **first)
+        .map(|(spend, _)| (&spend.key, spend.expires_at))
+        .collect();
+    match sink.spend(&rows).await {
+        Ok(inserted) => {
+            let inserted: HashSet<[u8; 32]> = inserted.into_iter().collect();
+            for (spend, first) in batch.into_iter().zip(firsts) {
+                let _ = spend.spent.send(Ok(first && inserted.contains(&spend.key)));
+            }
+        }
+        // The database failed: nothing was spent, every request of the batch shares the failure.
+        Err(error) => {
+            let message = error.to_string();
+            for spend in batch {
+                let _ = spend.spent.send(Err(StoreError::Shared(message.clone())));
+            }
+        }
+    }
 }

@@ -234,6 +234,7 @@ pub trait Store:
 pub struct SqlStore {
     db: db::Db,
     tokens: group_commit::TokenWriter,
+    spends: group_commit::SpendWriter,
 }
 
 impl SqlStore {

@@ -9,7 +9,7 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::db::Db;
-use super::group_commit::TokenWriter;
+use super::group_commit::{SpendWriter, TokenWriter};
 use super::sql::refuse_usernames_differing_by_case;
 use super::{SqlStore, StoreError};
 
@@ -73,9 +73,11 @@ impl SqlStore {
         refuse_usernames_differing_by_case(&Db::Postgres(pool.clone())).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let tokens = TokenWriter::start(Db::Postgres(pool.clone()), TOKEN_WRITERS, None);
+        let spends = SpendWriter::start(Db::Postgres(pool.clone()), TOKEN_WRITERS);
         Ok(Self {
             db: Db::Postgres(pool),
             tokens,
+            spends,
         })
     }
 }

@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use aws_lc_rs::digest;
 
-use super::db::sql;
+use super::db::{Db, sql};
+use super::group_commit::{self, SpendSink};
+use super::sql::digest_of;
 use super::{SqlStore, StoreError};
 
 /// Single-use identifiers, under digest keys.
@@ -20,12 +22,25 @@ pub trait ReplayStore {
 #[async_trait]
 impl ReplayStore for SqlStore {
     async fn spend_once(&self, key: &[u8; 32], expires_at: u64) -> Result<bool, StoreError> {
-        let statement = sql(
-            "INSERT INTO spent_ids (key, expires_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bytes(key)
-        .int(expires_at);
-        Ok(self.db.execute(statement).await? == 1)
+        // Spent in groups (see `group_commit`): one commit for every id waiting.
+        self.spends.spend_once(key, expires_at).await
+    }
+}
+
+impl SpendSink for Db {
+    async fn spend(&self, rows: &[(&[u8; 32], u64)]) -> Result<Vec<[u8; 32]>, sqlx::Error> {
+        let mut statement = sql(group_commit::spend_statement(rows.len()));
+        for (key, expires_at) in rows {
+            statement = statement.bytes(*key).int(*expires_at);
+        }
+        self.all(statement)
+            .await?
+            .iter()
+            .map(|row| {
+                digest_of("spent_ids", &row.bytes("key")?)
+                    .map_err(|error| sqlx::Error::Protocol(error.to_string()))
+            })
+            .collect()
     }
 }
 

@@ -104,3 +104,15 @@ pub(super) fn insert_tokens_sql(rows: usize) -> String {
     }
     sql
 }
+
+/// `INSERT INTO spent_ids … ON CONFLICT (key) DO NOTHING RETURNING key` for `rows` rows: the
+/// keys it returns are those this statement spent.
+pub(super) fn insert_spent_ids_sql(rows: usize) -> String {
+    let places: Vec<String> = (0..rows)
+        .map(|row| format!("(${}, ${})", 2 * row + 1, 2 * row + 2))
+        .collect();
+    format!(
+        "INSERT INTO spent_ids (key, expires_at) VALUES {} ON CONFLICT (key) DO NOTHING RETURNING key",
+        places.join(", ")
+    )
+}

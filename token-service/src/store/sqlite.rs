@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::db::Db;
-use super::group_commit::TokenWriter;
+use super::group_commit::{SpendWriter, TokenWriter};
 use super::sql::refuse_usernames_differing_by_case;
 use super::{SqlStore, StoreError};
 
@@ -64,8 +64,11 @@ impl SqlStore {
         // (a pooled one would have been invalidated by other connections' writes meanwhile).
         // It leaves checkpoints to a background task, so that copying the WAL into the
         // database never holds up the requests waiting for their batch.
-        let tokens = if memory {
-            TokenWriter::start(Db::Sqlite(pool.clone()), 1, None)
+        let (tokens, spends) = if memory {
+            (
+                TokenWriter::start(Db::Sqlite(pool.clone()), 1, None),
+                SpendWriter::start(Db::Sqlite(pool.clone()), 1),
+            )
         } else {
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
@@ -74,11 +77,17 @@ impl SqlStore {
                 .max_lifetime(None)
                 .connect_with(options.pragma("wal_autocheckpoint", "0"))
                 .await?;
-            TokenWriter::start(Db::Sqlite(writer), 1, Some(pool.clone()))
+            // The single-use ids share that connection: SQLite has one writer anyway, and
+            // they wait for it here rather than in SQLite's busy handler.
+            (
+                TokenWriter::start(Db::Sqlite(writer.clone()), 1, Some(pool.clone())),
+                SpendWriter::start(Db::Sqlite(writer), 1),
+            )
         };
         Ok(Self {
             db: Db::Sqlite(pool),
             tokens,
+            spends,
         })
     }
 }

@@ -131,7 +131,7 @@ impl DpopNonces {
     /// uses nonces makes (RFC 9449 §8 at the token endpoint, §9 at a resource server).
     ///
     /// # Errors
-    /// [`DpopError::UseNonce`] (answered `use_dpop_nonce`, with [`current`](Self::current)
+    /// [`DpopError::UseNonce`](super::DpopError::UseNonce) (answered `use_dpop_nonce`, with [`current`](Self::current)
     /// in a `DPoP-Nonce` header) for a proof without a nonce or with one not accepted.
     pub fn check(&self, proof: &super::DpopProof, now: Duration) -> Result<(), super::DpopError> {
         match proof.nonce.as_deref() {
