@@ -379,3 +379,49 @@ async fn discovery_advertises_private_key_jwt_and_its_algorithms() {
         .unwrap();
     assert!(algorithms.contains(&json!("ES256")) && !algorithms.contains(&json!("HS256")));
 }
+
+#[tokio::test]
+async fn a_client_registered_with_keys_through_the_admin_api_gets_no_secret_and_signs_in_with_them()
+{
+    let key = EcKey::generate();
+    let config = format!("{}{ADMIN_CLIENTS}", config_with(&EcKey::generate(), ""));
+    let service = TestService::start_with(&config).await;
+    let admin = service.access_token(ADMIN).await;
+    let body = json!({
+        "id": "registered-signer",
+        "scopes": ["akamai:social_profile:read"],
+        "jwks": key.jwks("k1"),
+    });
+    let created = service
+        .call(
+            http::Request::post("/admin/clients")
+                .header(http::header::AUTHORIZATION, format!("Bearer {admin}"))
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert!(created.json.get("secret").is_none(), "{}", created.text);
+    assert_eq!(created.json["public"], false);
+    let claims = assertion_claims("registered-signer", TOKEN_URL, service.state.now());
+    let answer = token_with(&service, &key.assertion("k1", &claims)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    // A registration with a private key is refused, naming the member.
+    let mut private = key.jwks("k1");
+    private["keys"][0]["d"] = json!("c2VjcmV0");
+    let refused = service
+        .call(
+            http::Request::post("/admin/clients")
+                .header(http::header::AUTHORIZATION, format!("Bearer {admin}"))
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(
+                    json!({ "id": "leaky", "scopes": ["akamai:social_profile:read"], "jwks": private })
+                        .to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert!(refused.text.contains("jwks.keys[0]"), "{}", refused.text);
+}
