@@ -315,11 +315,7 @@ async fn verified_jwt(state: &State, token: &str) -> Option<ActiveToken> {
         expires_at: seconds(principal.expires_at())?,
         jti: principal.token_id()?.to_owned(),
         format: TokenFormat::Jwt,
-        jkt: principal
-            .claim("cnf")
-            .and_then(|cnf| cnf.get("jkt"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        jkt: principal.bound_key_thumbprint().map(str::to_owned),
     })
 }
 

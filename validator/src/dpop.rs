@@ -147,13 +147,7 @@ pub fn verify_proof(proof: &str, request: &DpopRequest<'_>) -> Result<DpopProof,
     if proof.len() > MAX_PROOF_BYTES {
         return Err(DpopError::Malformed("too long"));
     }
-    let mut segments = proof.split('.');
-    let (Some(header), Some(payload), Some(signature), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
+    let Some([header, payload, signature]) = crate::jws::three_segments(proof) else {
         return Err(DpopError::Malformed("a proof is a JWS of three segments"));
     };
     let decode = |segment: &str| {
@@ -165,6 +159,8 @@ pub fn verify_proof(proof: &str, request: &DpopRequest<'_>) -> Result<DpopProof,
         .map_err(|_| DpopError::Malformed("the header is not a JSON object"))?;
     let claims = json::parse_object(&decode(payload)?)
         .map_err(|_| DpopError::Malformed("the claims are not a JSON object"))?;
+    // What the signature covers: everything before the last dot.
+    let signing_input = &proof[..proof.len() - signature.len() - 1];
     let signature = decode(signature)?;
 
     if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
@@ -190,7 +186,6 @@ pub fn verify_proof(proof: &str, request: &DpopRequest<'_>) -> Result<DpopProof,
     let (_, verifier) = keys
         .select(None, alg)
         .map_err(|_| DpopError::Key("does not fit the alg".to_owned()))?;
-    let signing_input = &proof[..proof.len() - proof.rsplit('.').next().map_or(0, str::len) - 1];
     verifier
         .verify_sig(signing_input.as_bytes(), &signature)
         .map_err(|_| DpopError::BadSignature)?;

@@ -58,6 +58,20 @@ impl std::fmt::Debug for UntrustedJws<'_> {
     }
 }
 
+/// The header, payload and signature segments of a compact JWS, if it has exactly three.
+pub(crate) fn three_segments(token: &str) -> Option<[&str; 3]> {
+    let mut segments = token.split('.');
+    match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
+        (Some(header), Some(payload), Some(signature), None) => Some([header, payload, signature]),
+        _ => None,
+    }
+}
+
 /// Decoded headers beyond this are refused (real ones are under 200 bytes).
 const MAX_HEADER_BYTES: usize = 2048;
 /// The largest signature of a supported algorithm: RSA with an 8192-bit key.
@@ -70,13 +84,7 @@ const KEY_SELECTING_PARAMETERS: [&str; 4] = ["jku", "jwk", "x5u", "x5c"];
 impl<'a> UntrustedJws<'a> {
     /// Splits and reads the header of a three-segment token; only `allowed` algorithms pass.
     pub(crate) fn parse(token: &'a str, allowed: &[Algorithm]) -> Result<Self, InvalidToken> {
-        let mut segments = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) else {
+        let Some([header, payload, signature]) = three_segments(token) else {
             return Err(InvalidToken::Malformed("a JWS has exactly three segments"));
         };
         if header.is_empty() || signature.is_empty() {

@@ -170,7 +170,7 @@ pub(super) async fn identify_client(
             Some(client) if client.is_public() => Ok(client),
             _ => Err(OAuthError::invalid_client()),
         },
-        _ => authenticate_client(state, peer, headers, form).await,
+        presented => authenticate(state, peer, presented).await,
     }
 }
 
@@ -191,7 +191,16 @@ pub(super) async fn authenticate_client(
     headers: &HeaderMap,
     form: &Form,
 ) -> Result<Arc<Client>, OAuthError> {
-    let Some(credentials) = client_auth::presented(headers, form)? else {
+    authenticate(state, peer, client_auth::presented(headers, form)?).await
+}
+
+/// Checks the credentials a request presented (read once, by the caller).
+async fn authenticate(
+    state: &State,
+    peer: &Peer,
+    presented: Option<Credentials>,
+) -> Result<Arc<Client>, OAuthError> {
+    let Some(credentials) = presented else {
         return Err(OAuthError::invalid_client());
     };
     let verdict = match &credentials.proof {
