@@ -34,14 +34,23 @@ pub fn token_endpoint(state: &State) -> String {
     format!("{}/token", state.config().base_url())
 }
 
-/// Checks the `DPoP` proof of a token request (at most one; the caller refuses two), verified
-/// before the client is known: the key it proves, or `None` without a proof.
+/// A proof that passed every check but the single use of its `jti`, which [`accept`] spends
+/// once the client is known to be entitled to a token.
+#[derive(Debug)]
+pub struct CheckedProof {
+    jkt: String,
+    single_use_key: [u8; 32],
+    remembered_until: u64,
+}
+
+/// Checks the `DPoP` proof of a token request (at most one; the caller refuses two) before
+/// the client is known, so a bad proof costs no client authentication; nothing is stored yet.
 ///
 /// # Errors
 ///
-/// `invalid_dpop_proof` for a proof that fails a check of RFC 9449 §4.3 or whose `jti` was
-/// used already (at any instance); `temporarily_unavailable` if the store fails.
-pub async fn verify(state: &State, proof: Option<&str>) -> Result<Option<ProofKey>, OAuthError> {
+/// `invalid_dpop_proof` for a proof that fails a check of RFC 9449 §4.3; `use_dpop_nonce`
+/// (with the nonce to use) when nonces are on and it lacks an accepted one.
+pub fn verify(state: &State, proof: Option<&str>) -> Result<Option<CheckedProof>, OAuthError> {
     let Some(proof) = proof else {
         return Ok(None);
     };
@@ -70,36 +79,46 @@ pub async fn verify(state: &State, proof: Option<&str>) -> Result<Option<ProofKe
             return Err(error);
         }
     }
-    // Remembered until the proof falls out of the window it was accepted in.
-    let until = checked.issued_at.max(now) + window.as_secs();
+    Ok(Some(CheckedProof {
+        single_use_key: single_use_key("dpop-proof", &checked.jkt, &checked.jti),
+        // Remembered until the proof falls out of the window it was accepted in.
+        remembered_until: checked.issued_at.max(now) + window.as_secs(),
+        jkt: checked.jkt,
+    }))
+}
+
+/// The proof of an authenticated client's request, accepted: the client's rule first
+/// (RFC 9449 §5.2 `dpop_bound_access_tokens`: a client that must bind its tokens gets none
+/// without a proof), then the proof's `jti` spent, once across every instance on the store.
+/// A request refused before this (a wrong secret, say) leaves its proof unspent.
+///
+/// # Errors
+///
+/// `invalid_dpop_proof` when `client` requires DPoP and there is no proof, or when the proof
+/// was used already; `temporarily_unavailable` if the store fails.
+pub async fn accept(
+    state: &State,
+    client: &Client,
+    proof: Option<CheckedProof>,
+) -> Result<Option<ProofKey>, OAuthError> {
+    let Some(proof) = proof else {
+        if client.settings.dpop_bound_access_tokens {
+            return Err(OAuthError::invalid_dpop_proof(
+                "this client's tokens are DPoP-bound: send a DPoP proof",
+            ));
+        }
+        return Ok(None);
+    };
     if !state
         .store()
-        .spend_once(
-            &single_use_key("dpop-proof", &checked.jkt, &checked.jti),
-            until,
-        )
+        .spend_once(&proof.single_use_key, proof.remembered_until)
         .await?
     {
         return Err(OAuthError::invalid_dpop_proof(
             "the DPoP proof was used already",
         ));
     }
-    Ok(Some(ProofKey { jkt: checked.jkt }))
-}
-
-/// The client's rule (RFC 9449 §5.2 `dpop_bound_access_tokens`): a client that must bind its
-/// tokens cannot get one without a proof.
-///
-/// # Errors
-///
-/// `invalid_dpop_proof` when `client` requires DPoP and `key` is `None`.
-pub fn required_by(client: &Client, key: Option<&ProofKey>) -> Result<(), OAuthError> {
-    if client.settings.dpop_bound_access_tokens && key.is_none() {
-        return Err(OAuthError::invalid_dpop_proof(
-            "this client's tokens are DPoP-bound: send a DPoP proof",
-        ));
-    }
-    Ok(())
+    Ok(Some(ProofKey { jkt: proof.jkt }))
 }
 
 /// The OAuth error for a refused proof (RFC 9449 §5.2: `invalid_dpop_proof`).

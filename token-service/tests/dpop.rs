@@ -557,3 +557,17 @@ async fn userinfo_takes_a_bound_token_with_its_proof_and_never_as_bearer() {
         "{challenges:?}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_client_leaves_its_proof_unspent() {
+    let service = TestService::start().await;
+    let key = EcKey::generate();
+    let proof = key.proof(TOKEN_URL, service.state.now());
+    let wrong = client_credentials(&service, (JWT_CLIENT.0, "not-the-secret"), &proof).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.text);
+    // Bad input changes nothing: the proof is still good for its rightful request.
+    let right = client_credentials(&service, JWT_CLIENT, &proof).await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.text);
+    let replay = client_credentials(&service, JWT_CLIENT, &proof).await;
+    assert_refused(&replay, "invalid_dpop_proof", "replayed after use");
+}

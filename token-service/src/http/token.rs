@@ -66,9 +66,9 @@ async fn exchange(
     body: &[u8],
 ) -> Result<(IssuedToken, Option<String>, Option<String>), OAuthError> {
     let form = Form::parse(headers, body, &["resource"])?;
-    // The proof is checked first: a bad one costs no client authentication, and a good one is
-    // spent whatever follows (it is good for one request).
-    let proof_key = dpop::verify(state, dpop_proof(headers)?).await?;
+    // The proof is checked first: a bad one costs no client authentication. It is spent once
+    // the client is authenticated (`dpop::accept`).
+    let proof = dpop::verify(state, dpop_proof(headers)?)?;
     let grant_type = form.require("grant_type")?;
     let grant_type = GrantType::parse(grant_type).ok_or_else(|| {
         OAuthError::new(
@@ -80,7 +80,7 @@ async fn exchange(
         GrantType::ClientCredentials => {
             let client = authenticate_client(state, peer, headers, &form).await?;
             within_rate(state, &client)?;
-            dpop::required_by(&client, proof_key.as_ref())?;
+            let proof_key = dpop::accept(state, &client, proof).await?;
             let request = ClientCredentialsRequest {
                 scope: requested_scope(&form)?,
                 resources: form.all("resource").to_vec(),
@@ -92,7 +92,7 @@ async fn exchange(
         GrantType::AuthorizationCode => {
             let client = identify_client(state, peer, headers, &form).await?;
             within_rate(state, &client)?;
-            dpop::required_by(&client, proof_key.as_ref())?;
+            let proof_key = dpop::accept(state, &client, proof).await?;
             let exchange = CodeExchange {
                 code: form.require("code")?.to_owned(),
                 redirect_uri: form.get("redirect_uri").map(str::to_owned),
@@ -105,7 +105,7 @@ async fn exchange(
         GrantType::RefreshToken => {
             let client = identify_client(state, peer, headers, &form).await?;
             within_rate(state, &client)?;
-            dpop::required_by(&client, proof_key.as_ref())?;
+            let proof_key = dpop::accept(state, &client, proof).await?;
             let request = RefreshRequest {
                 refresh_token: form.require("refresh_token")?.to_owned(),
                 scope: requested_scope(&form)?,
