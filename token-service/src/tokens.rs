@@ -33,6 +33,9 @@ pub struct AccessGrant {
     pub grant_id: Option<String>,
     /// The DPoP key it is bound to (`cnf.jkt`, RFC 9449 §6), if the request proved one.
     pub jkt: Option<String>,
+    /// The browser session it was issued in (`sid`), so that an API can refuse it once that
+    /// session ends (docs/revocation-events.md).
+    pub sid: Option<String>,
 }
 
 /// A freshly issued access token.
@@ -184,8 +187,13 @@ fn sign_jwt(
         "jti": jti,
         "scope": grant.scope.to_string(),
     });
-    if let (Some(jkt), Some(fields)) = (&grant.jkt, claims.as_object_mut()) {
-        fields.insert("cnf".to_owned(), json!({ "jkt": jkt }));
+    if let Some(fields) = claims.as_object_mut() {
+        if let Some(jkt) = &grant.jkt {
+            fields.insert("cnf".to_owned(), json!({ "jkt": jkt }));
+        }
+        if let Some(sid) = &grant.sid {
+            fields.insert("sid".to_owned(), sid.as_str().into());
+        }
     }
     sign_jws(state, "at+jwt", &claims, now).map(|(token, _)| token)
 }

@@ -284,6 +284,7 @@ pub(crate) async fn user_tokens(
             audience,
             grant_id: Some(grant.family.to_owned()),
             jkt: grant.access_jkt.map(str::to_owned),
+            sid: Some(grant.sid.to_owned()),
         },
     )
     .await?;

@@ -49,6 +49,7 @@ pub async fn client_credentials(
             audience,
             grant_id: None,
             jkt: request.proof_key.as_ref().map(|key| key.jkt.clone()),
+            sid: None,
         },
     )
     .await

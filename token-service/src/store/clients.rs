@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::db::sql;
+use super::events::{self, EventKind, NewEvent};
 use super::sql::duplicate_or;
 use super::{SqlStore, StoreError, mapping};
 use crate::config::{Api, Client};
@@ -70,7 +71,10 @@ impl ClientStore for SqlStore {
                 .execute(sql(statement).int(now).text(id))
                 .await?;
         }
+        let event = NewEvent::subject_wide(EventKind::ClientDeleted, id, now);
+        events::record(&mut transaction, &[event]).await?;
         transaction.commit().await?;
+        self.events_committed();
         Ok(true)
     }
 

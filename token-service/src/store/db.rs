@@ -154,6 +154,15 @@ impl Row {
         column!(self, column, Option<String>)
     }
 
+    /// A truth value computed by a query (`EXISTS …`): Postgres answers a boolean, SQLite a
+    /// number.
+    pub(super) fn flag(&self, column: &str) -> Result<bool, sqlx::Error> {
+        match self {
+            Self::Sqlite(row) => row.try_get::<i64, _>(column).map(|value| value != 0),
+            Self::Postgres(row) => row.try_get::<bool, _>(column),
+        }
+    }
+
     /// A bytes column.
     pub(super) fn bytes(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
         column!(self, column, Vec<u8>)
@@ -263,6 +272,30 @@ impl Transaction {
                 .await?
                 .map(Row::Postgres),
         })
+    }
+
+    /// Every row of a query in the transaction.
+    pub(super) async fn all(&mut self, statement: Statement<'_>) -> Result<Vec<Row>, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(transaction) => query::<Sqlite>(&statement)
+                .fetch_all(&mut **transaction)
+                .await?
+                .into_iter()
+                .map(Row::Sqlite)
+                .collect(),
+            Self::Postgres(transaction) => query::<Postgres>(&statement)
+                .fetch_all(&mut **transaction)
+                .await?
+                .into_iter()
+                .map(Row::Postgres)
+                .collect(),
+        })
+    }
+
+    /// Whether it runs on Postgres (the few statements one backend needs and the other has
+    /// no use for).
+    pub(super) const fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
     }
 
     /// Commits.

@@ -6,7 +6,9 @@
 use async_trait::async_trait;
 
 use super::db::{Row, sql};
+use super::events::{self, EventKind, NewEvent};
 use super::sql::{REVOKED_MARK, digest_of, duplicate_or};
+use super::tokens::token_digest_text;
 use super::{CodeRecord, Redemption, RefreshRecord, SessionRecord, SqlStore, StoreError};
 
 /// Sessions, codes, refresh tokens and the tokens of each grant.
@@ -141,10 +143,28 @@ impl GrantStore for SqlStore {
     }
 
     async fn end_session(&self, sid: &str, now: u64) -> Result<(), StoreError> {
-        let statement = sql("UPDATE sessions SET ended_at = COALESCE(ended_at, $1) WHERE sid = $2")
-            .int(now)
-            .text(sid);
-        self.db.execute(statement).await?;
+        let mut transaction = self.db.begin().await?;
+        let ended = transaction
+            .optional(
+                sql(
+                    "UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL \
+                     RETURNING user_id",
+                )
+                .int(now)
+                .text(sid),
+            )
+            .await?;
+        let Some(row) = ended else {
+            return Ok(());
+        };
+        let user_id = row.text("user_id")?;
+        let event = NewEvent {
+            user_id: Some(&user_id),
+            ..NewEvent::subject_wide(EventKind::Session, sid, now)
+        };
+        events::record(&mut transaction, &[event]).await?;
+        transaction.commit().await?;
+        self.events_committed();
         Ok(())
     }
 
@@ -317,30 +337,58 @@ impl GrantStore for SqlStore {
         self.db.execute(mark).await?;
         let mut transaction = self.db.begin().await?;
         let opaque = transaction
-            .execute(
+            .all(
                 sql(
                     "UPDATE access_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND jti IN \
-                     (SELECT jti FROM grant_tokens WHERE grant_id = $2)",
+                     (SELECT jti FROM grant_tokens WHERE grant_id = $2) \
+                     RETURNING digest, expires_at",
                 )
                 .int(now)
                 .text(grant_id),
             )
             .await?;
         // JWTs cannot be recalled; their jti goes on the revocation list (opaque ones too:
-        // harmless, and it keeps the statement simple).
+        // harmless, and it keeps the statement simple) and, for the JWTs newly listed, into an
+        // event for the APIs that verify them.
         let listed = transaction
-            .execute(
+            .all(
                 sql(
                     "INSERT INTO revoked_jwts (jti, client_id, expires_at, revoked_at) \
                      SELECT jti, client_id, expires_at, $1 FROM grant_tokens \
                      WHERE grant_id = $2 AND jti <> $3 \
-                     ON CONFLICT (jti) DO NOTHING",
+                     ON CONFLICT (jti) DO NOTHING \
+                     RETURNING jti, expires_at, \
+                     EXISTS (SELECT 1 FROM access_tokens WHERE access_tokens.jti = revoked_jwts.jti) \
+                     AS opaque",
                 )
                 .int(now)
                 .text(grant_id)
                 .text(REVOKED_MARK),
             )
             .await?;
+        let mut named = Vec::with_capacity(opaque.len() + listed.len());
+        for row in &opaque {
+            let digest = digest_of("access_tokens", &row.bytes("digest")?)?;
+            named.push((
+                EventKind::TokenDigest,
+                token_digest_text(&digest),
+                row.int("expires_at")?,
+            ));
+        }
+        for row in &listed {
+            if !row.flag("opaque")? {
+                named.push((
+                    EventKind::TokenJti,
+                    row.text("jti")?,
+                    row.int("expires_at")?,
+                ));
+            }
+        }
+        let events: Vec<NewEvent<'_>> = named
+            .iter()
+            .map(|(kind, subject, expires_at)| NewEvent::token(*kind, subject, now, *expires_at))
+            .collect();
+        events::record(&mut transaction, &events).await?;
         transaction
             .execute(
                 sql(
@@ -352,6 +400,9 @@ impl GrantStore for SqlStore {
             )
             .await?;
         transaction.commit().await?;
-        Ok(opaque.max(listed))
+        if !events.is_empty() {
+            self.events_committed();
+        }
+        Ok((opaque.len() as u64).max(listed.len() as u64))
     }
 }

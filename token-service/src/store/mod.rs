@@ -1,12 +1,14 @@
 //! Persistence, by role: clients and APIs ([`ClientStore`]), users ([`UserStore`]), what a
 //! sign-in grants — sessions, codes, refresh tokens ([`GrantStore`]) — access tokens and the JWT
 //! revocation list ([`TokenStore`]), signing keys and shared secrets ([`KeyStore`]), and failed
-//! sign-ins ([`ThrottleStore`]), identifiers used once ([`ReplayStore`]). Secrets and tokens are kept as SHA-256 digests only. SQLite is
+//! sign-ins ([`ThrottleStore`]), identifiers used once ([`ReplayStore`]), the revocation events APIs
+//! read ([`EventStore`]). Secrets and tokens are kept as SHA-256 digests only. SQLite is
 //! the embedded default; Postgres serves several instances; both run the same statements,
 //! written once in the role modules, over twin migrations.
 
 mod clients;
 mod db;
+mod events;
 mod grants;
 mod group_commit;
 mod keys;
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use clients::ClientStore;
+pub use events::{EVENT_RETENTION_SECS, EventKind, EventRecord, EventStore};
 pub use grants::GrantStore;
 pub use keys::KeyStore;
 pub use postgres::PoolSettings;
@@ -36,7 +39,8 @@ pub use users::UserStore;
 /// scope).
 pub mod prelude {
     pub use super::{
-        ClientStore, GrantStore, KeyStore, ReplayStore, Store, ThrottleStore, TokenStore, UserStore,
+        ClientStore, EventStore, GrantStore, KeyStore, ReplayStore, Store, ThrottleStore,
+        TokenStore, UserStore,
     };
 }
 
@@ -217,6 +221,7 @@ pub trait Store:
     + KeyStore
     + ThrottleStore
     + ReplayStore
+    + EventStore
     + Send
     + Sync
     + std::fmt::Debug
@@ -235,9 +240,16 @@ pub struct SqlStore {
     db: db::Db,
     tokens: group_commit::TokenWriter,
     spends: group_commit::SpendWriter,
+    /// Woken after an event commits (see [`EventStore::event_commits`]).
+    event_commits: Arc<tokio::sync::Notify>,
 }
 
 impl SqlStore {
+    /// Says that events were committed, to whoever waits for them in this instance.
+    fn events_committed(&self) {
+        self.event_commits.notify_one();
+    }
+
     /// Closes every connection (tests; a process that exits needs not).
     pub async fn close(&self) {
         self.db.close().await;
@@ -267,6 +279,12 @@ impl Store for SqlStore {
         ] {
             delete(statement).await?;
         }
+        self.db
+            .execute(
+                db::sql("DELETE FROM security_events WHERE occurred_at < $1")
+                    .int(cutoff.saturating_sub(EVENT_RETENTION_SECS)),
+            )
+            .await?;
         Ok(Swept {
             tokens,
             revoked_jwts,

@@ -5,10 +5,14 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::{Arc, Weak};
+
 use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::Notify;
 
 use super::db::Db;
+use super::events::EVENT_CHANNEL;
 use super::group_commit::{SpendWriter, TokenWriter};
 use super::sql::refuse_usernames_differing_by_case;
 use super::{SqlStore, StoreError};
@@ -74,10 +78,65 @@ impl SqlStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let tokens = TokenWriter::start(Db::Postgres(pool.clone()), TOKEN_WRITERS, None);
         let spends = SpendWriter::start(Db::Postgres(pool.clone()), TOKEN_WRITERS);
+        let event_commits = Arc::new(Notify::new());
+        listen_for_events(pool.clone(), Arc::downgrade(&event_commits));
         Ok(Self {
             db: Db::Postgres(pool),
             tokens,
             spends,
+            event_commits,
         })
     }
+}
+
+/// How often the listener checks whether its store is gone (its connection is then closed).
+const LISTENER_CHECK: Duration = Duration::from_secs(5);
+
+/// Wakes `event_commits` whenever any instance commits an event (`NOTIFY`, sent by
+/// `events::record`), and after the listening connection was lost and made again, since
+/// announcements made meanwhile were missed. Ends once the store is dropped.
+fn listen_for_events(pool: PgPool, event_commits: Weak<Notify>) {
+    tokio::spawn(async move {
+        let mut listener = None;
+        loop {
+            let Some(wake) = event_commits.upgrade() else {
+                return;
+            };
+            let Some(connected) = listener.as_mut() else {
+                match PgListener::connect_with(&pool).await {
+                    Ok(mut fresh) => match fresh.listen(EVENT_CHANNEL).await {
+                        Ok(()) => {
+                            listener = Some(fresh);
+                            wake.notify_one();
+                        }
+                        Err(error) => tracing::warn!(%error, "could not listen for events"),
+                    },
+                    Err(error) => tracing::warn!(%error, "could not connect to listen for events"),
+                }
+                if listener.is_none() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                continue;
+            };
+            drop(wake);
+            match tokio::time::timeout(LISTENER_CHECK, connected.try_recv()).await {
+                Err(_elapsed) => {}
+                Ok(Ok(Some(_))) => {
+                    if let Some(wake) = event_commits.upgrade() {
+                        wake.notify_one();
+                    }
+                }
+                // The connection was lost; `try_recv` reconnects on its next call.
+                Ok(Ok(None)) => {
+                    if let Some(wake) = event_commits.upgrade() {
+                        wake.notify_one();
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "listening for events failed; reconnecting");
+                    listener = None;
+                }
+            }
+        }
+    });
 }

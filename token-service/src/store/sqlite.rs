@@ -88,6 +88,8 @@ impl SqlStore {
             db: Db::Sqlite(pool),
             tokens,
             spends,
+            // One process writes this database: its own commits are all there is to hear.
+            event_commits: std::sync::Arc::default(),
         })
     }
 }

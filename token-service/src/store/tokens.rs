@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use super::db::{Db, Row, Statement, sql};
+use super::events::{self, EventKind, NewEvent};
 use super::group_commit::{self, TokenSink};
 use super::sql::{digest_of, json_list, parse_list};
 use super::{Revoked, SqlStore, StoreError, TokenRecord};
@@ -103,22 +104,37 @@ impl TokenStore for SqlStore {
         client_id: &str,
         now: u64,
     ) -> Result<Revoked, StoreError> {
-        // One statement: the check of ownership and the update cannot be separated.
-        let statement = sql(
-            "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) \
-             WHERE digest = $2 AND client_id = $3",
-        )
-        .int(now)
-        .bytes(digest)
-        .text(client_id);
-        if self.db.execute(statement).await? > 0 {
+        // One statement checks ownership and revokes; the event commits with it.
+        let mut transaction = self.db.begin().await?;
+        let revoked = transaction
+            .optional(
+                sql("UPDATE access_tokens SET revoked_at = $1 \
+                     WHERE digest = $2 AND client_id = $3 AND revoked_at IS NULL \
+                     RETURNING expires_at")
+                .int(now)
+                .bytes(digest)
+                .text(client_id),
+            )
+            .await?;
+        if let Some(row) = revoked {
+            let subject = token_digest_text(digest);
+            let event = NewEvent::token(
+                EventKind::TokenDigest,
+                &subject,
+                now,
+                row.int("expires_at")?,
+            );
+            events::record(&mut transaction, &[event]).await?;
+            transaction.commit().await?;
+            self.events_committed();
             return Ok(Revoked::Done);
         }
-        let exists = sql("SELECT 1 AS found FROM access_tokens WHERE digest = $1").bytes(digest);
-        Ok(if self.db.optional(exists).await?.is_some() {
-            Revoked::OtherClient
-        } else {
-            Revoked::Unknown
+        drop(transaction);
+        let owner = sql("SELECT client_id FROM access_tokens WHERE digest = $1").bytes(digest);
+        Ok(match self.db.optional(owner).await? {
+            Some(row) if row.text("client_id")? == client_id => Revoked::Done,
+            Some(_) => Revoked::OtherClient,
+            None => Revoked::Unknown,
         })
     }
 
@@ -129,15 +145,27 @@ impl TokenStore for SqlStore {
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError> {
-        let statement = sql(
-            "INSERT INTO revoked_jwts (jti, client_id, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
-        )
-        .text(jti)
-        .text(client_id)
-        .int(expires_at)
-        .int(now);
-        self.db.execute(statement).await?;
+        let mut transaction = self.db.begin().await?;
+        let listed = transaction
+            .execute(
+                sql(
+                    "INSERT INTO revoked_jwts (jti, client_id, expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+                )
+                .text(jti)
+                .text(client_id)
+                .int(expires_at)
+                .int(now),
+            )
+            .await?;
+        if listed > 0 {
+            let event = NewEvent::token(EventKind::TokenJti, jti, now, expires_at);
+            events::record(&mut transaction, &[event]).await?;
+        }
+        transaction.commit().await?;
+        if listed > 0 {
+            self.events_committed();
+        }
         Ok(())
     }
 
@@ -145,4 +173,11 @@ impl TokenStore for SqlStore {
         let statement = sql("SELECT 1 AS revoked FROM revoked_jwts WHERE jti = $1").text(jti);
         Ok(self.db.optional(statement).await?.is_some())
     }
+}
+
+/// How an opaque token is named in events: the unpadded base64url of its SHA-256, which
+/// reveals nothing of the token and which an API holding the token can compute.
+pub(super) fn token_digest_text(digest: &[u8; 32]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::db::{Row, sql};
+use super::events::{self, EventKind, NewEvent};
 use super::sql::duplicate_or;
 use super::{SqlStore, StoreError};
 use crate::secret::SecretHash;
@@ -132,12 +133,27 @@ impl UserStore for SqlStore {
         password_hash: &str,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let statement =
-            sql("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
+        let mut transaction = self.db.begin().await?;
+        let changed = transaction
+            .optional(
+                sql(
+                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3 \
+                     RETURNING id",
+                )
                 .text(password_hash)
                 .int(now)
-                .text(username);
-        Ok(self.db.execute(statement).await? > 0)
+                .text(username),
+            )
+            .await?;
+        let Some(row) = changed else {
+            return Ok(false);
+        };
+        let id = row.text("id")?;
+        let event = NewEvent::subject_wide(EventKind::PasswordChanged, &id, now);
+        events::record(&mut transaction, &[event]).await?;
+        transaction.commit().await?;
+        self.events_committed();
+        Ok(true)
     }
 
     async fn merge_user_attributes(
@@ -202,7 +218,10 @@ impl UserStore for SqlStore {
                 .execute(sql(statement).int(now).text(&id))
                 .await?;
         }
+        let event = NewEvent::subject_wide(EventKind::UserDeleted, &id, now);
+        events::record(&mut transaction, &[event]).await?;
         transaction.commit().await?;
+        self.events_committed();
         Ok(true)
     }
 }
