@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod directory;
 pub mod dpop;
 pub mod error;
+pub mod events;
 pub mod grant;
 pub mod http;
 pub mod id_token;
@@ -99,6 +100,10 @@ struct Shared {
     /// Verifiers of `private_key_jwt` assertions, one per party.
     assertion_verifiers: client_assertion::AssertionVerifiers,
     clock: Arc<dyn Clock>,
+    /// The revocation event stream's follower, started by the first poll.
+    event_feed: tokio::sync::OnceCell<events::EventFeed>,
+    /// Set when the service shuts down: held polls answer at once.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl State {
@@ -193,6 +198,8 @@ impl State {
                 dpop_nonces,
                 assertion_verifiers: client_assertion::AssertionVerifiers::new(Arc::clone(&clock)),
                 clock,
+                event_feed: tokio::sync::OnceCell::new(),
+                closing: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -213,6 +220,30 @@ impl State {
     #[must_use]
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The revocation event stream's follower, started on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store cannot be read to start it.
+    pub async fn event_feed(&self) -> Result<&events::EventFeed, StoreError> {
+        self.inner
+            .event_feed
+            .get_or_try_init(|| events::EventFeed::start(Arc::clone(&self.inner.store)))
+            .await
+    }
+
+    /// Becomes `true` when the service begins to shut down.
+    #[must_use]
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+
+    /// Begins shutting down: held event polls are answered now, so that they do not hold up
+    /// the end of the requests in flight.
+    pub fn begin_closing(&self) {
+        self.inner.closing.send_replace(true);
     }
 
     /// Users, clients and APIs, and the use cases that create and remove them.

@@ -50,6 +50,7 @@ const OVERRIDABLE: &[&str] = &[
     "defaults",
     "limits",
     "dpop",
+    "events",
     "scopes",
     "clients",
     "apis",
@@ -183,6 +184,13 @@ pub struct Dpop {
     pub nonces: bool,
 }
 
+/// The revocation event stream read by APIs (docs/revocation-events.md).
+#[derive(Debug, Clone)]
+pub struct Events {
+    /// How long a poll with nothing to deliver is held open before it is answered empty.
+    pub long_poll: Duration,
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -211,6 +219,8 @@ pub struct Config {
     pub limits: Limits,
     /// DPoP proofs at the token endpoint.
     pub dpop: Dpop,
+    /// The revocation event stream.
+    pub events: Events,
     /// Custom scopes.
     pub scopes: Vec<CustomScope>,
     /// Clients from the configuration.
@@ -315,6 +325,8 @@ struct RawConfig {
     #[serde(default)]
     dpop: RawDpop,
     #[serde(default)]
+    events: RawEvents,
+    #[serde(default)]
     scopes: Vec<RawScope>,
     #[serde(default)]
     clients: Vec<ClientSettings>,
@@ -366,6 +378,12 @@ struct RawDpop {
     proof_window: Option<HumanDuration>,
     #[serde(default)]
     nonces: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    long_poll: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -708,6 +726,15 @@ impl RawConfig {
             )?,
             nonces: self.dpop.nonces,
         };
+        let events = Events {
+            long_poll: check_ttl(
+                "events.long_poll",
+                self.events
+                    .long_poll
+                    .map_or(Duration::from_secs(25), |d| d.0),
+                Duration::from_secs(300),
+            )?,
+        };
 
         let mut plain_secret_fields = Vec::new();
         let scopes = self
@@ -828,6 +855,7 @@ impl RawConfig {
             sweep_interval,
             limits,
             dpop,
+            events,
             scopes,
             clients,
             apis,

@@ -1,6 +1,8 @@
 //! `POST /introspect` (RFC 7662), for registered APIs only: authenticates the API and answers
 //! what [`tokens::introspect_for_api`] lets it see.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State as Shared;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +16,7 @@ use super::form::Form;
 use super::peer::Peer;
 use super::token::accepted;
 use crate::State;
+use crate::config::Api;
 use crate::credentials;
 use crate::error::OAuthError;
 use crate::tokens;
@@ -34,6 +37,38 @@ pub(super) async fn introspect(
     }
 }
 
+/// A registered API, authenticated by its secret (Basic or the form) or its assertion, and
+/// within its request rate: the one check of every endpoint only APIs may call.
+pub(super) async fn authenticate_api(
+    state: &State,
+    peer: &Peer,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Arc<Api>, OAuthError> {
+    let credentials =
+        client_auth::presented(headers, form)?.ok_or_else(OAuthError::invalid_client)?;
+    let verdict = match &credentials.proof {
+        Proof::Nothing => return Err(OAuthError::invalid_client()),
+        Proof::Secret(secret) => {
+            credentials::api(state, &credentials.id, secret.expose(), peer.address()).await?
+        }
+        Proof::Assertion(assertion) => {
+            credentials::api_assertion(state, &credentials.id, &assertion.0).await?
+        }
+    };
+    let api = accepted(verdict).inspect_err(|error| {
+        tracing::debug!(api = %credentials.id, error = error.code.as_str(), "API authentication failed");
+    })?;
+    let rate = api
+        .rate_limit
+        .unwrap_or(state.config().limits.api_rate_limit);
+    state
+        .rate_limits()
+        .check(&format!("api:{}", api.id), rate)
+        .map_err(OAuthError::over_rate)?;
+    Ok(api)
+}
+
 fn inactive() -> Value {
     json!({ "active": false })
 }
@@ -45,27 +80,7 @@ async fn answer(
     body: &[u8],
 ) -> Result<Value, OAuthError> {
     let form = Form::parse(headers, body, &[])?;
-    let credentials =
-        client_auth::presented(headers, &form)?.ok_or_else(OAuthError::invalid_client)?;
-    let verdict = match &credentials.proof {
-        Proof::Nothing => return Err(OAuthError::invalid_client()),
-        Proof::Secret(secret) => {
-            credentials::api(state, &credentials.id, secret.expose(), peer.address()).await?
-        }
-        Proof::Assertion(assertion) => {
-            credentials::api_assertion(state, &credentials.id, &assertion.0).await?
-        }
-    };
-    let api = accepted(verdict).inspect_err(|error| {
-        tracing::debug!(api = %credentials.id, error = error.code.as_str(), "API authentication failed at introspection");
-    })?;
-    let rate = api
-        .rate_limit
-        .unwrap_or(state.config().limits.api_rate_limit);
-    state
-        .rate_limits()
-        .check(&format!("api:{}", api.id), rate)
-        .map_err(OAuthError::over_rate)?;
+    let api = authenticate_api(state, peer, headers, &form).await?;
     // token_type_hint is only a hint (RFC 7662 §2.1): every kind is looked up anyway.
     let token = form.require("token")?;
     Ok(tokens::introspect_for_api(state, &api, token)

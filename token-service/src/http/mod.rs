@@ -18,6 +18,7 @@ pub(crate) mod admin;
 pub(crate) mod client_auth;
 mod discovery;
 pub(crate) mod error;
+mod events;
 pub(crate) mod form;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -107,6 +108,9 @@ pub async fn app(state: State) -> Result<Router, AppError> {
             get(discovery::metadata),
         )
         .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/.well-known/ssf-configuration", get(events::configuration))
+        .route("/ssf/stream", get(events::stream))
+        .route("/ssf/poll", post(events::poll))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -132,6 +136,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let _jobs = state.spawn_background();
+    let closing = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.begin_closing();
+    };
     let router = app(state).await.map_err(std::io::Error::other)?;
     // The peer address feeds the login throttle (behind a proxy it is the proxy's).
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
