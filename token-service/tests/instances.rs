@@ -492,3 +492,161 @@ async fn a_dpop_proof_and_a_client_assertion_are_each_accepted_once_across_insta
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
     assert_eq!(answer["error"], "invalid_client");
 }
+
+/// One RFC 8936 poll of the API's event stream at `instance`, acknowledging `ack`; the answer's
+/// event ids and `sub_id.id`s, in stream order.
+async fn poll_events(
+    client: &reqwest::Client,
+    instance_url: &str,
+    ack: &[String],
+    return_immediately: bool,
+) -> Result<Vec<(String, String)>, reqwest::Error> {
+    let answer: Value = client
+        .post(format!("{instance_url}/ssf/poll"))
+        // RFC 6749 §2.3.1 Basic: id and secret form-encoded first (the secret has a `+`).
+        .header(
+            reqwest::header::AUTHORIZATION,
+            basic_header(API_CREDENTIALS.0, API_CREDENTIALS.1),
+        )
+        .json(&serde_json::json!({ "ack": ack, "returnImmediately": return_immediately }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut events: Vec<(String, String)> = answer["sets"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, set)| {
+            let payload = set.as_str().unwrap().split('.').nth(1).unwrap();
+            let claims: Value = serde_json::from_slice(
+                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                    .unwrap(),
+            )
+            .unwrap();
+            (
+                id.clone(),
+                claims["sub_id"]["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    events.sort_by_key(|(id, _)| id.rsplit_once('-').unwrap().1.parse::<u64>().unwrap());
+    Ok(events)
+}
+
+fn jti_of(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+/// A poll held at instance A is answered by a revocation committed at instance B, even when B
+/// is killed the moment it answered: the event was committed with the revocation, and A hears
+/// of it through the database.
+#[tokio::test]
+async fn an_event_committed_at_one_instance_reaches_a_poll_held_at_the_other_though_it_dies() {
+    let mut pair = Pair::start().await;
+    let client = http();
+    assert!(
+        poll_events(&client, &pair.a.url, &[], true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let token = client_token(&pair.a, JWT_CLIENT).await;
+    let held = {
+        let (client, url) = (client.clone(), pair.a.url.clone());
+        tokio::spawn(async move { poll_events(&client, &url, &[], false).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "answered with nothing to deliver");
+    let (status, _) = post(
+        &format!("{}/revoke", pair.b.url),
+        Some(JWT_CLIENT),
+        format!("token={}", form_encode(&token)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    pair.b.kill_9();
+    // The hold is 25 s: an answer with the event within 20 s was woken by B's commit.
+    let events = tokio::time::timeout(Duration::from_secs(20), held)
+        .await
+        .expect("the poll held at A never heard of B's revocation")
+        .unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|(_, subject)| subject.as_str())
+            .collect::<Vec<_>>(),
+        [jti_of(&token)]
+    );
+}
+
+/// A receiver whose instance went away resumes at the other from its last acknowledgement and
+/// misses nothing revoked meanwhile, at either instance.
+#[tokio::test]
+async fn a_stream_interrupted_and_resumed_at_the_other_instance_misses_nothing() {
+    let mut pair = Pair::start().await;
+    let client = http();
+    let mut revoked = Vec::new();
+    for _ in 0..3 {
+        let token = client_token(&pair.a, JWT_CLIENT).await;
+        revoke_at(&pair.a, &token).await;
+        revoked.push(jti_of(&token));
+    }
+    let first = poll_events(&client, &pair.a.url, &[], true).await.unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|(_, subject)| subject.clone())
+            .collect::<Vec<_>>(),
+        revoked
+    );
+    let acknowledged: Vec<String> = first.iter().map(|(id, _)| id.clone()).collect();
+
+    // A goes away while B goes on revoking.
+    pair.a.kill_9();
+    assert!(
+        poll_events(&client, &pair.a.url, &acknowledged, true)
+            .await
+            .is_err()
+    );
+    let mut meanwhile = Vec::new();
+    for _ in 0..3 {
+        let token = client_token(&pair.b, JWT_CLIENT).await;
+        revoke_at(&pair.b, &token).await;
+        meanwhile.push(jti_of(&token));
+    }
+    let resumed = poll_events(&client, &pair.b.url, &acknowledged, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        resumed
+            .iter()
+            .map(|(_, subject)| subject.clone())
+            .collect::<Vec<_>>(),
+        meanwhile,
+        "exactly the events after the acknowledgement"
+    );
+    // And A, back, continues from the same place.
+    pair.a.restart().await;
+    let again = poll_events(&client, &pair.a.url, &acknowledged, true)
+        .await
+        .unwrap();
+    assert_eq!(again, resumed);
+}
+
+async fn revoke_at(instance: &Instance, token: &str) {
+    let (status, _) = post(
+        &format!("{}/revoke", instance.url),
+        Some(JWT_CLIENT),
+        format!("token={}", form_encode(token)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
