@@ -2,7 +2,9 @@
 //! in this process on loopback (real HTTP, a file SQLite store), `SUBSCRIBERS` receivers each
 //! hold an RFC 8936 poll open on a connection of their own, acknowledging each answer in the
 //! next poll as the validator does, and `EVENTS` JWT revocations are committed as fast as the
-//! store takes them. Reported per signing algorithm, side by side in one run:
+//! store takes them. The subscribers are either replicas of one API (one signature per event
+//! serves them all) or each a different API (one signature per event and subscriber). Reported
+//! per signing algorithm and shape, side by side in one run:
 //! - events/s: `EVENTS` over the time from the first commit until every subscriber had them all;
 //! - SETs/s: the same times `SUBSCRIBERS` (each SET is signed for its receiver);
 //! - latency of a lone revocation, from its commit to the last subscriber's receipt, over
@@ -24,8 +26,12 @@ use std::time::{Duration, Instant};
 use scopegate_token_service::{Config, State};
 use serde_json::{Value, json};
 
-const API: &str = "https://api.example.test";
-const API_SECRET: &str = "api-secret";
+fn api(index: u64) -> (String, String) {
+    (
+        format!("https://api-{index}.example.test"),
+        format!("api-secret-{index}"),
+    )
+}
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -34,8 +40,8 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn config(port: u16, dir: &std::path::Path, algorithm: &str) -> String {
-    format!(
+fn config(port: u16, dir: &std::path::Path, algorithm: &str, apis: u64) -> String {
+    let mut text = format!(
         r#"
 issuer = "http://127.0.0.1:{port}"
 listen = "127.0.0.1:{port}"
@@ -46,19 +52,27 @@ algorithm = "{algorithm}"
 
 [limits]
 api_rate_limit = "1000000/s"
-
-[[apis]]
-id = "{API}"
-secret = "{API_SECRET}"
-scopes = ["akamai:social_profile"]
 "#,
         dir.display()
-    )
+    );
+    for index in 0..apis {
+        let (id, secret) = api(index);
+        text.push_str(&format!(
+            "\n[[apis]]\nid = \"{id}\"\nsecret = \"{secret}\"\nscopes = [\"scope{index}:thing\"]\n"
+        ));
+    }
+    text
 }
 
 /// One subscriber: polls until stopped, counting the events received and noting when it last
 /// received one.
-async fn subscribe(url: String, received: Arc<AtomicU64>, last_at: Arc<AtomicU64>, epoch: Instant) {
+async fn subscribe(
+    url: String,
+    (id, secret): (String, String),
+    received: Arc<AtomicU64>,
+    last_at: Arc<AtomicU64>,
+    epoch: Instant,
+) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .build()
@@ -67,7 +81,7 @@ async fn subscribe(url: String, received: Arc<AtomicU64>, last_at: Arc<AtomicU64
     loop {
         let answer = client
             .post(&url)
-            .basic_auth(API, Some(API_SECRET))
+            .basic_auth(&id, Some(&secret))
             .json(&json!({ "ack": ack, "maxEvents": 1000, "returnImmediately": false }))
             .send()
             .await;
@@ -99,13 +113,14 @@ struct Figures {
     p99: Duration,
 }
 
-async fn run(algorithm: &str, subscribers: u64, events: u64, singles: u64) -> Figures {
+async fn run(algorithm: &str, subscribers: u64, apis: u64, events: u64, singles: u64) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let state = State::start(Config::from_toml(&config(port, dir.path(), algorithm)).unwrap())
-        .await
-        .unwrap();
+    let state =
+        State::start(Config::from_toml(&config(port, dir.path(), algorithm, apis)).unwrap())
+            .await
+            .unwrap();
     let server = tokio::spawn(scopegate_token_service::http::serve(
         state.clone(),
         listener,
@@ -118,9 +133,11 @@ async fn run(algorithm: &str, subscribers: u64, events: u64, singles: u64) -> Fi
         .collect();
     let tasks: Vec<_> = counters
         .iter()
-        .map(|(received, last_at)| {
+        .zip(0..)
+        .map(|((received, last_at), index)| {
             tokio::spawn(subscribe(
                 url.clone(),
+                api(index % apis),
                 Arc::clone(received),
                 Arc::clone(last_at),
                 epoch,
@@ -197,17 +214,27 @@ fn main() {
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     println!(
-        "{:<8} {:>10} {:>12} {:>14} {:>14}",
-        "alg", "events/s", "SETs/s", "lone p50", "lone p99"
+        "{:<8} {:<22} {:>10} {:>12} {:>12} {:>12}",
+        "alg", "subscribers", "events/s", "SETs/s", "lone p50", "lone p99"
     );
     let mut first: Option<f64> = None;
     for algorithm in algorithms.split(',') {
-        let figures = runtime.block_on(run(algorithm, subscribers, events, singles));
-        let ratio = first.map_or(1.0, |base| figures.events_per_second / base);
-        first.get_or_insert(figures.events_per_second);
-        println!(
-            "{:<8} {:>10.0} {:>12.0} {:>14.2?} {:>14.2?}   ({ratio:.2}× the first)",
-            algorithm, figures.events_per_second, figures.sets_per_second, figures.p50, figures.p99
-        );
+        for (apis, shape) in [
+            (1, format!("1 API x {subscribers} replicas")),
+            (subscribers, format!("{subscribers} APIs")),
+        ] {
+            let figures = runtime.block_on(run(algorithm, subscribers, apis, events, singles));
+            let ratio = first.map_or(1.0, |base| figures.events_per_second / base);
+            first.get_or_insert(figures.events_per_second);
+            println!(
+                "{:<8} {:<22} {:>10.0} {:>12.0} {:>12.2?} {:>12.2?}   ({ratio:.2}x the first row)",
+                algorithm,
+                shape,
+                figures.events_per_second,
+                figures.sets_per_second,
+                figures.p50,
+                figures.p99
+            );
+        }
     }
 }

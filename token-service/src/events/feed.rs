@@ -14,11 +14,18 @@ use crate::store::{Store, StoreError};
 /// listener reconnecting, say).
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// The newest event position this instance knows of, and the stream's epoch.
+/// SETs signed lately, by receiver and position: replicas of one API polling alike cost one
+/// signature per event, not one each.
+const SIGNED_SETS_KEPT: u64 = 20_000;
+const SIGNED_SETS_FOR: Duration = Duration::from_secs(60);
+
+/// The newest event position this instance knows of, the stream's epoch, and the SETs signed
+/// lately.
 #[derive(Debug)]
 pub struct EventFeed {
     epoch: String,
     latest: watch::Receiver<u64>,
+    signed: moka::sync::Cache<(Arc<str>, u64), Arc<str>>,
 }
 
 impl EventFeed {
@@ -57,13 +64,40 @@ impl EventFeed {
                 }
             }
         });
-        Ok(Self { epoch, latest })
+        Ok(Self {
+            epoch,
+            latest,
+            signed: moka::sync::Cache::builder()
+                .max_capacity(SIGNED_SETS_KEPT)
+                .time_to_live(SIGNED_SETS_FOR)
+                .build(),
+        })
     }
 
     /// The stream's epoch (see [`crate::store::EventStore::event_epoch`]).
     #[must_use]
     pub fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    /// The SET for `audience` of the event at `position`, signed by `sign` unless it was lately.
+    ///
+    /// # Errors
+    ///
+    /// What `sign` returns.
+    pub fn signed<E>(
+        &self,
+        audience: &str,
+        position: u64,
+        sign: impl FnOnce() -> Result<String, E>,
+    ) -> Result<Arc<str>, E> {
+        let key = (Arc::<str>::from(audience), position);
+        if let Some(set) = self.signed.get(&key) {
+            return Ok(set);
+        }
+        let set: Arc<str> = sign()?.into();
+        self.signed.insert(key, Arc::clone(&set));
+        Ok(set)
     }
 
     /// A view of the newest known position, to wait on.

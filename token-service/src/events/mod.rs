@@ -82,9 +82,12 @@ pub async fn poll(state: &State, audience: &str, poll: &Poll) -> Result<Delivery
             let sets = events
                 .iter()
                 .map(|event| {
-                    let claims = set::claims(issuer, audience, epoch, event, now);
-                    let (token, _) = crate::tokens::sign_jws(state, "secevent+jwt", &claims, now)?;
-                    Ok((set::event_id(epoch, event.position), token))
+                    let token = feed.signed(audience, event.position, || {
+                        let claims = set::claims(issuer, audience, epoch, event, now);
+                        crate::tokens::sign_jws(state, "secevent+jwt", &claims, now)
+                            .map(|(token, _)| token)
+                    })?;
+                    Ok((set::event_id(epoch, event.position), token.to_string()))
                 })
                 .collect::<Result<_, OAuthError>>()?;
             return Ok(Delivery {
