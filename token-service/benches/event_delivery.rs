@@ -77,11 +77,20 @@ async fn subscribe(
         .pool_max_idle_per_host(1)
         .build()
         .unwrap();
+    // RFC 6749 §2.3.1: id and secret are form-encoded before they are joined (the id is a URL).
+    let encode = |part: &str| form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>();
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", encode(&id), encode(&secret))
+        )
+    );
     let mut ack: Vec<String> = Vec::new();
     loop {
         let answer = client
             .post(&url)
-            .basic_auth(&id, Some(&secret))
+            .header(reqwest::header::AUTHORIZATION, &basic)
             .json(&json!({ "ack": ack, "maxEvents": 1000, "returnImmediately": false }))
             .send()
             .await;
@@ -89,6 +98,12 @@ async fn subscribe(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        if !answer.status().is_success() {
+            let status = answer.status();
+            eprintln!("poll answered {status}: {}", answer.text().await.unwrap_or_default());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
         let Ok(body) = answer.json::<Value>().await else {
             continue;
         };
