@@ -1,5 +1,7 @@
 //! The verified identity behind a token.
 
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
@@ -22,6 +24,42 @@ pub struct Principal {
     pub(crate) expires_at: Option<Duration>,
     pub(crate) issued_at: Option<Duration>,
     pub(crate) claims: Map<String, Value>,
+    /// Which deny set last found this principal not revoked: a cached principal is looked up
+    /// again only once the set has changed.
+    pub(crate) revocation_check: RevocationCheck,
+}
+
+/// The version of the last deny set that found a principal not revoked; 0 for none. A memo,
+/// not part of what the principal says: clones copy it, comparisons ignore it.
+#[derive(Default)]
+pub(crate) struct RevocationCheck(AtomicU64);
+
+impl RevocationCheck {
+    pub(crate) fn passed(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_pass(&self, version: u64) {
+        self.0.store(version, Ordering::Relaxed);
+    }
+}
+
+impl Clone for RevocationCheck {
+    fn clone(&self) -> Self {
+        Self(AtomicU64::new(self.passed()))
+    }
+}
+
+impl PartialEq for RevocationCheck {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for RevocationCheck {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "RevocationCheck({})", self.passed())
+    }
 }
 
 impl Principal {
