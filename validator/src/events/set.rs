@@ -56,9 +56,12 @@ pub(crate) enum SetError {
     /// Not a well-formed SET, or an event that cannot be read.
     #[error("malformed SET: {0}")]
     Malformed(String),
-    /// Its signature, key or algorithm is not the issuer's.
-    #[error("SET not signed by the issuer: {0}")]
-    Signature(InvalidToken),
+    /// Its key or algorithm is not one of the issuer's.
+    #[error("SET signed with a key or algorithm not accepted: {0}")]
+    Key(InvalidToken),
+    /// Its signature does not verify.
+    #[error("SET signature does not verify")]
+    Signature,
     /// `iss` is not the issuer.
     #[error("SET from another issuer")]
     Issuer,
@@ -72,10 +75,8 @@ impl SetError {
     pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "invalid_request",
-            Self::Signature(InvalidToken::UnknownKey(_) | InvalidToken::AmbiguousKey(_)) => {
-                "invalid_key"
-            }
-            Self::Signature(_) => "authentication_failed",
+            Self::Key(_) => "invalid_key",
+            Self::Signature => "authentication_failed",
             Self::Issuer => "invalid_issuer",
             Self::Audience => "invalid_audience",
         }
@@ -102,13 +103,23 @@ pub(crate) async fn verify(
     jwks: &Arc<JwksCache>,
 ) -> Result<SecurityEvent, Rejection> {
     let invalid = |error: SetError| Rejection::Invalid(error);
-    let jws = UntrustedJws::parse(token, &rules.algorithms)
-        .map_err(|error| invalid(SetError::Signature(error)))?;
+    let jws = UntrustedJws::parse(token, &rules.algorithms).map_err(|error| {
+        invalid(match error {
+            InvalidToken::AlgorithmNotAllowed(_) => SetError::Key(error),
+            other => SetError::Malformed(other.to_string()),
+        })
+    })?;
     let typ = jws.header.typ.as_deref().map(normalize_typ);
     if typ.as_deref() != Some(SET_TYPE) {
+        let found: String = jws
+            .header
+            .typ
+            .unwrap_or_default()
+            .chars()
+            .take(32)
+            .collect();
         return Err(invalid(SetError::Malformed(format!(
-            "`typ` is {:?}, not {SET_TYPE:?}",
-            jws.header.typ.as_deref().unwrap_or_default()
+            "`typ` is {found:?}, not {SET_TYPE:?}"
         ))));
     }
     match jwks.verify(&jws).await {
@@ -116,7 +127,10 @@ pub(crate) async fn verify(
         Err(Error::InvalidToken(unknown @ InvalidToken::UnknownKey(_))) => {
             return Err(Rejection::UnknownKey(unknown));
         }
-        Err(Error::InvalidToken(error)) => return Err(invalid(SetError::Signature(error))),
+        Err(Error::InvalidToken(InvalidToken::BadSignature)) => {
+            return Err(invalid(SetError::Signature));
+        }
+        Err(Error::InvalidToken(error)) => return Err(invalid(SetError::Key(error))),
         Err(Error::Unavailable(error)) => return Err(Rejection::KeysUnavailable(error)),
         Err(other) => {
             return Err(invalid(SetError::Malformed(other.to_string())));
@@ -475,12 +489,9 @@ mod tests {
         assert_eq!(SetError::Issuer.code(), "invalid_issuer");
         assert_eq!(SetError::Audience.code(), "invalid_audience");
         assert_eq!(malformed("x").code(), "invalid_request");
+        assert_eq!(SetError::Signature.code(), "authentication_failed");
         assert_eq!(
-            SetError::Signature(InvalidToken::BadSignature).code(),
-            "authentication_failed"
-        );
-        assert_eq!(
-            SetError::Signature(InvalidToken::UnknownKey("k".to_owned())).code(),
+            SetError::Key(InvalidToken::UnknownKey("k".to_owned())).code(),
             "invalid_key"
         );
     }

@@ -6,6 +6,11 @@
 //! new batch replaces them — after an empty answer, a failure or a reconnection alike — and a
 //! batch is acknowledged only once every SET in it was judged: one that could not be (the
 //! issuer's keys unreachable) makes the poll fail, and the batch comes again.
+//!
+//! Polls are held open (`returnImmediately` false) once the stream is caught up. At the start
+//! and after a failure, they ask for an immediate answer instead, until one says nothing more is
+//! waiting: a stream that recovers with nothing new to say is known to be caught up at once,
+//! not when its first held poll ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -137,6 +142,8 @@ enum Judgement {
 struct Polled {
     sets: usize,
     more_available: bool,
+    /// Whether the transmitter was asked to hold the poll.
+    held: bool,
 }
 
 /// Bounded exponential backoff with jitter: a recovered issuer is polled again within
@@ -201,7 +208,7 @@ impl Subscriber {
                     if polled.more_available {
                         continue;
                     }
-                    if polled.sets == 0 {
+                    if polled.sets == 0 && polled.held {
                         tokio::time::sleep_until(started + MIN_EMPTY_POLL_INTERVAL).await;
                     }
                 }
@@ -279,11 +286,12 @@ impl State {
 
     async fn poll(&mut self) -> Result<Polled, FetchError> {
         let endpoint = self.endpoint().await?;
+        let hold = self.subscriber.revocations.health.is_caught_up();
         let request = PollRequest {
             ack: &self.acknowledged.ack,
             set_errs: &self.acknowledged.set_errs,
             max_events: MAX_EVENTS,
-            return_immediately: false,
+            return_immediately: !hold,
         };
         let body = serde_json::to_vec(&request).map_err(|error| FetchError::InvalidDocument {
             url: endpoint.to_string(),
@@ -327,6 +335,7 @@ impl State {
         Ok(Polled {
             sets,
             more_available: answer.more_available,
+            held: hold,
         })
     }
 
@@ -418,7 +427,7 @@ impl State {
                 };
                 if now >= first_seen + subscriber.refetch_cooldown {
                     self.unknown_key = None;
-                    Judgement::Reject(SetError::Signature(error))
+                    Judgement::Reject(SetError::Key(error))
                 } else {
                     Judgement::Retry(FetchError::InvalidDocument {
                         url: subscriber.rules.issuer.clone(),
