@@ -1,6 +1,7 @@
 //! The verified identity behind a token.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,24 +30,40 @@ pub struct Principal {
     pub(crate) revocation_check: RevocationCheck,
 }
 
-/// The version of the last deny set that found a principal not revoked; 0 for none. A memo,
-/// not part of what the principal says: clones copy it, comparisons ignore it.
+/// What the revocation check remembers about a principal: the version of the last deny set
+/// that found it not revoked (0 for none), and its identifiers as the deny set looks them up,
+/// computed once. A memo, not part of what the principal says: clones copy it, comparisons
+/// ignore it.
 #[derive(Default)]
-pub(crate) struct RevocationCheck(AtomicU64);
+pub(crate) struct RevocationCheck {
+    passed: AtomicU64,
+    identifiers: OnceLock<[Option<u64>; 4]>,
+}
 
 impl RevocationCheck {
     pub(crate) fn passed(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.passed.load(Ordering::Relaxed)
     }
 
     pub(crate) fn record_pass(&self, version: u64) {
-        self.0.store(version, Ordering::Relaxed);
+        self.passed.store(version, Ordering::Relaxed);
+    }
+
+    /// The identifiers, computed by `compute` the first time.
+    pub(crate) fn identifiers(
+        &self,
+        compute: impl FnOnce() -> [Option<u64>; 4],
+    ) -> [Option<u64>; 4] {
+        *self.identifiers.get_or_init(compute)
     }
 }
 
 impl Clone for RevocationCheck {
     fn clone(&self) -> Self {
-        Self(AtomicU64::new(self.passed()))
+        Self {
+            passed: AtomicU64::new(self.passed()),
+            identifiers: self.identifiers.clone(),
+        }
     }
 }
 

@@ -2,14 +2,21 @@
 //!
 //! Validation reads it on every request, so it is never locked: the subscriber builds a new
 //! snapshot for each batch of events (or purge) and swaps it in, while readers keep the one
-//! they loaded. Keys are `Arc<str>`, so a copy of 100 000 entries is a table of reference-count
-//! increments, not 100 000 allocations. Each snapshot has a version unique in the process; a
-//! principal remembers the version that last found it not revoked, so a cached token is looked
-//! up once per change of the set, not once per request.
+//! they loaded. Each snapshot has a version unique in the process; a principal remembers the
+//! version that last found it not revoked, so a cached token is looked up once per change of
+//! the set, not once per request.
+//!
+//! That look-up must not walk the principal's claims (a map of separately allocated strings,
+//! cold in memory for most cached tokens): a principal's identifiers are hashed once, with a
+//! key random per process, and the tables are keyed by those hashes. A claim is read only to
+//! confirm a hash that matched. Held identifiers are `Arc<str>`, so copying a snapshot of
+//! 100 000 entries costs reference-count increments, not allocations.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::hash_map::{Entry, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -65,20 +72,162 @@ impl Cutoff {
     }
 }
 
+/// The claims an event can name, in the order a principal's identifiers are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    TokenId = 0,
+    Session = 1,
+    Subject = 2,
+    Client = 3,
+}
+
+impl Kind {
+    /// The claim read from a principal (for `client_id`, also `azp`).
+    fn claim(self, principal: &Principal) -> Option<&str> {
+        let claim = |name: &str| principal.claims.get(name).and_then(Value::as_str);
+        match self {
+            Self::TokenId => claim("jti"),
+            Self::Session => claim("sid"),
+            Self::Subject => claim("sub"),
+            Self::Client => principal.client_id(),
+        }
+    }
+}
+
+/// The hash of an identifier of a kind: keyed with a key random per process, so that no one
+/// can choose identifiers that collide, and including the kind, so that a `sub` never matches
+/// a `sid`.
+fn identifier_hash(kind: Kind, id: &str) -> u64 {
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
+    hasher.write_u8(kind as u8);
+    hasher.write(id.as_bytes());
+    hasher.finish()
+}
+
+/// A principal's identifiers, hashed once (on its first check, right after verification).
+fn identifiers(principal: &Principal) -> [Option<u64>; 4] {
+    principal.revocation_check.identifiers(|| {
+        [Kind::TokenId, Kind::Session, Kind::Subject, Kind::Client]
+            .map(|kind| kind.claim(principal).map(|id| identifier_hash(kind, id)))
+    })
+}
+
+/// The keys are hashes already.
+#[derive(Clone, Copy, Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+/// Identifiers of one kind, by hash. Two identifiers with one hash (never seen, but possible)
+/// keep the second by name.
+#[derive(Clone)]
+struct Held<V> {
+    by_hash: HashMap<u64, (Arc<str>, V), BuildHasherDefault<IdentityHasher>>,
+    collided: HashMap<Arc<str>, V>,
+}
+
+impl<V: Copy> Held<V> {
+    fn new() -> Self {
+        Self {
+            by_hash: HashMap::default(),
+            collided: HashMap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_hash.len() + self.collided.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The entry for the identifier with this hash; `id` gives the identifier itself, read
+    /// only to confirm a match.
+    fn get<'a>(&self, hash: u64, id: impl FnOnce() -> Option<&'a str>) -> Option<V> {
+        let (held, value) = self.by_hash.get(&hash)?;
+        let id = id()?;
+        if **held == *id {
+            return Some(*value);
+        }
+        self.collided.get(id).copied()
+    }
+
+    fn insert(&mut self, kind: Kind, id: &str, value: V, merge: impl Fn(V, V) -> V) {
+        self.insert_hashed(identifier_hash(kind, id), id, value, merge);
+    }
+
+    fn insert_hashed(&mut self, hash: u64, id: &str, value: V, merge: impl Fn(V, V) -> V) {
+        match self.by_hash.entry(hash) {
+            Entry::Vacant(entry) => {
+                entry.insert((Arc::from(id), value));
+            }
+            Entry::Occupied(mut entry) if *entry.get().0 == *id => {
+                let held = &mut entry.get_mut().1;
+                *held = merge(*held, value);
+            }
+            Entry::Occupied(_) => {
+                self.collided
+                    .entry(Arc::from(id))
+                    .and_modify(|held| *held = merge(*held, value))
+                    .or_insert(value);
+            }
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(V) -> bool) {
+        self.by_hash.retain(|_, (_, value)| keep(*value));
+        self.collided.retain(|_, value| keep(*value));
+    }
+
+    fn values(&self) -> impl Iterator<Item = V> + '_ {
+        self.by_hash
+            .values()
+            .map(|(_, value)| *value)
+            .chain(self.collided.values().copied())
+    }
+}
+
 /// One snapshot. Never changed once shared: [`with`](Self::with) and
 /// [`without_expired`](Self::without_expired) make the next one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct DenySet {
     version: u64,
-    token_ids: HashMap<Arc<str>, Duration>,
+    token_ids: Held<Duration>,
     digests: HashMap<TokenDigest, Duration, DigestHash>,
-    sessions: HashMap<Arc<str>, Cutoff>,
-    subjects: HashMap<Arc<str>, Cutoff>,
-    clients: HashMap<Arc<str>, Cutoff>,
+    sessions: Held<Cutoff>,
+    subjects: Held<Cutoff>,
+    clients: Held<Cutoff>,
     /// Entries held, all kinds together.
     held: usize,
     /// The earliest `until` held: nothing expires before it.
     next_expiry: Option<Duration>,
+}
+
+/// Counts only: the identifiers held can be many, and name people.
+impl std::fmt::Debug for DenySet {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DenySet")
+            .field("version", &self.version)
+            .field("held", &self.held)
+            .finish()
+    }
 }
 
 /// Versions unique across every deny set of the process, so that a principal's memo can never
@@ -92,14 +241,19 @@ impl DenySet {
     pub(crate) fn empty() -> Self {
         Self {
             version: next_version(),
-            token_ids: HashMap::new(),
+            token_ids: Held::new(),
             digests: HashMap::default(),
-            sessions: HashMap::new(),
-            subjects: HashMap::new(),
-            clients: HashMap::new(),
+            sessions: Held::new(),
+            subjects: Held::new(),
+            clients: Held::new(),
             held: 0,
             next_expiry: None,
         }
+    }
+
+    /// This snapshot's version, unique in the process.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     /// How many identifiers are refused.
@@ -113,25 +267,28 @@ impl DenySet {
         if self.held == 0 || principal.revocation_check.passed() == self.version {
             return None;
         }
-        let claim = |name: &str| principal.claims.get(name).and_then(Value::as_str);
-        if !self.token_ids.is_empty()
-            && claim("jti").is_some_and(|jti| self.token_ids.contains_key(jti))
+        let [token_id, session, subject, client] = identifiers(principal);
+        if let Some(hash) = token_id.filter(|_| !self.token_ids.is_empty())
+            && self
+                .token_ids
+                .get(hash, || Kind::TokenId.claim(principal))
+                .is_some()
         {
             return Some("its `jti` was revoked");
         }
-        let cut_off = |map: &HashMap<Arc<str>, Cutoff>, key: Option<&str>| {
-            !map.is_empty()
-                && key
-                    .and_then(|key| map.get(key))
+        let cut_off = |held: &Held<Cutoff>, hash: Option<u64>, kind: Kind| {
+            !held.is_empty()
+                && hash
+                    .and_then(|hash| held.get(hash, || kind.claim(principal)))
                     .is_some_and(|cutoff| cutoff.refuses(principal))
         };
-        if cut_off(&self.sessions, claim("sid")) {
+        if cut_off(&self.sessions, session, Kind::Session) {
             return Some("its session was ended");
         }
-        if cut_off(&self.subjects, claim("sub")) {
+        if cut_off(&self.subjects, subject, Kind::Subject) {
             return Some("its user was deleted");
         }
-        if cut_off(&self.clients, principal.client_id()) {
+        if cut_off(&self.clients, client, Kind::Client) {
             return Some("its client was deleted");
         }
         principal.revocation_check.record_pass(self.version);
@@ -156,17 +313,24 @@ impl DenySet {
             let cutoff = |toe: &Duration| Cutoff { toe: *toe, until };
             match &denial.target {
                 Target::TokenId(jti) => {
-                    let held = next.token_ids.entry(Arc::from(jti.as_str())).or_default();
-                    *held = (*held).max(until);
+                    next.token_ids
+                        .insert(Kind::TokenId, jti, until, Duration::max);
                 }
                 Target::TokenDigest(digest) => {
                     let held = next.digests.entry(*digest).or_default();
                     *held = (*held).max(until);
                 }
-                Target::Session { sid, toe } => merge(&mut next.sessions, sid, cutoff(toe)),
-                Target::Subject { sub, toe } => merge(&mut next.subjects, sub, cutoff(toe)),
+                Target::Session { sid, toe } => {
+                    next.sessions
+                        .insert(Kind::Session, sid, cutoff(toe), Cutoff::merge);
+                }
+                Target::Subject { sub, toe } => {
+                    next.subjects
+                        .insert(Kind::Subject, sub, cutoff(toe), Cutoff::merge);
+                }
                 Target::Client { client_id, toe } => {
-                    merge(&mut next.clients, client_id, cutoff(toe));
+                    next.clients
+                        .insert(Kind::Client, client_id, cutoff(toe), Cutoff::merge);
                 }
             }
             next.next_expiry = Some(next.next_expiry.map_or(until, |held| held.min(until)));
@@ -183,20 +347,19 @@ impl DenySet {
         }
         let mut next = self.clone();
         next.version = next_version();
-        next.token_ids.retain(|_, until| !expired(*until));
+        next.token_ids.retain(|until| !expired(until));
         next.digests.retain(|_, until| !expired(*until));
-        for map in [&mut next.sessions, &mut next.subjects, &mut next.clients] {
-            map.retain(|_, cutoff| !expired(cutoff.until));
+        for held in [&mut next.sessions, &mut next.subjects, &mut next.clients] {
+            held.retain(|cutoff| !expired(cutoff.until));
         }
         next.next_expiry = next
             .token_ids
             .values()
-            .chain(next.digests.values())
-            .copied()
+            .chain(next.digests.values().copied())
             .chain(
                 [&next.sessions, &next.subjects, &next.clients]
                     .into_iter()
-                    .flat_map(|map| map.values().map(|cutoff| cutoff.until)),
+                    .flat_map(|held| held.values().map(|cutoff| cutoff.until)),
             )
             .min();
         next.count();
@@ -210,12 +373,6 @@ impl DenySet {
             + self.subjects.len()
             + self.clients.len();
     }
-}
-
-fn merge(map: &mut HashMap<Arc<str>, Cutoff>, key: &str, cutoff: Cutoff) {
-    map.entry(Arc::from(key))
-        .and_modify(|held| *held = held.merge(cutoff))
-        .or_insert(cutoff);
 }
 
 #[cfg(test)]
@@ -357,6 +514,51 @@ mod tests {
         let empty = purged.without_expired(NOW + HOUR + LEEWAY, LEEWAY).unwrap();
         assert_eq!(empty.len(), 0);
         assert!(empty.without_expired(NOW + HOUR * 48, LEEWAY).is_none());
+    }
+
+    #[test]
+    fn identifiers_sharing_a_hash_are_told_apart_by_name() {
+        let mut held = Held::new();
+        held.insert_hashed(7, "first", 1_u8, u8::max);
+        held.insert_hashed(7, "second", 2, u8::max);
+        held.insert_hashed(7, "second", 3, u8::max);
+        assert_eq!(held.len(), 2);
+        assert_eq!(held.get(7, || Some("first")), Some(1));
+        assert_eq!(held.get(7, || Some("second")), Some(3));
+        assert_eq!(held.get(7, || Some("third")), None);
+        assert_eq!(held.get(8, || Some("first")), None);
+        held.retain(|value| value > 1);
+        assert_eq!(held.get(7, || Some("second")), None, "under another's hash");
+        assert_eq!(held.len(), 1);
+    }
+
+    #[test]
+    fn the_kind_is_part_of_the_hash() {
+        assert_ne!(
+            identifier_hash(Kind::Subject, "x"),
+            identifier_hash(Kind::Session, "x")
+        );
+        let set = set_of(vec![Target::Subject {
+            sub: "x".to_owned(),
+            toe: Duration::from_secs(TOE),
+        }]);
+        assert!(
+            set.refuses(&principal(json!({"sid": "x", "iat": TOE})))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn debug_output_shows_counts_not_identifiers() {
+        let set = set_of(vec![Target::Subject {
+            sub: "jane@example.test".to_owned(),
+            toe: NOW,
+        }]);
+        let debug = format!("{set:?}");
+        assert!(
+            debug.contains("held: 1") && !debug.contains("jane"),
+            "{debug}"
+        );
     }
 
     #[test]
