@@ -390,7 +390,8 @@ impl ValidatorBuilder {
     /// from then on [`Validator::validate`] refuses ([`InvalidToken::Revoked`]) the token it
     /// names by `jti` or digest, and the tokens of the session (`sid`), user (`sub`) or client
     /// (`client_id`) it names that were issued at or before the event. Each refusal is held
-    /// until the event's `tokens_expire_by`. The contract is `docs/revocation-events.md`.
+    /// until the event's `tokens_expire_by` (plus the [`leeway`](Self::leeway)). The contract
+    /// is `docs/revocation-events.md` in the repository.
     ///
     /// [`build`](Self::build) then spawns the task on the current tokio runtime, so it must be
     /// called inside one; the task ends when the last clone of the validator is dropped.

@@ -769,3 +769,23 @@ fn building_a_subscribed_validator_needs_a_runtime() {
     assert_eq!(error.field(), "revocation_events");
     assert!(error.to_string().contains("tokio runtime"), "{error}");
 }
+
+#[tokio::test]
+async fn a_set_older_than_the_retention_is_acknowledged_and_ignored() {
+    let tx = transmitter().await;
+    let validator = tx.validator(); // retention 24 h
+    let token = tx.token(json!({}));
+    validator.validate(&token).await.unwrap();
+    let id = tx.next_id();
+    let mut claims = revoke_claims(&tx, &id, &jti_of(&token));
+    let day_ago = tx.now() - 86_400;
+    claims["iat"] = json!(day_ago);
+    claims["toe"] = json!(day_ago);
+    tx.publish(&id, tx.sign_set(&claims));
+    let fresh = tx.revoke_jti("another");
+    tx.wait_for_ack(&fresh).await;
+    assert!(validator.validate(&token).await.is_ok());
+    let status = status(&validator);
+    assert_eq!((status.events_applied, status.sets_rejected), (1, 0));
+    assert!(tx.polls().iter().any(|poll| poll.ack().contains(&id)));
+}

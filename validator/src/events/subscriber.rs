@@ -186,9 +186,11 @@ impl Subscriber {
             endpoint: None,
             acknowledged: Acknowledgements::default(),
             seen: HashMap::new(),
+            next_forget: None,
             unknown_key: None,
         };
         let mut backoff = Backoff::new(state.subscriber.policy.max_backoff);
+        let mut caught_up_once = false;
         let mut in_outage = false;
         let mut bound_reported = false;
         let issuer = state.subscriber.rules.issuer.clone();
@@ -199,8 +201,13 @@ impl Subscriber {
             match result {
                 Ok(polled) => {
                     backoff.reset();
-                    if in_outage && revocations.health.is_caught_up() {
-                        tracing::info!(%issuer, "revocation event stream recovered");
+                    if revocations.health.is_caught_up() {
+                        if in_outage {
+                            tracing::info!(%issuer, "revocation event stream recovered");
+                        } else if !caught_up_once {
+                            tracing::info!(%issuer, "revocation event stream caught up");
+                        }
+                        caught_up_once = true;
                         in_outage = false;
                         bound_reported = false;
                     }
@@ -213,8 +220,23 @@ impl Subscriber {
                     }
                 }
                 Err(error) => {
+                    let refused = matches!(
+                        error,
+                        FetchError::Status {
+                            status: 401 | 403,
+                            ..
+                        }
+                    );
                     if in_outage {
                         tracing::debug!(%issuer, %error, "revocation event stream still failing");
+                    } else if refused {
+                        tracing::error!(
+                            %issuer,
+                            %error,
+                            "the revocation event stream refused this API's credentials: \
+                             revocations are not seen until it accepts them"
+                        );
+                        in_outage = true;
                     } else {
                         tracing::warn!(
                             %issuer,
@@ -250,6 +272,8 @@ struct State {
     acknowledged: Acknowledgements,
     /// Ids of SETs processed, until they are old enough to be ignored anyway.
     seen: HashMap<String, Duration>,
+    /// The earliest time an id in `seen` may be forgotten: nothing to scan before it.
+    next_forget: Option<Duration>,
     /// A SET whose `kid` was unknown, and when that was first seen.
     unknown_key: Option<(String, Duration)>,
 }
@@ -307,16 +331,11 @@ impl State {
             subscriber.policy.poll_timeout,
         )
         .await
-        .inspect_err(|error| match error {
-            FetchError::Status {
-                status: 401 | 403, ..
-            } => tracing::error!(
-                issuer = %subscriber.rules.issuer,
-                "the revocation event stream refused this API's credentials"
-            ),
+        .inspect_err(|error| {
             // Moved: found again through discovery on the next attempt.
-            FetchError::Status { status: 404, .. } => self.endpoint = None,
-            _ => {}
+            if let FetchError::Status { status: 404, .. } = error {
+                self.endpoint = None;
+            }
         })?;
         let answer: PollAnswer =
             serde_json::from_slice(&answer).map_err(|error| FetchError::InvalidDocument {
@@ -447,6 +466,10 @@ impl State {
             .min(self.now())
             .saturating_add(self.subscriber.rules.default_hold);
         self.seen.insert(event.jti.clone(), forget_at);
+        self.next_forget = Some(
+            self.next_forget
+                .map_or(forget_at, |next| next.min(forget_at)),
+        );
     }
 
     async fn apply(&self, events: &[SecurityEvent]) {
@@ -474,7 +497,10 @@ impl State {
     fn purge(&mut self) {
         let now = self.now();
         self.subscriber.revocations.purge(now);
-        self.seen.retain(|_, forget_at| *forget_at > now);
+        if self.next_forget.is_some_and(|next| next <= now) {
+            self.seen.retain(|_, forget_at| *forget_at > now);
+            self.next_forget = self.seen.values().min().copied();
+        }
     }
 }
 

@@ -468,15 +468,29 @@ impl Transmitter {
     }
 
     /// Waits (bounded, 20 s) until `condition` holds.
-    pub async fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
+    pub async fn wait_until(&self, what: &str, condition: impl FnMut() -> bool) {
+        if !self
+            .wait_until_polling(Duration::from_millis(10), condition)
+            .await
+        {
+            panic!("timed out waiting for {what}");
+        }
+    }
+
+    /// Whether `condition` came to hold within 20 s, looked at every `every`.
+    pub async fn wait_until_polling(
+        &self,
+        every: Duration,
+        mut condition: impl FnMut() -> bool,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while !condition() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(every).await;
         }
+        true
     }
 }
 
