@@ -568,6 +568,21 @@ mod tests {
     }
 
     #[test]
+    fn a_revoked_token_is_answered_as_any_invalid_token() {
+        let revoked = Error::InvalidToken(InvalidToken::Revoked("its session was ended"));
+        let rejection = Rejection::from_error(&revoked);
+        assert_eq!(rejection.kind(), RejectionKind::InvalidToken);
+        assert_eq!(rejection.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(rejection.error_code(), Some("invalid_token"));
+        let response: Response<Bytes> = respond(rejection, &ResponseOptions::default());
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            r#"Bearer realm="api", error="invalid_token""#
+        );
+        assert!(response.headers().get(RETRY_AFTER).is_none());
+    }
+
+    #[test]
     fn descriptions_keep_to_the_rfc_6750_characters() {
         assert_eq!(
             description_chars("alg \"HS256\" \\ é\n"),

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::error::InvalidToken;
 use crate::json;
-use crate::principal::Principal;
+use crate::principal::{Principal, RevocationCheck};
 use crate::scope::ScopeSet;
 
 /// What the claims are checked against.
@@ -117,6 +117,7 @@ pub(crate) fn check(
         expires_at: expires_at.map(to_duration),
         issued_at: issued_at.map(to_duration),
         claims,
+        revocation_check: RevocationCheck::default(),
     })
 }
 

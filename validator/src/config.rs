@@ -3,14 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::header::HeaderValue;
+
 use crate::Validator;
 use crate::algorithm::Algorithm;
 use crate::claims::ClaimRules;
 use crate::clock::{Clock, SystemClock};
 use crate::discovery::IssuerMetadata;
 use crate::error::BuildError;
+use crate::events::{EventsPolicy, PollSource, Revocations, SetRules, Subscriber, Subscription};
 use crate::http::{self, checked_url};
-use crate::introspect::{Endpoint, IntrospectionPolicy, Introspector, Secret};
+use crate::introspect::{Endpoint, IntrospectionPolicy, Introspector, Secret, basic_authorization};
 use crate::jwks::{JwksCache, JwksPolicy, JwksSource};
 use crate::source::{IntrospectionSource, KeySource};
 use crate::token_type::{TypeRule, normalize_typ};
@@ -67,6 +70,9 @@ pub struct ValidatorBuilder {
     accept_expired: bool,
     scope_claim: Option<String>,
     discovery_refresh: Duration,
+    revocation_events_credentials: Option<(String, Secret)>,
+    revocation_events_endpoint: Option<String>,
+    revocation_events: EventsPolicy,
 }
 
 /// Longest accepted clock skew: more would keep expired tokens alive.
@@ -99,6 +105,9 @@ impl Default for ValidatorBuilder {
             accept_expired: false,
             scope_claim: None,
             discovery_refresh: Duration::from_secs(3600),
+            revocation_events_credentials: None,
+            revocation_events_endpoint: None,
+            revocation_events: EventsPolicy::default(),
         }
     }
 }
@@ -369,11 +378,106 @@ impl ValidatorBuilder {
         self
     }
 
+    /// Subscribe to the issuer's revocation events, so that a token revoked at the issuer is
+    /// refused here about a second later instead of at its `exp`: the API's id and secret at
+    /// the issuer (the same as for introspection), with which it reads its stream.
+    ///
+    /// One background task per issuer polls the issuer's RFC 8936 endpoint (found through
+    /// `{issuer}/.well-known/ssf-configuration`, SSF 1.0, unless
+    /// [`revocation_events_endpoint`](Self::revocation_events_endpoint) is set), holding each
+    /// poll open until an event comes. Each Security Event Token is verified against the
+    /// issuer's keys (same algorithms, `typ` `secevent+jwt`, `iss`, `aud` = this API's id), and
+    /// from then on [`Validator::validate`] refuses ([`InvalidToken::Revoked`]) the token it
+    /// names by `jti` or digest, and the tokens of the session (`sid`), user (`sub`) or client
+    /// (`client_id`) it names that were issued at or before the event. Each refusal is held
+    /// until the event's `tokens_expire_by` (plus the [`leeway`](Self::leeway)). The contract
+    /// is `docs/revocation-events.md` in the repository.
+    ///
+    /// [`build`](Self::build) then spawns the task on the current tokio runtime, so it must be
+    /// called inside one; the task ends when the last clone of the validator is dropped.
+    /// While the stream fails, tokens are still verified and the failure is logged and
+    /// reported by [`Validator::revocation_stream_status`]; once it has failed for longer than
+    /// [`revocation_events_max_blind`](Self::revocation_events_max_blind), every token of the
+    /// issuer is *unavailable*.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use scopegate_validator::{Algorithm, Validator};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scopegate_validator::BuildError> {
+    /// let validator = Validator::builder()
+    ///     .issuer("https://login.example.com")
+    ///     .audience("https://api.example.com")
+    ///     .algorithms([Algorithm::RS256])
+    ///     .revocation_events("https://api.example.com", "api-secret")
+    ///     .revocation_events_max_blind(Duration::from_secs(120))
+    ///     .build()?; // inside a tokio runtime: the subscription starts here
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`InvalidToken::Revoked`]: crate::InvalidToken::Revoked
+    pub fn revocation_events(
+        mut self,
+        api_id: impl Into<String>,
+        api_secret: impl Into<String>,
+    ) -> Self {
+        self.revocation_events_credentials = Some((api_id.into(), Secret(api_secret.into())));
+        self
+    }
+
+    /// The RFC 8936 poll endpoint of this API's event stream, instead of discovering it.
+    pub fn revocation_events_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.revocation_events_endpoint = Some(url.into());
+        self
+    }
+
+    /// How long the event stream may fail before every token of the issuer is *unavailable*
+    /// (default 5 min, between 1 s and 24 h). Before the first answer, counted from the
+    /// subscription's start.
+    ///
+    /// # Security
+    /// The bound on how stale revocations may get: while the stream fails, a token revoked
+    /// meanwhile is still accepted. Too short, and a brief outage of the issuer takes every
+    /// API down with it; the default lets restarts and blips pass while keeping staleness
+    /// to minutes.
+    pub fn revocation_events_max_blind(mut self, max_blind: Duration) -> Self {
+        self.revocation_events.max_blind = max_blind;
+        self
+    }
+
+    /// Total time one poll may take (default 60 s, between 1 s and 10 min): longer than the
+    /// issuer holds a poll open (the token service: 25 s by default), or every held poll
+    /// would count as a failure.
+    pub fn revocation_events_poll_timeout(mut self, timeout: Duration) -> Self {
+        self.revocation_events.poll_timeout = timeout;
+        self
+    }
+
+    /// How long a refusal is held when its event does not say (`tokens_expire_by`, which the
+    /// token service always sends), counted from the event's time; and how old a SET may be
+    /// and still be applied (default 24 h: the longest access-token lifetime the token service
+    /// allows).
+    pub fn revocation_events_retention(mut self, retention: Duration) -> Self {
+        self.revocation_events.retention = retention;
+        self
+    }
+
+    /// The longest wait between attempts while the event stream fails (default 5 s): the
+    /// wait doubles from 100 ms up to it, with jitter.
+    pub fn revocation_events_max_backoff(mut self, max_backoff: Duration) -> Self {
+        self.revocation_events.max_backoff = max_backoff;
+        self
+    }
+
     /// Checks every setting and builds the validator. No network request is made here; keys
-    /// are fetched on first use (or by [`Validator::refresh_keys`]).
+    /// are fetched on first use (or by [`Validator::refresh_keys`]). With
+    /// [`revocation_events`](Self::revocation_events), the subscription's task is spawned on
+    /// the current tokio runtime.
     ///
     /// # Errors
-    /// A [`BuildError`] naming the first field that is missing or invalid.
+    /// A [`BuildError`] naming the first field that is missing or invalid; with revocation
+    /// events, also when called outside a tokio runtime.
     pub fn build(self) -> Result<Validator, BuildError> {
         let issuer = self.issuer.ok_or_else(|| {
             BuildError::new(
@@ -387,7 +491,9 @@ impl ValidatorBuilder {
         let introspection_discovered = self.introspection_credentials.is_some()
             && self.introspection_endpoint.is_none()
             && self.introspection_source.is_none();
-        if keys_given && !introspection_discovered {
+        let events_discovered = self.revocation_events_credentials.is_some()
+            && self.revocation_events_endpoint.is_none();
+        if keys_given && !introspection_discovered && !events_discovered {
             if issuer.is_empty() {
                 return Err(BuildError::new("issuer", "must not be empty"));
             }
@@ -410,6 +516,20 @@ impl ValidatorBuilder {
                 url,
                 self.allow_insecure_http,
             )?),
+            None => None,
+        };
+        let events_url = match &self.revocation_events_endpoint {
+            Some(url) if self.revocation_events_credentials.is_some() => Some(checked_url(
+                "revocation_events_endpoint",
+                url,
+                self.allow_insecure_http,
+            )?),
+            Some(_) => {
+                return Err(BuildError::new(
+                    "revocation_events",
+                    "a revocation events endpoint needs the API's credentials",
+                ));
+            }
             None => None,
         };
         if self.audiences.is_empty() && !self.any_audience {
@@ -557,13 +677,61 @@ impl ValidatorBuilder {
         };
         let mut algorithms = self.algorithms;
         algorithms.dedup();
-        let jwks = JwksCache::new(
+        let refetch_cooldown = self.jwks.refetch_cooldown;
+        let max_document_bytes = self.jwks.max_document_bytes;
+        let jwks = Arc::new(JwksCache::new(
             source,
             self.jwks,
             algorithms.clone(),
-            http,
+            http.clone(),
             Arc::clone(&self.clock),
-        );
+        ));
+        let events = match self.revocation_events_credentials {
+            None => None,
+            Some((api_id, secret)) => {
+                if api_id.is_empty() || secret.0.is_empty() {
+                    return Err(BuildError::new(
+                        "revocation_events",
+                        "API id and secret must not be empty",
+                    ));
+                }
+                self.revocation_events.check()?;
+                let mut authorization =
+                    HeaderValue::from_str(&basic_authorization(&api_id, &secret.0)).map_err(
+                        |_| BuildError::new("revocation_events", "credentials do not fit a header"),
+                    )?;
+                authorization.set_sensitive(true);
+                let revocations = Arc::new(Revocations::new(
+                    rules.issuer.clone(),
+                    rules.leeway,
+                    &self.revocation_events,
+                    self.clock.now(),
+                ));
+                Some(Subscription::start(Subscriber {
+                    revocations,
+                    jwks: Arc::clone(&jwks),
+                    introspector: introspector.clone(),
+                    rules: SetRules {
+                        issuer: rules.issuer.clone(),
+                        audience: api_id,
+                        algorithms: algorithms.clone(),
+                        default_hold: self.revocation_events.retention,
+                    },
+                    source: match events_url {
+                        Some(url) => PollSource::Configured(url),
+                        None => PollSource::Discovered {
+                            allow_insecure_http: self.allow_insecure_http,
+                        },
+                    },
+                    http,
+                    authorization,
+                    policy: self.revocation_events,
+                    max_document_bytes,
+                    clock: Arc::clone(&self.clock),
+                    refetch_cooldown,
+                })?)
+            }
+        };
         Ok(Validator::from_parts(crate::Inner {
             rules,
             algorithms,
@@ -579,10 +747,11 @@ impl ValidatorBuilder {
             } else {
                 self.verified_cache_capacity
             }),
-            jwks: Arc::new(jwks),
+            jwks,
             introspector,
             introspect_jwts: self.introspect_jwts,
             clock: self.clock,
+            events,
         }))
     }
 }

@@ -155,6 +155,10 @@ pub enum InvalidToken {
     /// unknown, or not meant for this API).
     #[error("token is not active")]
     Inactive,
+    /// The issuer revoked it, as an event of its revocation stream said: the token itself, its
+    /// session, its user or its client (see `ValidatorBuilder::revocation_events`).
+    #[error("token is revoked: {0}")]
+    Revoked(&'static str),
 }
 
 /// The issuer's keys or introspection endpoint could not be obtained.

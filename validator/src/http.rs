@@ -118,12 +118,58 @@ pub(crate) async fn post_form(
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
-    let mut response = client
+    let request = client
         .post(url.clone())
         .header(AUTHORIZATION, authorization.clone())
         .header(ACCEPT, "application/json")
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
+        .body(body);
+    body_of_ok(request, url, max_bytes).await
+}
+
+/// GETs `url` with an `Authorization` header and returns the `200` body, at most `max_bytes`
+/// of it.
+pub(crate) async fn get_authorized(
+    client: &Client,
+    url: &Url,
+    authorization: &HeaderValue,
+    max_bytes: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let request = client
+        .get(url.clone())
+        .header(AUTHORIZATION, authorization.clone())
+        .header(ACCEPT, "application/json");
+    body_of_ok(request, url, max_bytes).await
+}
+
+/// POSTs a JSON body with an `Authorization` header and returns the `200` body, at most
+/// `max_bytes` of it; `timeout` replaces the client's total timeout (a held long poll needs
+/// longer than a document fetch).
+pub(crate) async fn post_json(
+    client: &Client,
+    url: &Url,
+    authorization: &HeaderValue,
+    body: Vec<u8>,
+    max_bytes: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, FetchError> {
+    let request = client
+        .post(url.clone())
+        .timeout(timeout)
+        .header(AUTHORIZATION, authorization.clone())
+        .header(ACCEPT, "application/json")
+        .header(CONTENT_TYPE, "application/json")
+        .body(body);
+    body_of_ok(request, url, max_bytes).await
+}
+
+/// Sends `request` and reads the body of a `200`; any other status is an error.
+async fn body_of_ok(
+    request: reqwest::RequestBuilder,
+    url: &Url,
+    max_bytes: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let mut response = request
         .send()
         .await
         .map_err(|error| transport(url, error))?;

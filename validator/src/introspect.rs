@@ -208,8 +208,13 @@ impl Introspector {
         }
     }
 
-    /// Asks (or remembers) whether the issuer considers `token` active, and for whom.
-    pub(crate) async fn introspect(&self, token: &str) -> Result<Arc<Principal>, Error> {
+    /// Asks (or remembers) whether the issuer considers `token` active, and for whom; `digest`
+    /// is the token's [`token_digest`].
+    pub(crate) async fn introspect(
+        &self,
+        token: &str,
+        digest: &TokenDigest,
+    ) -> Result<Arc<Principal>, Error> {
         if let Endpoint::InProcess(source) = &self.endpoint {
             let _permit = self.calls.acquire().await.map_err(|_| {
                 self.unavailable(FetchError::InProcess {
@@ -231,7 +236,7 @@ impl Introspector {
         }
         let endpoint = self.endpoint().await?;
         let endpoint = &endpoint;
-        let key = cache_key(endpoint, token);
+        let key = cache_key(endpoint, digest);
         let cached = self.cache.get(&key).await;
         if let Some(entry) = &cached
             && self.clock.now() < entry.fresh_until
@@ -277,7 +282,7 @@ impl Introspector {
     /// A fresh, active cached answer for `token`, without waiting: the cache lookup is polled
     /// once (it completes at once unless the cache is doing housekeeping, which counts as a
     /// miss).
-    pub(crate) fn peek(&self, token: &str) -> Option<Arc<Principal>> {
+    pub(crate) fn peek(&self, digest: &TokenDigest) -> Option<Arc<Principal>> {
         let discovered;
         let endpoint = match &self.endpoint {
             Endpoint::Configured(url) => url,
@@ -288,7 +293,7 @@ impl Introspector {
             // Never cached: always asked.
             Endpoint::InProcess(_) => return None,
         };
-        let key = cache_key(endpoint, token);
+        let key = cache_key(endpoint, digest);
         let lookup = std::pin::pin!(self.cache.get(&key));
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         let std::task::Poll::Ready(Some(entry)) = lookup.poll(&mut context) else {
@@ -423,14 +428,32 @@ impl Introspector {
         Unavailable::new("introspection", self.policy.stale_retry, error)
     }
 
+    /// Forgets the cached answer for the token with this digest (a revoked one), at the
+    /// endpoint in use now.
+    pub(crate) async fn evict(&self, digest: &TokenDigest) {
+        let endpoint = match &self.endpoint {
+            Endpoint::Configured(url) => url.clone(),
+            Endpoint::Discovered(metadata) => {
+                match metadata
+                    .known()
+                    .and_then(|known| known.introspection_endpoint.clone())
+                {
+                    Some(url) => url,
+                    // Never discovered: nothing was asked, so nothing is cached.
+                    None => return,
+                }
+            }
+            Endpoint::InProcess(_) => return,
+        };
+        self.cache.invalidate(&cache_key(&endpoint, digest)).await;
+    }
+
     pub(crate) async fn cached_entries(&self) -> u64 {
         self.cache.run_pending_tasks().await;
         self.cache.entry_count()
     }
 }
 
-/// The cache key: the endpoint and the token together, so an answer from one issuer never
-/// stands for another's; hashed, so the cache never holds a usable token.
 /// An answer's verdict: RFC 7662 §2.2 `active`, then the claims of an active one, checked
 /// like a JWT's. `Err` for an answer that is not one (no verdict can be read from it).
 pub(crate) fn verdict(
@@ -455,11 +478,24 @@ pub(crate) fn verdict(
     Ok(claims::check(answer, rules, now, Source::Introspection).map(Arc::new))
 }
 
-fn cache_key(endpoint: &Url, token: &str) -> [u8; 32] {
+/// SHA-256 of a token: what a revocation event names an opaque token by (unpadded base64url),
+/// and what the introspection cache key is made from.
+pub(crate) type TokenDigest = [u8; 32];
+
+pub(crate) fn token_digest(token: &str) -> TokenDigest {
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+    digest
+}
+
+/// The cache key: the endpoint and the token together, so an answer from one issuer never
+/// stands for another's; hashed, so the cache never holds a usable token. Made from the token's
+/// digest, so that a revocation event naming the digest finds the entry to evict.
+fn cache_key(endpoint: &Url, digest: &TokenDigest) -> [u8; 32] {
     let mut context = digest::Context::new(&digest::SHA256);
     context.update(endpoint.as_str().as_bytes());
     context.update(&[0]);
-    context.update(token.as_bytes());
+    context.update(digest);
     let mut key = [0u8; 32];
     key.copy_from_slice(context.finish().as_ref());
     key
@@ -522,8 +558,13 @@ mod tests {
     fn cache_keys_differ_per_endpoint() {
         let one = Url::parse("https://a.test/introspect").unwrap();
         let two = Url::parse("https://b.test/introspect").unwrap();
-        assert_ne!(cache_key(&one, "token"), cache_key(&two, "token"));
-        assert_eq!(cache_key(&one, "token"), cache_key(&one, "token"));
+        let token = token_digest("token");
+        assert_ne!(cache_key(&one, &token), cache_key(&two, &token));
+        assert_eq!(cache_key(&one, &token), cache_key(&one, &token));
+        assert_ne!(
+            cache_key(&one, &token),
+            cache_key(&one, &token_digest("other"))
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod config;
 mod discovery;
 pub mod dpop;
 mod error;
+mod events;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -33,6 +34,7 @@ pub use algorithm::{Algorithm, UnsupportedAlgorithm};
 pub use clock::{Clock, MockClock, SystemClock};
 pub use config::ValidatorBuilder;
 pub use error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
+pub use events::RevocationStreamStatus;
 pub use principal::Principal;
 pub use scope::{Requirement, Scope, ScopeSet};
 pub use source::{BoxFuture, IntrospectionSource, KeySource};
@@ -69,6 +71,29 @@ struct Inner {
     introspector: Option<Arc<introspect::Introspector>>,
     introspect_jwts: bool,
     clock: Arc<dyn Clock>,
+    /// The subscription to the issuer's revocation events, when enabled; its task ends when
+    /// this is dropped.
+    events: Option<events::Subscription>,
+}
+
+impl Inner {
+    /// Whether a verified principal may pass the revocation events: not revoked, and the
+    /// stream not blind beyond its bound. Free when no subscription is configured.
+    fn admit(&self, principal: &Principal) -> Result<(), Error> {
+        match &self.events {
+            None => Ok(()),
+            Some(subscription) => subscription
+                .revocations()
+                .admit(principal, self.clock.as_ref()),
+        }
+    }
+
+    /// Whether revocation events name this opaque token.
+    fn revoked_digest(&self, digest: &introspect::TokenDigest) -> bool {
+        self.events
+            .as_ref()
+            .is_some_and(|subscription| subscription.revocations().refuses_digest(digest))
+    }
 }
 
 impl Validator {
@@ -154,9 +179,11 @@ impl Validator {
     /// # Errors
     /// - [`Error::NoToken`] for an empty token;
     /// - [`Error::InvalidToken`] for anything forged, malformed, expired, or meant for another
-    ///   issuer or audience;
+    ///   issuer or audience, and ([`InvalidToken::Revoked`]) for a token a revocation event
+    ///   names;
     /// - [`Error::Unavailable`] when the issuer's keys or its introspection endpoint cannot be
-    ///   reached.
+    ///   reached, or its revocation event stream has failed for longer than
+    ///   [`ValidatorBuilder::revocation_events_max_blind`].
     ///
     /// A token shaped like a JWT (three segments) is verified locally; any other token goes to
     /// the introspection endpoint when one is configured, and is invalid otherwise.
@@ -217,7 +244,16 @@ impl Validator {
             .as_ref()
             .and_then(|hash| Self::cached_jwt(inner, hash, token));
         let principal = match cached {
-            Some(principal) => principal,
+            Some(principal) => {
+                if let Err(refusal) = inner.admit(&principal) {
+                    // A revoked token is not answered from the cache again.
+                    if let (Error::InvalidToken(_), Some(hash)) = (&refusal, &hash) {
+                        inner.verified.remove(hash);
+                    }
+                    return Err(refusal);
+                }
+                principal
+            }
             None => {
                 // Checked once, on the way in: a cached token is byte for byte one that passed.
                 if !introspect::is_b64token(token) {
@@ -226,7 +262,9 @@ impl Validator {
                 let shape = jws::shape(token);
                 if shape != TokenShape::Jws {
                     return match &inner.introspector {
-                        Some(introspector) => Box::pin(introspector.introspect(token)).await,
+                        Some(introspector) => {
+                            Box::pin(Self::introspect_opaque(inner, introspector, token)).await
+                        }
                         None if shape == TokenShape::Jwe => Err(InvalidToken::Encrypted.into()),
                         None => Err(InvalidToken::NotAJwt.into()),
                     };
@@ -237,8 +275,25 @@ impl Validator {
         if inner.introspect_jwts
             && let Some(introspector) = &inner.introspector
         {
-            Box::pin(introspector.introspect(token)).await?;
+            let digest = introspect::token_digest(token);
+            Box::pin(introspector.introspect(token, &digest)).await?;
         }
+        Ok(principal)
+    }
+
+    /// An opaque token: refused at once when a revocation event names its digest, otherwise
+    /// introspected and its principal admitted like a JWT's.
+    async fn introspect_opaque(
+        inner: &Inner,
+        introspector: &introspect::Introspector,
+        token: &str,
+    ) -> Result<Arc<Principal>, Error> {
+        let digest = introspect::token_digest(token);
+        if inner.revoked_digest(&digest) {
+            return Err(InvalidToken::Revoked("the token was revoked").into());
+        }
+        let principal = introspector.introspect(token, &digest).await?;
+        inner.admit(&principal)?;
         Ok(principal)
     }
 
@@ -269,7 +324,14 @@ impl Validator {
                 return None;
             }
         }
-        inner.introspector.as_ref()?.peek(token)
+        let introspector = inner.introspector.as_ref()?;
+        let digest = introspect::token_digest(token);
+        if inner.revoked_digest(&digest) {
+            return None;
+        }
+        let principal = introspector.peek(&digest)?;
+        inner.admit(&principal).ok()?;
+        Some(principal)
     }
 
     /// [`cached`](Self::cached) for a JWT whose hash the caller has already computed (a set of
@@ -287,16 +349,20 @@ impl Validator {
         }
     }
 
-    /// A verified-token cache hit that still stands, introspection included when JWTs are
-    /// introspected too.
+    /// A verified-token cache hit that still stands — not revoked, introspection included
+    /// when JWTs are introspected too.
     fn cached_verified(
         inner: &Inner,
         hash: &verified::TokenHash,
         token: &str,
     ) -> Option<Arc<Principal>> {
         let principal = Self::cached_jwt(inner, hash, token)?;
+        inner.admit(&principal).ok()?;
         if inner.introspect_jwts {
-            inner.introspector.as_ref()?.peek(token)?;
+            inner
+                .introspector
+                .as_ref()?
+                .peek(&introspect::token_digest(token))?;
         }
         Some(principal)
     }
@@ -334,6 +400,8 @@ impl Validator {
             .token_type
             .check_claims(typ.as_deref(), &principal.claims)?;
         let principal = Arc::new(principal);
+        // Refused before it is cached: a revoked token never enters the cache.
+        inner.admit(&principal)?;
         if let Some(hash) = hash {
             inner
                 .verified
@@ -411,6 +479,27 @@ impl Validator {
         }
     }
 
+    /// The state of the revocation event stream of each issuer subscribed to it (see
+    /// [`ValidatorBuilder::revocation_events`]), in configured order; empty when none is.
+    ///
+    /// For health checks and metrics: whether the stream is connected, since when it is not,
+    /// whether tokens are *unavailable* because of it, and what it delivered.
+    #[must_use]
+    pub fn revocation_stream_status(&self) -> Vec<RevocationStreamStatus> {
+        match &*self.trust {
+            Trust::One(inner) => inner
+                .events
+                .iter()
+                .map(|subscription| subscription.revocations().status(inner.clock.now()))
+                .collect(),
+            Trust::Many(set) => set
+                .ordered()
+                .iter()
+                .flat_map(Validator::revocation_stream_status)
+                .collect(),
+        }
+    }
+
     /// The clock this validator judges time by (the one given to
     /// [`ValidatorBuilder::clock`], else the system clock); with several issuers, the first's.
     /// Other checks of the same request — a DPoP proof's `iat` — use it too, so that one
@@ -456,6 +545,7 @@ mod assertions {
     fn public_types_are_send_sync_clone() {
         assert_send_sync_clone::<super::Validator>();
         assert_send_sync_clone::<super::Principal>();
+        assert_send_sync_clone::<super::RevocationStreamStatus>();
         assert_send_sync_clone::<super::Scope>();
         assert_send_sync_clone::<super::ScopeSet>();
         assert_send_sync_clone::<super::Requirement>();

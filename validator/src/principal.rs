@@ -1,5 +1,8 @@
 //! The verified identity behind a token.
 
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
@@ -22,6 +25,58 @@ pub struct Principal {
     pub(crate) expires_at: Option<Duration>,
     pub(crate) issued_at: Option<Duration>,
     pub(crate) claims: Map<String, Value>,
+    /// Which deny set last found this principal not revoked: a cached principal is looked up
+    /// again only once the set has changed.
+    pub(crate) revocation_check: RevocationCheck,
+}
+
+/// What the revocation check remembers about a principal: the version of the last deny set
+/// that found it not revoked (0 for none), and its identifiers as the deny set looks them up,
+/// computed once. A memo, not part of what the principal says: clones copy it, comparisons
+/// ignore it.
+#[derive(Default)]
+pub(crate) struct RevocationCheck {
+    passed: AtomicU64,
+    identifiers: OnceLock<[Option<u64>; 4]>,
+}
+
+impl RevocationCheck {
+    pub(crate) fn passed(&self) -> u64 {
+        self.passed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_pass(&self, version: u64) {
+        self.passed.store(version, Ordering::Relaxed);
+    }
+
+    /// The identifiers, computed by `compute` the first time.
+    pub(crate) fn identifiers(
+        &self,
+        compute: impl FnOnce() -> [Option<u64>; 4],
+    ) -> [Option<u64>; 4] {
+        *self.identifiers.get_or_init(compute)
+    }
+}
+
+impl Clone for RevocationCheck {
+    fn clone(&self) -> Self {
+        Self {
+            passed: AtomicU64::new(self.passed()),
+            identifiers: self.identifiers.clone(),
+        }
+    }
+}
+
+impl PartialEq for RevocationCheck {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for RevocationCheck {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "RevocationCheck({})", self.passed())
+    }
 }
 
 impl Principal {

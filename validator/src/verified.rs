@@ -119,6 +119,13 @@ impl VerifiedTokens {
             .filter(|hit| *hit.signed == *signed_part(token))
     }
 
+    /// Forgets the entry for a token that must not be answered from the cache again.
+    pub(crate) fn remove(&self, hash: &TokenHash) {
+        if let Some(cache) = &self.0 {
+            cache.invalidate(hash);
+        }
+    }
+
     pub(crate) fn insert(
         &self,
         hash: TokenHash,

@@ -1,10 +1,13 @@
 //! The example protected API: routes guarded by `tower-scopegate`, configured from the
-//! environment (`ISSUER`, `AUDIENCE`, and optionally the introspection credentials,
+//! environment (`ISSUER`, `AUDIENCE`, and optionally the introspection credentials, the
+//! credentials to subscribe to the issuer's revocation events,
 //! `RESOURCE`, its public URL, to publish RFC 9728 metadata, and `EXTERNAL_ORIGIN`, where
 //! clients reach it, for DPoP). It accepts bearer tokens and DPoP-bound tokens with their
 //! proofs (RFC 9449, [`DpopMode::Allowed`]); see its README.
 //!
 //! Run with: `ISSUER=http://127.0.0.1:8080 AUDIENCE=https://api.example.test cargo run -p example-protected-api`
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -27,6 +30,13 @@ pub struct Config {
     /// `INTROSPECTION_CLIENT_ID` / `INTROSPECTION_CLIENT_SECRET`: set both to accept opaque
     /// tokens.
     pub introspection: Option<(String, String)>,
+    /// `REVOCATION_EVENTS_CLIENT_ID` / `REVOCATION_EVENTS_CLIENT_SECRET`: set both to subscribe
+    /// to the issuer's revocation events (the API's id and secret at the issuer, as for
+    /// introspection), so that a revoked JWT is refused about a second after its revocation.
+    pub revocation_events: Option<(String, String)>,
+    /// `REVOCATION_EVENTS_MAX_BLIND`: seconds the event stream may fail before every token is
+    /// answered 503; unset, the validator's default (5 minutes).
+    pub revocation_events_max_blind: Option<Duration>,
     /// `LISTEN`, default `127.0.0.1:3000`.
     pub listen: String,
     /// `RESOURCE`: the URL clients call this API at; set it to publish RFC 9728 metadata and
@@ -63,10 +73,31 @@ impl Config {
                 );
             }
         };
+        let revocation_events = match (
+            lookup("REVOCATION_EVENTS_CLIENT_ID"),
+            lookup("REVOCATION_EVENTS_CLIENT_SECRET"),
+        ) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            (None, None) => None,
+            _ => {
+                return Err("set both REVOCATION_EVENTS_CLIENT_ID and \
+                            REVOCATION_EVENTS_CLIENT_SECRET, or neither"
+                    .to_owned());
+            }
+        };
+        let revocation_events_max_blind = lookup("REVOCATION_EVENTS_MAX_BLIND")
+            .map(|seconds| {
+                seconds.parse().map(Duration::from_secs).map_err(|_| {
+                    "REVOCATION_EVENTS_MAX_BLIND must be a whole number of seconds".to_owned()
+                })
+            })
+            .transpose()?;
         Ok(Self {
             issuer: required("ISSUER")?,
             audience: required("AUDIENCE")?,
             introspection,
+            revocation_events,
+            revocation_events_max_blind,
             listen: lookup("LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned()),
             resource: lookup("RESOURCE").filter(|value| !value.is_empty()),
             external_origin: lookup("EXTERNAL_ORIGIN").filter(|value| !value.is_empty()),
@@ -99,9 +130,11 @@ impl Config {
     }
 
     /// The validator for these settings: any asymmetric algorithm the issuer's keys allow.
+    /// With revocation events, its subscription starts here, on the current tokio runtime.
     ///
     /// # Errors
-    /// An invalid issuer URL or empty credentials.
+    /// An invalid issuer URL, empty credentials, a `REVOCATION_EVENTS_MAX_BLIND` out of
+    /// bounds, or revocation events outside a tokio runtime.
     pub fn validator(&self) -> Result<Validator, BuildError> {
         let mut builder = Validator::builder()
             .issuer(&self.issuer)
@@ -109,6 +142,12 @@ impl Config {
             .algorithms(Algorithm::ALL);
         if let Some((id, secret)) = &self.introspection {
             builder = builder.introspection(id, secret);
+        }
+        if let Some((id, secret)) = &self.revocation_events {
+            builder = builder.revocation_events(id, secret);
+        }
+        if let Some(max_blind) = self.revocation_events_max_blind {
+            builder = builder.revocation_events_max_blind(max_blind);
         }
         builder.build()
     }
@@ -250,6 +289,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.listen, "127.0.0.1:3000");
         assert_eq!(config.introspection, None);
+        assert_eq!(config.revocation_events, None);
         config.validator().unwrap();
         assert_eq!(config.origin(), "http://127.0.0.1:3000");
         assert_eq!(
@@ -300,5 +340,49 @@ mod tests {
             ("INTROSPECTION_CLIENT_ID", "api"),
         ]));
         assert!(half.unwrap_err().contains("INTROSPECTION_CLIENT_SECRET"));
+        let half = Config::from_lookup(lookup(&[
+            ("ISSUER", "http://127.0.0.1:8080"),
+            ("AUDIENCE", "api"),
+            ("REVOCATION_EVENTS_CLIENT_SECRET", "s"),
+        ]));
+        assert!(half.unwrap_err().contains("REVOCATION_EVENTS_CLIENT_ID"));
+        let vague = Config::from_lookup(lookup(&[
+            ("ISSUER", "http://127.0.0.1:8080"),
+            ("AUDIENCE", "api"),
+            ("REVOCATION_EVENTS_MAX_BLIND", "5m"),
+        ]));
+        assert!(vague.unwrap_err().contains("REVOCATION_EVENTS_MAX_BLIND"));
+    }
+
+    #[tokio::test]
+    async fn revocation_events_are_opt_in_and_configured_from_the_environment() {
+        let config = Config::from_lookup(lookup(&[
+            ("ISSUER", "http://127.0.0.1:8080"),
+            ("AUDIENCE", "api"),
+            ("REVOCATION_EVENTS_CLIENT_ID", "api"),
+            ("REVOCATION_EVENTS_CLIENT_SECRET", "api-secret"),
+            ("REVOCATION_EVENTS_MAX_BLIND", "120"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.revocation_events,
+            Some(("api".to_owned(), "api-secret".to_owned()))
+        );
+        assert_eq!(
+            config.revocation_events_max_blind,
+            Some(Duration::from_secs(120))
+        );
+        let validator = config.validator().unwrap();
+        let streams = validator.revocation_stream_status();
+        assert_eq!(streams.len(), 1);
+        assert_eq!(streams[0].issuer, "http://127.0.0.1:8080");
+        let zero = Config {
+            revocation_events_max_blind: Some(Duration::ZERO),
+            ..config
+        };
+        assert_eq!(
+            zero.validator().unwrap_err().field(),
+            "revocation_events_max_blind"
+        );
     }
 }

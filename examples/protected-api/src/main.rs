@@ -42,6 +42,7 @@ async fn run() -> Result<(), String> {
         listen = %config.listen,
         issuer = %config.issuer,
         dpop_origin = %dpop.origin().as_str(),
+        revocation_events = config.revocation_events.is_some(),
         "protected API ready"
     );
     axum::serve(listener, app)

@@ -29,6 +29,8 @@ async fn start(idp: &FakeIdp) -> Running {
         issuer: idp.issuer.clone(),
         audience: AUDIENCE.to_owned(),
         introspection: Some((API_ID.to_owned(), API_SECRET.to_owned())),
+        revocation_events: None,
+        revocation_events_max_blind: None,
         listen: listener.local_addr().unwrap().to_string(),
         resource: None,
         external_origin: None,
@@ -219,4 +221,38 @@ async fn a_dpop_bound_token_is_accepted_with_its_proof_and_refused_without_over_
     let bearer = key.sign(&idp.claims(&clock));
     let (status, _, _) = api.send(reqwest::Method::GET, "/me", Some(&bearer)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_over_http_once_its_event_arrives() {
+    use support::transmitter::Transmitter;
+    let tx = Transmitter::start(&MockClock::at_system_time()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = Config::from_lookup(|name| match name {
+        "ISSUER" => Some(tx.issuer.clone()),
+        "AUDIENCE" => Some(AUDIENCE.to_owned()),
+        "REVOCATION_EVENTS_CLIENT_ID" => Some(API_ID.to_owned()),
+        "REVOCATION_EVENTS_CLIENT_SECRET" => Some(API_SECRET.to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let validator = config.validator().unwrap();
+    let router = app_with(&validator, None, None).unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let client = reqwest::Client::new();
+    let me = |token: String| client.get(format!("{base}/me")).bearer_auth(token).send();
+
+    let revoked = tx.token(json!({"jti": "revoked-at-the-issuer"}));
+    let kept = tx.token(json!({}));
+    assert_eq!(me(revoked.clone()).await.unwrap().status(), StatusCode::OK);
+    tx.wait_for_ack(&tx.revoke_jti("revoked-at-the-issuer"))
+        .await;
+    let refused = me(revoked).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        r#"Bearer realm="api", error="invalid_token""#
+    );
+    assert_eq!(me(kept).await.unwrap().status(), StatusCode::OK);
 }
