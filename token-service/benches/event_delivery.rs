@@ -72,6 +72,7 @@ async fn subscribe(
     received: Arc<AtomicU64>,
     last_at: Arc<AtomicU64>,
     epoch: Instant,
+    ready: Arc<AtomicU64>,
 ) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
@@ -87,11 +88,12 @@ async fn subscribe(
         )
     );
     let mut ack: Vec<String> = Vec::new();
+    let mut first = true;
     loop {
         let answer = client
             .post(&url)
             .header(reqwest::header::AUTHORIZATION, &basic)
-            .json(&json!({ "ack": ack, "maxEvents": 1000, "returnImmediately": false }))
+            .json(&json!({ "ack": ack, "maxEvents": 1000, "returnImmediately": first }))
             .send()
             .await;
         let Ok(answer) = answer else {
@@ -100,7 +102,10 @@ async fn subscribe(
         };
         if !answer.status().is_success() {
             let status = answer.status();
-            eprintln!("poll answered {status}: {}", answer.text().await.unwrap_or_default());
+            eprintln!(
+                "poll answered {status}: {}",
+                answer.text().await.unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
@@ -110,6 +115,10 @@ async fn subscribe(
         let Some(sets) = body["sets"].as_object() else {
             continue;
         };
+        if first {
+            first = false;
+            ready.fetch_add(1, Ordering::Relaxed);
+        }
         if !sets.is_empty() {
             received.fetch_add(sets.len() as u64, Ordering::Relaxed);
             last_at.store(
@@ -146,19 +155,24 @@ async fn run(algorithm: &str, subscribers: u64, apis: u64, events: u64, singles:
     let counters: Vec<(Arc<AtomicU64>, Arc<AtomicU64>)> = (0..subscribers)
         .map(|_| (Arc::default(), Arc::default()))
         .collect();
-    let tasks: Vec<_> = counters
-        .iter()
-        .zip(0..)
-        .map(|((received, last_at), index)| {
-            tokio::spawn(subscribe(
-                url.clone(),
-                api(index % apis),
-                Arc::clone(received),
-                Arc::clone(last_at),
-                epoch,
-            ))
-        })
-        .collect();
+    // Started one after the other, each once the one before was answered: a hundred first
+    // authentications at once from one address would trip the service's limit on failed ones
+    // from a network (attempts are counted until their hash is checked).
+    let ready = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for ((received, last_at), index) in counters.iter().zip(0..) {
+        tasks.push(tokio::spawn(subscribe(
+            url.clone(),
+            api(index % apis),
+            Arc::clone(received),
+            Arc::clone(last_at),
+            epoch,
+            Arc::clone(&ready),
+        )));
+        while ready.load(Ordering::Relaxed) <= index {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
     // Let every subscriber's first poll be held.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let everyone_has = |count: u64| {

@@ -1,0 +1,656 @@
+//! Revocation that reaches an API within a second (issue 19), over real processes: two
+//! token-service instances sharing one fresh Postgres database, and the example protected API
+//! subscribed to the issuer's revocation events, its verified-token cache warm. Each is a
+//! process of its own (`scopegate-e2e-node`), so that one can be killed and started again.
+//!
+//! Needs Postgres: `SCOPEGATE_TEST_POSTGRES_URL` (`.ci/run` sets it). Without it the test fails
+//! rather than pretending to pass.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const API_ID: &str = "https://api.example.test";
+const API_SECRET: &str = "api-secret-for-events";
+const SERVICE_CLIENT: (&str, &str) = ("svc", "svc-secret");
+const ADMIN_CLIENT: (&str, &str) = ("admin", "admin-secret");
+const REDIRECT: &str = "http://127.0.0.1:3000/callback";
+const SIGNED_OUT: &str = "http://127.0.0.1:3000/signed-out";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+/// How soon the API must refuse a revoked token (the issue's promise).
+const WITHIN: Duration = Duration::from_secs(1);
+/// How long a refusal is waited for before the trial is counted as failed (never passed).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(15);
+
+// ---- processes -------------------------------------------------------------------------------
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `scopegate-e2e-node` process, killed when dropped.
+struct Node {
+    child: Option<Child>,
+    arguments: Vec<String>,
+    environment: Vec<(String, String)>,
+    log: PathBuf,
+    url: String,
+}
+
+impl Node {
+    async fn start(
+        arguments: &[&str],
+        environment: &[(&str, &str)],
+        log: PathBuf,
+        url: String,
+    ) -> Self {
+        let mut node = Self {
+            child: None,
+            arguments: arguments.iter().map(|&a| a.to_owned()).collect(),
+            environment: environment
+                .iter()
+                .map(|&(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+            log,
+            url,
+        };
+        node.spawn();
+        node.wait_until_ready().await;
+        node
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_scopegate-e2e-node"))
+            .args(&self.arguments)
+            .envs(self.environment.iter().map(|(n, v)| (n, v)))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    async fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let probe = format!("{}/{}", self.url, self.ready_path());
+        loop {
+            if let Ok(answer) = reqwest::get(&probe).await
+                && answer.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("{} exited ({status}): {}", self.url, self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready: {}",
+                self.url,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn ready_path(&self) -> &'static str {
+        if self.arguments[0] == "token-service" {
+            "readyz"
+        } else {
+            "public"
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        self.wait_until_ready().await;
+    }
+
+    fn log_text(&self) -> String {
+        match std::fs::read(&self.log) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(error) => format!("(no log at {}: {error})", self.log.display()),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Postgres database of this test's own, dropped at the end.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create() -> Self {
+        let admin_url = std::env::var("SCOPEGATE_TEST_POSTGRES_URL").expect(
+            "SCOPEGATE_TEST_POSTGRES_URL is not set: these tests need Postgres (.ci/run sets it)",
+        );
+        let name = format!(
+            "scopegate_e2e_{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let mut admin = sqlx_connect(&admin_url).await;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = admin_url.rsplit_once('/').unwrap().0;
+        Self {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        }
+    }
+}
+
+async fn sqlx_connect(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url).await.unwrap()
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Dropped from a thread of its own: Drop cannot await, and the test's runtime may be
+        // ending.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut admin = sqlx_connect(&admin_url).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+fn token_service_config(issuer: &str, port: u16, storage: &str) -> String {
+    format!(
+        r#"
+issuer = "{issuer}"
+listen = "127.0.0.1:{port}"
+storage = "{storage}"
+
+[signing]
+algorithm = "ES256"
+
+[limits]
+client_rate_limit = "100000/s"
+
+[[clients]]
+id = "{svc}"
+secret = "{svc_secret}"
+grants = ["client_credentials"]
+scopes = ["akamai:social_profile:read"]
+token_format = "jwt"
+audience = ["{API_ID}"]
+
+[[clients]]
+id = "web"
+public = true
+grants = ["authorization_code", "refresh_token"]
+redirect_uris = ["{REDIRECT}"]
+post_logout_redirect_uris = ["{SIGNED_OUT}"]
+scopes = ["openid", "akamai:social_profile:read"]
+token_format = "jwt"
+audience = ["{API_ID}"]
+
+[[clients]]
+id = "{admin}"
+secret = "{admin_secret}"
+grants = ["client_credentials"]
+scopes = ["scopegate:users:*"]
+
+[[apis]]
+id = "{API_ID}"
+secret = "{API_SECRET}"
+scopes = ["akamai:social_profile"]
+"#,
+        svc = SERVICE_CLIENT.0,
+        svc_secret = SERVICE_CLIENT.1,
+        admin = ADMIN_CLIENT.0,
+        admin_secret = ADMIN_CLIENT.1,
+    )
+}
+
+/// Instances A and B of the token service on one database (the issuer is A's URL, as a load
+/// balancer's would be), and the API subscribed through A.
+struct Deployment {
+    a: Node,
+    b: Node,
+    api: Node,
+    _database: Database,
+    _dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    async fn start() -> Self {
+        let database = Database::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (port_a, port_b, port_api) = (free_port(), free_port(), free_port());
+        let issuer = format!("http://127.0.0.1:{port_a}");
+        let mut instances = Vec::new();
+        for port in [port_a, port_b] {
+            let path = dir.path().join(format!("token-service-{port}.toml"));
+            std::fs::write(&path, token_service_config(&issuer, port, &database.url)).unwrap();
+            instances.push((path, port));
+        }
+        let start = |(path, port): (PathBuf, u16)| {
+            let log = log_path(dir.path(), &format!("token-service-{port}"));
+            async move {
+                Node::start(
+                    &["token-service", path.to_str().unwrap()],
+                    &[],
+                    log,
+                    format!("http://127.0.0.1:{port}"),
+                )
+                .await
+            }
+        };
+        let mut instances = instances.into_iter();
+        let (first, second) = (instances.next().unwrap(), instances.next().unwrap());
+        let (a, b) = tokio::join!(start(first), start(second));
+        let listen = format!("127.0.0.1:{port_api}");
+        let api = Node::start(
+            &["protected-api"],
+            &[
+                ("ISSUER", issuer.as_str()),
+                ("AUDIENCE", API_ID),
+                ("LISTEN", listen.as_str()),
+                ("REVOCATION_EVENTS_CLIENT_ID", API_ID),
+                ("REVOCATION_EVENTS_CLIENT_SECRET", API_SECRET),
+            ],
+            log_path(dir.path(), "protected-api"),
+            format!("http://{listen}"),
+        )
+        .await;
+        Self {
+            a,
+            b,
+            api,
+            _database: database,
+            _dir: dir,
+        }
+    }
+
+    /// What the API answers `token` at `/me`.
+    async fn api_status(&self, token: &str) -> StatusCode {
+        http()
+            .get(format!("{}/me", self.api.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// Waits until the API refuses every one of `tokens` (401); how long that took.
+    async fn refused_within(&self, tokens: &[String]) -> Duration {
+        let started = Instant::now();
+        loop {
+            let mut all_refused = true;
+            for token in tokens {
+                if self.api_status(token).await != StatusCode::UNAUTHORIZED {
+                    all_refused = false;
+                    break;
+                }
+            }
+            if all_refused {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < GIVE_UP_AFTER,
+                "the API still accepts a revoked token after {GIVE_UP_AFTER:?}: {}",
+                self.api.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn log_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.log"))
+}
+
+// ---- protocol helpers ------------------------------------------------------------------------
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+async fn post_form(url: &str, basic: Option<(&str, &str)>, body: String) -> Value {
+    let mut request = http()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status();
+    let text = answer.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{url}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+async fn client_token(instance: &Node, client: (&str, &str)) -> String {
+    post_form(
+        &format!("{}/token", instance.url),
+        Some(client),
+        "grant_type=client_credentials".to_owned(),
+    )
+    .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn revoke(instance: &Node, client: (&str, &str), token: &str) {
+    post_form(
+        &format!("{}/revoke", instance.url),
+        Some(client),
+        format!("token={}", encode(token)),
+    )
+    .await;
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn cookie(answer: &reqwest::Response, name: &str) -> Option<String> {
+    answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with(&format!("{name}=")))
+        .map(|value| value.split(';').next().unwrap().to_owned())
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap() + marker.len();
+    let end = start + html[start..].find('"').unwrap();
+    html[start..end].replace("&amp;", "&")
+}
+
+fn authorize_query() -> String {
+    let challenge = URL_SAFE_NO_PAD.encode(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, VERIFIER.as_bytes()).as_ref(),
+    );
+    format!(
+        "response_type=code&client_id=web&redirect_uri={}&scope=openid%20akamai%3Asocial_profile%3Aread&state=st&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
+        encode(REDIRECT)
+    )
+}
+
+fn code_in(answer: &reqwest::Response) -> String {
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let location = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    location
+        .query_pairs()
+        .find(|(key, _)| key == "code")
+        .map(|(_, value)| value.into_owned())
+        .expect("a code in the redirect")
+}
+
+/// A browser session of `username` at `instance`: its cookie.
+async fn sign_in(instance: &Node, username: &str, password: &str) -> (String, String) {
+    let page = http()
+        .get(format!("{}/authorize?{}", instance.url, authorize_query()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let login_cookie = cookie(&page, "scopegate_login").unwrap();
+    let html = page.text().await.unwrap();
+    let answer = http()
+        .post(format!("{}/login", instance.url))
+        .header("cookie", login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={}&request={}&username={}&password={}",
+            encode(&hidden(&html, "csrf")),
+            encode(&hidden(&html, "request")),
+            encode(username),
+            encode(password),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let session = cookie(&answer, "scopegate_session").expect("signed in");
+    (session, code_in(&answer))
+}
+
+/// The tokens of one more authorization in the session `session`: (access token, id_token).
+async fn tokens_in_session(
+    instance: &Node,
+    session: &str,
+    code: Option<String>,
+) -> (String, String) {
+    let code = match code {
+        Some(code) => code,
+        None => {
+            let answer = http()
+                .get(format!("{}/authorize?{}", instance.url, authorize_query()))
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap();
+            code_in(&answer)
+        }
+    };
+    let tokens = post_form(
+        &format!("{}/token", instance.url),
+        None,
+        format!(
+            "grant_type=authorization_code&client_id=web&code={}&redirect_uri={}&code_verifier={VERIFIER}",
+            encode(&code),
+            encode(REDIRECT)
+        ),
+    )
+    .await;
+    (
+        tokens["access_token"].as_str().unwrap().to_owned(),
+        tokens["id_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn admin(
+    instance: &Node,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> StatusCode {
+    let token = client_token(instance, ADMIN_CLIENT).await;
+    let mut request = http()
+        .request(method, format!("{}{path}", instance.url))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap().status()
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
+    sorted[index]
+}
+
+// ---- the test --------------------------------------------------------------------------------
+
+/// The whole story on one deployment (its processes take seconds to start): 100 revocations at
+/// B, each refused by the API within a second; a logout; a deleted user; the stream cut and
+/// resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_at_any_instance_reach_the_api_within_a_second() {
+    let mut deployment = Deployment::start().await;
+
+    // 1. A hundred trials: a JWT from A, accepted by the API (now in its cache), revoked at B.
+    let mut latencies = Vec::new();
+    for trial in 0..100 {
+        let token = client_token(&deployment.a, SERVICE_CLIENT).await;
+        assert_eq!(
+            deployment.api_status(&token).await,
+            StatusCode::OK,
+            "trial {trial}"
+        );
+        assert_eq!(
+            deployment.api_status(&token).await,
+            StatusCode::OK,
+            "trial {trial}"
+        );
+        revoke(&deployment.b, SERVICE_CLIENT, &token).await;
+        latencies.push(deployment.refused_within(&[token]).await);
+    }
+    latencies.sort();
+    let (p50, p99, worst) = (
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies[latencies.len() - 1],
+    );
+    println!(
+        "revoked at B, refused by the API: p50 {p50:?}, p99 {p99:?}, max {worst:?} (100 trials)"
+    );
+    assert!(
+        worst <= WITHIN,
+        "a revoked JWT was accepted for {worst:?} (p50 {p50:?}, p99 {p99:?})"
+    );
+    // An unrelated token is still accepted.
+    let bystander = client_token(&deployment.b, SERVICE_CLIENT).await;
+    assert_eq!(deployment.api_status(&bystander).await, StatusCode::OK);
+
+    // 2. Logout: every JWT of the session is refused; another session's are not.
+    let admin_status = admin(
+        &deployment.a,
+        reqwest::Method::POST,
+        "/admin/users",
+        Some(json!({ "username": "kim", "password": "a long enough password" })),
+    )
+    .await;
+    assert_eq!(admin_status, StatusCode::CREATED);
+    let (session, code) = sign_in(&deployment.a, "kim", "a long enough password").await;
+    let (first, id_token) = tokens_in_session(&deployment.a, &session, Some(code)).await;
+    let (second, _) = tokens_in_session(&deployment.b, &session, None).await;
+    assert_eq!(claims(&first)["sid"], claims(&second)["sid"]);
+    let (other_session, other_code) = sign_in(&deployment.b, "kim", "a long enough password").await;
+    let (other, _) = tokens_in_session(&deployment.b, &other_session, Some(other_code)).await;
+    for token in [&first, &second, &other] {
+        assert_eq!(deployment.api_status(token).await, StatusCode::OK);
+    }
+    let logout = http()
+        .get(format!(
+            "{}/logout?id_token_hint={id_token}&post_logout_redirect_uri={}",
+            deployment.b.url,
+            encode(SIGNED_OUT)
+        ))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    let took = deployment
+        .refused_within(&[first.clone(), second.clone()])
+        .await;
+    println!("logout at B: both JWTs of the session refused within {took:?}");
+    assert!(took <= WITHIN, "{took:?}");
+    assert_eq!(deployment.api_status(&other).await, StatusCode::OK);
+
+    // 3. The user deleted: all their JWTs are refused, a service's are not.
+    let (_, code) = sign_in(&deployment.a, "kim", "a long enough password").await;
+    let (third_session_token, _) = tokens_in_session(&deployment.a, "", Some(code)).await;
+    assert_eq!(
+        deployment.api_status(&third_session_token).await,
+        StatusCode::OK
+    );
+    let deleted = admin(
+        &deployment.b,
+        reqwest::Method::DELETE,
+        "/admin/users/kim",
+        None,
+    )
+    .await;
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+    let took = deployment
+        .refused_within(&[other.clone(), third_session_token.clone()])
+        .await;
+    println!("user deleted at B: all their JWTs refused within {took:?}");
+    assert!(took <= WITHIN, "{took:?}");
+    assert_eq!(deployment.api_status(&bystander).await, StatusCode::OK);
+
+    // 4. The stream cut: A (which the API subscribes through) is killed; B revokes meanwhile;
+    //    A comes back and the API, resuming, misses none of it.
+    let mut cut_off = Vec::new();
+    for _ in 0..3 {
+        let token = client_token(&deployment.b, SERVICE_CLIENT).await;
+        assert_eq!(deployment.api_status(&token).await, StatusCode::OK);
+        cut_off.push(token);
+    }
+    deployment.a.kill();
+    for token in &cut_off {
+        revoke(&deployment.b, SERVICE_CLIENT, token).await;
+    }
+    deployment.a.restart().await;
+    let took = deployment.refused_within(&cut_off).await;
+    println!("stream resumed after A restarted: the 3 revoked meanwhile refused within {took:?}");
+    assert_eq!(deployment.api_status(&bystander).await, StatusCode::OK);
+    // The API said so while it happened, and that it recovered.
+    let log = deployment.api.log_text();
+    for reported in [
+        "revocation event stream failing",
+        "revocation event stream recovered",
+    ] {
+        assert!(
+            log.contains(reported),
+            "the API never logged {reported:?}: {log}"
+        );
+    }
+}
