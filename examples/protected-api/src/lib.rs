@@ -263,6 +263,42 @@ async fn me(who: Authenticated) -> Json<Value> {
     Json(json!({ "sub": who.subject(), "client_id": who.client_id(), "scopes": scopes }))
 }
 
+/// Runs the API as its binary does: configured from the environment, serving until Ctrl-C.
+///
+/// # Errors
+/// A message naming the setting that is wrong, or the address that cannot be listened on.
+pub async fn serve_from_env() -> Result<(), String> {
+    let config = Config::from_lookup(|name| std::env::var(name).ok())?;
+    let validator = config.validator().map_err(|error| error.to_string())?;
+    // Fetch the issuer's keys now so the first request does not wait; a failure here is not
+    // fatal (the issuer may start later), requests answer 503 until it is reachable.
+    if let Err(error) = validator.refresh_keys().await {
+        tracing::warn!(%error, "could not fetch the issuer's keys yet");
+    }
+    let metadata = config
+        .metadata(&validator)
+        .map_err(|error| error.to_string())?;
+    let dpop = config.dpop().map_err(|error| error.to_string())?;
+    let app =
+        app_with(&validator, metadata.as_ref(), Some(&dpop)).map_err(|error| error.to_string())?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        issuer = %config.issuer,
+        dpop_origin = %dpop.origin().as_str(),
+        revocation_events = config.revocation_events.is_some(),
+        "protected API ready"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|error| error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,40 +421,4 @@ mod tests {
             "revocation_events_max_blind"
         );
     }
-}
-
-/// Runs the API as its binary does: configured from the environment, serving until Ctrl-C.
-///
-/// # Errors
-/// A message naming the setting that is wrong, or the address that cannot be listened on.
-pub async fn serve_from_env() -> Result<(), String> {
-    let config = Config::from_lookup(|name| std::env::var(name).ok())?;
-    let validator = config.validator().map_err(|error| error.to_string())?;
-    // Fetch the issuer's keys now so the first request does not wait; a failure here is not
-    // fatal (the issuer may start later), requests answer 503 until it is reachable.
-    if let Err(error) = validator.refresh_keys().await {
-        tracing::warn!(%error, "could not fetch the issuer's keys yet");
-    }
-    let metadata = config
-        .metadata(&validator)
-        .map_err(|error| error.to_string())?;
-    let dpop = config.dpop().map_err(|error| error.to_string())?;
-    let app =
-        app_with(&validator, metadata.as_ref(), Some(&dpop)).map_err(|error| error.to_string())?;
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
-    tracing::info!(
-        listen = %config.listen,
-        issuer = %config.issuer,
-        dpop_origin = %dpop.origin().as_str(),
-        revocation_events = config.revocation_events.is_some(),
-        "protected API ready"
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|error| error.to_string())
 }
