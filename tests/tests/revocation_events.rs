@@ -264,10 +264,19 @@ struct Deployment {
 
 impl Deployment {
     async fn start() -> Self {
+        Self::start_behind(None).await
+    }
+
+    /// With `relay`, the issuer URL is the relay's (a load balancer in front of A), so that
+    /// what the API hears can be tampered with.
+    async fn start_behind(relay: Option<&Relay>) -> Self {
         let database = Database::create().await;
         let dir = tempfile::tempdir().unwrap();
         let (port_a, port_b, port_api) = (free_port(), free_port(), free_port());
-        let issuer = format!("http://127.0.0.1:{port_a}");
+        let issuer = relay.map_or_else(
+            || format!("http://127.0.0.1:{port_a}"),
+            |relay| relay.url.clone(),
+        );
         let mut instances = Vec::new();
         for port in [port_a, port_b] {
             let path = dir.path().join(format!("token-service-{port}.toml"));
@@ -289,6 +298,9 @@ impl Deployment {
         let mut instances = instances.into_iter();
         let (first, second) = (instances.next().unwrap(), instances.next().unwrap());
         let (a, b) = tokio::join!(start(first), start(second));
+        if let Some(relay) = relay {
+            relay.forward_to(&a.url);
+        }
         let listen = format!("127.0.0.1:{port_api}");
         let api = Node::start(
             &["protected-api"],
@@ -653,4 +665,177 @@ async fn revocations_at_any_instance_reach_the_api_within_a_second() {
             "the API never logged {reported:?}: {log}"
         );
     }
+}
+
+// ---- a tampering relay -----------------------------------------------------------------------
+
+/// What the relay adds to the next poll answers it passes on.
+#[derive(Default)]
+struct Tampering {
+    target: String,
+    /// SETs to slip into the next answer that carries events.
+    inject: Vec<(String, String)>,
+    /// Every genuine SET passed on, to replay.
+    seen: Vec<(String, String)>,
+}
+
+/// A relay in front of instance A, at the issuer URL: it passes every request on, and adds
+/// SETs of the test's choosing to poll answers.
+struct Relay {
+    url: String,
+    tampering: std::sync::Arc<std::sync::Mutex<Tampering>>,
+}
+
+impl Relay {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let tampering = std::sync::Arc::new(std::sync::Mutex::new(Tampering::default()));
+        let app = axum::Router::new()
+            .fallback(relay)
+            .with_state(std::sync::Arc::clone(&tampering));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, tampering }
+    }
+
+    fn forward_to(&self, target: &str) {
+        self.tampering.lock().unwrap().target = target.to_owned();
+    }
+
+    fn inject(&self, id: &str, set: &str) {
+        self.tampering
+            .lock()
+            .unwrap()
+            .inject
+            .push((id.to_owned(), set.to_owned()));
+    }
+
+    fn seen(&self) -> Vec<(String, String)> {
+        self.tampering.lock().unwrap().seen.clone()
+    }
+}
+
+async fn relay(
+    axum::extract::State(tampering): axum::extract::State<
+        std::sync::Arc<std::sync::Mutex<Tampering>>,
+    >,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let target = tampering.lock().unwrap().target.clone();
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut forwarded = http().request(parts.method.clone(), format!("{target}{path}"));
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    let Ok(answer) = forwarded.body(body).send().await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let mut bytes = answer.bytes().await.unwrap_or_default().to_vec();
+    if parts.uri.path() == "/ssf/poll"
+        && status == StatusCode::OK
+        && let Ok(mut poll) = serde_json::from_slice::<Value>(&bytes)
+        && let Some(sets) = poll["sets"].as_object_mut()
+        && !sets.is_empty()
+    {
+        let mut tampering = tampering.lock().unwrap();
+        for (id, set) in sets.iter() {
+            tampering
+                .seen
+                .push((id.clone(), set.as_str().unwrap().to_owned()));
+        }
+        for (id, set) in tampering.inject.drain(..) {
+            sets.insert(id, Value::String(set));
+        }
+        bytes = serde_json::to_vec(&poll).unwrap();
+    }
+    let mut response = (status, bytes).into_response();
+    for (name, value) in &headers {
+        if name != "content-length" && name != "transfer-encoding" && name != "connection" {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
+
+/// A SET signed by a key that is not the issuer's, under the issuer's `kid`.
+fn forged_set(issuer: &str, kid: &str, id: &str, jti: &str, now: u64) -> String {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let header = json!({ "typ": "secevent+jwt", "alg": "ES256", "kid": kid });
+    let claims = json!({
+        "iss": issuer, "aud": API_ID, "iat": now, "jti": id, "toe": now,
+        "sub_id": { "format": "opaque", "id": jti },
+        "events": { "https://scopegate.dev/secevent/event-type/token-revoked": {
+            "event_timestamp": now, "identifier": "jti", "tokens_expire_by": now + 3600
+        } },
+    });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = key
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+        .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+}
+
+/// What reaches the API through a relay that forges and replays: a SET signed by another key
+/// (revoking a live token) is ignored, as is a genuine SET sent again; the genuine events in the
+/// same answers take effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_events_are_ignored() {
+    let relay = Relay::start().await;
+    let deployment = Deployment::start_behind(Some(&relay)).await;
+    let live = client_token(&deployment.a, SERVICE_CLIENT).await;
+    assert_eq!(claims(&live)["iss"], relay.url.as_str());
+    assert_eq!(deployment.api_status(&live).await, StatusCode::OK);
+
+    // A forged revocation of `live`, slipped into the answer that carries a genuine one.
+    let jwks: Value = http()
+        .get(format!("{}/.well-known/jwks.json", deployment.a.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = jwks["keys"][0]["kid"].as_str().unwrap();
+    let now = claims(&live)["iat"].as_u64().unwrap();
+    let live_jti = claims(&live)["jti"].as_str().unwrap().to_owned();
+    relay.inject(
+        "forged-1",
+        &forged_set(&relay.url, kid, "forged-1", &live_jti, now),
+    );
+    let first = client_token(&deployment.a, SERVICE_CLIENT).await;
+    assert_eq!(deployment.api_status(&first).await, StatusCode::OK);
+    revoke(&deployment.b, SERVICE_CLIENT, &first).await;
+    deployment.refused_within(&[first]).await;
+    assert_eq!(
+        deployment.api_status(&live).await,
+        StatusCode::OK,
+        "a forged event revoked a live token"
+    );
+
+    // The genuine SET replayed, beside the next genuine one: the next takes effect, the replay
+    // changes nothing.
+    let (replayed_id, replayed) = relay.seen().into_iter().next().unwrap();
+    relay.inject(&replayed_id, &replayed);
+    let second = client_token(&deployment.a, SERVICE_CLIENT).await;
+    assert_eq!(deployment.api_status(&second).await, StatusCode::OK);
+    revoke(&deployment.b, SERVICE_CLIENT, &second).await;
+    deployment.refused_within(&[second]).await;
+    assert_eq!(deployment.api_status(&live).await, StatusCode::OK);
+    let log = deployment.api.log_text();
+    assert!(
+        log.contains("forged-1"),
+        "the API did not report the refused SET: {log}"
+    );
 }
