@@ -468,3 +468,32 @@ async fn a_malformed_poll_is_refused_and_changes_nothing() {
     let answer = poll(&service, API_CREDENTIALS, &now_ish()).await;
     assert_eq!(answer.json["sets"].as_object().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn sets_come_in_stream_order() {
+    let service = TestService::start().await;
+    let now = service.state.now();
+    for index in 0..12 {
+        service
+            .state
+            .store()
+            .revoke_jwt(&format!("jti-{index}"), "svc-jwt", now + 60, now)
+            .await
+            .unwrap();
+    }
+    let answer = poll(&service, API_CREDENTIALS, &now_ish()).await;
+    // The members as written (a parsed object would not keep their order).
+    let written: Vec<u64> = answer
+        .text
+        .match_indices("\":\"eyJ")
+        .map(|(end, _)| {
+            let start = answer.text[..end].rfind('"').unwrap() + 1;
+            position(&answer.text[start..end])
+        })
+        .collect();
+    assert_eq!(written.len(), 12, "{}", answer.text);
+    assert!(
+        written.windows(2).all(|pair| pair[0] < pair[1]),
+        "{written:?}"
+    );
+}

@@ -6,7 +6,8 @@ use axum::extract::State as Shared;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
-use serde::Deserialize;
+use serde::ser::SerializeMap as _;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::error::no_store;
@@ -104,20 +105,38 @@ pub(super) async fn poll(
     };
     match events::poll(&state, &api.id, &request).await {
         Ok(delivery) => {
-            let sets: Map<String, Value> = delivery
-                .sets
-                .into_iter()
-                .map(|(id, token)| (id, Value::String(token)))
-                .collect();
-            let mut response = Json(json!({
-                "sets": sets,
-                "moreAvailable": delivery.more_available,
-            }))
+            let mut response = Json(PollAnswer {
+                sets: InStreamOrder(&delivery.sets),
+                more_available: delivery.more_available,
+            })
             .into_response();
             no_store(&mut response);
             response
         }
         Err(error) => error.into_response(),
+    }
+}
+
+/// An RFC 8936 §2.5 answer.
+#[derive(Serialize)]
+struct PollAnswer<'a> {
+    sets: InStreamOrder<'a>,
+    #[serde(rename = "moreAvailable")]
+    more_available: bool,
+}
+
+/// `sets` as a JSON object whose members come in stream order (a `serde_json::Map` would sort
+/// them by id, and `…-10` sorts before `…-9`): receivers that read members in order see events
+/// in the order they committed.
+struct InStreamOrder<'a>(&'a [(String, String)]);
+
+impl Serialize for InStreamOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut sets = serializer.serialize_map(Some(self.0.len()))?;
+        for (id, token) in self.0 {
+            sets.serialize_entry(id, token)?;
+        }
+        sets.end()
     }
 }
 
@@ -138,11 +157,17 @@ fn read_poll(headers: &HeaderMap, body: &[u8]) -> Result<Poll, String> {
             "at most {MAX_ACKNOWLEDGEMENTS} events may be acknowledged at once"
         ));
     }
+    if let Some((id, error)) = body.set_errs.iter().next() {
+        // Once per poll, however many: a receiver's reports are not a reason to flood the log.
+        tracing::warn!(
+            events = body.set_errs.len(),
+            first = %id,
+            error = %error,
+            "a receiver could not process events"
+        );
+    }
     let mut acknowledged = body.ack;
-    acknowledged.extend(body.set_errs.into_iter().map(|(id, error)| {
-        tracing::warn!(event = %id, error = %error, "a receiver could not process an event");
-        id
-    }));
+    acknowledged.extend(body.set_errs.into_iter().map(|(id, _)| id));
     Ok(Poll {
         acknowledged,
         max_events: body.max_events,
