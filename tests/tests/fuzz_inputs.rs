@@ -17,6 +17,8 @@ fn entry_point(target: &str) -> fn(&[u8]) {
         "form_body" => scopegate_token_service::http::fuzzing::form_body,
         "basic_credentials" => scopegate_token_service::http::fuzzing::basic_credentials,
         "config_file" => scopegate_token_service::http::fuzzing::config_file,
+        "event_poll" => scopegate_token_service::http::fuzzing::event_poll,
+        "revocation_events" => scopegate_validator::fuzzing::revocation_events,
         other => panic!("fuzz target `{other}` has no entry point listed here"),
     }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use crate::algorithm::Algorithm;
 use crate::claims::{self, ClaimRules};
+use crate::events::set::{self as security_event, SetRules};
+use crate::events::subscriber;
 use crate::introspect;
 use crate::json;
 use crate::jwk::KeySet;
@@ -126,5 +128,34 @@ pub fn scopes(input: &[u8]) {
                 "granted a scope that was not allowed"
             );
         }
+    }
+}
+
+static SET_RULES: LazyLock<SetRules> = LazyLock::new(|| SetRules {
+    issuer: "https://issuer.example".to_owned(),
+    audience: "api".to_owned(),
+    algorithms: Algorithm::ALL.to_vec(),
+    default_hold: Duration::from_secs(86_400),
+});
+
+/// A revocation event stream's bytes, both ways the validator reads them: as an RFC 8936 poll
+/// answer (SETs by id, no id twice), and as a SET's claims, as if its signature had passed. A
+/// SET read is one this issuer addressed to this API.
+pub fn revocation_events(input: &[u8]) {
+    if let Some((sets, _)) = subscriber::read_answer(input) {
+        let mut ids: Vec<&str> = sets.iter().map(|(id, _)| id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), sets.len(), "an id was read twice");
+    }
+    if security_event::read(input, &SET_RULES).is_ok() {
+        let claims: serde_json::Value = serde_json::from_slice(input).expect("a SET read is JSON");
+        assert_eq!(claims["iss"], "https://issuer.example");
+        let addressed = match &claims["aud"] {
+            serde_json::Value::String(audience) => audience == "api",
+            serde_json::Value::Array(audiences) => audiences.iter().any(|a| a == "api"),
+            _ => false,
+        };
+        assert!(addressed, "a SET for another audience was read");
     }
 }

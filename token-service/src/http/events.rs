@@ -79,7 +79,7 @@ struct PollBody {
 }
 
 /// The longest list of acknowledgements read: more than any answer holds.
-const MAX_ACKNOWLEDGEMENTS: usize = 2 * events::MAX_EVENTS_PER_POLL as usize;
+pub(super) const MAX_ACKNOWLEDGEMENTS: usize = 2 * events::MAX_EVENTS_PER_POLL as usize;
 
 /// `POST /ssf/poll` (RFC 8936): the calling API's events, held open until there are some.
 pub(super) async fn poll(
@@ -141,7 +141,7 @@ impl Serialize for InStreamOrder<'_> {
 }
 
 /// The poll in `body`: JSON (RFC 8936 §2.4), an object whose members have their types.
-fn read_poll(headers: &HeaderMap, body: &[u8]) -> Result<Poll, String> {
+pub(super) fn read_poll(headers: &HeaderMap, body: &[u8]) -> Result<Poll, String> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

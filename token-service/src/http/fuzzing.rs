@@ -58,3 +58,23 @@ pub fn config_file(input: &[u8]) {
         let _ = Config::from_toml(text);
     }
 }
+
+/// An RFC 8936 poll body at `/ssf/poll`: what is accepted acknowledges no more events than the
+/// bound, and asks for what its JSON says.
+pub fn event_poll(input: &[u8]) {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let Ok(poll) = crate::http::events::read_poll(&headers, input) else {
+        return;
+    };
+    assert!(poll.acknowledged.len() <= crate::http::events::MAX_ACKNOWLEDGEMENTS);
+    let body: serde_json::Value = serde_json::from_slice(input).expect("an accepted poll is JSON");
+    assert_eq!(
+        poll.max_events,
+        body.get("maxEvents").and_then(serde_json::Value::as_u64)
+    );
+    assert_eq!(
+        poll.return_immediately,
+        body.get("returnImmediately") == Some(&serde_json::Value::Bool(true))
+    );
+}

@@ -12,8 +12,8 @@
 mod deny;
 mod endpoint;
 mod health;
-mod set;
-mod subscriber;
+pub(crate) mod set;
+pub(crate) mod subscriber;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -96,6 +96,15 @@ struct PollAnswer {
     more_available: bool,
 }
 
+/// Reads an RFC 8936 poll answer as received: its SETs by id in the order sent, and
+/// `moreAvailable` (the fuzz target's entry).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn read_answer(bytes: &[u8]) -> Option<(Vec<(String, String)>, bool)> {
+    serde_json::from_slice::<PollAnswer>(bytes)
+        .ok()
+        .map(|answer| (answer.sets.0, answer.more_available))
+}
+
 /// `sets` in document order (events come in the order they committed), no id twice.
 #[derive(Debug)]
 struct OrderedSets(Vec<(String, String)>);
