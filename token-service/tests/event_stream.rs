@@ -464,6 +464,20 @@ async fn a_malformed_poll_is_refused_and_changes_nothing() {
         assert_eq!(answer.json["err"], "invalid_request", "{body:.60}");
         assert!(answer.json["description"].as_str().is_some());
     }
+    // Not UTF-8, though only in a member the service ignores (found by fuzzing).
+    let mut not_utf8 = br#"{"ack": [], "extension": ""#.to_vec();
+    not_utf8.extend_from_slice(&[0xc7, b'"', b'}']);
+    let request = Request::post("/ssf/poll")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::AUTHORIZATION,
+            basic_header(API, support::API_SECRET),
+        )
+        .body(Body::from(not_utf8))
+        .unwrap();
+    let answer = service.call(request).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json["description"], "the body is not UTF-8");
     // The event is still there for a well-formed poll.
     let answer = poll(&service, API_CREDENTIALS, &now_ish()).await;
     assert_eq!(answer.json["sets"].as_object().unwrap().len(), 1);

@@ -150,8 +150,11 @@ pub(super) fn read_poll(headers: &HeaderMap, body: &[u8]) -> Result<Poll, String
     if !media_type.eq_ignore_ascii_case("application/json") {
         return Err("the body must be application/json".to_owned());
     }
+    // JSON is UTF-8 (RFC 8259 §8.1), in members this service ignores too (serde skips
+    // those without reading them).
+    let body = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
     let body: PollBody =
-        serde_json::from_slice(body).map_err(|error| format!("the body is not a poll: {error}"))?;
+        serde_json::from_str(body).map_err(|error| format!("the body is not a poll: {error}"))?;
     if body.ack.len() + body.set_errs.len() > MAX_ACKNOWLEDGEMENTS {
         return Err(format!(
             "at most {MAX_ACKNOWLEDGEMENTS} events may be acknowledged at once"
