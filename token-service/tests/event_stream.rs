@@ -449,6 +449,7 @@ async fn a_malformed_poll_is_refused_and_changes_nothing() {
         ("application/x-www-form-urlencoded", "ack=1".to_owned()),
         ("application/json", "{".to_owned()),
         ("application/json", "[]".to_owned()),
+        ("application/json", "[[],{},300]".to_owned()),
         ("application/json", r#"{"ack": "one"}"#.to_owned()),
         ("application/json", r#"{"ack": [1]}"#.to_owned()),
         ("application/json", r#"{"maxEvents": -1}"#.to_owned()),

@@ -153,6 +153,10 @@ pub(super) fn read_poll(headers: &HeaderMap, body: &[u8]) -> Result<Poll, String
     // JSON is UTF-8 (RFC 8259 §8.1), in members this service ignores too (serde skips
     // those without reading them).
     let body = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
+    // An object: serde would also fill the struct from an array, member by member in order.
+    if !body.trim_start().starts_with('{') {
+        return Err("the body must be a JSON object".to_owned());
+    }
     let body: PollBody =
         serde_json::from_str(body).map_err(|error| format!("the body is not a poll: {error}"))?;
     if body.ack.len() + body.set_errs.len() > MAX_ACKNOWLEDGEMENTS {
