@@ -519,12 +519,7 @@ async fn poll_events(
         .unwrap()
         .iter()
         .map(|(id, set)| {
-            let payload = set.as_str().unwrap().split('.').nth(1).unwrap();
-            let claims: Value = serde_json::from_slice(
-                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
-                    .unwrap(),
-            )
-            .unwrap();
+            let claims = claims_of(set.as_str().unwrap());
             (
                 id.clone(),
                 claims["sub_id"]["id"].as_str().unwrap().to_owned(),
@@ -535,14 +530,18 @@ async fn poll_events(
     Ok(events)
 }
 
-fn jti_of(token: &str) -> String {
+/// The claims of a compact JWS (a JWT or a SET), unverified.
+fn claims_of(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(
+    serde_json::from_slice(
         &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
             .unwrap(),
     )
-    .unwrap();
-    claims["jti"].as_str().unwrap().to_owned()
+    .unwrap()
+}
+
+fn jti_of(token: &str) -> String {
+    claims_of(token)["jti"].as_str().unwrap().to_owned()
 }
 
 /// A poll held at instance A is answered by a revocation committed at instance B, even when B

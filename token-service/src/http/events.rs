@@ -5,13 +5,13 @@ use axum::Json;
 use axum::extract::State as Shared;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::error::no_store;
-use super::form::Form;
+use super::form::{Form, has_media_type};
 use super::introspect::authenticate_api;
 use super::peer::Peer;
 use crate::State;
@@ -142,12 +142,7 @@ impl Serialize for InStreamOrder<'_> {
 
 /// The poll in `body`: JSON (RFC 8936 §2.4), an object whose members have their types.
 pub(super) fn read_poll(headers: &HeaderMap, body: &[u8]) -> Result<Poll, String> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
-    let media_type = content_type.split(';').next().unwrap_or_default().trim();
-    if !media_type.eq_ignore_ascii_case("application/json") {
+    if !has_media_type(headers, "application/json") {
         return Err("the body must be application/json".to_owned());
     }
     // JSON is UTF-8 (RFC 8259 §8.1), in members this service ignores too (serde skips

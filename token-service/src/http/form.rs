@@ -24,6 +24,17 @@ impl std::fmt::Debug for Form {
     }
 }
 
+/// Whether the request's `Content-Type` is `expected` (parameters such as `charset` aside,
+/// case ignored).
+pub(crate) fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case(expected)
+}
+
 impl Form {
     /// Parses `body`; `repeatable` names the parameters that may appear more than once
     /// (RFC 8707 `resource`).
@@ -32,12 +43,7 @@ impl Form {
         body: &[u8],
         repeatable: &[&str],
     ) -> Result<Self, OAuthError> {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default();
-        let media_type = content_type.split(';').next().unwrap_or_default().trim();
-        if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        if !has_media_type(headers, "application/x-www-form-urlencoded") {
             return Err(OAuthError::invalid_request(
                 "the body must be application/x-www-form-urlencoded",
             ));

@@ -121,13 +121,9 @@ fn listen_for_events(pool: PgPool, event_commits: Weak<Notify>) {
             drop(wake);
             match tokio::time::timeout(LISTENER_CHECK, connected.try_recv()).await {
                 Err(_elapsed) => {}
-                Ok(Ok(Some(_))) => {
-                    if let Some(wake) = event_commits.upgrade() {
-                        wake.notify_one();
-                    }
-                }
-                // The connection was lost; `try_recv` reconnects on its next call.
-                Ok(Ok(None)) => {
+                // An announcement, or (`None`) the connection was lost: `try_recv` reconnects on
+                // its next call, and whatever was announced meanwhile is looked for now.
+                Ok(Ok(_)) => {
                     if let Some(wake) = event_commits.upgrade() {
                         wake.notify_one();
                     }
