@@ -73,6 +73,8 @@ pub async fn poll(state: &State, audience: &str, poll: &Poll) -> Result<Delivery
     let deadline = tokio::time::Instant::now() + state.config().events.long_poll;
     let mut closing = state.closing();
     loop {
+        // Taken before reading: an event committed after this has a higher position.
+        let known = *latest.borrow();
         let mut events = state.store().events_after(after, limit + 1).await?;
         if !events.is_empty() || poll.return_immediately {
             let more_available = events.len() as u64 > limit;
@@ -95,7 +97,11 @@ pub async fn poll(state: &State, audience: &str, poll: &Poll) -> Result<Delivery
                 more_available,
             });
         }
-        let seen = after.unwrap_or(0);
+        // Nothing after `after` up to `known`: those events were swept (a receiver away for
+        // longer than the retention, or a new one on a quiet stream). Waiting only for a
+        // position past `after` would read the empty range again at once, in a loop until the
+        // hold ends.
+        let seen = after.unwrap_or(0).max(known);
         tokio::select! {
             changed = latest.wait_for(|&newest| newest > seen) => {
                 if changed.is_err() {
