@@ -14,6 +14,7 @@ use crate::config::keys::AssertionKeys;
 use crate::config::{Api, Client};
 use crate::secret::{Checked, Counted, SecretHash, decoy_hash};
 use crate::store::StoreError;
+use crate::telemetry::metrics;
 use crate::throttle::{Admission, Limits};
 use crate::users::Account;
 
@@ -54,7 +55,7 @@ pub async fn client(
     let limits = Limits::client_auth(id, address);
     let caller = [id, address.unwrap_or_default()];
     let verdict = check(state, Kind::Secret, hash.as_ref(), secret, caller, &limits).await?;
-    Ok(accept(verdict, client))
+    Ok(counted("client_secret", accept(verdict, client)))
 }
 
 /// Checks client `id`'s `private_key_jwt` assertion against the keys it registered (a client
@@ -69,13 +70,13 @@ pub async fn client_assertion(
     assertion: &str,
 ) -> Result<Verdict<Arc<Client>>, StoreError> {
     let Some(client) = state.registry().client(id).await? else {
-        return Ok(Verdict::Wrong);
+        return Ok(counted("client_assertion", Verdict::Wrong));
     };
     let Some(keys) = &client.keys else {
-        return Ok(Verdict::Wrong);
+        return Ok(counted("client_assertion", Verdict::Wrong));
     };
     let verdict = assertion_verdict(state, id, keys, assertion).await?;
-    Ok(accept(verdict, Some(client)))
+    Ok(counted("client_assertion", accept(verdict, Some(client))))
 }
 
 /// The verdict on `party`'s assertion; a refusal is logged (a party whose `jwks_uri` cannot
@@ -113,13 +114,13 @@ pub async fn api_assertion(
     assertion: &str,
 ) -> Result<Verdict<Arc<Api>>, StoreError> {
     let Some(api) = state.registry().api(id).await? else {
-        return Ok(Verdict::Wrong);
+        return Ok(counted("api_assertion", Verdict::Wrong));
     };
     let Some(keys) = &api.keys else {
-        return Ok(Verdict::Wrong);
+        return Ok(counted("api_assertion", Verdict::Wrong));
     };
     let verdict = assertion_verdict(state, id, keys, assertion).await?;
-    Ok(accept(verdict, Some(api)))
+    Ok(counted("api_assertion", accept(verdict, Some(api))))
 }
 
 /// Checks the introspection secret of API `id` (an API with keys instead never passes).
@@ -138,7 +139,7 @@ pub async fn api(
     let limits = Limits::client_auth(id, address);
     let caller = [id, address.unwrap_or_default()];
     let verdict = check(state, Kind::Secret, hash.as_ref(), secret, caller, &limits).await?;
-    Ok(accept(verdict, api))
+    Ok(counted("api_secret", accept(verdict, api)))
 }
 
 /// Checks a user's password (the sign-in and password pages).
@@ -165,7 +166,7 @@ pub async fn password(
         &limits,
     )
     .await?;
-    Ok(accept(verdict, account))
+    Ok(counted("password", accept(verdict, account)))
 }
 
 /// What is checked: a secret the service may remember (clients, APIs), or a password.
@@ -223,6 +224,18 @@ async fn check(
         Checked::Refused(retry_after) => Verdict::Throttled { retry_after },
         Checked::Busy => Verdict::Busy,
     })
+}
+
+/// Counts `verdict` in the metrics, by `kind` of credential.
+fn counted<T>(kind: &'static str, verdict: Verdict<T>) -> Verdict<T> {
+    let result = match &verdict {
+        Verdict::Accepted(_) => "accepted",
+        Verdict::Wrong => "wrong",
+        Verdict::Throttled { .. } => "throttled",
+        Verdict::Busy => "busy",
+    };
+    metrics::credential_checked(kind, result);
+    verdict
 }
 
 /// The verdict on a secret, for the party it was presented for (none: always wrong).

@@ -33,6 +33,7 @@ pub mod secret;
 pub mod service_scopes;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
 pub mod users;
@@ -178,13 +179,15 @@ impl State {
             registry,
             users,
         );
-        Ok(Self {
+        let state = Self {
             inner: Arc::new(Shared {
                 secrets: SecretVerifier::new(
+                    secret::Checks::Secrets,
                     config.limits.max_concurrent_hashing,
                     config.limits.hashing_wait,
                 ),
                 passwords: SecretVerifier::new(
+                    secret::Checks::Passwords,
                     config.limits.max_concurrent_hashing,
                     config.limits.hashing_wait,
                 ),
@@ -201,7 +204,9 @@ impl State {
                 event_feed: tokio::sync::OnceCell::new(),
                 closing: tokio::sync::watch::Sender::new(false),
             }),
-        })
+        };
+        state.announce_signing_key();
+        Ok(state)
     }
 
     /// Verifies this service's own JWTs (access tokens, id_token hints).
@@ -341,7 +346,15 @@ impl State {
         )?;
         self.inner.keys.store(Arc::new(ring));
         self.inner.own_tokens.refresh().await;
+        self.announce_signing_key();
         Ok(())
+    }
+
+    /// Tells the metrics since when the key signing now has signed.
+    fn announce_signing_key(&self) {
+        if let Some(active) = self.keys().active(self.now()) {
+            telemetry::metrics::signing_key_in_use(active.activates_at);
+        }
     }
 
     /// Adds the next signing key if the rotation schedule says it is time (see
@@ -376,6 +389,7 @@ impl State {
         )
         .await?;
         if let Some(added) = &added {
+            telemetry::metrics::key_rotated();
             tracing::info!(
                 kid = added.kid,
                 activates_at,

@@ -12,9 +12,11 @@ use scopegate_token_service::config::{
     self, ApiSettings, ClientSettings, Config, ConfigError, Source,
 };
 use scopegate_token_service::directory::{Directory, DirectoryError};
+use scopegate_token_service::http::observe;
 use scopegate_token_service::keys::KeyRing;
 use scopegate_token_service::secret::SecretHash;
 use scopegate_token_service::store;
+use scopegate_token_service::telemetry::{self, traces};
 use scopegate_token_service::{State, rotation, users};
 
 /// A compact OAuth2 / OpenID Connect authorization server.
@@ -147,7 +149,6 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -167,45 +168,85 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Logs to standard error, filtered by `RUST_LOG` (default `info,sqlx=warn`); with
+/// `telemetry`'s OTLP endpoint, spans are exported as traces too (their own filter: every span
+/// of the service, whatever `RUST_LOG` says). The returned exporter must be shut down at exit
+/// to send the last spans.
+fn init_logging(
+    format: LogFormat,
+    telemetry: Option<&config::Telemetry>,
+) -> Result<Option<traces::Exporting>, Failure> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
+
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let logs = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let logs = match format {
+        LogFormat::Text => logs.with_filter(filter).boxed(),
+        LogFormat::Json => logs.json().with_filter(filter).boxed(),
+    };
+    let (spans, exporting) = match telemetry.map(traces::layer).transpose()?.flatten() {
+        Some((layer, exporting)) => (Some(layer), Some(exporting)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(logs).with(spans).init();
+    Ok(exporting)
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<Config, Failure> {
+/// The configuration, and where it came from (for [`announce`]).
+fn load_config(path: Option<&PathBuf>) -> Result<(Config, String), Failure> {
     let source = path.map_or(Source::Demo, |path| Source::File(path.clone()));
     let config = Config::load(&source).map_err(|error| Failure {
         message: format!("configuration ({}): {error}", config::describe(&source)),
         code: 2,
     })?;
-    tracing::info!(source = %config::describe(&source), "configuration loaded");
+    Ok((config, config::describe(&source)))
+}
+
+/// Says where the configuration came from, and warns of secrets written in clear.
+fn announce(config: &Config, source: &str) {
+    tracing::info!(source, "configuration loaded");
     for field in &config.plain_secret_fields {
         tracing::warn!(field = %field, "plain secret in the configuration; prefer `{field}_hash` from `token-service hash-secret`");
     }
-    Ok(config)
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    let format = cli.log_format;
+    let load = |path: Option<&PathBuf>| -> Result<Config, Failure> {
+        let (config, source) = load_config(path)?;
+        init_logging(format, None)?;
+        announce(&config, &source);
+        Ok(config)
+    };
     match cli.command {
-        Command::HashSecret => hash_secret(),
-        Command::Serve => serve(load_config(cli.config.as_ref())?).await,
+        Command::HashSecret => {
+            init_logging(format, None)?;
+            hash_secret()
+        }
+        Command::Serve => {
+            let (config, source) = load_config(cli.config.as_ref())?;
+            let exporting = init_logging(format, Some(&config.telemetry))?;
+            announce(&config, &source);
+            let served = serve(config).await;
+            if let Some(exporting) = exporting {
+                exporting.shutdown();
+            }
+            served
+        }
         Command::Client(command) => {
-            let config = load_config(cli.config.as_ref())?;
+            let config = load(cli.config.as_ref())?;
             match command {
                 ClientCommand::Add(add) => add_client(&config, *add).await,
                 ClientCommand::List => list_clients(&config).await,
             }
         }
         Command::User(command) => {
-            let config = load_config(cli.config.as_ref())?;
+            let config = load(cli.config.as_ref())?;
             match command {
                 UserCommand::Add {
                     username,
@@ -216,14 +257,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Api(command) => {
-            let config = load_config(cli.config.as_ref())?;
+            let config = load(cli.config.as_ref())?;
             match command {
                 ApiCommand::Add(settings) => add_api(&config, settings).await,
                 ApiCommand::List => list_apis(&config).await,
             }
         }
         Command::Keys(command) => {
-            let config = load_config(cli.config.as_ref())?;
+            let config = load(cli.config.as_ref())?;
             match command {
                 KeysCommand::List => list_keys(&config).await,
                 KeysCommand::Rotate { now } => rotate_keys(&config, now).await,
@@ -235,6 +276,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 async fn serve(config: Config) -> Result<(), Failure> {
     let listen = config.listen;
     let issuer = config.issuer.clone();
+    // Before anything records: a metric recorded earlier would be lost.
+    if let Some(address) = config.telemetry.metrics_listen {
+        let handle = telemetry::prometheus()?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| format!("cannot listen for metrics on {address}: {error}"))?;
+        tracing::info!(address = %listener.local_addr()?, "metrics at /metrics");
+        tokio::spawn(async move {
+            let served =
+                observe::serve_metrics(handle, listener, std::future::pending::<()>()).await;
+            if let Err(error) = served {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        });
+    }
     let state = State::start(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -12,6 +12,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::config::RateLimit;
+use crate::telemetry::metrics;
 
 /// One limiter per client or API that made a request, at the rate it had then.
 #[derive(Clone)]
@@ -70,10 +71,16 @@ impl RateLimits {
             limiter = new_limiter(rate);
             self.limiters.insert(who.to_owned(), Arc::clone(&limiter));
         }
-        limiter
-            .limiter
-            .check()
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        limiter.limiter.check().map_err(|not_until| {
+            let (party, id) = who.split_once(':').unwrap_or(("", who));
+            let party = match party {
+                "client" => "client",
+                "api" => "api",
+                _ => "other",
+            };
+            metrics::rate_limited(party, id);
+            not_until.wait_time_from(self.clock.now())
+        })
     }
 }
 

@@ -33,7 +33,7 @@ impl TokenTypeHint {
 
 /// What a revocation found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Found {
+pub enum Found {
     /// Revoked now (or before).
     Done,
     /// Not a token of this kind (or no longer active): look elsewhere.
@@ -48,7 +48,8 @@ fn not_yours() -> OAuthError {
 }
 
 /// Revokes `token` for `client` (authenticated, or public and named by its `client_id`).
-/// Unknown, expired and already revoked tokens are no error (RFC 7009 §2.2).
+/// Unknown, expired and already revoked tokens are no error (RFC 7009 §2.2): they are
+/// [`Found::Unknown`], answered as a revocation is.
 ///
 /// # Errors
 ///
@@ -59,7 +60,7 @@ pub async fn revoke(
     client: &Client,
     token: &str,
     hint: Option<TokenTypeHint>,
-) -> Result<(), OAuthError> {
+) -> Result<Found, OAuthError> {
     let refresh_first = hint == Some(TokenTypeHint::RefreshToken);
     let found = if refresh_first {
         match revoke_refresh(state, client, token).await? {
@@ -75,7 +76,7 @@ pub async fn revoke(
     if found == Found::Unknown {
         tracing::debug!(client_id = %client.id(), "revocation of an unknown or inactive token");
     }
-    Ok(())
+    Ok(found)
 }
 
 async fn revoke_access(state: &State, client: &Client, token: &str) -> Result<Found, OAuthError> {

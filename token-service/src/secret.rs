@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+use crate::telemetry::metrics;
+
 /// A plain secret (client secret, password). `Debug` prints `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -196,6 +198,26 @@ pub enum CheckError {
     Busy(#[from] Busy),
 }
 
+/// What a [`SecretVerifier`] checks: its metrics are labelled with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// Client and API secrets.
+    Secrets,
+    /// Users' passwords.
+    Passwords,
+}
+
+impl Checks {
+    /// The metrics label.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Secrets => "secret",
+            Self::Passwords => "password",
+        }
+    }
+}
+
 /// Verifies presented secrets against their hashes, remembering (as a keyed MAC under a
 /// per-process random key, never the secret itself) which secret last matched each hash, so
 /// that a client presenting its right secret pays the Argon2id cost once, not per request.
@@ -219,6 +241,8 @@ struct VerifierInner {
     checks: moka::future::Cache<(Arc<str>, [u8; 32]), Checked>,
     slots: Semaphore,
     max_wait: std::time::Duration,
+    /// What it checks, for its metrics.
+    kind: Checks,
     threads: HashingThreads,
 }
 
@@ -235,7 +259,7 @@ impl SecretVerifier {
     /// A verifier running at most `max_concurrent` Argon2id checks at once, each waiting at
     /// most `max_wait` to start.
     #[must_use]
-    pub fn new(max_concurrent: usize, max_wait: std::time::Duration) -> Self {
+    pub fn new(kind: Checks, max_concurrent: usize, max_wait: std::time::Duration) -> Self {
         let mut key = [0u8; 32];
         #[allow(clippy::expect_used)]
         rand::fill(&mut key).expect("the system random number generator works");
@@ -253,6 +277,7 @@ impl SecretVerifier {
                     .build(),
                 slots: Semaphore::new(max_concurrent),
                 max_wait,
+                kind,
                 threads: HashingThreads::start(max_concurrent),
             }),
         }
@@ -283,9 +308,10 @@ impl SecretVerifier {
         if self.remembers(hash, secret) {
             return Ok(true);
         }
-        let Ok(Ok(_slot)) =
-            tokio::time::timeout(self.inner.max_wait, self.inner.slots.acquire()).await
-        else {
+        let queued = metrics::hash_queued(self.inner.kind.as_str());
+        let slot = tokio::time::timeout(self.inner.max_wait, self.inner.slots.acquire()).await;
+        queued.done(matches!(slot, Ok(Ok(_))));
+        let Ok(Ok(_slot)) = slot else {
             return Err(Busy);
         };
         let (owned_hash, owned_secret) = (hash.clone(), Secret::new(secret.to_owned()));
@@ -548,7 +574,7 @@ mod tests {
 
     #[tokio::test]
     async fn verifier_remembers_only_the_matching_secret() {
-        let verifier = SecretVerifier::new(1, std::time::Duration::from_secs(60));
+        let verifier = SecretVerifier::new(Checks::Secrets, 1, std::time::Duration::from_secs(60));
         let hash = SecretHash::hash("right");
         assert_eq!(verifier.verify(&hash, "wrong").await, Ok(false));
         assert_eq!(verifier.inner.matched.get(&hash.0), None);
@@ -563,7 +589,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_check_that_cannot_start_in_time_is_busy_and_a_remembered_one_never_is() {
-        let verifier = SecretVerifier::new(1, std::time::Duration::from_millis(1));
+        let verifier = SecretVerifier::new(Checks::Secrets, 1, std::time::Duration::from_millis(1));
         let hash = SecretHash::hash("right");
         assert_eq!(verifier.verify(&hash, "right").await, Ok(true));
         // Every slot taken (as by a flood of wrong secrets): new checks are turned away …
@@ -575,7 +601,7 @@ mod tests {
 
     #[tokio::test]
     async fn checks_run_on_the_verifiers_own_threads_at_a_lower_priority() {
-        let verifier = SecretVerifier::new(2, std::time::Duration::from_secs(60));
+        let verifier = SecretVerifier::new(Checks::Secrets, 2, std::time::Duration::from_secs(60));
         let (name, niceness) = verifier
             .inner
             .threads

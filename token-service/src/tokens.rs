@@ -9,10 +9,11 @@ use scopegate_validator::ScopeSet;
 use serde_json::{Value, json};
 
 use crate::State;
-use crate::config::{Client, TokenFormat};
+use crate::config::{Client, GrantType, TokenFormat};
 use crate::error::{ErrorCode, OAuthError};
 use crate::secret::{random_token, token_digest};
 use crate::store::{StoreError, TokenRecord};
+use crate::telemetry::metrics;
 
 /// Longest token the service looks at; anything longer is not one of its tokens.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -20,6 +21,8 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// What an access token is issued for.
 #[derive(Debug, Clone)]
 pub struct AccessGrant {
+    /// The grant it is issued by (for the metrics).
+    pub grant_type: GrantType,
     /// The client it is issued to.
     pub client: Arc<Client>,
     /// `sub`: the user, or the client id for client credentials.
@@ -153,6 +156,11 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
             state.store().revoke_grant(grant_id, now).await?;
         }
     }
+    metrics::token_issued(
+        grant.grant_type,
+        grant.client.settings.token_format,
+        grant.client.id(),
+    );
     tracing::info!(client_id = %grant.client.id(), jti = %jti, format = grant.client.settings.token_format.as_str(), scope = %grant.scope, dpop_bound = grant.jkt.is_some(), "access token issued");
     Ok(IssuedToken {
         access_token,

@@ -51,6 +51,7 @@ const OVERRIDABLE: &[&str] = &[
     "limits",
     "dpop",
     "events",
+    "telemetry",
     "scopes",
     "clients",
     "apis",
@@ -191,6 +192,19 @@ pub struct Events {
     pub long_poll: Duration,
 }
 
+/// Metrics and traces for operators (docs/metrics.md); both off by default.
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    /// Where Prometheus scrapes `GET /metrics`: an address of its own, never the public one.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The OTLP/HTTP collector traces are sent to (`/v1/traces` is appended, as for
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub otlp_endpoint: Option<url::Url>,
+    /// The share of traces started here that are kept (0 to 1); a caller's sampling decision,
+    /// sent in `traceparent`, is followed.
+    pub trace_sample_ratio: f64,
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -221,6 +235,8 @@ pub struct Config {
     pub dpop: Dpop,
     /// The revocation event stream.
     pub events: Events,
+    /// Metrics and traces.
+    pub telemetry: Telemetry,
     /// Custom scopes.
     pub scopes: Vec<CustomScope>,
     /// Clients from the configuration.
@@ -327,6 +343,8 @@ struct RawConfig {
     #[serde(default)]
     events: RawEvents,
     #[serde(default)]
+    telemetry: RawTelemetry,
+    #[serde(default)]
     scopes: Vec<RawScope>,
     #[serde(default)]
     clients: Vec<ClientSettings>,
@@ -384,6 +402,14 @@ struct RawDpop {
 #[serde(deny_unknown_fields)]
 struct RawEvents {
     long_poll: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    metrics_listen: Option<String>,
+    otlp_endpoint: Option<String>,
+    trace_sample_ratio: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -551,6 +577,58 @@ fn secret_of(
             .map(Some)
             .map_err(|reason| invalid(format!("{field}_hash"), reason)),
         (None, None) => Ok(None),
+    }
+}
+
+impl RawTelemetry {
+    fn check(self, listen: SocketAddr) -> Result<Telemetry, ConfigError> {
+        let metrics_listen = self
+            .metrics_listen
+            .map(|address| {
+                let address: SocketAddr = address.parse().map_err(|_| {
+                    invalid(
+                        "telemetry.metrics_listen",
+                        "must be an address and port like 127.0.0.1:9464",
+                    )
+                })?;
+                if address.port() != 0 && address == listen {
+                    return Err(invalid(
+                        "telemetry.metrics_listen",
+                        "must differ from `listen`: metrics are not for the public listener",
+                    ));
+                }
+                Ok(address)
+            })
+            .transpose()?;
+        let otlp_endpoint = self
+            .otlp_endpoint
+            .map(|endpoint| {
+                url::Url::parse(&endpoint)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+                    .ok_or_else(|| {
+                        invalid(
+                            "telemetry.otlp_endpoint",
+                            "must be an http(s) URL like http://127.0.0.1:4318",
+                        )
+                    })
+            })
+            .transpose()?;
+        let trace_sample_ratio = match self.trace_sample_ratio {
+            None => 1.0,
+            Some(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
+            Some(_) => {
+                return Err(invalid(
+                    "telemetry.trace_sample_ratio",
+                    "must be from 0 to 1",
+                ));
+            }
+        };
+        Ok(Telemetry {
+            metrics_listen,
+            otlp_endpoint,
+            trace_sample_ratio,
+        })
     }
 }
 
@@ -735,6 +813,7 @@ impl RawConfig {
                 Duration::from_secs(300),
             )?,
         };
+        let telemetry = self.telemetry.check(listen)?;
 
         let mut plain_secret_fields = Vec::new();
         let scopes = self
@@ -856,6 +935,7 @@ impl RawConfig {
             limits,
             dpop,
             events,
+            telemetry,
             scopes,
             clients,
             apis,

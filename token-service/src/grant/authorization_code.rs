@@ -230,6 +230,7 @@ pub async fn authorization_code(
         state,
         &client,
         &UserGrant {
+            grant_type: GrantType::AuthorizationCode,
             account: &account,
             family: &grant_id,
             sid: &code.sid,
@@ -249,6 +250,8 @@ pub async fn authorization_code(
 
 /// What a user's tokens are issued for.
 pub(crate) struct UserGrant<'a> {
+    /// `authorization_code`, or `refresh_token`.
+    pub(crate) grant_type: GrantType,
     pub(crate) account: &'a crate::users::Account,
     /// The grant id shared by every token descending from one code.
     pub(crate) family: &'a str,
@@ -278,6 +281,7 @@ pub(crate) async fn user_tokens(
     let access = tokens::issue(
         state,
         &AccessGrant {
+            grant_type: grant.grant_type,
             client: Arc::clone(client),
             subject: grant.account.id.clone(),
             scope: grant.scope.clone(),

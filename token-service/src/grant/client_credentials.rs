@@ -43,6 +43,7 @@ pub async fn client_credentials(
     tokens::issue(
         state,
         &AccessGrant {
+            grant_type: GrantType::ClientCredentials,
             subject: client.id().to_owned(),
             client,
             scope,

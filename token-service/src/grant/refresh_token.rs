@@ -114,6 +114,7 @@ pub async fn refresh_token(
         state,
         &client,
         &UserGrant {
+            grant_type: GrantType::RefreshToken,
             account: &account,
             family: &record.family,
             sid: &record.sid,

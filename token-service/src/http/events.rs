@@ -16,6 +16,7 @@ use super::introspect::authenticate_api;
 use super::peer::Peer;
 use crate::State;
 use crate::events::{self, Poll, set};
+use crate::telemetry::metrics;
 
 /// RFC 8936's delivery method URN.
 const POLL_DELIVERY: &str = "urn:ietf:rfc:8936";
@@ -103,8 +104,12 @@ pub(super) async fn poll(
                 .into_response();
         }
     };
-    match events::poll(&state, &api.id, &request).await {
+    let held = metrics::event_poll_held();
+    let delivered = events::poll(&state, &api.id, &request).await;
+    drop(held);
+    match delivered {
         Ok(delivery) => {
+            metrics::events_delivered(delivery.sets.len());
             let mut response = Json(PollAnswer {
                 sets: InStreamOrder(&delivery.sets),
                 more_available: delivery.more_available,

@@ -19,6 +19,7 @@ use crate::State;
 use crate::config::Api;
 use crate::credentials;
 use crate::error::OAuthError;
+use crate::telemetry::metrics::{self, Introspected};
 use crate::tokens;
 
 pub(super) async fn introspect(
@@ -27,8 +28,16 @@ pub(super) async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match answer(&state, &peer, &headers, &body).await {
-        Ok(body) => {
+    let answered = answer(&state, &peer, &headers, &body).await;
+    metrics::introspected(match &answered {
+        Ok((api, body)) if body.get("active") == Some(&Value::Bool(true)) => {
+            Introspected::Active(&api.id)
+        }
+        Ok((api, _)) => Introspected::Inactive(&api.id),
+        Err(error) => Introspected::Refused(error.code.as_str()),
+    });
+    match answered {
+        Ok((_, body)) => {
             let mut response = Json(body).into_response();
             no_store(&mut response);
             response
@@ -78,12 +87,13 @@ async fn answer(
     peer: &Peer,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Value, OAuthError> {
+) -> Result<(Arc<Api>, Value), OAuthError> {
     let form = Form::parse(headers, body, &[])?;
     let api = authenticate_api(state, peer, headers, &form).await?;
     // token_type_hint is only a hint (RFC 7662 §2.1): every kind is looked up anyway.
     let token = form.require("token")?;
-    Ok(tokens::introspect_for_api(state, &api, token)
+    let answer = tokens::introspect_for_api(state, &api, token)
         .await?
-        .map_or_else(inactive, Value::Object))
+        .map_or_else(inactive, Value::Object);
+    Ok((api, answer))
 }

@@ -25,6 +25,7 @@ pub(crate) mod form;
 pub mod fuzzing;
 mod health;
 mod introspect;
+pub mod observe;
 mod pages;
 pub(crate) mod peer;
 mod revoke;
@@ -55,16 +56,6 @@ pub enum AppError {
     /// A route's scope requirement could not be built.
     #[error("cannot guard /userinfo and /admin: {0}")]
     Scope(#[from] scopegate_validator::scope::ScopeError),
-}
-
-/// The span of one request: its method and path, nothing a client sent beyond them.
-fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
-    tracing::debug_span!(
-        "request",
-        method = %request.method(),
-        path = request.uri().path(),
-        version = ?request.version(),
-    )
 }
 
 /// The token service's routes over `state`.
@@ -117,9 +108,8 @@ pub async fn app(state: State) -> Result<Router, AppError> {
         .layer(axum::Extension(peer::TrustedProxies(
             state.config().trusted_proxies.clone().into(),
         )))
-        // Spans carry method and path only: no headers, no body, and no query — it holds
-        // `id_token_hint`, `state`, codes and PKCE challenges.
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(axum::middleware::from_fn(observe::record))
+        .layer(TraceLayer::new_for_http().make_span_with(observe::request_span))
         .with_state(state))
 }
 

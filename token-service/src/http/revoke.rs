@@ -12,7 +12,8 @@ use super::peer::Peer;
 use super::token::identify_client;
 use crate::State;
 use crate::error::OAuthError;
-use crate::revocation::{self, TokenTypeHint};
+use crate::revocation::{self, Found, TokenTypeHint};
+use crate::telemetry::metrics;
 
 pub(super) async fn revoke(
     Shared(state): Shared<State>,
@@ -20,8 +21,14 @@ pub(super) async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match revoke_token(&state, &peer, &headers, &body).await {
-        Ok(()) => {
+    let revoked = revoke_token(&state, &peer, &headers, &body).await;
+    metrics::revocation(match &revoked {
+        Ok(Found::Done) => "revoked",
+        Ok(Found::Unknown) => "unknown",
+        Err(error) => error.code.as_str(),
+    });
+    match revoked {
+        Ok(_) => {
             let mut response = StatusCode::OK.into_response();
             no_store(&mut response);
             response
@@ -35,7 +42,7 @@ async fn revoke_token(
     peer: &Peer,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), OAuthError> {
+) -> Result<Found, OAuthError> {
     let form = Form::parse(headers, body, &[])?;
     let client = identify_client(state, peer, headers, &form).await?;
     let token = form.require("token")?;

@@ -21,6 +21,7 @@ use crate::credentials::{self, Verdict};
 use crate::dpop;
 use crate::error::{ErrorCode, OAuthError};
 use crate::grant::{self, ClientCredentialsRequest, CodeExchange, RefreshRequest};
+use crate::telemetry::metrics;
 use crate::tokens::IssuedToken;
 
 pub(super) async fn token(
@@ -55,7 +56,10 @@ pub(super) async fn token(
             }
             response
         }
-        Err(error) => error.into_response(),
+        Err(error) => {
+            metrics::token_refused(error.code.as_str());
+            error.into_response()
+        }
     }
 }
 

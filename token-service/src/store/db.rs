@@ -3,9 +3,15 @@
 //! placeholders are `$N` (both read them) and columns have types both map alike (`i64`, text,
 //! bytes), so a statement and its rows mean the same on either.
 
+use std::future::Future;
+use std::time::Instant;
+
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, Encode, PgPool, Postgres, Row as _, Sqlite, SqlitePool, Type};
+use tracing::Instrument as _;
+
+use crate::telemetry::metrics;
 
 /// A pool of either backend.
 #[derive(Debug, Clone)]
@@ -170,18 +176,29 @@ impl Row {
 }
 
 impl Db {
+    /// OpenTelemetry's name of the backend.
+    const fn system(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => SQLITE,
+            Self::Postgres(_) => POSTGRES,
+        }
+    }
+
     /// Runs a statement; the number of rows it changed.
     pub(super) async fn execute(&self, statement: Statement<'_>) -> Result<u64, sqlx::Error> {
-        Ok(match self {
-            Self::Sqlite(pool) => query::<Sqlite>(&statement)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            Self::Postgres(pool) => query::<Postgres>(&statement)
-                .execute(pool)
-                .await?
-                .rows_affected(),
+        observed(self.system(), statement.sql, async {
+            Ok(match self {
+                Self::Sqlite(pool) => query::<Sqlite>(&statement)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+                Self::Postgres(pool) => query::<Postgres>(&statement)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+            })
         })
+        .await
     }
 
     /// The first row of a query, if any.
@@ -189,34 +206,40 @@ impl Db {
         &self,
         statement: Statement<'_>,
     ) -> Result<Option<Row>, sqlx::Error> {
-        Ok(match self {
-            Self::Sqlite(pool) => query::<Sqlite>(&statement)
-                .fetch_optional(pool)
-                .await?
-                .map(Row::Sqlite),
-            Self::Postgres(pool) => query::<Postgres>(&statement)
-                .fetch_optional(pool)
-                .await?
-                .map(Row::Postgres),
+        observed(self.system(), statement.sql, async {
+            Ok(match self {
+                Self::Sqlite(pool) => query::<Sqlite>(&statement)
+                    .fetch_optional(pool)
+                    .await?
+                    .map(Row::Sqlite),
+                Self::Postgres(pool) => query::<Postgres>(&statement)
+                    .fetch_optional(pool)
+                    .await?
+                    .map(Row::Postgres),
+            })
         })
+        .await
     }
 
     /// Every row of a query.
     pub(super) async fn all(&self, statement: Statement<'_>) -> Result<Vec<Row>, sqlx::Error> {
-        Ok(match self {
-            Self::Sqlite(pool) => query::<Sqlite>(&statement)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(Row::Sqlite)
-                .collect(),
-            Self::Postgres(pool) => query::<Postgres>(&statement)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(Row::Postgres)
-                .collect(),
+        observed(self.system(), statement.sql, async {
+            Ok(match self {
+                Self::Sqlite(pool) => query::<Sqlite>(&statement)
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(Row::Sqlite)
+                    .collect(),
+                Self::Postgres(pool) => query::<Postgres>(&statement)
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(Row::Postgres)
+                    .collect(),
+            })
         })
+        .await
     }
 
     /// Closes every connection (tests; a process that exits needs not).
@@ -229,10 +252,13 @@ impl Db {
 
     /// Starts a transaction.
     pub(super) async fn begin(&self) -> Result<Transaction, sqlx::Error> {
-        Ok(match self {
-            Self::Sqlite(pool) => Transaction::Sqlite(pool.begin().await?),
-            Self::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
+        observed(self.system(), "BEGIN", async {
+            Ok(match self {
+                Self::Sqlite(pool) => Transaction::Sqlite(pool.begin().await?),
+                Self::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
+            })
         })
+        .await
     }
 }
 
@@ -243,18 +269,30 @@ pub(super) enum Transaction {
 }
 
 impl Transaction {
+    /// OpenTelemetry's name of the backend.
+    const fn system(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => SQLITE,
+            Self::Postgres(_) => POSTGRES,
+        }
+    }
+
     /// Runs a statement in the transaction; the number of rows it changed.
     pub(super) async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, sqlx::Error> {
-        Ok(match self {
-            Self::Sqlite(transaction) => query::<Sqlite>(&statement)
-                .execute(&mut **transaction)
-                .await?
-                .rows_affected(),
-            Self::Postgres(transaction) => query::<Postgres>(&statement)
-                .execute(&mut **transaction)
-                .await?
-                .rows_affected(),
+        let system = self.system();
+        observed(system, statement.sql, async {
+            Ok(match self {
+                Self::Sqlite(transaction) => query::<Sqlite>(&statement)
+                    .execute(&mut **transaction)
+                    .await?
+                    .rows_affected(),
+                Self::Postgres(transaction) => query::<Postgres>(&statement)
+                    .execute(&mut **transaction)
+                    .await?
+                    .rows_affected(),
+            })
         })
+        .await
     }
 
     /// The first row of a query in the transaction, if any.
@@ -262,34 +300,42 @@ impl Transaction {
         &mut self,
         statement: Statement<'_>,
     ) -> Result<Option<Row>, sqlx::Error> {
-        Ok(match self {
-            Self::Sqlite(transaction) => query::<Sqlite>(&statement)
-                .fetch_optional(&mut **transaction)
-                .await?
-                .map(Row::Sqlite),
-            Self::Postgres(transaction) => query::<Postgres>(&statement)
-                .fetch_optional(&mut **transaction)
-                .await?
-                .map(Row::Postgres),
+        let system = self.system();
+        observed(system, statement.sql, async {
+            Ok(match self {
+                Self::Sqlite(transaction) => query::<Sqlite>(&statement)
+                    .fetch_optional(&mut **transaction)
+                    .await?
+                    .map(Row::Sqlite),
+                Self::Postgres(transaction) => query::<Postgres>(&statement)
+                    .fetch_optional(&mut **transaction)
+                    .await?
+                    .map(Row::Postgres),
+            })
         })
+        .await
     }
 
     /// Every row of a query in the transaction.
     pub(super) async fn all(&mut self, statement: Statement<'_>) -> Result<Vec<Row>, sqlx::Error> {
-        Ok(match self {
-            Self::Sqlite(transaction) => query::<Sqlite>(&statement)
-                .fetch_all(&mut **transaction)
-                .await?
-                .into_iter()
-                .map(Row::Sqlite)
-                .collect(),
-            Self::Postgres(transaction) => query::<Postgres>(&statement)
-                .fetch_all(&mut **transaction)
-                .await?
-                .into_iter()
-                .map(Row::Postgres)
-                .collect(),
+        let system = self.system();
+        observed(system, statement.sql, async {
+            Ok(match self {
+                Self::Sqlite(transaction) => query::<Sqlite>(&statement)
+                    .fetch_all(&mut **transaction)
+                    .await?
+                    .into_iter()
+                    .map(Row::Sqlite)
+                    .collect(),
+                Self::Postgres(transaction) => query::<Postgres>(&statement)
+                    .fetch_all(&mut **transaction)
+                    .await?
+                    .into_iter()
+                    .map(Row::Postgres)
+                    .collect(),
+            })
         })
+        .await
     }
 
     /// Whether it runs on Postgres (the few statements one backend needs and the other has
@@ -300,9 +346,166 @@ impl Transaction {
 
     /// Commits.
     pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Self::Sqlite(transaction) => transaction.commit().await,
-            Self::Postgres(transaction) => transaction.commit().await,
+        observed(self.system(), "COMMIT", async {
+            match self {
+                Self::Sqlite(transaction) => transaction.commit().await,
+                Self::Postgres(transaction) => transaction.commit().await,
+            }
+        })
+        .await
+    }
+}
+
+/// OpenTelemetry's `db.system.name` of each backend.
+const SQLITE: &str = "sqlite";
+const POSTGRES: &str = "postgresql";
+
+/// Runs a statement's future in a span of its own, under the request's, and records its
+/// duration and failure by operation and table (docs/metrics.md).
+pub(super) async fn observed<T>(
+    system: &'static str,
+    sql: &str,
+    run: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    let operation = Operation::of(sql);
+    let span = tracing::debug_span!(
+        "db",
+        otel.name = %operation,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        db.system.name = system,
+        db.operation.name = operation.name,
+        db.collection.name = operation.collection,
+        error.type = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let result = run.instrument(span.clone()).await;
+    let error = result.as_ref().err().map(error_type);
+    if let Some(error) = error {
+        span.record("error.type", error);
+        span.record("otel.status_code", "ERROR");
+    }
+    metrics::db_operation(
+        system,
+        operation.name,
+        operation.collection,
+        started.elapsed(),
+        error,
+    );
+    result
+}
+
+/// What a statement does, as OpenTelemetry names it: the operation and the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Operation {
+    name: &'static str,
+    collection: Option<&'static str>,
+}
+
+/// The tables of the migrations: a label names one of these or `other`, whatever the SQL.
+const TABLES: [&str; 16] = [
+    "access_tokens",
+    "apis",
+    "apis_next",
+    "authorization_codes",
+    "clients",
+    "event_stream",
+    "grant_tokens",
+    "login_failures",
+    "refresh_tokens",
+    "revoked_jwts",
+    "security_events",
+    "server_secrets",
+    "sessions",
+    "signing_keys",
+    "spent_ids",
+    "users",
+];
+
+impl Operation {
+    /// Reads the first keyword, and the table after `FROM`, `INTO` or `UPDATE`.
+    pub(super) fn of(sql: &str) -> Self {
+        let first = sql.split_whitespace().next().unwrap_or_default();
+        let name = [
+            "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT",
+        ]
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(first))
+        .unwrap_or("other");
+        let table_after = |keyword: &str| {
+            let mut words = sql.split_whitespace();
+            words.find(|word| word.eq_ignore_ascii_case(keyword))?;
+            let table = words
+                .next()?
+                .trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_');
+            Some(
+                TABLES
+                    .into_iter()
+                    .find(|known| known.eq_ignore_ascii_case(table))
+                    .unwrap_or("other"),
+            )
+        };
+        let collection = match name {
+            "INSERT" => table_after("INTO"),
+            "UPDATE" => table_after("UPDATE"),
+            "BEGIN" | "COMMIT" | "other" => None,
+            _ => table_after("FROM"),
+        };
+        Self { name, collection }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.collection {
+            Some(collection) => write!(formatter, "{} {collection}", self.name),
+            None => formatter.write_str(self.name),
         }
+    }
+}
+
+/// A failure's OpenTelemetry `error.type`: a fixed word per kind, never its message.
+fn error_type(error: &sqlx::Error) -> &'static str {
+    match error {
+        sqlx::Error::Database(_) => "database",
+        sqlx::Error::PoolTimedOut => "pool_timed_out",
+        sqlx::Error::PoolClosed => "pool_closed",
+        sqlx::Error::Io(_) => "io",
+        sqlx::Error::Tls(_) => "tls",
+        sqlx::Error::Protocol(_) => "protocol",
+        sqlx::Error::RowNotFound => "row_not_found",
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => "decode",
+        sqlx::Error::WorkerCrashed => "worker_crashed",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_is_named_by_its_operation_and_table() {
+        let named = |sql| Operation::of(sql).to_string();
+        assert_eq!(
+            named("SELECT a FROM clients WHERE id = $1"),
+            "SELECT clients"
+        );
+        assert_eq!(
+            named("  insert into access_tokens (a) VALUES ($1)"),
+            "INSERT access_tokens"
+        );
+        assert_eq!(
+            named("UPDATE refresh_tokens SET a = 1"),
+            "UPDATE refresh_tokens"
+        );
+        assert_eq!(
+            named("DELETE FROM sessions WHERE expires_at < $1"),
+            "DELETE sessions"
+        );
+        assert_eq!(named("SELECT 1"), "SELECT");
+        assert_eq!(named("BEGIN"), "BEGIN");
+        assert_eq!(named("SELECT * FROM someone_elses_table"), "SELECT other");
+        assert_eq!(named("VACUUM"), "other");
     }
 }

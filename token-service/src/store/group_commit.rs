@@ -13,8 +13,11 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use tracing::Instrument as _;
+
 use super::sql::{duplicate_or, insert_spent_ids_sql, insert_tokens_sql};
 use super::{StoreError, TokenRecord};
+use crate::telemetry::metrics;
 
 /// Most rows in one statement (10 parameters each, far below SQLite's limit of 32 766 and
 /// Postgres' 65 535).
@@ -41,10 +44,20 @@ pub(super) fn spend_statement(rows: usize) -> &'static str {
     &SPEND_STATEMENTS[rows]
 }
 
+/// The span of a request waiting for its row's group commit: the batch's statement runs in the
+/// writer's task, so the request's trace shows this wait instead.
+fn waiting_span(writer: &'static str) -> tracing::Span {
+    tracing::debug_span!(
+        "group_commit",
+        otel.name = format_args!("group commit {writer}").to_string(),
+        writer,
+    )
+}
+
 /// Starts `writers` tasks that take every item waiting (up to [`MAX_BATCH`]) and hand the
 /// batch to `write`; returns the queue. One writer takes what is waiting while the others
 /// write theirs; they end when every sender is dropped.
-fn spawn_writers<P, W, F>(writers: usize, write: W) -> mpsc::Sender<P>
+fn spawn_writers<P, W, F>(name: &'static str, writers: usize, write: W) -> mpsc::Sender<P>
 where
     P: Send + 'static,
     W: Fn(Vec<P>) -> F + Send + Sync + 'static,
@@ -61,6 +74,7 @@ where
                 if waiting.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
                     return;
                 }
+                metrics::group_commit(name, batch.len());
                 write(batch).await;
             }
         });
@@ -99,7 +113,7 @@ impl TokenWriter {
         checkpoints: Option<SqlitePool>,
     ) -> Self {
         let sink = Arc::new(sink);
-        let queue = spawn_writers(writers, move |batch| {
+        let queue = spawn_writers("tokens", writers, move |batch| {
             let sink = Arc::clone(&sink);
             async move { write_batch(&*sink, batch).await }
         });
@@ -113,14 +127,18 @@ impl TokenWriter {
     pub(super) async fn insert(&self, token: &TokenRecord) -> Result<(), StoreError> {
         let (written, outcome) = oneshot::channel();
         let stopped = || StoreError::Shared("the token writer has stopped".to_owned());
-        self.queue
-            .send(Pending {
-                token: token.clone(),
-                written,
-            })
-            .await
-            .map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        async {
+            self.queue
+                .send(Pending {
+                    token: token.clone(),
+                    written,
+                })
+                .await
+                .map_err(|_| stopped())?;
+            outcome.await.map_err(|_| stopped())?
+        }
+        .instrument(waiting_span("tokens"))
+        .await
     }
 }
 
@@ -214,7 +232,7 @@ impl SpendWriter {
     /// Starts `writers` writer tasks on the current runtime, spending through `sink`.
     pub(super) fn start(sink: impl SpendSink, writers: usize) -> Self {
         let sink = Arc::new(sink);
-        let queue = spawn_writers(writers, move |batch| {
+        let queue = spawn_writers("spends", writers, move |batch| {
             let sink = Arc::clone(&sink);
             async move { spend_batch(&*sink, batch).await }
         });
@@ -229,15 +247,19 @@ impl SpendWriter {
     ) -> Result<bool, StoreError> {
         let (spent, outcome) = oneshot::channel();
         let stopped = || StoreError::Shared("the single-use writer has stopped".to_owned());
-        self.queue
-            .send(Spend {
-                key: *key,
-                expires_at,
-                spent,
-            })
-            .await
-            .map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        async {
+            self.queue
+                .send(Spend {
+                    key: *key,
+                    expires_at,
+                    spent,
+                })
+                .await
+                .map_err(|_| stopped())?;
+            outcome.await.map_err(|_| stopped())?
+        }
+        .instrument(waiting_span("spends"))
+        .await
     }
 }
 

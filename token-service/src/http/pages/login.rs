@@ -15,6 +15,7 @@ use crate::config::Client;
 use crate::credentials::{self, Verdict};
 use crate::http::peer::Peer;
 use crate::session;
+use crate::telemetry::metrics;
 
 /// The sign-in form; `request` is the authorization request it completes.
 pub(crate) fn login_page(
@@ -91,11 +92,13 @@ pub(crate) async fn login(
     let account = match verdict {
         Ok(Verdict::Accepted(account)) => account,
         Ok(Verdict::Wrong) => {
+            metrics::sign_in("failure");
             tracing::debug!("sign-in failed");
             // The same words whether the user exists or not.
             return retry("Wrong username or password.", StatusCode::UNAUTHORIZED);
         }
         Ok(Verdict::Throttled { retry_after }) => {
+            metrics::sign_in("throttled");
             return too_many(
                 retry(
                     "Too many failed attempts. Wait a few minutes and try again.",
@@ -105,6 +108,7 @@ pub(crate) async fn login(
             );
         }
         Ok(Verdict::Busy) => {
+            metrics::sign_in("busy");
             return too_many(
                 retry(
                     "The service is busy; try again in a moment.",
@@ -114,6 +118,7 @@ pub(crate) async fn login(
             );
         }
         Err(error) => {
+            metrics::sign_in("error");
             tracing::error!(%error, "store failure at sign-in");
             return retry(
                 "The service cannot sign you in right now; try again shortly.",
@@ -124,6 +129,7 @@ pub(crate) async fn login(
     let (cookie, session) = match session::start(&state, &account).await {
         Ok(started) => started,
         Err(error) => {
+            metrics::sign_in("error");
             tracing::error!(%error, "store failure starting a session");
             return retry(
                 "The service cannot sign you in right now; try again shortly.",
@@ -131,6 +137,7 @@ pub(crate) async fn login(
             );
         }
     };
+    metrics::sign_in("success");
     tracing::info!(sid = %session.sid, "signed in");
     let mut response = complete(&state, &headers, request, &checked, &session).await;
     let ttl = state.config().session_ttl.as_secs();

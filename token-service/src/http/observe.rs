@@ -1,0 +1,113 @@
+//! What the HTTP side tells operators: each request's span (named by its route, joined to the
+//! caller's trace), its duration by route and status, and the Prometheus scrape endpoint on a
+//! listener of its own.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header::CONTENT_TYPE;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::telemetry::{metrics, traces};
+
+/// The route label of a request no route matched: one series, whatever was asked.
+const UNMATCHED: &str = "unmatched";
+
+/// The span of one request: method, route and path — nothing a client sent beyond them (no
+/// headers, no body, and no query: it holds `id_token_hint`, `state`, codes and PKCE
+/// challenges). Its parent is the caller's span when it sent a W3C `traceparent`.
+pub(super) fn request_span(request: &Request) -> tracing::Span {
+    let method = request.method().as_str();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str);
+    let span = tracing::debug_span!(
+        "request",
+        otel.name = format_args!("{method} {route}").to_string(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        method,
+        path = request.uri().path(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        // A context without a remote span (no header, or a malformed one) leaves the span a
+        // root; an error here only means tracing is off.
+        let _ = span.set_parent(traces::remote_parent(request.headers()));
+    }
+    span
+}
+
+/// Records each request's duration by method, route and status, and its status on its span.
+pub(super) async fn record(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| matched.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    let span = tracing::Span::current();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    metrics::http_request(
+        method.as_str(),
+        route.as_deref().unwrap_or(UNMATCHED),
+        status.as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// The routes of the metrics listener: `GET /metrics` in Prometheus's text format.
+pub fn metrics_routes(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    handle.render(),
+                )
+                    .into_response()
+            }
+        }),
+    )
+}
+
+/// Serves [`metrics_routes`] on `listener` until `shutdown` resolves; keeps the exporter's
+/// histograms drained meanwhile, so that they do not grow between scrapes.
+///
+/// # Errors
+///
+/// An I/O error from the listener.
+pub async fn serve_metrics(
+    handle: PrometheusHandle,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let upkeep = handle.clone();
+    let upkeep = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            ticks.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let served = axum::serve(listener, metrics_routes(handle))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    upkeep.abort();
+    served
+}

@@ -1,0 +1,105 @@
+//! Traces over OTLP/HTTP (`[telemetry] otlp_endpoint`): the service's `tracing` spans — a
+//! request, and under it each store operation — become OpenTelemetry spans, joined to the
+//! caller's trace when it sent a W3C `traceparent`.
+
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::Subscriber;
+use tracing_subscriber::Layer;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::Telemetry;
+
+/// The `service.name` of the spans.
+pub const SERVICE_NAME: &str = "scopegate-token-service";
+
+/// How long an export may take before it is given up (spans are dropped, never waited on by
+/// a request).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The OTLP exporter could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot export traces to {endpoint}: {message}")]
+pub struct TraceError {
+    endpoint: String,
+    message: String,
+}
+
+/// Spans being exported; [`Exporting::shutdown`] sends what is left.
+#[derive(Debug)]
+pub struct Exporting {
+    provider: SdkTracerProvider,
+}
+
+impl Exporting {
+    /// Sends the spans not yet sent and stops exporting.
+    pub fn shutdown(self) {
+        if let Err(error) = self.provider.shutdown() {
+            tracing::warn!(%error, "could not send the last spans");
+        }
+    }
+}
+
+/// The layer turning spans into OpenTelemetry spans, when `settings` name a collector.
+///
+/// It takes every span of this service (whatever the log level: a trace without its request
+/// span would be no trace) and, as span events, log events at INFO and above.
+///
+/// # Errors
+///
+/// [`TraceError`] if the exporter cannot be built.
+pub fn layer<S>(
+    settings: &Telemetry,
+) -> Result<Option<(impl Layer<S> + use<S>, Exporting)>, TraceError>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+{
+    let Some(endpoint) = &settings.otlp_endpoint else {
+        return Ok(None);
+    };
+    let traces_url = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(&traces_url)
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|error| TraceError {
+            endpoint: traces_url.clone(),
+            message: error.to_string(),
+        })?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.trace_sample_ratio,
+        ))))
+        .with_resource(Resource::builder().with_service_name(SERVICE_NAME).build())
+        .build();
+    let tracer = provider.tracer(SERVICE_NAME);
+    let ours = |target: &str| {
+        target.starts_with("scopegate_token_service") || target.starts_with("tower_http")
+    };
+    let filter = tracing_subscriber::filter::filter_fn(move |metadata| {
+        if metadata.is_span() {
+            ours(metadata.target())
+        } else {
+            *metadata.level() <= tracing::Level::INFO && !metadata.target().starts_with("sqlx")
+        }
+    });
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(filter);
+    Ok(Some((layer, Exporting { provider })))
+}
+
+/// The caller's trace context from its W3C `traceparent` / `tracestate` headers (an empty
+/// context when absent or malformed: the request starts a trace of its own).
+#[must_use]
+pub fn remote_parent(headers: &http::HeaderMap) -> opentelemetry::Context {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract(&opentelemetry_http::HeaderExtractor(headers))
+}
