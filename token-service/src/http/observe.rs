@@ -56,7 +56,7 @@ pub(super) async fn record(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     let span = tracing::Span::current();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }

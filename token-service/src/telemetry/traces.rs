@@ -8,8 +8,9 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use tracing::Subscriber;
+use tracing::{Level, Subscriber};
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::Telemetry;
@@ -46,8 +47,8 @@ impl Exporting {
 
 /// The layer turning spans into OpenTelemetry spans, when `settings` name a collector.
 ///
-/// It takes every span of this service (whatever the log level: a trace without its request
-/// span would be no trace) and, as span events, log events at INFO and above.
+/// It takes this service's spans and events down to DEBUG, whatever the log level (a trace
+/// without its request span would be no trace), and other crates' at INFO.
 ///
 /// # Errors
 ///
@@ -79,16 +80,13 @@ where
         .with_resource(Resource::builder().with_service_name(SERVICE_NAME).build())
         .build();
     let tracer = provider.tracer(SERVICE_NAME);
-    let ours = |target: &str| {
-        target.starts_with("scopegate_token_service") || target.starts_with("tower_http")
-    };
-    let filter = tracing_subscriber::filter::filter_fn(move |metadata| {
-        if metadata.is_span() {
-            ours(metadata.target())
-        } else {
-            *metadata.level() <= tracing::Level::INFO && !metadata.target().starts_with("sqlx")
-        }
-    });
+    // Every span of the service, whatever the log level; other crates' events at INFO (sqlx's
+    // statement summaries at WARN: one per query would double every trace).
+    let filter = Targets::new()
+        .with_target("scopegate_token_service", Level::DEBUG)
+        .with_target("tower_http", Level::DEBUG)
+        .with_target("sqlx", Level::WARN)
+        .with_default(Level::INFO);
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(filter);
