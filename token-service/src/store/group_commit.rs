@@ -176,7 +176,9 @@ async fn write_batch(sink: &impl TokenSink, mut batch: Vec<Pending>) {
         // One statement is one transaction: nothing of it was written. A duplicate row (a
         // 256-bit random collision, or a reused `jti`) must fail its own request only, so the
         // rows are written one by one to give each its own answer.
-        Err(error) if batch.len() > 1 && is_unique_violation(&error) => {
+        // Postgres may also find two writers' batches deadlocked on such a row, each waiting
+        // for the other's: the one it aborts has written nothing either.
+        Err(error) if batch.len() > 1 && (is_unique_violation(&error) || is_deadlock(&error)) => {
             for pending in batch.drain(..) {
                 let written = sink
                     .insert(&[&pending.token])
@@ -205,6 +207,11 @@ async fn write_batch(sink: &impl TokenSink, mut batch: Vec<Pending>) {
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database) if database.is_unique_violation())
+}
+
+/// Postgres's `deadlock_detected` (SQLSTATE 40P01).
+fn is_deadlock(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database) if database.code().as_deref() == Some("40P01"))
 }
 
 /// A database that can spend a batch of single-use ids in one statement.
@@ -269,12 +276,15 @@ impl SpendWriter {
 async fn spend_batch(sink: &impl SpendSink, batch: Vec<Spend>) {
     let mut seen = HashSet::with_capacity(batch.len());
     let firsts: Vec<bool> = batch.iter().map(|spend| seen.insert(spend.key)).collect();
-    let rows: Vec<(&[u8; 32], u64)> = batch
+    let mut rows: Vec<(&[u8; 32], u64)> = batch
         .iter()
         .zip(&firsts)
         .filter(|(_, first)| **first)
         .map(|(spend, _)| (&spend.key, spend.expires_at))
         .collect();
+    // In key order: two writers' batches holding the same ids then take them in the same
+    // order, and one waits for the other instead of both deadlocking (Postgres).
+    rows.sort_unstable_by_key(|(key, _)| *key);
     match sink.spend(&rows).await {
         Ok(inserted) => {
             let inserted: HashSet<[u8; 32]> = inserted.into_iter().collect();
