@@ -13,7 +13,7 @@ use http::header::CONTENT_TYPE;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::telemetry::{metrics, traces};
+use crate::telemetry::metrics;
 
 /// The route label of a request no route matched: one series, whatever was asked.
 const UNMATCHED: &str = "unmatched";
@@ -40,9 +40,17 @@ pub(super) fn request_span(request: &Request) -> tracing::Span {
     if !span.is_disabled() {
         // A context without a remote span (no header, or a malformed one) leaves the span a
         // root; an error here only means tracing is off.
-        let _ = span.set_parent(traces::remote_parent(request.headers()));
+        let _ = span.set_parent(remote_parent(request.headers()));
     }
     span
+}
+
+/// The caller's trace context from its W3C `traceparent` / `tracestate` headers (an empty
+/// context when absent or malformed: the request starts a trace of its own).
+fn remote_parent(headers: &http::HeaderMap) -> opentelemetry::Context {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract(&opentelemetry_http::HeaderExtractor(headers))
 }
 
 /// Records each request's duration by method, route and status, and its status on its span.

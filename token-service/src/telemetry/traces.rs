@@ -92,12 +92,3 @@ where
         .with_filter(filter);
     Ok(Some((layer, Exporting { provider })))
 }
-
-/// The caller's trace context from its W3C `traceparent` / `tracestate` headers (an empty
-/// context when absent or malformed: the request starts a trace of its own).
-#[must_use]
-pub fn remote_parent(headers: &http::HeaderMap) -> opentelemetry::Context {
-    use opentelemetry::propagation::TextMapPropagator as _;
-    opentelemetry_sdk::propagation::TraceContextPropagator::new()
-        .extract(&opentelemetry_http::HeaderExtractor(headers))
-}
