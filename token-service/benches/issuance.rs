@@ -12,7 +12,10 @@
 //! - `ONLY`: only the variants whose name holds this text (for profiling);
 //! - `LAYOUT`: `machine` (default: the service with two worker threads and wrk share both
 //!   cores, as on a small server) or `one-core` (the service on core 1 with one worker thread,
-//!   wrk on core 0).
+//!   wrk on core 0);
+//! - `METRICS`: `off` (default: no recorder installed) or `compare`: each variant runs twice per
+//!   round, with the Prometheus recorder recording and with it switched off, and the ratio of
+//!   the two rates is reported per round — the cost of the metrics.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -75,6 +78,84 @@ struct Variant {
     name: String,
     url: String,
     script: std::path::PathBuf,
+    /// Whether the metrics recorder records during its runs (`METRICS=compare`).
+    metrics: bool,
+}
+
+/// The Prometheus recorder behind a switch: while off, every metric is a no-op, as with no
+/// recorder at all. The token service takes its metric handles per call, so a switch between
+/// two runs applies to the whole of the second.
+struct Switched {
+    on: std::sync::atomic::AtomicBool,
+    inner: metrics_exporter_prometheus::PrometheusRecorder,
+}
+
+static SWITCH: std::sync::OnceLock<&'static Switched> = std::sync::OnceLock::new();
+
+fn record_metrics(on: bool) {
+    if let Some(switch) = SWITCH.get() {
+        switch.on.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl metrics::Recorder for &'static Switched {
+    fn describe_counter(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<metrics::Unit>,
+        description: metrics::SharedString,
+    ) {
+        self.inner.describe_counter(key, unit, description);
+    }
+    fn describe_gauge(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<metrics::Unit>,
+        description: metrics::SharedString,
+    ) {
+        self.inner.describe_gauge(key, unit, description);
+    }
+    fn describe_histogram(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<metrics::Unit>,
+        description: metrics::SharedString,
+    ) {
+        self.inner.describe_histogram(key, unit, description);
+    }
+    fn register_counter(
+        &self,
+        key: &metrics::Key,
+        metadata: &metrics::Metadata<'_>,
+    ) -> metrics::Counter {
+        if self.on.load(std::sync::atomic::Ordering::Relaxed) {
+            self.inner.register_counter(key, metadata)
+        } else {
+            metrics::Counter::noop()
+        }
+    }
+    fn register_gauge(
+        &self,
+        key: &metrics::Key,
+        metadata: &metrics::Metadata<'_>,
+    ) -> metrics::Gauge {
+        if self.on.load(std::sync::atomic::Ordering::Relaxed) {
+            self.inner.register_gauge(key, metadata)
+        } else {
+            metrics::Gauge::noop()
+        }
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        metadata: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        if self.on.load(std::sync::atomic::Ordering::Relaxed) {
+            self.inner.register_histogram(key, metadata)
+        } else {
+            metrics::Histogram::noop()
+        }
+    }
 }
 
 /// Where the service and wrk run.
@@ -294,6 +375,7 @@ async fn variants_on(store_name: &str, storages: [&str; 2], dir: &Path) -> Vec<V
             &authorization,
             body,
         ),
+        metrics: false,
     };
     vec![
         variant(
@@ -347,6 +429,22 @@ fn main() {
             "taskset (util-linux) could not pin the service to core 1"
         );
     }
+    let compare_metrics = match std::env::var("METRICS").as_deref() {
+        Ok("compare") => true,
+        Ok("off") | Err(_) => false,
+        Ok(other) => panic!("METRICS is `off` or `compare`, not `{other}`"),
+    };
+    let handle = compare_metrics.then(|| {
+        let inner = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = inner.handle();
+        let switch: &'static Switched = Box::leak(Box::new(Switched {
+            on: std::sync::atomic::AtomicBool::new(false),
+            inner,
+        }));
+        SWITCH.set(switch).ok().unwrap();
+        metrics::set_global_recorder(switch).unwrap();
+        handle
+    });
     let rounds = env_number("ROUNDS", 3);
     let seconds = env_number("SECONDS", 3);
     let stores = std::env::var("STORES").unwrap_or_else(|_| "sqlite,postgres".to_owned());
@@ -384,17 +482,49 @@ fn main() {
     let variants: Vec<Variant> = variants
         .into_iter()
         .filter(|variant| variant.name.contains(&only))
+        .flat_map(|variant| {
+            if !compare_metrics {
+                return vec![variant];
+            }
+            let on = Variant {
+                name: format!("{} [metrics on]", variant.name),
+                url: variant.url.clone(),
+                script: variant.script.clone(),
+                metrics: true,
+            };
+            let off = Variant {
+                name: format!("{} [metrics off]", variant.name),
+                ..variant
+            };
+            vec![off, on]
+        })
         .collect();
     for variant in &variants {
+        record_metrics(variant.metrics);
         wrk(variant, 1, layout); // warm-up (the first Argon2id check of each secret), 2xx check
     }
     let mut results: Vec<Vec<Measured>> = (0..variants.len()).map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for offset in 0..variants.len() {
             let index = (round + offset) % variants.len();
+            record_metrics(variants[index].metrics);
             results[index].push(wrk(&variants[index], seconds, layout));
         }
     }
+    // Per round, each "metrics on" rate over its "metrics off" twin's (before sorting below).
+    let metric_ratios: Vec<(String, Vec<f64>)> = variants
+        .iter()
+        .enumerate()
+        .filter(|(_, variant)| variant.metrics)
+        .map(|(on, variant)| {
+            let ratios = results[on]
+                .iter()
+                .zip(&results[on - 1])
+                .map(|(with, without)| with.rate / without.rate)
+                .collect();
+            (variant.name.replace(" [metrics on]", ""), ratios)
+        })
+        .collect();
     let workers = layout.workers();
     let bare_rs256 = bare_signing_rate(KeyAlgorithm::Rs256, workers);
     let bare_es256 = bare_signing_rate(KeyAlgorithm::Es256, workers);
@@ -441,6 +571,23 @@ fn main() {
                 "{store_name}: JWT issuance / bare signing: RS256 {:.2}, ES256 {:.2}",
                 rs256 / bare_rs256,
                 es256 / bare_es256
+            );
+        }
+    }
+    if let Some(handle) = handle {
+        let exposition = handle.render();
+        assert!(
+            exposition.contains("scopegate_tokens_issued_total"),
+            "the recorder recorded nothing"
+        );
+        println!("metrics on / metrics off, per round (median, min–max):");
+        for (name, mut ratios) in metric_ratios {
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "{name:30} {:.3} ({:.3}–{:.3})",
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1]
             );
         }
     }
