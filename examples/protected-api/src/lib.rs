@@ -1,8 +1,8 @@
 //! The example protected API: routes guarded by `tower-scopegate`, configured from the
 //! environment (`ISSUER`, `AUDIENCE`, and optionally the introspection credentials, the
 //! credentials to subscribe to the issuer's revocation events,
-//! `RESOURCE`, its public URL, to publish RFC 9728 metadata, and `EXTERNAL_ORIGIN`, where
-//! clients reach it, for DPoP). It accepts bearer tokens and DPoP-bound tokens with their
+//! `RESOURCE`, its public URL, to publish RFC 9728 metadata, `EXTERNAL_ORIGIN`, where
+//! clients reach it, for DPoP, and `METRICS_LISTEN`, where Prometheus scrapes its metrics). It accepts bearer tokens and DPoP-bound tokens with their
 //! proofs (RFC 9449, [`DpopMode::Allowed`]); see its README.
 //!
 //! Run with: `ISSUER=http://127.0.0.1:8080 AUDIENCE=https://api.example.test cargo run -p example-protected-api`
@@ -47,6 +47,9 @@ pub struct Config {
     /// name (behind a TLS proxy, the proxy's). Default: the origin of `RESOURCE` if set, else
     /// `http://` and `LISTEN`.
     pub external_origin: Option<String>,
+    /// `METRICS_LISTEN`: an address and port of its own where Prometheus scrapes `/metrics`
+    /// (the validator's and the layer's metrics); unset, no metrics are recorded.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -92,6 +95,14 @@ impl Config {
                 })
             })
             .transpose()?;
+        let metrics_listen = lookup("METRICS_LISTEN")
+            .filter(|value| !value.is_empty())
+            .map(|address| {
+                address.parse().map_err(|_| {
+                    format!("METRICS_LISTEN must be an address and port like 127.0.0.1:9465, not {address:?}")
+                })
+            })
+            .transpose()?;
         Ok(Self {
             issuer: required("ISSUER")?,
             audience: required("AUDIENCE")?,
@@ -101,6 +112,7 @@ impl Config {
             listen: lookup("LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned()),
             resource: lookup("RESOURCE").filter(|value| !value.is_empty()),
             external_origin: lookup("EXTERNAL_ORIGIN").filter(|value| !value.is_empty()),
+            metrics_listen,
         })
     }
 
@@ -269,6 +281,10 @@ async fn me(who: Authenticated) -> Json<Value> {
 /// A message naming the setting that is wrong, or the address that cannot be listened on.
 pub async fn serve_from_env() -> Result<(), String> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
+    // Before the validator and the layers are built: they take their metric handles then.
+    if let Some(address) = config.metrics_listen {
+        serve_metrics(address)?;
+    }
     let validator = config.validator().map_err(|error| error.to_string())?;
     // Fetch the issuer's keys now so the first request does not wait; a failure here is not
     // fatal (the issuer may start later), requests answer 503 until it is reachable.
@@ -297,6 +313,22 @@ pub async fn serve_from_env() -> Result<(), String> {
         })
         .await
         .map_err(|error| error.to_string())
+}
+
+/// Installs the Prometheus exporter, serving `/metrics` on `address` (a listener of its own,
+/// not the API's).
+fn serve_metrics(address: std::net::SocketAddr) -> Result<(), String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    const SECONDS: [f64; 12] = [
+        0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+    ];
+    PrometheusBuilder::new()
+        .with_http_listener(address)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS)
+        .and_then(PrometheusBuilder::install)
+        .map_err(|error| format!("cannot serve metrics on {address}: {error}"))?;
+    tracing::info!(%address, "metrics at /metrics");
+    Ok(())
 }
 
 #[cfg(test)]
