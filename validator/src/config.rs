@@ -15,6 +15,9 @@ use crate::events::{EventsPolicy, PollSource, Revocations, SetRules, Subscriber,
 use crate::http::{self, checked_url};
 use crate::introspect::{Endpoint, IntrospectionPolicy, Introspector, Secret, basic_authorization};
 use crate::jwks::{JwksCache, JwksPolicy, JwksSource};
+use crate::metrics::{
+    self, DiscoveryMetrics, IntrospectionMetrics, JwksMetrics, VerifiedCacheMetrics,
+};
 use crate::source::{IntrospectionSource, KeySource};
 use crate::token_type::{TypeRule, normalize_typ};
 use crate::verified::VerifiedTokens;
@@ -595,6 +598,8 @@ impl ValidatorBuilder {
         self.jwks.check()?;
         let http = http::client(self.connect_timeout, self.request_timeout)
             .map_err(|error| BuildError::new("http", error.to_string()))?;
+        // Every handle is taken here, once: recording is then never a registry look-up.
+        metrics::describe();
         let metadata = Arc::new(IssuerMetadata::new(
             issuer.clone(),
             http.clone(),
@@ -603,6 +608,7 @@ impl ValidatorBuilder {
             Arc::clone(&self.clock),
             self.jwks.failure_backoff,
             self.discovery_refresh,
+            DiscoveryMetrics::register(&issuer),
         ));
         let source = match (self.key_source, jwks_url) {
             (Some(_), Some(_)) => {
@@ -643,6 +649,7 @@ impl ValidatorBuilder {
                     Arc::clone(&self.clock),
                     rules.clone(),
                     self.introspection,
+                    IntrospectionMetrics::register(&rules.issuer),
                 )))
             }
             (None, Some((client_id, secret))) => {
@@ -665,6 +672,7 @@ impl ValidatorBuilder {
                     Arc::clone(&self.clock),
                     rules.clone(),
                     self.introspection,
+                    IntrospectionMetrics::register(&rules.issuer),
                 )?))
             }
             (None, None) if introspection_url.is_some() || self.introspect_jwts => {
@@ -685,6 +693,7 @@ impl ValidatorBuilder {
             algorithms.clone(),
             http.clone(),
             Arc::clone(&self.clock),
+            JwksMetrics::register(&rules.issuer),
         ));
         let events = match self.revocation_events_credentials {
             None => None,
@@ -732,6 +741,7 @@ impl ValidatorBuilder {
                 })?)
             }
         };
+        let verified_metrics = VerifiedCacheMetrics::register(&rules.issuer);
         Ok(Validator::from_parts(crate::Inner {
             rules,
             algorithms,
@@ -742,11 +752,14 @@ impl ValidatorBuilder {
             },
             max_token_bytes: self.max_token_bytes,
             // An expired token must never be answered from the cache as if it were fresh.
-            verified: VerifiedTokens::new(if self.accept_expired {
-                0
-            } else {
-                self.verified_cache_capacity
-            }),
+            verified: VerifiedTokens::new(
+                if self.accept_expired {
+                    0
+                } else {
+                    self.verified_cache_capacity
+                },
+                verified_metrics,
+            ),
             jwks,
             introspector,
             introspect_jwts: self.introspect_jwts,
