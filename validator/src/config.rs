@@ -15,9 +15,7 @@ use crate::events::{EventsPolicy, PollSource, Revocations, SetRules, Subscriber,
 use crate::http::{self, checked_url};
 use crate::introspect::{Endpoint, IntrospectionPolicy, Introspector, Secret, basic_authorization};
 use crate::jwks::{JwksCache, JwksPolicy, JwksSource};
-use crate::metrics::{
-    self, DiscoveryMetrics, IntrospectionMetrics, JwksMetrics, VerifiedCacheMetrics,
-};
+use crate::metrics::{self, JwksMetrics, VerifiedCacheMetrics};
 use crate::source::{IntrospectionSource, KeySource};
 use crate::token_type::{TypeRule, normalize_typ};
 use crate::verified::VerifiedTokens;
@@ -608,7 +606,6 @@ impl ValidatorBuilder {
             Arc::clone(&self.clock),
             self.jwks.failure_backoff,
             self.discovery_refresh,
-            DiscoveryMetrics::register(&issuer),
         ));
         let source = match (self.key_source, jwks_url) {
             (Some(_), Some(_)) => {
@@ -649,7 +646,6 @@ impl ValidatorBuilder {
                     Arc::clone(&self.clock),
                     rules.clone(),
                     self.introspection,
-                    IntrospectionMetrics::register(&rules.issuer),
                 )))
             }
             (None, Some((client_id, secret))) => {
@@ -672,7 +668,6 @@ impl ValidatorBuilder {
                     Arc::clone(&self.clock),
                     rules.clone(),
                     self.introspection,
-                    IntrospectionMetrics::register(&rules.issuer),
                 )?))
             }
             (None, None) if introspection_url.is_some() || self.introspect_jwts => {

@@ -78,9 +78,9 @@ impl IssuerMetadata {
         clock: Arc<dyn Clock>,
         failure_backoff: Duration,
         refresh_after: Duration,
-        metrics: DiscoveryMetrics,
     ) -> Self {
         Self {
+            metrics: DiscoveryMetrics::register(&issuer),
             issuer,
             http,
             max_bytes,
@@ -90,7 +90,6 @@ impl IssuerMetadata {
             refresh_after,
             known: ArcSwapOption::empty(),
             last_failure: tokio::sync::Mutex::new(None),
-            metrics,
         }
     }
 

@@ -168,7 +168,6 @@ impl Introspector {
         clock: Arc<dyn Clock>,
         rules: ClaimRules,
         policy: IntrospectionPolicy,
-        metrics: IntrospectionMetrics,
     ) -> Result<Self, BuildError> {
         let mut authorization =
             HeaderValue::from_str(&basic_authorization(&client_id, &client_secret.0))
@@ -185,11 +184,11 @@ impl Introspector {
             authorization,
             http,
             clock,
+            metrics: IntrospectionMetrics::register(&rules.issuer),
             rules,
             policy,
             cache,
             calls,
-            metrics,
         })
     }
 
@@ -199,7 +198,6 @@ impl Introspector {
         clock: Arc<dyn Clock>,
         rules: ClaimRules,
         policy: IntrospectionPolicy,
-        metrics: IntrospectionMetrics,
     ) -> Self {
         Self {
             endpoint: Endpoint::InProcess(source),
@@ -207,11 +205,11 @@ impl Introspector {
             authorization: HeaderValue::from_static(""),
             http: Client::new(),
             clock,
-            rules,
             cache: Cache::builder().max_capacity(1).build(),
             calls: Semaphore::new(policy.max_concurrent_calls),
             policy,
-            metrics,
+            metrics: IntrospectionMetrics::register(&rules.issuer),
+            rules,
         }
     }
 
