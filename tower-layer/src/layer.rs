@@ -17,7 +17,9 @@ use crate::service::Scope;
 /// that satisfies the [`Requirement`].
 ///
 /// Requirements are parsed here, when the layer is built: a bad scope string fails at
-/// start-up, never per request.
+/// start-up, never per request. The counters of `scopegate_auth_requests_total` are registered
+/// here too, from the [`metrics`](https://docs.rs/metrics) recorder installed now: install the
+/// exporter before building layers (see the crate's README).
 ///
 /// ```
 /// use axum::{Router, routing::get};

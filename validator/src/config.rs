@@ -476,6 +476,10 @@ impl ValidatorBuilder {
     /// [`revocation_events`](Self::revocation_events), the subscription's task is spawned on
     /// the current tokio runtime.
     ///
+    /// The validator's metric handles are taken here, from the
+    /// [`metrics`](https://docs.rs/metrics) recorder installed now: install the exporter before
+    /// building (see the crate's Metrics section).
+    ///
     /// # Errors
     /// A [`BuildError`] naming the first field that is missing or invalid; with revocation
     /// events, also when called outside a tokio runtime.

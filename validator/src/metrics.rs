@@ -280,7 +280,6 @@ impl HeldEntries {
 
 impl Drop for HeldEntries {
     fn drop(&mut self) {
-        #[allow(clippy::cast_precision_loss)] // a cache holds far fewer than 2^53 entries
         self.gauge.decrement(*self.held.get_mut() as f64);
     }
 }

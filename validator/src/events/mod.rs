@@ -169,7 +169,6 @@ impl Revocations {
     /// snapshot (or a later one).
     fn replace(&self, next: DenySet) {
         let current = if next.len() == 0 { 0 } else { next.version() };
-        #[allow(clippy::cast_precision_loss)] // a deny set holds far fewer than 2^53 entries
         self.metrics.deny_set_entries.set(next.len() as f64);
         self.deny.store(Arc::new(next));
         self.current.store(current, Ordering::Release);
