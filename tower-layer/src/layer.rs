@@ -9,6 +9,7 @@ use tower_layer::Layer;
 
 use crate::dpop::DpopSettings;
 use crate::metadata::ResourceMetadata;
+use crate::metrics::Outcomes;
 use crate::response::{DpopChallenge, RejectionBody, ResponseOptions};
 use crate::service::Scope;
 
@@ -16,7 +17,9 @@ use crate::service::Scope;
 /// that satisfies the [`Requirement`].
 ///
 /// Requirements are parsed here, when the layer is built: a bad scope string fails at
-/// start-up, never per request.
+/// start-up, never per request. The counters of `scopegate_auth_requests_total` are registered
+/// here too, from the [`metrics`](https://docs.rs/metrics) recorder installed now: install the
+/// exporter before building layers (see the crate's README).
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -55,10 +58,10 @@ pub struct ScopeLayer {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) validator: Validator,
-    pub(crate) requirement: Requirement,
-    /// [`ScopeLayer::per_path`]: the requirement of each listed request path; `requirement` (an
-    /// empty policy: deny) for any other.
-    pub(crate) per_path: Option<Arc<HashMap<String, Requirement>>>,
+    pub(crate) rule: Rule,
+    /// [`ScopeLayer::per_path`]: the rule of each listed request path; `rule` (an empty policy:
+    /// deny) for any other.
+    pub(crate) per_path: Option<Arc<HashMap<String, Rule>>>,
     pub(crate) options: Arc<ResponseOptions>,
     /// Whether `options` differ from the defaults other than by DPoP's challenge; only then do
     /// they travel in a bearer request's extensions (handlers fall back to the defaults), which
@@ -71,6 +74,24 @@ pub(crate) struct Config {
     pub(crate) names_needed_scopes: bool,
     /// [`ScopeLayer::dpop`]: DPoP-bound tokens with proofs are accepted.
     pub(crate) dpop: Option<DpopSettings>,
+}
+
+/// A requirement, and the counters of the outcomes of the requests it judges.
+#[derive(Debug, Clone)]
+pub(crate) struct Rule {
+    pub(crate) requirement: Requirement,
+    pub(crate) outcomes: Arc<Outcomes>,
+}
+
+impl Rule {
+    /// The counters are registered here, when the layer is built: install the exporter first.
+    fn new(requirement: Requirement) -> Self {
+        let outcomes = Arc::new(Outcomes::register(&requirement));
+        Self {
+            requirement,
+            outcomes,
+        }
+    }
 }
 
 impl ScopeLayer {
@@ -100,7 +121,7 @@ impl ScopeLayer {
         Self {
             config: Arc::new(Config {
                 validator: validator.clone(),
-                requirement,
+                rule: Rule::new(requirement),
                 per_path: None,
                 options: Arc::new(ResponseOptions::default()),
                 options_customized: false,
@@ -265,9 +286,9 @@ impl ScopeLayer {
         validator: &Validator,
         requirements: impl IntoIterator<Item = (P, Requirement)>,
     ) -> Self {
-        let per_path: HashMap<String, Requirement> = requirements
+        let per_path: HashMap<String, Rule> = requirements
             .into_iter()
-            .map(|(path, requirement)| (path.into(), requirement))
+            .map(|(path, requirement)| (path.into(), Rule::new(requirement)))
             .collect();
         let mut layer = Self::new(validator, Requirement::deny_all());
         Arc::make_mut(&mut layer.config).per_path = Some(Arc::new(per_path));
@@ -409,9 +430,9 @@ impl ScopeLayer {
     /// ```
     pub fn described_by(mut self, metadata: &ResourceMetadata) -> Self {
         // Here rather than in `layer`: axum applies route layers lazily, at the first request.
-        metadata.describe(&self.config.requirement);
-        for requirement in self.config.per_path.iter().flat_map(|paths| paths.values()) {
-            metadata.describe(requirement);
+        metadata.describe(&self.config.rule.requirement);
+        for rule in self.config.per_path.iter().flat_map(|paths| paths.values()) {
+            metadata.describe(&rule.requirement);
         }
         Arc::make_mut(&mut self.config).names_needed_scopes = true;
         self.options_mut().resource_metadata = Some(metadata.metadata_url().to_owned());
@@ -487,12 +508,12 @@ impl ScopeLayer {
 }
 
 impl Config {
-    /// The requirement of a request to `path`.
-    pub(crate) fn requirement_for(&self, path: &str) -> &Requirement {
+    /// The rule of a request to `path`.
+    pub(crate) fn rule_for(&self, path: &str) -> &Rule {
         self.per_path
             .as_ref()
             .and_then(|paths| paths.get(path))
-            .unwrap_or(&self.requirement)
+            .unwrap_or(&self.rule)
     }
 }
 

@@ -7,6 +7,7 @@ mod future;
 pub mod fuzzing;
 mod layer;
 mod metadata;
+mod metrics;
 mod response;
 mod service;
 mod token;

@@ -63,6 +63,8 @@ impl AuthScheme {
 #[derive(Debug, Clone)]
 pub struct Rejection {
     kind: RejectionKind,
+    /// For an invalid token, why, from a fixed list (the metrics' `reason` label).
+    reason: Option<&'static str>,
     description: String,
     required_scopes: Vec<String>,
     retry_after: Option<Duration>,
@@ -84,6 +86,10 @@ impl Rejection {
             Error::Unavailable(_) => RejectionKind::Unavailable,
             _ => RejectionKind::InvalidToken,
         };
+        let reason = match (kind, error) {
+            (RejectionKind::InvalidToken, Error::InvalidToken(invalid)) => Some(invalid.reason()),
+            _ => None,
+        };
         let required_scopes = match error {
             Error::InsufficientScope(insufficient) => insufficient
                 .required_scopes()
@@ -94,6 +100,7 @@ impl Rejection {
         };
         Self {
             kind,
+            reason,
             description: error.to_string(),
             required_scopes,
             retry_after: error.retry_after(),
@@ -118,6 +125,7 @@ impl Rejection {
             _ => AuthScheme::Dpop,
         };
         Self {
+            reason: (kind == RejectionKind::InvalidToken).then_some(crate::metrics::DPOP_BINDING),
             description: error.to_string(),
             scheme: Some(scheme),
             ..Self::of_kind(kind)
@@ -136,6 +144,7 @@ impl Rejection {
     fn of_kind(kind: RejectionKind) -> Self {
         Self {
             kind,
+            reason: None,
             description: String::new(),
             required_scopes: Vec::new(),
             retry_after: None,
@@ -188,6 +197,15 @@ impl Rejection {
     #[must_use]
     pub fn kind(&self) -> RejectionKind {
         self.kind
+    }
+
+    /// For [`RejectionKind::InvalidToken`], why, as a short `snake_case` name from a fixed list:
+    /// [`InvalidToken::reason`], or `dpop_binding` for a token bound to a DPoP key presented as
+    /// a bearer token (or one bound to none presented with a proof). The layer's metrics label
+    /// refusals with it; a logging layer may too — it never holds anything from the token.
+    #[must_use]
+    pub fn reason(&self) -> Option<&'static str> {
+        self.reason
     }
 
     /// The HTTP status.
@@ -572,6 +590,7 @@ mod tests {
         let revoked = Error::InvalidToken(InvalidToken::Revoked("its session was ended"));
         let rejection = Rejection::from_error(&revoked);
         assert_eq!(rejection.kind(), RejectionKind::InvalidToken);
+        assert_eq!(rejection.reason(), Some("revoked"));
         assert_eq!(rejection.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(rejection.error_code(), Some("invalid_token"));
         let response: Response<Bytes> = respond(rejection, &ResponseOptions::default());

@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use crate::dpop::DpopSettings;
 use crate::future::ResponseFuture;
-use crate::layer::Config;
+use crate::layer::{Config, Rule};
 use crate::response::{AuthScheme, DPOP_NONCE, Rejection, respond};
 use crate::token::{self, Credentials};
 
@@ -49,12 +49,15 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
+        let rule = self.config.rule_for(parts.uri.path());
         // The fast path: a token whose answer is cached needs no waiting and no allocation.
-        if let Some(principal) = cached(&self.config, &parts) {
+        if let Some(principal) = cached(&self.config, rule, &parts) {
+            rule.outcomes.accepted();
             pass_on(&self.config, &mut parts, principal, AuthScheme::Bearer);
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
         }
         if self.config.anonymous_allowed && presents_nothing(&self.config, &parts) {
+            rule.outcomes.anonymous();
             parts.extensions.insert(Anonymous);
             // An extractor's 401 to an anonymous caller challenges as the layer would: with
             // DPoP's challenge too where DPoP is accepted.
@@ -71,8 +74,10 @@ where
         // Only the head is borrowed across the validation (`Parts` is `Sync`; bodies often
         // are not).
         ResponseFuture::validating(async move {
-            match authorize(&config, &parts).await {
+            let rule = config.rule_for(parts.uri.path());
+            match authorize(&config, rule, &parts).await {
                 Ok(authorized) => {
+                    rule.outcomes.accepted();
                     pass_on(&config, &mut parts, authorized.principal, authorized.scheme);
                     std::future::poll_fn(|context| inner.poll_ready(context)).await?;
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
@@ -82,7 +87,10 @@ where
                     }
                     Ok(response)
                 }
-                Err(rejection) => Ok(respond(with_nonce(&config, rejection), &config.options)),
+                Err(rejection) => {
+                    rule.outcomes.refused(&rejection);
+                    Ok(respond(with_nonce(&config, rejection), &config.options))
+                }
             }
         })
     }
@@ -156,9 +164,9 @@ fn presents_nothing(config: &Config, request: &Parts) -> bool {
 }
 
 /// A cached principal, presented as a bearer token where that is accepted, that is no
-/// sender-constrained token and satisfies the requirement; anything else takes the full path,
-/// which also produces the right refusal.
-fn cached(config: &Config, request: &Parts) -> Option<Arc<Principal>> {
+/// sender-constrained token and satisfies the rule's requirement; anything else takes the full
+/// path, which also produces the right refusal.
+fn cached(config: &Config, rule: &Rule, request: &Parts) -> Option<Arc<Principal>> {
     let Credentials::Bearer(token) = token::credentials(
         &request.headers,
         request.uri.query(),
@@ -176,20 +184,16 @@ fn cached(config: &Config, request: &Parts) -> Option<Arc<Principal>> {
     let principal = config.validator.cached(token)?;
     check_bearer_use(&principal).ok()?;
     principal
-        .check(
-            config.requirement_for(request.uri.path()),
-            request.method.as_str(),
-        )
+        .check(&rule.requirement, request.method.as_str())
         .ok()?;
     Some(principal)
 }
 
 /// The refusal of a request without a token: with resource metadata, it names the scopes this
 /// request needs (what `insufficient_scope` would name for a token with none).
-fn missing_token(config: &Config, request: &Parts) -> Rejection {
+fn missing_token(config: &Config, rule: &Rule, request: &Parts) -> Rejection {
     let needed = config.names_needed_scopes.then(|| {
-        config
-            .requirement_for(request.uri.path())
+        rule.requirement
             .check(&ScopeSet::default(), request.method.as_str())
             .err()
     });
@@ -206,7 +210,7 @@ fn missing_token(config: &Config, request: &Parts) -> Rejection {
     Rejection::missing_token(required)
 }
 
-async fn authorize(config: &Config, request: &Parts) -> Result<Authorized, Rejection> {
+async fn authorize(config: &Config, rule: &Rule, request: &Parts) -> Result<Authorized, Rejection> {
     let credentials = token::credentials(
         &request.headers,
         request.uri.query(),
@@ -216,21 +220,22 @@ async fn authorize(config: &Config, request: &Parts) -> Result<Authorized, Rejec
     match credentials {
         // Its syntax is the validator's first check (a 400 when wrong).
         Credentials::Bearer(token) if !dpop.is_some_and(DpopSettings::requires_dpop) => {
-            authorize_bearer(config, request, token).await
+            authorize_bearer(config, rule, request, token).await
         }
         Credentials::Dpop(token) => match dpop {
-            Some(dpop) => authorize_dpop(config, dpop, request, token).await,
+            Some(dpop) => authorize_dpop(config, rule, dpop, request, token).await,
             // A route that does not take DPoP: another scheme, as Basic would be.
-            None => Err(missing_token(config, request)),
+            None => Err(missing_token(config, rule, request)),
         },
         // Bearer where only DPoP is accepted: answered as no credentials, with a DPoP challenge.
-        Credentials::Bearer(_) | Credentials::Missing => Err(missing_token(config, request)),
+        Credentials::Bearer(_) | Credentials::Missing => Err(missing_token(config, rule, request)),
         Credentials::Malformed(problem) => Err(Rejection::invalid_request(problem)),
     }
 }
 
 async fn authorize_bearer(
     config: &Config,
+    rule: &Rule,
     request: &Parts,
     token: &str,
 ) -> Result<Authorized, Rejection> {
@@ -242,10 +247,7 @@ async fn authorize_bearer(
         .map_err(|error| refuse(Rejection::from_error(&error)))?;
     check_bearer_use(&principal).map_err(|error| Rejection::from_dpop_error(&error))?;
     principal
-        .check(
-            config.requirement_for(request.uri.path()),
-            request.method.as_str(),
-        )
+        .check(&rule.requirement, request.method.as_str())
         .map_err(|error| refuse(Rejection::from_error(&error)))?;
     Ok(Authorized::bearer(principal))
 }
@@ -255,6 +257,7 @@ async fn authorize_bearer(
 /// then the scopes.
 async fn authorize_dpop(
     config: &Config,
+    rule: &Rule,
     dpop: &DpopSettings,
     request: &Parts,
     token: &str,
@@ -280,10 +283,7 @@ async fn authorize_dpop(
         )
         .map_err(|error| Rejection::from_dpop_error(&error))?;
     principal
-        .check(
-            config.requirement_for(request.uri.path()),
-            request.method.as_str(),
-        )
+        .check(&rule.requirement, request.method.as_str())
         .map_err(|error| refuse(Rejection::from_error(&error)))?;
     let next_nonce = verifier.nonces().and_then(|nonces| {
         let current = proof

@@ -15,6 +15,7 @@ use crate::events::{EventsPolicy, PollSource, Revocations, SetRules, Subscriber,
 use crate::http::{self, checked_url};
 use crate::introspect::{Endpoint, IntrospectionPolicy, Introspector, Secret, basic_authorization};
 use crate::jwks::{JwksCache, JwksPolicy, JwksSource};
+use crate::metrics::{self, JwksMetrics, VerifiedCacheMetrics};
 use crate::source::{IntrospectionSource, KeySource};
 use crate::token_type::{TypeRule, normalize_typ};
 use crate::verified::VerifiedTokens;
@@ -475,6 +476,10 @@ impl ValidatorBuilder {
     /// [`revocation_events`](Self::revocation_events), the subscription's task is spawned on
     /// the current tokio runtime.
     ///
+    /// The validator's metric handles are taken here, from the
+    /// [`metrics`](https://docs.rs/metrics) recorder installed now: install the exporter before
+    /// building (see the crate's Metrics section).
+    ///
     /// # Errors
     /// A [`BuildError`] naming the first field that is missing or invalid; with revocation
     /// events, also when called outside a tokio runtime.
@@ -595,6 +600,8 @@ impl ValidatorBuilder {
         self.jwks.check()?;
         let http = http::client(self.connect_timeout, self.request_timeout)
             .map_err(|error| BuildError::new("http", error.to_string()))?;
+        // Every handle is taken here, once: recording is then never a registry look-up.
+        metrics::describe();
         let metadata = Arc::new(IssuerMetadata::new(
             issuer.clone(),
             http.clone(),
@@ -685,6 +692,7 @@ impl ValidatorBuilder {
             algorithms.clone(),
             http.clone(),
             Arc::clone(&self.clock),
+            JwksMetrics::register(&rules.issuer),
         ));
         let events = match self.revocation_events_credentials {
             None => None,
@@ -732,6 +740,7 @@ impl ValidatorBuilder {
                 })?)
             }
         };
+        let verified_metrics = VerifiedCacheMetrics::register(&rules.issuer);
         Ok(Validator::from_parts(crate::Inner {
             rules,
             algorithms,
@@ -742,11 +751,14 @@ impl ValidatorBuilder {
             },
             max_token_bytes: self.max_token_bytes,
             // An expired token must never be answered from the cache as if it were fresh.
-            verified: VerifiedTokens::new(if self.accept_expired {
-                0
-            } else {
-                self.verified_cache_capacity
-            }),
+            verified: VerifiedTokens::new(
+                if self.accept_expired {
+                    0
+                } else {
+                    self.verified_cache_capacity
+                },
+                verified_metrics,
+            ),
             jwks,
             introspector,
             introspect_jwts: self.introspect_jwts,

@@ -13,6 +13,7 @@ use crate::error::FetchError;
 use crate::http::checked_url;
 use crate::http::{self, Fetched};
 use crate::json;
+use crate::metrics::DiscoveryMetrics;
 
 /// Where the metadata may live, tried in order: OIDC appends to the issuer, RFC 8414 §3
 /// inserts the well-known segment before the issuer's path.
@@ -65,6 +66,7 @@ pub(crate) struct IssuerMetadata {
     known: ArcSwapOption<Known>,
     /// When the last attempt failed, and how.
     last_failure: tokio::sync::Mutex<Option<(Duration, FetchError)>>,
+    metrics: DiscoveryMetrics,
 }
 
 impl IssuerMetadata {
@@ -78,6 +80,7 @@ impl IssuerMetadata {
         refresh_after: Duration,
     ) -> Self {
         Self {
+            metrics: DiscoveryMetrics::register(&issuer),
             issuer,
             http,
             max_bytes,
@@ -128,6 +131,7 @@ impl IssuerMetadata {
         if let Some((at, error)) = &*last_failure
             && now < *at + self.failure_backoff
         {
+            self.metrics.backoff.increment(1);
             return previous.ok_or_else(|| FetchError::BackingOff(Box::new(error.clone())));
         }
         match discover(
@@ -139,6 +143,7 @@ impl IssuerMetadata {
         .await
         {
             Ok(metadata) => {
+                self.metrics.ok.increment(1);
                 let metadata = Arc::new(metadata);
                 self.known.store(Some(Arc::new(Known {
                     metadata: Arc::clone(&metadata),
@@ -148,6 +153,7 @@ impl IssuerMetadata {
                 Ok(metadata)
             }
             Err(error) => {
+                self.metrics.failed.increment(1);
                 *last_failure = Some((now, error.clone()));
                 match previous {
                     Some(metadata) => {

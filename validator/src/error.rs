@@ -161,6 +161,56 @@ pub enum InvalidToken {
     Revoked(&'static str),
 }
 
+impl InvalidToken {
+    /// Every value [`reason`](Self::reason) can give.
+    pub const REASONS: &'static [&'static str] = &[
+        "malformed",
+        "too_large",
+        "not_a_jwt",
+        "encrypted",
+        "algorithm_not_allowed",
+        "forbidden_header",
+        "wrong_token_type",
+        "unknown_key",
+        "key_mismatch",
+        "bad_signature",
+        "invalid_claim",
+        "wrong_issuer",
+        "wrong_audience",
+        "expired",
+        "not_yet_valid",
+        "inactive",
+        "revoked",
+    ];
+
+    /// Why, as a short `snake_case` name from the fixed list [`REASONS`](Self::REASONS): the
+    /// `reason` label of the `invalid_token` outcome in metrics, and a field for logs. Variants
+    /// an operator would act on alike share a name (a broken encoding and broken JSON are both
+    /// `malformed`); the name never holds anything from the token.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) | Self::Json { .. } | Self::NotBearerSyntax => "malformed",
+            Self::TooLarge { .. } => "too_large",
+            Self::NotAJwt => "not_a_jwt",
+            Self::Encrypted => "encrypted",
+            Self::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            Self::ForbiddenHeader(_) | Self::UnknownCritical => "forbidden_header",
+            Self::WrongType { .. } | Self::NotAnAccessToken(_) => "wrong_token_type",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::AmbiguousKey(_) | Self::KeyAlgorithmMismatch { .. } => "key_mismatch",
+            Self::BadSignature => "bad_signature",
+            Self::Claim { .. } => "invalid_claim",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::Expired => "expired",
+            Self::NotYetValid | Self::IssuedInFuture => "not_yet_valid",
+            Self::Inactive => "inactive",
+            Self::Revoked(_) => "revoked",
+        }
+    }
+}
+
 /// The issuer's keys or introspection endpoint could not be obtained.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{what} unavailable: {source}")]
@@ -263,5 +313,62 @@ impl BuildError {
     #[must_use]
     pub fn field(&self) -> &'static str {
         self.field
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InvalidToken;
+
+    #[test]
+    fn every_reason_is_listed_and_every_listed_reason_is_given() {
+        let one_of_each = [
+            InvalidToken::TooLarge { size: 2, max: 1 },
+            InvalidToken::NotAJwt,
+            InvalidToken::Encrypted,
+            InvalidToken::Malformed("x"),
+            InvalidToken::Json {
+                part: "claims",
+                problem: String::new(),
+            },
+            InvalidToken::AlgorithmNotAllowed("HS256".to_owned()),
+            InvalidToken::ForbiddenHeader("jku"),
+            InvalidToken::UnknownCritical,
+            InvalidToken::WrongType {
+                found: String::new(),
+                required: "at+jwt".to_owned(),
+            },
+            InvalidToken::NotBearerSyntax,
+            InvalidToken::NotAnAccessToken("an id_token"),
+            InvalidToken::UnknownKey("k".to_owned()),
+            InvalidToken::AmbiguousKey("two keys"),
+            InvalidToken::KeyAlgorithmMismatch {
+                kid: "k".to_owned(),
+                alg: "ES256",
+            },
+            InvalidToken::BadSignature,
+            InvalidToken::Claim {
+                name: "exp",
+                problem: "missing",
+            },
+            InvalidToken::WrongIssuer,
+            InvalidToken::WrongAudience,
+            InvalidToken::Expired,
+            InvalidToken::NotYetValid,
+            InvalidToken::IssuedInFuture,
+            InvalidToken::Inactive,
+            InvalidToken::Revoked("its `jti` was revoked"),
+        ];
+        let given: std::collections::BTreeSet<_> =
+            one_of_each.iter().map(InvalidToken::reason).collect();
+        let listed: std::collections::BTreeSet<_> = InvalidToken::REASONS.iter().copied().collect();
+        assert_eq!(given, listed);
+        assert_eq!(listed.len(), InvalidToken::REASONS.len(), "no name twice");
+        for reason in InvalidToken::REASONS {
+            assert!(
+                reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{reason}"
+            );
+        }
     }
 }

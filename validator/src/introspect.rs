@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
@@ -24,6 +25,7 @@ use crate::discovery::IssuerMetadata;
 use crate::error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
 use crate::http;
 use crate::json;
+use crate::metrics::IntrospectionMetrics;
 use crate::principal::Principal;
 use crate::source::IntrospectionSource;
 
@@ -143,6 +145,7 @@ pub(crate) struct Introspector {
     policy: IntrospectionPolicy,
     cache: Cache<[u8; 32], Arc<Entry>>,
     calls: Semaphore,
+    metrics: IntrospectionMetrics,
 }
 
 impl fmt::Debug for Introspector {
@@ -181,6 +184,7 @@ impl Introspector {
             authorization,
             http,
             clock,
+            metrics: IntrospectionMetrics::register(&rules.issuer),
             rules,
             policy,
             cache,
@@ -201,10 +205,11 @@ impl Introspector {
             authorization: HeaderValue::from_static(""),
             http: Client::new(),
             clock,
-            rules,
             cache: Cache::builder().max_capacity(1).build(),
             calls: Semaphore::new(policy.max_concurrent_calls),
             policy,
+            metrics: IntrospectionMetrics::register(&rules.issuer),
+            rules,
         }
     }
 
@@ -222,17 +227,20 @@ impl Introspector {
                     message: "shutting down".to_owned(),
                 })
             })?;
-            let answer = source
-                .introspect(token)
-                .await
-                .map_err(|error| self.unavailable(error))?;
-            let verdict = verdict(answer, &self.rules, self.clock.now()).map_err(|problem| {
-                self.unavailable(FetchError::InProcess {
-                    what: "introspection source",
-                    message: problem.to_owned(),
-                })
-            })?;
-            return verdict.map_err(Error::from);
+            let call = self.metrics.call();
+            let verdict = match source.introspect(token).await {
+                Ok(answer) => verdict(answer, &self.rules, self.clock.now()).map_err(|problem| {
+                    FetchError::InProcess {
+                        what: "introspection source",
+                        message: problem.to_owned(),
+                    }
+                }),
+                Err(error) => Err(error),
+            };
+            call.answered(verdict.as_ref().ok().map(Result::is_ok));
+            return verdict
+                .map_err(|error| self.unavailable(error))?
+                .map_err(Error::from);
         }
         let endpoint = self.endpoint().await?;
         let endpoint = &endpoint;
@@ -241,8 +249,10 @@ impl Introspector {
         if let Some(entry) = &cached
             && self.clock.now() < entry.fresh_until
         {
+            self.metrics.cache_hit.increment(1);
             return entry.answer.clone().map_err(Error::from);
         }
+        self.metrics.cache_miss.increment(1);
         if let Some(stale) = &cached {
             // Past its time by our clock. Remove it only if it is still the entry we saw: one
             // that another request put there meanwhile stays, and answers us below.
@@ -302,7 +312,11 @@ impl Introspector {
         if self.clock.now() >= entry.fresh_until {
             return None;
         }
-        entry.answer.as_ref().ok().map(Arc::clone)
+        // Only an active answer is a hit here: an inactive one is answered by `introspect`,
+        // which counts it there.
+        let principal = entry.answer.as_ref().ok().map(Arc::clone)?;
+        self.metrics.cache_hit.increment(1);
+        Some(principal)
     }
 
     /// With serve-stale on, an active answer still within its bound stands in for a few
@@ -330,12 +344,20 @@ impl Introspector {
         token: &str,
         endpoint: &Url,
     ) -> Result<Arc<Entry>, Unavailable> {
-        self.cache
+        let called = AtomicBool::new(false);
+        let entry = self
+            .cache
             .try_get_with(key, async {
+                called.store(true, Ordering::Relaxed);
                 self.call(token, endpoint).await.map(Arc::new)
             })
             .await
-            .map_err(|error| (*error).clone())
+            .map_err(|error| (*error).clone());
+        if !called.load(Ordering::Relaxed) {
+            // Another request's call answered this one (or had just cached its answer).
+            self.metrics.coalesced.increment(1);
+        }
+        entry
     }
 
     async fn call(&self, token: &str, endpoint: &Url) -> Result<Entry, Unavailable> {
@@ -345,6 +367,19 @@ impl Introspector {
                 problem: "introspection is shutting down".to_owned(),
             })
         })?;
+        let call = self.metrics.call();
+        let entry = self.call_endpoint(token, endpoint).await;
+        call.answered(
+            entry
+                .as_ref()
+                .ok()
+                .map(|entry: &Entry| entry.answer.is_ok()),
+        );
+        entry
+    }
+
+    /// One call to the endpoint, its answer read into a cache entry.
+    async fn call_endpoint(&self, token: &str, endpoint: &Url) -> Result<Entry, Unavailable> {
         let form = [("token", token), ("token_type_hint", "access_token")];
         let body = http::post_form(
             &self.http,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use reqwest::Client;
@@ -17,6 +17,7 @@ use crate::error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
 use crate::http::{self, Fetched};
 use crate::jwk::KeySet;
 use crate::jws::UntrustedJws;
+use crate::metrics::JwksMetrics;
 use crate::source::KeySource;
 
 /// The longest any configured period may be.
@@ -121,6 +122,26 @@ impl Snapshot {
     }
 }
 
+/// What a fetch that reached the issuer brought back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A key set.
+    Keys,
+    /// `304 Not Modified`: the set held is still the issuer's.
+    NotModified,
+}
+
+/// Why a wanted fetch is not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// Someone fetched while this caller waited: their result is shared.
+    Shared,
+    /// The set held will do (fresh, or usable while it is missing).
+    NotNeeded,
+    /// An unknown key asked for within the refetch cooldown.
+    Cooldown,
+}
+
 /// The outcome of the last fetch attempt, shared with everyone who waited for it.
 #[derive(Debug, Default)]
 struct LastAttempt {
@@ -157,6 +178,7 @@ pub(crate) struct JwksCache {
     background_refresh: AtomicBool,
     /// Whether the last attempt failed.
     last_failed: AtomicBool,
+    metrics: JwksMetrics,
 }
 
 /// Clears a flag however the task holding it ends.
@@ -185,6 +207,7 @@ impl JwksCache {
         algorithms: Vec<Algorithm>,
         http: Client,
         clock: Arc<dyn Clock>,
+        metrics: JwksMetrics,
     ) -> Self {
         Self {
             source,
@@ -198,6 +221,7 @@ impl JwksCache {
             last_attempt_ms: AtomicU64::new(0),
             background_refresh: AtomicBool::new(false),
             last_failed: AtomicBool::new(false),
+            metrics,
         }
     }
 
@@ -228,6 +252,7 @@ impl JwksCache {
                 // Within the cooldown the issuer is not asked again; but if it could not be
                 // asked last time, the key may well exist: that is unavailable, not invalid.
                 if !self.cooldown_passed(now) && !self.last_failed.load(Ordering::Acquire) {
+                    self.metrics.cooldown.increment(1);
                     return Err(InvalidToken::UnknownKey(kid).into());
                 }
                 let snapshot = Box::pin(self.fetch(Trigger::UnknownKey)).await?;
@@ -294,17 +319,22 @@ impl JwksCache {
             .as_ref()
             .is_some_and(|snapshot| now < snapshot.usable_until);
         let skip = match trigger {
-            Trigger::Forced => false,
-            _ if someone_fetched => true,
-            Trigger::Missing => current_is_usable,
+            Trigger::Forced => None,
+            _ if someone_fetched => Some(Skip::Shared),
+            Trigger::Missing => current_is_usable.then_some(Skip::NotNeeded),
             Trigger::Stale => current
                 .as_ref()
-                .is_some_and(|snapshot| snapshot.is_fresh(now)),
+                .is_some_and(|snapshot| snapshot.is_fresh(now))
+                .then_some(Skip::NotNeeded),
             Trigger::UnknownKey => last
                 .at
-                .is_some_and(|at| now < at + self.policy.refetch_cooldown),
+                .is_some_and(|at| now < at + self.policy.refetch_cooldown)
+                .then_some(Skip::Cooldown),
         };
-        if skip {
+        if let Some(skip) = skip {
+            if skip == Skip::Cooldown {
+                self.metrics.cooldown.increment(1);
+            }
             return match (&last.error, current) {
                 (None, Some(snapshot)) if now < snapshot.usable_until => Ok(snapshot),
                 (Some(error), _) => Err(self.unavailable(error.clone())),
@@ -318,10 +348,21 @@ impl JwksCache {
             && now < at + self.policy.failure_backoff
             && trigger != Trigger::Forced
         {
+            self.metrics.backoff.increment(1);
             return Err(self.unavailable(FetchError::BackingOff(Box::new(error.clone()))));
         }
 
+        if trigger == Trigger::UnknownKey {
+            self.metrics.unknown_kid_refetches.increment(1);
+        }
+        let started = Instant::now();
         let result = self.fetch_snapshot(now, current.as_deref()).await;
+        let counted = match &result {
+            Ok((_, Answer::Keys)) => &self.metrics.ok,
+            Ok((_, Answer::NotModified)) => &self.metrics.not_modified,
+            Err(_) => &self.metrics.failed,
+        };
+        self.metrics.fetched(counted, started);
         last.at = Some(now);
         self.last_attempt_ms.store(
             u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
@@ -329,15 +370,22 @@ impl JwksCache {
         );
         self.last_failed.store(result.is_err(), Ordering::Release);
         let outcome = match result {
-            Ok(snapshot) => {
+            Ok((snapshot, _)) => {
                 let snapshot = Arc::new(snapshot);
                 self.current.store(Some(Arc::clone(&snapshot)));
                 last.error = None;
+                self.metrics.refreshed(now);
                 Ok(snapshot)
             }
             Err(error) => {
                 tracing::warn!(%error, trigger = ?trigger, "JWKS fetch failed");
                 last.error = Some(error.clone());
+                // The set held keeps serving other tokens within its max-stale bound, whatever
+                // this fetch was for: stale if it is past its lifetime.
+                self.metrics
+                    .serving_stale(current.as_ref().is_some_and(|snapshot| {
+                        !snapshot.is_fresh(now) && now < snapshot.usable_until
+                    }));
                 match current {
                     // The last good set keeps serving within its max-stale bound, except when
                     // a new key was asked for: that question stays unanswered.
@@ -358,48 +406,57 @@ impl JwksCache {
         &self,
         now: Duration,
         previous: Option<&Snapshot>,
-    ) -> Result<Snapshot, FetchError> {
+    ) -> Result<(Snapshot, Answer), FetchError> {
         if let JwksSource::InProcess(source) = &self.source {
             let body = source.jwks()?;
             let keys = self.read_key_set("the in-process key source", &body)?;
             let fresh_until = now + self.policy.lifetime(None);
-            return Ok(Snapshot {
+            let snapshot = Snapshot {
                 keys: Arc::new(keys),
                 fresh_until,
                 usable_until: fresh_until + self.policy.max_stale,
                 etag: None,
-            });
+            };
+            return Ok((snapshot, Answer::Keys));
         }
         let url = self.jwks_uri().await?;
         let etag = previous.and_then(|snapshot| snapshot.etag.as_deref());
         let max_bytes = self.policy.max_document_bytes;
-        let (keys, etag, max_age) = match http::get(&self.http, &url, max_bytes, etag).await? {
-            Fetched::NotModified { max_age } => match previous {
-                Some(previous) => (Arc::clone(&previous.keys), previous.etag.clone(), max_age),
-                None => {
-                    return Err(FetchError::InvalidDocument {
-                        url: url.to_string(),
-                        problem: "304 without a cached key set".to_owned(),
-                    });
-                }
-            },
-            Fetched::Body {
-                body,
-                etag,
-                max_age,
-            } => (
-                Arc::new(self.read_key_set(url.as_str(), &body)?),
-                etag,
-                max_age,
-            ),
-        };
+        let (keys, etag, max_age, answer) =
+            match http::get(&self.http, &url, max_bytes, etag).await? {
+                Fetched::NotModified { max_age } => match previous {
+                    Some(previous) => (
+                        Arc::clone(&previous.keys),
+                        previous.etag.clone(),
+                        max_age,
+                        Answer::NotModified,
+                    ),
+                    None => {
+                        return Err(FetchError::InvalidDocument {
+                            url: url.to_string(),
+                            problem: "304 without a cached key set".to_owned(),
+                        });
+                    }
+                },
+                Fetched::Body {
+                    body,
+                    etag,
+                    max_age,
+                } => (
+                    Arc::new(self.read_key_set(url.as_str(), &body)?),
+                    etag,
+                    max_age,
+                    Answer::Keys,
+                ),
+            };
         let fresh_until = now + self.policy.lifetime(max_age);
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             keys,
             fresh_until,
             usable_until: fresh_until + self.policy.max_stale,
             etag,
-        })
+        };
+        Ok((snapshot, answer))
     }
 
     /// The usable keys of a JWKS document from `origin`; unusable ones are logged and skipped.

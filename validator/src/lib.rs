@@ -18,6 +18,7 @@ mod json;
 mod jwk;
 mod jwks;
 mod jws;
+mod metrics;
 mod principal;
 pub mod scope;
 mod source;
@@ -252,6 +253,7 @@ impl Validator {
                     }
                     return Err(refusal);
                 }
+                inner.verified.count_hit();
                 principal
             }
             None => {
@@ -364,6 +366,7 @@ impl Validator {
                 .as_ref()?
                 .peek(&introspect::token_digest(token))?;
         }
+        inner.verified.count_hit();
         Some(principal)
     }
 
@@ -389,6 +392,9 @@ impl Validator {
         token: &str,
         hash: Option<verified::TokenHash>,
     ) -> Result<Arc<Principal>, Error> {
+        if hash.is_some() {
+            inner.verified.count_miss();
+        }
         let jws = UntrustedJws::parse(token, &inner.algorithms)?;
         inner.token_type.check_header(jws.header.typ.as_deref())?;
         let key_fingerprint = inner.jwks.verify(&jws).await?;

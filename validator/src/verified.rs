@@ -8,6 +8,7 @@ use aws_lc_rs::digest;
 use moka::Expiry;
 use moka::sync::Cache;
 
+use crate::metrics::VerifiedCacheMetrics;
 use crate::principal::Principal;
 
 /// The cache key: SHA-256 of the token's signature segment.
@@ -77,13 +78,16 @@ impl std::hash::Hasher for DigestHasher {
 
 pub(crate) type DigestHash = std::hash::BuildHasherDefault<DigestHasher>;
 
-/// Bounded; `None` when switched off.
+/// Bounded; no cache when switched off.
 #[derive(Clone)]
-pub(crate) struct VerifiedTokens(Option<Cache<TokenHash, Verified, DigestHash>>);
+pub(crate) struct VerifiedTokens {
+    cache: Option<Cache<TokenHash, Verified, DigestHash>>,
+    metrics: VerifiedCacheMetrics,
+}
 
 impl std::fmt::Debug for VerifiedTokens {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
+        match &self.cache {
             Some(cache) => write!(formatter, "VerifiedTokens({} entries)", cache.entry_count()),
             None => formatter.write_str("VerifiedTokens(off)"),
         }
@@ -91,21 +95,36 @@ impl std::fmt::Debug for VerifiedTokens {
 }
 
 impl VerifiedTokens {
-    pub(crate) fn new(capacity: u64) -> Self {
-        Self((capacity > 0).then(|| {
+    pub(crate) fn new(capacity: u64, metrics: VerifiedCacheMetrics) -> Self {
+        let cache = (capacity > 0).then(|| {
+            // Every way out (expiry, eviction, removal, replacement) passes the listener, which
+            // keeps the entry gauge exact without asking the cache to count.
+            let entries = Arc::clone(&metrics.entries);
             Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(UntilExpiry)
+                .eviction_listener(move |_, _, _| entries.removed())
                 .build_with_hasher(DigestHash::default())
-        }))
+        });
+        Self { cache, metrics }
     }
 
     pub(crate) fn is_enabled(&self) -> bool {
-        self.0.is_some()
+        self.cache.is_some()
+    }
+
+    /// A token answered from the cache.
+    pub(crate) fn count_hit(&self) {
+        self.metrics.hit.increment(1);
+    }
+
+    /// A token verified in full, the cache on.
+    pub(crate) fn count_miss(&self) {
+        self.metrics.miss.increment(1);
     }
 
     pub(crate) fn len(&self) -> u64 {
-        self.0.as_ref().map_or(0, |cache| {
+        self.cache.as_ref().map_or(0, |cache| {
             cache.run_pending_tasks();
             cache.entry_count()
         })
@@ -113,7 +132,7 @@ impl VerifiedTokens {
 
     /// The entry for `token` (whose key is `hash`), only if it was made for this very token.
     pub(crate) fn get(&self, hash: &TokenHash, token: &str) -> Option<Verified> {
-        self.0
+        self.cache
             .as_ref()?
             .get(hash)
             .filter(|hit| *hit.signed == *signed_part(token))
@@ -121,7 +140,7 @@ impl VerifiedTokens {
 
     /// Forgets the entry for a token that must not be answered from the cache again.
     pub(crate) fn remove(&self, hash: &TokenHash) {
-        if let Some(cache) = &self.0 {
+        if let Some(cache) = &self.cache {
             cache.invalidate(hash);
         }
     }
@@ -134,9 +153,11 @@ impl VerifiedTokens {
         key_fingerprint: u64,
         now: Duration,
     ) {
-        let Some(cache) = &self.0 else { return };
+        let Some(cache) = &self.cache else { return };
         let lifetime = principal.expires_at.unwrap_or_default().saturating_sub(now);
         if !lifetime.is_zero() {
+            // Counted before it is in: its removal can then never be counted first.
+            self.metrics.entries.added();
             cache.insert(
                 hash,
                 Verified {

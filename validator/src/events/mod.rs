@@ -28,6 +28,7 @@ pub(crate) use self::subscriber::{PollSource, Subscriber};
 use crate::clock::Clock;
 use crate::error::{BuildError, Error, InvalidToken};
 use crate::introspect::TokenDigest;
+use crate::metrics::StreamMetrics;
 use crate::principal::Principal;
 
 /// How the subscription behaves; set through the `revocation_events_*` builder methods.
@@ -110,6 +111,7 @@ pub(crate) struct Revocations {
     events_applied: AtomicU64,
     sets_rejected: AtomicU64,
     last_event: ArcSwapOption<String>,
+    metrics: StreamMetrics,
 }
 
 impl Revocations {
@@ -120,6 +122,7 @@ impl Revocations {
         started: Duration,
     ) -> Self {
         Self {
+            metrics: StreamMetrics::register(&issuer),
             issuer,
             leeway,
             deny: ArcSwap::from_pointee(DenySet::empty()),
@@ -166,6 +169,7 @@ impl Revocations {
     /// snapshot (or a later one).
     fn replace(&self, next: DenySet) {
         let current = if next.len() == 0 { 0 } else { next.version() };
+        self.metrics.deny_set_entries.set(next.len() as f64);
         self.deny.store(Arc::new(next));
         self.current.store(current, Ordering::Release);
     }

@@ -210,6 +210,12 @@ impl Subscriber {
             match result {
                 Ok(polled) => {
                     backoff.reset();
+                    let now = state.now();
+                    revocations.metrics.answered(
+                        now,
+                        revocations.health.is_caught_up(),
+                        revocations.health.beyond_bound(now),
+                    );
                     if revocations.health.is_caught_up() {
                         if in_outage {
                             tracing::info!(%issuer, "revocation event stream recovered");
@@ -256,7 +262,9 @@ impl Subscriber {
                         in_outage = true;
                     }
                     revocations.health.failed(error);
-                    if !bound_reported && revocations.health.beyond_bound(state.now()) {
+                    let beyond_bound = revocations.health.beyond_bound(state.now());
+                    revocations.metrics.failed(beyond_bound);
+                    if !bound_reported && beyond_bound {
                         tracing::error!(
                             %issuer,
                             max_blind = ?state.subscriber.policy.max_blind,
@@ -391,10 +399,9 @@ impl State {
                         %error,
                         "SET refused and ignored"
                     );
-                    self.subscriber
-                        .revocations
-                        .sets_rejected
-                        .fetch_add(1, Ordering::Relaxed);
+                    let revocations = &self.subscriber.revocations;
+                    revocations.sets_rejected.fetch_add(1, Ordering::Relaxed);
+                    revocations.metrics.sets_refused.increment(1);
                     batch.set_errs.insert(
                         id.clone(),
                         SetErr {
@@ -494,6 +501,10 @@ impl State {
         revocations
             .events_applied
             .fetch_add(events.len() as u64, Ordering::Relaxed);
+        revocations
+            .metrics
+            .events_applied
+            .increment(events.len() as u64);
         if let Some(introspector) = &self.subscriber.introspector {
             for denial in &denials {
                 if let Target::TokenDigest(digest) = &denial.target {

@@ -212,6 +212,8 @@ pub enum Mode {
     Huge,
     /// Answers after this long.
     Slow(Duration),
+    /// Introspection only: answers once the mode is changed (to `Normal`, say).
+    Held,
 }
 
 struct IdpState {
@@ -236,6 +238,8 @@ struct IdpState {
     introspection_calls: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Wakes held introspection calls when the mode changes.
+    mode_changed: Notify,
 }
 
 /// An IdP serving discovery and a JWKS on 127.0.0.1, port 0.
@@ -274,6 +278,7 @@ impl FakeIdp {
             introspection_calls: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            mode_changed: Notify::new(),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -350,6 +355,12 @@ impl FakeIdp {
 
     pub fn set_introspection_mode(&self, mode: Mode) {
         *self.state.introspection_mode.lock().unwrap() = mode;
+        self.state.mode_changed.notify_waiters();
+    }
+
+    /// Introspection calls being answered now.
+    pub fn introspections_in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
     }
 
     /// Answers every introspection request with `answer`, whatever the token.
@@ -486,6 +497,7 @@ async fn jwks_response(state: &IdpState, request_headers: &HeaderMap) -> Respons
             return axum::Json(json!({ "keys": keys })).into_response();
         }
         Mode::Slow(delay) => tokio::time::sleep(delay).await,
+        Mode::Held => unimplemented!("the JWKS endpoint is never held"),
     }
     let etag = state.etag.lock().unwrap().clone();
     let mut headers = HeaderMap::new();
@@ -536,6 +548,13 @@ async fn introspection_response(
         )
             .into_response();
     }
+    loop {
+        let changed = state.mode_changed.notified();
+        if *state.introspection_mode.lock().unwrap() != Mode::Held {
+            break;
+        }
+        changed.await;
+    }
     let mode = state.introspection_mode.lock().unwrap().clone();
     match mode {
         Mode::Normal => {}
@@ -545,6 +564,7 @@ async fn introspection_response(
             return axum::Json(json!({"active": true, "pad": "x".repeat(1 << 20)})).into_response();
         }
         Mode::Slow(delay) => tokio::time::sleep(delay).await,
+        Mode::Held => unreachable!("waited above"),
     }
     if let Some(lie) = state.lie.lock().unwrap().clone() {
         return axum::Json(lie).into_response();
