@@ -34,6 +34,7 @@ async fn start(idp: &FakeIdp) -> Running {
         listen: listener.local_addr().unwrap().to_string(),
         resource: None,
         external_origin: None,
+        metrics_listen: None,
     };
     assert_eq!(config.origin(), base, "derived from LISTEN");
     let validator = config.validator().unwrap();
