@@ -8,12 +8,14 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::node::{Node, free_port};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -30,119 +32,6 @@ const WITHIN: Duration = Duration::from_secs(1);
 const GIVE_UP_AFTER: Duration = Duration::from_secs(15);
 
 // ---- processes -------------------------------------------------------------------------------
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One `scopegate-e2e-node` process, killed when dropped.
-struct Node {
-    child: Option<Child>,
-    arguments: Vec<String>,
-    environment: Vec<(String, String)>,
-    log: PathBuf,
-    url: String,
-}
-
-impl Node {
-    async fn start(
-        arguments: &[&str],
-        environment: &[(&str, &str)],
-        log: PathBuf,
-        url: String,
-    ) -> Self {
-        let mut node = Self {
-            child: None,
-            arguments: arguments.iter().map(|&a| a.to_owned()).collect(),
-            environment: environment
-                .iter()
-                .map(|&(name, value)| (name.to_owned(), value.to_owned()))
-                .collect(),
-            log,
-            url,
-        };
-        node.spawn();
-        node.wait_until_ready().await;
-        node
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_scopegate-e2e-node"))
-            .args(&self.arguments)
-            .envs(self.environment.iter().map(|(n, v)| (n, v)))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    async fn wait_until_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let probe = format!("{}/{}", self.url, self.ready_path());
-        loop {
-            if let Ok(answer) = reqwest::get(&probe).await
-                && answer.status().is_success()
-            {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("{} exited ({status}): {}", self.url, self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready: {}",
-                self.url,
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn ready_path(&self) -> &'static str {
-        if self.arguments[0] == "token-service" {
-            "readyz"
-        } else {
-            "public"
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    async fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-        self.wait_until_ready().await;
-    }
-
-    fn log_text(&self) -> String {
-        match std::fs::read(&self.log) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(error) => format!("(no log at {}: {error})", self.log.display()),
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A Postgres database of this test's own, dropped at the end.
 struct Database {

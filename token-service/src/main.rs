@@ -16,7 +16,7 @@ use scopegate_token_service::http::observe;
 use scopegate_token_service::keys::KeyRing;
 use scopegate_token_service::secret::SecretHash;
 use scopegate_token_service::store;
-use scopegate_token_service::telemetry::{self, traces};
+use scopegate_token_service::telemetry::traces;
 use scopegate_token_service::{State, rotation, users};
 
 /// A compact OAuth2 / OpenID Connect authorization server.
@@ -277,20 +277,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let listen = config.listen;
     let issuer = config.issuer.clone();
     // Before anything records: a metric recorded earlier would be lost.
-    if let Some(address) = config.telemetry.metrics_listen {
-        let handle = telemetry::prometheus()?;
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|error| format!("cannot listen for metrics on {address}: {error}"))?;
-        tracing::info!(address = %listener.local_addr()?, "metrics at /metrics");
-        tokio::spawn(async move {
-            let served =
-                observe::serve_metrics(handle, listener, std::future::pending::<()>()).await;
-            if let Err(error) = served {
-                tracing::error!(%error, "the metrics listener stopped");
-            }
-        });
-    }
+    observe::start_metrics(&config.telemetry).await?;
     let state = State::start(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -1,5 +1,5 @@
 //! One process of an end-to-end test: the token service (as `token-service serve`, from a
-//! configuration file) or the example protected API (configured by its environment variables,
+//! configuration file, metrics included) or the example protected API (configured by its environment variables,
 //! as its own binary). The tests start several, so that each is a process of its own that can
 //! be killed, on ports they choose.
 //!
@@ -44,6 +44,9 @@ async fn token_service(path: &str) -> Result<(), String> {
     let config =
         scopegate_token_service::Config::from_toml(&text).map_err(|error| error.to_string())?;
     let listen = config.listen;
+    scopegate_token_service::http::observe::start_metrics(&config.telemetry)
+        .await
+        .map_err(|error| error.to_string())?;
     let state = scopegate_token_service::State::start(config)
         .await
         .map_err(|error| error.to_string())?;

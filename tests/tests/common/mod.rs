@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod node;
+
 use std::sync::Arc;
 
 use scopegate_token_service::State;

@@ -119,3 +119,36 @@ pub async fn serve_metrics(
     upkeep.abort();
     served
 }
+
+/// Starts what `settings` ask for: with `metrics_listen`, installs the Prometheus exporter and
+/// serves it there, in a task of its own for the life of the process. Call it before the
+/// service's state is built, so that nothing is recorded before the exporter is there. The
+/// address listened on, if any.
+///
+/// # Errors
+///
+/// The exporter cannot be installed (another recorder is), or the address cannot be bound.
+pub async fn start_metrics(
+    settings: &crate::config::Telemetry,
+) -> std::io::Result<Option<std::net::SocketAddr>> {
+    let Some(address) = settings.metrics_listen else {
+        return Ok(None);
+    };
+    let handle = crate::telemetry::prometheus().map_err(std::io::Error::other)?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| {
+            std::io::Error::new(
+                error.kind(),
+                format!("cannot listen for metrics on {address}: {error}"),
+            )
+        })?;
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "metrics at /metrics");
+    tokio::spawn(async move {
+        if let Err(error) = serve_metrics(handle, listener, std::future::pending()).await {
+            tracing::error!(%error, "the metrics listener stopped");
+        }
+    });
+    Ok(Some(bound))
+}
