@@ -349,6 +349,27 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_is_an_address_or_refused_by_name() {
+        let base = [("ISSUER", "http://127.0.0.1:8080"), ("AUDIENCE", "api")];
+        let with = |value: &str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("METRICS_LISTEN", value));
+            Config::from_lookup(lookup(&pairs))
+        };
+        assert_eq!(
+            with("127.0.0.1:9465").unwrap().metrics_listen,
+            Some("127.0.0.1:9465".parse().unwrap())
+        );
+        assert_eq!(with("").unwrap().metrics_listen, None);
+        let refused = with("localhost").unwrap_err();
+        assert!(refused.contains("METRICS_LISTEN"), "{refused}");
+        assert_eq!(
+            Config::from_lookup(lookup(&base)).unwrap().metrics_listen,
+            None
+        );
+    }
+
+    #[test]
     fn settings_come_from_the_environment_with_defaults() {
         let config = Config::from_lookup(lookup(&[
             ("ISSUER", "http://127.0.0.1:8080"),
