@@ -5,7 +5,11 @@
 
 use std::time::Duration;
 
-use metrics::{Label, counter, gauge, histogram};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use metrics::{Histogram, Label, counter, gauge, histogram};
 
 use crate::config::{GrantType, TokenFormat};
 
@@ -159,6 +163,30 @@ pub fn db_operation(
     elapsed: Duration,
     error: Option<&'static str>,
 ) {
+    let key = (system, operation, collection, error);
+    with_cached(
+        &DB_HISTOGRAMS,
+        key,
+        || db_histogram(key),
+        |histogram| {
+            histogram.record(elapsed.as_secs_f64());
+        },
+    );
+}
+
+/// The series of one route's requests, by method and status (a few: a list is quicker to
+/// search than a map).
+type RouteSeries = Vec<((&'static str, u16), Histogram)>;
+
+/// The series of a database operation (see [`db_operation`]).
+type DbSeries = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+fn db_histogram((system, operation, collection, error): DbSeries) -> Histogram {
     let mut labels = vec![
         Label::from_static_parts("db_system_name", system),
         Label::from_static_parts("db_operation_name", operation),
@@ -169,7 +197,7 @@ pub fn db_operation(
     if let Some(error) = error {
         labels.push(Label::from_static_parts("error_type", error));
     }
-    histogram!(DB_OPERATION, labels).record(elapsed.as_secs_f64());
+    histogram!(DB_OPERATION, labels)
 }
 
 /// A group commit wrote `size` requests in one transaction (`writer`: `tokens`, `spends`).
@@ -191,13 +219,57 @@ pub fn signing_key_in_use(activated_at: u64) {
 
 /// An HTTP request was answered. `route` is the matched route template (never the raw path).
 pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    histogram!(
-        HTTP_REQUEST,
-        "http_request_method" => method_label(method),
-        "http_route" => route.to_owned(),
-        "http_response_status_code" => status.to_string(),
-    )
-    .record(elapsed.as_secs_f64());
+    let method = method_label(method);
+    let record = |histogram: &Histogram| histogram.record(elapsed.as_secs_f64());
+    let new_series = || {
+        histogram!(
+            HTTP_REQUEST,
+            "http_request_method" => method,
+            "http_route" => route.to_owned(),
+            "http_response_status_code" => status.to_string(),
+        )
+    };
+    if super::PROMETHEUS.get().is_none() {
+        return record(&new_series());
+    }
+    HTTP_HISTOGRAMS.with_borrow_mut(|routes| {
+        let series = match routes.get_mut(route) {
+            Some(series) => series,
+            None => routes.entry(route.into()).or_default(),
+        };
+        match series.iter().find(|(key, _)| *key == (method, status)) {
+            Some((_, histogram)) => record(histogram),
+            None => {
+                let histogram = new_series();
+                record(&histogram);
+                series.push(((method, status), histogram));
+            }
+        }
+    });
+}
+
+// Handles of labelled series, per thread, once the service's own exporter is installed: a
+// registry lookup (hashing the labels, a shared lock) costs more than the record itself, and
+// these two are recorded on every request and every statement. Their keys are bounded (routes,
+// methods, statuses; operations, tables, error kinds). Before the exporter is installed — or with
+// an application's own recorder — every call asks the recorder, so no handle taken too early
+// stays a no-op.
+thread_local! {
+    static HTTP_HISTOGRAMS: RefCell<HashMap<Box<str>, RouteSeries>> = RefCell::new(HashMap::new());
+    static DB_HISTOGRAMS: RefCell<HashMap<DbSeries, Histogram>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `use_it` on the cached handle of `key` in `cache`, taken from `create` the first time.
+fn with_cached<K: Eq + Hash>(
+    cache: &'static std::thread::LocalKey<RefCell<HashMap<K, Histogram>>>,
+    key: K,
+    create: impl FnOnce() -> Histogram,
+    use_it: impl FnOnce(&Histogram),
+) {
+    if super::PROMETHEUS.get().is_none() {
+        return use_it(&create());
+    }
+    cache.with_borrow_mut(|handles| use_it(handles.entry(key).or_insert_with(create)));
 }
 
 /// A method outside the standard ones is `_OTHER` (OpenTelemetry's rule): a client choosing

@@ -23,6 +23,7 @@ const SECONDS_BUCKETS: [f64; 15] = [
 /// Histogram buckets of group-commit batch sizes.
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
+/// The service's own exporter, once installed (its metric calls cache handles only then).
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the Prometheus exporter as the process's metrics recorder, once: later calls (a
