@@ -76,39 +76,49 @@ fn text_attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
     }
 }
 
+/// The service's configuration for the tests, on a SQLite file in `dir`, with `telemetry`
+/// appended as its `[telemetry]` table.
+fn config_file(dir: &std::path::Path, port: u16, telemetry: &str) -> std::path::PathBuf {
+    let config = dir.join("config.toml");
+    let text = config_text(&format!("http://127.0.0.1:{port}"), "ES256").replace(
+        "storage = \"sqlite::memory:\"",
+        &format!("storage = \"sqlite://{}/store.db\"", dir.display()),
+    );
+    std::fs::write(&config, format!("{text}\n[telemetry]\n{telemetry}\n")).unwrap();
+    config
+}
+
+async fn issue(instance: &Instance, traceparent: Option<&str>) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/token", instance.url))
+        .basic_auth("svc-opaque", Some("opaque-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials");
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 200);
+}
+
 #[tokio::test]
 async fn the_binary_serves_metrics_apart_and_exports_joined_traces() {
     let (collector_url, received) = collector().await;
     let dir = tempfile::tempdir().unwrap();
     let (port, metrics_port) = (free_port(), free_port());
-    let config = dir.path().join("config.toml");
-    let text = config_text(&format!("http://127.0.0.1:{port}"), "ES256").replace(
-        "storage = \"sqlite::memory:\"",
-        &format!("storage = \"sqlite://{}/store.db\"", dir.path().display()),
-    );
-    std::fs::write(
-        &config,
-        format!(
-            "{text}\n[telemetry]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\notlp_endpoint = \"{collector_url}\"\n"
+    let config = config_file(
+        dir.path(),
+        port,
+        &format!(
+            "metrics_listen = \"127.0.0.1:{metrics_port}\"\notlp_endpoint = \"{collector_url}\""
         ),
-    )
-    .unwrap();
+    );
     let instance = Instance::start(&config, port).await;
 
     // A caller already in a trace: the service's spans join it.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let http = reqwest::Client::new();
-    let issued = http
-        .post(format!("{}/token", instance.url))
-        .basic_auth("svc-opaque", Some("opaque-secret"))
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("grant_type=client_credentials")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(issued.status(), 200);
+    issue(&instance, Some(&format!("00-{trace_id}-{caller_span}-01"))).await;
 
     let metrics = http
         .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
@@ -199,4 +209,62 @@ fn hex(text: &str) -> Vec<u8> {
         .step_by(2)
         .map(|index| u8::from_str_radix(&text[index..index + 2], 16).unwrap())
         .collect()
+}
+
+/// `trace_sample_ratio = 0` starts no trace of its own, yet a caller's sampled trace is kept whole
+/// and an unsampled one stays unsampled (ParentBased sampling).
+#[tokio::test]
+async fn a_zero_sample_ratio_keeps_only_the_traces_callers_sampled() {
+    let (collector_url, received) = collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config_file(
+        dir.path(),
+        port,
+        &format!("otlp_endpoint = \"{collector_url}\"\ntrace_sample_ratio = 0.0"),
+    );
+    let instance = Instance::start(&config, port).await;
+    let (sampled, unsampled) = (
+        "0af7651916cd43dd8448eb211c80319c",
+        "5b8efff798038103d269b633813fc60c",
+    );
+    issue(&instance, None).await;
+    issue(
+        &instance,
+        Some(&format!("00-{unsampled}-b7ad6b7169203331-00")),
+    )
+    .await;
+    issue(
+        &instance,
+        Some(&format!("00-{sampled}-b7ad6b7169203331-01")),
+    )
+    .await;
+
+    // Spans leave in the order they ended: once the sampled request's is in, the two before it
+    // would be too, had they been sampled.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sampled_bytes = hex(sampled);
+    loop {
+        let requests: Vec<Vec<u8>> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, span)| span.name == "POST /token")
+            .map(|(_, span)| span.trace_id.clone())
+            .collect();
+        if requests.contains(&sampled_bytes) {
+            assert_eq!(
+                requests,
+                vec![sampled_bytes],
+                "only the caller-sampled request is traced"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sampled request's span never arrived: {}",
+            instance.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

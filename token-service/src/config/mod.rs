@@ -1046,6 +1046,48 @@ storage = "sqlite::memory:"
     }
 
     #[test]
+    fn telemetry_is_off_by_default_and_checked_when_on() {
+        let off = with("").unwrap().telemetry;
+        assert_eq!(
+            (
+                off.metrics_listen,
+                off.otlp_endpoint,
+                off.trace_sample_ratio
+            ),
+            (None, None, 1.0)
+        );
+        let on = with(
+            "[telemetry]\nmetrics_listen = \"127.0.0.1:9464\"\notlp_endpoint = \"http://127.0.0.1:4318\"\ntrace_sample_ratio = 0.25\n",
+        )
+        .unwrap()
+        .telemetry;
+        assert_eq!(on.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(on.otlp_endpoint.unwrap().as_str(), "http://127.0.0.1:4318/");
+        assert_eq!(on.trace_sample_ratio, 0.25);
+        for (extra, field) in [
+            ("metrics_listen = \"localhost\"", "telemetry.metrics_listen"),
+            (
+                "metrics_listen = \"127.0.0.1:8080\"",
+                "telemetry.metrics_listen",
+            ),
+            (
+                "otlp_endpoint = \"127.0.0.1:4318\"",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "otlp_endpoint = \"grpc://collector:4317\"",
+                "telemetry.otlp_endpoint",
+            ),
+            ("trace_sample_ratio = 1.5", "telemetry.trace_sample_ratio"),
+            ("trace_sample_ratio = -0.1", "telemetry.trace_sample_ratio"),
+            ("metrics = true", "telemetry.metrics"),
+        ] {
+            let error = with(&format!("[telemetry]\n{extra}\n")).unwrap_err();
+            assert_eq!(field_of(error), field, "{extra}");
+        }
+    }
+
+    #[test]
     fn durations_accept_human_units() {
         let config =
             with("[defaults]\naccess_token_ttl = \"15m\"\nsession_ttl = \"2d\"\n").unwrap();
