@@ -12,6 +12,7 @@ use crate::config::CustomScope;
 use crate::error::OAuthError;
 use crate::keys::KeyAlgorithm;
 use crate::tokens::sign_jws;
+use crate::users::Account;
 
 /// Standard claims each standard scope releases (OpenID Connect Core §5.4).
 const STANDARD: &[(&str, &[&str])] = &[
@@ -66,13 +67,11 @@ pub fn claim_attribute(custom: &[CustomScope], scope: &ScopeSet, claim: &str) ->
         .find_map(|custom| custom.claims.get(claim).cloned())
 }
 
-/// The claims `scope` releases from a user's `attributes`.
+/// The claims `scope` releases about `account`: its attributes, and what the service knows of
+/// it — `updated_at` from its record, `name` made of its name parts when none is stored.
 #[must_use]
-pub fn released_claims(
-    state: &State,
-    attributes: &Map<String, Value>,
-    scope: &ScopeSet,
-) -> Map<String, Value> {
+pub fn released_claims(state: &State, account: &Account, scope: &ScopeSet) -> Map<String, Value> {
+    let attributes = &account.attributes;
     let granted = |name: &str| scope.iter().any(|scope| scope.as_str() == name);
     let mut claims = Map::new();
     for (scope_name, names) in STANDARD {
@@ -82,6 +81,18 @@ pub fn released_claims(
                     claims.insert((*name).to_owned(), value.clone());
                 }
             }
+        }
+    }
+    if granted("profile") {
+        // The record's time of its last change is the truth; a configured user has none, and
+        // keeps what its configuration says.
+        if let Some(updated_at) = account.updated_at {
+            claims.insert("updated_at".to_owned(), updated_at.into());
+        }
+        if !claims.contains_key("name")
+            && let Some(name) = full_name(attributes)
+        {
+            claims.insert("name".to_owned(), name.into());
         }
     }
     if granted("address") {
@@ -112,6 +123,23 @@ pub fn released_claims(
     claims
 }
 
+/// `given_name [middle_name] family_name`, when both given and family names are known (a name
+/// made of one part could not be told from a nickname, and is left out).
+fn full_name(attributes: &Map<String, Value>) -> Option<String> {
+    let part = |name: &str| {
+        attributes
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+    };
+    let (given, family) = (part("given_name")?, part("family_name")?);
+    Some(match part("middle_name") {
+        Some(middle) => format!("{given} {middle} {family}"),
+        None => format!("{given} {family}"),
+    })
+}
+
 /// `at_hash`: the left half of the access token's hash, with the hash of the signing
 /// algorithm (SHA-256 for RS256/ES256, SHA-512 for Ed25519).
 #[must_use]
@@ -128,10 +156,8 @@ pub fn at_hash(access_token: &str, algorithm: KeyAlgorithm) -> String {
 /// What an id_token is about.
 #[derive(Debug)]
 pub struct Subject<'a> {
-    /// `sub`.
-    pub user_id: &'a str,
-    /// The user's attributes.
-    pub attributes: &'a Map<String, Value>,
+    /// The user (`sub` is its id).
+    pub account: &'a Account,
     /// `aud`: the client.
     pub client_id: &'a str,
     /// Granted scopes.
@@ -159,10 +185,10 @@ pub fn issue(state: &State, subject: &Subject<'_>) -> Result<String, OAuthError>
         .keys()
         .active(now)
         .map_or(KeyAlgorithm::Rs256, |key| key.key.algorithm());
-    let mut claims = released_claims(state, subject.attributes, subject.scope);
+    let mut claims = released_claims(state, subject.account, subject.scope);
     let fixed = json!({
         "iss": state.config().issuer,
-        "sub": subject.user_id,
+        "sub": subject.account.id,
         "aud": subject.client_id,
         "azp": subject.client_id,
         "iat": now,

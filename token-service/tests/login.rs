@@ -131,6 +131,130 @@ async fn the_code_buys_an_access_token_and_an_id_token_with_the_released_claims(
     );
 }
 
+/// OpenID Connect Core §5.1 and §5.4, complete: `phone` and `address` released, `name` made
+/// of the name parts when none is stored, `updated_at` from the user's record — in the id_token
+/// and at `/userinfo` alike.
+#[tokio::test]
+async fn every_standard_scope_releases_its_claims_and_the_service_fills_name_and_updated_at() {
+    let config = config_text("http://127.0.0.1:8080", "ES256").replace(
+        r#"scopes = ["openid", "profile", "email", "ad:user_custom:read"]"#,
+        r#"scopes = ["openid", "profile", "email", "phone", "address", "ad:user_custom:read"]"#,
+    );
+    let service = TestService::start_with(&config).await;
+    let mut attributes = serde_json::Map::new();
+    for (claim, value) in [
+        ("given_name", serde_json::json!("Ola")),
+        ("middle_name", serde_json::json!("K.")),
+        ("family_name", serde_json::json!("Nordmann")),
+        ("phone_number", serde_json::json!("+47 22 00 00 00")),
+        ("phone_number_verified", serde_json::json!(true)),
+        ("street_address", serde_json::json!("Karl Johans gate 1")),
+        ("locality", serde_json::json!("Oslo")),
+        ("postal_code", serde_json::json!("0154")),
+        ("country", serde_json::json!("NO")),
+    ] {
+        attributes.insert(claim.to_owned(), value);
+    }
+    let created_at = service.state.now();
+    service
+        .state
+        .directory()
+        .create_user("ola", "ola-password-long-1", attributes, created_at)
+        .await
+        .unwrap();
+    let wide = query("").replace(
+        "scope=openid%20profile%20email%20ad:user_custom:read",
+        "scope=openid%20profile%20phone%20address",
+    );
+    let form = login_form(&service, &wide).await;
+    let signed_in = submit(&service, &form, "ola", "ola-password-long-1").await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.text
+    );
+    let (_, params) = location_params(&signed_in);
+    let code = param(&params, "code").unwrap();
+    let answer = exchange(&service, code, &format!("&code_verifier={VERIFIER}")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let id = claims(answer.json["id_token"].as_str().unwrap());
+    let access = answer.json["access_token"].as_str().unwrap();
+    let userinfo = service
+        .call(
+            Request::get("/userinfo")
+                .header(header::AUTHORIZATION, format!("Bearer {access}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(userinfo.status, StatusCode::OK, "{}", userinfo.text);
+    for released in [&id, &userinfo.json] {
+        assert_eq!(released["name"], "Ola K. Nordmann", "{released}");
+        assert_eq!(released["updated_at"], created_at, "{released}");
+        assert_eq!(released["phone_number"], "+47 22 00 00 00");
+        assert_eq!(released["phone_number_verified"], true);
+        assert_eq!(
+            released["address"],
+            serde_json::json!({
+                "street_address": "Karl Johans gate 1",
+                "locality": "Oslo",
+                "postal_code": "0154",
+                "country": "NO",
+            })
+        );
+        assert!(released.get("email").is_none(), "email was not granted");
+    }
+}
+
+#[tokio::test]
+async fn a_stored_name_is_kept_and_one_name_part_makes_no_name() {
+    let config = config_text("http://127.0.0.1:8080", "ES256");
+    let service = TestService::start_with(&config).await;
+    let now = service.state.now();
+    let mut named = serde_json::Map::new();
+    named.insert("name".to_owned(), "Dr. Kari Nordmann".into());
+    named.insert("given_name".to_owned(), "Kari".into());
+    named.insert("family_name".to_owned(), "Nordmann".into());
+    let mut given_only = serde_json::Map::new();
+    given_only.insert("given_name".to_owned(), "Per".into());
+    let directory = service.state.directory();
+    directory
+        .create_user("kari", "kari-password-long-1", named, now)
+        .await
+        .unwrap();
+    directory
+        .create_user("per", "per-password-long-1", given_only, now)
+        .await
+        .unwrap();
+    for (username, password, expected_name) in [
+        ("kari", "kari-password-long-1", Some("Dr. Kari Nordmann")),
+        ("per", "per-password-long-1", None),
+    ] {
+        let form = login_form(&service, &query("")).await;
+        let signed_in = submit(&service, &form, username, password).await;
+        assert_eq!(
+            signed_in.status,
+            StatusCode::SEE_OTHER,
+            "{}",
+            signed_in.text
+        );
+        let (_, params) = location_params(&signed_in);
+        let answer = exchange(
+            &service,
+            param(&params, "code").unwrap(),
+            &format!("&code_verifier={VERIFIER}"),
+        )
+        .await;
+        let id = claims(answer.json["id_token"].as_str().unwrap());
+        assert_eq!(
+            id.get("name").and_then(|name| name.as_str()),
+            expected_name,
+            "{username}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn claims_are_limited_to_the_scopes_granted() {
     let service = TestService::start().await;

@@ -300,8 +300,7 @@ pub(crate) async fn user_tokens(
         Some(id_token::issue(
             state,
             &Subject {
-                user_id: &grant.account.id,
-                attributes: &grant.account.attributes,
+                account: grant.account,
                 client_id: client.id(),
                 scope: grant.scope,
                 nonce: grant.nonce,

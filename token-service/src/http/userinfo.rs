@@ -20,7 +20,7 @@ pub(super) async fn userinfo(Shared(state): Shared<State>, who: Authenticated) -
     };
     match account {
         Ok(Some(account)) => {
-            let mut claims = released_claims(&state, &account.attributes, who.scopes());
+            let mut claims = released_claims(&state, &account, who.scopes());
             claims.insert("sub".to_owned(), account.id.clone().into());
             let mut response = Json(Value::Object(claims)).into_response();
             no_store(&mut response);
