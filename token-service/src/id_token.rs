@@ -123,6 +123,45 @@ pub fn released_claims(state: &State, account: &Account, scope: &ScopeSet) -> Ma
     claims
 }
 
+/// The custom claims an access token granted `scope` carries about a user with `attributes`:
+/// those of the custom scopes marked `access_token` that `scope` covers. All of them, or none
+/// when together they are larger, as JSON, than `limits.max_access_token_claims_bytes` — a
+/// token too large for the headers that carry it would fail at every API, and an API missing a
+/// claim refuses rather than guesses (the service logs a warning).
+#[must_use]
+pub fn access_token_claims(
+    state: &State,
+    attributes: &Map<String, Value>,
+    scope: &ScopeSet,
+) -> Map<String, Value> {
+    let mut claims = Map::new();
+    for custom in state
+        .config()
+        .scopes
+        .iter()
+        .filter(|custom| custom.access_token)
+    {
+        if scope.iter().any(|granted| granted.covers(&custom.name)) {
+            for (claim, attribute) in &custom.claims {
+                if let Some(value) = attributes.get(attribute) {
+                    claims.insert(claim.clone(), value.clone());
+                }
+            }
+        }
+    }
+    let limit = state.config().limits.max_access_token_claims_bytes;
+    let size = serde_json::to_vec(&claims).map_or(usize::MAX, |json| json.len());
+    if !claims.is_empty() && size > limit {
+        tracing::warn!(
+            size,
+            limit,
+            "custom claims left out of an access token: larger than limits.max_access_token_claims_bytes"
+        );
+        return Map::new();
+    }
+    claims
+}
+
 /// `given_name [middle_name] family_name`, when both given and family names are known (a name
 /// made of one part could not be told from a nickname, and is left out).
 fn full_name(attributes: &Map<String, Value>) -> Option<String> {

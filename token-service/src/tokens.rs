@@ -39,6 +39,9 @@ pub struct AccessGrant {
     /// The browser session it was issued in (`sid`), so that an API can refuse it once that
     /// session ends (docs/revocation-events.md).
     pub sid: Option<String>,
+    /// Custom claims of the user, from scopes marked `access_token`
+    /// ([`id_token::access_token_claims`](crate::id_token::access_token_claims)).
+    pub claims: serde_json::Map<String, Value>,
 }
 
 /// A freshly issued access token.
@@ -202,6 +205,8 @@ fn sign_jwt(
         if let Some(sid) = &grant.sid {
             fields.insert("sid".to_owned(), sid.as_str().into());
         }
+        // Their names are none of the above: the configuration refuses reserved ones.
+        fields.extend(grant.claims.clone());
     }
     sign_jws(state, "at+jwt", &claims, now).map(|(token, _)| token)
 }
@@ -390,5 +395,35 @@ pub async fn introspect_for_api(
     if scope.is_empty() && !addressed {
         return Ok(None);
     }
-    Ok(Some(introspection_answer(state, &active, &scope)))
+    let mut answer = introspection_answer(state, &active, &scope);
+    if addressed {
+        answer.extend(user_claims(state, &active).await?);
+    }
+    Ok(Some(answer))
+}
+
+/// The custom claims the token carries about its user (scopes marked `access_token`), read
+/// now: what its JWT form carries, told to an API it is addressed to. None for a token issued
+/// to a client for itself.
+async fn user_claims(
+    state: &State,
+    active: &ActiveToken,
+) -> Result<serde_json::Map<String, Value>, StoreError> {
+    let carried = state.config().scopes.iter().any(|custom| {
+        custom.access_token
+            && active
+                .scope
+                .iter()
+                .any(|granted| granted.covers(&custom.name))
+    });
+    // A client's own token has its id as `sub`: never a user's claims, whatever users exist.
+    if !carried || active.subject == active.client_id {
+        return Ok(serde_json::Map::new());
+    }
+    Ok(match state.users().find_by_id(&active.subject).await? {
+        Some(account) => {
+            crate::id_token::access_token_claims(state, &account.attributes, &active.scope)
+        }
+        None => serde_json::Map::new(),
+    })
 }

@@ -255,6 +255,137 @@ async fn a_stored_name_is_kept_and_one_name_part_makes_no_name() {
     }
 }
 
+/// Scopes of a user's token addressed to the API (`akamai:social_profile:read`) and granting
+/// the custom scope marked `access_token`.
+const CARRYING: &str = "openid%20akamai:social_profile:read%20ad:user_custom:read";
+
+/// The test configuration with the custom scope `ad:user_custom:read` marked `access_token`,
+/// `web-app` and the opaque `conf-web` allowed it and the API's scope, and `extra` appended.
+fn carried_claims_config(extra: &str) -> String {
+    let config = config_text("http://127.0.0.1:8080", "ES256")
+        .replace(
+            r#"claims = { company_name = "companyName" }"#,
+            "claims = { company_name = \"companyName\" }\naccess_token = true",
+        )
+        .replace(
+            r#"scopes = ["openid", "profile", "email", "ad:user_custom:read"]"#,
+            r#"scopes = ["openid", "profile", "email", "ad:user_custom:read", "akamai:social_profile:read"]"#,
+        )
+        .replace(
+            "scopes = [\"openid\", \"email\"]\ntoken_format = \"opaque\"",
+            "scopes = [\"openid\", \"ad:user_custom:read\", \"akamai:social_profile:read\"]\ntoken_format = \"opaque\"",
+        );
+    for changed in [
+        "access_token = true",
+        r#""ad:user_custom:read", "akamai:social_profile:read"]"#,
+        r#""openid", "ad:user_custom:read", "akamai:social_profile:read"]"#,
+    ] {
+        assert!(
+            config.contains(changed),
+            "the test configuration changed: {changed}"
+        );
+    }
+    format!("{config}\n{extra}")
+}
+
+/// Signs jane in at `web-app` for [`CARRYING`] and redeems the code: the token answer.
+async fn carrying_tokens(service: &TestService) -> Answer {
+    let carrying = query("").replace(
+        "scope=openid%20profile%20email%20ad:user_custom:read",
+        &format!("scope={CARRYING}"),
+    );
+    let (code, _) = sign_in_jane(service, &carrying).await;
+    let answer = exchange(service, &code, &format!("&code_verifier={VERIFIER}")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer
+}
+
+#[tokio::test]
+async fn a_scope_marked_access_token_carries_its_claims_in_jwts_and_at_introspection() {
+    let service = TestService::start_with(&carried_claims_config("")).await;
+    // A JWT (web-app): the claim among its claims, and at introspection by the API it is for.
+    let answer = carrying_tokens(&service).await;
+    let jwt = answer.json["access_token"].as_str().unwrap();
+    assert_eq!(claims(jwt)["company_name"], "Bizcorp");
+    let introspected = service.introspect((API, API_SECRET), jwt).await;
+    assert_eq!(introspected.json["active"], true, "{}", introspected.text);
+    assert_eq!(introspected.json["company_name"], "Bizcorp");
+    // The id_token's claims stay where they were; standard claims stay out of access tokens.
+    let id = claims(answer.json["id_token"].as_str().unwrap());
+    assert_eq!(id["company_name"], "Bizcorp");
+    assert!(claims(jwt).get("email").is_none());
+
+    // An opaque token (conf-web): the claim at introspection, to the API it is for.
+    let redirect = "https://app.example.test/cb?tenant=7";
+    let form = login_form(
+        &service,
+        &format!(
+            "response_type=code&client_id=conf-web&redirect_uri={}&scope={CARRYING}&state=s",
+            form_encode(redirect)
+        ),
+    )
+    .await;
+    let signed_in = submit(&service, &form, "jane", "jane-password-1").await;
+    let code = param(&location_params(&signed_in).1, "code")
+        .unwrap()
+        .to_owned();
+    let issued = service
+        .post(
+            "/token",
+            Some(("conf-web", "conf-web-secret")),
+            &format!(
+                "grant_type=authorization_code&code={code}&redirect_uri={}",
+                form_encode(redirect)
+            ),
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.text);
+    let opaque = issued.json["access_token"].as_str().unwrap();
+    assert_eq!(opaque.split('.').count(), 1, "an opaque token");
+    let introspected = service.introspect((API, API_SECRET), opaque).await;
+    assert_eq!(
+        introspected.json["company_name"], "Bizcorp",
+        "{}",
+        introspected.text
+    );
+    // An API the token is not for learns nothing of it.
+    let elsewhere = service
+        .introspect((OTHER_API, "other-secret"), opaque)
+        .await;
+    assert_eq!(
+        elsewhere.json,
+        serde_json::json!({ "active": false }),
+        "{}",
+        elsewhere.text
+    );
+    // A client's own token carries no user's claims.
+    let own = service.access_token(("svc-opaque", "opaque-secret")).await;
+    let own = service.introspect((API, API_SECRET), &own).await;
+    assert_eq!(own.json["active"], true, "{}", own.text);
+    assert!(own.json.get("company_name").is_none());
+}
+
+#[tokio::test]
+async fn claims_over_the_size_limit_are_all_left_out_with_a_warning() {
+    let service = TestService::start_with(&carried_claims_config(
+        "[limits]\nmax_access_token_claims_bytes = 16\n",
+    ))
+    .await;
+    let (logs, _guard) = support::logs::capture(tracing::Level::WARN);
+    let answer = carrying_tokens(&service).await;
+    let jwt = answer.json["access_token"].as_str().unwrap();
+    assert!(claims(jwt).get("company_name").is_none());
+    assert!(
+        logs.text()
+            .contains("larger than limits.max_access_token_claims_bytes"),
+        "{}",
+        logs.text()
+    );
+    let introspected = service.introspect((API, API_SECRET), jwt).await;
+    assert_eq!(introspected.json["active"], true, "{}", introspected.text);
+    assert!(introspected.json.get("company_name").is_none());
+}
+
 #[tokio::test]
 async fn claims_are_limited_to_the_scopes_granted() {
     let service = TestService::start().await;

@@ -139,7 +139,35 @@ pub struct CustomScope {
     pub name: Scope,
     /// Claim name → user attribute.
     pub claims: BTreeMap<String, String>,
+    /// Whether access tokens granted the scope carry its claims too (JWTs in their claims,
+    /// opaque ones at introspection), not only id_tokens and `/userinfo`.
+    pub access_token: bool,
 }
+
+/// Claims an access token and its introspection answer already define: a custom scope whose
+/// claims go into access tokens may not name one of them.
+pub const ACCESS_TOKEN_RESERVED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "cnf",
+    "sid",
+    "act",
+    "azp",
+    "auth_time",
+    "acr",
+    "amr",
+    "active",
+    "token_type",
+    "username",
+    "may_act",
+];
 
 /// Signing settings.
 #[derive(Debug, Clone)]
@@ -161,6 +189,8 @@ pub struct Signing {
 pub struct Limits {
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// The largest size, as JSON, of the custom claims an access token carries.
+    pub max_access_token_claims_bytes: usize,
     /// Concurrent slow secret verifications (Argon2id) for clients and APIs, and as many again
     /// for passwords; more wait.
     pub max_concurrent_hashing: usize,
@@ -382,6 +412,7 @@ struct RawDefaults {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_body_bytes: Option<usize>,
+    max_access_token_claims_bytes: Option<usize>,
     max_concurrent_hashing: Option<usize>,
     hashing_wait: Option<HumanDuration>,
     client_rate_limit: Option<RateLimit>,
@@ -418,6 +449,8 @@ struct RawScope {
     name: String,
     #[serde(default)]
     claims: BTreeMap<String, String>,
+    #[serde(default)]
+    access_token: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -756,6 +789,16 @@ impl RawConfig {
                 Some(bytes) if (1024..=16 * 1024 * 1024).contains(&bytes) => bytes,
                 Some(_) => return Err(invalid("limits.max_body_bytes", "must be 1024..=16777216")),
             },
+            max_access_token_claims_bytes: match self.limits.max_access_token_claims_bytes {
+                None => 1024,
+                Some(bytes) if (1..=8192).contains(&bytes) => bytes,
+                Some(_) => {
+                    return Err(invalid(
+                        "limits.max_access_token_claims_bytes",
+                        "must be 1..=8192",
+                    ));
+                }
+            },
             max_concurrent_hashing: match self.limits.max_concurrent_hashing {
                 None => default_hashing_slots(),
                 Some(count) if (1..=256).contains(&count) => count,
@@ -823,9 +866,24 @@ impl RawConfig {
             .map(|(index, raw)| {
                 let name = Scope::parse(&raw.name)
                     .map_err(|error| invalid(format!("scopes[{index}].name"), error.to_string()))?;
+                if raw.access_token
+                    && let Some(reserved) = raw
+                        .claims
+                        .keys()
+                        .find(|claim| ACCESS_TOKEN_RESERVED_CLAIMS.contains(&claim.as_str()))
+                {
+                    return Err(invalid(
+                        format!("scopes[{index}].claims"),
+                        format!(
+                            "`{reserved}` is a claim access tokens define themselves; with \
+                             `access_token = true` a custom claim needs another name"
+                        ),
+                    ));
+                }
                 Ok(CustomScope {
                     name,
                     claims: raw.claims,
+                    access_token: raw.access_token,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -1085,6 +1143,28 @@ storage = "sqlite::memory:"
             let error = with(&format!("[telemetry]\n{extra}\n")).unwrap_err();
             assert_eq!(field_of(error), field, "{extra}");
         }
+    }
+
+    #[test]
+    fn claims_carried_into_access_tokens_may_not_take_a_reserved_name() {
+        let scope = |claims: &str, access_token: bool| {
+            with(&format!(
+                "[[scopes]]\nname = \"ad:user_custom:read\"\nclaims = {{ {claims} }}\naccess_token = {access_token}\n"
+            ))
+        };
+        assert!(
+            scope("company_name = \"companyName\"", true)
+                .unwrap()
+                .scopes[0]
+                .access_token
+        );
+        assert!(!scope("sub = \"employeeId\"", false).unwrap().scopes[0].access_token);
+        let refused = scope("sub = \"employeeId\"", true).unwrap_err();
+        assert!(refused.to_string().contains("`sub`"), "{refused}");
+        assert_eq!(field_of(refused), "scopes[0].claims");
+        assert_eq!(with("").unwrap().limits.max_access_token_claims_bytes, 1024);
+        let refused = with("[limits]\nmax_access_token_claims_bytes = 0\n").unwrap_err();
+        assert_eq!(field_of(refused), "limits.max_access_token_claims_bytes");
     }
 
     #[test]

@@ -289,6 +289,7 @@ pub(crate) async fn user_tokens(
             grant_id: Some(grant.family.to_owned()),
             jkt: grant.access_jkt.map(str::to_owned),
             sid: Some(grant.sid.to_owned()),
+            claims: id_token::access_token_claims(state, &grant.account.attributes, grant.scope),
         },
     )
     .await?;

@@ -51,6 +51,7 @@ pub async fn client_credentials(
             grant_id: None,
             jkt: request.proof_key.as_ref().map(|key| key.jkt.clone()),
             sid: None,
+            claims: serde_json::Map::new(),
         },
     )
     .await
