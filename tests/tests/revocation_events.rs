@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::node::{Node, free_port};
+use common::signing_in::{self, code_in, encode, http};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -254,17 +255,6 @@ fn log_path(dir: &Path, name: &str) -> PathBuf {
 
 // ---- protocol helpers ------------------------------------------------------------------------
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn encode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
 async fn post_form(url: &str, basic: Option<(&str, &str)>, body: String) -> Value {
     let mut request = http()
         .post(url)
@@ -306,23 +296,6 @@ fn claims(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
-fn cookie(answer: &reqwest::Response, name: &str) -> Option<String> {
-    answer
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .find(|value| value.starts_with(&format!("{name}=")))
-        .map(|value| value.split(';').next().unwrap().to_owned())
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap() + marker.len();
-    let end = start + html[start..].find('"').unwrap();
-    html[start..end].replace("&amp;", "&")
-}
-
 fn authorize_query() -> String {
     let challenge = URL_SAFE_NO_PAD.encode(
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, VERIFIER.as_bytes()).as_ref(),
@@ -333,42 +306,10 @@ fn authorize_query() -> String {
     )
 }
 
-fn code_in(answer: &reqwest::Response) -> String {
-    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-    let location = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
-    location
-        .query_pairs()
-        .find(|(key, _)| key == "code")
-        .map(|(_, value)| value.into_owned())
-        .expect("a code in the redirect")
-}
-
-/// A browser session of `username` at `instance`: its cookie.
+/// A browser session of `username` at `instance`: its cookie, and the code of the first
+/// authorization.
 async fn sign_in(instance: &Node, username: &str, password: &str) -> (String, String) {
-    let page = http()
-        .get(format!("{}/authorize?{}", instance.url, authorize_query()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let login_cookie = cookie(&page, "scopegate_login").unwrap();
-    let html = page.text().await.unwrap();
-    let answer = http()
-        .post(format!("{}/login", instance.url))
-        .header("cookie", login_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "csrf={}&request={}&username={}&password={}",
-            encode(&hidden(&html, "csrf")),
-            encode(&hidden(&html, "request")),
-            encode(username),
-            encode(password),
-        ))
-        .send()
-        .await
-        .unwrap();
-    let session = cookie(&answer, "scopegate_session").expect("signed in");
-    (session, code_in(&answer))
+    signing_in::sign_in(&instance.url, &authorize_query(), username, password).await
 }
 
 /// The tokens of one more authorization in the session `session`: (access token, id_token).

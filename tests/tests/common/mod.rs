@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod node;
+pub mod signing_in;
 
 use std::sync::Arc;
 
