@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use metrics::{Counter, Histogram, Label, counter, gauge, histogram};
+use metrics::{Histogram, Label, counter, gauge, histogram};
 
 use crate::config::{GrantType, TokenFormat};
 
@@ -54,15 +54,13 @@ pub const EVENTS_DELIVERED: &str = "scopegate_events_delivered_total";
 
 /// An access token was issued.
 pub fn token_issued(grant: GrantType, format: TokenFormat, client_id: &str) {
-    let fixed = (grant.as_str(), format.as_str());
-    increment(TOKENS_ISSUED, fixed, client_id, || {
-        counter!(
-            TOKENS_ISSUED,
-            "grant_type" => fixed.0,
-            "format" => fixed.1,
-            "client_id" => client_id.to_owned(),
-        )
-    });
+    counter!(
+        TOKENS_ISSUED,
+        "grant_type" => grant.as_str(),
+        "format" => format.as_str(),
+        "client_id" => client_id.to_owned(),
+    )
+    .increment(1);
 }
 
 /// `/token` refused a request with the OAuth error `code`.
@@ -83,20 +81,17 @@ pub enum Introspected<'a> {
 
 /// An introspection was answered.
 pub fn introspected(answer: Introspected<'_>) {
-    let (result, api) = match answer {
-        Introspected::Active(api) => ("active", Some(api)),
-        Introspected::Inactive(api) => ("inactive", Some(api)),
-        Introspected::Refused(code) => (code, None),
-    };
-    increment(
-        INTROSPECTIONS,
-        (result, ""),
-        api.unwrap_or_default(),
-        || match api {
-            Some(api) => counter!(INTROSPECTIONS, "result" => result, "api" => api.to_owned()),
-            None => counter!(INTROSPECTIONS, "result" => result),
-        },
-    );
+    match answer {
+        Introspected::Active(api) => {
+            counter!(INTROSPECTIONS, "result" => "active", "api" => api.to_owned()).increment(1);
+        }
+        Introspected::Inactive(api) => {
+            counter!(INTROSPECTIONS, "result" => "inactive", "api" => api.to_owned()).increment(1);
+        }
+        Introspected::Refused(code) => {
+            counter!(INTROSPECTIONS, "result" => code).increment(1);
+        }
+    }
 }
 
 /// A revocation request was answered: `revoked`, `unknown` (RFC 7009 answers it alike), or
@@ -108,12 +103,7 @@ pub fn revocation(result: &'static str) {
 /// A credential was checked. `kind`: `client_secret`, `client_assertion`, `api_secret`,
 /// `api_assertion`, `password`; `result`: `accepted`, `wrong`, `throttled`, `busy`.
 pub fn credential_checked(kind: &'static str, result: &'static str) {
-    increment(
-        CREDENTIAL_CHECKS,
-        (kind, result),
-        "",
-        || counter!(CREDENTIAL_CHECKS, "kind" => kind, "result" => result),
-    );
+    counter!(CREDENTIAL_CHECKS, "kind" => kind, "result" => result).increment(1);
 }
 
 /// A sign-in form was answered: `success`, `failure` (wrong username or password),
@@ -267,39 +257,6 @@ pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
 thread_local! {
     static HTTP_HISTOGRAMS: RefCell<HashMap<Box<str>, RouteSeries>> = RefCell::new(HashMap::new());
     static DB_HISTOGRAMS: RefCell<HashMap<DbSeries, Histogram>> = RefCell::new(HashMap::new());
-}
-
-/// The counters recorded on every request, per thread (see above): by metric name, by its
-/// fixed labels, by its one label of a registered id (`""` when it has none).
-type CounterSeries =
-    HashMap<(&'static str, (&'static str, &'static str)), HashMap<Box<str>, Counter>>;
-
-thread_local! {
-    static COUNTERS: RefCell<CounterSeries> = RefCell::new(HashMap::new());
-}
-
-/// Adds one to the series of `name` with the `fixed` labels and the id label `id`, taken from
-/// `create` the first time on this thread (every time before the service's exporter is in).
-fn increment(
-    name: &'static str,
-    fixed: (&'static str, &'static str),
-    id: &str,
-    create: impl FnOnce() -> Counter,
-) {
-    if super::PROMETHEUS.get().is_none() {
-        return create().increment(1);
-    }
-    COUNTERS.with_borrow_mut(|series| {
-        let by_id = series.entry((name, fixed)).or_default();
-        match by_id.get(id) {
-            Some(counter) => counter.increment(1),
-            None => {
-                let counter = create();
-                counter.increment(1);
-                by_id.insert(id.into(), counter);
-            }
-        }
-    });
 }
 
 /// Runs `use_it` on the cached handle of `key` in `cache`, taken from `create` the first time.
