@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::node::{Node, free_port};
+use common::node::{self, Node, free_port};
 use serde_json::Value;
 
 const API_ID: &str = "https://api.example.test";
@@ -127,23 +127,9 @@ impl Prometheus {
             url: format!("http://127.0.0.1:{port}"),
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(answer) = reqwest::get(format!("{}/-/ready", prometheus.url)).await
-                && answer.status().is_success()
-            {
-                return prometheus;
-            }
-            if let Some(status) = prometheus.child.try_wait().unwrap() {
-                panic!("Prometheus exited ({status}): {}", prometheus.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus not ready: {}",
-                prometheus.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let ready = format!("{}/-/ready", prometheus.url);
+        node::wait_until_ready(&mut prometheus.child, &ready, &prometheus.log).await;
+        prometheus
     }
 
     /// An instant query's answer (`status`, `data.result`).
@@ -182,7 +168,7 @@ impl Prometheus {
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        node::log_text(&self.log)
     }
 }
 

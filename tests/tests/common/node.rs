@@ -1,7 +1,7 @@
 //! A `scopegate-e2e-node` process of an end-to-end test: the token service or the example API,
 //! on a port the test chose, killed when dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -63,25 +63,9 @@ impl Node {
     }
 
     async fn wait_until_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
         let probe = format!("{}/{}", self.url, self.ready_path());
-        loop {
-            if let Ok(answer) = reqwest::get(&probe).await
-                && answer.status().is_success()
-            {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("{} exited ({status}): {}", self.url, self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready: {}",
-                self.url,
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let child = self.child.as_mut().expect("spawned");
+        wait_until_ready(child, &probe, &self.log).await;
     }
 
     fn ready_path(&self) -> &'static str {
@@ -106,10 +90,37 @@ impl Node {
     }
 
     pub fn log_text(&self) -> String {
-        match std::fs::read(&self.log) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(error) => format!("(no log at {}: {error})", self.log.display()),
+        log_text(&self.log)
+    }
+}
+
+/// Waits (at most a minute) until `probe` answers a success; panics with the process's log
+/// if it exits first or is not ready in time.
+pub async fn wait_until_ready(child: &mut Child, probe: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(answer) = reqwest::get(probe).await
+            && answer.status().is_success()
+        {
+            return;
         }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{probe}: the process exited ({status}): {}", log_text(log));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{probe} not ready: {}",
+            log_text(log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A process's log file, as text.
+pub fn log_text(log: &Path) -> String {
+    match std::fs::read(log) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(error) => format!("(no log at {}: {error})", log.display()),
     }
 }
 

@@ -23,10 +23,7 @@ const UNMATCHED: &str = "unmatched";
 /// challenges). Its parent is the caller's span when it sent a W3C `traceparent`.
 pub(super) fn request_span(request: &Request) -> tracing::Span {
     let method = request.method().as_str();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str);
+    let route = route_of(request);
     let span = tracing::debug_span!(
         "request",
         otel.name = format_args!("{method} {route}").to_string(),
@@ -45,6 +42,14 @@ pub(super) fn request_span(request: &Request) -> tracing::Span {
     span
 }
 
+/// The route template a request matched (never its path), or [`UNMATCHED`].
+fn route_of(request: &Request) -> &str {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+}
+
 /// The caller's trace context from its W3C `traceparent` / `tracestate` headers (an empty
 /// context when absent or malformed: the request starts a trace of its own).
 fn remote_parent(headers: &http::HeaderMap) -> opentelemetry::Context {
@@ -57,10 +62,7 @@ fn remote_parent(headers: &http::HeaderMap) -> opentelemetry::Context {
 pub(super) async fn record(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|matched| matched.as_str().to_owned());
+    let route = route_of(&request).to_owned();
     let response = next.run(request).await;
     let status = response.status();
     let span = tracing::Span::current();
@@ -68,12 +70,7 @@ pub(super) async fn record(request: Request, next: Next) -> Response {
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    metrics::http_request(
-        method.as_str(),
-        route.as_deref().unwrap_or(UNMATCHED),
-        status.as_u16(),
-        started.elapsed(),
-    );
+    metrics::http_request(method.as_str(), &route, status.as_u16(), started.elapsed());
     response
 }
 

@@ -212,7 +212,7 @@ pub enum Mode {
     Huge,
     /// Answers after this long.
     Slow(Duration),
-    /// Introspection only: answers once the mode is changed (to `Normal`, say).
+    /// Answers once the mode is changed (to `Normal`, say).
     Held,
 }
 
@@ -312,6 +312,7 @@ impl FakeIdp {
 
     pub fn set_mode(&self, mode: Mode) {
         *self.state.mode.lock().unwrap() = mode;
+        self.state.mode_changed.notify_waiters();
     }
 
     pub fn set_etag(&self, etag: Option<&str>) {
@@ -479,6 +480,18 @@ async fn moved_jwks(State(state): State<Arc<IdpState>>) -> Response {
     }
 }
 
+/// The endpoint's mode, once it is no longer `Held` (waiting for a change of mode until then).
+async fn mode_once_released(state: &IdpState, mode: &Mutex<Mode>) -> Mode {
+    loop {
+        let changed = state.mode_changed.notified();
+        let current = mode.lock().unwrap().clone();
+        if current != Mode::Held {
+            return current;
+        }
+        changed.await;
+    }
+}
+
 async fn jwks(State(state): State<Arc<IdpState>>, request_headers: HeaderMap) -> Response {
     state.jwks_hits.fetch_add(1, Ordering::SeqCst);
     let response = jwks_response(&state, &request_headers).await;
@@ -487,7 +500,7 @@ async fn jwks(State(state): State<Arc<IdpState>>, request_headers: HeaderMap) ->
 }
 
 async fn jwks_response(state: &IdpState, request_headers: &HeaderMap) -> Response {
-    let mode = state.mode.lock().unwrap().clone();
+    let mode = mode_once_released(state, &state.mode).await;
     match mode {
         Mode::Normal => {}
         Mode::Status(status) => return StatusCode::from_u16(status).unwrap().into_response(),
@@ -497,7 +510,7 @@ async fn jwks_response(state: &IdpState, request_headers: &HeaderMap) -> Respons
             return axum::Json(json!({ "keys": keys })).into_response();
         }
         Mode::Slow(delay) => tokio::time::sleep(delay).await,
-        Mode::Held => unimplemented!("the JWKS endpoint is never held"),
+        Mode::Held => unreachable!("released above"),
     }
     let etag = state.etag.lock().unwrap().clone();
     let mut headers = HeaderMap::new();
@@ -548,14 +561,7 @@ async fn introspection_response(
         )
             .into_response();
     }
-    loop {
-        let changed = state.mode_changed.notified();
-        if *state.introspection_mode.lock().unwrap() != Mode::Held {
-            break;
-        }
-        changed.await;
-    }
-    let mode = state.introspection_mode.lock().unwrap().clone();
+    let mode = mode_once_released(state, &state.introspection_mode).await;
     match mode {
         Mode::Normal => {}
         Mode::Status(status) => return StatusCode::from_u16(status).unwrap().into_response(),
@@ -564,7 +570,7 @@ async fn introspection_response(
             return axum::Json(json!({"active": true, "pad": "x".repeat(1 << 20)})).into_response();
         }
         Mode::Slow(delay) => tokio::time::sleep(delay).await,
-        Mode::Held => unreachable!("waited above"),
+        Mode::Held => unreachable!("released above"),
     }
     if let Some(lie) = state.lie.lock().unwrap().clone() {
         return axum::Json(lie).into_response();
