@@ -1,5 +1,6 @@
-//! Revoking a token on behalf of the client it was issued to (RFC 7009): an access token, or a
-//! refresh token together with everything its grant produced (§2.1). The one place that says
+//! Revoking a token on behalf of the client it was issued to (RFC 7009): an access token (and
+//! the tokens exchanged from it, RFC 8693), or a refresh token together with everything its
+//! grant produced (§2.1). The one place that says
 //! who may revoke what; `/revoke` is its adapter.
 
 use crate::State;
@@ -105,6 +106,9 @@ async fn revoke_access(state: &State, client: &Client, token: &str) -> Result<Fo
                 .await?;
         }
     }
+    // What was exchanged from it (RFC 8693) acts on its authority: it goes too.
+    let exchanged = crate::grant::token_exchange::exchanged_from(&active.jti);
+    state.store().revoke_grant(&exchanged, state.now()).await?;
     tracing::info!(client_id = %client.id(), jti = %active.jti, "access token revoked");
     Ok(Found::Done)
 }

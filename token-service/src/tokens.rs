@@ -31,14 +31,21 @@ pub struct AccessGrant {
     pub scope: ScopeSet,
     /// `aud`.
     pub audience: Vec<String>,
-    /// The grant (an authorization code) it comes from, so that a replayed code can revoke
-    /// what it produced.
-    pub grant_id: Option<String>,
+    /// The grants it belongs to — the authorization code it comes from, the token it was
+    /// exchanged from — so that revoking one (a replayed code, a revoked refresh or subject
+    /// token) revokes what it produced.
+    pub grants: Vec<String>,
     /// The DPoP key it is bound to (`cnf.jkt`, RFC 9449 §6), if the request proved one.
     pub jkt: Option<String>,
     /// The browser session it was issued in (`sid`), so that an API can refuse it once that
     /// session ends (docs/revocation-events.md).
     pub sid: Option<String>,
+    /// A time (seconds since the epoch) it must not outlive: the expiry of the token it was
+    /// exchanged from.
+    pub not_after: Option<u64>,
+    /// The `act` claim (RFC 8693 §4.1) of a token issued by token exchange: who acts for the
+    /// subject, and before them (nested) who did.
+    pub act: Option<Value>,
     /// Custom claims of the user, from scopes marked `access_token`
     /// ([`id_token::access_token_claims`](crate::id_token::access_token_claims)).
     pub claims: serde_json::Map<String, Value>,
@@ -105,6 +112,10 @@ pub struct ActiveToken {
     pub format: TokenFormat,
     /// The DPoP key it is bound to (`cnf.jkt`), if any.
     pub jkt: Option<String>,
+    /// Its `act` claim, if it was issued by token exchange.
+    pub act: Option<Value>,
+    /// The browser session it was issued in (`sid`), as far as the token tells (a JWT does).
+    pub sid: Option<String>,
 }
 
 /// A short random identifier (128 bits) for `jti`.
@@ -118,13 +129,16 @@ fn new_jti() -> String {
 ///
 /// `temporarily_unavailable` if an opaque token cannot be stored or no key can sign.
 pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OAuthError> {
-    let ttl = grant
+    let now = state.now();
+    let lifetime = grant
         .client
         .settings
         .access_token_ttl
         .unwrap_or(state.config().access_token_ttl)
         .as_secs();
-    let now = state.now();
+    let ttl = grant.not_after.map_or(lifetime, |not_after| {
+        lifetime.min(not_after.saturating_sub(now))
+    });
     let jti = new_jti();
     let access_token = match grant.client.settings.token_format {
         TokenFormat::Opaque => {
@@ -142,20 +156,22 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
                     expires_at: now + ttl,
                     revoked_at: None,
                     jkt: grant.jkt.clone(),
+                    act: grant.act.as_ref().map(Value::to_string),
                 })
                 .await?;
             token
         }
         TokenFormat::Jwt => sign_jwt(state, grant, &jti, now, ttl)?,
     };
-    if let Some(grant_id) = &grant.grant_id {
+    for grant_id in &grant.grants {
         let revoked_meanwhile = state
             .store()
             .record_grant_token(grant_id, &jti, grant.client.id(), now + ttl)
             .await?;
         if revoked_meanwhile {
-            // A concurrent replay of the code revoked the grant before this token was
-            // recorded: it shares the fate of the grant's other tokens.
+            // A concurrent replay of the code (or revocation of the subject token) revoked the
+            // grant before this token was recorded: it shares the fate of the grant's other
+            // tokens.
             state.store().revoke_grant(grant_id, now).await?;
         }
     }
@@ -204,6 +220,9 @@ fn sign_jwt(
         }
         if let Some(sid) = &grant.sid {
             fields.insert("sid".to_owned(), sid.as_str().into());
+        }
+        if let Some(act) = &grant.act {
+            fields.insert("act".to_owned(), act.clone());
         }
         // Their names are none of the above: the configuration refuses reserved ones.
         fields.extend(grant.claims.clone());
@@ -297,6 +316,14 @@ pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, S
         tracing::error!(jti = %record.jti, "stored token has an unreadable scope");
         return Ok(None);
     };
+    let act = match record.act.as_deref().map(serde_json::from_str::<Value>) {
+        None => None,
+        Some(Ok(act)) => Some(act),
+        Some(Err(_)) => {
+            tracing::error!(jti = %record.jti, "stored token has an unreadable act claim");
+            return Ok(None);
+        }
+    };
     Ok(Some(ActiveToken {
         client_id: record.client_id,
         subject: record.subject,
@@ -307,6 +334,8 @@ pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, S
         jti: record.jti,
         format: TokenFormat::Opaque,
         jkt: record.jkt,
+        act,
+        sid: None,
     }))
 }
 
@@ -337,6 +366,11 @@ async fn verified_jwt(state: &State, token: &str) -> Option<ActiveToken> {
         jti: principal.token_id()?.to_owned(),
         format: TokenFormat::Jwt,
         jkt: principal.bound_key_thumbprint().map(str::to_owned),
+        act: principal.claim("act").cloned(),
+        sid: principal
+            .claim("sid")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 
@@ -367,6 +401,10 @@ pub fn introspection_answer(
     if let Some(jkt) = &active.jkt {
         // RFC 9449 §6.2: the resource server compares this to the proof's key.
         map.insert("cnf".to_owned(), json!({ "jkt": jkt }));
+    }
+    if let Some(act) = &active.act {
+        // RFC 8693 §4.1: who acts for the subject.
+        map.insert("act".to_owned(), act.clone());
     }
     map
 }

@@ -649,7 +649,12 @@ async fn discovery_documents_name_the_configured_issuer_exactly() {
         );
         assert_eq!(
             metadata["grant_types_supported"],
-            json!(["client_credentials", "authorization_code", "refresh_token"])
+            json!([
+                "client_credentials",
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:token-exchange"
+            ])
         );
         assert_eq!(
             metadata["code_challenge_methods_supported"],

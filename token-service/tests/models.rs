@@ -51,6 +51,8 @@ fn every_member() -> Vec<Value> {
     });
     let mut with_jwks = public.clone();
     with_jwks["public"] = false.into();
+    with_jwks["grants"] = json!(["authorization_code", "refresh_token", "token_exchange"]);
+    with_jwks["exchange_from"] = json!(["https://api.example.test"]);
     with_jwks["jwks"] =
         json!({ "keys": [{ "kty": "EC", "crv": "P-256", "kid": "k1", "x": "x", "y": "y" }] });
     let mut with_jwks_uri = public.clone();

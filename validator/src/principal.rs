@@ -145,6 +145,25 @@ impl Principal {
         self.claims.get("cnf")?.get("jkt")?.as_str()
     }
 
+    /// The parties acting for the subject (RFC 8693 §4.1 `act`), the current actor first, then
+    /// the ones before it: `["api-b", "api-a"]` for a token API A exchanged and API B exchanged
+    /// again. Empty for a token used by its subject's own client. An actor without a string
+    /// `sub` ends the list.
+    ///
+    /// # Security
+    /// Only the current (first) actor is the party presenting the token; the ones after it are
+    /// history, for audit, never for access decisions (RFC 8693 §4.1).
+    #[must_use]
+    pub fn actors(&self) -> Vec<&str> {
+        let mut actors = Vec::new();
+        let mut act = self.claims.get("act");
+        while let Some(subject) = act.and_then(|act| act.get("sub")).and_then(Value::as_str) {
+            actors.push(subject);
+            act = act.and_then(|act| act.get("act"));
+        }
+        actors
+    }
+
     fn string_claim(&self, name: &str) -> Option<&str> {
         self.claims.get(name).and_then(Value::as_str)
     }

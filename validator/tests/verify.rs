@@ -144,6 +144,36 @@ async fn scopes_are_read_as_a_string_or_an_array_from_scope_or_scp() {
 }
 
 #[tokio::test]
+async fn the_actors_of_an_exchanged_token_are_read_current_first() {
+    let setup = setup(SigningKey::es256("k")).await;
+    let principal = |act: Option<serde_json::Value>| {
+        let mut claims = setup.claims();
+        if let Some(act) = act {
+            claims["act"] = act;
+        }
+        setup.key.sign(&claims)
+    };
+    for (act, expected) in [
+        (None, vec![]),
+        (Some(json!({ "sub": "api-a" })), vec!["api-a"]),
+        (
+            Some(json!({ "sub": "api-b", "act": { "sub": "api-a" } })),
+            vec!["api-b", "api-a"],
+        ),
+        // An actor without a string `sub` ends the chain.
+        (
+            Some(json!({ "sub": "api-b", "act": { "sub": 7 } })),
+            vec!["api-b"],
+        ),
+        (Some(json!("api-a")), vec![]),
+    ] {
+        let token = principal(act.clone());
+        let validated = setup.validator.validate(&token).await.unwrap();
+        assert_eq!(validated.actors(), expected, "{act:?}");
+    }
+}
+
+#[tokio::test]
 async fn client_id_falls_back_to_azp() {
     let setup = setup(SigningKey::es256("k")).await;
     let mut claims = setup.claims();

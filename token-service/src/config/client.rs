@@ -63,6 +63,9 @@ impl std::fmt::Display for TokenFormat {
     }
 }
 
+/// The `grant_type` of RFC 8693 token exchange (named `token_exchange` in settings).
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
 /// The OAuth2 grant types a client may use.
 #[derive(
     Debug,
@@ -90,6 +93,10 @@ pub enum GrantType {
     /// RFC 6749 §6.
     #[value(alias = "refresh-token")]
     RefreshToken,
+    /// RFC 8693: a service exchanges a user's token it was sent for one addressed to another
+    /// API, to call it on the user's behalf.
+    #[value(alias = "token-exchange")]
+    TokenExchange,
 }
 
 impl GrantType {
@@ -100,6 +107,7 @@ impl GrantType {
             Self::ClientCredentials => "client_credentials",
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
+            Self::TokenExchange => TOKEN_EXCHANGE,
         }
     }
 
@@ -110,6 +118,7 @@ impl GrantType {
             "client_credentials" => Some(Self::ClientCredentials),
             "authorization_code" => Some(Self::AuthorizationCode),
             "refresh_token" => Some(Self::RefreshToken),
+            TOKEN_EXCHANGE => Some(Self::TokenExchange),
             _ => None,
         }
     }
@@ -133,7 +142,8 @@ pub struct ClientSettings {
     #[serde(default)]
     #[arg(long)]
     pub public: bool,
-    /// The grant types it may use: client_credentials, authorization_code, refresh_token.
+    /// The grant types it may use: client_credentials, authorization_code, refresh_token,
+    /// token_exchange.
     #[serde(default = "default_grants")]
     #[schemars(default = "default_grants")]
     #[arg(
@@ -166,6 +176,11 @@ pub struct ClientSettings {
     #[serde(default)]
     #[arg(long = "audience", value_name = "AUDIENCE")]
     pub audience: Vec<String>,
+    /// The audiences of the tokens it may exchange (RFC 8693, grant token_exchange): a subject
+    /// token must be addressed to one of them — usually the API this client is.
+    #[serde(default)]
+    #[arg(long = "exchange-from", value_name = "AUDIENCE")]
+    pub exchange_from: Vec<String>,
     /// Redirect URIs (authorization code), compared exactly.
     #[serde(default)]
     #[arg(long = "redirect-uri", value_name = "URI")]
@@ -345,6 +360,35 @@ pub fn build_client(
     Client::new(settings, secret, registered_at)
 }
 
+/// Token exchange is for a confidential client told whose tokens it may exchange: a client
+/// that could exchange any token it came by would turn every leaked token into a new one.
+fn check_exchange(prefix: &str, settings: &ClientSettings) -> Result<(), ConfigError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let exchanges = settings.grants.contains(&GrantType::TokenExchange);
+    if exchanges && settings.public {
+        return Err(invalid(
+            field("grants"),
+            "a public client cannot use token_exchange",
+        ));
+    }
+    if exchanges && settings.exchange_from.is_empty() {
+        return Err(invalid(
+            field("exchange_from"),
+            "name the audiences whose tokens this client may exchange (usually the API it is)",
+        ));
+    }
+    if !exchanges && !settings.exchange_from.is_empty() {
+        return Err(invalid(
+            field("exchange_from"),
+            "only clients with the token_exchange grant exchange tokens",
+        ));
+    }
+    for (position, audience) in settings.exchange_from.iter().enumerate() {
+        super::check_audience(&field(&format!("exchange_from[{position}]")), audience)?;
+    }
+    Ok(())
+}
+
 /// Checks what serde cannot: fields are named `{prefix}grants`, `{prefix}scopes[1]`, …
 fn check_settings(
     prefix: &str,
@@ -361,6 +405,7 @@ fn check_settings(
             "a public client cannot use client_credentials",
         ));
     }
+    check_exchange(prefix, settings)?;
     if let Some(ttl) = settings.access_token_ttl {
         super::check_ttl(&field("access_token_ttl"), ttl, super::MAX_ACCESS_TOKEN_TTL)?;
     }

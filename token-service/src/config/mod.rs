@@ -28,7 +28,7 @@ pub mod keys;
 mod rate;
 
 pub use api::{Api, ApiSettings, build_api, scopes_overlap};
-pub use client::{Client, ClientSettings, GrantType, TokenFormat, build_client};
+pub use client::{Client, ClientSettings, GrantType, TOKEN_EXCHANGE, TokenFormat, build_client};
 use duration::HumanDuration;
 pub use json::JsonSettings;
 pub use rate::RateLimit;
@@ -1256,6 +1256,39 @@ storage = "sqlite::memory:"
             with("[[clients]]\nid = \"a\"\npublic = true\ngrants = [\"client_credentials\"]\n")
                 .unwrap_err();
         assert_eq!(field_of(error), "clients[0].grants");
+    }
+
+    #[test]
+    fn token_exchange_needs_a_confidential_client_told_whose_tokens_it_may_exchange() {
+        let client = |extra: &str| {
+            format!(
+                "[[clients]]\nid = \"a\"\ngrants = [\"token_exchange\"]\nscopes = [\"x:y:read\"]\n{extra}"
+            )
+        };
+        let accepted = with(&client(
+            "secret = \"s\"\nexchange_from = [\"https://api.example.test\"]\n",
+        ))
+        .unwrap();
+        assert!(accepted.clients[0].may_use(GrantType::TokenExchange));
+        for (extra, field) in [
+            (
+                "public = true\nexchange_from = [\"https://api.example.test\"]\n",
+                "clients[0].grants",
+            ),
+            ("secret = \"s\"\n", "clients[0].exchange_from"),
+            (
+                "secret = \"s\"\nexchange_from = [\"\"]\n",
+                "clients[0].exchange_from[0]",
+            ),
+        ] {
+            let error = with(&client(extra)).unwrap_err();
+            assert_eq!(field_of(error), field, "{extra}");
+        }
+        let error = with(
+            "[[clients]]\nid = \"a\"\nsecret = \"s\"\ngrants = [\"client_credentials\"]\nexchange_from = [\"https://api.example.test\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(field_of(error), "clients[0].exchange_from");
     }
 
     #[test]

@@ -5,10 +5,12 @@ pub mod authorization_code;
 pub mod authorization_request;
 mod client_credentials;
 mod refresh_token;
+pub mod token_exchange;
 
 pub use authorization_code::{CodeExchange, CodeGrant, CodeTokens, authorization_code};
 pub use client_credentials::{ClientCredentialsRequest, client_credentials};
 pub use refresh_token::{RefreshRequest, refresh_token};
+pub use token_exchange::{ExchangeRequest, token_exchange};
 
 use scopegate_validator::ScopeSet;
 use scopegate_validator::scope::grant;
@@ -65,11 +67,7 @@ pub async fn audience(
     scope: &ScopeSet,
     resources: &[String],
 ) -> Result<Vec<String>, OAuthError> {
-    let allowed = if client.settings.audience.is_empty() {
-        state.registry().apis_owning(scope).await?
-    } else {
-        client.settings.audience.clone()
-    };
+    let allowed = addressable(state, client, scope).await?;
     if resources.is_empty() {
         let issuer = &state.config().issuer;
         let openid = scope.iter().any(|granted| granted.as_str() == "openid");
@@ -100,4 +98,22 @@ pub async fn audience(
         }
     }
     Ok(audience)
+}
+
+/// The audiences `client` may address with `scope`: its configured ones, else the APIs that
+/// own a scope of it.
+///
+/// # Errors
+///
+/// `temporarily_unavailable` if the store fails.
+pub async fn addressable(
+    state: &State,
+    client: &Client,
+    scope: &ScopeSet,
+) -> Result<Vec<String>, OAuthError> {
+    Ok(if client.settings.audience.is_empty() {
+        state.registry().apis_owning(scope).await?
+    } else {
+        client.settings.audience.clone()
+    })
 }

@@ -38,7 +38,10 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
         "introspection_endpoint": format!("{base}/introspect"),
         "revocation_endpoint": format!("{base}/revoke"),
         "end_session_endpoint": format!("{base}/logout"),
-        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+        "grant_types_supported": [
+            "client_credentials", "authorization_code", "refresh_token",
+            crate::config::TOKEN_EXCHANGE,
+        ],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],

@@ -20,7 +20,9 @@ use crate::config::{Client, GrantType};
 use crate::credentials::{self, Verdict};
 use crate::dpop;
 use crate::error::{ErrorCode, OAuthError};
-use crate::grant::{self, ClientCredentialsRequest, CodeExchange, RefreshRequest};
+use crate::grant::{
+    self, ClientCredentialsRequest, CodeExchange, CodeTokens, ExchangeRequest, RefreshRequest,
+};
 use crate::telemetry::metrics;
 use crate::tokens::IssuedToken;
 
@@ -31,7 +33,12 @@ pub(super) async fn token(
     body: Bytes,
 ) -> Response {
     match exchange(&state, &peer, &headers, &body).await {
-        Ok((issued, id_token, refresh_token)) => {
+        Ok(Answer {
+            access: issued,
+            id_token,
+            refresh_token,
+            issued_token_type,
+        }) => {
             let mut answer = json!({
                 "access_token": issued.access_token,
                 "token_type": issued.token_type(),
@@ -44,6 +51,9 @@ pub(super) async fn token(
                 }
                 if let Some(refresh_token) = refresh_token {
                     fields.insert("refresh_token".to_owned(), refresh_token.into());
+                }
+                if let Some(issued_token_type) = issued_token_type {
+                    fields.insert("issued_token_type".to_owned(), issued_token_type.into());
                 }
             }
             let mut response = Json(answer).into_response();
@@ -63,13 +73,42 @@ pub(super) async fn token(
     }
 }
 
+/// What a grant issued.
+struct Answer {
+    access: IssuedToken,
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+    /// RFC 8693 §2.2.1, for a token exchange.
+    issued_token_type: Option<&'static str>,
+}
+
+impl Answer {
+    const fn access(access: IssuedToken) -> Self {
+        Self {
+            access,
+            id_token: None,
+            refresh_token: None,
+            issued_token_type: None,
+        }
+    }
+
+    fn user(tokens: CodeTokens) -> Self {
+        Self {
+            access: tokens.access,
+            id_token: tokens.id_token,
+            refresh_token: tokens.refresh_token,
+            issued_token_type: None,
+        }
+    }
+}
+
 async fn exchange(
     state: &State,
     peer: &Peer,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(IssuedToken, Option<String>, Option<String>), OAuthError> {
-    let form = Form::parse(headers, body, &["resource"])?;
+) -> Result<Answer, OAuthError> {
+    let form = Form::parse(headers, body, &["resource", "audience"])?;
     // The proof is checked first: a bad one costs no client authentication. It is spent once
     // the client is authenticated (`dpop::accept`).
     let proof = dpop::verify(state, dpop_proof(headers)?)?;
@@ -91,7 +130,7 @@ async fn exchange(
                 proof_key,
             };
             let access = grant::client_credentials(state, client, &request).await?;
-            Ok((access, None, None))
+            Ok(Answer::access(access))
         }
         GrantType::AuthorizationCode => {
             let client = identify_client(state, peer, headers, &form).await?;
@@ -104,7 +143,7 @@ async fn exchange(
                 proof_key,
             };
             let tokens = grant::authorization_code(state, client, &exchange).await?;
-            Ok((tokens.access, tokens.id_token, tokens.refresh_token))
+            Ok(Answer::user(tokens))
         }
         GrantType::RefreshToken => {
             let client = identify_client(state, peer, headers, &form).await?;
@@ -116,7 +155,28 @@ async fn exchange(
                 proof_key,
             };
             let tokens = grant::refresh_token(state, client, &request).await?;
-            Ok((tokens.access, tokens.id_token, tokens.refresh_token))
+            Ok(Answer::user(tokens))
+        }
+        GrantType::TokenExchange => {
+            let client = authenticate_client(state, peer, headers, &form).await?;
+            within_rate(state, &client)?;
+            let proof_key = dpop::accept(state, &client, proof).await?;
+            let request = ExchangeRequest {
+                subject_token: form.require("subject_token")?.to_owned(),
+                subject_token_type: form.require("subject_token_type")?.to_owned(),
+                actor_token: form.get("actor_token").map(str::to_owned),
+                actor_token_type: form.get("actor_token_type").map(str::to_owned),
+                requested_token_type: form.get("requested_token_type").map(str::to_owned),
+                audiences: form.all("audience").to_vec(),
+                resources: form.all("resource").to_vec(),
+                scope: requested_scope(&form)?,
+                proof_key,
+            };
+            let access = grant::token_exchange(state, client, &request).await?;
+            Ok(Answer {
+                issued_token_type: Some(grant::token_exchange::ACCESS_TOKEN_TYPE),
+                ..Answer::access(access)
+            })
         }
     }
 }

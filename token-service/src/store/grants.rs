@@ -56,6 +56,8 @@ pub trait GrantStore {
     /// Revokes every access and refresh token `grant_id` produced, and marks the grant revoked
     /// so that tokens recorded later learn of it; returns how many access tokens were revoked.
     async fn revoke_grant(&self, grant_id: &str, now: u64) -> Result<u64, StoreError>;
+    /// The grants the access token `jti` was recorded under ([`record_grant_token`](Self::record_grant_token)).
+    async fn grants_of(&self, jti: &str) -> Result<Vec<String>, StoreError>;
 }
 
 fn session_from_row(row: &Row) -> Result<SessionRecord, StoreError> {
@@ -320,6 +322,14 @@ impl GrantStore for SqlStore {
             .text(grant_id)
             .text(REVOKED_MARK);
         Ok(self.db.optional(mark).await?.is_some())
+    }
+
+    async fn grants_of(&self, jti: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .db
+            .all(sql("SELECT grant_id FROM grant_tokens WHERE jti = $1").text(jti))
+            .await?;
+        texts(&rows, "grant_id")
     }
 
     async fn revoke_grant(&self, grant_id: &str, now: u64) -> Result<u64, StoreError> {

@@ -47,6 +47,10 @@ pub(super) fn client_columns(client: &Client) -> Columns {
         ),
         ("audience", Value::Text(json_list(&settings.audience))),
         (
+            "exchange_from",
+            Value::Text(json_list(&settings.exchange_from)),
+        ),
+        (
             "redirect_uris",
             Value::Text(json_list(&settings.redirect_uris)),
         ),
@@ -140,6 +144,7 @@ pub(super) fn client_from_row(row: &Row) -> Result<Client, StoreError> {
         token_format,
         access_token_ttl,
         audience: parse_list("clients", &row.text("audience")?)?,
+        exchange_from: parse_list("clients", &row.text("exchange_from")?)?,
         redirect_uris: parse_list("clients", &row.text("redirect_uris")?)?,
         post_logout_redirect_uris: parse_list("clients", &row.text("post_logout_redirect_uris")?)?,
         required_claims: parse_list("clients", &row.text("required_claims")?)?,

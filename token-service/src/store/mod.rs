@@ -93,6 +93,8 @@ pub struct TokenRecord {
     pub revoked_at: Option<u64>,
     /// The DPoP key thumbprint it is bound to (`cnf.jkt`), if any.
     pub jkt: Option<String>,
+    /// The `act` claim (RFC 8693 §4.1) of a token issued by token exchange, as JSON.
+    pub act: Option<String>,
 }
 
 /// A browser session.

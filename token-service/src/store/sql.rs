@@ -86,10 +86,10 @@ pub(super) async fn refuse_usernames_differing_by_case(db: &Db) -> Result<(), St
 
 /// `INSERT` of `rows` access-token rows in one statement (each row bound by `tokens::bind_token`).
 pub(super) fn insert_tokens_sql(rows: usize) -> String {
-    const COLUMNS: usize = 10;
+    const COLUMNS: usize = 11;
     let mut sql = String::from(
         "INSERT INTO access_tokens (digest, jti, client_id, subject, scope, audience, \
-         issued_at, expires_at, revoked_at, jkt) VALUES ",
+         issued_at, expires_at, revoked_at, jkt, act) VALUES ",
     );
     for row in 0..rows {
         if row > 0 {

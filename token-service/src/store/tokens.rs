@@ -47,6 +47,7 @@ fn token_from_row(row: &Row) -> Result<TokenRecord, StoreError> {
         expires_at: row.int("expires_at")?,
         revoked_at: row.optional_int("revoked_at")?,
         jkt: row.optional_text("jkt")?,
+        act: row.optional_text("act")?,
     })
 }
 
@@ -67,6 +68,7 @@ fn bind_token<'a>(
         .int(token.expires_at)
         .optional_int(token.revoked_at)
         .optional_text(token.jkt.as_deref())
+        .optional_text(token.act.as_deref())
 }
 
 impl TokenSink for Db {
