@@ -7,6 +7,8 @@
 //!
 //! Run with: `ISSUER=http://127.0.0.1:8080 AUDIENCE=https://api.example.test cargo run -p example-protected-api`
 
+pub mod delegation;
+
 use std::time::Duration;
 
 use axum::Json;
@@ -50,6 +52,9 @@ pub struct Config {
     /// `METRICS_LISTEN`: an address and port of its own where Prometheus scrapes `/metrics`
     /// (the validator's and the layer's metrics); unset, no metrics are recorded.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `DOWNSTREAM_URL` and the `EXCHANGE_*` credentials: serve `GET /delegated`, which calls
+    /// another API on the caller's behalf through token exchange ([`delegation`]).
+    pub downstream: Option<delegation::Downstream>,
 }
 
 impl Config {
@@ -113,6 +118,7 @@ impl Config {
             resource: lookup("RESOURCE").filter(|value| !value.is_empty()),
             external_origin: lookup("EXTERNAL_ORIGIN").filter(|value| !value.is_empty()),
             metrics_listen,
+            downstream: delegation::Downstream::from_lookup(&lookup)?,
         })
     }
 
@@ -272,7 +278,13 @@ async fn delete_profile(_: Authenticated) -> StatusCode {
 
 async fn me(who: Authenticated) -> Json<Value> {
     let scopes: Vec<&str> = who.scopes().iter().map(|scope| scope.as_str()).collect();
-    Json(json!({ "sub": who.subject(), "client_id": who.client_id(), "scopes": scopes }))
+    // `actors`: who calls on the subject's behalf (RFC 8693 `act`), the caller first.
+    Json(json!({
+        "sub": who.subject(),
+        "client_id": who.client_id(),
+        "scopes": scopes,
+        "actors": who.principal().actors(),
+    }))
 }
 
 /// Runs the API as its binary does: configured from the environment, serving until Ctrl-C.
@@ -295,8 +307,13 @@ pub async fn serve_from_env() -> Result<(), String> {
         .metadata(&validator)
         .map_err(|error| error.to_string())?;
     let dpop = config.dpop().map_err(|error| error.to_string())?;
-    let app =
+    let mut app =
         app_with(&validator, metadata.as_ref(), Some(&dpop)).map_err(|error| error.to_string())?;
+    if let Some(downstream) = config.downstream.clone() {
+        let delegating = delegation::routes(&validator, &config.issuer, downstream)
+            .map_err(|error| error.to_string())?;
+        app = app.merge(delegating);
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;

@@ -35,6 +35,7 @@ async fn start(idp: &FakeIdp) -> Running {
         resource: None,
         external_origin: None,
         metrics_listen: None,
+        downstream: None,
     };
     assert_eq!(config.origin(), base, "derived from LISTEN");
     let validator = config.validator().unwrap();
@@ -117,6 +118,7 @@ async fn jwts_of_every_algorithm_are_checked_by_scope_over_http() {
                 "sub": "user-1",
                 "client_id": "client-1",
                 "scopes": ["akamai:social_profile:read", "akamai:social_profile:write"],
+                "actors": [],
             })
         );
     }

@@ -21,6 +21,9 @@ use openidconnect::{
 };
 use serde_json::Value;
 
+/// The scopes the app asks for when `SCOPES` is not set (`openid` is always asked).
+pub const DEFAULT_SCOPES: &str = "profile email ad:user_custom:read akamai:social_profile:read";
+
 /// The app's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -33,6 +36,12 @@ pub struct Config {
     pub redirect_url: String,
     /// The protected API (`API_URL`, default `http://127.0.0.1:3000`).
     pub api_url: String,
+    /// The API's route called with the access token (`API_PATH`, default `/me`; the example
+    /// API's `/delegated` calls another API on the user's behalf).
+    pub api_path: String,
+    /// The scopes asked for besides `openid` (`SCOPES`, space-separated, default
+    /// [`DEFAULT_SCOPES`]).
+    pub scopes: Vec<String>,
     /// Address to listen on (`LISTEN`, default `127.0.0.1:3001`).
     pub listen: String,
 }
@@ -50,6 +59,18 @@ impl Config {
             redirect_url: lookup("REDIRECT_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:3001/callback".to_owned()),
             api_url: lookup("API_URL").unwrap_or_else(|| "http://127.0.0.1:3000".to_owned()),
+            api_path: match lookup("API_PATH") {
+                Some(path) if !path.starts_with('/') => {
+                    return Err(format!("API_PATH must start with `/`, not {path:?}"));
+                }
+                Some(path) => path,
+                None => "/me".to_owned(),
+            },
+            scopes: lookup("SCOPES")
+                .unwrap_or_else(|| DEFAULT_SCOPES.to_owned())
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
             listen: lookup("LISTEN").unwrap_or_else(|| "127.0.0.1:3001".to_owned()),
         })
     }
@@ -165,10 +186,7 @@ async fn login(State(shared): State<Arc<Shared>>) -> Response {
             CsrfToken::new_random,
             Nonce::new_random,
         )
-        .add_scope(Scope::new("profile".into()))
-        .add_scope(Scope::new("email".into()))
-        .add_scope(Scope::new("ad:user_custom:read".into()))
-        .add_scope(Scope::new("akamai:social_profile:read".into()))
+        .add_scopes(shared.config.scopes.iter().cloned().map(Scope::new))
         .set_pkce_challenge(challenge)
         .url();
     if let Ok(mut pending) = shared.pending.lock() {
@@ -254,7 +272,10 @@ async fn callback(
         .unwrap_or(Value::Null);
     let api = shared
         .http
-        .get(format!("{}/me", shared.config.api_url))
+        .get(format!(
+            "{}{}",
+            shared.config.api_url, shared.config.api_path
+        ))
         .bearer_auth(tokens.access_token().secret())
         .send()
         .await;
@@ -267,10 +288,11 @@ async fn callback(
         Err(error) => format!("the API could not be reached: {error}"),
     };
     let body = format!(
-        "<p id=\"welcome\">Signed in as <strong>{subject}</strong>.</p>\n<h2>id_token claims</h2>\n<pre id=\"claims\">{claims}</pre>\n<h2>GET {api_url}/me with the access token</h2>\n<pre id=\"api\">{api}</pre>\n<p><a href=\"/\">Home</a></p>",
+        "<p id=\"welcome\">Signed in as <strong>{subject}</strong>.</p>\n<h2>id_token claims</h2>\n<pre id=\"claims\">{claims}</pre>\n<h2>GET {api_url}{api_path} with the access token</h2>\n<pre id=\"api\">{api}</pre>\n<p><a href=\"/\">Home</a></p>",
         subject = escape(claims.subject().as_str()),
         claims = escape(&serde_json::to_string_pretty(&raw).unwrap_or_default()),
         api_url = escape(&shared.config.api_url),
+        api_path = escape(&shared.config.api_path),
         api = escape(&api),
     );
     page(StatusCode::OK, &body)
