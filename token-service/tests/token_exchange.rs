@@ -149,13 +149,18 @@ const USER_SCOPE: &str =
 
 /// Jane's token answer from `client` (authorization code with PKCE) for `scope`.
 async fn jane(service: &TestService, client: &str, scope: &str) -> Value {
+    signed_in_jane(service, client, scope).await.0
+}
+
+/// [`jane`], and her session cookie.
+async fn signed_in_jane(service: &TestService, client: &str, scope: &str) -> (Value, String) {
     let query = format!(
         "response_type=code&client_id={client}&redirect_uri={}&scope={}&state=st&code_challenge={}&code_challenge_method=S256",
         form_encode(REDIRECT),
         form_encode(scope),
         s256(VERIFIER)
     );
-    let (code, _) = sign_in_jane(service, &query).await;
+    let (code, session) = sign_in_jane(service, &query).await;
     let answer = service
         .post(
             "/token",
@@ -167,7 +172,7 @@ async fn jane(service: &TestService, client: &str, scope: &str) -> Value {
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    answer.json
+    (answer.json, session)
 }
 
 /// `client` exchanges `subject` (an access token) with `extra` parameters.
@@ -544,6 +549,30 @@ async fn revoking_the_users_grant_revokes_what_was_exchanged_from_it() {
             "{client}: the exchanged token was revoked with the grant"
         );
     }
+}
+
+#[tokio::test]
+async fn signing_out_revokes_what_was_exchanged_in_the_session() {
+    let service = TestService::start_with(&config()).await;
+    let (user, session) = signed_in_jane(&service, "web", USER_SCOPE).await;
+    let subject = user["access_token"].as_str().unwrap();
+    let answer = exchange(&service, A, subject, "").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let exchanged = answer.json["access_token"].as_str().unwrap();
+    assert!(active_at(&service, B_INTROSPECTS, exchanged).await);
+
+    let id_token = user["id_token"].as_str().unwrap();
+    let answer = get_with_cookies(
+        &service,
+        &format!("/logout?id_token_hint={id_token}"),
+        &[session],
+    )
+    .await;
+    assert!(answer.status.is_success(), "{}: {}", answer.status, answer.text);
+    assert!(
+        !active_at(&service, B_INTROSPECTS, exchanged).await,
+        "the exchanged token ended with jane's session"
+    );
 }
 
 #[tokio::test]
