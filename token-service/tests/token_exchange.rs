@@ -568,11 +568,95 @@ async fn signing_out_revokes_what_was_exchanged_in_the_session() {
         &[session],
     )
     .await;
-    assert!(answer.status.is_success(), "{}: {}", answer.status, answer.text);
+    assert!(
+        answer.status.is_success(),
+        "{}: {}",
+        answer.status,
+        answer.text
+    );
     assert!(
         !active_at(&service, B_INTROSPECTS, exchanged).await,
         "the exchanged token ended with jane's session"
     );
+}
+
+/// `POST /token` with `body`, Basic credentials if given, and a `DPoP` proof.
+async fn with_proof(
+    service: &TestService,
+    basic: Option<(&str, &str)>,
+    body: &str,
+    proof: &str,
+) -> Answer {
+    let mut request = http::Request::post("/token")
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header("DPoP", proof);
+    if let Some((id, secret)) = basic {
+        request = request.header(http::header::AUTHORIZATION, basic_header(id, secret));
+    }
+    service
+        .call(
+            request
+                .body(axum::body::Body::from(body.to_owned()))
+                .unwrap(),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_dpop_bound_subject_token_is_refused_and_a_proof_binds_the_exchanged_token() {
+    let service = TestService::start_with(&config()).await;
+    let now = || service.state.now();
+    // Jane's token bound to the web app's key.
+    let web_key = jose::EcKey::generate();
+    let query = format!(
+        "response_type=code&client_id=web&redirect_uri={}&scope={}&state=st&code_challenge={}&code_challenge_method=S256",
+        form_encode(REDIRECT),
+        form_encode(USER_SCOPE),
+        s256(VERIFIER)
+    );
+    let (code, _) = sign_in_jane(&service, &query).await;
+    let body = format!(
+        "grant_type=authorization_code&client_id=web&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
+        form_encode(REDIRECT)
+    );
+    let answer = with_proof(
+        &service,
+        None,
+        &body,
+        &web_key.proof(jose::TOKEN_URL, now()),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json["token_type"], "DPoP");
+    let bound = answer.json["access_token"].as_str().unwrap();
+    let answer = exchange(&service, A, bound, "").await;
+    refused(&answer, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(answer.text.contains("DPoP"), "{}", answer.text);
+
+    // A bearer subject token, exchanged with A's own proof: the new token is bound to A's key.
+    let subject = jane(&service, "web", USER_SCOPE).await;
+    let subject = subject["access_token"].as_str().unwrap();
+    let a_key = jose::EcKey::generate();
+    let body = format!(
+        "grant_type={}&subject_token={}&subject_token_type={}",
+        form_encode(GRANT),
+        form_encode(subject),
+        form_encode(ACCESS_TOKEN_TYPE)
+    );
+    let answer = with_proof(
+        &service,
+        Some(A),
+        &body,
+        &a_key.proof(jose::TOKEN_URL, now()),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json["token_type"], "DPoP");
+    let exchanged = answer.json["access_token"].as_str().unwrap();
+    assert_eq!(claims(exchanged)["cnf"], json!({ "jkt": a_key.jkt() }));
 }
 
 #[tokio::test]
