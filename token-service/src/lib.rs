@@ -10,6 +10,7 @@
 //! layers, pages and the HTTP answers of its errors; start there to serve the service (its
 //! `serve`) or to embed its routes (its `app`).
 
+pub mod claim_sources;
 pub mod client_assertion;
 pub mod clients;
 pub mod config;

@@ -20,6 +20,7 @@ use scopegate_validator::Scope;
 use serde::Deserialize;
 
 mod api;
+pub mod claim_source;
 mod client;
 mod duration;
 pub mod encryption;
@@ -52,6 +53,7 @@ const OVERRIDABLE: &[&str] = &[
     "dpop",
     "events",
     "telemetry",
+    "claim_sources",
     "scopes",
     "clients",
     "apis",
@@ -267,6 +269,8 @@ pub struct Config {
     pub events: Events,
     /// Metrics and traces.
     pub telemetry: Telemetry,
+    /// Where scopes' claims come from besides the stored attributes.
+    pub claim_sources: Vec<claim_source::ClaimSource>,
     /// Custom scopes.
     pub scopes: Vec<CustomScope>,
     /// Clients from the configuration.
@@ -374,6 +378,8 @@ struct RawConfig {
     events: RawEvents,
     #[serde(default)]
     telemetry: RawTelemetry,
+    #[serde(default)]
+    claim_sources: Vec<claim_source::RawClaimSource>,
     #[serde(default)]
     scopes: Vec<RawScope>,
     #[serde(default)]
@@ -859,6 +865,7 @@ impl RawConfig {
         let telemetry = self.telemetry.check(listen)?;
 
         let mut plain_secret_fields = Vec::new();
+        let claim_sources = claim_source::check_all(self.claim_sources)?;
         let scopes = self
             .scopes
             .into_iter()
@@ -994,6 +1001,7 @@ impl RawConfig {
             dpop,
             events,
             telemetry,
+            claim_sources,
             scopes,
             clients,
             apis,

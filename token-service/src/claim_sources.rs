@@ -1,0 +1,324 @@
+//! Reading a user's record from the claim sources (`[[claim_sources]]`): one HTTP request per
+//! user and source, within the source's timeout, its answer (a JSON object) reused for the
+//! source's `cache_ttl`. Concurrent sign-ins of one user wait for one request. The scopes'
+//! claim mappings then read claims from the record, as they read stored attributes
+//! ([`id_token`](crate::id_token)).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::config::claim_source::{ClaimSource, OnFailure, SourceAuth, SourceMethod};
+
+/// Largest answer read from a source.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// A user's record as a source answered it.
+pub type Record = Arc<Map<String, Value>>;
+
+/// Who a source is asked about.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    /// The user's `sub`.
+    pub sub: &'a str,
+    /// Their login name.
+    pub username: &'a str,
+    /// Their email address, if known.
+    pub email: Option<&'a str>,
+}
+
+/// Why a source gave no record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// No answer within the timeout.
+    #[error("claim source `{0}` did not answer in time")]
+    Timeout(String),
+    /// Connection refused, reset, DNS…
+    #[error("claim source `{0}` could not be reached")]
+    Unreachable(String),
+    /// An answer other than 2xx or 404.
+    #[error("claim source `{0}` answered HTTP {1}")]
+    Status(String, u16),
+    /// Not a JSON object, or larger than [`MAX_ANSWER_BYTES`].
+    #[error("claim source `{0}` answered something other than a JSON object: {1}")]
+    Junk(String, String),
+    /// The user has no `{email}` to fill in the source's URL.
+    #[error("claim source `{0}` needs the user's email, which is not known")]
+    NoEmail(String),
+    /// A scope names a source that is not configured (cannot happen once the configuration
+    /// is checked).
+    #[error("no claim source `{0}`")]
+    Unknown(String),
+}
+
+struct Source {
+    settings: ClaimSource,
+    /// Records by `sub`; `None` when the source's answers are not reused.
+    cache: Option<moka::future::Cache<String, Record>>,
+}
+
+/// Every configured claim source, and the HTTP client that asks them.
+#[derive(Clone)]
+pub struct ClaimSources {
+    sources: Arc<HashMap<String, Source>>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for ClaimSources {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.sources.keys().collect();
+        names.sort();
+        formatter
+            .debug_struct("ClaimSources")
+            .field("sources", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClaimSources {
+    /// The sources of the configuration.
+    #[must_use]
+    pub fn new(sources: &[ClaimSource]) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        let sources = sources
+            .iter()
+            .map(|settings| {
+                let cache = (!settings.cache_ttl.is_zero()).then(|| {
+                    moka::future::Cache::builder()
+                        .max_capacity(100_000)
+                        .time_to_live(settings.cache_ttl)
+                        .build()
+                });
+                (
+                    settings.name.clone(),
+                    Source {
+                        settings: settings.clone(),
+                        cache,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            sources: Arc::new(sources),
+            http,
+        }
+    }
+
+    /// What `source` does when it fails.
+    #[must_use]
+    pub fn on_failure(&self, source: &str) -> OnFailure {
+        self.sources
+            .get(source)
+            .map_or(OnFailure::Refuse, |source| source.settings.on_failure)
+    }
+
+    /// The record of `user` at `source`: from the cache while it is fresh, else asked (once,
+    /// however many wait). A user the source does not know (404) has an empty record.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError`] when the source is down, slow or answers junk; nothing is cached then.
+    pub async fn record(&self, source: &str, user: Identity<'_>) -> Result<Record, SourceError> {
+        let Some(entry) = self.sources.get(source) else {
+            return Err(SourceError::Unknown(source.to_owned()));
+        };
+        let Some(cache) = &entry.cache else {
+            return self.ask(&entry.settings, user).await;
+        };
+        cache
+            .try_get_with(user.sub.to_owned(), self.ask(&entry.settings, user))
+            .await
+            .map_err(|error| (*error).clone())
+    }
+
+    async fn ask(&self, source: &ClaimSource, user: Identity<'_>) -> Result<Record, SourceError> {
+        let name = || source.name.clone();
+        let url = filled_url(source, user)?;
+        let mut request = match source.method {
+            SourceMethod::Get => self.http.get(url),
+            SourceMethod::Post => self.http.post(url).json(&json!({
+                "sub": user.sub,
+                "username": user.username,
+                "email": user.email,
+            })),
+        }
+        .header(http::header::ACCEPT, "application/json")
+        .timeout(source.timeout);
+        request = match &source.auth {
+            None => request,
+            Some(SourceAuth::Bearer { token }) => request.bearer_auth(token.expose()),
+            Some(SourceAuth::Basic { username, password }) => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+            Some(SourceAuth::Header { name, value }) => request.header(name, value.expose()),
+        };
+        let started = std::time::Instant::now();
+        let outcome = answer(request).await.map_err(|error| match error {
+            Failure::Timeout => SourceError::Timeout(name()),
+            Failure::Unreachable => SourceError::Unreachable(name()),
+            Failure::Status(status) => SourceError::Status(name(), status),
+            Failure::Junk(why) => SourceError::Junk(name(), why),
+        });
+        match &outcome {
+            Ok(_) => {
+                tracing::debug!(source = %source.name, elapsed_ms = started.elapsed().as_millis(), "claim source read")
+            }
+            Err(error) => tracing::warn!(source = %source.name, %error, "claim source failed"),
+        }
+        outcome
+    }
+}
+
+/// The record in a source's answer.
+async fn answer(request: reqwest::RequestBuilder) -> Result<Record, Failure> {
+    let transport = |error: reqwest::Error| {
+        if error.is_timeout() {
+            Failure::Timeout
+        } else {
+            Failure::Unreachable
+        }
+    };
+    let mut response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(Arc::new(Map::new()));
+    }
+    if !status.is_success() {
+        return Err(Failure::Status(status.as_u16()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(Failure::Junk("larger than 64 KiB".to_owned()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Failure::Junk("larger than 64 KiB".to_owned()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(record)) => Ok(Arc::new(record)),
+        Ok(_) => Err(Failure::Junk("not an object".to_owned())),
+        Err(error) => Err(Failure::Junk(format!("not JSON ({error})"))),
+    }
+}
+
+enum Failure {
+    Timeout,
+    Unreachable,
+    Status(u16),
+    Junk(String),
+}
+
+/// The source's URL with the user's values, each percent-encoded (a `/` in a username cannot
+/// reach another path).
+fn filled_url(source: &ClaimSource, user: Identity<'_>) -> Result<String, SourceError> {
+    let encode = |value: &str| {
+        percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut url = source
+        .url
+        .replace("{sub}", &encode(user.sub))
+        .replace("{username}", &encode(user.username));
+    if url.contains("{email}") {
+        let email = user
+            .email
+            .ok_or_else(|| SourceError::NoEmail(source.name.clone()))?;
+        url = url.replace("{email}", &encode(email));
+    }
+    Ok(url)
+}
+
+/// The claim at `path` of `record`: a member name, or a JSON pointer (`/groups/0`) into it;
+/// `None` for a missing member or `null`.
+#[must_use]
+pub fn claim_at<'a>(record: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let value = if path.starts_with('/') {
+        let (first, rest) = path[1..].split_once('/').unwrap_or((&path[1..], ""));
+        let first = first.replace("~1", "/").replace("~0", "~");
+        let member = record.get(&first)?;
+        if rest.is_empty() {
+            member
+        } else {
+            member.pointer(&format!("/{rest}"))?
+        }
+    } else {
+        record.get(path)?
+    };
+    (!value.is_null()).then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(url: &str) -> ClaimSource {
+        ClaimSource {
+            name: "s".into(),
+            url: url.into(),
+            method: SourceMethod::Get,
+            auth: None,
+            timeout: Duration::from_secs(1),
+            cache_ttl: Duration::ZERO,
+            on_failure: OnFailure::Omit,
+        }
+    }
+
+    #[test]
+    fn the_users_values_are_percent_encoded_into_the_url() {
+        let user = Identity {
+            sub: "u/1",
+            username: "jane doe",
+            email: Some("jane+x@example.test"),
+        };
+        let url = filled_url(
+            &source("https://p.test/users/{sub}?name={username}&mail={email}"),
+            user,
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "https://p.test/users/u%2F1?name=jane%20doe&mail=jane%2Bx%40example%2Etest"
+        );
+        let without_email = Identity {
+            email: None,
+            ..user
+        };
+        assert_eq!(
+            filled_url(&source("https://p.test/{email}"), without_email),
+            Err(SourceError::NoEmail("s".into()))
+        );
+    }
+
+    #[test]
+    fn claims_are_read_by_member_or_pointer_and_null_is_none() {
+        let record = json!({
+            "companyName": "Bizcorp",
+            "groups": ["admins", "staff"],
+            "org": { "unit": "R&D" },
+            "a/b": 1,
+            "gone": null,
+        });
+        let record = record.as_object().unwrap();
+        assert_eq!(claim_at(record, "companyName"), Some(&json!("Bizcorp")));
+        assert_eq!(
+            claim_at(record, "groups"),
+            Some(&json!(["admins", "staff"]))
+        );
+        assert_eq!(claim_at(record, "/groups/1"), Some(&json!("staff")));
+        assert_eq!(claim_at(record, "/org/unit"), Some(&json!("R&D")));
+        assert_eq!(claim_at(record, "/a~1b"), Some(&json!(1)));
+        assert_eq!(claim_at(record, "gone"), None);
+        assert_eq!(claim_at(record, "missing"), None);
+        assert_eq!(claim_at(record, "/org/missing"), None);
+    }
+}
