@@ -159,7 +159,17 @@ impl ClaimSources {
             Some(SourceAuth::Header { name, value }) => request.header(name, value.expose()),
         };
         let started = std::time::Instant::now();
-        let outcome = answer(request).await.map_err(|error| match error {
+        let outcome = answer(request).await;
+        let result = match &outcome {
+            Ok(Answer::Record(_)) => "ok",
+            Ok(Answer::NotFound) => "not_found",
+            Err(Failure::Timeout) => "timeout",
+            Err(Failure::Unreachable) => "unreachable",
+            Err(Failure::Status(_)) => "status",
+            Err(Failure::Junk(_)) => "junk",
+        };
+        crate::telemetry::metrics::claim_source_asked(&source.name, result, started.elapsed());
+        let outcome = outcome.map(Answer::record).map_err(|error| match error {
             Failure::Timeout => SourceError::Timeout(name()),
             Failure::Unreachable => SourceError::Unreachable(name()),
             Failure::Status(status) => SourceError::Status(name(), status),
@@ -175,8 +185,24 @@ impl ClaimSources {
     }
 }
 
+/// What a source answered that is not a failure.
+enum Answer {
+    Record(Record),
+    /// 404: the source does not know the user.
+    NotFound,
+}
+
+impl Answer {
+    fn record(self) -> Record {
+        match self {
+            Self::Record(record) => record,
+            Self::NotFound => Arc::new(Map::new()),
+        }
+    }
+}
+
 /// The record in a source's answer.
-async fn answer(request: reqwest::RequestBuilder) -> Result<Record, Failure> {
+async fn answer(request: reqwest::RequestBuilder) -> Result<Answer, Failure> {
     let transport = |error: reqwest::Error| {
         if error.is_timeout() {
             Failure::Timeout
@@ -187,7 +213,7 @@ async fn answer(request: reqwest::RequestBuilder) -> Result<Record, Failure> {
     let mut response = request.send().await.map_err(transport)?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
-        return Ok(Arc::new(Map::new()));
+        return Ok(Answer::NotFound);
     }
     if !status.is_success() {
         return Err(Failure::Status(status.as_u16()));
@@ -206,7 +232,7 @@ async fn answer(request: reqwest::RequestBuilder) -> Result<Record, Failure> {
         body.extend_from_slice(&chunk);
     }
     match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(record)) => Ok(Arc::new(record)),
+        Ok(Value::Object(record)) => Ok(Answer::Record(Arc::new(record))),
         Ok(_) => Err(Failure::Junk("not an object".to_owned())),
         Err(error) => Err(Failure::Junk(format!("not JSON ({error})"))),
     }

@@ -51,6 +51,17 @@ pub const HTTP_REQUEST: &str = "http_server_request_duration_seconds";
 pub const EVENT_POLLS_OPEN: &str = "scopegate_event_polls_open";
 /// `scopegate_events_delivered_total`: SETs handed to APIs.
 pub const EVENTS_DELIVERED: &str = "scopegate_events_delivered_total";
+/// `scopegate_claim_source_requests_total{source, result}`.
+pub const CLAIM_SOURCE_REQUESTS: &str = "scopegate_claim_source_requests_total";
+/// `scopegate_claim_source_duration_seconds{source}`.
+pub const CLAIM_SOURCE_DURATION: &str = "scopegate_claim_source_duration_seconds";
+
+/// A claim source was asked: `result` is `ok`, `not_found`, `timeout`, `unreachable`,
+/// `status` or `junk`.
+pub fn claim_source_asked(source: &str, result: &'static str, took: Duration) {
+    counter!(CLAIM_SOURCE_REQUESTS, "source" => source.to_owned(), "result" => result).increment(1);
+    histogram!(CLAIM_SOURCE_DURATION, "source" => source.to_owned()).record(took.as_secs_f64());
+}
 
 /// An access token was issued.
 pub fn token_issued(grant: GrantType, format: TokenFormat, client_id: &str) {
