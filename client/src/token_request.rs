@@ -1,0 +1,360 @@
+//! One client-credentials token request (RFC 6749 §4.4) and the reading of its answer
+//! (§5.1 success, §5.2 error). The token endpoint is configured, or found once through
+//! OpenID Connect discovery.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::HeaderValue;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use url::Url;
+use url::form_urlencoded::{Serializer, byte_serialize};
+
+use crate::discovery;
+use crate::error::Error;
+use crate::http::{read_body, transport};
+use crate::token::{AccessToken, Secret};
+
+/// Where tokens are asked for.
+#[derive(Debug)]
+pub(crate) enum Endpoint {
+    /// Configured.
+    Fixed(Url),
+    /// Read from the issuer's discovery document on first use, then kept.
+    Discovered {
+        issuer: String,
+        found: OnceCell<Url>,
+    },
+}
+
+/// Everything one token request needs, built once.
+#[derive(Debug)]
+pub(crate) struct TokenRequest {
+    pub(crate) http: reqwest::Client,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) authorization: HeaderValue,
+    pub(crate) form: String,
+    pub(crate) allow_insecure_http: bool,
+}
+
+impl TokenRequest {
+    /// `client_secret_basic` (RFC 6749 §2.3.1): id and secret each form-urlencoded, joined by
+    /// `:`, base64 — so that a `:` or `%` in either survives.
+    pub(crate) fn basic_authorization(client_id: &str, secret: &Secret) -> Option<HeaderValue> {
+        let credentials = format!(
+            "{}:{}",
+            byte_serialize(client_id.as_bytes()).collect::<String>(),
+            byte_serialize(secret.0.as_bytes()).collect::<String>()
+        );
+        let mut value =
+            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials))).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    /// The form body: `grant_type=client_credentials`, then `scope` and each `resource`
+    /// (RFC 8707) if given.
+    pub(crate) fn form(scope: Option<&str>, resources: &[Url]) -> String {
+        let mut form = Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(scope) = scope {
+            form.append_pair("scope", scope);
+        }
+        for resource in resources {
+            form.append_pair("resource", resource.as_str());
+        }
+        form.finish()
+    }
+
+    /// Asks the token endpoint for a token.
+    ///
+    /// # Errors
+    /// Everything [`Error`] lists but `Request` and `Aborted`.
+    pub(crate) async fn send(&self) -> Result<AccessToken, Error> {
+        let url = self.endpoint_url().await?;
+        tracing::debug!(token_endpoint = %url, "requesting an access token");
+        let response = self
+            .http
+            .post(url.clone())
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(self.form.clone())
+            .send()
+            .await
+            .map_err(|error| transport(url, error))?;
+        let status = response.status().as_u16();
+        let body = read_body(response, url).await?;
+        if status == 200 {
+            let token = token_response(url, &body)?;
+            tracing::debug!(
+                expires_in = token.expires_in().map(|lifetime| lifetime.as_secs()),
+                scope = token.scope(),
+                "access token obtained"
+            );
+            Ok(token)
+        } else {
+            Err(error_response(url, status, &body))
+        }
+    }
+
+    async fn endpoint_url(&self) -> Result<&Url, Error> {
+        match &self.endpoint {
+            Endpoint::Fixed(url) => Ok(url),
+            Endpoint::Discovered { issuer, found } => {
+                found
+                    .get_or_try_init(|| {
+                        discovery::token_endpoint(&self.http, issuer, self.allow_insecure_http)
+                    })
+                    .await
+            }
+        }
+    }
+}
+
+/// RFC 6749 §5.1. Members other than these are ignored.
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: String,
+    #[serde(default)]
+    expires_in: Option<Value>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+fn malformed(url: &Url, what: &'static str, reason: impl Into<String>) -> Error {
+    Error::Malformed {
+        url: url.to_string(),
+        what,
+        reason: reason.into(),
+        source: None,
+    }
+}
+
+fn token_response(url: &Url, body: &[u8]) -> Result<AccessToken, Error> {
+    let response: TokenResponse =
+        serde_json::from_slice(body).map_err(|error| Error::Malformed {
+            url: url.to_string(),
+            what: "token response",
+            reason: "not the JSON object RFC 6749 §5.1 describes".to_owned(),
+            source: Some(error.into()),
+        })?;
+    // RFC 6749 §7.1: the type is matched without regard to case.
+    if !response.token_type.eq_ignore_ascii_case("bearer") {
+        return Err(Error::UnsupportedTokenType {
+            token_type: response.token_type,
+        });
+    }
+    let expires_in = response
+        .expires_in
+        .as_ref()
+        .map(|value| {
+            lifetime(value).ok_or_else(|| {
+                malformed(
+                    url,
+                    "token response",
+                    "expires_in is not a number of seconds",
+                )
+            })
+        })
+        .transpose()?;
+    AccessToken::new(&response.access_token, response.scope, expires_in).ok_or_else(|| {
+        malformed(
+            url,
+            "token response",
+            "access_token is empty or not visible ASCII",
+        )
+    })
+}
+
+/// `expires_in` as a lifetime: a non-negative number of seconds, or such a number in a string
+/// (as some servers send it).
+fn lifetime(value: &Value) -> Option<Duration> {
+    match value {
+        Value::Number(number) => number.as_u64().map(Duration::from_secs).or_else(|| {
+            number
+                .as_f64()
+                .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        }),
+        Value::String(text) => text.trim().parse().ok().map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// RFC 6749 §5.2 error members.
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+    #[serde(default)]
+    error_uri: Option<String>,
+}
+
+/// A non-200 answer: the OAuth error it carries, or just its status.
+fn error_response(url: &Url, status: u16, body: &[u8]) -> Error {
+    match serde_json::from_slice::<ErrorResponse>(body) {
+        Ok(error) if !error.error.is_empty() => Error::OAuth {
+            status,
+            code: error.error,
+            description: error.error_description,
+            uri: error.error_uri,
+        },
+        _ => Error::Status {
+            url: url.to_string(),
+            status,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> Url {
+        Url::parse("https://idp.example.test/token").unwrap()
+    }
+
+    #[test]
+    fn basic_credentials_are_form_encoded_before_base64() {
+        let header =
+            TokenRequest::basic_authorization("api:one+two", &Secret("s%cr:t +x".to_owned()))
+                .unwrap();
+        let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
+        assert_eq!(decoded, "api%3Aone%2Btwo:s%25cr%3At+%2Bx");
+        assert!(header.is_sensitive());
+    }
+
+    #[test]
+    fn the_form_carries_scope_and_every_resource() {
+        let resources = [
+            Url::parse("https://a.example.test/").unwrap(),
+            Url::parse("https://b.example.test/x?y=1").unwrap(),
+        ];
+        assert_eq!(
+            TokenRequest::form(Some("a:b:read c"), &resources),
+            "grant_type=client_credentials&scope=a%3Ab%3Aread+c\
+             &resource=https%3A%2F%2Fa.example.test%2F&resource=https%3A%2F%2Fb.example.test%2Fx%3Fy%3D1"
+        );
+        assert_eq!(
+            TokenRequest::form(None, &[]),
+            "grant_type=client_credentials"
+        );
+    }
+
+    #[test]
+    fn a_bearer_token_response_is_read() {
+        let token = token_response(
+            &url(),
+            br#"{"access_token":"t1","token_type":"bearer","expires_in":900,"scope":"a b","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(token.secret(), "t1");
+        assert_eq!(token.expires_in(), Some(Duration::from_secs(900)));
+        assert_eq!(token.scope(), Some("a b"));
+        let bare =
+            token_response(&url(), br#"{"access_token":"t1","token_type":"Bearer"}"#).unwrap();
+        assert_eq!(bare.expires_in(), None);
+        assert_eq!(bare.scope(), None);
+    }
+
+    #[test]
+    fn expires_in_may_be_a_string_or_a_fraction_but_not_negative() {
+        let read = |expires_in: &str| {
+            token_response(
+                &url(),
+                format!(
+                    r#"{{"access_token":"t","token_type":"Bearer","expires_in":{expires_in}}}"#
+                )
+                .as_bytes(),
+            )
+        };
+        assert_eq!(
+            read(r#""3600""#).unwrap().expires_in(),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            read("1.5").unwrap().expires_in(),
+            Some(Duration::from_millis(1500))
+        );
+        for bad in ["-1", r#""soon""#, "true", "[1]"] {
+            let error = read(bad).unwrap_err();
+            assert!(
+                matches!(&error, Error::Malformed { reason, .. } if reason.contains("expires_in")),
+                "{bad}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_of_another_type_is_refused_by_name() {
+        let error = token_response(
+            &url(),
+            br#"{"access_token":"t","token_type":"DPoP","expires_in":60}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&error, Error::UnsupportedTokenType { token_type } if token_type == "DPoP")
+        );
+        assert!(error.to_string().contains("\"DPoP\""), "{error}");
+    }
+
+    #[test]
+    fn junk_is_malformed_with_the_parser_error_kept() {
+        for junk in [
+            &b"<html>Sign in</html>"[..],
+            b"",
+            b"{}",
+            br#"{"access_token":5,"token_type":"Bearer"}"#,
+            br#"{"token_type":"Bearer"}"#,
+            b"[]",
+        ] {
+            let error = token_response(&url(), junk).unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    Error::Malformed {
+                        source: Some(_),
+                        ..
+                    }
+                ),
+                "{junk:?}: {error:?}"
+            );
+        }
+        let error =
+            token_response(&url(), br#"{"access_token":"a b","token_type":"Bearer"}"#).unwrap_err();
+        assert!(matches!(&error, Error::Malformed { source: None, .. }));
+    }
+
+    #[test]
+    fn an_error_body_is_the_oauth_error_else_the_status() {
+        let error = error_response(
+            &url(),
+            401,
+            br#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+        );
+        assert_eq!(error.oauth_code(), Some("invalid_client"));
+        assert_eq!(
+            error.to_string(),
+            "the token endpoint refused the request (HTTP 401): invalid_client \
+             (\"client authentication failed\")"
+        );
+        for body in [
+            &b"Bad Gateway"[..],
+            br#"{"error":""}"#,
+            br#"{"message":"x"}"#,
+        ] {
+            let error = error_response(&url(), 502, body);
+            assert!(
+                matches!(error, Error::Status { status: 502, .. }),
+                "{body:?}: {error:?}"
+            );
+        }
+    }
+}
