@@ -297,6 +297,10 @@ mod tests {
         }
 
         fn cache(self: &Arc<Self>) -> Cache {
+            self.cache_with(Policy::default())
+        }
+
+        fn cache_with(self: &Arc<Self>, policy: Policy) -> Cache {
             let endpoint = Arc::clone(self);
             let fetch: Fetch = Arc::new(move || {
                 // Counted when the request starts, so that a test can see it before it ends.
@@ -314,7 +318,7 @@ mod tests {
                     Ok(AccessToken::new(&format!("token-{n}"), None, lifetime).unwrap())
                 })
             });
-            Cache::new(fetch, Policy::default())
+            Cache::new(fetch, policy)
         }
     }
 
@@ -519,7 +523,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn fifty_concurrent_refusals_cost_one_new_token() {
         let endpoint = Endpoint::new(Some(secs(300)));
-        let cache = endpoint.cache();
+        // No cooldown: only the exact-token rule keeps this to one new token.
+        let cache = endpoint.cache_with(Policy {
+            invalidation_cooldown: Duration::ZERO,
+            ..Policy::default()
+        });
         let refused = cache.token().await.unwrap();
         let closed = endpoint.gate.acquire().await.unwrap();
         let mut callers: Vec<_> = (0..50)

@@ -221,11 +221,9 @@ impl TokenSourceBuilder {
         let authorization = TokenRequest::basic_authorization(&client_id, &secret)
             .ok_or_else(|| BuildError::new("client_id", "cannot be sent in a header"))?;
         let scope = checked_scope(&self.scope)?;
-        let resources = self
-            .resources
-            .iter()
-            .map(|resource| checked_resource(resource))
-            .collect::<Result<Vec<_>, _>>()?;
+        for resource in &self.resources {
+            check_resource(resource)?;
+        }
         if self.policy.assumed_lifetime.is_zero() || self.policy.assumed_lifetime > MAX_LIFETIME {
             return Err(BuildError::new(
                 "assumed_lifetime",
@@ -241,7 +239,7 @@ impl TokenSourceBuilder {
             http,
             endpoint,
             authorization,
-            form: TokenRequest::form(scope.as_deref(), &resources),
+            form: TokenRequest::form(scope.as_deref(), &self.resources),
             allow_insecure_http: self.allow_insecure_http,
         });
         let fetching = Arc::clone(&request);
@@ -323,8 +321,9 @@ fn checked_scope(parts: &[String]) -> Result<Option<String>, BuildError> {
     Ok(Some(tokens.join(" ")))
 }
 
-/// RFC 8707 §2: an absolute URI without fragment.
-fn checked_resource(resource: &str) -> Result<Url, BuildError> {
+/// RFC 8707 §2: an absolute URI without fragment. It is sent as given: servers compare it with
+/// the API identifiers they know as a string, and parsing would add a `/` to a bare origin.
+fn check_resource(resource: &str) -> Result<(), BuildError> {
     let parsed = Url::parse(resource)
         .map_err(|error| BuildError::new("resource", format!("{resource:?}: {error}")))?;
     if parsed.fragment().is_some() {
@@ -333,7 +332,7 @@ fn checked_resource(resource: &str) -> Result<Url, BuildError> {
             format!("{resource:?} has a fragment"),
         ));
     }
-    Ok(parsed)
+    Ok(())
 }
 
 #[cfg(test)]

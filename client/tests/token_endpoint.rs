@@ -74,7 +74,7 @@ async fn the_request_is_client_secret_basic_with_scope_and_resources() {
         pairs(&[
             ("grant_type", "client_credentials"),
             ("scope", "a:b:read c"),
-            ("resource", "https://api.example.test/"),
+            ("resource", "https://api.example.test"),
             ("resource", "https://other.example.test/v1"),
         ])
     );

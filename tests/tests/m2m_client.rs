@@ -1,0 +1,582 @@
+//! Apps obtaining tokens (issue 21, item 6): `scopegate-client` in front of an HTTP client,
+//! against the real token service and the example protected API, each a process of its own on
+//! loopback. Token requests are counted by the token service itself
+//! (`scopegate_tokens_issued_total` on its metrics listener), the API's answers by the API's
+//! (`scopegate_auth_requests_total`).
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser as _;
+use common::node::{Node, free_port};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use reqwest::StatusCode;
+use scopegate_client::{BearerClient, BearerLayer, Error, TokenSource};
+use serde_json::Value;
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+use tower::{ServiceBuilder, ServiceExt};
+
+const API_ID: &str = "https://api.example.test";
+const API_SECRET: &str = "api-secret-for-m2m";
+/// A JWT client; its secret needs RFC 6749 §2.3.1's form-encoding to survive Basic.
+const JWT_CLIENT: (&str, &str) = ("svc", "svc:secret %+1");
+/// An opaque-token client: the API introspects its tokens.
+const OPAQUE_CLIENT: (&str, &str) = ("svc-opaque", "svc-opaque-secret");
+/// An opaque-token client whose tokens live two seconds.
+const SHORT_CLIENT: (&str, &str) = ("svc-short", "svc-short-secret");
+/// How long a condition on another process is waited for before the test fails.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+
+fn token_service_config(port: u16, metrics_port: u16, storage: &str) -> String {
+    format!(
+        r#"
+issuer = "http://127.0.0.1:{port}"
+listen = "127.0.0.1:{port}"
+storage = "{storage}"
+
+[signing]
+algorithm = "ES256"
+
+[telemetry]
+metrics_listen = "127.0.0.1:{metrics_port}"
+
+[[clients]]
+id = "{jwt}"
+secret = "{jwt_secret}"
+grants = ["client_credentials"]
+scopes = ["akamai:social_profile:read", "akamai:social_profile:write"]
+token_format = "jwt"
+audience = ["{API_ID}"]
+
+[[clients]]
+id = "{opaque}"
+secret = "{opaque_secret}"
+grants = ["client_credentials"]
+scopes = ["akamai:social_profile:read"]
+token_format = "opaque"
+audience = ["{API_ID}"]
+
+[[clients]]
+id = "{short}"
+secret = "{short_secret}"
+grants = ["client_credentials"]
+scopes = ["akamai:social_profile:read"]
+token_format = "opaque"
+access_token_ttl = "2s"
+audience = ["{API_ID}"]
+
+[[apis]]
+id = "{API_ID}"
+secret = "{API_SECRET}"
+scopes = ["akamai:social_profile"]
+"#,
+        jwt = JWT_CLIENT.0,
+        jwt_secret = JWT_CLIENT.1,
+        opaque = OPAQUE_CLIENT.0,
+        opaque_secret = OPAQUE_CLIENT.1,
+        short = SHORT_CLIENT.0,
+        short_secret = SHORT_CLIENT.1,
+    )
+}
+
+/// The token service and the example API, each a process, with their metrics listeners.
+struct Stack {
+    issuer: String,
+    api: String,
+    service_metrics: String,
+    api_metrics: String,
+    service: Node,
+    _api: Node,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// The API accepts tokens for `api_audience`: [`API_ID`] (registered, so it introspects
+    /// and follows revocation events), or another, so that it refuses every token.
+    async fn start(api_audience: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, service_metrics) = (free_port(), free_port());
+        let issuer = format!("http://127.0.0.1:{port}");
+        let config = dir.path().join("token-service.toml");
+        let storage = format!("sqlite://{}/store.db", dir.path().display());
+        std::fs::write(
+            &config,
+            token_service_config(port, service_metrics, &storage),
+        )
+        .unwrap();
+        let service = Node::start(
+            &["token-service", config.to_str().unwrap()],
+            &[],
+            dir.path().join("token-service.log"),
+            issuer.clone(),
+        )
+        .await;
+        let (api_port, api_metrics) = (free_port(), free_port());
+        let api = format!("http://127.0.0.1:{api_port}");
+        let listen = format!("127.0.0.1:{api_port}");
+        let metrics_listen = format!("127.0.0.1:{api_metrics}");
+        let mut environment = vec![
+            ("ISSUER", issuer.as_str()),
+            ("AUDIENCE", api_audience),
+            ("LISTEN", listen.as_str()),
+            ("METRICS_LISTEN", metrics_listen.as_str()),
+        ];
+        if api_audience == API_ID {
+            environment.extend([
+                ("INTROSPECTION_CLIENT_ID", API_ID),
+                ("INTROSPECTION_CLIENT_SECRET", API_SECRET),
+                ("REVOCATION_EVENTS_CLIENT_ID", API_ID),
+                ("REVOCATION_EVENTS_CLIENT_SECRET", API_SECRET),
+            ]);
+        }
+        let api_node = Node::start(
+            &["protected-api"],
+            &environment,
+            dir.path().join("protected-api.log"),
+            api.clone(),
+        )
+        .await;
+        Self {
+            issuer,
+            api,
+            service_metrics: format!("http://127.0.0.1:{service_metrics}"),
+            api_metrics: format!("http://127.0.0.1:{api_metrics}"),
+            service,
+            _api: api_node,
+            dir,
+        }
+    }
+
+    fn tokens(&self, client: (&str, &str)) -> TokenSource {
+        TokenSource::builder()
+            .issuer(&self.issuer)
+            .client_id(client.0)
+            .client_secret(client.1)
+            .build()
+            .unwrap()
+    }
+
+    /// Access tokens the token service issued to `client`, by its own count.
+    async fn tokens_issued(&self, client: &str) -> u64 {
+        counter(
+            &self.service_metrics,
+            "scopegate_tokens_issued_total",
+            ("client_id", client),
+        )
+        .await
+    }
+
+    /// The API's answers with this `outcome` (`accepted`, `invalid_token`, …), by its count.
+    async fn api_outcomes(&self, outcome: &str) -> u64 {
+        counter(
+            &self.api_metrics,
+            "scopegate_auth_requests_total",
+            ("outcome", outcome),
+        )
+        .await
+    }
+
+    /// Calls `GET /me` with `token` directly, not through the client.
+    async fn status_of(&self, token: &str) -> StatusCode {
+        reqwest::Client::new()
+            .get(format!("{}/me", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// Waits (bounded) until the API refuses `token`.
+    async fn until_refused(&self, token: &str) {
+        let deadline = Instant::now() + GIVE_UP_AFTER;
+        while self.status_of(token).await != StatusCode::UNAUTHORIZED {
+            assert!(
+                Instant::now() < deadline,
+                "the API still accepts the token after {GIVE_UP_AFTER:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The sum of a Prometheus counter's series that carry `label`, scraped from `metrics`.
+async fn counter(metrics: &str, name: &str, label: (&str, &str)) -> u64 {
+    let text = reqwest::get(format!("{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let wanted = format!("{}=\"{}\"", label.0, label.1);
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| {
+            let labels = line.split_once('{').unwrap().1.rsplit_once('}').unwrap().0;
+            labels.split(',').any(|pair| pair == wanted)
+        })
+        .map(|line| {
+            let value = line.rsplit_once(' ').unwrap().1;
+            value.parse::<f64>().unwrap() as u64
+        })
+        .sum()
+}
+
+/// `count` calls of `GET {api}/me` through `client`, started together; each call's status
+/// and body.
+async fn burst(client: &BearerClient, api: &str, count: usize) -> Vec<(StatusCode, Value)> {
+    let start = Arc::new(Barrier::new(count));
+    let mut calls = JoinSet::new();
+    for _ in 0..count {
+        let (client, url, start) = (client.clone(), format!("{api}/me"), Arc::clone(&start));
+        calls.spawn(async move {
+            start.wait().await;
+            let response = client.send(client.get(url)).await.unwrap();
+            let status = response.status();
+            let body = response.json().await.unwrap_or(Value::Null);
+            (status, body)
+        });
+    }
+    calls.join_all().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_100_concurrent_calls_costs_one_token_request() {
+    let stack = Stack::start(API_ID).await;
+    let tokens = TokenSource::builder()
+        .issuer(&stack.issuer)
+        .client_id(JWT_CLIENT.0)
+        .client_secret(JWT_CLIENT.1)
+        .scope("akamai:social_profile:read")
+        .resource(API_ID)
+        .build()
+        .unwrap();
+    let client = BearerClient::new(reqwest::Client::new(), tokens.clone());
+
+    let answers = burst(&client, &stack.api, 100).await;
+
+    assert_eq!(answers.len(), 100);
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["client_id"], JWT_CLIENT.0);
+        assert_eq!(
+            body["scopes"],
+            serde_json::json!(["akamai:social_profile:read"])
+        );
+    }
+    assert_eq!(stack.tokens_issued(JWT_CLIENT.0).await, 1);
+    assert_eq!(stack.api_outcomes("accepted").await, 100);
+    assert_eq!(stack.api_outcomes("invalid_token").await, 0);
+    assert_eq!(
+        tokens.token().await.unwrap().scope(),
+        Some("akamai:social_profile:read")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_through_the_tower_layer_costs_one_token_request_too() {
+    let stack = Stack::start(API_ID).await;
+    let client = ServiceBuilder::new()
+        .layer(BearerLayer::new(stack.tokens(OPAQUE_CLIENT)))
+        .service(HyperClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+    let start = Arc::new(Barrier::new(100));
+    let mut calls = JoinSet::new();
+    for _ in 0..100 {
+        let (client, start) = (client.clone(), Arc::clone(&start));
+        let request = http::Request::get(format!("{}/me", stack.api))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        calls.spawn(async move {
+            start.wait().await;
+            let response = client.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        });
+    }
+    for (status, body) in calls.join_all().await {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["client_id"], OPAQUE_CLIENT.0);
+    }
+    assert_eq!(stack.tokens_issued(OPAQUE_CLIENT.0).await, 1);
+    assert_eq!(stack.api_outcomes("accepted").await, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_replaced_before_it_is_sent() {
+    let stack = Stack::start(API_ID).await;
+    let tokens = stack.tokens(SHORT_CLIENT);
+    let client = BearerClient::new(reqwest::Client::new(), tokens.clone());
+    let response = client
+        .send(client.get(format!("{}/me", stack.api)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Two seconds from now the source's own view of the token (counted from when it was
+    // asked for, before the call ended) has expired too.
+    let expired_here = tokio::time::Instant::now() + Duration::from_secs(2);
+    let first = tokens.token().await.unwrap();
+    assert_eq!(first.expires_in(), Some(Duration::from_secs(2)));
+    assert_eq!(stack.tokens_issued(SHORT_CLIENT.0).await, 1);
+
+    stack.until_refused(first.secret()).await;
+    tokio::time::sleep_until(expired_here).await;
+    let refused_before = stack.api_outcomes("invalid_token").await;
+    let response = client
+        .send(client.get(format!("{}/me", stack.api)))
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_ne!(tokens.token().await.unwrap(), first);
+    assert_eq!(stack.tokens_issued(SHORT_CLIENT.0).await, 2);
+    assert_eq!(
+        stack.api_outcomes("invalid_token").await,
+        refused_before,
+        "the expired token was never sent"
+    );
+}
+
+/// Revokes `token` at the token service as `client` (RFC 7009).
+async fn revoke(stack: &Stack, client: (&str, &str), token: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/revoke", stack.issuer))
+        .basic_auth(client.0, Some(client.1))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("token", token)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_replaced_once_on_the_401() {
+    let stack = Stack::start(API_ID).await;
+    let tokens = stack.tokens(OPAQUE_CLIENT);
+    let client = BearerClient::new(reqwest::Client::new(), tokens.clone());
+    let me = format!("{}/me", stack.api);
+    assert_eq!(
+        client.send(client.get(&me)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let revoked = tokens.token().await.unwrap();
+    revoke(&stack, OPAQUE_CLIENT, revoked.secret()).await;
+    stack.until_refused(revoked.secret()).await;
+    let (refused_before, accepted_before) = (
+        stack.api_outcomes("invalid_token").await,
+        stack.api_outcomes("accepted").await,
+    );
+
+    let response = client.send(client.get(&me)).await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_ne!(tokens.token().await.unwrap(), revoked);
+    assert_eq!(stack.tokens_issued(OPAQUE_CLIENT.0).await, 2);
+    assert_eq!(
+        stack.api_outcomes("invalid_token").await,
+        refused_before + 1
+    );
+    assert_eq!(stack.api_outcomes("accepted").await, accepted_before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_calls_refused_at_once_cost_one_new_token() {
+    let stack = Stack::start(API_ID).await;
+    // No cooldown: only the exact-token rule of `invalidate` keeps this to one new token.
+    let tokens = TokenSource::builder()
+        .issuer(&stack.issuer)
+        .client_id(OPAQUE_CLIENT.0)
+        .client_secret(OPAQUE_CLIENT.1)
+        .invalidation_cooldown(Duration::ZERO)
+        .build()
+        .unwrap();
+    let client = BearerClient::new(reqwest::Client::new(), tokens.clone());
+    let revoked = tokens.token().await.unwrap();
+    revoke(&stack, OPAQUE_CLIENT, revoked.secret()).await;
+    stack.until_refused(revoked.secret()).await;
+    let (refused_before, accepted_before) = (
+        stack.api_outcomes("invalid_token").await,
+        stack.api_outcomes("accepted").await,
+    );
+
+    let answers = burst(&client, &stack.api, 50).await;
+
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(stack.tokens_issued(OPAQUE_CLIENT.0).await, 2);
+    assert_eq!(stack.api_outcomes("accepted").await, accepted_before + 50);
+    // Each call sent the revoked token at most once (most did; one that started after the
+    // new token came sent that only).
+    let refused = stack.api_outcomes("invalid_token").await - refused_before;
+    assert!((1..=50).contains(&refused), "{refused} refusals");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_that_persists_reaches_the_caller_after_one_retry() {
+    // The API is another audience's: it refuses every token as invalid.
+    let stack = Stack::start("https://other-api.example.test").await;
+    let client = BearerClient::new(reqwest::Client::new(), stack.tokens(JWT_CLIENT));
+    let me = format!("{}/me", stack.api);
+
+    let response = client.send(client.get(&me)).await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+    assert_eq!(stack.tokens_issued(JWT_CLIENT.0).await, 2);
+    assert_eq!(stack.api_outcomes("invalid_token").await, 2);
+
+    // Refused again at once: within the cooldown the token is kept, the 401 answered.
+    let response = client.send(client.get(&me)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(stack.tokens_issued(JWT_CLIENT.0).await, 2);
+    assert_eq!(stack.api_outcomes("invalid_token").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_for_want_of_scope_is_answered_without_a_new_token() {
+    let stack = Stack::start(API_ID).await;
+    let client = BearerClient::new(reqwest::Client::new(), stack.tokens(JWT_CLIENT));
+    let response = client
+        .send(client.request(http::Method::DELETE, format!("{}/profile", stack.api)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert_eq!(stack.tokens_issued(JWT_CLIENT.0).await, 1);
+    assert_eq!(stack.api_outcomes("insufficient_scope").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_services_refusals_and_absence_are_typed_errors() {
+    let mut stack = Stack::start(API_ID).await;
+    let refusal = |client: (&'static str, &'static str), scope: &'static str| {
+        TokenSource::builder()
+            .issuer(&stack.issuer)
+            .client_id(client.0)
+            .client_secret(client.1)
+            .scope(scope)
+            .build()
+            .unwrap()
+    };
+    let cases = [
+        (
+            (JWT_CLIENT.0, "wrong"),
+            "akamai:social_profile:read",
+            401,
+            "invalid_client",
+        ),
+        (
+            ("nobody", "x"),
+            "akamai:social_profile:read",
+            401,
+            "invalid_client",
+        ),
+        (
+            JWT_CLIENT,
+            "akamai:social_profile:delete",
+            400,
+            "invalid_scope",
+        ),
+    ];
+    for (client, scope, status, code) in cases {
+        match refusal(client, scope).token().await.unwrap_err() {
+            Error::OAuth {
+                status: answered,
+                code: error,
+                description,
+                ..
+            } => {
+                assert_eq!((answered, error.as_str()), (status, code));
+                assert!(description.is_some());
+            }
+            other => panic!("{client:?} {scope}: {other:?}"),
+        }
+    }
+    assert_eq!(stack.tokens_issued(JWT_CLIENT.0).await, 0);
+
+    let endpoint = format!("{}/token", stack.issuer);
+    stack.service.kill();
+    let down = TokenSource::builder()
+        .token_endpoint(&endpoint)
+        .client_id(JWT_CLIENT.0)
+        .client_secret(JWT_CLIENT.1)
+        .build()
+        .unwrap();
+    let error = down.token().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport { url, .. } if *url == endpoint),
+        "{error:?}"
+    );
+    let client = BearerClient::new(reqwest::Client::new(), down);
+    let error = client
+        .send(client.get(format!("{}/me", stack.api)))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_m2m_client_makes_its_calls_with_one_token() {
+    let stack = Stack::start(API_ID).await;
+    let secret_file = stack.dir.path().join("client-secret");
+    std::fs::write(&secret_file, format!("{}\n", OPAQUE_CLIENT.1)).unwrap();
+    let config = example_m2m_client::Config::try_parse_from([
+        "m2m-client",
+        "--issuer",
+        &stack.issuer,
+        "--client-id",
+        OPAQUE_CLIENT.0,
+        "--client-secret-file",
+        secret_file.to_str().unwrap(),
+        "--scope",
+        "akamai:social_profile:read",
+        "--api-url",
+        &format!("{}/me", stack.api),
+        "--calls",
+        "20",
+        "--concurrency",
+        "5",
+        "--interval",
+        "0s",
+    ])
+    .unwrap();
+    let secret = config.client_secret(|_| None).unwrap();
+    let tokens = config.token_source(secret).unwrap();
+
+    let summary = example_m2m_client::run(&config, tokens, std::future::pending())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        summary,
+        example_m2m_client::Summary {
+            succeeded: 20,
+            refused: 0,
+            failed: 0
+        }
+    );
+    assert_eq!(stack.tokens_issued(OPAQUE_CLIENT.0).await, 1);
+    assert_eq!(stack.api_outcomes("accepted").await, 20);
+}
