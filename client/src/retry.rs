@@ -251,6 +251,9 @@ mod tests {
             &[r#"Bearer error="insufficient_scope", scope="a:b:delete""#]
         ));
         assert!(!refused(401, &[r#"Bearer error="invalid_request""#]));
+        // A 403 is about permission, whatever its challenge says.
+        assert!(!refused(403, &[]));
+        assert!(!refused(403, &[r#"Bearer error="invalid_token""#]));
         assert!(!refused(200, &[]));
         assert!(!refused(500, &[r#"Bearer error="invalid_token""#]));
     }
