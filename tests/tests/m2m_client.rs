@@ -2,7 +2,8 @@
 //! against the real token service and the example protected API, each a process of its own on
 //! loopback. Token requests are counted by the token service itself
 //! (`scopegate_tokens_issued_total` on its metrics listener), the API's answers by the API's
-//! (`scopegate_auth_requests_total`).
+//! (`scopegate_auth_requests_total`). The example gRPC API runs in this process, behind a
+//! tonic channel with the layer.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,6 +33,9 @@ const JWT_CLIENT: (&str, &str) = ("svc", "svc:secret %+1");
 const OPAQUE_CLIENT: (&str, &str) = ("svc-opaque", "svc-opaque-secret");
 /// An opaque-token client whose tokens live two seconds.
 const SHORT_CLIENT: (&str, &str) = ("svc-short", "svc-short-secret");
+/// A client of the example gRPC API.
+const ORDERS_CLIENT: (&str, &str) = ("clerk", "clerk-secret");
+const ORDERS_ID: &str = "https://orders.example.test";
 /// How long a condition on another process is waited for before the test fails.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
@@ -73,11 +77,26 @@ token_format = "opaque"
 access_token_ttl = "2s"
 audience = ["{API_ID}"]
 
+[[clients]]
+id = "{clerk}"
+secret = "{clerk_secret}"
+grants = ["client_credentials"]
+scopes = ["shop:orders:read"]
+token_format = "jwt"
+audience = ["{ORDERS_ID}"]
+
 [[apis]]
 id = "{API_ID}"
 secret = "{API_SECRET}"
 scopes = ["akamai:social_profile"]
+
+[[apis]]
+id = "{ORDERS_ID}"
+secret = "orders-secret"
+scopes = ["shop:orders"]
 "#,
+        clerk = ORDERS_CLIENT.0,
+        clerk_secret = ORDERS_CLIENT.1,
         jwt = JWT_CLIENT.0,
         jwt_secret = JWT_CLIENT.1,
         opaque = OPAQUE_CLIENT.0,
@@ -579,4 +598,68 @@ async fn the_example_m2m_client_makes_its_calls_with_one_token() {
     );
     assert_eq!(stack.tokens_issued(OPAQUE_CLIENT.0).await, 1);
     assert_eq!(stack.api_outcomes("accepted").await, 20);
+}
+
+/// The example gRPC API in this process, accepting tokens for `audience` from `issuer`.
+async fn grpc_api(issuer: &str, audience: &str) -> tonic::transport::Channel {
+    let validator = scopegate_validator::Validator::builder()
+        .issuer(issuer)
+        .audience(audience)
+        .algorithms(scopegate_validator::Algorithm::ALL)
+        .build()
+        .unwrap();
+    let app = example_grpc_api::app(&validator, true).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tonic::transport::Channel::from_shared(address)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// `shop.Orders/Get` through the bearer layer (no retry: a tonic body cannot be replayed).
+async fn get_order(
+    channel: &tonic::transport::Channel,
+    tokens: &TokenSource,
+) -> Result<example_grpc_api::Order, tonic::Status> {
+    let service = ServiceBuilder::new()
+        .layer(BearerLayer::new(tokens.clone()).without_retry())
+        .service(channel.clone());
+    let mut client = tonic::client::Grpc::new(service);
+    client.ready().await.unwrap();
+    client
+        .unary(
+            tonic::Request::new(example_grpc_api::OrderRequest {
+                id: "o-1".to_owned(),
+            }),
+            http::uri::PathAndQuery::from_static(example_grpc_api::GET),
+            tonic_prost::ProstCodec::<example_grpc_api::OrderRequest, example_grpc_api::Order>::default(),
+        )
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tonic_channel_behind_the_layer_sends_the_token_and_drops_a_refused_one() {
+    let stack = Stack::start(API_ID).await;
+    let tokens = stack.tokens(ORDERS_CLIENT);
+    let orders = grpc_api(&stack.issuer, ORDERS_ID).await;
+    // Another API, which refuses these tokens: their audience is not its own.
+    let elsewhere = grpc_api(&stack.issuer, "https://elsewhere.example.test").await;
+
+    let order = get_order(&orders, &tokens).await.unwrap();
+    assert_eq!(order.caller, ORDERS_CLIENT.0);
+    let first = tokens.token().await.unwrap();
+
+    let refused = get_order(&elsewhere, &tokens).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert_eq!(stack.tokens_issued(ORDERS_CLIENT.0).await, 1, "not retried");
+
+    // The refused token was dropped: the next call, to the first API, carries a new one.
+    let order = get_order(&orders, &tokens).await.unwrap();
+    assert_eq!(order.caller, ORDERS_CLIENT.0);
+    assert_ne!(tokens.token().await.unwrap(), first);
+    assert_eq!(stack.tokens_issued(ORDERS_CLIENT.0).await, 2);
 }
