@@ -7,6 +7,7 @@
 mod support;
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -15,12 +16,15 @@ use scopegate_client::{BearerClient, BearerLayer, Error, TokenSource};
 use support::{Answer, Api, INVALID_TOKEN, Server, Verdict};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
+/// An in-process token endpoint and a source of its tokens. The cooldown between two dropped
+/// tokens is an hour, so that no slow machine outlasts it within a test.
 async fn token_endpoint() -> (Server, TokenSource) {
     let server = Server::start(Answer::Tokens { expires_in: 3600 }).await;
     let tokens = TokenSource::builder()
         .token_endpoint(server.token_endpoint())
         .client_id("svc")
         .client_secret("svc-secret-7f3e")
+        .invalidation_cooldown(Duration::from_secs(3600))
         .build()
         .unwrap();
     (server, tokens)

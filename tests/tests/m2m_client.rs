@@ -31,7 +31,7 @@ const API_SECRET: &str = "api-secret-for-m2m";
 const JWT_CLIENT: (&str, &str) = ("svc", "svc:secret %+1");
 /// An opaque-token client: the API introspects its tokens.
 const OPAQUE_CLIENT: (&str, &str) = ("svc-opaque", "svc-opaque-secret");
-/// An opaque-token client whose tokens live two seconds.
+/// An opaque-token client whose tokens live six seconds (kept three: half their lifetime).
 const SHORT_CLIENT: (&str, &str) = ("svc-short", "svc-short-secret");
 /// A client of the example gRPC API.
 const ORDERS_CLIENT: (&str, &str) = ("clerk", "clerk-secret");
@@ -74,7 +74,7 @@ secret = "{short_secret}"
 grants = ["client_credentials"]
 scopes = ["akamai:social_profile:read"]
 token_format = "opaque"
-access_token_ttl = "2s"
+access_token_ttl = "6s"
 audience = ["{API_ID}"]
 
 [[clients]]
@@ -339,11 +339,12 @@ async fn an_expired_token_is_replaced_before_it_is_sent() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    // Two seconds from now the source's own view of the token (counted from when it was
+    // Six seconds from now the source's own view of the token (counted from when it was
     // asked for, before the call ended) has expired too.
-    let expired_here = tokio::time::Instant::now() + Duration::from_secs(2);
+    let expired_here = tokio::time::Instant::now() + Duration::from_secs(6);
+    // Still fresh (for three seconds): the same token, no request.
     let first = tokens.token().await.unwrap();
-    assert_eq!(first.expires_in(), Some(Duration::from_secs(2)));
+    assert_eq!(first.expires_in(), Some(Duration::from_secs(6)));
     assert_eq!(stack.tokens_issued(SHORT_CLIENT.0).await, 1);
 
     stack.until_refused(first.secret()).await;
@@ -448,7 +449,15 @@ async fn fifty_calls_refused_at_once_cost_one_new_token() {
 async fn a_401_that_persists_reaches_the_caller_after_one_retry() {
     // The API is another audience's: it refuses every token as invalid.
     let stack = Stack::start("https://other-api.example.test").await;
-    let client = BearerClient::new(reqwest::Client::new(), stack.tokens(JWT_CLIENT));
+    // A cooldown no slow machine outlasts between the two calls (the default is 10 s).
+    let tokens = TokenSource::builder()
+        .issuer(&stack.issuer)
+        .client_id(JWT_CLIENT.0)
+        .client_secret(JWT_CLIENT.1)
+        .invalidation_cooldown(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let client = BearerClient::new(reqwest::Client::new(), tokens);
     let me = format!("{}/me", stack.api);
 
     let response = client.send(client.get(&me)).await.unwrap();
