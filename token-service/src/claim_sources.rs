@@ -268,8 +268,8 @@ fn filled_url(source: &ClaimSource, user: Identity<'_>) -> Result<String, Source
 /// `None` for a missing member or `null`.
 #[must_use]
 pub fn claim_at<'a>(record: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let value = if path.starts_with('/') {
-        let (first, rest) = path[1..].split_once('/').unwrap_or((&path[1..], ""));
+    let value = if let Some(pointer) = path.strip_prefix('/') {
+        let (first, rest) = pointer.split_once('/').unwrap_or((pointer, ""));
         let first = first.replace("~1", "/").replace("~0", "~");
         let member = record.get(&first)?;
         if rest.is_empty() {

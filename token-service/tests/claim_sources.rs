@@ -32,11 +32,14 @@ enum Behaviour {
     Held,
 }
 
+/// A request as the fake source saw it: method, path and query, headers, body.
+type Seen = (String, String, HeaderMap, String);
+
 #[derive(Clone)]
 struct Fake {
     behaviour: Arc<std::sync::Mutex<Behaviour>>,
     requests: Arc<AtomicUsize>,
-    seen: Arc<std::sync::Mutex<Vec<(String, String, HeaderMap, String)>>>,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
     release: Arc<Notify>,
 }
 
