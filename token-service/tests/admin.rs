@@ -30,7 +30,7 @@ impl Admin {
 id = "auditor"
 secret = "auditor-secret"
 grants = ["client_credentials"]
-scopes = ["scopegate:users:read", "scopegate:clients:read"]
+scopes = ["scopegate:users:read", "scopegate:clients:read", "scopegate:scopes:read"]
 token_format = "jwt"
 
 [[clients]]
@@ -89,7 +89,7 @@ scopes = ["scopegate:users:*"]
 
 /// Every endpoint: method, path (as the OpenAPI document writes it, then as called) and the
 /// scope it needs.
-const ENDPOINTS: [(&str, &str, &str, &str); 15] = [
+const ENDPOINTS: [(&str, &str, &str, &str); 20] = [
     (
         "GET",
         "/admin/users",
@@ -174,6 +174,36 @@ const ENDPOINTS: [(&str, &str, &str, &str); 15] = [
         "/admin/apis/x",
         "scopegate:clients:write",
     ),
+    (
+        "GET",
+        "/admin/scopes",
+        "/admin/scopes",
+        "scopegate:scopes:read",
+    ),
+    (
+        "POST",
+        "/admin/scopes",
+        "/admin/scopes",
+        "scopegate:scopes:write",
+    ),
+    (
+        "GET",
+        "/admin/scopes/{name}",
+        "/admin/scopes/ad:user_custom:read",
+        "scopegate:scopes:read",
+    ),
+    (
+        "PUT",
+        "/admin/scopes/{name}",
+        "/admin/scopes/ad:user_custom:read",
+        "scopegate:scopes:write",
+    ),
+    (
+        "DELETE",
+        "/admin/scopes/{name}",
+        "/admin/scopes/ad:user_custom:read",
+        "scopegate:scopes:write",
+    ),
     ("GET", "/admin/openapi.json", "/admin/openapi.json", ""),
 ];
 
@@ -198,7 +228,7 @@ async fn every_endpoint_needs_a_token_for_this_service_with_the_right_scope() {
         // The auditor may read everything, the user manager only users.
         let refused_to = if scope.ends_with(":write") {
             Some(&auditor)
-        } else if scope.starts_with("scopegate:clients") {
+        } else if scope.starts_with("scopegate:clients") || scope.starts_with("scopegate:scopes") {
             Some(&users_only)
         } else {
             None
@@ -1023,7 +1053,7 @@ async fn a_deleted_clients_jwts_no_longer_open_the_admin_api_even_if_its_id_retu
             "scopegate:users:read",
         ])
         .settings;
-        registration::client(state.config(), new, state.now()).unwrap()
+        registration::client(&state.config().scopes, new, state.now()).unwrap()
     };
     let (record, secret) = register();
     state.store().insert_client(&record).await.unwrap();

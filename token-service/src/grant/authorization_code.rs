@@ -226,6 +226,8 @@ pub async fn authorization_code(
     }
     let scope = ScopeSet::parse_space_separated(&code.scope)
         .map_err(|_| invalid_grant("the code's scope cannot be read"))?;
+    // A scope deleted since the code was issued is no longer given.
+    let scope = state.registry().withdrawn_scopes().await?.remove_from(&scope);
     user_tokens(
         state,
         &client,
@@ -278,6 +280,7 @@ pub(crate) async fn user_tokens(
     grant: &UserGrant<'_>,
 ) -> Result<CodeTokens, OAuthError> {
     let audience = super::audience(state, client, grant.scope, &[]).await?;
+    let custom = state.scopes().definitions().await?;
     let access = tokens::issue(
         state,
         &AccessGrant {
@@ -289,7 +292,12 @@ pub(crate) async fn user_tokens(
             grant_id: Some(grant.family.to_owned()),
             jkt: grant.access_jkt.map(str::to_owned),
             sid: Some(grant.sid.to_owned()),
-            claims: id_token::access_token_claims(state, &grant.account.attributes, grant.scope),
+            claims: id_token::access_token_claims(
+                state,
+                custom.all(),
+                &grant.account.attributes,
+                grant.scope,
+            ),
         },
     )
     .await?;
@@ -300,6 +308,7 @@ pub(crate) async fn user_tokens(
     let id_token = if openid {
         Some(id_token::issue(
             state,
+            custom.all(),
             &Subject {
                 account: grant.account,
                 client_id: client.id(),

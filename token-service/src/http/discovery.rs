@@ -22,12 +22,12 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
         .into_iter()
         .map(str::to_owned)
         .collect();
-    scopes.extend(
-        config
-            .scopes
-            .iter()
-            .map(|scope| scope.name.as_str().to_owned()),
-    );
+    // The claim scopes defined now, the store's too.
+    let custom = match state.scopes().definitions().await {
+        Ok(custom) => custom,
+        Err(error) => return crate::error::OAuthError::from(error).into_response(),
+    };
+    scopes.extend(custom.all().iter().map(|scope| scope.name.as_str().to_owned()));
     let assertion_algorithms = crate::client_assertion::ALGORITHMS.map(|alg| alg.as_str());
     let mut response = Json(json!({
         "issuer": config.issuer,
