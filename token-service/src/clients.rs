@@ -236,14 +236,20 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] if the claim scopes or (when some were deleted) the stored APIs cannot be
-    /// read.
+    /// [`StoreError`] if the claim scopes cannot be read.
     pub async fn withdrawn_scopes(&self) -> Result<Withdrawn, StoreError> {
         let definitions = self.scopes.definitions().await?;
-        let apis = if definitions.has_deleted() {
-            self.all_apis().await?
-        } else {
-            Vec::new()
+        if !definitions.has_deleted() {
+            return Ok(Withdrawn::new(definitions, Vec::new()));
+        }
+        let apis = match self.all_apis().await {
+            Ok(apis) => apis,
+            // Grants go on while the store is down: a deleted scope that a stored API has
+            // taken over is withheld until the store answers again.
+            Err(error) => {
+                tracing::warn!(%error, "stored APIs unreadable: judging deleted scopes by the configured APIs");
+                self.apis.values().cloned().collect()
+            }
         };
         Ok(Withdrawn::new(definitions, apis))
     }

@@ -236,12 +236,11 @@ impl Directory {
         // Its required claims may be those of any claim scope, the store's too.
         let definitions = self.registry.scopes().definitions().await?;
         // Argon2id hashing of the new secret takes tens of milliseconds: off the async workers.
-        let (record, secret) =
-            tokio::task::spawn_blocking(move || {
-                registration::client(definitions.all(), settings, now)
-            })
-                .await
-                .map_err(|_| DirectoryError::Hashing)??;
+        let (record, secret) = tokio::task::spawn_blocking(move || {
+            registration::client(definitions.all(), settings, now)
+        })
+        .await
+        .map_err(|_| DirectoryError::Hashing)??;
         match self.store.insert_client(&record).await {
             Err(StoreError::Duplicate(_)) => return Err(taken(record.id())),
             other => other?,
@@ -415,7 +414,10 @@ impl Directory {
         match self.store.insert_scope(&scope, now).await {
             // Another definition of the name won the race.
             Err(StoreError::Duplicate(name)) => {
-                return Err(DirectoryError::Taken { kind: "scope", id: name });
+                return Err(DirectoryError::Taken {
+                    kind: "scope",
+                    id: name,
+                });
             }
             other => other?,
         }
@@ -549,9 +551,15 @@ impl Directory {
             config::ScopeRefused::Invalid(error) => DirectoryError::Invalid(error),
             config::ScopeRefused::Defined { name, configured } => {
                 if configured {
-                    DirectoryError::Configured { kind: "scope", id: name }
+                    DirectoryError::Configured {
+                        kind: "scope",
+                        id: name,
+                    }
                 } else {
-                    DirectoryError::Taken { kind: "scope", id: name }
+                    DirectoryError::Taken {
+                        kind: "scope",
+                        id: name,
+                    }
                 }
             }
             refused @ config::ScopeRefused::OwnedByApi { .. } => DirectoryError::Clash {

@@ -189,7 +189,10 @@ impl Withdrawn {
     #[must_use]
     pub fn contains(&self, scope: &Scope) -> bool {
         let definitions = &self.definitions;
-        definitions.deleted.iter().any(|deleted| scope.covers(deleted))
+        definitions
+            .deleted
+            .iter()
+            .any(|deleted| scope.covers(deleted))
             && !definitions
                 .scopes
                 .iter()
@@ -331,7 +334,87 @@ impl ScopeCatalogue {
 
 #[cfg(test)]
 mod tests {
+    use scopegate_validator::MockClock;
+
     use super::*;
+    use crate::store::{ScopeStore, SqlStore};
+
+    const CONFIG: &str = "issuer = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\nstorage = \"sqlite::memory:\"\n[[scopes]]\nname = \"a:file:read\"\n";
+
+    async fn catalogue_over(store: &Arc<SqlStore>, clock: &Arc<MockClock>) -> ScopeCatalogue {
+        let config = Config::from_toml(CONFIG).unwrap();
+        ScopeCatalogue::new(
+            &config,
+            Arc::clone(store) as Arc<dyn Store>,
+            Arc::clone(clock) as Arc<dyn Clock>,
+        )
+    }
+
+    fn names(definitions: &Definitions) -> Vec<&str> {
+        definitions
+            .all()
+            .iter()
+            .map(|scope| scope.name.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_change_made_here_is_seen_at_once_and_one_made_elsewhere_after_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/store.db", dir.path().display());
+        let store = Arc::new(SqlStore::sqlite(&url).await.unwrap());
+        let clock = Arc::new(MockClock::at_system_time());
+        let here = catalogue_over(&store, &clock).await;
+        let elsewhere = catalogue_over(&store, &clock).await;
+        assert_eq!(names(&*here.definitions().await.unwrap()), ["a:file:read"]);
+        assert_eq!(
+            names(&*elsewhere.definitions().await.unwrap()),
+            ["a:file:read"]
+        );
+
+        store.insert_scope(&scope("a:new:read"), 1).await.unwrap();
+        here.forget();
+        assert_eq!(
+            names(&*here.definitions().await.unwrap()),
+            ["a:file:read", "a:new:read"]
+        );
+        clock.advance(STORED_TTL - Duration::from_secs(1));
+        assert_eq!(
+            names(&*elsewhere.definitions().await.unwrap()),
+            ["a:file:read"]
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            names(&*elsewhere.definitions().await.unwrap()),
+            ["a:file:read", "a:new:read"]
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_definitions_read_last_stand_in_while_the_store_cannot_be_read() {
+        let store = Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap());
+        store
+            .insert_scope(&scope("a:stored:read"), 1)
+            .await
+            .unwrap();
+        let clock = Arc::new(MockClock::at_system_time());
+        let read = catalogue_over(&store, &clock).await;
+        let never_read = catalogue_over(&store, &clock).await;
+        let changed_here = catalogue_over(&store, &clock).await;
+        read.definitions().await.unwrap();
+        changed_here.definitions().await.unwrap();
+        store.close().await;
+        clock.advance(STORED_TTL * 3);
+        assert_eq!(
+            names(&*read.definitions().await.unwrap()),
+            ["a:file:read", "a:stored:read"]
+        );
+        assert!(never_read.definitions().await.is_err());
+        // After a change made here, what was read before is no answer.
+        changed_here.forget();
+        assert!(changed_here.definitions().await.is_err());
+    }
 
     fn scope(name: &str) -> CustomScope {
         CustomScope {
@@ -371,9 +454,15 @@ mod tests {
             .collect();
         assert_eq!(names, ["a:file:read", "a:kept:read"]);
         let file = definitions.find("a:file:read").unwrap();
-        assert_eq!((file.source, file.created_at), (ScopeSource::Configuration, None));
+        assert_eq!(
+            (file.source, file.created_at),
+            (ScopeSource::Configuration, None)
+        );
         let kept = definitions.find("a:kept:read").unwrap();
-        assert_eq!((kept.source, kept.created_at), (ScopeSource::Store, Some(1)));
+        assert_eq!(
+            (kept.source, kept.created_at),
+            (ScopeSource::Store, Some(1))
+        );
         assert!(definitions.find("a:gone:read").is_none());
     }
 
@@ -388,7 +477,8 @@ mod tests {
             ],
         ));
         let withdrawn = Withdrawn::new(Arc::clone(&definitions), Vec::new());
-        let allowed = set("ad:gone:read ad:gone:* ad:gone ad:half:* ad:half:read never:defined:read");
+        let allowed =
+            set("ad:gone:read ad:gone:* ad:gone ad:half:* ad:half:read never:defined:read");
         // `ad:gone` releases no claim of `ad:gone:read`: it never depended on it.
         assert_eq!(
             withdrawn.remove_from(&allowed),
@@ -404,6 +494,9 @@ mod tests {
             rate_limit: None,
         };
         let withdrawn = Withdrawn::new(definitions, vec![Arc::new(api)]);
-        assert_eq!(withdrawn.remove_from(&allowed), set("ad:gone:read ad:gone:* ad:gone ad:half:* never:defined:read"));
+        assert_eq!(
+            withdrawn.remove_from(&allowed),
+            set("ad:gone:read ad:gone:* ad:gone ad:half:* never:defined:read")
+        );
     }
 }

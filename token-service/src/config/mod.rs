@@ -825,13 +825,14 @@ impl RawConfig {
                 configured: &scopes,
                 ..Defined::default()
             };
-            let scope = build_scope(&prefix, settings, &defined).map_err(|refused| match refused {
-                ScopeRefused::Invalid(error) => error,
-                ScopeRefused::Defined { name, .. } => {
-                    invalid(format!("{prefix}name"), format!("`{name}` is used twice"))
-                }
-                other => invalid(format!("{prefix}name"), other.to_string()),
-            })?;
+            let scope =
+                build_scope(&prefix, settings, &defined).map_err(|refused| match refused {
+                    ScopeRefused::Invalid(error) => error,
+                    ScopeRefused::Defined { name, .. } => {
+                        invalid(format!("{prefix}name"), format!("`{name}` is used twice"))
+                    }
+                    other => invalid(format!("{prefix}name"), other.to_string()),
+                })?;
             scopes.push(scope);
         }
 
@@ -1114,6 +1115,32 @@ storage = "sqlite::memory:"
         assert_eq!(with("").unwrap().limits.max_access_token_claims_bytes, 1024);
         let refused = with("[limits]\nmax_access_token_claims_bytes = 0\n").unwrap_err();
         assert_eq!(field_of(refused), "limits.max_access_token_claims_bytes");
+    }
+
+    #[test]
+    fn claim_scope_definitions_are_checked_by_name_claims_and_uniqueness() {
+        let scope = |name: &str, claims: &str| {
+            format!("[[scopes]]\nname = \"{name}\"\nclaims = {{ {claims} }}\n")
+        };
+        let good = scope("ad:user_custom:read", "company_name = \"companyName\"");
+        assert_eq!(with(&good).unwrap().scopes.len(), 1);
+        for (extra, field) in [
+            (format!("{good}{good}"), "scopes[1].name"),
+            (scope("openid", ""), "scopes[0].name"),
+            (scope("profile", "nick = \"nick\""), "scopes[0].name"),
+            (scope("scopegate:reports:read", ""), "scopes[0].name"),
+            (scope("scopegate", ""), "scopes[0].name"),
+            (scope("bad scope", ""), "scopes[0].name"),
+            (scope("", ""), "scopes[0].name"),
+            (scope("a:b:read", "\"a b\" = \"x\""), "scopes[0].claims.a b"),
+            (scope("a:b:read", "c = \"\""), "scopes[0].claims.c"),
+            ("[[scopes]]\nclaims = {}\n".to_owned(), "scopes[0].name"),
+        ] {
+            let error = with(&extra).unwrap_err();
+            assert_eq!(field_of(error), field, "{extra}");
+        }
+        // Names of other scopes of the service's own are fine when not its admin API's.
+        assert!(with(&scope("scopegatekeeper:x:read", "")).is_ok());
     }
 
     #[test]

@@ -232,8 +232,8 @@ pub fn build_scope(
     if settings.name.is_empty() {
         return Err(invalid(field("name"), "is required").into());
     }
-    let name = Scope::parse(&settings.name)
-        .map_err(|error| invalid(field("name"), error.to_string()))?;
+    let name =
+        Scope::parse(&settings.name).map_err(|error| invalid(field("name"), error.to_string()))?;
     if let Some(reason) = service_scopes::reserved(&name) {
         return Err(invalid(field("name"), reason).into());
     }

@@ -227,7 +227,11 @@ pub async fn authorization_code(
     let scope = ScopeSet::parse_space_separated(&code.scope)
         .map_err(|_| invalid_grant("the code's scope cannot be read"))?;
     // A scope deleted since the code was issued is no longer given.
-    let scope = state.registry().withdrawn_scopes().await?.remove_from(&scope);
+    let scope = state
+        .registry()
+        .withdrawn_scopes()
+        .await?
+        .remove_from(&scope);
     user_tokens(
         state,
         &client,

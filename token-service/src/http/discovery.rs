@@ -27,7 +27,12 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
         Ok(custom) => custom,
         Err(error) => return crate::error::OAuthError::from(error).into_response(),
     };
-    scopes.extend(custom.all().iter().map(|scope| scope.name.as_str().to_owned()));
+    scopes.extend(
+        custom
+            .all()
+            .iter()
+            .map(|scope| scope.name.as_str().to_owned()),
+    );
     let assertion_algorithms = crate::client_assertion::ALGORITHMS.map(|alg| alg.as_str());
     let mut response = Json(json!({
         "issuer": config.issuer,

@@ -10,9 +10,9 @@ use scopegate_validator::{Scope, ScopeSet};
 
 use super::StoreError;
 use super::db::{Row, Value};
+use super::scopes::StoredScope;
 use super::sql::{json_list, parse_list};
 use crate::config::keys::AssertionKeys;
-use super::scopes::StoredScope;
 use crate::config::{
     self, Api, ClaimMap, Client, ClientSettings, CustomScope, GrantType, RateLimit, ScopeSettings,
     TokenFormat,

@@ -88,8 +88,10 @@ impl ScopeStore for SqlStore {
         Ok(self
             .db
             .execute(
-                sql("UPDATE scopes SET claims = $1, access_token = $2, updated_at = $3 \
-                     WHERE name = $4 AND deleted_at IS NULL")
+                sql(
+                    "UPDATE scopes SET claims = $1, access_token = $2, updated_at = $3 \
+                     WHERE name = $4 AND deleted_at IS NULL",
+                )
                 .text(&claims)
                 .int(access_token)
                 .int(now)

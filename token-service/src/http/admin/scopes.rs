@@ -33,7 +33,10 @@ pub(crate) async fn list_scopes(
     AxumState(state): AxumState<State>,
 ) -> Result<Response, AdminError> {
     let definitions = state.directory().scopes().await?;
-    let scopes: Vec<Value> = definitions.entries().map(|entry| scope_json(&entry)).collect();
+    let scopes: Vec<Value> = definitions
+        .entries()
+        .map(|entry| scope_json(&entry))
+        .collect();
     Ok(Json(json!({ "scopes": scopes })).into_response())
 }
 

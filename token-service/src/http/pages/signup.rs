@@ -175,7 +175,9 @@ pub(super) async fn create(
             alert: (!alert.is_empty()).then(|| alert.to_owned()),
             claim_errors,
         };
-        signup_page(&state, &headers, request, &checked, &required, &typed, status)
+        signup_page(
+            &state, &headers, request, &checked, &required, &typed, status,
+        )
     };
 
     // Every attempt counts against the address, successful or not.
