@@ -59,6 +59,13 @@ scopes = ["openid", "{SCOPE}", "akamai:social_profile:read"]
 token_format = "opaque"
 
 [[clients]]
+id = "hr-wild"
+public = true
+grants = ["authorization_code", "refresh_token"]
+redirect_uris = ["{REDIRECT}"]
+scopes = ["openid", "hr:department:*"]
+
+[[clients]]
 id = "hr-batch"
 secret = "hr-batch-secret"
 grants = ["client_credentials"]
@@ -136,12 +143,17 @@ async fn code_for(service: &TestService, scope: Option<&str>) -> String {
 
 /// Redeems an `hr-portal` code: the token answer.
 async fn redeem(service: &TestService, code: &str) -> Value {
+    redeem_at(service, "hr-portal", code).await
+}
+
+/// Redeems a code of the public client `client`: the token answer.
+async fn redeem_at(service: &TestService, client: &str, code: &str) -> Value {
     let answer = service
         .post(
             "/token",
             None,
             &format!(
-                "grant_type=authorization_code&client_id=hr-portal&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
+                "grant_type=authorization_code&client_id={client}&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
                 form_encode(REDIRECT)
             ),
         )
@@ -178,6 +190,15 @@ async fn opaque_user_token(service: &TestService, scope: &str) -> String {
 }
 
 async fn refresh(service: &TestService, token: &str, scope: Option<&str>) -> Answer {
+    refresh_at(service, "hr-portal", token, scope).await
+}
+
+async fn refresh_at(
+    service: &TestService,
+    client: &str,
+    token: &str,
+    scope: Option<&str>,
+) -> Answer {
     let scope = scope.map_or_else(String::new, |scope| {
         format!("&scope={}", form_encode(scope))
     });
@@ -185,7 +206,7 @@ async fn refresh(service: &TestService, token: &str, scope: Option<&str>) -> Ans
         .post(
             "/token",
             None,
-            &format!("grant_type=refresh_token&client_id=hr-portal&refresh_token={token}{scope}"),
+            &format!("grant_type=refresh_token&client_id={client}&refresh_token={token}{scope}"),
         )
         .await
 }
@@ -359,6 +380,53 @@ async fn a_deleted_scope_is_given_by_no_grant_even_to_clients_that_list_it() {
         asking_back.text
     );
     assert_eq!(asking_back.error(), "invalid_scope");
+}
+
+#[tokio::test]
+async fn a_wildcard_a_client_lists_gives_a_deleted_scope_no_more_but_still_the_others() {
+    let service = start().await;
+    define(&service).await;
+    let write = json!({ "name": "hr:department:write", "claims": { "manager": "manager" } });
+    let answer = admin(&service, "POST", "/admin/scopes", Some(write)).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let both = "openid hr:department:read hr:department:write";
+    let (code, _) = sign_in_jane(&service, &authorize_query("hr-wild", REDIRECT, Some(both))).await;
+    let earlier = redeem_at(&service, "hr-wild", &code).await;
+    assert_eq!(
+        granted(&earlier),
+        ["hr:department:read", "hr:department:write", "openid"]
+    );
+
+    delete(&service).await;
+
+    // `hr:department:*` still covers a defined scope, but not the deleted one.
+    let page = get_with_cookies(
+        &service,
+        &format!(
+            "/authorize?{}",
+            authorize_query("hr-wild", REDIRECT, Some(both))
+        ),
+        &[],
+    )
+    .await;
+    let (location, params) = location_params(&page);
+    assert_eq!(param(&params, "error"), Some("invalid_scope"), "{location}");
+    let refreshed = refresh_at(
+        &service,
+        "hr-wild",
+        earlier["refresh_token"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
+    assert_eq!(granted(&refreshed.json), ["hr:department:write", "openid"]);
+    let (code, _) = sign_in_jane(
+        &service,
+        &authorize_query("hr-wild", REDIRECT, Some("openid hr:department:write")),
+    )
+    .await;
+    let later = redeem_at(&service, "hr-wild", &code).await;
+    assert_eq!(granted(&later), ["hr:department:write", "openid"]);
 }
 
 #[tokio::test]
