@@ -366,26 +366,26 @@ mod tests {
         let clock = Arc::new(MockClock::at_system_time());
         let here = catalogue_over(&store, &clock).await;
         let elsewhere = catalogue_over(&store, &clock).await;
-        assert_eq!(names(&*here.definitions().await.unwrap()), ["a:file:read"]);
+        assert_eq!(names(&here.definitions().await.unwrap()), ["a:file:read"]);
         assert_eq!(
-            names(&*elsewhere.definitions().await.unwrap()),
+            names(&elsewhere.definitions().await.unwrap()),
             ["a:file:read"]
         );
 
         store.insert_scope(&scope("a:new:read"), 1).await.unwrap();
         here.forget();
         assert_eq!(
-            names(&*here.definitions().await.unwrap()),
+            names(&here.definitions().await.unwrap()),
             ["a:file:read", "a:new:read"]
         );
         clock.advance(STORED_TTL - Duration::from_secs(1));
         assert_eq!(
-            names(&*elsewhere.definitions().await.unwrap()),
+            names(&elsewhere.definitions().await.unwrap()),
             ["a:file:read"]
         );
         clock.advance(Duration::from_secs(1));
         assert_eq!(
-            names(&*elsewhere.definitions().await.unwrap()),
+            names(&elsewhere.definitions().await.unwrap()),
             ["a:file:read", "a:new:read"]
         );
         store.close().await;
@@ -407,7 +407,7 @@ mod tests {
         store.close().await;
         clock.advance(STORED_TTL * 3);
         assert_eq!(
-            names(&*read.definitions().await.unwrap()),
+            names(&read.definitions().await.unwrap()),
             ["a:file:read", "a:stored:read"]
         );
         assert!(never_read.definitions().await.is_err());

@@ -311,7 +311,7 @@ fn the_file_the_admin_api_and_scope_add_read_a_claim_scope_alike() {
     let config = Config::from_toml(&format!("{TOP}[[scopes]]\n{}", toml_of(&sample)))
         .expect("the configuration file reads it");
     let checked = build_scope("", from_json, &Defined::default()).expect("valid");
-    assert_eq!(config.scopes, [checked.clone()]);
+    assert_eq!(config.scopes, std::slice::from_ref(&checked));
     // What the admin API answers is what it reads.
     assert_eq!(
         ScopeSettings::from_json(serde_json::to_value(checked.settings()).unwrap()).unwrap(),
