@@ -234,8 +234,15 @@ pub(super) fn api_from_row(row: &Row) -> Result<Api, StoreError> {
 
 /// A claim scope's definition columns: `claims` (a JSON object) and `access_token` (0 or 1).
 pub(super) fn scope_definition(scope: &CustomScope) -> (String, u64) {
-    let claims = serde_json::to_string(&scope.claims).unwrap_or_else(|_| "{}".to_owned());
-    (claims, u64::from(scope.access_token))
+    let claims: serde_json::Map<String, serde_json::Value> = scope
+        .claims
+        .iter()
+        .map(|(claim, attribute)| (claim.clone(), attribute.clone().into()))
+        .collect();
+    (
+        serde_json::Value::Object(claims).to_string(),
+        u64::from(scope.access_token),
+    )
 }
 
 /// Rebuilds a stored claim scope from its row, checked again by the one check of a definition.
