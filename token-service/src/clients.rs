@@ -18,7 +18,7 @@ use crate::store::{Store, StoreError};
 /// here.
 pub const STORED_TTL: Duration = Duration::from_secs(10);
 
-/// Clients and APIs.
+/// Clients and APIs, and the claim scopes they may be granted.
 #[derive(Clone)]
 pub struct Registry {
     configured: Arc<HashMap<String, Arc<Client>>>,
@@ -28,7 +28,8 @@ pub struct Registry {
     stored: moka::future::Cache<String, Option<Arc<Client>>>,
     /// Every API of the store, re-read at most every `STORED_TTL`.
     stored_apis: moka::future::Cache<(), Arc<Vec<Arc<Api>>>>,
-    /// The claim scopes, which the service owns as [`with_internal_api`](Self::with_internal_api)'s API.
+    /// The claim scopes, which the service owns as the API
+    /// [`with_internal_api`](Self::with_internal_api) adds.
     scopes: ScopeCatalogue,
     /// The id of the service's own API identity, once added.
     service_id: Option<String>,
@@ -231,15 +232,20 @@ impl Registry {
         Ok(owners)
     }
 
-    /// The scopes no grant gives now: those of deleted claim scopes that nothing defines again
-    /// ([`crate::scope_catalogue`]).
+    /// The scopes no grant gives now — those of deleted claim scopes that nothing defines again
+    /// ([`crate::scope_catalogue`]) — judged for the scopes of `concerned` (every scope the
+    /// caller will ask about: an API is looked for only when one of them needs it).
     ///
     /// # Errors
     ///
     /// [`StoreError`] if the claim scopes cannot be read.
-    pub async fn withdrawn_scopes(&self) -> Result<Withdrawn, StoreError> {
+    pub async fn withdrawn_scopes(&self, concerned: &[&ScopeSet]) -> Result<Withdrawn, StoreError> {
         let definitions = self.scopes.definitions().await?;
-        if !definitions.has_deleted() {
+        let may_be_withdrawn = concerned
+            .iter()
+            .flat_map(|scopes| scopes.iter())
+            .any(|scope| definitions.withdrawn_unless_owned(scope));
+        if !may_be_withdrawn {
             return Ok(Withdrawn::new(definitions, Vec::new()));
         }
         let apis = match self.all_apis().await {

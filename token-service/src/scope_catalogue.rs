@@ -163,10 +163,12 @@ impl Definitions {
             .find(|defined| config::scopes_overlap(&defined.name, scope))
     }
 
-    /// Whether some names were deleted (only then can a scope be withdrawn).
+    /// Whether `scope` is withdrawn unless an API owns it: it releases the claims of a deleted
+    /// definition, and of no definition there is.
     #[must_use]
-    pub fn has_deleted(&self) -> bool {
-        !self.deleted.is_empty()
+    pub fn withdrawn_unless_owned(&self, scope: &Scope) -> bool {
+        self.deleted.iter().any(|deleted| scope.covers(deleted))
+            && !self.scopes.iter().any(|defined| defined.released_by(scope))
     }
 }
 
@@ -175,11 +177,13 @@ impl Definitions {
 #[derive(Debug, Clone)]
 pub struct Withdrawn {
     definitions: Arc<Definitions>,
+    /// The APIs, when one may own a scope that would be withdrawn otherwise (else empty).
     apis: Vec<Arc<Api>>,
 }
 
 impl Withdrawn {
-    /// Over `definitions` and every API (configured and stored).
+    /// Over `definitions` and the APIs that may own a scope that would be withdrawn otherwise:
+    /// every API (configured and stored), or none when no scope asked about could be withdrawn.
     #[must_use]
     pub fn new(definitions: Arc<Definitions>, apis: Vec<Arc<Api>>) -> Self {
         Self { definitions, apis }
@@ -188,22 +192,14 @@ impl Withdrawn {
     /// Whether `scope` is withdrawn.
     #[must_use]
     pub fn contains(&self, scope: &Scope) -> bool {
-        let definitions = &self.definitions;
-        definitions
-            .deleted
-            .iter()
-            .any(|deleted| scope.covers(deleted))
-            && !definitions
-                .scopes
-                .iter()
-                .any(|defined| defined.released_by(scope))
+        self.definitions.withdrawn_unless_owned(scope)
             && !self.apis.iter().any(|api| api.owns(scope))
     }
 
     /// `scopes` without the withdrawn ones.
     #[must_use]
     pub fn remove_from(&self, scopes: &ScopeSet) -> ScopeSet {
-        if !self.definitions.has_deleted() {
+        if self.definitions.deleted.is_empty() {
             return scopes.clone();
         }
         scopes

@@ -229,7 +229,7 @@ pub async fn authorization_code(
     // A scope deleted since the code was issued is no longer given.
     let scope = state
         .registry()
-        .withdrawn_scopes()
+        .withdrawn_scopes(&[&scope])
         .await?
         .remove_from(&scope);
     user_tokens(

@@ -30,7 +30,11 @@ pub async fn granted_scopes(
     client: &Client,
     requested: Option<&ScopeSet>,
 ) -> Result<ScopeSet, OAuthError> {
-    let withdrawn = state.registry().withdrawn_scopes().await?;
+    let concerned: Vec<&ScopeSet> = [Some(&client.allowed), client.defaults.as_ref(), requested]
+        .into_iter()
+        .flatten()
+        .collect();
+    let withdrawn = state.registry().withdrawn_scopes(&concerned).await?;
     let allowed = withdrawn.remove_from(&client.allowed);
     match requested {
         Some(requested) => {
@@ -62,7 +66,10 @@ pub async fn still_allowed(
     client: &Client,
     granted: &ScopeSet,
 ) -> Result<ScopeSet, OAuthError> {
-    let withdrawn = state.registry().withdrawn_scopes().await?;
+    let withdrawn = state
+        .registry()
+        .withdrawn_scopes(&[&client.allowed, granted])
+        .await?;
     let allowed = withdrawn.remove_from(&client.allowed);
     Ok(withdrawn
         .remove_from(granted)
