@@ -1,5 +1,7 @@
 //! Who may ask for tokens and who may introspect them: clients (configured, or added to the
-//! store with `token-service client add`) and APIs (configured), and their authentication.
+//! store with `token-service client add`) and APIs (configured or added), and their
+//! authentication; which APIs own a scope (the service itself among them, for the claim
+//! scopes of its [`ScopeCatalogue`]), and which scopes no grant gives now.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,13 +10,15 @@ use std::time::Duration;
 use scopegate_validator::ScopeSet;
 
 use crate::config::{self, Api, Client, Config};
+use crate::scope_catalogue::{ScopeCatalogue, Withdrawn};
 use crate::store::{Store, StoreError};
 
-/// How long a client read from the store is remembered (also how long a client added while the
-/// service runs may take to become known).
-const STORED_CLIENT_TTL: Duration = Duration::from_secs(10);
+/// How long a client, an API or a claim scope read from the store is used before it is read
+/// again: also how long one added, changed or deleted at another instance may take to be seen
+/// here.
+pub const STORED_TTL: Duration = Duration::from_secs(10);
 
-/// Clients and APIs.
+/// Clients and APIs, and the claim scopes they may be granted.
 #[derive(Clone)]
 pub struct Registry {
     configured: Arc<HashMap<String, Arc<Client>>>,
@@ -22,8 +26,13 @@ pub struct Registry {
     longest_configured_ttl: Duration,
     store: Arc<dyn Store>,
     stored: moka::future::Cache<String, Option<Arc<Client>>>,
-    /// Every API of the store, re-read at most every `STORED_CLIENT_TTL`.
+    /// Every API of the store, re-read at most every `STORED_TTL`.
     stored_apis: moka::future::Cache<(), Arc<Vec<Arc<Api>>>>,
+    /// The claim scopes, which the service owns as the API
+    /// [`with_internal_api`](Self::with_internal_api) adds.
+    scopes: ScopeCatalogue,
+    /// The id of the service's own API identity, once added.
+    service_id: Option<String>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -37,9 +46,10 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// The configured clients and APIs, and the store for clients added at run time.
+    /// The configured clients and APIs, the store for those added at run time, and the claim
+    /// scopes.
     #[must_use]
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
+    pub fn new(config: &Config, store: Arc<dyn Store>, scopes: ScopeCatalogue) -> Self {
         let _ = crate::secret::decoy_hash();
         Self {
             configured: Arc::new(
@@ -60,13 +70,21 @@ impl Registry {
             store,
             stored: moka::future::Cache::builder()
                 .max_capacity(10_000)
-                .time_to_live(STORED_CLIENT_TTL)
+                .time_to_live(STORED_TTL)
                 .build(),
             stored_apis: moka::future::Cache::builder()
                 .max_capacity(1)
-                .time_to_live(STORED_CLIENT_TTL)
+                .time_to_live(STORED_TTL)
                 .build(),
+            scopes,
+            service_id: None,
         }
+    }
+
+    /// The claim scopes.
+    #[must_use]
+    pub fn scopes(&self) -> &ScopeCatalogue {
+        &self.scopes
     }
 
     /// A client by id: configured ones first, then the store.
@@ -112,7 +130,7 @@ impl Registry {
     }
 
     /// Forgets what this instance remembers of stored client `id`, after it was added or
-    /// deleted here (other instances notice within `STORED_CLIENT_TTL`).
+    /// deleted here (other instances notice within `STORED_TTL`).
     pub async fn forget_client(&self, id: &str) {
         self.stored.invalidate(id).await;
     }
@@ -127,10 +145,11 @@ impl Registry {
         self.apis.values()
     }
 
-    /// Adds the service's own API identity (used by its `/userinfo` to introspect), unless an
-    /// API of that id is configured.
+    /// Adds the service's own API identity, unless an API of that id is configured: it owns
+    /// `api.scopes` (OpenID Connect's and the admin API's) and the catalogue's claim scopes.
     #[must_use]
     pub fn with_internal_api(mut self, api: Api) -> Self {
+        self.service_id = Some(api.id.clone());
         let apis = Arc::make_mut(&mut self.apis);
         apis.entry(api.id.clone()).or_insert_with(|| Arc::new(api));
         self
@@ -187,11 +206,12 @@ impl Registry {
         Ok(self.apis.values().chain(stored.iter()).cloned().collect())
     }
 
-    /// The ids of every API (configured or stored) that owns one of `scope`.
+    /// The ids of every API (configured or stored) that owns one of `scope`, the service's own
+    /// among them for a claim scope.
     ///
     /// # Errors
     ///
-    /// [`StoreError`] if the stored APIs cannot be read.
+    /// [`StoreError`] if the stored APIs or the claim scopes cannot be read.
     pub async fn apis_owning(&self, scope: &ScopeSet) -> Result<Vec<String>, StoreError> {
         let stored = self.stored_apis().await?;
         let mut owners: Vec<String> = self
@@ -201,9 +221,43 @@ impl Registry {
             .filter(|api| scope.iter().any(|granted| api.owns(granted)))
             .map(|api| api.id.clone())
             .collect();
+        if let Some(service) = &self.service_id {
+            let definitions = self.scopes.definitions().await?;
+            if scope.iter().any(|granted| definitions.owns(granted)) {
+                owners.push(service.clone());
+            }
+        }
         owners.sort();
         owners.dedup();
         Ok(owners)
+    }
+
+    /// The scopes no grant gives now — those of deleted claim scopes that nothing defines again
+    /// ([`crate::scope_catalogue`]) — judged for the scopes of `concerned` (every scope the
+    /// caller will ask about: an API is looked for only when one of them needs it).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the claim scopes cannot be read.
+    pub async fn withdrawn_scopes(&self, concerned: &[&ScopeSet]) -> Result<Withdrawn, StoreError> {
+        let definitions = self.scopes.definitions().await?;
+        let may_be_withdrawn = concerned
+            .iter()
+            .flat_map(|scopes| scopes.iter())
+            .any(|scope| definitions.withdrawn_unless_owned(scope));
+        if !may_be_withdrawn {
+            return Ok(Withdrawn::new(definitions, Vec::new()));
+        }
+        let apis = match self.all_apis().await {
+            Ok(apis) => apis,
+            // Grants go on while the store is down: a deleted scope that a stored API has
+            // taken over is withheld until the store answers again.
+            Err(error) => {
+                tracing::warn!(%error, "stored APIs unreadable: judging deleted scopes by the configured APIs");
+                self.apis.values().cloned().collect()
+            }
+        };
+        Ok(Withdrawn::new(definitions, apis))
     }
 
     /// How long a superseded signing key stays published: the longest access token lifetime
@@ -242,7 +296,12 @@ mod tests {
         )
         .unwrap();
         let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite("sqlite::memory:").await.unwrap());
-        let registry = Registry::new(&config, store);
+        let scopes = ScopeCatalogue::new(
+            &config,
+            Arc::clone(&store),
+            Arc::new(scopegate_validator::SystemClock),
+        );
+        let registry = Registry::new(&config, store, scopes);
         let long = "x".repeat(60 * 1024);
         assert!(registry.client(&long).await.unwrap().is_none());
         assert!(registry.client("unknown").await.unwrap().is_none());

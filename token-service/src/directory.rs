@@ -1,5 +1,5 @@
-//! Who exists: the use cases that create and remove users, clients and APIs. Each is one
-//! function here, and every entry point — the CLI, the admin API, the sign-up page — is an
+//! Who exists: the use cases that create and remove users, clients and APIs, and define, change
+//! and delete claim scopes. Each is one function here, and every entry point — the CLI, the admin API, the sign-up page — is an
 //! adapter that parses its input, calls it, and answers in its own way. So the rules hold on
 //! every path alike:
 //!
@@ -8,7 +8,9 @@
 //!   enforced by a unique index on the lowered name);
 //! - clients and users never share a subject: a client id is no user's username or `sub`, and a
 //!   username is no client's id (a client-credentials token's `sub` is its client id);
-//! - an API owns no scope that another API or the service itself owns;
+//! - an API owns no scope that another API or the service itself owns (OpenID Connect's, the
+//!   admin API's, the claim scopes), and a claim scope overlaps no API's
+//!   ([`config::build_scope`], the one check of a definition);
 //! - what the configuration defines is read-only here.
 
 use std::sync::Arc;
@@ -18,11 +20,12 @@ use serde_json::{Map, Value};
 
 use crate::clients::Registry;
 use crate::config::{self, Config, ConfigError};
-use crate::config::{Api, ApiSettings, Client, ClientSettings};
+use crate::config::{Api, ApiSettings, Client, ClientSettings, CustomScope, ScopeSettings};
 use crate::registration;
+use crate::scope_catalogue::{Definitions, ScopeCatalogue};
 use crate::secret::Secret;
 use crate::service_scopes;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoredScope};
 use crate::users::{self, Account, Users};
 
 /// Why a use case refused; nothing changed.
@@ -35,7 +38,7 @@ pub enum DirectoryError {
     /// The name is taken by one of its kind.
     #[error("{kind} `{id}` exists")]
     Taken {
-        /// `user`, `client` or `API`.
+        /// `user`, `client`, `API` or `scope`.
         kind: &'static str,
         /// The name asked for.
         id: String,
@@ -51,7 +54,7 @@ pub enum DirectoryError {
     /// It is defined in the configuration file, read-only here.
     #[error("{kind} `{id}` is defined in the configuration file: change it there")]
     Configured {
-        /// `user`, `client` or `API`.
+        /// `user`, `client`, `API` or `scope`.
         kind: &'static str,
         /// Its name.
         id: String,
@@ -59,7 +62,7 @@ pub enum DirectoryError {
     /// There is no such one.
     #[error("no {kind} `{id}`")]
     NotFound {
-        /// `user`, `client` or `API`.
+        /// `user`, `client`, `API` or `scope`.
         kind: &'static str,
         /// The name asked for.
         id: String,
@@ -92,7 +95,12 @@ impl Directory {
     /// Over `config` and `store` (the CLI builds one; the running service has its own).
     #[must_use]
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>) -> Self {
-        let registry = Registry::new(&config, Arc::clone(&store));
+        let scopes = ScopeCatalogue::new(
+            &config,
+            Arc::clone(&store),
+            Arc::new(scopegate_validator::SystemClock),
+        );
+        let registry = Registry::new(&config, Arc::clone(&store), scopes);
         let users = Users::new(&config, Arc::clone(&store));
         Self::from_parts(config, store, registry, users)
     }
@@ -225,12 +233,14 @@ impl Directory {
                 reason: format!("`{}` is a user's name or subject", settings.id),
             });
         }
-        let config = Arc::clone(&self.config);
+        // Its required claims may be those of any claim scope, the store's too.
+        let definitions = self.registry.scopes().definitions().await?;
         // Argon2id hashing of the new secret takes tens of milliseconds: off the async workers.
-        let (record, secret) =
-            tokio::task::spawn_blocking(move || registration::client(&config, settings, now))
-                .await
-                .map_err(|_| DirectoryError::Hashing)??;
+        let (record, secret) = tokio::task::spawn_blocking(move || {
+            registration::client(definitions.all(), settings, now)
+        })
+        .await
+        .map_err(|_| DirectoryError::Hashing)??;
         match self.store.insert_client(&record).await {
             Err(StoreError::Duplicate(_)) => return Err(taken(record.id())),
             other => other?,
@@ -316,11 +326,23 @@ impl Directory {
     /// Who, other than the API `except`, owns a scope overlapping `scope`: another API or
     /// the service itself.
     async fn owner_of(&self, scope: &Scope, except: &str) -> Result<Option<String>, StoreError> {
-        if service_scopes::owned(&self.config)
+        if service_scopes::fixed()
             .iter()
             .any(|owned| config::scopes_overlap(owned, scope))
         {
             return Ok(Some("the token service itself".to_owned()));
+        }
+        if let Some(defined) = self
+            .registry
+            .scopes()
+            .definitions()
+            .await?
+            .overlapping(scope)
+        {
+            return Ok(Some(format!(
+                "the token service itself (its claim scope `{}`)",
+                defined.name
+            )));
         }
         Ok(self
             .registry
@@ -358,5 +380,192 @@ impl Directory {
         }
         tracing::info!(api = %id, "API deleted");
         Ok(())
+    }
+
+    // ---- claim scopes ---------------------------------------------------------------------
+
+    /// Every claim scope, read from the store now: the configuration file's, then the store's.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store fails or holds a definition this version cannot read.
+    pub async fn scopes(&self) -> Result<Definitions, StoreError> {
+        Ok(Definitions::merge(
+            &self.config.scopes,
+            self.store.list_scopes().await?,
+        ))
+    }
+
+    /// Defines a claim scope in the store, checked by the one check of a definition
+    /// ([`config::build_scope`]). Clients that list it are granted it, with its claims, from
+    /// their next token on (at once here, within `clients::STORED_TTL` elsewhere).
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field, `Configured` (the file defines it), `Taken`, `Clash` (`name`
+    /// overlaps an API's scope), `Store`.
+    pub async fn create_scope(
+        &self,
+        settings: ScopeSettings,
+        now: u64,
+    ) -> Result<StoredScope, DirectoryError> {
+        let definitions = self.scopes().await?;
+        let scope = self.check_scope(settings, &definitions, None).await?;
+        match self.store.insert_scope(&scope, now).await {
+            // Another definition of the name won the race.
+            Err(StoreError::Duplicate(name)) => {
+                return Err(DirectoryError::Taken {
+                    kind: "scope",
+                    id: name,
+                });
+            }
+            other => other?,
+        }
+        self.registry.scopes().forget();
+        tracing::info!(scope = %scope.name, "claim scope defined");
+        Ok(StoredScope {
+            scope,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        })
+    }
+
+    /// Replaces the definition of a stored claim scope (its claims and `access_token`; a scope
+    /// is not renamed). Tokens issued from now on, `/userinfo` and introspection release what
+    /// it says now; JWTs issued before keep what they carry.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field (`name` when it is not `name`), `Configured`, `NotFound`,
+    /// `Store`.
+    pub async fn update_scope(
+        &self,
+        name: &str,
+        settings: ScopeSettings,
+        now: u64,
+    ) -> Result<StoredScope, DirectoryError> {
+        if settings.name != name {
+            return Err(invalid(
+                "name",
+                format!("must be `{name}`, the scope changed: a scope is not renamed"),
+            ));
+        }
+        let definitions = self.scopes().await?;
+        let scope = self.check_scope(settings, &definitions, Some(name)).await?;
+        let created_at = definitions
+            .find(name)
+            .and_then(|entry| entry.created_at)
+            .unwrap_or(now);
+        if !self.store.update_scope(&scope, now).await? {
+            return Err(DirectoryError::NotFound {
+                kind: "scope",
+                id: name.to_owned(),
+            });
+        }
+        self.registry.scopes().forget();
+        tracing::info!(scope = %name, "claim scope changed");
+        Ok(StoredScope {
+            scope,
+            created_at,
+            updated_at: now,
+            deleted_at: None,
+        })
+    }
+
+    /// Deletes a stored claim scope: it is withdrawn — no grant gives it any more, even to a
+    /// client that still lists it — and it releases no claim any more, to `/userinfo` or at
+    /// introspection; tokens already issued stay valid until they expire (JWTs keep the claims
+    /// they carry).
+    ///
+    /// # Errors
+    ///
+    /// `Configured`, `NotFound`, `Store`.
+    pub async fn delete_scope(&self, name: &str, now: u64) -> Result<(), DirectoryError> {
+        if self.is_configured_scope(name) {
+            return Err(DirectoryError::Configured {
+                kind: "scope",
+                id: name.to_owned(),
+            });
+        }
+        let deleted = self.store.delete_scope(name, now).await?;
+        self.registry.scopes().forget();
+        if !deleted {
+            return Err(DirectoryError::NotFound {
+                kind: "scope",
+                id: name.to_owned(),
+            });
+        }
+        tracing::info!(scope = %name, "claim scope deleted");
+        Ok(())
+    }
+
+    fn is_configured_scope(&self, name: &str) -> bool {
+        self.config
+            .scopes
+            .iter()
+            .any(|scope| scope.name.as_str() == name)
+    }
+
+    /// The one check of a definition against what exists now (`replacing`: the stored
+    /// definition it takes the place of).
+    async fn check_scope(
+        &self,
+        settings: ScopeSettings,
+        definitions: &Definitions,
+        replacing: Option<&str>,
+    ) -> Result<CustomScope, DirectoryError> {
+        if replacing.is_some_and(|name| self.is_configured_scope(name)) {
+            return Err(DirectoryError::Configured {
+                kind: "scope",
+                id: settings.name,
+            });
+        }
+        if let Some(name) = replacing
+            && definitions.find(name).is_none()
+        {
+            return Err(DirectoryError::NotFound {
+                kind: "scope",
+                id: name.to_owned(),
+            });
+        }
+        let others: Vec<CustomScope> = definitions
+            .stored()
+            .iter()
+            .filter(|scope| Some(scope.name.as_str()) != replacing)
+            .cloned()
+            .collect();
+        let apis: Vec<Arc<Api>> = self
+            .registry
+            .all_apis()
+            .await?
+            .into_iter()
+            .filter(|api| api.id != self.config.issuer)
+            .collect();
+        let defined = config::Defined {
+            configured: definitions.configured(),
+            stored: &others,
+            apis: &apis,
+        };
+        config::build_scope("", settings, &defined).map_err(|refused| match refused {
+            config::ScopeRefused::Invalid(error) => DirectoryError::Invalid(error),
+            config::ScopeRefused::Defined { name, configured } => {
+                if configured {
+                    DirectoryError::Configured {
+                        kind: "scope",
+                        id: name,
+                    }
+                } else {
+                    DirectoryError::Taken {
+                        kind: "scope",
+                        id: name,
+                    }
+                }
+            }
+            refused @ config::ScopeRefused::OwnedByApi { .. } => DirectoryError::Clash {
+                field: "name".to_owned(),
+                reason: refused.to_string(),
+            },
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! OpenID Connect id_tokens: the claims a user's granted scopes release (OpenID Connect Core
-//! §5.4's scope claims and the configured custom scopes), `nonce`, `auth_time`, `sid`, `at_hash`.
+//! §5.4's scope claims and the claim scopes of the catalogue), `nonce`, `auth_time`, `sid`,
+//! `at_hash`.
 
 use aws_lc_rs::digest;
 use base64::Engine;
@@ -61,16 +62,28 @@ pub fn claim_attribute(custom: &[CustomScope], scope: &ScopeSet, claim: &str) ->
     if standard && !NOT_SELF_ASSERTED.contains(&claim) {
         return Some(claim.to_owned());
     }
-    custom
-        .iter()
-        .filter(|custom| scope.iter().any(|granted| granted.covers(&custom.name)))
-        .find_map(|custom| custom.claims.get(claim).cloned())
+    released(custom, scope).find_map(|custom| custom.claims.get(claim).cloned())
 }
 
-/// The claims `scope` releases about `account`: its attributes, and what the service knows of
-/// it — `updated_at` from its record, `name` made of its name parts when none is stored.
+/// The claim scopes of `custom` (the definitions now) whose claims `scope` releases.
+fn released<'a>(
+    custom: &'a [CustomScope],
+    scope: &'a ScopeSet,
+) -> impl Iterator<Item = &'a CustomScope> {
+    custom
+        .iter()
+        .filter(|custom| scope.iter().any(|granted| custom.released_by(granted)))
+}
+
+/// The claims `scope` releases about `account` under the claim scopes `custom` (the
+/// definitions now): its attributes, and what the service knows of it — `updated_at` from its
+/// record, `name` made of its name parts when none is stored.
 #[must_use]
-pub fn released_claims(state: &State, account: &Account, scope: &ScopeSet) -> Map<String, Value> {
+pub fn released_claims(
+    custom: &[CustomScope],
+    account: &Account,
+    scope: &ScopeSet,
+) -> Map<String, Value> {
     let attributes = &account.attributes;
     let granted = |name: &str| scope.iter().any(|scope| scope.as_str() == name);
     let mut claims = Map::new();
@@ -111,12 +124,10 @@ pub fn released_claims(state: &State, account: &Account, scope: &ScopeSet) -> Ma
             claims.insert("address".to_owned(), Value::Object(address));
         }
     }
-    for custom in &state.config().scopes {
-        if scope.iter().any(|granted| granted.covers(&custom.name)) {
-            for (claim, attribute) in &custom.claims {
-                if let Some(value) = attributes.get(attribute) {
-                    claims.insert(claim.clone(), value.clone());
-                }
+    for custom in released(custom, scope) {
+        for (claim, attribute) in &custom.claims {
+            if let Some(value) = attributes.get(attribute) {
+                claims.insert(claim.clone(), value.clone());
             }
         }
     }
@@ -124,28 +135,23 @@ pub fn released_claims(state: &State, account: &Account, scope: &ScopeSet) -> Ma
 }
 
 /// The custom claims an access token granted `scope` carries about a user with `attributes`:
-/// those of the custom scopes marked `access_token` that `scope` covers. All of them, or none
+/// those of the claim scopes of `custom` (the definitions now) marked `access_token` that
+/// `scope` covers. All of them, or none
 /// when together they are larger, as JSON, than `limits.max_access_token_claims_bytes` — a
 /// token too large for the headers that carry it would fail at every API, and an API missing a
 /// claim refuses rather than guesses (the service logs a warning).
 #[must_use]
 pub fn access_token_claims(
     state: &State,
+    custom: &[CustomScope],
     attributes: &Map<String, Value>,
     scope: &ScopeSet,
 ) -> Map<String, Value> {
     let mut claims = Map::new();
-    for custom in state
-        .config()
-        .scopes
-        .iter()
-        .filter(|custom| custom.access_token)
-    {
-        if scope.iter().any(|granted| granted.covers(&custom.name)) {
-            for (claim, attribute) in &custom.claims {
-                if let Some(value) = attributes.get(attribute) {
-                    claims.insert(claim.clone(), value.clone());
-                }
+    for custom in released(custom, scope).filter(|custom| custom.access_token) {
+        for (claim, attribute) in &custom.claims {
+            if let Some(value) = attributes.get(attribute) {
+                claims.insert(claim.clone(), value.clone());
             }
         }
     }
@@ -213,18 +219,22 @@ pub struct Subject<'a> {
     pub ttl: u64,
 }
 
-/// Signs an id_token.
+/// Signs an id_token, with the claims the claim scopes `custom` (the definitions now) release.
 ///
 /// # Errors
 ///
 /// `temporarily_unavailable` if no key can sign.
-pub fn issue(state: &State, subject: &Subject<'_>) -> Result<String, OAuthError> {
+pub fn issue(
+    state: &State,
+    custom: &[CustomScope],
+    subject: &Subject<'_>,
+) -> Result<String, OAuthError> {
     let now = state.now();
     let algorithm = state
         .keys()
         .active(now)
         .map_or(KeyAlgorithm::Rs256, |key| key.key.algorithm());
-    let mut claims = released_claims(state, subject.account, subject.scope);
+    let mut claims = released_claims(custom, subject.account, subject.scope);
     let fixed = json!({
         "iss": state.config().issuer,
         "sub": subject.account.id,

@@ -29,6 +29,7 @@ pub mod registration;
 pub mod required_claims;
 pub mod revocation;
 pub mod rotation;
+pub mod scope_catalogue;
 pub mod sealing;
 pub mod secret;
 pub mod service_scopes;
@@ -150,8 +151,12 @@ impl State {
                 );
             }
         }
-        let registry =
-            Registry::new(&config, Arc::clone(&store)).with_internal_api(service_api(&config));
+        let scopes =
+            scope_catalogue::ScopeCatalogue::new(&config, Arc::clone(&store), Arc::clone(&clock));
+        // Read once now: a store holding a definition this version cannot read stops the start.
+        scopes.definitions().await?;
+        let registry = Registry::new(&config, Arc::clone(&store), scopes)
+            .with_internal_api(service_api(&config));
         let users = Users::new(&config, Arc::clone(&store));
         let ring = KeyRing::load(
             &store.list_keys().await?,
@@ -262,6 +267,12 @@ impl State {
     #[must_use]
     pub fn registry(&self) -> &Registry {
         self.inner.directory.registry()
+    }
+
+    /// The claim scopes, from the configuration and the store.
+    #[must_use]
+    pub fn scopes(&self) -> &scope_catalogue::ScopeCatalogue {
+        self.inner.directory.registry().scopes()
     }
 
     /// Users who may sign in.
@@ -439,9 +450,6 @@ impl State {
     }
 }
 
-/// The service itself as an API, owning [`service_scopes::owned`]: tokens carrying them are
-/// addressed to it. Nobody introspects as it (its secret is random and thrown away): it reads
-/// its own tokens in-process.
 /// Says at start how secrets are kept: loudly when in clear, for then a copy of the database is
 /// enough to sign tokens.
 fn announce_encryption(sealer: &sealing::Sealer, resealed: usize) {
@@ -459,12 +467,16 @@ fn announce_encryption(sealer: &sealing::Sealer, resealed: usize) {
     }
 }
 
+/// The service itself as an API, owning [`service_scopes::fixed`] (and, through the registry,
+/// the claim scopes of its catalogue): tokens carrying them are addressed to it. Nobody
+/// introspects as it (its secret is random and thrown away): it reads its own tokens
+/// in-process.
 fn service_api(config: &Config) -> config::Api {
     config::Api {
         id: config.issuer.clone(),
         secret: Some(secret::SecretHash::hash(&secret::random_token())),
         keys: None,
-        scopes: service_scopes::owned(config),
+        scopes: service_scopes::fixed(),
         registered_at: None,
         rate_limit: None,
     }

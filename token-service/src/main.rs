@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use scopegate_token_service::config::{
-    self, ApiSettings, ClientSettings, Config, ConfigError, Source,
+    self, ApiSettings, ClientSettings, Config, ConfigError, ScopeSettings, Source,
 };
 use scopegate_token_service::directory::{Directory, DirectoryError};
 use scopegate_token_service::http::observe;
 use scopegate_token_service::keys::KeyRing;
+use scopegate_token_service::scope_catalogue::Entry;
 use scopegate_token_service::secret::SecretHash;
 use scopegate_token_service::store;
 use scopegate_token_service::telemetry::traces;
@@ -72,6 +73,9 @@ enum Command {
     /// Manage APIs (resource servers that may introspect) added at run time.
     #[command(subcommand)]
     Api(ApiCommand),
+    /// Manage claim scopes defined at run time (configured ones live in the config file).
+    #[command(subcommand)]
+    Scope(ScopeCommand),
     /// Inspect and rotate signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -116,6 +120,30 @@ enum ApiCommand {
     Add(ApiSettings),
     /// List configured and stored APIs (never their secrets).
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ScopeCommand {
+    /// Define a claim scope: the claims it releases and the user attributes they are read
+    /// from. Clients that list it are granted it from their next token on.
+    Add(ScopeSettings),
+    /// List configured and stored claim scopes.
+    List,
+    /// Show one claim scope.
+    Show {
+        /// The scope.
+        #[arg(long)]
+        name: String,
+    },
+    /// Replace a stored claim scope's claims and --access-token (a scope is not renamed).
+    Update(ScopeSettings),
+    /// Delete a stored claim scope: no grant gives it any more, even to clients that still
+    /// list it, and it releases no claim; tokens already issued stay valid until they expire.
+    Remove {
+        /// The scope.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +289,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             match command {
                 ApiCommand::Add(settings) => add_api(&config, settings).await,
                 ApiCommand::List => list_apis(&config).await,
+            }
+        }
+        Command::Scope(command) => {
+            let config = load(cli.config.as_ref())?;
+            match command {
+                ScopeCommand::Add(settings) => add_scope(&config, settings).await,
+                ScopeCommand::List => list_scopes(&config).await,
+                ScopeCommand::Show { name } => show_scope(&config, &name).await,
+                ScopeCommand::Update(settings) => update_scope(&config, settings).await,
+                ScopeCommand::Remove { name } => remove_scope(&config, &name).await,
             }
         }
         Command::Keys(command) => {
@@ -507,6 +545,104 @@ async fn list_apis(config: &Config) -> Result<(), Failure> {
         println!("{:<40} {:<7} {}", api.id, source, scopes.join(" "));
     }
     Ok(())
+}
+
+/// `scope add`: its flags are the members of [`ScopeSettings`] (a `[[scopes]]` entry).
+async fn add_scope(config: &Config, settings: ScopeSettings) -> Result<(), Failure> {
+    let stored = directory(config)
+        .await?
+        .create_scope(settings, now())
+        .await
+        .map_err(directory_error(&["scope", "add"]))?;
+    println!("scope {} defined", stored.scope.name);
+    print_scope(&Entry {
+        scope: &stored.scope,
+        source: scopegate_token_service::scope_catalogue::ScopeSource::Store,
+        created_at: Some(stored.created_at),
+        updated_at: Some(stored.updated_at),
+    });
+    Ok(())
+}
+
+/// `scope update`: the same flags as `scope add`; they replace the definition.
+async fn update_scope(config: &Config, settings: ScopeSettings) -> Result<(), Failure> {
+    let name = settings.name.clone();
+    let stored = directory(config)
+        .await?
+        .update_scope(&name, settings, now())
+        .await
+        .map_err(directory_error(&["scope", "update"]))?;
+    println!("scope {name} changed");
+    print_scope(&Entry {
+        scope: &stored.scope,
+        source: scopegate_token_service::scope_catalogue::ScopeSource::Store,
+        created_at: Some(stored.created_at),
+        updated_at: Some(stored.updated_at),
+    });
+    Ok(())
+}
+
+async fn remove_scope(config: &Config, name: &str) -> Result<(), Failure> {
+    directory(config)
+        .await?
+        .delete_scope(name, now())
+        .await
+        .map_err(directory_error(&["scope", "remove"]))?;
+    println!("scope {name} deleted: no client is granted it any more");
+    Ok(())
+}
+
+/// `claim=attribute,…`
+fn claims_text(entry: &Entry<'_>) -> String {
+    let pairs: Vec<String> = entry
+        .scope
+        .claims
+        .iter()
+        .map(|(claim, attribute)| format!("{claim}={attribute}"))
+        .collect();
+    pairs.join(",")
+}
+
+async fn list_scopes(config: &Config) -> Result<(), Failure> {
+    let definitions = directory(config).await?.scopes().await?;
+    println!(
+        "{:<32} {:<7} {:<12} claims",
+        "scope", "source", "access_token"
+    );
+    for entry in definitions.entries() {
+        let source = match entry.source {
+            scopegate_token_service::scope_catalogue::ScopeSource::Configuration => "config",
+            scopegate_token_service::scope_catalogue::ScopeSource::Store => "store",
+        };
+        println!(
+            "{:<32} {:<7} {:<12} {}",
+            entry.scope.name,
+            source,
+            entry.scope.access_token,
+            claims_text(&entry)
+        );
+    }
+    Ok(())
+}
+
+async fn show_scope(config: &Config, name: &str) -> Result<(), Failure> {
+    let definitions = directory(config).await?.scopes().await?;
+    let entry = definitions
+        .find(name)
+        .ok_or_else(|| format!("no scope `{name}`"))?;
+    print_scope(&entry);
+    Ok(())
+}
+
+fn print_scope(entry: &Entry<'_>) {
+    println!("name:         {}", entry.scope.name);
+    println!("source:       {}", entry.source.as_str());
+    println!("access_token: {}", entry.scope.access_token);
+    println!("claims:       {}", claims_text(entry));
+    if let (Some(created), Some(updated)) = (entry.created_at, entry.updated_at) {
+        println!("created:      {}", format_time(created));
+        println!("updated:      {}", format_time(updated));
+    }
 }
 
 /// A registration error with the command-line flag for its field (`scopes[1]` → `--scope`).

@@ -2,19 +2,20 @@
 //! API): the checks a configured one passes, a secret generated here and shown once, and the
 //! row to store (only the secret's Argon2id hash).
 
-use crate::config::{self, Api, ApiSettings, Client, ClientSettings, Config, ConfigError};
+use crate::config::{self, Api, ApiSettings, Client, ClientSettings, ConfigError, CustomScope};
 use crate::secret::{Secret, SecretHash};
 
 /// Checks `settings` as the configuration file's clients are checked
 /// ([`config::build_client`]) and gives it a secret (none for a public client or one with
 /// keys), which exists only in the return value.
-/// Whether the id is taken is the caller's question (the configuration, then the store).
+/// Whether the id is taken is the caller's question (the configuration, then the store);
+/// `custom_scopes` are the claim scopes defined now (its required claims must be theirs).
 ///
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] naming the field (`id`, `grants`, `scopes[1]`, …).
 pub fn client(
-    config: &Config,
+    custom_scopes: &[CustomScope],
     settings: ClientSettings,
     now: u64,
 ) -> Result<(Client, Option<Secret>), ConfigError> {
@@ -24,7 +25,7 @@ pub fn client(
     let hash = secret
         .as_ref()
         .map(|secret| SecretHash::hash(secret.expose()));
-    let client = config::build_client("", settings, hash, Some(now), &config.scopes)?;
+    let client = config::build_client("", settings, hash, Some(now), custom_scopes)?;
     Ok((client, secret))
 }
 

@@ -447,21 +447,26 @@ async fn user_claims(
     state: &State,
     active: &ActiveToken,
 ) -> Result<serde_json::Map<String, Value>, StoreError> {
-    let carried = state.config().scopes.iter().any(|custom| {
+    // The claim scopes now: one deleted since the token was issued releases nothing.
+    let custom = state.scopes().definitions().await?;
+    let carried = custom.all().iter().any(|custom| {
         custom.access_token
             && active
                 .scope
                 .iter()
-                .any(|granted| granted.covers(&custom.name))
+                .any(|granted| custom.released_by(granted))
     });
     // A client's own token has its id as `sub`: never a user's claims, whatever users exist.
     if !carried || active.subject == active.client_id {
         return Ok(serde_json::Map::new());
     }
     Ok(match state.users().find_by_id(&active.subject).await? {
-        Some(account) => {
-            crate::id_token::access_token_claims(state, &account.attributes, &active.scope)
-        }
+        Some(account) => crate::id_token::access_token_claims(
+            state,
+            custom.all(),
+            &account.attributes,
+            &active.scope,
+        ),
         None => serde_json::Map::new(),
     })
 }

@@ -30,7 +30,7 @@ impl Admin {
 id = "auditor"
 secret = "auditor-secret"
 grants = ["client_credentials"]
-scopes = ["scopegate:users:read", "scopegate:clients:read"]
+scopes = ["scopegate:users:read", "scopegate:clients:read", "scopegate:scopes:read"]
 token_format = "jwt"
 
 [[clients]]
@@ -89,7 +89,7 @@ scopes = ["scopegate:users:*"]
 
 /// Every endpoint: method, path (as the OpenAPI document writes it, then as called) and the
 /// scope it needs.
-const ENDPOINTS: [(&str, &str, &str, &str); 15] = [
+const ENDPOINTS: [(&str, &str, &str, &str); 20] = [
     (
         "GET",
         "/admin/users",
@@ -174,6 +174,36 @@ const ENDPOINTS: [(&str, &str, &str, &str); 15] = [
         "/admin/apis/x",
         "scopegate:clients:write",
     ),
+    (
+        "GET",
+        "/admin/scopes",
+        "/admin/scopes",
+        "scopegate:scopes:read",
+    ),
+    (
+        "POST",
+        "/admin/scopes",
+        "/admin/scopes",
+        "scopegate:scopes:write",
+    ),
+    (
+        "GET",
+        "/admin/scopes/{name}",
+        "/admin/scopes/ad:user_custom:read",
+        "scopegate:scopes:read",
+    ),
+    (
+        "PUT",
+        "/admin/scopes/{name}",
+        "/admin/scopes/ad:user_custom:read",
+        "scopegate:scopes:write",
+    ),
+    (
+        "DELETE",
+        "/admin/scopes/{name}",
+        "/admin/scopes/ad:user_custom:read",
+        "scopegate:scopes:write",
+    ),
     ("GET", "/admin/openapi.json", "/admin/openapi.json", ""),
 ];
 
@@ -198,7 +228,7 @@ async fn every_endpoint_needs_a_token_for_this_service_with_the_right_scope() {
         // The auditor may read everything, the user manager only users.
         let refused_to = if scope.ends_with(":write") {
             Some(&auditor)
-        } else if scope.starts_with("scopegate:clients") {
+        } else if scope.starts_with("scopegate:clients") || scope.starts_with("scopegate:scopes") {
             Some(&users_only)
         } else {
             None
@@ -1023,7 +1053,7 @@ async fn a_deleted_clients_jwts_no_longer_open_the_admin_api_even_if_its_id_retu
             "scopegate:users:read",
         ])
         .settings;
-        registration::client(state.config(), new, state.now()).unwrap()
+        registration::client(&state.config().scopes, new, state.now()).unwrap()
     };
     let (record, secret) = register();
     state.store().insert_client(&record).await.unwrap();
@@ -1074,4 +1104,232 @@ async fn a_deleted_clients_jwts_no_longer_open_the_admin_api_even_if_its_id_retu
         .call(Method::GET, "/admin/users", Some(new_token), None)
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn claim_scopes_are_defined_read_replaced_and_deleted() {
+    let admin = Admin::start().await;
+    let token = admin.token_of(ADMIN).await;
+    let token = Some(token.as_str());
+    let configured = json!({
+        "name": "ad:user_custom:read",
+        "claims": { "company_name": "companyName" },
+        "access_token": false,
+        "source": "configuration",
+    });
+    let (status, _, list) = admin.call(Method::GET, "/admin/scopes", token, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list, json!({ "scopes": [configured] }));
+
+    let body = json!({
+        "name": "hr:department:read",
+        "claims": { "department": "dept" },
+        "access_token": true,
+    });
+    let (status, _, created) = admin
+        .call(
+            Method::POST,
+            "/admin/scopes",
+            token,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let defined_at = created["created_at"].as_u64().unwrap();
+    let mut expected = body.clone();
+    expected["source"] = "store".into();
+    expected["created_at"] = defined_at.into();
+    expected["updated_at"] = defined_at.into();
+    assert_eq!(created, expected);
+    let path = "/admin/scopes/hr:department:read";
+    let (status, _, read) = admin.call(Method::GET, path, token, None).await;
+    assert_eq!((status, &read), (StatusCode::OK, &expected));
+    // The auditor may read it, percent-encoded or not.
+    let auditor = admin.token_of(AUDITOR).await;
+    let (status, _, read) = admin
+        .call(
+            Method::GET,
+            "/admin/scopes/hr%3Adepartment%3Aread",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!((status, &read), (StatusCode::OK, &expected));
+    let (_, _, list) = admin.call(Method::GET, "/admin/scopes", token, None).await;
+    assert_eq!(list, json!({ "scopes": [configured, expected] }));
+
+    // Replaced in full: what the body leaves out is gone (`access_token` false).
+    admin.service.advance(std::time::Duration::from_secs(5));
+    let replacement = json!({ "claims": { "division": "dept", "cost_centre": "costCentre" } });
+    let (status, _, replaced) = admin
+        .call(Method::PUT, path, token, Some(&replacement.to_string()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    let expected = json!({
+        "name": "hr:department:read",
+        "claims": { "division": "dept", "cost_centre": "costCentre" },
+        "access_token": false,
+        "source": "store",
+        "created_at": defined_at,
+        "updated_at": defined_at + 5,
+    });
+    assert_eq!(replaced, expected);
+    let (_, _, read) = admin.call(Method::GET, path, token, None).await;
+    assert_eq!(read, expected);
+
+    let (status, _, _) = admin.call(Method::DELETE, path, token, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::DELETE, None),
+        (Method::PUT, Some(replacement.to_string())),
+    ] {
+        let (status, _, json) = admin
+            .call(method.clone(), path, token, body.as_deref())
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method}: {json}");
+        assert_eq!(json["error"], "not_found");
+    }
+    let (_, _, list) = admin.call(Method::GET, "/admin/scopes", token, None).await;
+    assert_eq!(list, json!({ "scopes": [configured] }));
+    // Defined again: a new definition.
+    let (status, _, again) = admin
+        .call(
+            Method::POST,
+            "/admin/scopes",
+            token,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["created_at"], defined_at + 5);
+    assert_eq!(again["claims"], body["claims"]);
+}
+
+#[tokio::test]
+async fn configured_claim_scopes_are_read_only_and_bad_scope_bodies_get_400_naming_the_field() {
+    let admin = Admin::start().await;
+    let token = admin.token_of(ADMIN).await;
+    let token = Some(token.as_str());
+    let stored = r#"{"name": "hr:department:read", "claims": {"department": "dept"}}"#;
+    let (status, _, _) = admin
+        .call(Method::POST, "/admin/scopes", token, Some(stored))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let before = admin
+        .call(Method::GET, "/admin/scopes", token, None)
+        .await
+        .2;
+
+    // The configuration file's scope: read-only, and its name taken.
+    let configured = "/admin/scopes/ad:user_custom:read";
+    for (method, path, body) in [
+        (Method::PUT, configured, Some(r#"{"claims": {}}"#)),
+        (Method::DELETE, configured, None),
+        (
+            Method::POST,
+            "/admin/scopes",
+            Some(r#"{"name": "ad:user_custom:read"}"#),
+        ),
+    ] {
+        let (status, _, json) = admin.call(method.clone(), path, token, body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{method} {path}: {json}");
+        assert_eq!(json["error"], "conflict");
+        assert!(
+            json["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("configuration file"),
+            "{json}"
+        );
+    }
+    // A stored name is taken too; a name an API owns belongs to it.
+    let (status, _, json) = admin
+        .call(Method::POST, "/admin/scopes", token, Some(stored))
+        .await;
+    assert_eq!(
+        (status, json.get("field")),
+        (StatusCode::CONFLICT, None),
+        "{json}"
+    );
+    for owned in [
+        "akamai:social_profile:read",
+        "akamai:social_profile",
+        "other:thing:*",
+    ] {
+        let body = json!({ "name": owned }).to_string();
+        let (status, _, json) = admin
+            .call(Method::POST, "/admin/scopes", token, Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{owned}: {json}");
+        assert_eq!(json["field"], "name", "{owned}: {json}");
+    }
+    // And an API cannot take a stored claim scope.
+    let api = r#"{"id": "https://hr.example.test", "scopes": ["hr:department"]}"#;
+    let (status, _, json) = admin
+        .call(Method::POST, "/admin/apis", token, Some(api))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{json}");
+    assert_eq!(json["field"], "scopes[0]");
+    assert!(
+        json["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("hr:department:read"),
+        "{json}"
+    );
+
+    let bad_definitions = [
+        ("{", "body"),
+        ("[]", "body"),
+        ("{}", "name"),
+        (r#"{"name": 7}"#, "name"),
+        (r#"{"name": "bad scope"}"#, "name"),
+        (r#"{"name": "openid"}"#, "name"),
+        (r#"{"name": "scopegate:scopes:read"}"#, "name"),
+        (r#"{"name": "scopegate:reports:read"}"#, "name"),
+        (r#"{"name": "a:b:read", "claims": "department"}"#, "claims"),
+        (r#"{"name": "a:b:read", "claims": {"c": 3}}"#, "claims.c"),
+        (
+            r#"{"name": "a:b:read", "claims": {"c d": "x"}}"#,
+            "claims.c d",
+        ),
+        (r#"{"name": "a:b:read", "claims": {"c": ""}}"#, "claims.c"),
+        (
+            r#"{"name": "a:b:read", "claims": {"sub": "id"}, "access_token": true}"#,
+            "claims",
+        ),
+        (
+            r#"{"name": "a:b:read", "access_token": "yes"}"#,
+            "access_token",
+        ),
+        (r#"{"name": "a:b:read", "colour": "red"}"#, "colour"),
+    ];
+    for (body, field) in bad_definitions {
+        let (status, _, json) = admin
+            .call(Method::POST, "/admin/scopes", token, Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
+        assert_eq!(json["error"], "invalid_request", "{body}");
+        assert_eq!(json["field"], field, "{body}: {json}");
+    }
+    let path = "/admin/scopes/hr:department:read";
+    for (body, field) in [
+        (r#"{"name": "hr:department:write"}"#, "name"),
+        (
+            r#"{"claims": {"sub": "id"}, "access_token": true}"#,
+            "claims",
+        ),
+        (r#"{"claims": {"c": null}}"#, "claims.c"),
+        ("not json", "body"),
+    ] {
+        let (status, _, json) = admin.call(Method::PUT, path, token, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
+        assert_eq!(json["field"], field, "{body}: {json}");
+    }
+    let after = admin
+        .call(Method::GET, "/admin/scopes", token, None)
+        .await
+        .2;
+    assert_eq!(before, after, "a refused request changed the scopes");
 }

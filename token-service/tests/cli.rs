@@ -503,3 +503,166 @@ async fn user_add_and_set_password_store_argon2id_hashes_the_service_accepts() {
         assert!(!output.status.success(), "{args:?}");
     }
 }
+
+#[tokio::test]
+async fn scope_add_list_show_update_and_remove_define_claim_scopes_the_service_follows() {
+    let cli = Cli::new();
+    let run = |args: &[&str]| {
+        let output = cli.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout(&output)
+    };
+    let listing = run(&["scope", "list"]);
+    let configured = listing
+        .lines()
+        .find(|line| line.starts_with("ad:user_custom:read "))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(
+        configured.contains(" config ") && configured.ends_with("company_name=companyName"),
+        "{configured}"
+    );
+
+    let added = run(&[
+        "scope",
+        "add",
+        "--name",
+        "hr:department:read",
+        "--claim",
+        "department=dept",
+        "--claim",
+        "cost_centre=costCentre",
+        "--access-token",
+    ]);
+    assert!(
+        added.contains("scope hr:department:read defined"),
+        "{added}"
+    );
+    let shown = run(&["scope", "show", "--name", "hr:department:read"]);
+    for line in [
+        "name:         hr:department:read",
+        "source:       store",
+        "access_token: true",
+        "claims:       cost_centre=costCentre,department=dept",
+    ] {
+        assert!(shown.contains(line), "{line}: {shown}");
+    }
+    let listing = run(&["scope", "list"]);
+    assert!(
+        listing
+            .lines()
+            .any(|line| line.starts_with("hr:department:read ")
+                && line.contains(" store ")
+                && line.ends_with("cost_centre=costCentre,department=dept")),
+        "{listing}"
+    );
+
+    // A service on the same store knows it; it learns of a change made elsewhere (here, by
+    // another process) within the catalogue's lifetime.
+    let clock = Arc::new(MockClock::at_system_time());
+    let config = std::fs::read_to_string(&cli.config).unwrap();
+    let service = TestService {
+        state: TestService::open(&config, &cli.storage, &clock).await,
+        clock,
+        url: cli.storage.clone(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let supported = |answer: Answer| answer.json["scopes_supported"].to_string();
+    let discovery = supported(service.get("/.well-known/openid-configuration").await);
+    assert!(discovery.contains("\"hr:department:read\""), "{discovery}");
+
+    let updated = run(&[
+        "scope",
+        "update",
+        "--name",
+        "hr:department:read",
+        "--claim",
+        "division=dept",
+    ]);
+    assert!(
+        updated.contains("scope hr:department:read changed"),
+        "{updated}"
+    );
+    let shown = run(&["scope", "show", "--name", "hr:department:read"]);
+    assert!(shown.contains("claims:       division=dept"), "{shown}");
+    assert!(shown.contains("access_token: false"), "{shown}");
+
+    let removed = run(&["scope", "remove", "--name", "hr:department:read"]);
+    assert!(removed.contains("deleted"), "{removed}");
+    let listing = run(&["scope", "list"]);
+    assert!(!listing.contains("hr:department:read"), "{listing}");
+    let discovery = supported(service.get("/.well-known/openid-configuration").await);
+    assert!(
+        discovery.contains("\"hr:department:read\""),
+        "cached: {discovery}"
+    );
+    service.advance(scopegate_token_service::clients::STORED_TTL);
+    let discovery = supported(service.get("/.well-known/openid-configuration").await);
+    assert!(!discovery.contains("\"hr:department:read\""), "{discovery}");
+}
+
+#[test]
+fn scope_commands_refuse_bad_input_naming_the_flag_and_leave_the_file_s_scopes_alone() {
+    let cli = Cli::new();
+    let before = stdout(&cli.run(&["scope", "list"]));
+    for (args, expected) in [
+        (vec!["scope", "add", "--name", "bad scope"], vec!["--name"]),
+        (vec!["scope", "add", "--name", "openid"], vec!["--name"]),
+        (vec!["scope", "add"], vec!["--name", "required"]),
+        (
+            vec![
+                "scope",
+                "add",
+                "--name",
+                "a:b:read",
+                "--claim",
+                "sub=employeeId",
+                "--access-token",
+            ],
+            vec!["--claim", "`sub`"],
+        ),
+        (
+            vec!["scope", "add", "--name", "a:b:read", "--claim", "nothing"],
+            vec!["--claim", "CLAIM=ATTRIBUTE"],
+        ),
+        (
+            vec!["scope", "add", "--name", "akamai:social_profile:read"],
+            vec!["--name", API],
+        ),
+        (
+            vec!["scope", "add", "--name", "ad:user_custom:read"],
+            vec!["configuration file"],
+        ),
+        (
+            vec!["scope", "update", "--name", "ad:user_custom:read"],
+            vec!["configuration file"],
+        ),
+        (
+            vec!["scope", "remove", "--name", "ad:user_custom:read"],
+            vec!["configuration file"],
+        ),
+        (
+            vec!["scope", "update", "--name", "hr:none:read"],
+            vec!["no scope `hr:none:read`"],
+        ),
+        (
+            vec!["scope", "remove", "--name", "hr:none:read"],
+            vec!["no scope `hr:none:read`"],
+        ),
+        (
+            vec!["scope", "show", "--name", "hr:none:read"],
+            vec!["no scope `hr:none:read`"],
+        ),
+    ] {
+        let output = cli.run(&args);
+        assert!(!output.status.success(), "{args:?}");
+        let error = String::from_utf8_lossy(&output.stderr);
+        for part in expected {
+            assert!(error.contains(part), "{args:?}: {part} not in {error}");
+        }
+    }
+    assert_eq!(stdout(&cli.run(&["scope", "list"])), before);
+}

@@ -649,3 +649,85 @@ async fn revoke_at(instance: &Instance, token: &str) {
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Whether `instance`'s discovery document lists `scope`.
+async fn lists_scope(instance: &Instance, scope: &str) -> bool {
+    let discovery: Value = http()
+        .get(format!("{}/.well-known/openid-configuration", instance.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    discovery["scopes_supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|listed| listed == scope)
+}
+
+/// Asks `instance` until `done` holds of its answer, for at most three times the lifetime of
+/// what an instance remembers of the store (generous: it is a deadline, not a wait).
+async fn eventually<F, Fut>(what: &str, mut ask: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + 3 * scopegate_token_service::clients::STORED_TTL;
+    while !ask().await {
+        assert!(Instant::now() < deadline, "{what}: not within the deadline");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_claim_scope_defined_or_deleted_at_one_instance_is_followed_by_the_other() {
+    let scope = "hr:department:read";
+    let pair = Pair::start_with(|config| {
+        format!(
+            "{config}{ADMIN_CLIENTS}\n[[clients]]\nid = \"hr-batch\"\nsecret = \"hr-batch-secret\"\ngrants = [\"client_credentials\"]\nscopes = [\"{scope}\", \"akamai:social_profile:read\"]\n"
+        )
+    })
+    .await;
+    let admin = client_token(&pair.a, ADMIN).await;
+    let send = |request: reqwest::RequestBuilder| async {
+        request.bearer_auth(&admin).send().await.unwrap().status()
+    };
+    assert!(!lists_scope(&pair.b, scope).await);
+    let created = send(
+        http()
+            .post(format!("{}/admin/scopes", pair.a.url))
+            .json(&serde_json::json!({ "name": scope, "claims": { "department": "dept" } })),
+    )
+    .await;
+    assert_eq!(created, StatusCode::CREATED);
+    // At once where it was defined; at the other within its lifetime.
+    assert!(lists_scope(&pair.a, scope).await);
+    eventually("B lists the new scope", || lists_scope(&pair.b, scope)).await;
+
+    let deleted = send(http().delete(format!("{}/admin/scopes/{scope}", pair.a.url))).await;
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+    let asks_for_it = |instance: &Instance| {
+        let url = format!("{}/token", instance.url);
+        async move {
+            post(
+                &url,
+                Some(("hr-batch", "hr-batch-secret")),
+                format!("grant_type=client_credentials&scope={scope}"),
+            )
+            .await
+        }
+    };
+    let (status, answer) = asks_for_it(&pair.a).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
+    eventually("B refuses the deleted scope", || async {
+        let (status, answer) = asks_for_it(&pair.b).await;
+        status == StatusCode::BAD_REQUEST && answer["error"] == "invalid_scope"
+    })
+    .await;
+    assert!(!lists_scope(&pair.b, scope).await);
+}

@@ -1,7 +1,7 @@
 //! One model per concept for every entry point (issue 15): the configuration file, the admin
-//! API and `token-service client add` / `api add` read the same members into the same
-//! `ClientSettings` / `ApiSettings`, and each member is all three (a key, a JSON member, a
-//! flag). The store's round trip of every member is `tests/store.rs`.
+//! API and `token-service client add` / `api add` / `scope add` read the same members into the
+//! same `ClientSettings` / `ApiSettings` / `ScopeSettings`, and each member is all three (a key,
+//! a JSON member, a flag). The store's round trip of every member is `tests/store.rs`.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,7 +9,8 @@ mod support;
 
 use clap::{CommandFactory, Parser};
 use scopegate_token_service::config::{
-    ApiSettings, ClientSettings, Config, ConfigError, JsonSettings, build_api, build_client,
+    ApiSettings, ClientSettings, Config, ConfigError, Defined, JsonSettings, ScopeSettings,
+    build_api, build_client, build_scope,
 };
 use scopegate_token_service::secret::SecretHash;
 use serde_json::{Value, json};
@@ -26,6 +27,13 @@ struct ClientAdd {
 struct ApiAdd {
     #[command(flatten)]
     settings: ApiSettings,
+}
+
+/// `token-service scope add`'s (and `scope update`'s) flags.
+#[derive(Parser)]
+struct ScopeAdd {
+    #[command(flatten)]
+    settings: ScopeSettings,
 }
 
 const TOP: &str = "issuer = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\nstorage = \"sqlite::memory:\"\n";
@@ -270,4 +278,75 @@ fn the_file_the_admin_api_and_api_add_read_an_api_alike() {
         matches!(&spaced, Err(ConfigError::Invalid { field, .. }) if field == "apis[0].id"),
         "{spaced:?}"
     );
+}
+
+#[test]
+fn the_file_the_admin_api_and_scope_add_read_a_claim_scope_alike() {
+    let schema = members(&ScopeSettings::json_schema());
+    assert_eq!(flag_members(&ScopeAdd::command()), schema);
+    assert_eq!(
+        schema,
+        ["access_token", "claims", "name"],
+        "give this test the new member"
+    );
+    let sample = json!({
+        "name": "hr:department:read",
+        "claims": { "department": "dept", "cost_centre": "costCentre" },
+        "access_token": true,
+    });
+    let from_json = ScopeSettings::from_json(sample.clone()).expect("the admin API reads it");
+    // On the command line, one `--claim CLAIM=ATTRIBUTE` per claim.
+    let flags = [
+        "scope-add",
+        "--name",
+        "hr:department:read",
+        "--claim",
+        "department=dept",
+        "--claim",
+        "cost_centre=costCentre",
+        "--access-token",
+    ];
+    let from_flags = ScopeAdd::try_parse_from(flags)
+        .expect("scope add reads it")
+        .settings;
+    assert_eq!(from_flags, from_json);
+    let config = Config::from_toml(&format!("{TOP}[[scopes]]\n{}", toml_of(&sample)))
+        .expect("the configuration file reads it");
+    let checked = build_scope("", from_json, &Defined::default()).expect("valid");
+    assert_eq!(config.scopes, std::slice::from_ref(&checked));
+    // What the admin API answers is what it reads.
+    assert_eq!(
+        ScopeSettings::from_json(serde_json::to_value(checked.settings()).unwrap()).unwrap(),
+        from_flags
+    );
+    for refused in [
+        vec![
+            "scope-add",
+            "--name",
+            "a:b:read",
+            "--claim",
+            "c=x",
+            "--claim",
+            "c=y",
+        ],
+        vec!["scope-add", "--name", "a:b:read", "--claim", "no-attribute"],
+        vec!["scope-add", "--name", "a:b:read", "--claim", "=x"],
+    ] {
+        assert!(ScopeAdd::try_parse_from(&refused).is_err(), "{refused:?}");
+    }
+    for (body, field) in [
+        (json!({"name": "a:b:read", "claims": {"c": 3}}), "claims.c"),
+        (json!({"name": "a:b:read", "claims": ["c"]}), "claims"),
+        (
+            json!({"name": "a:b:read", "access_token": "yes"}),
+            "access_token",
+        ),
+        (json!({"name": 7}), "name"),
+        (json!({"name": "a:b:read", "colour": "red"}), "colour"),
+    ] {
+        match ScopeSettings::from_json(body.clone()) {
+            Err(ConfigError::Invalid { field: named, .. }) => assert_eq!(named, field, "{body}"),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
 }

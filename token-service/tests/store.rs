@@ -8,13 +8,15 @@ mod support;
 
 use std::sync::Arc;
 
+use scopegate_token_service::config::CustomScope;
 use scopegate_token_service::config::keys::AssertionKeys;
 use scopegate_token_service::keys::KeyAlgorithm;
 use scopegate_token_service::rotation;
 use scopegate_token_service::sealing::{self, Sealer};
 use scopegate_token_service::secret::Secret;
 use scopegate_token_service::store::{
-    self, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, TokenRecord,
+    self, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, StoreError, StoredScope,
+    TokenRecord,
 };
 use support::backends;
 use support::postgres::with_database;
@@ -642,5 +644,173 @@ async fn of_concurrent_spends_of_one_id_exactly_one_succeeds_on_every_backend() 
             !store.spend_once(&[200; 32], 5_000).await.unwrap(),
             "{name}"
         );
+    }
+}
+
+fn claim_scope(name: &str, claims: &[(&str, &str)], access_token: bool) -> CustomScope {
+    CustomScope {
+        name: scopegate_validator::Scope::parse(name).unwrap(),
+        claims: claims
+            .iter()
+            .map(|(claim, attribute)| ((*claim).to_owned(), (*attribute).to_owned()))
+            .collect(),
+        access_token,
+    }
+}
+
+#[tokio::test]
+async fn claim_scopes_round_trip_and_a_deleted_one_is_kept_marked_until_defined_again_on_every_backend()
+ {
+    for (name, store, _keep) in backends().await {
+        let first = claim_scope(
+            "hr:department:read",
+            &[("department", "dept"), ("cost_centre", "costCentre")],
+            true,
+        );
+        store.insert_scope(&first, 10).await.unwrap();
+        let stored = |scope: &CustomScope, created_at, updated_at, deleted_at| StoredScope {
+            scope: scope.clone(),
+            created_at,
+            updated_at,
+            deleted_at,
+        };
+        assert_eq!(
+            store.find_scope("hr:department:read").await.unwrap(),
+            Some(stored(&first, 10, 10, None)),
+            "{name}"
+        );
+        // A defined name is taken; nothing changes.
+        let other = claim_scope("hr:department:read", &[("unit", "unit")], false);
+        assert!(
+            matches!(
+                store.insert_scope(&other, 11).await,
+                Err(StoreError::Duplicate(taken)) if taken == "hr:department:read"
+            ),
+            "{name}"
+        );
+        // Replaced in full; the time it was defined stays.
+        assert!(store.update_scope(&other, 20).await.unwrap(), "{name}");
+        let unknown = claim_scope("hr:unknown:read", &[], false);
+        assert!(!store.update_scope(&unknown, 20).await.unwrap(), "{name}");
+        store
+            .insert_scope(&claim_scope("ad:alpha:read", &[], false), 21)
+            .await
+            .unwrap();
+        let listed: Vec<StoredScope> = store.list_scopes().await.unwrap();
+        assert_eq!(
+            listed,
+            [
+                stored(&claim_scope("ad:alpha:read", &[], false), 21, 21, None),
+                stored(&other, 10, 20, None),
+            ],
+            "{name}"
+        );
+        // Deleted: the row stays, marked, and can no longer be changed or deleted.
+        assert!(
+            store.delete_scope("hr:department:read", 30).await.unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            store.find_scope("hr:department:read").await.unwrap(),
+            Some(stored(&other, 10, 30, Some(30))),
+            "{name}"
+        );
+        assert!(
+            !store.delete_scope("hr:department:read", 31).await.unwrap(),
+            "{name}"
+        );
+        assert!(!store.update_scope(&first, 31).await.unwrap(), "{name}");
+        assert!(
+            !store.delete_scope("hr:unknown:read", 31).await.unwrap(),
+            "{name}"
+        );
+        // Defined again, it takes the row back as a new definition.
+        store.insert_scope(&first, 40).await.unwrap();
+        assert_eq!(
+            store.find_scope("hr:department:read").await.unwrap(),
+            Some(stored(&first, 40, 40, None)),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_definitions_of_one_name_exactly_one_is_made_on_every_backend() {
+    for (name, store, _keep) in backends().await {
+        // Ten at once on a new name, then ten at once on a deleted one.
+        for round in 0..2 {
+            let mut running = tokio::task::JoinSet::new();
+            for attempt in 0..10u64 {
+                let store = Arc::clone(&store);
+                running.spawn(async move {
+                    let scope = claim_scope("ad:race:read", &[("n", "n")], attempt % 2 == 0);
+                    store.insert_scope(&scope, 100 + attempt).await
+                });
+            }
+            let outcomes = running.join_all().await;
+            let made = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+            let taken = outcomes
+                .iter()
+                .filter(|outcome| matches!(outcome, Err(StoreError::Duplicate(_))))
+                .count();
+            assert_eq!((made, taken), (1, 9), "{name}, round {round}: {outcomes:?}");
+            assert!(
+                store.delete_scope("ad:race:read", 200).await.unwrap(),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_scope_row_this_version_cannot_read_is_reported_naming_it_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!("sqlite://{}/store.db", dir.path().display());
+    let database = support::postgres::TestDatabase::create().await;
+    for url in [file.as_str(), database.url.as_str()] {
+        let store = store::open(url).await.unwrap();
+        for (bad, claims) in [("bad scope", "{}"), ("ad:bad:read", "[\"not an object\"]")] {
+            let insert = "INSERT INTO scopes (name, claims, access_token, created_at, updated_at) \
+                          VALUES ($1, $2, 0, 1, 1)";
+            if url.starts_with("sqlite") {
+                let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+                sqlx::query(insert)
+                    .bind(bad)
+                    .bind(claims)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            } else {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query(insert)
+                    .bind(bad)
+                    .bind(claims)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+            let error = store.find_scope(bad).await.unwrap_err().to_string();
+            assert!(
+                error.contains("corrupt row in `scopes`") && error.contains(bad),
+                "{url}: {error}"
+            );
+            assert!(store.list_scopes().await.is_err(), "{url}");
+            sqlx_delete(url, bad).await;
+        }
+    }
+}
+
+async fn sqlx_delete(url: &str, name: &str) {
+    let delete = "DELETE FROM scopes WHERE name = $1";
+    if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(delete).bind(name).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(delete).bind(name).execute(&pool).await.unwrap();
+        pool.close().await;
     }
 }

@@ -149,7 +149,8 @@ pub fn build_api(
 }
 
 /// Whether an owned scope (exact, or `prefix:name` for every permission) takes in `granted`.
-fn owns(owned: &Scope, granted: &Scope) -> bool {
+#[must_use]
+pub fn owns(owned: &Scope, granted: &Scope) -> bool {
     owned == granted || (owned.suffix().is_none() && owned.is_structured() && granted.covers(owned))
 }
 

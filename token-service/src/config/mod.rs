@@ -5,10 +5,10 @@
 //! The models the file describes live here, each with its one check: a client
 //! ([`ClientSettings`], [`Client`], [`build_client`]: also what the admin API and
 //! `token-service client add` read), an API ([`ApiSettings`], [`Api`], [`build_api`]: the same
-//! for `api add`), a [`CustomScope`]; users are
-//! [`crate::users::Account`]s.
+//! for `api add`), a claim scope ([`ScopeSettings`], [`CustomScope`], [`build_scope`]: the same
+//! for `scope add` and `/admin/scopes`); users are [`crate::users::Account`]s.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use scopegate_validator::Scope;
 use serde::Deserialize;
 
 mod api;
@@ -27,12 +26,17 @@ pub mod encryption;
 mod json;
 pub mod keys;
 mod rate;
+mod scope;
 
-pub use api::{Api, ApiSettings, build_api, scopes_overlap};
+pub use api::{Api, ApiSettings, build_api, owns, scopes_overlap};
 pub use client::{Client, ClientSettings, GrantType, TOKEN_EXCHANGE, TokenFormat, build_client};
 use duration::HumanDuration;
 pub use json::JsonSettings;
 pub use rate::RateLimit;
+pub use scope::{
+    ACCESS_TOKEN_RESERVED_CLAIMS, ClaimMap, CustomScope, Defined, MAX_CLAIM_NAME_BYTES,
+    ScopeRefused, ScopeSettings, build_scope,
+};
 
 use crate::keys::KeyAlgorithm;
 use crate::sealing::Sealer;
@@ -133,43 +137,6 @@ fn check_scope_owners(apis: &[Api], custom: &[CustomScope]) -> Result<(), Config
     }
     Ok(())
 }
-
-/// A custom scope and the claims it releases (claim name → user attribute).
-#[derive(Debug, Clone)]
-pub struct CustomScope {
-    /// The scope.
-    pub name: Scope,
-    /// Claim name → user attribute.
-    pub claims: BTreeMap<String, String>,
-    /// Whether access tokens granted the scope carry its claims too (JWTs in their claims,
-    /// opaque ones at introspection), not only id_tokens and `/userinfo`.
-    pub access_token: bool,
-}
-
-/// Claims an access token and its introspection answer already define: a custom scope whose
-/// claims go into access tokens may not name one of them.
-pub const ACCESS_TOKEN_RESERVED_CLAIMS: &[&str] = &[
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "nbf",
-    "iat",
-    "jti",
-    "client_id",
-    "scope",
-    "cnf",
-    "sid",
-    "act",
-    "azp",
-    "auth_time",
-    "acr",
-    "amr",
-    "active",
-    "token_type",
-    "username",
-    "may_act",
-];
 
 /// Signing settings.
 #[derive(Debug, Clone)]
@@ -381,7 +348,7 @@ struct RawConfig {
     #[serde(default)]
     claim_sources: Vec<claim_source::RawClaimSource>,
     #[serde(default)]
-    scopes: Vec<RawScope>,
+    scopes: Vec<ScopeSettings>,
     #[serde(default)]
     clients: Vec<ClientSettings>,
     #[serde(default)]
@@ -447,16 +414,6 @@ struct RawTelemetry {
     metrics_listen: Option<String>,
     otlp_endpoint: Option<String>,
     trace_sample_ratio: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawScope {
-    name: String,
-    #[serde(default)]
-    claims: BTreeMap<String, String>,
-    #[serde(default)]
-    access_token: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -866,34 +823,25 @@ impl RawConfig {
 
         let mut plain_secret_fields = Vec::new();
         let claim_sources = claim_source::check_all(self.claim_sources)?;
-        let scopes = self
-            .scopes
-            .into_iter()
-            .enumerate()
-            .map(|(index, raw)| {
-                let name = Scope::parse(&raw.name)
-                    .map_err(|error| invalid(format!("scopes[{index}].name"), error.to_string()))?;
-                if raw.access_token
-                    && let Some(reserved) = raw
-                        .claims
-                        .keys()
-                        .find(|claim| ACCESS_TOKEN_RESERVED_CLAIMS.contains(&claim.as_str()))
-                {
-                    return Err(invalid(
-                        format!("scopes[{index}].claims"),
-                        format!(
-                            "`{reserved}` is a claim access tokens define themselves; with \
-                             `access_token = true` a custom claim needs another name"
-                        ),
-                    ));
-                }
-                Ok(CustomScope {
-                    name,
-                    claims: raw.claims,
-                    access_token: raw.access_token,
-                })
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
+        // Each checked against those before it; an API overlapping one is refused at the API
+        // (`check_scope_owners`), the later entry of the page.
+        let mut scopes: Vec<CustomScope> = Vec::new();
+        for (index, settings) in self.scopes.into_iter().enumerate() {
+            let prefix = format!("scopes[{index}].");
+            let defined = Defined {
+                configured: &scopes,
+                ..Defined::default()
+            };
+            let scope =
+                build_scope(&prefix, settings, &defined).map_err(|refused| match refused {
+                    ScopeRefused::Invalid(error) => error,
+                    ScopeRefused::Defined { name, .. } => {
+                        invalid(format!("{prefix}name"), format!("`{name}` is used twice"))
+                    }
+                    other => invalid(format!("{prefix}name"), other.to_string()),
+                })?;
+            scopes.push(scope);
+        }
 
         let mut client_ids = HashSet::new();
         let mut clients = Vec::new();
@@ -1015,6 +963,8 @@ impl RawConfig {
 
 #[cfg(test)]
 mod tests {
+    use scopegate_validator::Scope;
+
     use super::*;
 
     const MINIMAL: &str = r#"
@@ -1173,6 +1123,32 @@ storage = "sqlite::memory:"
         assert_eq!(with("").unwrap().limits.max_access_token_claims_bytes, 1024);
         let refused = with("[limits]\nmax_access_token_claims_bytes = 0\n").unwrap_err();
         assert_eq!(field_of(refused), "limits.max_access_token_claims_bytes");
+    }
+
+    #[test]
+    fn claim_scope_definitions_are_checked_by_name_claims_and_uniqueness() {
+        let scope = |name: &str, claims: &str| {
+            format!("[[scopes]]\nname = \"{name}\"\nclaims = {{ {claims} }}\n")
+        };
+        let good = scope("ad:user_custom:read", "company_name = \"companyName\"");
+        assert_eq!(with(&good).unwrap().scopes.len(), 1);
+        for (extra, field) in [
+            (format!("{good}{good}"), "scopes[1].name"),
+            (scope("openid", ""), "scopes[0].name"),
+            (scope("profile", "nick = \"nick\""), "scopes[0].name"),
+            (scope("scopegate:reports:read", ""), "scopes[0].name"),
+            (scope("scopegate", ""), "scopes[0].name"),
+            (scope("bad scope", ""), "scopes[0].name"),
+            (scope("", ""), "scopes[0].name"),
+            (scope("a:b:read", "\"a b\" = \"x\""), "scopes[0].claims.a b"),
+            (scope("a:b:read", "c = \"\""), "scopes[0].claims.c"),
+            ("[[scopes]]\nclaims = {}\n".to_owned(), "scopes[0].name"),
+        ] {
+            let error = with(&extra).unwrap_err();
+            assert_eq!(field_of(error), field, "{extra}");
+        }
+        // Names of other scopes of the service's own are fine when not its admin API's.
+        assert!(with(&scope("scopegatekeeper:x:read", "")).is_ok());
     }
 
     #[test]

@@ -226,6 +226,12 @@ pub async fn authorization_code(
     }
     let scope = ScopeSet::parse_space_separated(&code.scope)
         .map_err(|_| invalid_grant("the code's scope cannot be read"))?;
+    // A scope deleted since the code was issued is no longer given.
+    let scope = state
+        .registry()
+        .withdrawn_scopes(&[&scope])
+        .await?
+        .remove_from(&scope);
     user_tokens(
         state,
         &client,
@@ -278,6 +284,7 @@ pub(crate) async fn user_tokens(
     grant: &UserGrant<'_>,
 ) -> Result<CodeTokens, OAuthError> {
     let audience = super::audience(state, client, grant.scope, &[]).await?;
+    let custom = state.scopes().definitions().await?;
     let access = tokens::issue(
         state,
         &AccessGrant {
@@ -291,7 +298,12 @@ pub(crate) async fn user_tokens(
             not_after: None,
             jkt: grant.access_jkt.map(str::to_owned),
             sid: Some(grant.sid.to_owned()),
-            claims: id_token::access_token_claims(state, &grant.account.attributes, grant.scope),
+            claims: id_token::access_token_claims(
+                state,
+                custom.all(),
+                &grant.account.attributes,
+                grant.scope,
+            ),
         },
     )
     .await?;
@@ -302,6 +314,7 @@ pub(crate) async fn user_tokens(
     let id_token = if openid {
         Some(id_token::issue(
             state,
+            custom.all(),
             &Subject {
                 account: grant.account,
                 client_id: client.id(),

@@ -191,8 +191,9 @@ pub async fn check(state: &State, query: &str) -> Result<AuthorizationRequest, R
         .map(ScopeSet::parse_space_separated)
         .transpose()
     {
-        Ok(requested) => super::granted_scopes(&client, requested.as_ref())
-            .map_err(|error| refuse("invalid_scope", &error.description))?,
+        Ok(requested) => super::granted_scopes(state, &client, requested.as_ref())
+            .await
+            .map_err(|error| refuse(error.code.as_str(), &error.description))?,
         Err(error) => return Err(refuse("invalid_scope", &error.to_string())),
     };
     let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {

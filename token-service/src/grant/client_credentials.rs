@@ -38,7 +38,7 @@ pub async fn client_credentials(
             "this client may not use the client_credentials grant",
         ));
     }
-    let scope = super::granted_scopes(&client, request.scope.as_ref())?;
+    let scope = super::granted_scopes(state, &client, request.scope.as_ref()).await?;
     let audience = super::audience(state, &client, &scope, &request.resources).await?;
     tokens::issue(
         state,

@@ -20,37 +20,68 @@ use crate::config::Client;
 use crate::error::{ErrorCode, OAuthError};
 
 /// The scopes a client gets: what it asked for, as the scope model grants it, or its defaults
-/// when it asked for nothing.
+/// when it asked for nothing — never a withdrawn scope (a deleted claim scope, even if the
+/// client still lists it: [`crate::scope_catalogue`]).
 ///
 /// # Errors
 ///
-/// `invalid_scope` naming every requested scope that grants nothing.
-pub fn granted_scopes(
+/// `invalid_scope` naming every requested scope that grants nothing, or a withdrawn one;
+/// `temporarily_unavailable` if the claim scopes cannot be read.
+pub async fn granted_scopes(
+    state: &State,
     client: &Client,
     requested: Option<&ScopeSet>,
 ) -> Result<ScopeSet, OAuthError> {
+    let concerned: Vec<&ScopeSet> = [Some(&client.allowed), client.defaults.as_ref(), requested]
+        .into_iter()
+        .flatten()
+        .collect();
+    let withdrawn = state.registry().withdrawn_scopes(&concerned).await?;
+    let allowed = withdrawn.remove_from(&client.allowed);
     match requested {
-        Some(requested) => grant(requested, &client.allowed)
-            .map_err(|error| OAuthError::new(ErrorCode::InvalidScope, error.to_string())),
+        Some(requested) => {
+            if let Some(scope) = requested.iter().find(|scope| withdrawn.contains(scope)) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    format!("scope `{scope}` is no longer defined"),
+                ));
+            }
+            grant(requested, &allowed)
+                .map_err(|error| OAuthError::new(ErrorCode::InvalidScope, error.to_string()))
+        }
         None => Ok(client
             .defaults
-            .clone()
-            .unwrap_or_else(|| client.allowed.clone())),
+            .as_ref()
+            .map_or(allowed, |defaults| withdrawn.remove_from(defaults))),
     }
 }
 
 /// The scopes of `granted` that `client` may still have (a scope taken from it since is
-/// dropped; one narrowed, such as `p:n:*` to `p:n:read`, is dropped too rather than guessed).
-#[must_use]
-pub fn still_allowed(client: &Client, granted: &ScopeSet) -> ScopeSet {
-    granted
+/// dropped, as is one withdrawn since; one narrowed, such as `p:n:*` to `p:n:read`, is dropped
+/// too rather than guessed).
+///
+/// # Errors
+///
+/// `temporarily_unavailable` if the claim scopes cannot be read.
+pub async fn still_allowed(
+    state: &State,
+    client: &Client,
+    granted: &ScopeSet,
+) -> Result<ScopeSet, OAuthError> {
+    let withdrawn = state
+        .registry()
+        .withdrawn_scopes(&[&client.allowed, granted])
+        .await?;
+    let allowed = withdrawn.remove_from(&client.allowed);
+    Ok(withdrawn
+        .remove_from(granted)
         .iter()
         .filter(|scope| {
             let one: ScopeSet = std::iter::once((*scope).clone()).collect();
-            grant(&one, &client.allowed).is_ok()
+            grant(&one, &allowed).is_ok()
         })
         .cloned()
-        .collect()
+        .collect())
 }
 
 /// The `aud` of a token: the requested RFC 8707 resources (each one the client may address),

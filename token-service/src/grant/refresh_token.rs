@@ -89,7 +89,7 @@ pub async fn refresh_token(
         .map_err(|_| invalid_grant("the refresh token's scope cannot be read"))?;
     // What the grant gave, as far as the client may still have it: a scope taken from the
     // client since is not renewed.
-    let original = super::still_allowed(&client, &original);
+    let original = super::still_allowed(state, &client, &original).await?;
     if original.is_empty() {
         return Err(invalid_grant(
             "the client may no longer have any scope of this grant",

@@ -105,7 +105,7 @@ pub async fn token_exchange(
         None => client.id().to_owned(),
     };
     let act = chained(&actor, subject.act.as_ref())?;
-    let scope = narrowed(&client, &subject.scope, request.scope.as_ref())?;
+    let scope = narrowed(state, &client, &subject.scope, request.scope.as_ref()).await?;
     let audience = target(state, &client, &scope, request).await?;
     let Some(account) = state.users().find_by_id(&subject.subject).await? else {
         // `lookup` found the user a moment ago: deleted since.
@@ -114,6 +114,7 @@ pub async fn token_exchange(
     // The new token shares the fate of the subject token: its grants (its sign-in's code and
     // refresh family) and the subject token itself.
     let mut grants = state.store().grants_of(&subject.jti).await?;
+    let custom = state.scopes().definitions().await?;
     grants.push(exchanged_from(&subject.jti));
     let issued = tokens::issue(
         state,
@@ -121,7 +122,12 @@ pub async fn token_exchange(
             grant_type: GrantType::TokenExchange,
             client: Arc::clone(&client),
             subject: subject.subject.clone(),
-            claims: crate::id_token::access_token_claims(state, &account.attributes, &scope),
+            claims: crate::id_token::access_token_claims(
+                state,
+                custom.all(),
+                &account.attributes,
+                &scope,
+            ),
             scope,
             audience,
             grants,
@@ -250,12 +256,13 @@ fn chained(actor: &str, before: Option<&Value>) -> Result<Value, OAuthError> {
 
 /// The scope of the new token: what was asked for (else everything that qualifies), within
 /// the subject token's scope as far as `client` may have it.
-fn narrowed(
+async fn narrowed(
+    state: &State,
     client: &Client,
     subject: &ScopeSet,
     requested: Option<&ScopeSet>,
 ) -> Result<ScopeSet, OAuthError> {
-    let available = super::still_allowed(client, subject);
+    let available = super::still_allowed(state, client, subject).await?;
     let scope = match requested {
         Some(requested) => grant(requested, &available).map_err(|error| {
             OAuthError::new(

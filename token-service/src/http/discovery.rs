@@ -22,9 +22,14 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
         .into_iter()
         .map(str::to_owned)
         .collect();
+    // The claim scopes defined now, the store's too.
+    let custom = match state.scopes().definitions().await {
+        Ok(custom) => custom,
+        Err(error) => return crate::error::OAuthError::from(error).into_response(),
+    };
     scopes.extend(
-        config
-            .scopes
+        custom
+            .all()
             .iter()
             .map(|scope| scope.name.as_str().to_owned()),
     );

@@ -18,9 +18,19 @@ pub(super) async fn userinfo(Shared(state): Shared<State>, who: Authenticated) -
         Some(sub) => state.users().find_by_id(sub).await,
         None => Ok(None),
     };
-    match account {
-        Ok(Some(account)) => {
-            let mut claims = released_claims(&state, &account, who.scopes());
+    // The claims the token's scopes release now: a scope deleted since releases none.
+    let found = match account {
+        Ok(Some(account)) => state
+            .scopes()
+            .definitions()
+            .await
+            .map(|custom| Some((account, custom))),
+        Ok(None) => Ok(None),
+        Err(error) => Err(error),
+    };
+    match found {
+        Ok(Some((account, custom))) => {
+            let mut claims = released_claims(custom.all(), &account, who.scopes());
             claims.insert("sub".to_owned(), account.id.clone().into());
             let mut response = Json(Value::Object(claims)).into_response();
             no_store(&mut response);

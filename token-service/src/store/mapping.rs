@@ -1,4 +1,5 @@
-//! The store's mapping between the model types ([`Client`], [`Api`]) and their columns: the one
+//! The store's mapping between the model types ([`Client`], [`Api`], [`CustomScope`]) and their
+//! columns: the one
 //! place a stored field is named. A row is written from [`client_columns`] (the `INSERT` lists
 //! exactly these) and read back by [`client_from_row`] with the rules it was checked by; a row
 //! this version cannot read is reported as corrupt, never half-used.
@@ -9,9 +10,13 @@ use scopegate_validator::{Scope, ScopeSet};
 
 use super::StoreError;
 use super::db::{Row, Value};
+use super::scopes::StoredScope;
 use super::sql::{json_list, parse_list};
 use crate::config::keys::AssertionKeys;
-use crate::config::{self, Api, Client, ClientSettings, GrantType, RateLimit, TokenFormat};
+use crate::config::{
+    self, Api, ClaimMap, Client, ClientSettings, CustomScope, GrantType, RateLimit, ScopeSettings,
+    TokenFormat,
+};
 use crate::secret::SecretHash;
 
 /// A row's columns by name, in the order the `INSERT` lists them.
@@ -229,6 +234,48 @@ pub(super) fn api_from_row(row: &Row) -> Result<Api, StoreError> {
         registered_at: Some(row.int("created_at")?),
         rate_limit: rate_of(row, &corrupt)?,
         id,
+    })
+}
+
+/// A claim scope's definition columns: `claims` (a JSON object) and `access_token` (0 or 1).
+pub(super) fn scope_definition(scope: &CustomScope) -> (String, u64) {
+    let claims: serde_json::Map<String, serde_json::Value> = scope
+        .claims
+        .iter()
+        .map(|(claim, attribute)| (claim.clone(), attribute.clone().into()))
+        .collect();
+    (
+        serde_json::Value::Object(claims).to_string(),
+        u64::from(scope.access_token),
+    )
+}
+
+/// Rebuilds a stored claim scope from its row, checked again by the one check of a definition.
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] naming the scope and what could not be read.
+pub(super) fn scope_from_row(row: &Row) -> Result<StoredScope, StoreError> {
+    let name = row.text("name")?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        table: "scopes",
+        reason: format!("scope `{name}`: {reason}"),
+    };
+    let claims: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&row.text("claims")?)
+            .map_err(|error| corrupt(format!("claims: {error}")))?;
+    let settings = ScopeSettings {
+        name: name.clone(),
+        claims: ClaimMap(claims),
+        access_token: row.int("access_token")? != 0,
+    };
+    let scope = config::build_scope("", settings, &config::Defined::default())
+        .map_err(|refused| corrupt(refused.to_string()))?;
+    Ok(StoredScope {
+        scope,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+        deleted_at: row.optional_int("deleted_at")?,
     })
 }
 

@@ -1,9 +1,9 @@
 //! Persistence, by role: clients and APIs ([`ClientStore`]), users ([`UserStore`]), what a
 //! sign-in grants — sessions, codes, refresh tokens ([`GrantStore`]) — access tokens and the JWT
 //! revocation list ([`TokenStore`]), signing keys and shared secrets ([`KeyStore`]), and failed
-//! sign-ins ([`ThrottleStore`]), identifiers used once ([`ReplayStore`]), the revocation events APIs
-//! read ([`EventStore`]). Secrets and tokens are kept as SHA-256 digests only. SQLite is
-//! the embedded default; Postgres serves several instances; both run the same statements,
+//! sign-ins ([`ThrottleStore`]), identifiers used once ([`ReplayStore`]), the revocation events
+//! APIs read ([`EventStore`]), claim scopes defined at run time ([`ScopeStore`]). Secrets and
+//! tokens are kept as SHA-256 digests only. SQLite is the embedded default; Postgres serves several instances; both run the same statements,
 //! written once in the role modules, over twin migrations.
 
 mod clients;
@@ -15,6 +15,7 @@ mod keys;
 mod mapping;
 mod postgres;
 mod replay;
+mod scopes;
 mod sql;
 mod sqlite;
 mod throttle;
@@ -31,6 +32,7 @@ pub use grants::GrantStore;
 pub use keys::KeyStore;
 pub use postgres::PoolSettings;
 pub use replay::{ReplayStore, single_use_key};
+pub use scopes::{ScopeStore, StoredScope};
 pub use throttle::{AttemptCount, ThrottleStore};
 pub use tokens::TokenStore;
 pub use users::UserStore;
@@ -39,8 +41,8 @@ pub use users::UserStore;
 /// scope).
 pub mod prelude {
     pub use super::{
-        ClientStore, EventStore, GrantStore, KeyStore, ReplayStore, Store, ThrottleStore,
-        TokenStore, UserStore,
+        ClientStore, EventStore, GrantStore, KeyStore, ReplayStore, ScopeStore, Store,
+        ThrottleStore, TokenStore, UserStore,
     };
 }
 
@@ -224,6 +226,7 @@ pub trait Store:
     + ThrottleStore
     + ReplayStore
     + EventStore
+    + ScopeStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -259,14 +259,14 @@ pub const ADMIN_CLIENTS: &str = r#"
 id = "admin"
 secret = "admin-secret"
 grants = ["client_credentials"]
-scopes = ["scopegate:users:*", "scopegate:clients:*"]
+scopes = ["scopegate:users:*", "scopegate:clients:*", "scopegate:scopes:*"]
 token_format = "jwt"
 
 [[clients]]
 id = "admin-opaque"
 secret = "admin-opaque-secret"
 grants = ["client_credentials"]
-scopes = ["scopegate:users:*", "scopegate:clients:*"]
+scopes = ["scopegate:users:*", "scopegate:clients:*", "scopegate:scopes:*"]
 token_format = "opaque"
 "#;
 

@@ -146,7 +146,7 @@ pub(crate) async fn get_api(
 }
 
 /// A body that is a JSON object.
-fn json_object(body: &Bytes) -> Result<Value, AdminError> {
+pub(super) fn json_object(body: &Bytes) -> Result<Value, AdminError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|error| AdminError::invalid("body", format!("not JSON: {error}")))?;
     if !value.is_object() {

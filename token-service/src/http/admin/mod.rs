@@ -1,10 +1,12 @@
 //! The admin API under `/admin`: JSON over HTTP, guarded by this service's own
-//! `tower-scopegate` layer (`scopegate:users:read|write`, `scopegate:clients:read|write`; tokens
+//! `tower-scopegate` layer (`scopegate:users:read|write`, `scopegate:clients:read|write`,
+//! `scopegate:scopes:read|write`; tokens
 //! addressed to this service, obtained by an admin client through client credentials). Every
 //! body is validated before anything is changed; a bad one gets 400 with the field it is
 //! about. Its OpenAPI document is served at `/admin/openapi.json`.
 
 mod clients;
+mod scopes;
 mod users;
 
 use axum::Router;
@@ -15,10 +17,12 @@ use axum::routing::{MethodRouter, get, post, put};
 use serde_json::{Map, Value, json};
 
 use crate::State;
-use crate::config::{ApiSettings, ClientSettings, ConfigError, JsonSettings};
+use crate::config::{ApiSettings, ClientSettings, ConfigError, JsonSettings, ScopeSettings};
 use crate::store::StoreError;
 
-use crate::service_scopes::{CLIENTS_READ, CLIENTS_WRITE, USERS_READ, USERS_WRITE};
+use crate::service_scopes::{
+    CLIENTS_READ, CLIENTS_WRITE, SCOPES_READ, SCOPES_WRITE, USERS_READ, USERS_WRITE,
+};
 
 /// The OpenAPI 3.1 document of this API.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -30,6 +34,8 @@ pub(crate) struct AdminLayers {
     change_users: tower_scopegate::ScopeLayer,
     read_clients: tower_scopegate::ScopeLayer,
     change_clients: tower_scopegate::ScopeLayer,
+    read_scopes: tower_scopegate::ScopeLayer,
+    change_scopes: tower_scopegate::ScopeLayer,
 }
 
 impl AdminLayers {
@@ -47,6 +53,8 @@ impl AdminLayers {
             change_users: layer(USERS_WRITE)?,
             read_clients: layer(CLIENTS_READ)?,
             change_clients: layer(CLIENTS_WRITE)?,
+            read_scopes: layer(SCOPES_READ)?,
+            change_scopes: layer(SCOPES_WRITE)?,
         })
     }
 }
@@ -61,6 +69,8 @@ pub(crate) fn routes(layers: &AdminLayers) -> Router<State> {
         change_users,
         read_clients,
         change_clients,
+        read_scopes,
+        change_scopes,
     } = layers;
     Router::new()
         .route("/admin/openapi.json", get(openapi))
@@ -104,6 +114,18 @@ pub(crate) fn routes(layers: &AdminLayers) -> Router<State> {
                 change_clients,
             )),
         )
+        .route(
+            "/admin/scopes",
+            guard(get(scopes::list_scopes), read_scopes)
+                .merge(guard(post(scopes::create_scope), change_scopes)),
+        )
+        .route(
+            "/admin/scopes/{name}",
+            guard(get(scopes::get_scope), read_scopes).merge(guard(
+                put(scopes::replace_scope).delete(scopes::delete_scope),
+                change_scopes,
+            )),
+        )
 }
 
 /// The document's placeholder for this service's base URL.
@@ -111,8 +133,9 @@ const OPENAPI_BASE: &str = "https://token-service.example";
 
 /// `GET /admin/openapi.json`: public, like the discovery document; its server and token URL
 /// are this service's.
-/// Its `ClientSettings` and `ApiSettings` schemas are the models' own
-/// ([`ClientSettings::json_schema`], [`ApiSettings::json_schema`]).
+/// Its `ClientSettings`, `ApiSettings` and `ScopeSettings` schemas are the models' own
+/// ([`ClientSettings::json_schema`], [`ApiSettings::json_schema`],
+/// [`ScopeSettings::json_schema`]).
 async fn openapi(axum::extract::State(state): axum::extract::State<State>) -> Response {
     let mut document: Value =
         match serde_json::from_str(&OPENAPI.replace(OPENAPI_BASE, state.config().base_url())) {
@@ -126,6 +149,7 @@ async fn openapi(axum::extract::State(state): axum::extract::State<State>) -> Re
     let schemas = &mut document["components"]["schemas"];
     schemas["ClientSettings"] = ClientSettings::json_schema();
     schemas["ApiSettings"] = ApiSettings::json_schema();
+    schemas["ScopeSettings"] = ScopeSettings::json_schema();
     let mut response = axum::Json(document).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -59,7 +59,10 @@ pub(crate) async fn submit(
             return unavailable();
         }
     };
-    let missing = missing_for(&state, &checked, &account);
+    let missing = match missing_for(&state, &checked, &account).await {
+        Ok(missing) => missing,
+        Err(response) => return response,
+    };
     if !missing.is_empty() {
         let values = match read_values(&missing, &form) {
             Ok(values) => values,

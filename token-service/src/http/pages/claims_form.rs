@@ -144,18 +144,19 @@ pub(crate) fn claims_page(
     response
 }
 
-/// The claims the client requires for this request that `account` lacks.
-pub(crate) fn missing_for(
+/// The claims the client requires for this request (under the claim scopes now) that
+/// `account` lacks; the page to show when the claim scopes cannot be read.
+pub(crate) async fn missing_for(
     state: &State,
     checked: &AuthorizationRequest,
     account: &Account,
-) -> Vec<RequiredClaim> {
-    let required = required_claims::required(
-        &state.config().scopes,
-        &checked.client,
-        &checked.grant.scope,
-    );
-    required_claims::missing(required, &account.attributes)
+) -> Result<Vec<RequiredClaim>, Response> {
+    let custom = state.scopes().definitions().await.map_err(|error| {
+        tracing::error!(%error, "store failure reading the claim scopes for required claims");
+        unavailable()
+    })?;
+    let required = required_claims::required(custom.all(), &checked.client, &checked.grant.scope);
+    Ok(required_claims::missing(required, &account.attributes))
 }
 
 pub(crate) fn unavailable() -> Response {
@@ -194,7 +195,10 @@ pub(crate) async fn ask_if_missing(
             return Some(unavailable());
         }
     };
-    let missing = missing_for(state, checked, &account);
+    let missing = match missing_for(state, checked, &account).await {
+        Ok(missing) => missing,
+        Err(response) => return Some(response),
+    };
     if missing.is_empty() {
         return None;
     }

@@ -34,13 +34,22 @@ struct Typed<'a> {
     claim_errors: Vec<(String, String)>,
 }
 
-/// The claims the new account must have for this request.
-fn required_for(state: &State, checked: &AuthorizationRequest) -> Vec<RequiredClaim> {
-    required_claims::required(
-        &state.config().scopes,
-        &checked.client,
-        &checked.grant.scope,
-    )
+/// The claims the new account must have for this request (under the claim scopes now).
+async fn required_for(
+    state: &State,
+    checked: &AuthorizationRequest,
+) -> Result<Vec<RequiredClaim>, Response> {
+    match state.scopes().definitions().await {
+        Ok(custom) => Ok(required_claims::required(
+            custom.all(),
+            &checked.client,
+            &checked.grant.scope,
+        )),
+        Err(error) => {
+            tracing::error!(%error, "store failure reading the claim scopes for sign-up");
+            Err(unavailable())
+        }
+    }
 }
 
 fn signup_page(
@@ -48,6 +57,7 @@ fn signup_page(
     headers: &HeaderMap,
     request: &str,
     checked: &AuthorizationRequest,
+    required: &[RequiredClaim],
     typed: &Typed<'_>,
     status: StatusCode,
 ) -> Response {
@@ -83,11 +93,7 @@ fn signup_page(
         request_link = escape(request),
         username = escape(username),
         min = users::MIN_PASSWORD_CHARS,
-        claims = claims_form::inputs(
-            &required_for(state, checked),
-            typed.form,
-            &typed.claim_errors
-        ),
+        claims = claims_form::inputs(required, typed.form, &typed.claim_errors),
     );
     let mut response = page(status, "Create an account", &body);
     if let Some(cookie) = set_cookie(state, nonce_cookie(state), &nonce, 3600) {
@@ -129,11 +135,16 @@ pub(super) async fn show(
     if let Some(refusal) = not_offered(&checked) {
         return refusal;
     }
+    let required = match required_for(&state, &checked).await {
+        Ok(required) => required,
+        Err(response) => return response,
+    };
     signup_page(
         &state,
         &headers,
         &request,
         &checked,
+        &required,
         &Typed::default(),
         StatusCode::OK,
     )
@@ -153,6 +164,10 @@ pub(super) async fn create(
     if let Some(refusal) = not_offered(&checked) {
         return refusal;
     }
+    let required = match required_for(&state, &checked).await {
+        Ok(required) => required,
+        Err(response) => return response,
+    };
     let request = form.get("request").unwrap_or_default();
     let retry = |alert: &str, claim_errors: Vec<(String, String)>, status: StatusCode| {
         let typed = Typed {
@@ -160,7 +175,9 @@ pub(super) async fn create(
             alert: (!alert.is_empty()).then(|| alert.to_owned()),
             claim_errors,
         };
-        signup_page(&state, &headers, request, &checked, &typed, status)
+        signup_page(
+            &state, &headers, request, &checked, &required, &typed, status,
+        )
     };
 
     // Every attempt counts against the address, successful or not.
@@ -199,7 +216,7 @@ pub(super) async fn create(
             StatusCode::BAD_REQUEST,
         );
     }
-    let mut attributes = match claims_form::read_values(&required_for(&state, &checked), &form) {
+    let mut attributes = match claims_form::read_values(&required, &form) {
         Ok(values) => values,
         Err(errors) => {
             return retry(
