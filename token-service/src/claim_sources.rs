@@ -148,7 +148,7 @@ impl ClaimSources {
                 "email": user.email,
             })),
         }
-        .header(http::header::ACCEPT, "application/json")
+        .header(reqwest::header::ACCEPT, "application/json")
         .timeout(source.timeout);
         request = match &source.auth {
             None => request,

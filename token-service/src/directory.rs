@@ -546,6 +546,7 @@ impl Directory {
             configured: definitions.configured(),
             stored: &others,
             apis: &apis,
+            sources: Some(&self.config.claim_sources),
         };
         config::build_scope("", settings, &defined).map_err(|refused| match refused {
             config::ScopeRefused::Invalid(error) => DirectoryError::Invalid(error),

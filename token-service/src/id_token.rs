@@ -8,8 +8,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use scopegate_validator::ScopeSet;
 use serde_json::{Map, Value, json};
 
+use std::collections::HashMap;
+
 use crate::State;
+use crate::claim_sources::{Identity, Record, SourceError, claim_at};
 use crate::config::CustomScope;
+use crate::config::claim_source::OnFailure;
 use crate::error::OAuthError;
 use crate::keys::KeyAlgorithm;
 use crate::tokens::sign_jws;
@@ -62,7 +66,110 @@ pub fn claim_attribute(custom: &[CustomScope], scope: &ScopeSet, claim: &str) ->
     if standard && !NOT_SELF_ASSERTED.contains(&claim) {
         return Some(claim.to_owned());
     }
-    released(custom, scope).find_map(|custom| custom.claims.get(claim).cloned())
+    // Only stored attributes can be asked for: a claim source's records are not the user's
+    // to write.
+    released(custom, scope)
+        .filter(|custom| custom.reads_attributes())
+        .find_map(|custom| custom.claims.get(claim).cloned())
+}
+
+/// What the claim scopes read about a user: their stored attributes, and the records of the
+/// claim sources the granted scopes name (those that answered).
+#[derive(Debug, Clone)]
+pub struct UserRecords<'a> {
+    attributes: &'a Map<String, Value>,
+    sources: HashMap<String, Record>,
+}
+
+impl<'a> UserRecords<'a> {
+    /// The stored attributes alone (for a user whose scopes name no claim source).
+    #[must_use]
+    pub fn attributes_only(account: &'a Account) -> Self {
+        Self {
+            attributes: &account.attributes,
+            sources: HashMap::new(),
+        }
+    }
+
+    /// The record `custom` reads, if its source answered.
+    fn of(&self, custom: &CustomScope) -> Option<&Map<String, Value>> {
+        if custom.reads_attributes() {
+            Some(self.attributes)
+        } else {
+            self.sources.get(&custom.source).map(AsRef::as_ref)
+        }
+    }
+
+    /// The claims `custom` maps from its record.
+    fn claims_of<'s>(
+        &'s self,
+        custom: &'s CustomScope,
+    ) -> impl Iterator<Item = (&'s String, &'s Value)> + 's {
+        let record = self.of(custom);
+        custom.claims.iter().filter_map(move |(claim, path)| {
+            record
+                .and_then(|record| claim_at(record, path))
+                .map(|value| (claim, value))
+        })
+    }
+}
+
+/// A claim source whose `on_failure` is `refuse` could not be read: nothing that would carry
+/// its claims is issued.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ClaimsUnavailable(pub SourceError);
+
+impl From<ClaimsUnavailable> for OAuthError {
+    fn from(unavailable: ClaimsUnavailable) -> Self {
+        Self::new(
+            crate::error::ErrorCode::TemporarilyUnavailable,
+            format!("the user's claims cannot be read now: {}", unavailable.0),
+        )
+    }
+}
+
+/// Reads the records the claim scopes of `custom` that `scope` releases need about `account`:
+/// each claim source once (through its cache). A source that fails is left out, with a
+/// warning, unless its `on_failure` is `refuse`.
+///
+/// # Errors
+///
+/// [`ClaimsUnavailable`] for a failed source whose `on_failure` is `refuse`.
+pub async fn user_records<'a>(
+    state: &State,
+    custom: &[CustomScope],
+    account: &'a Account,
+    scope: &ScopeSet,
+) -> Result<UserRecords<'a>, ClaimsUnavailable> {
+    let mut records = UserRecords::attributes_only(account);
+    let identity = Identity {
+        sub: &account.id,
+        username: &account.username,
+        email: account.attributes.get("email").and_then(Value::as_str),
+    };
+    for custom in released(custom, scope) {
+        if custom.reads_attributes() || records.sources.contains_key(&custom.source) {
+            continue;
+        }
+        let sources = state.claim_sources();
+        match sources.record(&custom.source, identity).await {
+            Ok(record) => {
+                records.sources.insert(custom.source.clone(), record);
+            }
+            Err(SourceError::Unknown(source)) => {
+                // A stored scope names a source the configuration no longer has.
+                tracing::error!(scope = %custom.name, %source, "a claim scope names an unknown claim source: its claims are left out");
+            }
+            Err(error) => match sources.on_failure(&custom.source) {
+                OnFailure::Refuse => return Err(ClaimsUnavailable(error)),
+                OnFailure::Omit => {
+                    tracing::warn!(scope = %custom.name, %error, "claims of a claim source left out");
+                }
+            },
+        }
+    }
+    Ok(records)
 }
 
 /// The claim scopes of `custom` (the definitions now) whose claims `scope` releases.
@@ -83,6 +190,7 @@ pub fn released_claims(
     custom: &[CustomScope],
     account: &Account,
     scope: &ScopeSet,
+    records: &UserRecords<'_>,
 ) -> Map<String, Value> {
     let attributes = &account.attributes;
     let granted = |name: &str| scope.iter().any(|scope| scope.as_str() == name);
@@ -125,10 +233,8 @@ pub fn released_claims(
         }
     }
     for custom in released(custom, scope) {
-        for (claim, attribute) in &custom.claims {
-            if let Some(value) = attributes.get(attribute) {
-                claims.insert(claim.clone(), value.clone());
-            }
+        for (claim, value) in records.claims_of(custom) {
+            claims.insert(claim.clone(), value.clone());
         }
     }
     claims
@@ -144,15 +250,13 @@ pub fn released_claims(
 pub fn access_token_claims(
     state: &State,
     custom: &[CustomScope],
-    attributes: &Map<String, Value>,
+    records: &UserRecords<'_>,
     scope: &ScopeSet,
 ) -> Map<String, Value> {
     let mut claims = Map::new();
     for custom in released(custom, scope).filter(|custom| custom.access_token) {
-        for (claim, attribute) in &custom.claims {
-            if let Some(value) = attributes.get(attribute) {
-                claims.insert(claim.clone(), value.clone());
-            }
+        for (claim, value) in records.claims_of(custom) {
+            claims.insert(claim.clone(), value.clone());
         }
     }
     let limit = state.config().limits.max_access_token_claims_bytes;
@@ -217,6 +321,8 @@ pub struct Subject<'a> {
     pub access_token: &'a str,
     /// Its lifetime in seconds.
     pub ttl: u64,
+    /// What the claim scopes read about the user.
+    pub records: &'a UserRecords<'a>,
 }
 
 /// Signs an id_token, with the claims the claim scopes `custom` (the definitions now) release.
@@ -234,7 +340,7 @@ pub fn issue(
         .keys()
         .active(now)
         .map_or(KeyAlgorithm::Rs256, |key| key.key.algorithm());
-    let mut claims = released_claims(custom, subject.account, subject.scope);
+    let mut claims = released_claims(custom, subject.account, subject.scope, subject.records);
     let fixed = json!({
         "iss": state.config().issuer,
         "sub": subject.account.id,

@@ -102,6 +102,8 @@ struct Shared {
     dpop_nonces: Option<scopegate_validator::dpop::DpopNonces>,
     /// Verifiers of `private_key_jwt` assertions, one per party.
     assertion_verifiers: client_assertion::AssertionVerifiers,
+    /// Where claim scopes read claims the user record does not hold.
+    claim_sources: claim_sources::ClaimSources,
     clock: Arc<dyn Clock>,
     /// The revocation event stream's follower, started by the first poll.
     event_feed: tokio::sync::OnceCell<events::EventFeed>,
@@ -185,6 +187,7 @@ impl State {
             registry,
             users,
         );
+        let claim_sources = claim_sources::ClaimSources::new(&config.claim_sources);
         let state = Self {
             inner: Arc::new(Shared {
                 secrets: SecretVerifier::new(
@@ -206,6 +209,7 @@ impl State {
                 rate_limits: rate_limits::RateLimits::default(),
                 dpop_nonces,
                 assertion_verifiers: client_assertion::AssertionVerifiers::new(Arc::clone(&clock)),
+                claim_sources,
                 clock,
                 event_feed: tokio::sync::OnceCell::new(),
                 closing: tokio::sync::watch::Sender::new(false),
@@ -273,6 +277,12 @@ impl State {
     #[must_use]
     pub fn scopes(&self) -> &scope_catalogue::ScopeCatalogue {
         self.inner.directory.registry().scopes()
+    }
+
+    /// The claim sources (`[[claim_sources]]`).
+    #[must_use]
+    pub fn claim_sources(&self) -> &claim_sources::ClaimSources {
+        &self.inner.claim_sources
     }
 
     /// Users who may sign in.

@@ -417,6 +417,7 @@ mod tests {
             name: Scope::parse(name).unwrap(),
             claims: std::collections::BTreeMap::new(),
             access_token: false,
+            source: crate::config::claim_source::ATTRIBUTES.to_owned(),
         }
     }
 

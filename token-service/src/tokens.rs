@@ -414,12 +414,13 @@ pub fn introspection_answer(
 ///
 /// # Errors
 ///
-/// [`StoreError`] if the store fails (the answer is then unknown).
+/// `temporarily_unavailable` if the store fails (the answer is then unknown), or a claim
+/// source whose `on_failure` is `refuse` cannot give the claims the token carries.
 pub async fn introspect_for_api(
     state: &State,
     api: &crate::config::Api,
     token: &str,
-) -> Result<Option<serde_json::Map<String, Value>>, StoreError> {
+) -> Result<Option<serde_json::Map<String, Value>>, OAuthError> {
     let Some(active) = lookup(state, token).await? else {
         return Ok(None);
     };
@@ -446,7 +447,7 @@ pub async fn introspect_for_api(
 async fn user_claims(
     state: &State,
     active: &ActiveToken,
-) -> Result<serde_json::Map<String, Value>, StoreError> {
+) -> Result<serde_json::Map<String, Value>, OAuthError> {
     // The claim scopes now: one deleted since the token was issued releases nothing.
     let custom = state.scopes().definitions().await?;
     let carried = custom.all().iter().any(|custom| {
@@ -461,12 +462,11 @@ async fn user_claims(
         return Ok(serde_json::Map::new());
     }
     Ok(match state.users().find_by_id(&active.subject).await? {
-        Some(account) => crate::id_token::access_token_claims(
-            state,
-            custom.all(),
-            &account.attributes,
-            &active.scope,
-        ),
+        Some(account) => {
+            let records =
+                crate::id_token::user_records(state, custom.all(), &account, &active.scope).await?;
+            crate::id_token::access_token_claims(state, custom.all(), &records, &active.scope)
+        }
         None => serde_json::Map::new(),
     })
 }

@@ -1,8 +1,12 @@
-//! Claim sources (issue 21, item 2), the reader alone, against a fake source over loopback:
-//! what a request carries, answers that are slow, down, junk or too large, the cache and the
-//! one request many waiters share. How sign-ins use the records is in `claim_sources_sign_in.rs`.
+//! Claim sources (issue 21, item 2) against a fake source over loopback. The reader: what a
+//! request carries, answers that are slow, down, junk or too large, the cache and the one
+//! request many waiters share. Sign-ins: a scope's claims read from a source into the
+//! id_token, `/userinfo`, the JWT and introspection; the failure policies; claims a source
+//! must not set.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -346,4 +350,268 @@ fn no_credential_is_shown_by_debug() {
         !shown.contains("pass-1234") && !shown.contains("tok-5678"),
         "{shown}"
     );
+}
+
+// ---- sign-ins -----------------------------------------------------------------------------
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::Request;
+use scopegate_token_service::grant::authorization_code::s256;
+use support::{
+    ADMIN, ADMIN_CLIENTS, TestService, form_encode, location_params, login_form, param,
+    sign_in_jane, submit,
+};
+
+const REDIRECT: &str = "http://127.0.0.1:3000/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const API: &str = "https://api.example.test";
+
+/// A service whose scope `crm:company:read` reads `company_name` and `groups` from the source
+/// `profiles` at `url` (its `on_failure` is `policy`), and `crm:tier:read` reads `tier` from
+/// `strict` (always `refuse`).
+fn service_config(url: &str, policy: &str) -> String {
+    format!(
+        r#"
+issuer = "http://127.0.0.1:8080"
+listen = "127.0.0.1:0"
+storage = "sqlite::memory:"
+
+[signing]
+algorithm = "ES256"
+
+[[claim_sources]]
+name = "profiles"
+url = "{url}/profiles/{{username}}"
+bearer_token = "profile-token"
+timeout = "300ms"
+cache_ttl = "1h"
+on_failure = "{policy}"
+
+[[scopes]]
+name = "crm:company:read"
+claim_source = "profiles"
+claims = {{ company_name = "companyName", first_group = "/groups/0", groups = "groups" }}
+access_token = true
+
+[[clients]]
+id = "web"
+public = true
+grants = ["authorization_code"]
+redirect_uris = ["{REDIRECT}"]
+scopes = ["openid", "email", "crm:company:read", "akamai:social_profile:read"]
+
+[[apis]]
+id = "{API}"
+secret = "api-secret"
+scopes = ["akamai:social_profile"]
+
+[[users]]
+username = "jane"
+password = "jane-password-1"
+attributes = {{ given_name = "Jane", email = "jane@example.test", companyName = "stored, not the source's" }}
+{ADMIN_CLIENTS}
+"#
+    )
+}
+
+const SCOPE: &str = "openid email crm:company:read akamai:social_profile:read";
+
+fn authorize_query() -> String {
+    format!(
+        "response_type=code&client_id=web&redirect_uri={}&scope={}&state=st&nonce=n&code_challenge={}&code_challenge_method=S256",
+        form_encode(REDIRECT),
+        form_encode(SCOPE),
+        s256(VERIFIER)
+    )
+}
+
+async fn redeem(service: &TestService, code: &str) -> support::Answer {
+    service
+        .post(
+            "/token",
+            None,
+            &format!(
+                "grant_type=authorization_code&client_id=web&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
+                form_encode(REDIRECT)
+            ),
+        )
+        .await
+}
+
+fn payload(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+async fn userinfo(service: &TestService, token: &str) -> support::Answer {
+    service
+        .call(
+            Request::get("/userinfo")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_sources_claims_reach_the_id_token_userinfo_the_jwt_and_introspection() {
+    let (fake, url) = Fake::start().await;
+    let service = TestService::start_with(&service_config(&url, "omit")).await;
+    let (code, _) = sign_in_jane(&service, &authorize_query()).await;
+    let tokens = redeem(&service, &code).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text);
+
+    let id_token = payload(tokens.json["id_token"].as_str().unwrap());
+    assert_eq!(
+        id_token["company_name"], "Bizcorp",
+        "the source's, not the stored attribute"
+    );
+    assert_eq!(id_token["groups"], json!(["staff"]));
+    assert_eq!(id_token["first_group"], "staff");
+    // The source also answered `sub`, `iss` and `email_verified`: none is taken.
+    assert_ne!(id_token["sub"], "someone-else");
+    assert_eq!(id_token["iss"], "http://127.0.0.1:8080");
+    assert!(id_token.get("email_verified").is_none(), "{id_token}");
+    assert_eq!(id_token["email"], "jane@example.test");
+
+    let access = tokens.json["access_token"].as_str().unwrap();
+    let carried = payload(access);
+    assert_eq!(carried["company_name"], "Bizcorp");
+    assert_eq!(carried["sub"], id_token["sub"]);
+
+    let info = userinfo(&service, access).await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.text);
+    assert_eq!(info.json["company_name"], "Bizcorp");
+    assert_eq!(info.json["sub"], id_token["sub"]);
+    let seen = service.introspect((API, "api-secret"), access).await;
+    assert_eq!(seen.json["company_name"], "Bizcorp", "{}", seen.text);
+
+    // One request served the sign-in, the redemption, userinfo and introspection (1 h cache).
+    assert_eq!(fake.count(), 1);
+    let (_, uri, headers, _) = fake.seen.lock().unwrap()[0].clone();
+    assert_eq!(uri, "/profiles/jane");
+    assert_eq!(headers["authorization"], "Bearer profile-token");
+}
+
+#[tokio::test]
+async fn a_failing_source_set_to_omit_leaves_its_claims_out_and_the_sign_in_goes_on() {
+    for behaviour in [Behaviour::Slow, Behaviour::Error, Behaviour::Junk] {
+        let (fake, url) = Fake::start().await;
+        fake.set(behaviour);
+        let service = TestService::start_with(&service_config(&url, "omit")).await;
+        let (code, _) = sign_in_jane(&service, &authorize_query()).await;
+        let tokens = redeem(&service, &code).await;
+        assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text);
+        let id_token = payload(tokens.json["id_token"].as_str().unwrap());
+        assert!(id_token.get("company_name").is_none(), "{id_token}");
+        assert!(id_token.get("groups").is_none(), "{id_token}");
+        assert_eq!(
+            id_token["email"], "jane@example.test",
+            "the other claims stay"
+        );
+        let info = userinfo(&service, tokens.json["access_token"].as_str().unwrap()).await;
+        assert_eq!(info.status, StatusCode::OK);
+        assert!(info.json.get("company_name").is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_failing_source_set_to_refuse_turns_the_sign_in_away_without_a_code() {
+    for behaviour in [Behaviour::Slow, Behaviour::Error, Behaviour::Junk] {
+        let (fake, url) = Fake::start().await;
+        fake.set(behaviour);
+        let service = TestService::start_with(&service_config(&url, "refuse")).await;
+        let form = login_form(&service, &authorize_query()).await;
+        let answer = submit(&service, &form, "jane", "jane-password-1").await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+        let (location, params) = location_params(&answer);
+        assert!(location.starts_with(REDIRECT), "{location}");
+        assert_eq!(param(&params, "error"), Some("temporarily_unavailable"));
+        assert!(param(&params, "code").is_none());
+        assert_eq!(param(&params, "state"), Some("st"));
+
+        // Back up: the same sign-in (the session stands) gets its code, and the claims.
+        fake.set(Behaviour::Profile);
+        let (code, _) = sign_in_jane(&service, &authorize_query()).await;
+        let tokens = redeem(&service, &code).await;
+        assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text);
+        let id_token = payload(tokens.json["id_token"].as_str().unwrap());
+        assert_eq!(id_token["company_name"], "Bizcorp");
+    }
+}
+
+#[test]
+fn no_scope_may_map_a_claim_the_service_sets() {
+    for claim in ["sub", "iss", "email_verified", "aud", "nonce"] {
+        let config = service_config("http://127.0.0.1:9", "omit").replace(
+            "company_name = \"companyName\"",
+            &format!("{claim} = \"{claim}\""),
+        );
+        let error = Config::from_toml(&config).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("scopes[0].claims.{claim}")),
+            "{claim}: {error}"
+        );
+    }
+    let unknown = service_config("http://127.0.0.1:9", "omit")
+        .replace("claim_source = \"profiles\"", "claim_source = \"nowhere\"");
+    let error = Config::from_toml(&unknown).unwrap_err().to_string();
+    assert!(error.contains("scopes[0].claim_source"), "{error}");
+}
+
+#[tokio::test]
+async fn a_scope_defined_at_run_time_reads_a_configured_source() {
+    let (_fake, url) = Fake::start().await;
+    let service = TestService::start_with(&service_config(&url, "omit")).await;
+    let admin = service.access_token(ADMIN).await;
+    let define = |body: Value| {
+        Request::post("/admin/scopes")
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap()
+    };
+    let refused = service
+        .call(define(json!({
+            "name": "crm:region:read",
+            "claim_source": "nowhere",
+            "claims": { "region": "region" },
+        })))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert!(refused.text.contains("claim_source"), "{}", refused.text);
+    let protected = service
+        .call(define(json!({
+            "name": "crm:region:read",
+            "claim_source": "profiles",
+            "claims": { "sub": "sub" },
+        })))
+        .await;
+    assert_eq!(
+        protected.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        protected.text
+    );
+
+    let created = service
+        .call(define(json!({
+            "name": "crm:region:read",
+            "claim_source": "profiles",
+            "claims": { "company": "companyName" },
+        })))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let read = service
+        .call(
+            Request::get("/admin/scopes/crm:region:read")
+                .header("authorization", format!("Bearer {admin}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(read.json["claim_source"], "profiles", "{}", read.text);
+    assert_eq!(read.json["source"], "store", "where it is defined");
 }

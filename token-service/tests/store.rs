@@ -655,6 +655,7 @@ fn claim_scope(name: &str, claims: &[(&str, &str)], access_token: bool) -> Custo
             .map(|(claim, attribute)| ((*claim).to_owned(), (*attribute).to_owned()))
             .collect(),
         access_token,
+        source: "attributes".to_owned(),
     }
 }
 

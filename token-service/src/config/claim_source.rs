@@ -144,8 +144,8 @@ impl RawClaimSource {
                 Some(SourceAuth::Basic { username, password })
             }
             (None, None, None, Some(name), Some(value)) => {
-                let valid = http::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                    && http::HeaderValue::from_str(value.expose()).is_ok();
+                let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                    && reqwest::header::HeaderValue::from_str(value.expose()).is_ok();
                 let reserved = ["host", "content-length", "content-type", "authorization"]
                     .contains(&name.to_ascii_lowercase().as_str());
                 if !valid || reserved {

@@ -35,7 +35,7 @@ pub use json::JsonSettings;
 pub use rate::RateLimit;
 pub use scope::{
     ACCESS_TOKEN_RESERVED_CLAIMS, ClaimMap, CustomScope, Defined, MAX_CLAIM_NAME_BYTES,
-    ScopeRefused, ScopeSettings, build_scope,
+    PROTECTED_CLAIMS, ScopeRefused, ScopeSettings, build_scope,
 };
 
 use crate::keys::KeyAlgorithm;
@@ -830,6 +830,7 @@ impl RawConfig {
             let prefix = format!("scopes[{index}].");
             let defined = Defined {
                 configured: &scopes,
+                sources: Some(&claim_sources),
                 ..Defined::default()
             };
             let scope =

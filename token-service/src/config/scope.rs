@@ -14,6 +14,7 @@ use std::sync::Arc;
 use scopegate_validator::Scope;
 use serde::{Deserialize, Serialize};
 
+use super::claim_source::{self, ClaimSource};
 use super::{Api, ConfigError, invalid, scopes_overlap};
 use crate::service_scopes;
 
@@ -40,6 +41,40 @@ pub const ACCESS_TOKEN_RESERVED_CLAIMS: &[&str] = &[
     "token_type",
     "username",
     "may_act",
+];
+
+/// Claims only the service sets: no claim scope may name one, whatever its source — a
+/// profile store, a directory or a user's own attribute never says who the user is, who
+/// issued the token, or that an address was verified.
+pub const PROTECTED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "cnf",
+    "sid",
+    "act",
+    "may_act",
+    "azp",
+    "auth_time",
+    "acr",
+    "amr",
+    "nonce",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "email_verified",
+    "phone_number_verified",
+    "updated_at",
+    "active",
+    "token_type",
+    "_claim_names",
+    "_claim_sources",
 ];
 
 /// The longest claim or attribute name of a definition.
@@ -133,6 +168,12 @@ pub struct ScopeSettings {
     #[serde(default)]
     #[arg(long)]
     pub access_token: bool,
+    /// Where its claims are read: a `[[claim_sources]]` name (each claim then names a member
+    /// of the source's answer, or a JSON pointer into it); absent, the user's stored
+    /// attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub claim_source: Option<String>,
 }
 
 impl super::JsonSettings for ScopeSettings {}
@@ -147,9 +188,19 @@ pub struct CustomScope {
     /// Whether access tokens granted the scope carry its claims too (JWTs in their claims,
     /// opaque ones at introspection), not only id_tokens and `/userinfo`.
     pub access_token: bool,
+    /// The claim source its claims are read from ([`claim_source::ATTRIBUTES`]: the user's
+    /// stored attributes).
+    pub source: String,
 }
 
 impl CustomScope {
+    /// Whether its claims are the user's stored attributes (which a user may be asked to
+    /// supply), not a claim source's.
+    #[must_use]
+    pub fn reads_attributes(&self) -> bool {
+        self.source == claim_source::ATTRIBUTES
+    }
+
     /// What it is defined with (the admin API's answers, the command line's listing).
     #[must_use]
     pub fn settings(&self) -> ScopeSettings {
@@ -157,6 +208,7 @@ impl CustomScope {
             name: self.name.as_str().to_owned(),
             claims: ClaimMap(self.claims.clone()),
             access_token: self.access_token,
+            claim_source: (!self.reads_attributes()).then(|| self.source.clone()),
         }
     }
 
@@ -179,6 +231,9 @@ pub struct Defined<'a> {
     /// Every API, with the scopes it owns (the service's own identity left out: its scopes are
     /// the fixed ones, refused by name).
     pub apis: &'a [Arc<Api>],
+    /// The configured claim sources a definition may name; `None` when a stored definition is
+    /// read back (a source dropped from the file since is met, and handled, at release).
+    pub sources: Option<&'a [ClaimSource]>,
 }
 
 /// Why a definition is refused; nothing was changed.
@@ -241,7 +296,31 @@ pub fn build_scope(
         let claim_field = field(&format!("claims.{claim}"));
         check_claim_name(&claim_field, "claim", claim)?;
         check_claim_name(&claim_field, "attribute", attribute)?;
+        if PROTECTED_CLAIMS.contains(&claim.as_str()) {
+            return Err(invalid(
+                claim_field,
+                format!("`{claim}` is a claim only the service sets"),
+            )
+            .into());
+        }
     }
+    let source = match settings.claim_source {
+        None => claim_source::ATTRIBUTES.to_owned(),
+        Some(source) => {
+            let known = source == claim_source::ATTRIBUTES
+                || defined
+                    .sources
+                    .is_none_or(|sources| sources.iter().any(|known| known.name == source));
+            if !known {
+                return Err(invalid(
+                    field("claim_source"),
+                    format!("`{source}` is not a configured claim source ([[claim_sources]])"),
+                )
+                .into());
+            }
+            source
+        }
+    };
     if settings.access_token
         && let Some(reserved) = settings
             .claims
@@ -279,6 +358,7 @@ pub fn build_scope(
         name,
         claims: settings.claims.0,
         access_token: settings.access_token,
+        source,
     })
 }
 

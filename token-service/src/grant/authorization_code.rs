@@ -46,6 +46,12 @@ pub async fn issue_code(
     grant: &CodeGrant,
     session: &SessionRecord,
 ) -> Result<String, OAuthError> {
+    // A claim source that must answer is asked now: a sign-in it cannot serve gets no code
+    // (and its answer, cached, serves the redemption that follows).
+    if let Some(account) = state.users().find_by_id(&session.user_id).await? {
+        let custom = state.scopes().definitions().await?;
+        id_token::user_records(state, custom.all(), &account, &grant.scope).await?;
+    }
     let code = random_token();
     state
         .store()
@@ -285,6 +291,7 @@ pub(crate) async fn user_tokens(
 ) -> Result<CodeTokens, OAuthError> {
     let audience = super::audience(state, client, grant.scope, &[]).await?;
     let custom = state.scopes().definitions().await?;
+    let records = id_token::user_records(state, custom.all(), grant.account, grant.scope).await?;
     let access = tokens::issue(
         state,
         &AccessGrant {
@@ -298,12 +305,7 @@ pub(crate) async fn user_tokens(
             not_after: None,
             jkt: grant.access_jkt.map(str::to_owned),
             sid: Some(grant.sid.to_owned()),
-            claims: id_token::access_token_claims(
-                state,
-                custom.all(),
-                &grant.account.attributes,
-                grant.scope,
-            ),
+            claims: id_token::access_token_claims(state, custom.all(), &records, grant.scope),
         },
     )
     .await?;
@@ -324,6 +326,7 @@ pub(crate) async fn user_tokens(
                 sid: grant.sid,
                 access_token: &access.access_token,
                 ttl: access.expires_in,
+                records: &records,
             },
         )?)
     } else {

@@ -115,6 +115,7 @@ pub async fn token_exchange(
     // refresh family) and the subject token itself.
     let mut grants = state.store().grants_of(&subject.jti).await?;
     let custom = state.scopes().definitions().await?;
+    let records = crate::id_token::user_records(state, custom.all(), &account, &scope).await?;
     grants.push(exchanged_from(&subject.jti));
     let issued = tokens::issue(
         state,
@@ -122,12 +123,7 @@ pub async fn token_exchange(
             grant_type: GrantType::TokenExchange,
             client: Arc::clone(&client),
             subject: subject.subject.clone(),
-            claims: crate::id_token::access_token_claims(
-                state,
-                custom.all(),
-                &account.attributes,
-                &scope,
-            ),
+            claims: crate::id_token::access_token_claims(state, custom.all(), &records, &scope),
             scope,
             audience,
             grants,

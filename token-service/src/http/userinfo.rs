@@ -11,27 +11,12 @@ use tower_scopegate::Authenticated;
 
 use super::error::no_store;
 use crate::State;
-use crate::id_token::released_claims;
+use crate::error::OAuthError;
+use crate::id_token::{released_claims, user_records};
 
 pub(super) async fn userinfo(Shared(state): Shared<State>, who: Authenticated) -> Response {
-    let account = match who.subject() {
-        Some(sub) => state.users().find_by_id(sub).await,
-        None => Ok(None),
-    };
-    // The claims the token's scopes release now: a scope deleted since releases none.
-    let found = match account {
-        Ok(Some(account)) => state
-            .scopes()
-            .definitions()
-            .await
-            .map(|custom| Some((account, custom))),
-        Ok(None) => Ok(None),
-        Err(error) => Err(error),
-    };
-    match found {
-        Ok(Some((account, custom))) => {
-            let mut claims = released_claims(custom.all(), &account, who.scopes());
-            claims.insert("sub".to_owned(), account.id.clone().into());
+    match claims(&state, &who).await {
+        Ok(Some(claims)) => {
             let mut response = Json(Value::Object(claims)).into_response();
             no_store(&mut response);
             response
@@ -48,12 +33,36 @@ pub(super) async fn userinfo(Shared(state): Shared<State>, who: Authenticated) -
             response
         }
         Err(error) => {
-            tracing::error!(%error, "store failure at /userinfo");
-            let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
+            tracing::error!(error = %error.description, "the claims could not be read at /userinfo");
+            unavailable_now()
         }
     }
+}
+
+/// The claims the token's scopes release now (a scope deleted since releases none), with
+/// `sub`; `None` if the subject is not a user.
+async fn claims(
+    state: &State,
+    who: &Authenticated,
+) -> Result<Option<serde_json::Map<String, Value>>, OAuthError> {
+    let Some(sub) = who.subject() else {
+        return Ok(None);
+    };
+    let Some(account) = state.users().find_by_id(sub).await? else {
+        return Ok(None);
+    };
+    let custom = state.scopes().definitions().await?;
+    let records = user_records(state, custom.all(), &account, who.scopes()).await?;
+    let mut claims = released_claims(custom.all(), &account, who.scopes(), &records);
+    claims.insert("sub".to_owned(), account.id.clone().into());
+    Ok(Some(claims))
+}
+
+/// 503 with `Retry-After`: the claims cannot be read now.
+fn unavailable_now() -> Response {
+    let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }

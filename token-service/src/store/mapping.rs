@@ -237,8 +237,9 @@ pub(super) fn api_from_row(row: &Row) -> Result<Api, StoreError> {
     })
 }
 
-/// A claim scope's definition columns: `claims` (a JSON object) and `access_token` (0 or 1).
-pub(super) fn scope_definition(scope: &CustomScope) -> (String, u64) {
+/// A claim scope's definition columns: `claims` (a JSON object), `access_token` (0 or 1) and
+/// `source`.
+pub(super) fn scope_definition(scope: &CustomScope) -> (String, u64, &str) {
     let claims: serde_json::Map<String, serde_json::Value> = scope
         .claims
         .iter()
@@ -247,6 +248,7 @@ pub(super) fn scope_definition(scope: &CustomScope) -> (String, u64) {
     (
         serde_json::Value::Object(claims).to_string(),
         u64::from(scope.access_token),
+        scope.source.as_str(),
     )
 }
 
@@ -268,6 +270,7 @@ pub(super) fn scope_from_row(row: &Row) -> Result<StoredScope, StoreError> {
         name: name.clone(),
         claims: ClaimMap(claims),
         access_token: row.int("access_token")? != 0,
+        claim_source: Some(row.text("source")?),
     };
     let scope = config::build_scope("", settings, &config::Defined::default())
         .map_err(|refused| corrupt(refused.to_string()))?;

@@ -59,22 +59,24 @@ impl ScopeStore for SqlStore {
     }
 
     async fn insert_scope(&self, scope: &CustomScope, now: u64) -> Result<(), StoreError> {
-        let (claims, access_token) = mapping::scope_definition(scope);
+        let (claims, access_token, source) = mapping::scope_definition(scope);
         // One statement decides: a new row, or the deleted row of that name taken back; a
         // defined one changes nothing.
         let inserted = self
             .db
             .execute(
-                sql("INSERT INTO scopes (name, claims, access_token, created_at, updated_at, deleted_at) \
-                     VALUES ($1, $2, $3, $4, $4, NULL) \
+                sql("INSERT INTO scopes (name, claims, access_token, created_at, updated_at, deleted_at, source) \
+                     VALUES ($1, $2, $3, $4, $4, NULL, $5) \
                      ON CONFLICT (name) DO UPDATE SET claims = excluded.claims, \
-                     access_token = excluded.access_token, created_at = excluded.created_at, \
+                     access_token = excluded.access_token, source = excluded.source, \
+                     created_at = excluded.created_at, \
                      updated_at = excluded.updated_at, deleted_at = NULL \
                      WHERE scopes.deleted_at IS NOT NULL")
                 .text(scope.name.as_str())
                 .text(&claims)
                 .int(access_token)
-                .int(now),
+                .int(now)
+                .text(source),
             )
             .await?;
         if inserted == 0 {
@@ -84,18 +86,19 @@ impl ScopeStore for SqlStore {
     }
 
     async fn update_scope(&self, scope: &CustomScope, now: u64) -> Result<bool, StoreError> {
-        let (claims, access_token) = mapping::scope_definition(scope);
+        let (claims, access_token, source) = mapping::scope_definition(scope);
         Ok(self
             .db
             .execute(
                 sql(
-                    "UPDATE scopes SET claims = $1, access_token = $2, updated_at = $3 \
-                     WHERE name = $4 AND deleted_at IS NULL",
+                    "UPDATE scopes SET claims = $1, access_token = $2, updated_at = $3, \
+                     source = $5 WHERE name = $4 AND deleted_at IS NULL",
                 )
                 .text(&claims)
                 .int(access_token)
                 .int(now)
-                .text(scope.name.as_str()),
+                .text(scope.name.as_str())
+                .text(source),
             )
             .await?
             > 0)
