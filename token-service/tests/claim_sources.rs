@@ -542,6 +542,27 @@ async fn a_failing_source_set_to_refuse_turns_the_sign_in_away_without_a_code() 
     }
 }
 
+#[tokio::test]
+async fn a_source_that_is_down_is_omitted_or_refuses_as_configured() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let omitting = TestService::start_with(&service_config(&closed, "omit")).await;
+    let (code, _) = sign_in_jane(&omitting, &authorize_query()).await;
+    let tokens = redeem(&omitting, &code).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text);
+    let id_token = payload(tokens.json["id_token"].as_str().unwrap());
+    assert!(id_token.get("company_name").is_none(), "{id_token}");
+
+    let refusing = TestService::start_with(&service_config(&closed, "refuse")).await;
+    let form = login_form(&refusing, &authorize_query()).await;
+    let answer = submit(&refusing, &form, "jane", "jane-password-1").await;
+    let (_, params) = location_params(&answer);
+    assert_eq!(param(&params, "error"), Some("temporarily_unavailable"));
+    assert!(param(&params, "code").is_none());
+}
+
 #[test]
 fn no_scope_may_map_a_claim_the_service_sets() {
     for claim in ["sub", "iss", "email_verified", "aud", "nonce"] {
