@@ -1117,9 +1117,16 @@ storage = "sqlite::memory:"
                 .scopes[0]
                 .access_token
         );
-        assert!(!scope("sub = \"employeeId\"", false).unwrap().scopes[0].access_token);
-        let refused = scope("sub = \"employeeId\"", true).unwrap_err();
-        assert!(refused.to_string().contains("`sub`"), "{refused}");
+        // `sub` is the service's alone, with or without access tokens.
+        for access_token in [false, true] {
+            let refused = scope("sub = \"employeeId\"", access_token).unwrap_err();
+            assert!(refused.to_string().contains("`sub`"), "{refused}");
+            assert_eq!(field_of(refused), "scopes[0].claims.sub");
+        }
+        // `username` only access tokens define (at introspection).
+        assert!(!scope("username = \"login\"", false).unwrap().scopes[0].access_token);
+        let refused = scope("username = \"login\"", true).unwrap_err();
+        assert!(refused.to_string().contains("`username`"), "{refused}");
         assert_eq!(field_of(refused), "scopes[0].claims");
         assert_eq!(with("").unwrap().limits.max_access_token_claims_bytes, 1024);
         let refused = with("[limits]\nmax_access_token_claims_bytes = 0\n").unwrap_err();

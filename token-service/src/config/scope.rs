@@ -18,31 +18,6 @@ use super::claim_source::{self, ClaimSource};
 use super::{Api, ConfigError, invalid, scopes_overlap};
 use crate::service_scopes;
 
-/// Claims an access token and its introspection answer already define: a custom scope whose
-/// claims go into access tokens may not name one of them.
-pub const ACCESS_TOKEN_RESERVED_CLAIMS: &[&str] = &[
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "nbf",
-    "iat",
-    "jti",
-    "client_id",
-    "scope",
-    "cnf",
-    "sid",
-    "act",
-    "azp",
-    "auth_time",
-    "acr",
-    "amr",
-    "active",
-    "token_type",
-    "username",
-    "may_act",
-];
-
 /// Claims only the service sets: no claim scope may name one, whatever its source — a
 /// profile store, a directory or a user's own attribute never says who the user is, who
 /// issued the token, or that an address was verified.
@@ -76,6 +51,10 @@ pub const PROTECTED_CLAIMS: &[&str] = &[
     "_claim_names",
     "_claim_sources",
 ];
+
+/// Claims an access token and its introspection answer define besides
+/// [`PROTECTED_CLAIMS`]: a scope whose claims go into access tokens may not name one of them.
+pub const ACCESS_TOKEN_RESERVED_CLAIMS: &[&str] = &["username"];
 
 /// The longest claim or attribute name of a definition.
 pub const MAX_CLAIM_NAME_BYTES: usize = 255;
@@ -270,7 +249,8 @@ pub enum ScopeRefused {
 /// - `name`: a valid scope, none of OpenID Connect's nor the admin API's (no `scopegate`
 ///   prefix at all: the service's own);
 /// - each claim and attribute name: 1 to [`MAX_CLAIM_NAME_BYTES`] bytes, no spaces or control
-///   characters; with `access_token`, no claim access tokens define themselves
+///   characters; no claim only the service sets ([`PROTECTED_CLAIMS`]); with
+///   `access_token`, no claim access tokens define themselves
 ///   ([`ACCESS_TOKEN_RESERVED_CLAIMS`]);
 /// - not a name `defined` already, and no overlap with a scope of one of `defined.apis`
 ///   (`p:n` overlaps `p:n:read`).
