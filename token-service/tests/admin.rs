@@ -1296,8 +1296,16 @@ async fn configured_claim_scopes_are_read_only_and_bad_scope_bodies_get_400_nami
         ),
         (r#"{"name": "a:b:read", "claims": {"c": ""}}"#, "claims.c"),
         (
-            r#"{"name": "a:b:read", "claims": {"sub": "id"}, "access_token": true}"#,
+            r#"{"name": "a:b:read", "claims": {"username": "id"}, "access_token": true}"#,
             "claims",
+        ),
+        (
+            r#"{"name": "a:b:read", "claims": {"sub": "id"}}"#,
+            "claims.sub",
+        ),
+        (
+            r#"{"name": "a:b:read", "claim_source": "nowhere"}"#,
+            "claim_source",
         ),
         (
             r#"{"name": "a:b:read", "access_token": "yes"}"#,
@@ -1317,8 +1325,12 @@ async fn configured_claim_scopes_are_read_only_and_bad_scope_bodies_get_400_nami
     for (body, field) in [
         (r#"{"name": "hr:department:write"}"#, "name"),
         (
-            r#"{"claims": {"sub": "id"}, "access_token": true}"#,
+            r#"{"claims": {"username": "id"}, "access_token": true}"#,
             "claims",
+        ),
+        (
+            r#"{"claims": {"email_verified": "v"}}"#,
+            "claims.email_verified",
         ),
         (r#"{"claims": {"c": null}}"#, "claims.c"),
         ("not json", "body"),

@@ -286,13 +286,14 @@ fn the_file_the_admin_api_and_scope_add_read_a_claim_scope_alike() {
     assert_eq!(flag_members(&ScopeAdd::command()), schema);
     assert_eq!(
         schema,
-        ["access_token", "claims", "name"],
+        ["access_token", "claim_source", "claims", "name"],
         "give this test the new member"
     );
     let sample = json!({
         "name": "hr:department:read",
         "claims": { "department": "dept", "cost_centre": "costCentre" },
         "access_token": true,
+        "claim_source": "hr-directory",
     });
     let from_json = ScopeSettings::from_json(sample.clone()).expect("the admin API reads it");
     // On the command line, one `--claim CLAIM=ATTRIBUTE` per claim.
@@ -305,13 +306,18 @@ fn the_file_the_admin_api_and_scope_add_read_a_claim_scope_alike() {
         "--claim",
         "cost_centre=costCentre",
         "--access-token",
+        "--claim-source",
+        "hr-directory",
     ];
     let from_flags = ScopeAdd::try_parse_from(flags)
         .expect("scope add reads it")
         .settings;
     assert_eq!(from_flags, from_json);
-    let config = Config::from_toml(&format!("{TOP}[[scopes]]\n{}", toml_of(&sample)))
-        .expect("the configuration file reads it");
+    let config = Config::from_toml(&format!(
+        "{TOP}[[claim_sources]]\nname = \"hr-directory\"\nurl = \"https://hr.example.test/{{sub}}\"\n[[scopes]]\n{}",
+        toml_of(&sample)
+    ))
+    .expect("the configuration file reads it");
     let checked = build_scope("", from_json, &Defined::default()).expect("valid");
     assert_eq!(config.scopes, std::slice::from_ref(&checked));
     // What the admin API answers is what it reads.
