@@ -126,6 +126,11 @@ impl<'a> UntrustedJws<'a> {
     pub(crate) fn into_payload(self) -> Vec<u8> {
         self.payload
     }
+
+    /// The header and the payload, without copying either: see [`into_payload`](Self::into_payload).
+    pub(crate) fn into_header_and_payload(self) -> (Header, Vec<u8>) {
+        (self.header, self.payload)
+    }
 }
 
 fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidToken> {

@@ -400,11 +400,11 @@ impl Validator {
         let key_fingerprint = inner.jwks.verify(&jws).await?;
         // A key fetch may have taken a while: judge the claims by the time now.
         let now = inner.clock.now();
-        let typ = jws.header.typ.clone();
-        let principal = claims::check_jwt(&jws.into_payload(), &inner.rules, now)?;
+        let (header, payload) = jws.into_header_and_payload();
+        let principal = claims::check_jwt(&payload, &inner.rules, now)?;
         inner
             .token_type
-            .check_claims(typ.as_deref(), &principal.claims)?;
+            .check_claims(header.typ.as_deref(), &principal.claims)?;
         let principal = Arc::new(principal);
         // Refused before it is cached: a revoked token never enters the cache.
         inner.admit(&principal)?;

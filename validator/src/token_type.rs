@@ -29,6 +29,17 @@ pub(crate) fn normalize_typ(typ: &str) -> String {
     }
 }
 
+/// Whether `typ` normalises to `normalized` (lower case, without `application/`), without
+/// building the normalised string: this runs on every verification.
+pub(crate) fn typ_is(typ: &str, normalized: &str) -> bool {
+    let prefix = "application/";
+    let bare = match typ.get(..prefix.len()) {
+        Some(start) if start.eq_ignore_ascii_case(prefix) => &typ[prefix.len()..],
+        _ => typ,
+    };
+    bare.eq_ignore_ascii_case(normalized)
+}
+
 /// How a JWT is recognised as an access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TypeRule {
@@ -43,15 +54,17 @@ pub(crate) enum TypeRule {
 impl TypeRule {
     /// Checks the header's `typ` (before any key is looked up).
     pub(crate) fn check_header(&self, typ: Option<&str>) -> Result<(), InvalidToken> {
-        let found = typ.map(normalize_typ).unwrap_or_default();
+        let found = typ.unwrap_or_default();
         match self {
             Self::Any => Ok(()),
-            Self::Exactly(required) if found == *required => Ok(()),
+            Self::Exactly(required) if typ_is(found, required) => Ok(()),
             Self::Exactly(required) => Err(InvalidToken::WrongType {
-                found,
+                found: normalize_typ(found),
                 required: required.clone(),
             }),
-            Self::AccessToken if matches!(found.as_str(), "" | "jwt" | "at+jwt") => Ok(()),
+            Self::AccessToken if ["", "jwt", "at+jwt"].iter().any(|name| typ_is(found, name)) => {
+                Ok(())
+            }
             Self::AccessToken => Err(InvalidToken::NotAnAccessToken(
                 "its `typ` names another kind of token",
             )),
@@ -64,7 +77,7 @@ impl TypeRule {
         typ: Option<&str>,
         claims: &Map<String, Value>,
     ) -> Result<(), InvalidToken> {
-        let typed = typ.is_some_and(|typ| normalize_typ(typ) == "at+jwt");
+        let typed = typ.is_some_and(|typ| typ_is(typ, "at+jwt"));
         if *self != Self::AccessToken || typed {
             return Ok(());
         }
@@ -122,6 +135,30 @@ mod tests {
                 judge(&rule, Some(other), json!({"scope": "a"})),
                 Err(InvalidToken::NotAnAccessToken(_))
             ));
+        }
+    }
+
+    #[test]
+    fn typ_is_agrees_with_normalize_typ() {
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+Jwt",
+            "application/",
+            "",
+            "JWT",
+            "appl",
+            "application/application/jwt",
+            "ät+jwt",
+        ] {
+            for name in ["", "jwt", "at+jwt", "application/jwt"] {
+                assert_eq!(
+                    typ_is(typ, name),
+                    normalize_typ(typ) == name,
+                    "{typ} {name}"
+                );
+            }
         }
     }
 
