@@ -1,6 +1,8 @@
 //! A strict JSON reader: RFC 7515 §5.2 and RFC 8725 §3.1 ask that JOSE headers and claim sets
 //! with duplicate member names be rejected, while `serde_json` silently keeps the last one.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -16,6 +18,75 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     match value {
         Value::Object(map) => Ok(map),
         _ => Err("not a JSON object".to_owned()),
+    }
+}
+
+/// Reads `bytes` as one JSON object with the checks of [`parse_object`] (duplicate names at any
+/// depth, nothing after the object), handing each member to `member` instead of building a map:
+/// a JWS header is read on every verification, and only a few of its members are wanted.
+pub(crate) fn for_each_member(bytes: &[u8], member: impl FnMut(&str, Value)) -> Result<(), String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    de::Deserializer::deserialize_map(&mut deserializer, MemberVisitor(member))
+        .map_err(|error| error.to_string())?;
+    deserializer.end().map_err(|error| error.to_string())
+}
+
+struct MemberVisitor<F>(F);
+
+impl<'de, F: FnMut(&str, Value)> Visitor<'de> for MemberVisitor<F> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut access: A) -> Result<(), A::Error> {
+        // Names borrowed from the input where they have no escapes; a set, not a list, so a
+        // header of hundreds of members costs no quadratic comparison.
+        let mut seen = BTreeSet::new();
+        while let Some(MemberName(name)) = access.next_key()? {
+            if seen.contains(&name) {
+                return Err(de::Error::custom(format_args!(
+                    "duplicate member {:?}",
+                    truncate(&name)
+                )));
+            }
+            let StrictValue(value) = access.next_value()?;
+            (self.0)(&name, value);
+            seen.insert(name);
+        }
+        Ok(())
+    }
+}
+
+/// A member name, borrowed from the input when it has no escapes.
+struct MemberName<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = MemberName<'de>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a member name")
+            }
+
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Borrowed(name)))
+            }
+
+            fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Owned(name.to_owned())))
+            }
+
+            fn visit_string<E>(self, name: String) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Owned(name)))
+            }
+        }
+
+        deserializer.deserialize_str(NameVisitor)
     }
 }
 
@@ -137,6 +208,29 @@ mod tests {
         assert!(parse_object(br#"{"a":1} x"#).is_err());
         assert!(parse_object(br#"{"a":1}{"b":2}"#).is_err());
         assert!(parse_object(b"").is_err());
+    }
+
+    #[test]
+    fn members_are_read_with_the_same_checks() {
+        let mut members = Vec::new();
+        for_each_member(br#"{"a":{"a":1},"b":[1,"x"]}"#, |name, value| {
+            members.push((name.to_owned(), value));
+        })
+        .unwrap();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[0].1["a"], 1);
+        for bad in [
+            &br#"{"a":1,"a":2}"#[..],
+            br#"{"a":1,"\u0061":2}"#,
+            br#"{"a":{"b":1,"b":1}}"#,
+            br#"{"a":[{"b":1,"b":1}]}"#,
+            br#"{"a":1} x"#,
+            b"[1]",
+            b"\"x\"",
+            b"",
+        ] {
+            assert!(for_each_member(bad, |_, _| {}).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
