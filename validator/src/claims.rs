@@ -55,14 +55,15 @@ pub(crate) fn check(
     source: Source,
 ) -> Result<Principal, InvalidToken> {
     let required = source == Source::Jwt;
-    match claims.get("iss") {
+    let known = KnownClaims::of(&claims);
+    match known.iss {
         Some(Value::String(issuer)) if *issuer == rules.issuer => {}
         Some(Value::String(_)) => return Err(InvalidToken::WrongIssuer),
         Some(_) => return Err(claim("iss", "not a string")),
         None if required => return Err(claim("iss", "missing")),
         None => {}
     }
-    let audiences = audiences(&claims, required)?;
+    let audiences = audiences(known.aud, required)?;
     if !rules.any_audience
         && (required || !audiences.is_empty())
         && !audiences
@@ -74,7 +75,7 @@ pub(crate) fn check(
 
     let now = now.as_secs_f64();
     let leeway = rules.leeway.as_secs_f64();
-    let expires_at = numeric_date(&claims, "exp")?;
+    let expires_at = numeric_date(known.exp, "exp")?;
     match expires_at {
         Some(expires_at) if now >= expires_at + leeway && !rules.accept_expired => {
             return Err(InvalidToken::Expired);
@@ -82,18 +83,18 @@ pub(crate) fn check(
         None if required => return Err(claim("exp", "missing")),
         _ => {}
     }
-    if let Some(not_before) = numeric_date(&claims, "nbf")?
+    if let Some(not_before) = numeric_date(known.nbf, "nbf")?
         && now + leeway < not_before
     {
         return Err(InvalidToken::NotYetValid);
     }
-    let issued_at = numeric_date(&claims, "iat")?;
+    let issued_at = numeric_date(known.iat, "iat")?;
     if issued_at.is_some_and(|issued_at| now + leeway < issued_at) {
         return Err(InvalidToken::IssuedInFuture);
     }
 
     let granted = match &rules.scope_claim {
-        None => claims.get("scope").or_else(|| claims.get("scp")),
+        None => known.scope.or(known.scp),
         Some(path) => claim_at(&claims, path),
     };
     let scopes = match granted {
@@ -105,12 +106,17 @@ pub(crate) fn check(
             )
         })?,
     };
-    for name in ["sub", "client_id", "azp", "jti"] {
-        if claims.get(name).is_some_and(|value| !value.is_string()) {
+    for (name, value) in [
+        ("sub", known.sub),
+        ("client_id", known.client_id),
+        ("azp", known.azp),
+        ("jti", known.jti),
+    ] {
+        if value.is_some_and(|value| !value.is_string()) {
             return Err(claim(name, "not a string"));
         }
     }
-    check_confirmation(&claims)?;
+    check_confirmation(known.cnf)?;
     Ok(Principal {
         scopes,
         audiences,
@@ -121,11 +127,54 @@ pub(crate) fn check(
     })
 }
 
+/// The registered claims the checks read, found in one pass over the claim set rather than a
+/// map lookup each: this runs on every verification.
+#[derive(Default)]
+struct KnownClaims<'a> {
+    iss: Option<&'a Value>,
+    aud: Option<&'a Value>,
+    exp: Option<&'a Value>,
+    nbf: Option<&'a Value>,
+    iat: Option<&'a Value>,
+    scope: Option<&'a Value>,
+    scp: Option<&'a Value>,
+    sub: Option<&'a Value>,
+    client_id: Option<&'a Value>,
+    azp: Option<&'a Value>,
+    jti: Option<&'a Value>,
+    cnf: Option<&'a Value>,
+}
+
+impl<'a> KnownClaims<'a> {
+    fn of(claims: &'a Map<String, Value>) -> Self {
+        let mut known = Self::default();
+        for (name, value) in claims {
+            let slot = match name.as_str() {
+                "iss" => &mut known.iss,
+                "aud" => &mut known.aud,
+                "exp" => &mut known.exp,
+                "nbf" => &mut known.nbf,
+                "iat" => &mut known.iat,
+                "scope" => &mut known.scope,
+                "scp" => &mut known.scp,
+                "sub" => &mut known.sub,
+                "client_id" => &mut known.client_id,
+                "azp" => &mut known.azp,
+                "jti" => &mut known.jti,
+                "cnf" => &mut known.cnf,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        known
+    }
+}
+
 /// `cnf` (RFC 7800 §3.1) names the key a token is bound to; with `jkt` (RFC 9449 §6.1), the
 /// SHA-256 thumbprint of a DPoP key. One that cannot be read is refused: taking it for absent
 /// would turn a bound token into a bearer token.
-fn check_confirmation(claims: &Map<String, Value>) -> Result<(), InvalidToken> {
-    let Some(confirmation) = claims.get("cnf") else {
+fn check_confirmation(confirmation: Option<&Value>) -> Result<(), InvalidToken> {
+    let Some(confirmation) = confirmation else {
         return Ok(());
     };
     let Value::Object(members) = confirmation else {
@@ -161,8 +210,8 @@ fn claim(name: &'static str, problem: &'static str) -> InvalidToken {
     InvalidToken::Claim { name, problem }
 }
 
-fn audiences(claims: &Map<String, Value>, required: bool) -> Result<Vec<String>, InvalidToken> {
-    match claims.get("aud") {
+fn audiences(aud: Option<&Value>, required: bool) -> Result<Vec<String>, InvalidToken> {
+    match aud {
         Some(Value::String(audience)) => Ok(vec![audience.clone()]),
         Some(Value::Array(values)) if values.is_empty() => Err(claim("aud", "empty array")),
         Some(Value::Array(values)) => values
@@ -178,11 +227,8 @@ fn audiences(claims: &Map<String, Value>, required: bool) -> Result<Vec<String>,
 
 /// A NumericDate (RFC 7519 §2): a JSON number of seconds, integer or not. A string such as
 /// `"123"` is a type error, not a date.
-fn numeric_date(
-    claims: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<f64>, InvalidToken> {
-    match claims.get(name) {
+fn numeric_date(value: Option<&Value>, name: &'static str) -> Result<Option<f64>, InvalidToken> {
+    match value {
         None => Ok(None),
         Some(Value::Number(number)) => match number.as_f64() {
             Some(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Some(seconds)),
