@@ -233,7 +233,7 @@ fn settle(
             state.failure = None;
         }
         Err(error) => {
-            tracing::warn!(error = %chain(error), "could not obtain an access token");
+            tracing::warn!(error = %error.with_causes(), "could not obtain an access token");
             state.failure = Some((Instant::now(), error.clone()));
         }
     }
@@ -243,18 +243,6 @@ fn settle(
 /// Whether less than `window` has passed from `since` to `now` (no overflow for huge windows).
 fn elapsed_within(now: Instant, since: Instant, window: Duration) -> bool {
     now.saturating_duration_since(since) < window
-}
-
-/// An error and its sources, for the log.
-fn chain(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The state, even if a panic elsewhere poisoned its lock: every change to it is one

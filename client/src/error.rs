@@ -106,6 +106,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// The message with its causes (`cannot reach …: connection refused`), for a log line.
+    #[must_use]
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     /// The RFC 6749 §5.2 error code, when the token endpoint answered one.
     #[must_use]
     pub fn oauth_code(&self) -> Option<&str> {

@@ -129,6 +129,13 @@ impl From<ClaimsUnavailable> for OAuthError {
     }
 }
 
+/// Whether a claim scope of `custom` that `scope` releases reads a claim source (not the
+/// stored attributes): only then is there anything to ask before the user's claims are known.
+#[must_use]
+pub fn reads_claim_sources(custom: &[CustomScope], scope: &ScopeSet) -> bool {
+    released(custom, scope).any(|custom| !custom.reads_attributes())
+}
+
 /// Reads the records the claim scopes of `custom` that `scope` releases need about `account`:
 /// each claim source once (through its cache). A source that fails is left out, with a
 /// warning, unless its `on_failure` is `refuse`.

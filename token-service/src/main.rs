@@ -555,12 +555,7 @@ async fn add_scope(config: &Config, settings: ScopeSettings) -> Result<(), Failu
         .await
         .map_err(directory_error(&["scope", "add"]))?;
     println!("scope {} defined", stored.scope.name);
-    print_scope(&Entry {
-        scope: &stored.scope,
-        source: scopegate_token_service::scope_catalogue::ScopeSource::Store,
-        created_at: Some(stored.created_at),
-        updated_at: Some(stored.updated_at),
-    });
+    print_stored_scope(&stored);
     Ok(())
 }
 
@@ -573,12 +568,7 @@ async fn update_scope(config: &Config, settings: ScopeSettings) -> Result<(), Fa
         .await
         .map_err(directory_error(&["scope", "update"]))?;
     println!("scope {name} changed");
-    print_scope(&Entry {
-        scope: &stored.scope,
-        source: scopegate_token_service::scope_catalogue::ScopeSource::Store,
-        created_at: Some(stored.created_at),
-        updated_at: Some(stored.updated_at),
-    });
+    print_stored_scope(&stored);
     Ok(())
 }
 
@@ -632,6 +622,16 @@ async fn show_scope(config: &Config, name: &str) -> Result<(), Failure> {
         .ok_or_else(|| format!("no scope `{name}`"))?;
     print_scope(&entry);
     Ok(())
+}
+
+/// A scope the store holds, as `scope add` and `scope update` leave it.
+fn print_stored_scope(stored: &scopegate_token_service::store::StoredScope) {
+    print_scope(&Entry {
+        scope: &stored.scope,
+        source: scopegate_token_service::scope_catalogue::ScopeSource::Store,
+        created_at: Some(stored.created_at),
+        updated_at: Some(stored.updated_at),
+    });
 }
 
 fn print_scope(entry: &Entry<'_>) {

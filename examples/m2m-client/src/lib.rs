@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use scopegate_client::{BearerClient, Error, TokenSource};
+use scopegate_client::{BearerClient, TokenSource};
 use tokio::task::JoinSet;
 
 /// The settings, from arguments or the environment. The secret is never an argument (other
@@ -197,22 +197,10 @@ async fn call(api: &BearerClient, url: &str, n: u64) -> Outcome {
             }
         }
         Err(error) => {
-            tracing::error!(call = n, error = %chain(&error), "no answer");
+            tracing::error!(call = n, error = %error.with_causes(), "no answer");
             Outcome::Failed
         }
     }
-}
-
-/// An error with its causes, for the log.
-fn chain(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

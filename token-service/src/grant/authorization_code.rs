@@ -48,8 +48,10 @@ pub async fn issue_code(
 ) -> Result<String, OAuthError> {
     // A claim source that must answer is asked now: a sign-in it cannot serve gets no code
     // (and its answer, cached, serves the redemption that follows).
-    if let Some(account) = state.users().find_by_id(&session.user_id).await? {
-        let custom = state.scopes().definitions().await?;
+    let custom = state.scopes().definitions().await?;
+    if id_token::reads_claim_sources(custom.all(), &grant.scope)
+        && let Some(account) = state.users().find_by_id(&session.user_id).await?
+    {
         id_token::user_records(state, custom.all(), &account, &grant.scope).await?;
     }
     let code = random_token();
