@@ -639,6 +639,9 @@ fn print_scope(entry: &Entry<'_>) {
     println!("source:       {}", entry.source.as_str());
     println!("access_token: {}", entry.scope.access_token);
     println!("claims:       {}", claims_text(entry));
+    if !entry.scope.reads_attributes() {
+        println!("claim_source: {}", entry.scope.source);
+    }
     if let (Some(created), Some(updated)) = (entry.created_at, entry.updated_at) {
         println!("created:      {}", format_time(created));
         println!("updated:      {}", format_time(updated));

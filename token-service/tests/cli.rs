@@ -27,6 +27,10 @@ impl Cli {
             "storage = \"sqlite::memory:\"",
             &format!("storage = \"{storage}\""),
         );
+        // A claim source scopes defined here may read from.
+        let text = format!(
+            "{text}\n[[claim_sources]]\nname = \"hr-directory\"\nurl = \"https://hr.example.test/{{sub}}\"\n"
+        );
         std::fs::write(&config, text).unwrap();
         Self {
             dir,
@@ -581,6 +585,8 @@ async fn scope_add_list_show_update_and_remove_define_claim_scopes_the_service_f
         "hr:department:read",
         "--claim",
         "division=dept",
+        "--claim-source",
+        "hr-directory",
     ]);
     assert!(
         updated.contains("scope hr:department:read changed"),
@@ -588,6 +594,7 @@ async fn scope_add_list_show_update_and_remove_define_claim_scopes_the_service_f
     );
     let shown = run(&["scope", "show", "--name", "hr:department:read"]);
     assert!(shown.contains("claims:       division=dept"), "{shown}");
+    assert!(shown.contains("claim_source: hr-directory"), "{shown}");
     assert!(shown.contains("access_token: false"), "{shown}");
 
     let removed = run(&["scope", "remove", "--name", "hr:department:read"]);
