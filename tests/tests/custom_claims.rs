@@ -104,7 +104,7 @@ async fn an_api_reads_the_custom_claim_from_a_jwt_and_from_introspection() {
     assert_eq!(principal.subject(), Some("jane"));
     assert_eq!(
         principal.claim("company_name"),
-        Some(&Value::from("Bizcorp"))
+        Some(Value::from("Bizcorp"))
     );
 
     let opaque = access_token(&issuer, "web-opaque").await;
@@ -113,6 +113,6 @@ async fn an_api_reads_the_custom_claim_from_a_jwt_and_from_introspection() {
     assert_eq!(principal.subject(), Some("jane"));
     assert_eq!(
         principal.claim("company_name"),
-        Some(&Value::from("Bizcorp"))
+        Some(Value::from("Bizcorp"))
     );
 }

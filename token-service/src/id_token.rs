@@ -379,7 +379,7 @@ pub async fn verify_hint(state: &State, token: &str) -> Option<Map<String, Value
         .validate(token)
         .await
         .ok()?;
-    Some(principal.claims().clone())
+    Some(principal.claims())
 }
 
 #[cfg(test)]

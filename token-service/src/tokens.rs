@@ -366,11 +366,8 @@ async fn verified_jwt(state: &State, token: &str) -> Option<ActiveToken> {
         jti: principal.token_id()?.to_owned(),
         format: TokenFormat::Jwt,
         jkt: principal.bound_key_thumbprint().map(str::to_owned),
-        act: principal.claim("act").cloned(),
-        sid: principal
-            .claim("sid")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        act: principal.claim("act"),
+        sid: principal.session_id().map(str::to_owned),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Checking a claim set — a JWT's (RFC 7519 §4.1, RFC 9068 §2.2) or an introspection
 //! response's (RFC 7662 §2.2) — and building the principal.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize as _;
@@ -8,13 +9,14 @@ use serde_json::{Map, Value};
 
 use crate::error::InvalidToken;
 use crate::json;
-use crate::principal::{Principal, RevocationCheck};
+use crate::principal::{ClaimText, Principal, RevocationCheck};
 use crate::scope::ScopeSet;
+use crate::token_type::TypeMarks;
 
 /// What the claims are checked against.
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimRules {
-    pub(crate) issuer: String,
+    pub(crate) issuer: Arc<str>,
     pub(crate) audiences: Vec<String>,
     pub(crate) leeway: Duration,
     /// `dangerous_accept_any_audience`: the caller judges `aud` itself.
@@ -26,44 +28,97 @@ pub(crate) struct ClaimRules {
     pub(crate) scope_claim: Option<String>,
 }
 
+impl ClaimRules {
+    /// The top-level member `scope_claim` starts at.
+    fn scope_root(&self) -> Option<&str> {
+        self.scope_claim
+            .as_deref()
+            .map(|path| path.split('.').next().unwrap_or(path))
+    }
+}
+
 /// Where a claim set comes from: a JWT must carry `iss`, `aud` and `exp`; an introspection
 /// response may leave them out (RFC 7662 §2.2), but what it says is checked the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Source {
+enum Source {
     Jwt,
     Introspection,
 }
 
-/// Reads and checks the claim set of a token whose signature has been verified.
+/// Reads and checks the claim set of a token whose signature has been verified. `signed` is
+/// the token's `header.payload`, which the principal keeps as its claim set; `payload` is its
+/// decoded payload. The claims are read in one pass that builds only the registered ones.
 pub(crate) fn check_jwt(
+    signed: &str,
     payload: &[u8],
     rules: &ClaimRules,
     now: Duration,
-) -> Result<Principal, InvalidToken> {
-    let claims = json::parse_object(payload).map_err(|problem| InvalidToken::Json {
+) -> Result<(Principal, TypeMarks), InvalidToken> {
+    let scope_root = rules.scope_root();
+    let mut known = KnownClaims::default();
+    json::for_each_member_where(
+        payload,
+        |name| KnownClaims::wants(name, scope_root),
+        |name, value| known.offer(name, value, scope_root),
+    )
+    .map_err(|problem| InvalidToken::Json {
         part: "claims",
         problem,
     })?;
-    check(claims, rules, now, Source::Jwt)
+    let marks = known.type_marks();
+    let principal = check(known, rules, now, Source::Jwt, |identifiers| {
+        ClaimText::jws(signed, identifiers)
+    })?;
+    Ok((principal, marks))
 }
 
-/// Checks a claim set and builds the principal from it.
-pub(crate) fn check(
-    claims: Map<String, Value>,
+/// Checks an introspection answer's claim set and builds the principal from it.
+pub(crate) fn check_answer(
+    claims: &Map<String, Value>,
+    rules: &ClaimRules,
+    now: Duration,
+) -> Result<Principal, InvalidToken> {
+    let scope_root = rules.scope_root();
+    let mut known = KnownClaims::default();
+    for (name, value) in claims {
+        if KnownClaims::wants(name, scope_root) {
+            known.offer(name, value.clone(), scope_root);
+        }
+    }
+    check(known, rules, now, Source::Introspection, |identifiers| {
+        ClaimText::json(claims, identifiers)
+    })
+}
+
+/// What the access-token type rule reads of `claims`, gathered as [`check_jwt`] gathers it.
+#[cfg(test)]
+pub(crate) fn type_marks_of(claims: &Map<String, Value>) -> TypeMarks {
+    let mut known = KnownClaims::default();
+    for (name, value) in claims {
+        if KnownClaims::wants(name, None) {
+            known.offer(name, value.clone(), None);
+        }
+    }
+    known.type_marks()
+}
+
+/// Checks the registered claims and builds the principal, its claim set made by `text`.
+fn check(
+    known: KnownClaims,
     rules: &ClaimRules,
     now: Duration,
     source: Source,
+    text: impl FnOnce([Option<&str>; 5]) -> Option<ClaimText>,
 ) -> Result<Principal, InvalidToken> {
     let required = source == Source::Jwt;
-    let known = KnownClaims::of(&claims);
-    match known.iss {
-        Some(Value::String(issuer)) if *issuer == rules.issuer => {}
+    let issuer = match &known.iss {
+        Some(Value::String(issuer)) if **issuer == *rules.issuer => Some(Arc::clone(&rules.issuer)),
         Some(Value::String(_)) => return Err(InvalidToken::WrongIssuer),
         Some(_) => return Err(claim("iss", "not a string")),
         None if required => return Err(claim("iss", "missing")),
-        None => {}
-    }
-    let audiences = audiences(known.aud, required)?;
+        None => None,
+    };
+    let audiences = audiences(known.aud.as_ref(), required)?;
     if !rules.any_audience
         && (required || !audiences.is_empty())
         && !audiences
@@ -75,7 +130,7 @@ pub(crate) fn check(
 
     let now = now.as_secs_f64();
     let leeway = rules.leeway.as_secs_f64();
-    let expires_at = numeric_date(known.exp, "exp")?;
+    let expires_at = numeric_date(known.exp.as_ref(), "exp")?;
     match expires_at {
         Some(expires_at) if now >= expires_at + leeway && !rules.accept_expired => {
             return Err(InvalidToken::Expired);
@@ -83,19 +138,19 @@ pub(crate) fn check(
         None if required => return Err(claim("exp", "missing")),
         _ => {}
     }
-    if let Some(not_before) = numeric_date(known.nbf, "nbf")?
+    if let Some(not_before) = numeric_date(known.nbf.as_ref(), "nbf")?
         && now + leeway < not_before
     {
         return Err(InvalidToken::NotYetValid);
     }
-    let issued_at = numeric_date(known.iat, "iat")?;
+    let issued_at = numeric_date(known.iat.as_ref(), "iat")?;
     if issued_at.is_some_and(|issued_at| now + leeway < issued_at) {
         return Err(InvalidToken::IssuedInFuture);
     }
 
     let granted = match &rules.scope_claim {
-        None => known.scope.or(known.scp),
-        Some(path) => claim_at(&claims, path),
+        None => known.scope.as_ref().or(known.scp.as_ref()),
+        Some(path) => claim_at(known.scope_root.as_ref(), path),
     };
     let scopes = match granted {
         None => ScopeSet::default(),
@@ -106,83 +161,140 @@ pub(crate) fn check(
             )
         })?,
     };
-    for (name, value) in [
-        ("sub", known.sub),
-        ("client_id", known.client_id),
-        ("azp", known.azp),
-        ("jti", known.jti),
-    ] {
-        if value.is_some_and(|value| !value.is_string()) {
-            return Err(claim(name, "not a string"));
-        }
-    }
-    check_confirmation(known.cnf)?;
+    let subject = string_claim("sub", known.sub.as_ref())?;
+    let client_id = string_claim("client_id", known.client_id.as_ref())?;
+    let authorized_party = string_claim("azp", known.azp.as_ref())?;
+    let token_id = string_claim("jti", known.jti.as_ref())?;
+    // `sid` is read for revocation events only: a non-string one names no session.
+    let session = known.sid.as_ref().and_then(Value::as_str);
+    let key_thumbprint = check_confirmation(known.cnf.as_ref())?;
+    let claims = text([
+        subject,
+        client_id.or(authorized_party),
+        token_id,
+        session,
+        key_thumbprint,
+    ])
+    .ok_or(InvalidToken::Malformed("claim set too large"))?;
     Ok(Principal {
         scopes,
         audiences,
         expires_at: expires_at.map(to_duration),
         issued_at: issued_at.map(to_duration),
+        issuer,
         claims,
+        confirmed: known.cnf.is_some(),
         revocation_check: RevocationCheck::default(),
     })
 }
 
-/// The registered claims the checks read, found in one pass over the claim set rather than a
-/// map lookup each: this runs on every verification.
+/// The registered claims the checks read, kept from one pass over the claim set; the other
+/// members are checked for syntax but never built.
 #[derive(Default)]
-struct KnownClaims<'a> {
-    iss: Option<&'a Value>,
-    aud: Option<&'a Value>,
-    exp: Option<&'a Value>,
-    nbf: Option<&'a Value>,
-    iat: Option<&'a Value>,
-    scope: Option<&'a Value>,
-    scp: Option<&'a Value>,
-    sub: Option<&'a Value>,
-    client_id: Option<&'a Value>,
-    azp: Option<&'a Value>,
-    jti: Option<&'a Value>,
-    cnf: Option<&'a Value>,
+struct KnownClaims {
+    iss: Option<Value>,
+    aud: Option<Value>,
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iat: Option<Value>,
+    scope: Option<Value>,
+    scp: Option<Value>,
+    sub: Option<Value>,
+    client_id: Option<Value>,
+    azp: Option<Value>,
+    jti: Option<Value>,
+    sid: Option<Value>,
+    cnf: Option<Value>,
+    /// The first member of `scope_claim`'s path, when one is configured.
+    scope_root: Option<Value>,
+    /// What the access-token type rule looks at.
+    typ: Option<Value>,
+    id_token_claim: bool,
+    roles: bool,
 }
 
-impl<'a> KnownClaims<'a> {
-    fn of(claims: &'a Map<String, Value>) -> Self {
-        let mut known = Self::default();
-        for (name, value) in claims {
-            let slot = match name.as_str() {
-                "iss" => &mut known.iss,
-                "aud" => &mut known.aud,
-                "exp" => &mut known.exp,
-                "nbf" => &mut known.nbf,
-                "iat" => &mut known.iat,
-                "scope" => &mut known.scope,
-                "scp" => &mut known.scp,
-                "sub" => &mut known.sub,
-                "client_id" => &mut known.client_id,
-                "azp" => &mut known.azp,
-                "jti" => &mut known.jti,
-                "cnf" => &mut known.cnf,
-                _ => continue,
-            };
-            *slot = Some(value);
+impl KnownClaims {
+    fn wants(name: &str, scope_root: Option<&str>) -> bool {
+        matches!(
+            name,
+            "iss"
+                | "aud"
+                | "exp"
+                | "nbf"
+                | "iat"
+                | "scope"
+                | "scp"
+                | "sub"
+                | "client_id"
+                | "azp"
+                | "jti"
+                | "sid"
+                | "cnf"
+                | "typ"
+                | "nonce"
+                | "at_hash"
+                | "c_hash"
+                | "roles"
+        ) || scope_root == Some(name)
+    }
+
+    fn offer(&mut self, name: &str, value: Value, scope_root: Option<&str>) {
+        if scope_root == Some(name) {
+            self.scope_root = Some(value.clone());
         }
-        known
+        let slot = match name {
+            "iss" => &mut self.iss,
+            "aud" => &mut self.aud,
+            "exp" => &mut self.exp,
+            "nbf" => &mut self.nbf,
+            "iat" => &mut self.iat,
+            "scope" => &mut self.scope,
+            "scp" => &mut self.scp,
+            "sub" => &mut self.sub,
+            "client_id" => &mut self.client_id,
+            "azp" => &mut self.azp,
+            "jti" => &mut self.jti,
+            "sid" => &mut self.sid,
+            "cnf" => &mut self.cnf,
+            "typ" => &mut self.typ,
+            "nonce" | "at_hash" | "c_hash" => {
+                self.id_token_claim = true;
+                return;
+            }
+            "roles" => {
+                self.roles = true;
+                return;
+            }
+            _ => return,
+        };
+        *slot = Some(value);
+    }
+
+    fn type_marks(&self) -> TypeMarks {
+        TypeMarks {
+            id_token_claim: self.id_token_claim,
+            typ_claim: self.typ.as_ref().map(|typ| {
+                typ.as_str()
+                    .is_some_and(|typ| typ.eq_ignore_ascii_case("Bearer"))
+            }),
+            grant_claim: self.scope.is_some() || self.scp.is_some() || self.roles,
+        }
     }
 }
 
 /// `cnf` (RFC 7800 §3.1) names the key a token is bound to; with `jkt` (RFC 9449 §6.1), the
-/// SHA-256 thumbprint of a DPoP key. One that cannot be read is refused: taking it for absent
-/// would turn a bound token into a bearer token.
-fn check_confirmation(confirmation: Option<&Value>) -> Result<(), InvalidToken> {
+/// SHA-256 thumbprint of a DPoP key, which is returned. One that cannot be read is refused:
+/// taking it for absent would turn a bound token into a bearer token.
+fn check_confirmation(confirmation: Option<&Value>) -> Result<Option<&str>, InvalidToken> {
     let Some(confirmation) = confirmation else {
-        return Ok(());
+        return Ok(None);
     };
     let Value::Object(members) = confirmation else {
         return Err(claim("cnf", "not an object"));
     };
     match members.get("jkt") {
-        None => Ok(()),
-        Some(Value::String(jkt)) if is_sha256_thumbprint(jkt) => Ok(()),
+        None => Ok(None),
+        Some(Value::String(jkt)) if is_sha256_thumbprint(jkt) => Ok(Some(jkt)),
         Some(Value::String(_)) => Err(claim("cnf", "`jkt` is not a base64url SHA-256 thumbprint")),
         Some(_) => Err(claim("cnf", "`jkt` is not a string")),
     }
@@ -196,14 +308,26 @@ fn is_sha256_thumbprint(jkt: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
-/// The value at a dotted `path` of nested objects (`realm_access.roles`), if there is one.
-fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut names = path.split('.');
-    let mut value = claims.get(names.next()?)?;
-    for name in names {
+/// The value at a dotted `path` of nested objects (`realm_access.roles`), if there is one;
+/// `root` is the value of the path's first member.
+fn claim_at<'a>(root: Option<&'a Value>, path: &str) -> Option<&'a Value> {
+    let mut value = root?;
+    for name in path.split('.').skip(1) {
         value = value.as_object()?.get(name)?;
     }
     Some(value)
+}
+
+/// A claim that must be a string when present.
+fn string_claim<'a>(
+    name: &'static str,
+    value: Option<&'a Value>,
+) -> Result<Option<&'a str>, InvalidToken> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value)),
+        Some(_) => Err(claim(name, "not a string")),
+    }
 }
 
 fn claim(name: &'static str, problem: &'static str) -> InvalidToken {

@@ -623,7 +623,7 @@ impl ValidatorBuilder {
             (None, None) => JwksSource::Discovery(Arc::clone(&metadata)),
         };
         let rules = ClaimRules {
-            issuer,
+            issuer: Arc::from(issuer),
             audiences: self.audiences,
             leeway: self.leeway,
             any_audience: self.any_audience,
@@ -710,7 +710,7 @@ impl ValidatorBuilder {
                     )?;
                 authorization.set_sensitive(true);
                 let revocations = Arc::new(Revocations::new(
-                    rules.issuer.clone(),
+                    rules.issuer.to_string(),
                     rules.leeway,
                     &self.revocation_events,
                     self.clock.now(),
@@ -720,7 +720,7 @@ impl ValidatorBuilder {
                     jwks: Arc::clone(&jwks),
                     introspector: introspector.clone(),
                     rules: SetRules {
-                        issuer: rules.issuer.clone(),
+                        issuer: rules.issuer.to_string(),
                         audience: api_id,
                         algorithms: algorithms.clone(),
                         default_hold: self.revocation_events.retention,

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use url::Url;
 
-use crate::claims::{self, ClaimRules, Source};
+use crate::claims::{self, ClaimRules};
 use crate::clock::Clock;
 use crate::discovery::IssuerMetadata;
 use crate::error::{BuildError, Error, FetchError, InvalidToken, Unavailable};
@@ -510,7 +510,7 @@ pub(crate) fn verdict(
     {
         return Ok(Err(InvalidToken::Inactive));
     }
-    Ok(claims::check(answer, rules, now, Source::Introspection).map(Arc::new))
+    Ok(claims::check_answer(&answer, rules, now).map(Arc::new))
 }
 
 /// SHA-256 of a token: what a revocation event names an opaque token by (unpadded base64url),

@@ -25,15 +25,29 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
 /// depth, nothing after the object), handing each member to `member` instead of building a map:
 /// a JWS header is read on every verification, and only a few of its members are wanted.
 pub(crate) fn for_each_member(bytes: &[u8], member: impl FnMut(&str, Value)) -> Result<(), String> {
+    for_each_member_where(bytes, |_| true, member)
+}
+
+/// [`for_each_member`] for the members whose name passes `wanted`; the others are checked as
+/// strictly (duplicates at any depth) but never built: a claim set is read on every
+/// verification, and only its registered claims are wanted then.
+pub(crate) fn for_each_member_where(
+    bytes: &[u8],
+    wanted: impl Fn(&str) -> bool,
+    member: impl FnMut(&str, Value),
+) -> Result<(), String> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    de::Deserializer::deserialize_map(&mut deserializer, MemberVisitor(member))
+    de::Deserializer::deserialize_map(&mut deserializer, MemberVisitor { wanted, member })
         .map_err(|error| error.to_string())?;
     deserializer.end().map_err(|error| error.to_string())
 }
 
-struct MemberVisitor<F>(F);
+struct MemberVisitor<W, F> {
+    wanted: W,
+    member: F,
+}
 
-impl<'de, F: FnMut(&str, Value)> Visitor<'de> for MemberVisitor<F> {
+impl<'de, W: Fn(&str) -> bool, F: FnMut(&str, Value)> Visitor<'de> for MemberVisitor<W, F> {
     type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -41,21 +55,120 @@ impl<'de, F: FnMut(&str, Value)> Visitor<'de> for MemberVisitor<F> {
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut access: A) -> Result<(), A::Error> {
-        // Names borrowed from the input where they have no escapes; a set, not a list, so a
-        // header of hundreds of members costs no quadratic comparison.
-        let mut seen = BTreeSet::new();
+        let mut seen = SeenNames::default();
         while let Some(MemberName(name)) = access.next_key()? {
-            if seen.contains(&name) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate member {:?}",
-                    truncate(&name)
-                )));
+            if (self.wanted)(&name) {
+                let StrictValue(value) = access.next_value()?;
+                (self.member)(&name, value);
+            } else {
+                access.next_value::<StrictSkip>()?;
             }
-            let StrictValue(value) = access.next_value()?;
-            (self.0)(&name, value);
-            seen.insert(name);
+            seen.insert(name)?;
         }
         Ok(())
+    }
+}
+
+/// The member names of one object so far, to refuse a duplicate. Names are borrowed from the
+/// input where they have no escapes; a short list is scanned, a long one becomes a set, so an
+/// object of hundreds of members costs no quadratic comparison.
+#[derive(Default)]
+struct SeenNames<'de> {
+    few: Vec<Cow<'de, str>>,
+    many: BTreeSet<Cow<'de, str>>,
+}
+
+impl<'de> SeenNames<'de> {
+    const FEW: usize = 16;
+
+    fn insert<E: de::Error>(&mut self, name: Cow<'de, str>) -> Result<(), E> {
+        let duplicate = if self.many.is_empty() {
+            self.few.contains(&name)
+        } else {
+            self.many.contains(&name)
+        };
+        if duplicate {
+            return Err(E::custom(format_args!(
+                "duplicate member {:?}",
+                truncate(&name)
+            )));
+        }
+        if self.few.len() < Self::FEW {
+            self.few.push(name);
+        } else {
+            if self.many.is_empty() {
+                self.many.extend(self.few.drain(..));
+            }
+            self.many.insert(name);
+        }
+        Ok(())
+    }
+}
+
+/// A JSON value checked like a [`StrictValue`] (duplicate names at any depth), and dropped as
+/// it is read.
+struct StrictSkip;
+
+impl<'de> de::Deserialize<'de> for StrictSkip {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = StrictSkip;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<StrictSkip, E> {
+        Ok(StrictSkip)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<StrictSkip, E> {
+        Ok(StrictSkip)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<StrictSkip, E> {
+        Ok(StrictSkip)
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<StrictSkip, E> {
+        // As StrictValue: a number that is not a finite f64 is refused.
+        if value.is_finite() {
+            Ok(StrictSkip)
+        } else {
+            Err(E::custom("non-finite number"))
+        }
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<StrictSkip, E> {
+        Ok(StrictSkip)
+    }
+
+    fn visit_unit<E>(self) -> Result<StrictSkip, E> {
+        Ok(StrictSkip)
+    }
+
+    fn visit_none<E>(self) -> Result<StrictSkip, E> {
+        Ok(StrictSkip)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictSkip, A::Error> {
+        while seq.next_element::<StrictSkip>()?.is_some() {}
+        Ok(StrictSkip)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StrictSkip, A::Error> {
+        let mut seen = SeenNames::default();
+        while let Some(MemberName(name)) = access.next_key()? {
+            access.next_value::<StrictSkip>()?;
+            seen.insert(name)?;
+        }
+        Ok(StrictSkip)
     }
 }
 
@@ -230,6 +343,61 @@ mod tests {
             b"",
         ] {
             assert!(for_each_member(bad, |_, _| {}).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn members_not_wanted_are_checked_as_strictly_but_not_handed_over() {
+        let mut members = Vec::new();
+        for_each_member_where(
+            br#"{"a":1,"skip":{"x":[{"y":1},2.5,"s",null,true]},"b":"c"}"#,
+            |name| name != "skip",
+            |name, value| members.push((name.to_owned(), value)),
+        )
+        .unwrap();
+        assert_eq!(
+            members,
+            [
+                ("a".to_owned(), Value::from(1)),
+                ("b".to_owned(), Value::from("c"))
+            ]
+        );
+        for bad in [
+            &br#"{"skip":{"x":1,"x":2}}"#[..],
+            br#"{"skip":[{"x":1,"\u0078":2}]}"#,
+            br#"{"skip":1,"skip":2}"#,
+            br#"{"a":1,"skip":2,"\u0061":3}"#,
+            br#"{"skip":[1,}"#,
+            br#"{"skip":1} x"#,
+        ] {
+            assert!(
+                for_each_member_where(bad, |name| name != "skip", |_, _| {}).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_object_still_refuses_a_duplicate() {
+        // Past the short list, names are kept in a set: a duplicate is found either way.
+        let members: Vec<String> = (0..40)
+            .map(|index| format!("\"m{index}\":{index}"))
+            .collect();
+        let object = format!("{{{}}}", members.join(","));
+        assert!(for_each_member_where(object.as_bytes(), |_| false, |_, _| {}).is_ok());
+        for duplicate in ["m0", "m15", "m16", "m39"] {
+            let object = format!("{{{},\"{duplicate}\":1}}", members.join(","));
+            assert!(
+                for_each_member_where(object.as_bytes(), |_| false, |_, _| {}).is_err(),
+                "{duplicate}"
+            );
+            let nested = format!("{{\"n\":{{{},\"{duplicate}\":1}}}}", members.join(","));
+            assert!(parse_object(nested.as_bytes()).is_err(), "{duplicate}");
+            assert!(
+                for_each_member_where(nested.as_bytes(), |_| false, |_, _| {}).is_err(),
+                "{duplicate}"
+            );
         }
     }
 

@@ -160,7 +160,7 @@ impl Validator {
     #[must_use]
     pub fn issuers(&self) -> Vec<&str> {
         match &*self.trust {
-            Trust::One(inner) => vec![inner.rules.issuer.as_str()],
+            Trust::One(inner) => vec![&*inner.rules.issuer],
             Trust::Many(set) => set.ordered().iter().map(Validator::issuer).collect(),
         }
     }
@@ -401,17 +401,18 @@ impl Validator {
         // A key fetch may have taken a while: judge the claims by the time now.
         let now = inner.clock.now();
         let (header, payload) = jws.into_header_and_payload();
-        let principal = claims::check_jwt(&payload, &inner.rules, now)?;
+        let signed = verified::signed_part(token);
+        let (principal, marks) = claims::check_jwt(signed, &payload, &inner.rules, now)?;
         inner
             .token_type
-            .check_claims(header.typ.as_deref(), &principal.claims)?;
+            .check_claims(header.typ.as_deref(), marks)?;
         let principal = Arc::new(principal);
         // Refused before it is cached: a revoked token never enters the cache.
         inner.admit(&principal)?;
         if let Some(hash) = hash {
             inner
                 .verified
-                .insert(hash, token, Arc::clone(&principal), key_fingerprint, now);
+                .insert(hash, Arc::clone(&principal), key_fingerprint, now);
         }
         Ok(principal)
     }

@@ -1,33 +1,186 @@
 //! The verified identity behind a token.
 
 use std::fmt;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::json;
 use crate::scope::{Requirement, ScopeSet};
 
 /// Who a verified token speaks for, and what it grants.
 ///
 /// Built only by the validator, from a token whose signature, issuer, audience and lifetime
-/// have been checked. Every claim of the token stays available through [`claims`](Self::claims)
-/// and [`deserialize_claims`](Self::deserialize_claims).
-#[derive(Debug, Clone, PartialEq)]
+/// have been checked. Every claim of the token stays available through [`claims`](Self::claims),
+/// [`claim`](Self::claim) and [`deserialize_claims`](Self::deserialize_claims), read on demand
+/// from the claim set as received: a cached principal keeps the claim set in one buffer, not as
+/// a parsed map, which is what keeps a verified-token cache entry small.
+#[derive(Clone)]
 pub struct Principal {
-    // `sub`, `client_id`/`azp`, `iss` and `jti` are read from `claims`, whose types the
-    // validator checked: no second copy per token.
     pub(crate) scopes: ScopeSet,
     pub(crate) audiences: Vec<String>,
     pub(crate) expires_at: Option<Duration>,
     pub(crate) issued_at: Option<Duration>,
-    pub(crate) claims: Map<String, Value>,
+    /// `iss` when present: it equals the configured issuer, so it is that one, shared.
+    pub(crate) issuer: Option<Arc<str>>,
+    pub(crate) claims: ClaimText,
+    /// Whether the token has `cnf` (RFC 7800): bound to a key, so never a bearer token.
+    pub(crate) confirmed: bool,
     /// Which deny set last found this principal not revoked: a cached principal is looked up
     /// again only once the set has changed.
     pub(crate) revocation_check: RevocationCheck,
+}
+
+/// The string claims a principal answers for without parsing its claim set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Identifier {
+    /// `sub`.
+    Subject = 0,
+    /// `client_id`, else `azp`.
+    Client = 1,
+    /// `jti`.
+    TokenId = 2,
+    /// `sid`.
+    Session = 3,
+    /// `cnf.jkt`.
+    KeyThumbprint = 4,
+}
+
+const IDENTIFIERS: usize = 5;
+
+/// The claim set as received, with the identifiers read from it.
+#[derive(Clone)]
+pub(crate) struct ClaimText {
+    /// The claim set — a JWT's `header.payload` as received (base64url), or an introspection
+    /// answer's JSON — then each identifier, decoded: one allocation per principal.
+    text: Box<str>,
+    layout: Layout,
+    identifiers: [Span; IDENTIFIERS],
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// `text[..signed_end]` is `header.payload`; the payload starts at `payload_start`.
+    Jws { payload_start: u32, signed_end: u32 },
+    /// `text[..end]` is a JSON object.
+    Json { end: u32 },
+}
+
+/// Where an identifier is in the text; `start == u32::MAX` for an absent one.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    const ABSENT: Self = Self {
+        start: u32::MAX,
+        len: 0,
+    };
+}
+
+impl ClaimText {
+    /// A JWT's claims: its signed part (`header.payload`, as received) and its identifiers.
+    /// `None` if the token is too long to be described (4 GiB).
+    pub(crate) fn jws(signed: &str, identifiers: [Option<&str>; IDENTIFIERS]) -> Option<Self> {
+        let (header, _) = signed.split_once('.')?;
+        let payload_start = u32::try_from(header.len() + 1).ok()?;
+        let signed_end = u32::try_from(signed.len()).ok()?;
+        Self::with_identifiers(
+            signed,
+            Layout::Jws {
+                payload_start,
+                signed_end,
+            },
+            identifiers,
+        )
+    }
+
+    /// An introspection answer's claims, as JSON.
+    pub(crate) fn json(
+        claims: &Map<String, Value>,
+        identifiers: [Option<&str>; IDENTIFIERS],
+    ) -> Option<Self> {
+        let json = serde_json::to_string(claims).ok()?;
+        let end = u32::try_from(json.len()).ok()?;
+        Self::with_identifiers(&json, Layout::Json { end }, identifiers)
+    }
+
+    fn with_identifiers(
+        claims: &str,
+        layout: Layout,
+        identifiers: [Option<&str>; IDENTIFIERS],
+    ) -> Option<Self> {
+        let length = claims.len()
+            + identifiers
+                .iter()
+                .flatten()
+                .map(|id| id.len())
+                .sum::<usize>();
+        let mut text = String::with_capacity(length);
+        text.push_str(claims);
+        let mut spans = [Span::ABSENT; IDENTIFIERS];
+        for (span, identifier) in spans.iter_mut().zip(identifiers) {
+            if let Some(identifier) = identifier {
+                *span = Span {
+                    start: u32::try_from(text.len()).ok()?,
+                    len: u32::try_from(identifier.len()).ok()?,
+                };
+                text.push_str(identifier);
+            }
+        }
+        Some(Self {
+            text: text.into_boxed_str(),
+            layout,
+            identifiers: spans,
+        })
+    }
+
+    pub(crate) fn identifier(&self, which: Identifier) -> Option<&str> {
+        let Span { start, len } = self.identifiers[which as usize];
+        if start == u32::MAX {
+            return None;
+        }
+        let start = start as usize;
+        self.text.get(start..start + len as usize)
+    }
+
+    /// A JWT's `header.payload`, which a verified-token cache hit must match byte for byte.
+    pub(crate) fn signed_part(&self) -> Option<&str> {
+        match self.layout {
+            Layout::Jws { signed_end, .. } => self.text.get(..signed_end as usize),
+            Layout::Json { .. } => None,
+        }
+    }
+
+    /// The claim set's JSON. Decoding cannot fail: the same bytes were decoded and parsed
+    /// when the token was verified.
+    fn json_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.layout {
+            Layout::Jws {
+                payload_start,
+                signed_end,
+            } => {
+                let payload = self
+                    .text
+                    .get(payload_start as usize..signed_end as usize)
+                    .unwrap_or_default();
+                URL_SAFE_NO_PAD
+                    .decode(payload)
+                    .map_or(std::borrow::Cow::Borrowed(b"{}"), std::borrow::Cow::Owned)
+            }
+            Layout::Json { end } => {
+                std::borrow::Cow::Borrowed(self.text.get(..end as usize).unwrap_or("{}").as_bytes())
+            }
+        }
+    }
 }
 
 /// What the revocation check remembers about a principal: the version of the last deny set
@@ -83,14 +236,13 @@ impl Principal {
     /// `sub`: the user for tokens issued to a person, the client for client credentials.
     #[must_use]
     pub fn subject(&self) -> Option<&str> {
-        self.string_claim("sub")
+        self.claims.identifier(Identifier::Subject)
     }
 
     /// `client_id` (RFC 9068 §2.2), or `azp` when the issuer writes that instead.
     #[must_use]
     pub fn client_id(&self) -> Option<&str> {
-        self.string_claim("client_id")
-            .or_else(|| self.string_claim("azp"))
+        self.claims.identifier(Identifier::Client)
     }
 
     /// The granted scopes, from `scope` (or `scp`), as a string or an array.
@@ -102,7 +254,7 @@ impl Principal {
     /// `iss`, equal to the configured issuer.
     #[must_use]
     pub fn issuer(&self) -> &str {
-        self.string_claim("iss").unwrap_or_default()
+        self.issuer.as_deref().unwrap_or_default()
     }
 
     /// `aud`, as one or more values; at least one is a configured audience.
@@ -128,7 +280,13 @@ impl Principal {
     /// `jti`, when present.
     #[must_use]
     pub fn token_id(&self) -> Option<&str> {
-        self.string_claim("jti")
+        self.claims.identifier(Identifier::TokenId)
+    }
+
+    /// `sid` (OpenID Connect): the sign-in session the token was issued in, when present.
+    #[must_use]
+    pub fn session_id(&self) -> Option<&str> {
+        self.claims.identifier(Identifier::Session)
     }
 
     /// `cnf.jkt` (RFC 9449 §6.1): the SHA-256 thumbprint of the key this token is bound to, for
@@ -142,7 +300,7 @@ impl Principal {
     /// [`dpop::check_bearer_use`](crate::dpop::check_bearer_use).
     #[must_use]
     pub fn bound_key_thumbprint(&self) -> Option<&str> {
-        self.claims.get("cnf")?.get("jkt")?.as_str()
+        self.claims.identifier(Identifier::KeyThumbprint)
     }
 
     /// The parties acting for the subject (RFC 8693 §4.1 `act`), the current actor first, then
@@ -154,38 +312,44 @@ impl Principal {
     /// Only the current (first) actor is the party presenting the token; the ones after it are
     /// history, for audit, never for access decisions (RFC 8693 §4.1).
     #[must_use]
-    pub fn actors(&self) -> Vec<&str> {
+    pub fn actors(&self) -> Vec<String> {
         let mut actors = Vec::new();
-        let mut act = self.claims.get("act");
-        while let Some(subject) = act.and_then(|act| act.get("sub")).and_then(Value::as_str) {
+        let mut act = self.claim("act");
+        while let Some(Value::Object(mut members)) = act {
+            let Some(Value::String(subject)) = members.remove("sub") else {
+                break;
+            };
             actors.push(subject);
-            act = act.and_then(|act| act.get("act"));
+            act = members.remove("act");
         }
         actors
     }
 
-    fn string_claim(&self, name: &str) -> Option<&str> {
-        self.claims.get(name).and_then(Value::as_str)
-    }
-
-    /// Every claim of the token, as JSON.
+    /// Every claim of the token, as JSON, read from the claim set on each call.
     #[must_use]
-    pub fn claims(&self) -> &Map<String, Value> {
-        &self.claims
+    pub fn claims(&self) -> Map<String, Value> {
+        serde_json::from_slice(&self.claims.json_bytes()).unwrap_or_default()
     }
 
-    /// One claim, as JSON.
+    /// One claim, as JSON, read from the claim set on each call.
     #[must_use]
-    pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.claims.get(name)
+    pub fn claim(&self, name: &str) -> Option<Value> {
+        let mut found = None;
+        json::for_each_member_where(
+            &self.claims.json_bytes(),
+            |member| member == name,
+            |_, value| found = Some(value),
+        )
+        .ok()?;
+        found
     }
 
-    /// The claims as the application's own type.
+    /// The claims as the application's own type, deserialised straight from the claim set.
     ///
     /// # Errors
     /// When the claims do not fit `T` (a missing field, a wrong type).
     pub fn deserialize_claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(Value::Object(self.claims.clone()))
+        serde_json::from_slice(&self.claims.json_bytes())
     }
 
     /// Checks the granted scopes against a route's requirement for a request `method`.
@@ -196,5 +360,58 @@ impl Principal {
         requirement
             .check(&self.scopes, method)
             .map_err(Error::InsufficientScope)
+    }
+}
+
+#[cfg(test)]
+impl Principal {
+    /// A principal of `claims` as they are, unchecked, issued at `issued_at`.
+    pub(crate) fn for_tests(claims: &Map<String, Value>, issued_at: Option<Duration>) -> Self {
+        let string = |name: &str| claims.get(name).and_then(Value::as_str);
+        Self {
+            scopes: ScopeSet::default(),
+            audiences: Vec::new(),
+            expires_at: None,
+            issued_at,
+            issuer: None,
+            confirmed: claims.contains_key("cnf"),
+            claims: ClaimText::json(
+                claims,
+                [
+                    string("sub"),
+                    string("client_id").or_else(|| string("azp")),
+                    string("jti"),
+                    string("sid"),
+                    None,
+                ],
+            )
+            .expect("a small claim set"),
+            revocation_check: RevocationCheck::default(),
+        }
+    }
+}
+
+/// Two principals are equal when they say the same: the same claims, scopes and audiences.
+impl PartialEq for Principal {
+    fn eq(&self, other: &Self) -> bool {
+        self.scopes == other.scopes
+            && self.audiences == other.audiences
+            && self.expires_at == other.expires_at
+            && self.issued_at == other.issued_at
+            && self.claims() == other.claims()
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Principal")
+            .field("scopes", &self.scopes)
+            .field("audiences", &self.audiences)
+            .field("expires_at", &self.expires_at)
+            .field("issued_at", &self.issued_at)
+            .field("claims", &self.claims())
+            .field("revocation_check", &self.revocation_check)
+            .finish()
     }
 }

@@ -11,14 +11,20 @@
 //!   claims (`nonce`, `at_hash`, `c_hash`), no Keycloak `typ` claim other than `Bearer`, and
 //!   grants something — `scope`, `scp` or `roles` — which id_tokens never carry.
 
-use serde_json::{Map, Value};
-
 use crate::error::InvalidToken;
 
-/// Claims that only id_tokens carry (OpenID Connect Core §2, §3.1.3.6, §3.3.2.11).
-const ID_TOKEN_CLAIMS: [&str; 3] = ["nonce", "at_hash", "c_hash"];
-/// Claims by which an untyped token grants something.
-const GRANT_CLAIMS: [&str; 3] = ["scope", "scp", "roles"];
+/// What the access-token rule reads of a claim set, gathered in the pass that reads the
+/// registered claims.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TypeMarks {
+    /// One of the claims only id_tokens carry: `nonce`, `at_hash`, `c_hash` (OpenID Connect
+    /// Core §2, §3.1.3.6, §3.3.2.11).
+    pub(crate) id_token_claim: bool,
+    /// A `typ` claim (Keycloak's), and whether it says `Bearer`.
+    pub(crate) typ_claim: Option<bool>,
+    /// A claim by which an untyped token grants something: `scope`, `scp` or `roles`.
+    pub(crate) grant_claim: bool,
+}
 
 /// `typ` values are media types: compare without case and without `application/`.
 pub(crate) fn normalize_typ(typ: &str) -> String {
@@ -75,30 +81,23 @@ impl TypeRule {
     pub(crate) fn check_claims(
         &self,
         typ: Option<&str>,
-        claims: &Map<String, Value>,
+        marks: TypeMarks,
     ) -> Result<(), InvalidToken> {
         let typed = typ.is_some_and(|typ| typ_is(typ, "at+jwt"));
         if *self != Self::AccessToken || typed {
             return Ok(());
         }
-        if ID_TOKEN_CLAIMS
-            .iter()
-            .any(|name| claims.contains_key(*name))
-        {
+        if marks.id_token_claim {
             return Err(InvalidToken::NotAnAccessToken(
                 "it carries id_token claims (`nonce`, `at_hash` or `c_hash`)",
             ));
         }
-        if let Some(kind) = claims.get("typ")
-            && !kind
-                .as_str()
-                .is_some_and(|kind| kind.eq_ignore_ascii_case("Bearer"))
-        {
+        if marks.typ_claim == Some(false) {
             return Err(InvalidToken::NotAnAccessToken(
                 "its `typ` claim names another kind of token",
             ));
         }
-        if !GRANT_CLAIMS.iter().any(|name| claims.contains_key(*name)) {
+        if !marks.grant_claim {
             return Err(InvalidToken::NotAnAccessToken(
                 "an untyped token without `scope`, `scp` or `roles` grants nothing",
             ));
@@ -109,7 +108,7 @@ impl TypeRule {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Map, Value, json};
 
     use super::*;
 
@@ -122,7 +121,7 @@ mod tests {
 
     fn judge(rule: &TypeRule, typ: Option<&str>, claims: Value) -> Result<(), InvalidToken> {
         rule.check_header(typ)?;
-        rule.check_claims(typ, &object(claims))
+        rule.check_claims(typ, crate::claims::type_marks_of(&object(claims)))
     }
 
     #[test]

@@ -14,8 +14,9 @@ use crate::principal::Principal;
 /// The cache key: SHA-256 of the token's signature segment.
 ///
 /// Hashing 86 bytes (an ES256 signature) instead of the whole token keeps the hot path cheap;
-/// the entry then holds the signed part (`header.payload`, which carries nothing secret: the
-/// principal holds the same claims) and a hit requires it to match byte for byte. A hit thus
+/// the entry's principal keeps the signed part (`header.payload`, which carries nothing
+/// secret: it is the principal's claim set, as received) and a hit requires it to match byte
+/// for byte. A hit thus
 /// still means *this exact token* — the same signature by SHA-256's collision resistance, the
 /// same signed part by comparison — and the cache still never holds a usable token, since the
 /// signature itself is never stored.
@@ -33,7 +34,7 @@ pub(crate) fn token_hash(token: &str) -> TokenHash {
 }
 
 /// `header.payload` of a compact JWS.
-fn signed_part(token: &str) -> &str {
+pub(crate) fn signed_part(token: &str) -> &str {
     token.rsplit_once('.').map_or("", |(signed, _)| signed)
 }
 
@@ -44,8 +45,6 @@ pub(crate) struct Verified {
     pub(crate) key_fingerprint: u64,
     /// How long the entry may live in memory: until the token's `exp`.
     lifetime: Duration,
-    /// `header.payload` of the token, compared on every hit.
-    signed: Arc<str>,
 }
 
 struct UntilExpiry;
@@ -135,7 +134,7 @@ impl VerifiedTokens {
         self.cache
             .as_ref()?
             .get(hash)
-            .filter(|hit| *hit.signed == *signed_part(token))
+            .filter(|hit| hit.principal.claims.signed_part() == Some(signed_part(token)))
     }
 
     /// Forgets the entry for a token that must not be answered from the cache again.
@@ -148,7 +147,6 @@ impl VerifiedTokens {
     pub(crate) fn insert(
         &self,
         hash: TokenHash,
-        token: &str,
         principal: Arc<Principal>,
         key_fingerprint: u64,
         now: Duration,
@@ -164,7 +162,6 @@ impl VerifiedTokens {
                     principal,
                     key_fingerprint,
                     lifetime,
-                    signed: Arc::from(signed_part(token)),
                 },
             );
         }

@@ -104,7 +104,7 @@ async fn the_principal_carries_every_claim() {
         principal.expires_at(),
         Some(std::time::UNIX_EPOCH + Duration::from_secs(exp))
     );
-    assert_eq!(principal.claim("companyName"), Some(&json!("Bizcorp")));
+    assert_eq!(principal.claim("companyName"), Some(json!("Bizcorp")));
 
     #[derive(Deserialize)]
     struct AppClaims {
@@ -121,6 +121,49 @@ async fn the_principal_carries_every_claim() {
     let write = Requirement::method_derived("akamai:social_profile").unwrap();
     let error = principal.check(&write, "PUT").unwrap_err();
     assert_eq!(error.rfc6750_code(), Some("insufficient_scope"));
+}
+
+/// The principal keeps its claim set as received and its identifiers decoded: escaped strings
+/// read the same from a fresh verification and from the verified-token cache.
+#[tokio::test]
+async fn escaped_identifiers_and_claims_read_the_same_cold_and_warm() {
+    let setup = setup(SigningKey::es256("k")).await;
+    let claims = setup.claims();
+    let mut members = claims.as_object().unwrap().clone();
+    members.remove("sub");
+    members.remove("jti");
+    members.remove("client_id");
+    let rest = serde_json::to_string(&members).unwrap();
+    let raw = format!(
+        r#"{{"sub":"us\u0065r-\u00e9","jti":"t\"1","azp":"cl\/ient","sid":"s\u002d1","nested":{{"a":[1,{{"b":null}}]}},{}"#,
+        &rest[1..]
+    );
+    let token = setup.key.sign_raw(&setup.header().to_string(), &raw);
+    let expected: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&raw).unwrap();
+    // This file's validators verify every time: this one remembers.
+    let caching = setup.idp.validator_builder(&setup.clock).build().unwrap();
+    for pass in ["cold", "warm"] {
+        let principal = caching.validate(&token).await.unwrap();
+        assert_eq!(principal.subject(), Some("user-\u{e9}"), "{pass}");
+        assert_eq!(principal.token_id(), Some("t\"1"), "{pass}");
+        assert_eq!(principal.client_id(), Some("cl/ient"), "{pass}");
+        assert_eq!(principal.session_id(), Some("s-1"), "{pass}");
+        assert_eq!(principal.issuer(), setup.idp.issuer, "{pass}");
+        assert_eq!(principal.bound_key_thumbprint(), None, "{pass}");
+        assert_eq!(principal.claims(), expected, "{pass}");
+        assert_eq!(
+            principal.claim("nested"),
+            Some(json!({"a": [1, {"b": null}]})),
+            "{pass}"
+        );
+        assert_eq!(principal.claim("absent"), None, "{pass}");
+        let typed: serde_json::Value = principal.deserialize_claims().unwrap();
+        assert_eq!(typed, serde_json::Value::Object(expected.clone()), "{pass}");
+    }
+    assert_eq!(
+        caching.cached(&token).unwrap().subject(),
+        Some("user-\u{e9}")
+    );
 }
 
 #[tokio::test]

@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::introspect::TokenDigest;
 use crate::principal::Principal;
 use crate::verified::DigestHash;
@@ -84,11 +82,10 @@ enum Kind {
 impl Kind {
     /// The claim read from a principal (for `client_id`, also `azp`).
     fn claim(self, principal: &Principal) -> Option<&str> {
-        let claim = |name: &str| principal.claims.get(name).and_then(Value::as_str);
         match self {
-            Self::TokenId => claim("jti"),
-            Self::Session => claim("sid"),
-            Self::Subject => claim("sub"),
+            Self::TokenId => principal.token_id(),
+            Self::Session => principal.session_id(),
+            Self::Subject => principal.subject(),
             Self::Client => principal.client_id(),
         }
     }
@@ -380,8 +377,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::principal::RevocationCheck;
-    use crate::scope::ScopeSet;
 
     const NOW: Duration = Duration::from_secs(1_000_000);
     const HOUR: Duration = Duration::from_secs(3600);
@@ -395,14 +390,7 @@ mod tests {
             .get("iat")
             .and_then(serde_json::Value::as_u64)
             .map(Duration::from_secs);
-        Principal {
-            scopes: ScopeSet::default(),
-            audiences: Vec::new(),
-            expires_at: None,
-            issued_at,
-            claims,
-            revocation_check: RevocationCheck::default(),
-        }
+        Principal::for_tests(&claims, issued_at)
     }
 
     fn denial(target: Target) -> Denial {
