@@ -1,6 +1,7 @@
 //! Checking a claim set — a JWT's (RFC 7519 §4.1, RFC 9068 §2.2) or an introspection
 //! response's (RFC 7662 §2.2) — and building the principal.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use crate::error::InvalidToken;
-use crate::json;
+use crate::json::{self, Member};
 use crate::principal::{ClaimText, Principal, RevocationCheck};
 use crate::scope::ScopeSet;
 use crate::token_type::TypeMarks;
@@ -82,7 +83,7 @@ pub(crate) fn check_answer(
     let mut known = KnownClaims::default();
     for (name, value) in claims {
         if KnownClaims::wants(name, scope_root) {
-            known.offer(name, value.clone(), scope_root);
+            known.offer(name, borrowed(value), scope_root);
         }
     }
     check(known, rules, now, Source::Introspection, |identifiers| {
@@ -96,15 +97,23 @@ pub(crate) fn type_marks_of(claims: &Map<String, Value>) -> TypeMarks {
     let mut known = KnownClaims::default();
     for (name, value) in claims {
         if KnownClaims::wants(name, None) {
-            known.offer(name, value.clone(), None);
+            known.offer(name, borrowed(value), None);
         }
     }
     known.type_marks()
 }
 
+/// A member of a parsed claim set, its string borrowed.
+fn borrowed(value: &Value) -> Member<'_> {
+    match value {
+        Value::String(string) => Member::String(Cow::Borrowed(string)),
+        other => Member::Other(other.clone()),
+    }
+}
+
 /// Checks the registered claims and builds the principal, its claim set made by `text`.
 fn check(
-    known: KnownClaims,
+    known: KnownClaims<'_>,
     rules: &ClaimRules,
     now: Duration,
     source: Source,
@@ -112,13 +121,15 @@ fn check(
 ) -> Result<Principal, InvalidToken> {
     let required = source == Source::Jwt;
     let issuer = match &known.iss {
-        Some(Value::String(issuer)) if **issuer == *rules.issuer => Some(Arc::clone(&rules.issuer)),
-        Some(Value::String(_)) => return Err(InvalidToken::WrongIssuer),
-        Some(_) => return Err(claim("iss", "not a string")),
+        Some(Member::String(issuer)) if **issuer == *rules.issuer => {
+            Some(Arc::clone(&rules.issuer))
+        }
+        Some(Member::String(_)) => return Err(InvalidToken::WrongIssuer),
+        Some(Member::Other(_)) => return Err(claim("iss", "not a string")),
         None if required => return Err(claim("iss", "missing")),
         None => None,
     };
-    let audiences = audiences(known.aud.as_ref(), required)?;
+    let audiences = audiences(known.aud, required)?;
     if !rules.any_audience
         && (required || !audiences.is_empty())
         && !audiences
@@ -148,25 +159,21 @@ fn check(
         return Err(InvalidToken::IssuedInFuture);
     }
 
-    let granted = match &rules.scope_claim {
-        None => known.scope.as_ref().or(known.scp.as_ref()),
-        Some(path) => claim_at(known.scope_root.as_ref(), path),
-    };
-    let scopes = match granted {
-        None => ScopeSet::default(),
-        Some(value) => ScopeSet::deserialize(value).map_err(|_| {
-            claim(
-                "scope",
-                "not a space-separated string or an array of valid scope tokens",
-            )
-        })?,
+    let scopes = match &rules.scope_claim {
+        None => scope_set(known.scope.as_ref().or(known.scp.as_ref()))?,
+        Some(path) => match known.scope_root.as_ref() {
+            // A path of one name: the member itself.
+            Some(root @ Member::String(_)) if !path.contains('.') => scope_set(Some(root))?,
+            Some(Member::Other(root)) => scope_set(claim_at(root, path).map(borrowed).as_ref())?,
+            _ => ScopeSet::default(),
+        },
     };
     let subject = string_claim("sub", known.sub.as_ref())?;
     let client_id = string_claim("client_id", known.client_id.as_ref())?;
     let authorized_party = string_claim("azp", known.azp.as_ref())?;
     let token_id = string_claim("jti", known.jti.as_ref())?;
     // `sid` is read for revocation events only: a non-string one names no session.
-    let session = known.sid.as_ref().and_then(Value::as_str);
+    let session = known.sid.as_ref().and_then(Member::as_str);
     let key_thumbprint = check_confirmation(known.cnf.as_ref())?;
     let claims = text([
         subject,
@@ -190,30 +197,31 @@ fn check(
 
 /// The registered claims the checks read, kept from one pass over the claim set; the other
 /// members are checked for syntax but never built.
+/// Strings are borrowed from the claim set where they have no escapes.
 #[derive(Default)]
-struct KnownClaims {
-    iss: Option<Value>,
-    aud: Option<Value>,
-    exp: Option<Value>,
-    nbf: Option<Value>,
-    iat: Option<Value>,
-    scope: Option<Value>,
-    scp: Option<Value>,
-    sub: Option<Value>,
-    client_id: Option<Value>,
-    azp: Option<Value>,
-    jti: Option<Value>,
-    sid: Option<Value>,
-    cnf: Option<Value>,
+struct KnownClaims<'a> {
+    iss: Option<Member<'a>>,
+    aud: Option<Member<'a>>,
+    exp: Option<Member<'a>>,
+    nbf: Option<Member<'a>>,
+    iat: Option<Member<'a>>,
+    scope: Option<Member<'a>>,
+    scp: Option<Member<'a>>,
+    sub: Option<Member<'a>>,
+    client_id: Option<Member<'a>>,
+    azp: Option<Member<'a>>,
+    jti: Option<Member<'a>>,
+    sid: Option<Member<'a>>,
+    cnf: Option<Member<'a>>,
     /// The first member of `scope_claim`'s path, when one is configured.
-    scope_root: Option<Value>,
+    scope_root: Option<Member<'a>>,
     /// What the access-token type rule looks at.
-    typ: Option<Value>,
+    typ: Option<Member<'a>>,
     id_token_claim: bool,
     roles: bool,
 }
 
-impl KnownClaims {
+impl<'a> KnownClaims<'a> {
     fn wants(name: &str, scope_root: Option<&str>) -> bool {
         matches!(
             name,
@@ -238,7 +246,7 @@ impl KnownClaims {
         ) || scope_root == Some(name)
     }
 
-    fn offer(&mut self, name: &str, value: Value, scope_root: Option<&str>) {
+    fn offer(&mut self, name: &str, value: Member<'a>, scope_root: Option<&str>) {
         if scope_root == Some(name) {
             self.scope_root = Some(value.clone());
         }
@@ -285,11 +293,13 @@ impl KnownClaims {
 /// `cnf` (RFC 7800 §3.1) names the key a token is bound to; with `jkt` (RFC 9449 §6.1), the
 /// SHA-256 thumbprint of a DPoP key, which is returned. One that cannot be read is refused:
 /// taking it for absent would turn a bound token into a bearer token.
-fn check_confirmation(confirmation: Option<&Value>) -> Result<Option<&str>, InvalidToken> {
+fn check_confirmation<'a>(
+    confirmation: Option<&'a Member<'_>>,
+) -> Result<Option<&'a str>, InvalidToken> {
     let Some(confirmation) = confirmation else {
         return Ok(None);
     };
-    let Value::Object(members) = confirmation else {
+    let Member::Other(Value::Object(members)) = confirmation else {
         return Err(claim("cnf", "not an object"));
     };
     match members.get("jkt") {
@@ -310,8 +320,8 @@ fn is_sha256_thumbprint(jkt: &str) -> bool {
 
 /// The value at a dotted `path` of nested objects (`realm_access.roles`), if there is one;
 /// `root` is the value of the path's first member.
-fn claim_at<'a>(root: Option<&'a Value>, path: &str) -> Option<&'a Value> {
-    let mut value = root?;
+fn claim_at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut value = root;
     for name in path.split('.').skip(1) {
         value = value.as_object()?.get(name)?;
     }
@@ -321,24 +331,41 @@ fn claim_at<'a>(root: Option<&'a Value>, path: &str) -> Option<&'a Value> {
 /// A claim that must be a string when present.
 fn string_claim<'a>(
     name: &'static str,
-    value: Option<&'a Value>,
+    value: Option<&'a Member<'_>>,
 ) -> Result<Option<&'a str>, InvalidToken> {
     match value {
         None => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value)),
-        Some(_) => Err(claim(name, "not a string")),
+        Some(Member::String(value)) => Ok(Some(value)),
+        Some(Member::Other(_)) => Err(claim(name, "not a string")),
     }
+}
+
+/// The granted scopes: a space-separated string or an array of scope tokens.
+fn scope_set(granted: Option<&Member<'_>>) -> Result<ScopeSet, InvalidToken> {
+    let parsed = match granted {
+        None => return Ok(ScopeSet::default()),
+        Some(Member::String(scopes)) => ScopeSet::parse_space_separated(scopes).ok(),
+        Some(Member::Other(value)) => ScopeSet::deserialize(value).ok(),
+    };
+    parsed.ok_or_else(|| {
+        claim(
+            "scope",
+            "not a space-separated string or an array of valid scope tokens",
+        )
+    })
 }
 
 fn claim(name: &'static str, problem: &'static str) -> InvalidToken {
     InvalidToken::Claim { name, problem }
 }
 
-fn audiences(aud: Option<&Value>, required: bool) -> Result<Vec<String>, InvalidToken> {
+fn audiences(aud: Option<Member<'_>>, required: bool) -> Result<Vec<String>, InvalidToken> {
     match aud {
-        Some(Value::String(audience)) => Ok(vec![audience.clone()]),
-        Some(Value::Array(values)) if values.is_empty() => Err(claim("aud", "empty array")),
-        Some(Value::Array(values)) => values
+        Some(Member::String(audience)) => Ok(vec![audience.into_owned()]),
+        Some(Member::Other(Value::Array(values))) if values.is_empty() => {
+            Err(claim("aud", "empty array"))
+        }
+        Some(Member::Other(Value::Array(values))) => values
             .iter()
             .map(|value| value.as_str().map(str::to_owned))
             .collect::<Option<Vec<_>>>()
@@ -351,10 +378,13 @@ fn audiences(aud: Option<&Value>, required: bool) -> Result<Vec<String>, Invalid
 
 /// A NumericDate (RFC 7519 §2): a JSON number of seconds, integer or not. A string such as
 /// `"123"` is a type error, not a date.
-fn numeric_date(value: Option<&Value>, name: &'static str) -> Result<Option<f64>, InvalidToken> {
+fn numeric_date(
+    value: Option<&Member<'_>>,
+    name: &'static str,
+) -> Result<Option<f64>, InvalidToken> {
     match value {
         None => Ok(None),
-        Some(Value::Number(number)) => match number.as_f64() {
+        Some(Member::Other(Value::Number(number))) => match number.as_f64() {
             Some(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Some(seconds)),
             _ => Err(claim(name, "not a non-negative NumericDate")),
         },

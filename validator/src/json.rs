@@ -24,17 +24,108 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
 /// Reads `bytes` as one JSON object with the checks of [`parse_object`] (duplicate names at any
 /// depth, nothing after the object), handing each member to `member` instead of building a map:
 /// a JWS header is read on every verification, and only a few of its members are wanted.
-pub(crate) fn for_each_member(bytes: &[u8], member: impl FnMut(&str, Value)) -> Result<(), String> {
-    for_each_member_where(bytes, |_| true, member)
+pub(crate) fn for_each_member(
+    bytes: &[u8],
+    mut member: impl FnMut(&str, Value),
+) -> Result<(), String> {
+    for_each_member_where(
+        bytes,
+        |_| true,
+        |name, value| member(name, value.into_value()),
+    )
+}
+
+/// A member's value: a string borrowed from the input where it has no escapes, or any other
+/// JSON value, read with the checks of [`parse_object`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Member<'de> {
+    String(Cow<'de, str>),
+    Other(Value),
+}
+
+impl Member<'_> {
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Self::String(string) => Value::String(string.into_owned()),
+            Self::Other(value) => value,
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::String(string) => Some(string),
+            Self::Other(_) => None,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Member<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MemberValueVisitor;
+
+        impl<'de> Visitor<'de> for MemberValueVisitor {
+            type Value = Member<'de>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON value")
+            }
+
+            fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Member<'de>, E> {
+                Ok(Member::String(Cow::Borrowed(value)))
+            }
+
+            fn visit_str<E>(self, value: &str) -> Result<Member<'de>, E> {
+                Ok(Member::String(Cow::Owned(value.to_owned())))
+            }
+
+            fn visit_string<E>(self, value: String) -> Result<Member<'de>, E> {
+                Ok(Member::String(Cow::Owned(value)))
+            }
+
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<Member<'de>, E> {
+                StrictVisitor.visit_bool(value).map(Member::Other)
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Member<'de>, E> {
+                StrictVisitor.visit_i64(value).map(Member::Other)
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Member<'de>, E> {
+                StrictVisitor.visit_u64(value).map(Member::Other)
+            }
+
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Member<'de>, E> {
+                StrictVisitor.visit_f64(value).map(Member::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<Member<'de>, E> {
+                Ok(Member::Other(Value::Null))
+            }
+
+            fn visit_none<E>(self) -> Result<Member<'de>, E> {
+                Ok(Member::Other(Value::Null))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Member<'de>, A::Error> {
+                StrictVisitor.visit_seq(seq).map(Member::Other)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Member<'de>, A::Error> {
+                StrictVisitor.visit_map(access).map(Member::Other)
+            }
+        }
+
+        deserializer.deserialize_any(MemberValueVisitor)
+    }
 }
 
 /// [`for_each_member`] for the members whose name passes `wanted`; the others are checked as
 /// strictly (duplicates at any depth) but never built: a claim set is read on every
 /// verification, and only its registered claims are wanted then.
-pub(crate) fn for_each_member_where(
-    bytes: &[u8],
+pub(crate) fn for_each_member_where<'de>(
+    bytes: &'de [u8],
     wanted: impl Fn(&str) -> bool,
-    member: impl FnMut(&str, Value),
+    member: impl FnMut(&str, Member<'de>),
 ) -> Result<(), String> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     de::Deserializer::deserialize_map(&mut deserializer, MemberVisitor { wanted, member })
@@ -47,7 +138,7 @@ struct MemberVisitor<W, F> {
     member: F,
 }
 
-impl<'de, W: Fn(&str) -> bool, F: FnMut(&str, Value)> Visitor<'de> for MemberVisitor<W, F> {
+impl<'de, W: Fn(&str) -> bool, F: FnMut(&str, Member<'de>)> Visitor<'de> for MemberVisitor<W, F> {
     type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -58,7 +149,7 @@ impl<'de, W: Fn(&str) -> bool, F: FnMut(&str, Value)> Visitor<'de> for MemberVis
         let mut seen = SeenNames::default();
         while let Some(MemberName(name)) = access.next_key()? {
             if (self.wanted)(&name) {
-                let StrictValue(value) = access.next_value()?;
+                let value: Member<'de> = access.next_value()?;
                 (self.member)(&name, value);
             } else {
                 access.next_value::<StrictSkip>()?;
@@ -70,20 +161,23 @@ impl<'de, W: Fn(&str) -> bool, F: FnMut(&str, Value)> Visitor<'de> for MemberVis
 }
 
 /// The member names of one object so far, to refuse a duplicate. Names are borrowed from the
-/// input where they have no escapes; a short list is scanned, a long one becomes a set, so an
-/// object of hundreds of members costs no quadratic comparison.
+/// input where they have no escapes. The first sixteen are kept on the stack and scanned, so a
+/// claim set's dozen members cost no allocation; past them, a set, so an object of hundreds of
+/// members costs no quadratic comparison.
 #[derive(Default)]
 struct SeenNames<'de> {
-    few: Vec<Cow<'de, str>>,
+    few: [Option<Cow<'de, str>>; 16],
+    count: usize,
     many: BTreeSet<Cow<'de, str>>,
 }
 
 impl<'de> SeenNames<'de> {
-    const FEW: usize = 16;
-
     fn insert<E: de::Error>(&mut self, name: Cow<'de, str>) -> Result<(), E> {
         let duplicate = if self.many.is_empty() {
-            self.few.contains(&name)
+            self.few[..self.count]
+                .iter()
+                .flatten()
+                .any(|seen| *seen == name)
         } else {
             self.many.contains(&name)
         };
@@ -93,11 +187,13 @@ impl<'de> SeenNames<'de> {
                 truncate(&name)
             )));
         }
-        if self.few.len() < Self::FEW {
-            self.few.push(name);
+        if self.count < self.few.len() {
+            self.few[self.count] = Some(name);
+            self.count += 1;
         } else {
             if self.many.is_empty() {
-                self.many.extend(self.few.drain(..));
+                self.many
+                    .extend(self.few.iter_mut().filter_map(Option::take));
             }
             self.many.insert(name);
         }
@@ -358,8 +454,8 @@ mod tests {
         assert_eq!(
             members,
             [
-                ("a".to_owned(), Value::from(1)),
-                ("b".to_owned(), Value::from("c"))
+                ("a".to_owned(), Member::Other(Value::from(1))),
+                ("b".to_owned(), Member::String(Cow::Borrowed("c")))
             ]
         );
         for bad in [

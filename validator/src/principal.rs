@@ -338,7 +338,7 @@ impl Principal {
         json::for_each_member_where(
             &self.claims.json_bytes(),
             |member| member == name,
-            |_, value| found = Some(value),
+            |_, value| found = Some(value.into_value()),
         )
         .ok()?;
         found
