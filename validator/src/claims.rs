@@ -9,6 +9,7 @@ use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use crate::error::InvalidToken;
+use crate::interned::Interned;
 use crate::json::{self, Member};
 use crate::principal::{ClaimText, Principal, RevocationCheck};
 use crate::scope::ScopeSet;
@@ -27,6 +28,8 @@ pub(crate) struct ClaimRules {
     /// `scope_claim`: the claim scopes are read from, as a dotted path
     /// (`realm_access.roles`); `None`: `scope`, else `scp`.
     pub(crate) scope_claim: Option<String>,
+    /// Scope sets and audiences shared by the principals of this validator.
+    pub(crate) interned: Arc<Interned>,
 }
 
 impl ClaimRules {
@@ -129,7 +132,7 @@ fn check(
         None if required => return Err(claim("iss", "missing")),
         None => None,
     };
-    let audiences = audiences(known.aud, required)?;
+    let audiences = audiences(known.aud, required, &rules.interned)?;
     if !rules.any_audience
         && (required || !audiences.is_empty())
         && !audiences
@@ -159,13 +162,18 @@ fn check(
         return Err(InvalidToken::IssuedInFuture);
     }
 
+    let interned = &rules.interned;
     let scopes = match &rules.scope_claim {
-        None => scope_set(known.scope.as_ref().or(known.scp.as_ref()))?,
+        None => scope_set(known.scope.as_ref().or(known.scp.as_ref()), interned)?,
         Some(path) => match known.scope_root.as_ref() {
             // A path of one name: the member itself.
-            Some(root @ Member::String(_)) if !path.contains('.') => scope_set(Some(root))?,
-            Some(Member::Other(root)) => scope_set(claim_at(root, path).map(borrowed).as_ref())?,
-            _ => ScopeSet::default(),
+            Some(root @ Member::String(_)) if !path.contains('.') => {
+                scope_set(Some(root), interned)?
+            }
+            Some(Member::Other(root)) => {
+                scope_set(claim_at(root, path).map(borrowed).as_ref(), interned)?
+            }
+            _ => Arc::default(),
         },
     };
     let subject = string_claim("sub", known.sub.as_ref())?;
@@ -340,12 +348,21 @@ fn string_claim<'a>(
     }
 }
 
-/// The granted scopes: a space-separated string or an array of scope tokens.
-fn scope_set(granted: Option<&Member<'_>>) -> Result<ScopeSet, InvalidToken> {
+/// The granted scopes: a space-separated string (shared with the principals granted the same)
+/// or an array of scope tokens.
+fn scope_set(
+    granted: Option<&Member<'_>>,
+    interned: &Interned,
+) -> Result<Arc<ScopeSet>, InvalidToken> {
     let parsed = match granted {
-        None => return Ok(ScopeSet::default()),
-        Some(Member::String(scopes)) => ScopeSet::parse_space_separated(scopes).ok(),
-        Some(Member::Other(value)) => ScopeSet::deserialize(value).ok(),
+        None => return Ok(Arc::default()),
+        Some(Member::String(scopes)) => interned
+            .scopes
+            .get_or_make(scopes, |text| {
+                ScopeSet::parse_space_separated(text).map(Arc::new)
+            })
+            .ok(),
+        Some(Member::Other(value)) => ScopeSet::deserialize(value).map(Arc::new).ok(),
     };
     parsed.ok_or_else(|| {
         claim(
@@ -359,20 +376,26 @@ fn claim(name: &'static str, problem: &'static str) -> InvalidToken {
     InvalidToken::Claim { name, problem }
 }
 
-fn audiences(aud: Option<Member<'_>>, required: bool) -> Result<Vec<String>, InvalidToken> {
+fn audiences(
+    aud: Option<Member<'_>>,
+    required: bool,
+    interned: &Interned,
+) -> Result<Arc<[String]>, InvalidToken> {
     match aud {
-        Some(Member::String(audience)) => Ok(vec![audience.into_owned()]),
+        Some(Member::String(audience)) => interned.audiences.get_or_make(&audience, |audience| {
+            Ok::<_, InvalidToken>(Arc::from([audience.to_owned()]))
+        }),
         Some(Member::Other(Value::Array(values))) if values.is_empty() => {
             Err(claim("aud", "empty array"))
         }
         Some(Member::Other(Value::Array(values))) => values
             .iter()
             .map(|value| value.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
+            .collect::<Option<Arc<[String]>>>()
             .ok_or_else(|| claim("aud", "array holds a non-string")),
         Some(_) => Err(claim("aud", "not a string or an array of strings")),
         None if required => Err(claim("aud", "missing")),
-        None => Ok(Vec::new()),
+        None => Ok(Arc::from([])),
     }
 }
 

@@ -629,6 +629,7 @@ impl ValidatorBuilder {
             any_audience: self.any_audience,
             accept_expired: self.accept_expired,
             scope_claim: self.scope_claim,
+            interned: Arc::default(),
         };
         let introspector = match (self.introspection_source, self.introspection_credentials) {
             (Some(_), Some(_)) => {

@@ -26,6 +26,7 @@ static RULES: LazyLock<ClaimRules> = LazyLock::new(|| ClaimRules {
     any_audience: false,
     accept_expired: false,
     scope_claim: None,
+    interned: std::sync::Arc::default(),
 });
 
 /// Public example keys of RFC 7517 (A.1, P-256) and RFC 8037 (A.2, Ed25519).

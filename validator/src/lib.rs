@@ -12,6 +12,7 @@ mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
+mod interned;
 mod introspect;
 mod issuers;
 mod json;

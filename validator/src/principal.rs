@@ -23,8 +23,10 @@ use crate::scope::{Requirement, ScopeSet};
 /// a parsed map, which is what keeps a verified-token cache entry small.
 #[derive(Clone)]
 pub struct Principal {
-    pub(crate) scopes: ScopeSet,
-    pub(crate) audiences: Vec<String>,
+    /// Shared with the other principals granted the same scopes.
+    pub(crate) scopes: Arc<ScopeSet>,
+    /// Shared with the other principals of the same single audience.
+    pub(crate) audiences: Arc<[String]>,
     pub(crate) expires_at: Option<Duration>,
     pub(crate) issued_at: Option<Duration>,
     /// `iss` when present: it equals the configured issuer, so it is that one, shared.
@@ -190,7 +192,8 @@ impl ClaimText {
 #[derive(Default)]
 pub(crate) struct RevocationCheck {
     passed: AtomicU64,
-    identifiers: OnceLock<[Option<u64>; 4]>,
+    /// 0 for an absent identifier: hashes are never 0.
+    identifiers: OnceLock<[u64; 4]>,
 }
 
 impl RevocationCheck {
@@ -207,7 +210,9 @@ impl RevocationCheck {
         &self,
         compute: impl FnOnce() -> [Option<u64>; 4],
     ) -> [Option<u64>; 4] {
-        *self.identifiers.get_or_init(compute)
+        self.identifiers
+            .get_or_init(|| compute().map(|hash| hash.unwrap_or(0)))
+            .map(|hash| (hash != 0).then_some(hash))
     }
 }
 
@@ -369,8 +374,8 @@ impl Principal {
     pub(crate) fn for_tests(claims: &Map<String, Value>, issued_at: Option<Duration>) -> Self {
         let string = |name: &str| claims.get(name).and_then(Value::as_str);
         Self {
-            scopes: ScopeSet::default(),
-            audiences: Vec::new(),
+            scopes: Arc::default(),
+            audiences: Arc::from([]),
             expires_at: None,
             issued_at,
             issuer: None,
@@ -413,5 +418,16 @@ impl fmt::Debug for Principal {
             .field("claims", &self.claims())
             .field("revocation_check", &self.revocation_check)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cached principal's size is paid once per cached token: a field added here shows.
+    #[test]
+    fn a_principal_stays_small() {
+        assert!(size_of::<Principal>() <= 200, "{}", size_of::<Principal>());
     }
 }

@@ -262,6 +262,7 @@ mod tests {
             any_audience: false,
             accept_expired: false,
             scope_claim: None,
+            interned: Arc::default(),
         };
         let mut answer = json!({ "sub": "user-1", "exp": NOW + 600 });
         for (name, value) in extra.as_object().unwrap() {

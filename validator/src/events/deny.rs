@@ -99,7 +99,8 @@ fn identifier_hash(kind: Kind, id: &str) -> u64 {
     let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
     hasher.write_u8(kind as u8);
     hasher.write(id.as_bytes());
-    hasher.finish()
+    // 0 stands for "no identifier" in a principal's memo.
+    hasher.finish().max(1)
 }
 
 /// A principal's identifiers, hashed once (on its first check, right after verification).
