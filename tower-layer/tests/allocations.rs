@@ -1,7 +1,7 @@
 //! Heap allocations on the warm path (issue 22, item 1), counted: the validator's own check of
-//! a token it verified before allocates nothing per call, and the layer adds only what handing
-//! the principal to the route through `http::Extensions` costs (three). Issue 22 asks for none
-//! at all; this test keeps the count from growing. One test in its own binary: the counting
+//! a token it verified before allocates nothing, and the layer adds only what handing the
+//! principal to the route through `http::Extensions` costs (three on a request without
+//! extensions). Issue 22 asks for none at all; this test keeps the count from growing. One test in its own binary: the counting
 //! allocator sees every thread, so nothing else may run beside it.
 
 #![allow(clippy::unwrap_used)]
@@ -83,18 +83,16 @@ async fn the_warm_path_allocates_only_the_principals_place_in_the_request() {
     println!(
         "validator: {validator_allocations} allocations in {ROUNDS}; layer: {layer_allocations}"
     );
-    // No allocation per validation: only the cache's occasional housekeeping (moka drains its
-    // read buffer in batches), well under one per twenty calls. A new allocation on the path
-    // would add one per call.
-    assert!(
-        validator_allocations < ROUNDS / 20,
+    // No allocation per validation at all: a cache hit clones an `Arc`, nothing more.
+    assert_eq!(
+        validator_allocations, 0,
         "the validator's warm path allocated {validator_allocations} times in {ROUNDS} validations"
     );
     // `http::Extensions` allocates three times on a request's first insert — its box, its
     // table, the boxed value: the principal's `Arc`, which axum's extractors read from there.
     // Nothing else per request.
     assert!(
-        layer_allocations < 3 * ROUNDS + ROUNDS / 20,
+        layer_allocations <= 3 * ROUNDS,
         "the layer allocated {layer_allocations} times in {ROUNDS} requests"
     );
 }

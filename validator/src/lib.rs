@@ -384,7 +384,15 @@ impl Validator {
             .principal
             .expires_at
             .is_some_and(|exp| now < exp.saturating_add(inner.rules.leeway));
-        (unexpired && inner.jwks.fresh_set_holds(hit.key_fingerprint, now)).then_some(hit.principal)
+        if !unexpired {
+            // Nothing evicts by time: an expired token's entry goes when it is next presented.
+            inner.verified.remove(hash);
+            return None;
+        }
+        inner
+            .jwks
+            .fresh_set_holds(hit.key_fingerprint, now)
+            .then_some(hit.principal)
     }
 
     /// The JWT path: full local verification, remembered in the verified-token cache.

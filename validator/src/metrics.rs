@@ -257,8 +257,8 @@ impl VerifiedCacheMetrics {
     }
 }
 
-/// A cache's entries in a gauge that every validator of the issuer adds to: each counts its own
-/// in and out, and gives back what it still holds when it is dropped — a validator rebuilt on
+/// A cache's entries in a gauge that every validator of the issuer adds to: each sets its own
+/// share, and gives back what it still holds when it is dropped — a validator rebuilt on
 /// a configuration reload leaves no phantom entries behind.
 #[derive(Debug)]
 pub(crate) struct HeldEntries {
@@ -267,14 +267,11 @@ pub(crate) struct HeldEntries {
 }
 
 impl HeldEntries {
-    pub(crate) fn added(&self) {
-        self.held.fetch_add(1, Ordering::Relaxed);
-        self.gauge.increment(1.0);
-    }
-
-    pub(crate) fn removed(&self) {
-        self.held.fetch_sub(1, Ordering::Relaxed);
-        self.gauge.decrement(1.0);
+    /// The cache holds `count` entries now.
+    pub(crate) fn set(&self, count: usize) {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let before = self.held.swap(count, Ordering::Relaxed);
+        self.gauge.increment((count - before) as f64);
     }
 }
 

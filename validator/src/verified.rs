@@ -2,11 +2,11 @@
 //! verified cryptographically again until it expires, or until its key leaves the key set.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::digest;
-use moka::Expiry;
-use moka::sync::Cache;
+use quick_cache::UnitWeighter;
+use quick_cache::sync::{Cache, DefaultLifecycle};
 
 use crate::metrics::VerifiedCacheMetrics;
 use crate::principal::Principal;
@@ -43,16 +43,6 @@ pub(crate) struct Verified {
     pub(crate) principal: Arc<Principal>,
     /// The key that verified the token; the entry is void once that key is withdrawn.
     pub(crate) key_fingerprint: u64,
-    /// How long the entry may live in memory: until the token's `exp`.
-    lifetime: Duration,
-}
-
-struct UntilExpiry;
-
-impl Expiry<TokenHash, Verified> for UntilExpiry {
-    fn expire_after_create(&self, _: &TokenHash, value: &Verified, _: Instant) -> Option<Duration> {
-        Some(value.lifetime)
-    }
 }
 
 /// Keys are SHA-256 digests already: their first eight bytes are as good a table hash as
@@ -77,33 +67,38 @@ impl std::hash::Hasher for DigestHasher {
 
 pub(crate) type DigestHash = std::hash::BuildHasherDefault<DigestHasher>;
 
-/// Bounded; no cache when switched off.
+/// A cache whose reads take one shard's read lock and clone an `Arc` — no read log, no
+/// timestamps written, no background work — and whose entry costs little beyond its key and
+/// value (quick_cache, S3-FIFO eviction). Entries leave when evicted for room, when found
+/// expired or revoked, or with the validator. Bounded; no cache when switched off.
 #[derive(Clone)]
 pub(crate) struct VerifiedTokens {
-    cache: Option<Cache<TokenHash, Verified, DigestHash>>,
+    cache: Option<Arc<Cache<TokenHash, Verified, UnitWeighter, DigestHash>>>,
     metrics: VerifiedCacheMetrics,
 }
 
 impl std::fmt::Debug for VerifiedTokens {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.cache {
-            Some(cache) => write!(formatter, "VerifiedTokens({} entries)", cache.entry_count()),
+            Some(cache) => write!(formatter, "VerifiedTokens({} entries)", cache.len()),
             None => formatter.write_str("VerifiedTokens(off)"),
         }
     }
 }
 
+/// The table starts this small and grows with use: a large capacity costs nothing up front.
+const INITIAL_ENTRIES: u64 = 1024;
+
 impl VerifiedTokens {
     pub(crate) fn new(capacity: u64, metrics: VerifiedCacheMetrics) -> Self {
         let cache = (capacity > 0).then(|| {
-            // Every way out (expiry, eviction, removal, replacement) passes the listener, which
-            // keeps the entry gauge exact without asking the cache to count.
-            let entries = Arc::clone(&metrics.entries);
-            Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilExpiry)
-                .eviction_listener(move |_, _, _| entries.removed())
-                .build_with_hasher(DigestHash::default())
+            Arc::new(Cache::with(
+                usize::try_from(capacity.min(INITIAL_ENTRIES)).unwrap_or(usize::MAX),
+                capacity,
+                UnitWeighter,
+                DigestHash::default(),
+                DefaultLifecycle::default(),
+            ))
         });
         Self { cache, metrics }
     }
@@ -123,10 +118,7 @@ impl VerifiedTokens {
     }
 
     pub(crate) fn len(&self) -> u64 {
-        self.cache.as_ref().map_or(0, |cache| {
-            cache.run_pending_tasks();
-            cache.entry_count()
-        })
+        self.cache.as_ref().map_or(0, |cache| cache.len() as u64)
     }
 
     /// The entry for `token` (whose key is `hash`), only if it was made for this very token.
@@ -140,7 +132,8 @@ impl VerifiedTokens {
     /// Forgets the entry for a token that must not be answered from the cache again.
     pub(crate) fn remove(&self, hash: &TokenHash) {
         if let Some(cache) = &self.cache {
-            cache.invalidate(hash);
+            cache.remove(hash);
+            self.metrics.entries.set(cache.len());
         }
     }
 
@@ -152,18 +145,16 @@ impl VerifiedTokens {
         now: Duration,
     ) {
         let Some(cache) = &self.cache else { return };
-        let lifetime = principal.expires_at.unwrap_or_default().saturating_sub(now);
-        if !lifetime.is_zero() {
-            // Counted before it is in: its removal can then never be counted first.
-            self.metrics.entries.added();
+        if principal.expires_at.is_some_and(|exp| exp > now) {
             cache.insert(
                 hash,
                 Verified {
                     principal,
                     key_fingerprint,
-                    lifetime,
                 },
             );
+            // Set, not counted: an insert may evict others, or replace the same token's entry.
+            self.metrics.entries.set(cache.len());
         }
     }
 }
