@@ -6,7 +6,9 @@
 //!
 //! Run with: `cargo bench -p tower-scopegate --bench throughput` (needs Debian's `wrk` and
 //! util-linux's `taskset`; `ROUNDS` and `SECONDS` override 5 rounds of 3 s per variant, and
-//! `ONLY=warm` runs one variant, for profiling).
+//! `ONLY=warm` runs one variant, for profiling). `LAYOUT`: `pinned` (default: wrk on core 0,
+//! the API with one thread on core 1) or `machine` (nothing pinned: the API with two worker
+//! threads and wrk share both cores, as on a small server).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,6 +25,46 @@ use support::{FakeIdp, SigningKey};
 use tower_scopegate::ScopeLayer;
 
 const OPAQUE: &str = "q9Xv3kz7Jd1oWm2Lr8Tn5Yb0Hc4Fa6Se_Ug-Pi7Ko1Zx";
+
+/// Where wrk and the APIs run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// wrk on core 0, each API on core 1 with one thread.
+    Pinned,
+    /// Nothing pinned; our API with two worker threads.
+    Machine,
+}
+
+impl Layout {
+    fn from_env() -> Self {
+        match std::env::var("LAYOUT").as_deref() {
+            Ok("machine") => Self::Machine,
+            Ok("pinned") | Err(_) => Self::Pinned,
+            Ok(other) => panic!("LAYOUT is `pinned` or `machine`, not {other:?}"),
+        }
+    }
+
+    /// `command` to run on `core` when pinned, as is otherwise.
+    fn on_core(self, core: &str, command: &str) -> Command {
+        match self {
+            Self::Pinned => {
+                let mut pinned = Command::new("taskset");
+                pinned.args(["-c", core, command]);
+                pinned
+            }
+            Self::Machine => Command::new(command),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Pinned => "wrk on core 0, API (one thread) on core 1",
+            Self::Machine => {
+                "nothing pinned: wrk and the API (two worker threads) share both cores"
+            }
+        }
+    }
+}
 
 struct Variant {
     name: &'static str,
@@ -41,18 +83,10 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 /// Requests per second that `wrk` measured.
-fn wrk(variant: &Variant, seconds: usize) -> f64 {
-    // wrk on core 0, the API on core 1 (see `main`): neither steals the other's time.
-    let mut command = Command::new("taskset");
-    command.args([
-        "-c",
-        "0",
-        "wrk",
-        "-t1",
-        "-c32",
-        &format!("-d{seconds}s"),
-        "--latency",
-    ]);
+fn wrk(layout: Layout, variant: &Variant, seconds: usize) -> f64 {
+    // Pinned: wrk on core 0, the API on core 1 (see `main`): neither steals the other's time.
+    let mut command = layout.on_core("0", "wrk");
+    command.args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"]);
     if let Some(token) = &variant.token {
         command.args(["-H", &format!("Authorization: Bearer {token}")]);
     }
@@ -73,7 +107,7 @@ fn wrk(variant: &Variant, seconds: usize) -> f64 {
 }
 
 /// Builds (release) and starts the jwt-authorizer program on core 1; returns it and its URL.
-fn start_jwt_authorizer(issuer: &str) -> (Child, String) {
+fn start_jwt_authorizer(layout: Layout, issuer: &str) -> (Child, String) {
     let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let built = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "--manifest-path"])
@@ -85,11 +119,9 @@ fn start_jwt_authorizer(issuer: &str) -> (Child, String) {
         .status()
         .expect("cargo builds the jwt-authorizer program");
     assert!(built.success(), "the jwt-authorizer program did not build");
-    let mut child = Command::new("taskset")
-        .args(["-c", "1"])
-        .arg(format!(
-            "{workspace}/target/peers/release/jwt-authorizer-api"
-        ))
+    let program = format!("{workspace}/target/peers/release/jwt-authorizer-api");
+    let mut child = layout
+        .on_core("1", &program)
         .env("JWKS_URL", format!("{issuer}/jwks"))
         .env("ISSUER", issuer)
         .env("AUDIENCE", support::AUDIENCE)
@@ -110,15 +142,18 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    // This process (and every thread it starts from now on) on core 1.
-    let pinned = Command::new("taskset")
-        .args(["-p", "-c", "1", &std::process::id().to_string()])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    assert!(
-        pinned,
-        "taskset (util-linux) could not pin the API to core 1"
-    );
+    let layout = Layout::from_env();
+    if layout == Layout::Pinned {
+        // This process (and every thread it starts from now on) on core 1.
+        let pinned = Command::new("taskset")
+            .args(["-p", "-c", "1", &std::process::id().to_string()])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        assert!(
+            pinned,
+            "taskset (util-linux) could not pin the API to core 1"
+        );
+    }
     let rounds = env_number("ROUNDS", 5);
     let seconds = env_number("SECONDS", 3);
     // The fake IdP on its own runtime; the API on a one-thread runtime, so that the API gets
@@ -135,7 +170,7 @@ fn main() {
         claims["exp"] = (claims["exp"].as_u64().unwrap() + 3000).into();
         (idp, key.sign(&claims), rsa_key.sign(&claims))
     });
-    let (mut jwt_authorizer, jwt_authorizer_url) = start_jwt_authorizer(&idp.issuer);
+    let (mut jwt_authorizer, jwt_authorizer_url) = start_jwt_authorizer(layout, &idp.issuer);
     let warm = idp.introspecting_validator(&clock).build().unwrap();
     let cold = idp
         .validator_builder(&clock)
@@ -144,10 +179,17 @@ fn main() {
         .unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = match layout {
+            Layout::Pinned => tokio::runtime::Builder::new_current_thread(),
+            Layout::Machine => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(2);
+                builder
+            }
+        }
+        .enable_all()
+        .build()
+        .unwrap();
         runtime.block_on(async move {
             warm.refresh_keys().await.unwrap();
             cold.refresh_keys().await.unwrap();
@@ -224,12 +266,16 @@ fn main() {
             .iter()
             .find(|variant| variant.name.contains(&only))
             .expect("a variant");
-        println!("{}: {:.0} req/s", variant.name, wrk(variant, seconds));
+        println!(
+            "{}: {:.0} req/s",
+            variant.name,
+            wrk(layout, variant, seconds)
+        );
         jwt_authorizer.kill().unwrap();
         return;
     }
     for variant in &variants {
-        wrk(variant, 1); // warm-up, and a check that every route answers 200
+        wrk(layout, variant, 1); // warm-up, and a check that every route answers 200
     }
     let mut rates = vec![Vec::new(); variants.len()];
     let mut ratios = vec![Vec::new(); variants.len()];
@@ -237,7 +283,7 @@ fn main() {
         let mut this_round = vec![0.0; variants.len()];
         for offset in 0..variants.len() {
             let index = (round + offset) % variants.len();
-            this_round[index] = wrk(&variants[index], seconds);
+            this_round[index] = wrk(layout, &variants[index], seconds);
         }
         for (index, rate) in this_round.iter().enumerate() {
             rates[index].push(*rate);
@@ -247,7 +293,8 @@ fn main() {
     // Per-round rates, in round order (the medians below sort `rates`).
     let round_rates = rates.clone();
     println!(
-        "wrk -t1 -c32 -d{seconds}s on core 0, API (one thread) on core 1, {rounds} rounds, variants rotated"
+        "wrk -t1 -c32 -d{seconds}s, {}, {rounds} rounds, variants rotated",
+        layout.describe()
     );
     println!(
         "{:34} {:>12} {:>10} {:>17}",

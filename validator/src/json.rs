@@ -24,15 +24,11 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
 /// Reads `bytes` as one JSON object with the checks of [`parse_object`] (duplicate names at any
 /// depth, nothing after the object), handing each member to `member` instead of building a map:
 /// a JWS header is read on every verification, and only a few of its members are wanted.
-pub(crate) fn for_each_member(
-    bytes: &[u8],
-    mut member: impl FnMut(&str, Value),
+pub(crate) fn for_each_member<'de>(
+    bytes: &'de [u8],
+    member: impl FnMut(&str, Member<'de>),
 ) -> Result<(), String> {
-    for_each_member_where(
-        bytes,
-        |_| true,
-        |name, value| member(name, value.into_value()),
-    )
+    for_each_member_where(bytes, |_| true, member)
 }
 
 /// A member's value: a string borrowed from the input where it has no escapes, or any other
@@ -423,7 +419,7 @@ mod tests {
     fn members_are_read_with_the_same_checks() {
         let mut members = Vec::new();
         for_each_member(br#"{"a":{"a":1},"b":[1,"x"]}"#, |name, value| {
-            members.push((name.to_owned(), value));
+            members.push((name.to_owned(), value.into_value()));
         })
         .unwrap();
         assert_eq!(members.len(), 2);

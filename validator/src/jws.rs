@@ -4,11 +4,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
 
 use crate::algorithm::Algorithm;
 use crate::error::InvalidToken;
-use crate::json;
+use crate::json::{self, Member};
 use crate::jwk::KeySet;
 
 /// The shape of a bearer token.
@@ -138,6 +137,7 @@ fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidTok
     let (mut alg, mut kid, mut typ, mut content_type) = (None, None, None, None);
     let mut key_selecting = [false; KEY_SELECTING_PARAMETERS.len()];
     let (mut crit, mut enc, mut zip, mut b64) = (false, false, false, false);
+    // Strings are borrowed from the decoded header where they have no escapes.
     json::for_each_member(bytes, |name, value| match name {
         "alg" => alg = Some(value),
         "kid" => kid = Some(value),
@@ -179,14 +179,14 @@ fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidTok
     if b64 {
         return Err(InvalidToken::ForbiddenHeader("b64"));
     }
-    if let Some(Value::String(content_type)) = &content_type {
+    if let Some(Member::String(content_type)) = &content_type {
         // A nested JWT would be a second token to verify, which access tokens never are.
         if content_type.eq_ignore_ascii_case("JWT") {
             return Err(InvalidToken::ForbiddenHeader("cty"));
         }
     }
     let alg = match alg {
-        Some(Value::String(name)) => match Algorithm::from_name(&name) {
+        Some(Member::String(name)) => match Algorithm::from_name(&name) {
             Some(alg) if allowed.contains(&alg) => alg,
             _ => {
                 return Err(InvalidToken::AlgorithmNotAllowed(
@@ -205,13 +205,13 @@ fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidTok
 }
 
 fn string_member(
-    value: Option<Value>,
+    value: Option<Member<'_>>,
     not_a_string: &'static str,
 ) -> Result<Option<String>, InvalidToken> {
     match value {
         None => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value)),
-        Some(_) => Err(header_problem(not_a_string)),
+        Some(Member::String(value)) => Ok(Some(value.into_owned())),
+        Some(Member::Other(_)) => Err(header_problem(not_a_string)),
     }
 }
 
