@@ -15,11 +15,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "target" / "bench-results"
+# Figures kept for comparison: the same bench on the code before issue 22's changes.
+REFERENCE = ROOT / "benchmarks" / "reference"
 PLOTS = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "benchmarks" / "plots"
 
 
-def rows(name):
-    with open(RESULTS / name, newline="") as file:
+def rows(name, directory=None):
+    with open((directory or RESULTS) / name, newline="") as file:
         return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(file)]
 
 
@@ -98,10 +100,18 @@ def main():
     cache = rows("cache_size.csv")
     figure, (lookup, memory) = plt.subplots(1, 2, figsize=(10, 3.8))
     tokens = column(cache, "tokens")
-    lookup.plot(tokens, column(cache, "warm_ns"), "o-", color="tab:blue")
+    before = rows("cache_size_before_issue22.csv", REFERENCE)
+    lookup.plot(tokens, column(cache, "warm_ns"), "o-", color="tab:blue", label="now")
+    lookup.plot(column(before, "tokens"), column(before, "warm_ns"), "o--", color="tab:gray",
+                label="before issue 22")
     lookup.set_ylabel("ns per warm validation")
     lookup.set_title("lookup, tokens visited in scattered order")
-    memory.plot(tokens, column(cache, "bytes_per_token"), "o-", color="tab:green")
+    memory.plot(tokens, column(cache, "bytes_per_token"), "o-", color="tab:green", label="now")
+    memory.plot(column(before, "tokens"), column(before, "bytes_per_token"), "o--",
+                color="tab:gray", label="before issue 22")
+    memory.axhline(500, color="tab:red", linestyle=":", label="issue 22's goal (500 B)")
+    lookup.legend()
+    memory.legend()
     memory.set_ylabel("heap bytes per cached token")
     memory.set_title(f"memory (tokens of ~{int(cache[0]['token_bytes'])} bytes)")
     for axis in (lookup, memory):
@@ -115,7 +125,13 @@ def main():
     threads = rows("concurrency.csv")
     figure, axis = plt.subplots(figsize=(6, 3.8))
     counts = column(threads, "threads")
-    axis.plot(counts, [rate / 1e6 for rate in column(threads, "validations_per_s")], "o-")
+    axis.plot(counts, [rate / 1e6 for rate in column(threads, "validations_per_s")], "o-",
+              label="now")
+    before = rows("concurrency_before_issue22.csv", REFERENCE)
+    axis.plot(column(before, "threads"),
+              [rate / 1e6 for rate in column(before, "validations_per_s")], "o--",
+              color="tab:gray", label="before issue 22")
+    axis.legend()
     axis.set_xscale("log", base=2)
     axis.set_xticks(counts, [str(int(count)) for count in counts])
     axis.set_xlabel("threads validating at once (2 cores)")
