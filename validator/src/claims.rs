@@ -82,13 +82,7 @@ pub(crate) fn check_answer(
     rules: &ClaimRules,
     now: Duration,
 ) -> Result<Principal, InvalidToken> {
-    let scope_root = rules.scope_root();
-    let mut known = KnownClaims::default();
-    for (name, value) in claims {
-        if KnownClaims::wants(name, scope_root) {
-            known.offer(name, borrowed(value), scope_root);
-        }
-    }
+    let known = KnownClaims::of_map(claims, rules.scope_root());
     check(known, rules, now, Source::Introspection, |identifiers| {
         ClaimText::json(claims, identifiers)
     })
@@ -97,13 +91,7 @@ pub(crate) fn check_answer(
 /// What the access-token type rule reads of `claims`, gathered as [`check_jwt`] gathers it.
 #[cfg(test)]
 pub(crate) fn type_marks_of(claims: &Map<String, Value>) -> TypeMarks {
-    let mut known = KnownClaims::default();
-    for (name, value) in claims {
-        if KnownClaims::wants(name, None) {
-            known.offer(name, borrowed(value), None);
-        }
-    }
-    known.type_marks()
+    KnownClaims::of_map(claims, None).type_marks()
 }
 
 /// A member of a parsed claim set, its string borrowed.
@@ -230,6 +218,17 @@ struct KnownClaims<'a> {
 }
 
 impl<'a> KnownClaims<'a> {
+    /// The registered claims of a parsed claim set, their strings borrowed.
+    fn of_map(claims: &'a Map<String, Value>, scope_root: Option<&str>) -> Self {
+        let mut known = Self::default();
+        for (name, value) in claims {
+            if Self::wants(name, scope_root) {
+                known.offer(name, borrowed(value), scope_root);
+            }
+        }
+        known
+    }
+
     fn wants(name: &str, scope_root: Option<&str>) -> bool {
         matches!(
             name,
