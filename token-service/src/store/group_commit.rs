@@ -104,9 +104,10 @@ pub(super) struct TokenWriter {
 
 impl TokenWriter {
     /// Starts `writers` writer tasks on the current runtime, writing through `sink`; they end
-    /// when every handle is dropped. With `checkpoints` (SQLite), a task also checkpoints the
-    /// WAL through that pool every [`CHECKPOINT_INTERVAL`] (the writer's connection must then
-    /// have `wal_autocheckpoint` off).
+    /// when every handle is dropped. With `checkpoints` (SQLite: the writer's own pool of one
+    /// connection, so that no batch appends to the WAL while it is copied), a task also
+    /// checkpoints the WAL through that pool every [`CHECKPOINT_INTERVAL`] (the writer's
+    /// connection must then have `wal_autocheckpoint` off).
     pub(super) fn start(
         sink: impl TokenSink,
         writers: usize,
@@ -142,8 +143,9 @@ impl TokenWriter {
     }
 }
 
-/// How often the WAL is copied into the database. A passive checkpoint never blocks the
-/// writer or readers; SQLite's own automatic one would run inside a writer's commit.
+/// How often the WAL is copied into the database, between two batches: the requests of the
+/// next batch wait for it (once a second), and the WAL then starts over instead of growing.
+/// SQLite's own automatic checkpoint would run inside a commit, every 1000 pages.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 async fn checkpoint_while_open(pool: SqlitePool, writer: mpsc::WeakSender<Pending>) {
