@@ -82,14 +82,7 @@ impl SqlStore {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .connect_with(
-                    options
-                        .pragma("wal_autocheckpoint", "0")
-                        // 64 MiB of pages instead of 2 MiB: tokens land on random pages of
-                        // the digest and jti B-trees, which a small cache re-reads from the
-                        // WAL or the file on nearly every insert.
-                        .pragma("cache_size", "-65536"),
-                )
+                .connect_with(options.pragma("wal_autocheckpoint", "0"))
                 .await?;
             // The single-use ids share that connection: SQLite has one writer anyway, and
             // they wait for it here rather than in SQLite's busy handler.
