@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::db::Db;
-use super::group_commit::{SpendWriter, TokenWriter};
+use super::group_commit::{Checkpoints, SpendWriter, TokenWriter};
 use super::inline_reads::InlineReads;
 use super::sql::refuse_usernames_differing_by_case;
 use super::{SqlStore, StoreError};
@@ -65,12 +65,8 @@ impl SqlStore {
         // The token writer's own connection: its page cache stays valid between batches
         // (a pooled one would have been invalidated by other connections' writes meanwhile).
         // SQLite's own checkpoints are off on it (they would run inside a commit, every 1000
-        // pages); a background task checkpoints once a second through that same connection,
-        // between two batches. On another connection the checkpoint ran while batches kept
-        // appending, so it never caught up, the WAL never restarted and grew without bound
-        // (2.7 GB in 8 s of issuance: every frame written to fresh file pages the kernel
-        // zeroes first, and a wal-index every read searches). Between batches it copies every
-        // frame, and the next batch starts the WAL over.
+        // pages); a background task checkpoints once a second, the bulk beside the writer and
+        // the tail on its connection between two batches (`group_commit::Checkpoints`).
         let (tokens, spends) = if memory {
             (
                 TokenWriter::start(Db::Sqlite(pool.clone()), 1, None),
@@ -87,7 +83,14 @@ impl SqlStore {
             // The single-use ids share that connection: SQLite has one writer anyway, and
             // they wait for it here rather than in SQLite's busy handler.
             (
-                TokenWriter::start(Db::Sqlite(writer.clone()), 1, Some(writer.clone())),
+                TokenWriter::start(
+                    Db::Sqlite(writer.clone()),
+                    1,
+                    Some(Checkpoints {
+                        bulk: pool.clone(),
+                        tail: writer.clone(),
+                    }),
+                ),
                 SpendWriter::start(Db::Sqlite(writer), 1),
             )
         };
