@@ -15,13 +15,25 @@
 //!   wrk on core 0);
 //! - `METRICS`: `off` (default: no recorder installed) or `compare`: each variant runs twice per
 //!   round, with the Prometheus recorder recording and with it switched off, and the ratio of
-//!   the two rates is reported per round — the cost of the metrics.
+//!   the two rates is reported per round — the cost of the metrics;
+//! - `PEER`: `none` (default) or `node-oidc-provider`: also starts node-oidc-provider (the
+//!   version pinned in `benchmarks/node-oidc-provider/`, installed there with `npm ci` when
+//!   missing; needs `node` and `npm`), set up like this service's opaque client and API, and
+//!   runs its opaque issuance and introspection in the same rounds; the ratio of this service's
+//!   rate to its rate is taken per round and reported as median and min–max. Its CPU per
+//!   request is its process's. In `one-core`, node runs on core 1 like the service.
+//!
+//! Every issuance sends `scope` (both scopes of the client), as node-oidc-provider needs for
+//! a token to carry any.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/postgres.rs"]
 #[allow(unreachable_pub, dead_code)]
 mod postgres;
+
+#[path = "issuance/node_oidc_provider.rs"]
+mod node_oidc_provider;
 
 use std::path::Path;
 use std::process::Command;
@@ -34,7 +46,18 @@ use scopegate_token_service::keys::{KeyAlgorithm, SigningKey};
 use scopegate_token_service::{State, store};
 use scopegate_validator::SystemClock;
 
+use node_oidc_provider::NodeOidcProvider;
+
 const API: &str = "https://api.example.test";
+
+/// Every issuance asks for both of the client's scopes (node-oidc-provider grants none
+/// otherwise).
+const ISSUE_FORM: &str = "grant_type=client_credentials&scope=akamai%3Asocial_profile%3Aread+akamai%3Asocial_profile%3Awrite";
+
+/// The names the peer's variants and ours share after the `store: ` or `peer: ` prefix.
+const COMPARED: [&str; 2] = ["issue opaque", "introspect opaque"];
+
+const NODE: &str = "node-oidc-provider";
 
 fn config(issuer: &str, storage: &str, algorithm: &str) -> String {
     format!(
@@ -80,6 +103,8 @@ struct Variant {
     script: std::path::PathBuf,
     /// Whether the metrics recorder records during its runs (`METRICS=compare`).
     metrics: bool,
+    /// The process serving it, when not this one (a peer), for its CPU time.
+    server: Option<u32>,
 }
 
 /// The Prometheus recorder behind a switch: while off, every metric is a no-op, as with no
@@ -202,9 +227,13 @@ fn script(dir: &Path, name: &str, authorization: &str, body: &str) -> std::path:
     path
 }
 
-/// CPU time (user + system) this process has used, in seconds.
-fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+/// CPU time (user + system) process `pid` (or this one) has used, in seconds.
+fn process_cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |pid| format!("/proc/{pid}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).unwrap();
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
@@ -240,7 +269,8 @@ struct Measured {
 }
 
 fn wrk(variant: &Variant, seconds: usize, layout: Layout) -> Measured {
-    let (process_before, machine_before) = (process_cpu_seconds(), machine_busy_seconds());
+    let (process_before, machine_before) =
+        (process_cpu_seconds(variant.server), machine_busy_seconds());
     let mut command = Command::new("taskset");
     // Machine layout: wrk may run on either core, like the service.
     command.args([
@@ -264,7 +294,7 @@ fn wrk(variant: &Variant, seconds: usize, layout: Layout) -> Measured {
         .arg(&variant.url)
         .output()
         .expect("wrk is installed");
-    let process = process_cpu_seconds() - process_before;
+    let process = process_cpu_seconds(variant.server) - process_before;
     let machine = machine_busy_seconds() - machine_before;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -351,7 +381,7 @@ async fn get_token(issuer: &str, client: (&str, &str)) -> String {
         .post(format!("{issuer}/token"))
         .header("authorization", basic(client.0, client.1))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("grant_type=client_credentials")
+        .body(ISSUE_FORM)
         .send()
         .await
         .unwrap();
@@ -365,7 +395,7 @@ async fn variants_on(store_name: &str, storages: [&str; 2], dir: &Path) -> Vec<V
     let es256 = start_service("ES256", storages[1]).await;
     let opaque_token = get_token(&rs256, ("opaque-client", "opaque-secret")).await;
     let jwt_token = get_token(&es256, ("jwt-client", "jwt-secret")).await;
-    let form = "grant_type=client_credentials";
+    let form = ISSUE_FORM;
     let variant = |name: &str, url: String, authorization: String, body: &str| Variant {
         name: format!("{store_name}: {name}"),
         url,
@@ -376,6 +406,7 @@ async fn variants_on(store_name: &str, storages: [&str; 2], dir: &Path) -> Vec<V
             body,
         ),
         metrics: false,
+        server: None,
     };
     vec![
         variant(
@@ -409,6 +440,64 @@ async fn variants_on(store_name: &str, storages: [&str; 2], dir: &Path) -> Vec<V
             &format!("token={jwt_token}"),
         ),
     ]
+}
+
+/// node-oidc-provider's opaque issuance and introspection, asked as ours are.
+async fn peer_variants(node: &NodeOidcProvider, dir: &Path) -> Vec<Variant> {
+    let token = get_token(&node.url, ("opaque-client", "opaque-secret")).await;
+    let variant = |name: &str, path: &str, authorization: String, body: &str| Variant {
+        name: format!("{NODE}: {name}"),
+        url: format!("{}{path}", node.url),
+        script: script(
+            dir,
+            &format!("{NODE}-{}", name.replace(' ', "-")),
+            &authorization,
+            body,
+        ),
+        metrics: false,
+        server: Some(node.pid()),
+    };
+    vec![
+        variant(
+            COMPARED[0],
+            "/token",
+            basic("opaque-client", "opaque-secret"),
+            ISSUE_FORM,
+        ),
+        variant(
+            COMPARED[1],
+            "/token/introspection",
+            basic(API, "api-secret"),
+            &format!("token={token}"),
+        ),
+    ]
+}
+
+/// Per round, the rate of each of our compared variants over the peer's (`store: name`).
+fn peer_ratios(
+    variants: &[Variant],
+    results: &[Vec<Measured>],
+    stores: &str,
+) -> Vec<(String, Vec<f64>)> {
+    let index = |name: String| variants.iter().position(|variant| variant.name == name);
+    let mut ratios = Vec::new();
+    for store_name in stores.split(',') {
+        for name in COMPARED {
+            let (Some(ours), Some(theirs)) = (
+                index(format!("{store_name}: {name}")),
+                index(format!("{NODE}: {name}")),
+            ) else {
+                continue;
+            };
+            let per_round = results[ours]
+                .iter()
+                .zip(&results[theirs])
+                .map(|(ours, theirs)| ours.rate / theirs.rate)
+                .collect();
+            ratios.push((format!("{store_name}: {name}"), per_round));
+        }
+    }
+    ratios
 }
 
 fn main() {
@@ -445,6 +534,13 @@ fn main() {
         metrics::set_global_recorder(switch).unwrap();
         handle
     });
+    let peer = match std::env::var("PEER").as_deref() {
+        Ok(NODE) => true,
+        Ok("none") | Err(_) => false,
+        Ok(other) => panic!("PEER is `none` or `{NODE}`, not `{other}`"),
+    };
+    // Started after the pinning above, so that it inherits it.
+    let node = peer.then(NodeOidcProvider::start);
     let rounds = env_number("ROUNDS", 3);
     let seconds = env_number("SECONDS", 3);
     let stores = std::env::var("STORES").unwrap_or_else(|_| "sqlite,postgres".to_owned());
@@ -475,6 +571,9 @@ fn main() {
             let storages = [storages[0].as_str(), storages[1].as_str()];
             variants.extend(variants_on(store_name, storages, dir.path()).await);
         }
+        if let Some(node) = &node {
+            variants.extend(peer_variants(node, dir.path()).await);
+        }
         variants
     });
     // For profiling: `ONLY=<part of a name>` keeps the matching variants.
@@ -491,6 +590,7 @@ fn main() {
                 url: variant.url.clone(),
                 script: variant.script.clone(),
                 metrics: true,
+                server: variant.server,
             };
             let off = Variant {
                 name: format!("{} [metrics off]", variant.name),
@@ -525,6 +625,7 @@ fn main() {
             (variant.name.replace(" [metrics on]", ""), ratios)
         })
         .collect();
+    let peer_ratios = peer_ratios(&variants, &results, &stores);
     let workers = layout.workers();
     let bare_rs256 = bare_signing_rate(KeyAlgorithm::Rs256, workers);
     let bare_es256 = bare_signing_rate(KeyAlgorithm::Es256, workers);
@@ -537,14 +638,14 @@ fn main() {
         ),
     }
     println!(
-        "{:30} {:>8} {:>13} {:>9} {:>9} {:>13} {:>13}",
+        "{:38} {:>8} {:>13} {:>9} {:>9} {:>13} {:>13}",
         "variant", "req/s", "min–max", "p50", "p99", "service µs/req", "machine µs/req"
     );
     for (variant, measured) in variants.iter().zip(&mut results) {
         measured.sort_by(|a, b| a.rate.total_cmp(&b.rate));
         let median = &measured[measured.len() / 2];
         println!(
-            "{:30} {:>8.0} {:>6.0}–{:<6.0} {:>9} {:>9} {:>13.1} {:>13.1}",
+            "{:38} {:>8.0} {:>6.0}–{:<6.0} {:>9} {:>9} {:>13.1} {:>13.1}",
             variant.name,
             median.rate,
             measured[0].rate,
@@ -574,6 +675,21 @@ fn main() {
             );
         }
     }
+    if let Some(node) = &node {
+        println!(
+            "{} (its CPU: its process'); this service / {NODE}, per round (median, min–max):",
+            node.describe()
+        );
+        for (name, mut ratios) in peer_ratios {
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "{name:30} {:.2}× ({:.2}–{:.2})",
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1]
+            );
+        }
+    }
     if let Some(handle) = handle {
         let exposition = handle.render();
         assert!(
@@ -593,4 +709,5 @@ fn main() {
     }
     drop(runtime);
     drop(databases);
+    drop(node);
 }

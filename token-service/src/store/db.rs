@@ -11,6 +11,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, Encode, PgPool, Postgres, Row as _, Sqlite, SqlitePool, Type};
 use tracing::Instrument as _;
 
+use super::inline_reads::{InlineRow, unexpected_null};
 use crate::telemetry::metrics;
 
 /// A pool of either backend.
@@ -24,7 +25,7 @@ pub(super) enum Db {
 
 /// One argument of a statement.
 #[derive(Debug, Clone, Copy)]
-enum Arg<'a> {
+pub(super) enum Arg<'a> {
     Int(i64),
     OptionalInt(Option<i64>),
     Text(&'a str),
@@ -57,6 +58,16 @@ pub(super) fn sql(sql: &str) -> Statement<'_> {
 }
 
 impl<'a> Statement<'a> {
+    /// Its SQL.
+    pub(super) const fn sql(&self) -> &'a str {
+        self.sql
+    }
+
+    /// Its arguments, for `$1`, `$2`, … in order.
+    pub(super) fn arguments(&self) -> &[Arg<'a>] {
+        &self.args
+    }
+
     /// Binds a number (seconds since the epoch and counts are stored as `i64`).
     pub(super) fn int(mut self, value: u64) -> Self {
         self.args.push(Arg::Int(super::sql::to_i64(value)));
@@ -127,37 +138,55 @@ where
 pub(super) enum Row {
     Sqlite(SqliteRow),
     Postgres(PgRow),
+    /// Read on the caller's thread (SQLite, [`InlineReads`](super::inline_reads::InlineReads)).
+    Inline(InlineRow),
 }
 
-/// Reads column `$column` as `$type` from either backend's row.
+/// Reads column `$column` as `$type` from either backend's row; `$inline` reads it from an
+/// inline row.
 macro_rules! column {
-    ($row:expr, $column:expr, $type:ty) => {
+    ($row:expr, $column:expr, $type:ty, $inline:expr) => {
         match $row {
             Row::Sqlite(row) => row.try_get::<$type, _>($column),
             Row::Postgres(row) => row.try_get::<$type, _>($column),
+            Row::Inline(row) => $inline(row),
         }
     };
+}
+
+/// The value of a column that must not be `NULL`.
+fn present<T>(column: &str, value: Option<T>) -> Result<T, sqlx::Error> {
+    value.ok_or_else(|| unexpected_null(column))
 }
 
 impl Row {
     /// A number column.
     pub(super) fn int(&self, column: &str) -> Result<u64, sqlx::Error> {
-        column!(self, column, i64).map(super::sql::to_u64)
+        column!(self, column, i64, |row: &InlineRow| present(
+            column,
+            row.int(column)?
+        ))
+        .map(super::sql::to_u64)
     }
 
     /// A nullable number column.
     pub(super) fn optional_int(&self, column: &str) -> Result<Option<u64>, sqlx::Error> {
-        column!(self, column, Option<i64>).map(|value| value.map(super::sql::to_u64))
+        column!(self, column, Option<i64>, |row: &InlineRow| row.int(column))
+            .map(|value| value.map(super::sql::to_u64))
     }
 
     /// A text column.
     pub(super) fn text(&self, column: &str) -> Result<String, sqlx::Error> {
-        column!(self, column, String)
+        column!(self, column, String, |row: &InlineRow| present(
+            column,
+            row.text(column)?
+        ))
     }
 
     /// A nullable text column.
     pub(super) fn optional_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
-        column!(self, column, Option<String>)
+        column!(self, column, Option<String>, |row: &InlineRow| row
+            .text(column))
     }
 
     /// A truth value computed by a query (`EXISTS …`): Postgres answers a boolean, SQLite a
@@ -166,12 +195,16 @@ impl Row {
         match self {
             Self::Sqlite(row) => row.try_get::<i64, _>(column).map(|value| value != 0),
             Self::Postgres(row) => row.try_get::<bool, _>(column),
+            Self::Inline(row) => present(column, row.int(column)?).map(|value| value != 0),
         }
     }
 
     /// A bytes column.
     pub(super) fn bytes(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
-        column!(self, column, Vec<u8>)
+        column!(self, column, Vec<u8>, |row: &InlineRow| present(
+            column,
+            row.bytes(column)?
+        ))
     }
 }
 
@@ -357,7 +390,7 @@ impl Transaction {
 }
 
 /// OpenTelemetry's `db.system.name` of each backend.
-const SQLITE: &str = "sqlite";
+pub(super) const SQLITE: &str = "sqlite";
 const POSTGRES: &str = "postgresql";
 
 /// Runs a statement's future in a span of its own, under the request's, and records its
@@ -367,32 +400,62 @@ pub(super) async fn observed<T>(
     sql: &str,
     run: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, sqlx::Error> {
-    let operation = Operation::of(sql);
-    let span = tracing::debug_span!(
-        "db",
-        otel.name = %operation,
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        db.system.name = system,
-        db.operation.name = operation.name,
-        db.collection.name = operation.collection,
-        error.type = tracing::field::Empty,
-    );
-    let started = Instant::now();
-    let result = run.instrument(span.clone()).await;
-    let error = result.as_ref().err().map(error_type);
-    if let Some(error) = error {
-        span.record("error.type", error);
-        span.record("otel.status_code", "ERROR");
-    }
-    metrics::db_operation(
-        system,
-        operation.name,
-        operation.collection,
-        started.elapsed(),
-        error,
-    );
+    let observation = Observation::start(system, sql);
+    let result = run.instrument(observation.span.clone()).await;
+    observation.finish(result.as_ref().err());
     result
+}
+
+/// One statement's span and start time, until [`finish`](Self::finish) records how it went.
+pub(super) struct Observation {
+    system: &'static str,
+    operation: Operation,
+    span: tracing::Span,
+    started: Instant,
+}
+
+impl Observation {
+    /// Starts observing a statement of `sql` on `system`.
+    pub(super) fn start(system: &'static str, sql: &str) -> Self {
+        let operation = Operation::of(sql);
+        let span = tracing::debug_span!(
+            "db",
+            otel.name = %operation,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            db.system.name = system,
+            db.operation.name = operation.name,
+            db.collection.name = operation.collection,
+            error.type = tracing::field::Empty,
+        );
+        Self {
+            system,
+            operation,
+            span,
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs `run` (synchronous) in the statement's span.
+    pub(super) fn in_scope<T>(&self, run: impl FnOnce() -> T) -> T {
+        self.span.in_scope(run)
+    }
+
+    /// Records the statement's duration and its failure, if it failed.
+    pub(super) fn finish(self, error: Option<&sqlx::Error>) {
+        let error = error.map(error_type);
+        if let Some(error) = error {
+            self.span.record("error.type", error);
+            self.span.record("otel.status_code", "ERROR");
+        }
+        metrics::db_operation(
+            self.system,
+            self.operation.name,
+            self.operation.collection,
+            self.started.elapsed(),
+            error,
+        );
+    }
 }
 
 /// What a statement does, as OpenTelemetry names it: the operation and the table.

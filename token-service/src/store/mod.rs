@@ -11,6 +11,7 @@ mod db;
 mod events;
 mod grants;
 mod group_commit;
+mod inline_reads;
 mod keys;
 mod mapping;
 mod postgres;
@@ -243,6 +244,8 @@ pub trait Store:
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     db: db::Db,
+    /// Lookups by key on the caller's thread (a SQLite file).
+    inline_reads: Option<Arc<inline_reads::InlineReads>>,
     tokens: group_commit::TokenWriter,
     spends: group_commit::SpendWriter,
     /// Woken after an event commits (see [`EventStore::event_commits`]).
@@ -258,6 +261,15 @@ impl SqlStore {
     /// Closes every connection (tests; a process that exits needs not).
     pub async fn close(&self) {
         self.db.close().await;
+    }
+
+    /// The row a lookup by key finds, if any: on a SQLite file read on the caller's thread
+    /// (see `inline_reads`), else through the pool.
+    async fn lookup(&self, statement: db::Statement<'_>) -> Result<Option<db::Row>, sqlx::Error> {
+        match &self.inline_reads {
+            Some(reads) => reads.optional(statement).await,
+            None => self.db.optional(statement).await,
+        }
     }
 }
 

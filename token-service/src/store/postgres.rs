@@ -82,6 +82,7 @@ impl SqlStore {
         listen_for_events(pool.clone(), Arc::downgrade(&event_commits));
         Ok(Self {
             db: Db::Postgres(pool),
+            inline_reads: None,
             tokens,
             spends,
             event_commits,

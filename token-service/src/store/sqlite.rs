@@ -2,12 +2,14 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::db::Db;
-use super::group_commit::{SpendWriter, TokenWriter};
+use super::group_commit::{Checkpoints, SpendWriter, TokenWriter};
+use super::inline_reads::InlineReads;
 use super::sql::refuse_usernames_differing_by_case;
 use super::{SqlStore, StoreError};
 
@@ -62,8 +64,9 @@ impl SqlStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         // The token writer's own connection: its page cache stays valid between batches
         // (a pooled one would have been invalidated by other connections' writes meanwhile).
-        // It leaves checkpoints to a background task, so that copying the WAL into the
-        // database never holds up the requests waiting for their batch.
+        // SQLite's own checkpoints are off on it (they would run inside a commit, every 1000
+        // pages); a background task checkpoints once a second, the bulk beside the writer and
+        // the tail on its connection between two batches (`group_commit::Checkpoints`).
         let (tokens, spends) = if memory {
             (
                 TokenWriter::start(Db::Sqlite(pool.clone()), 1, None),
@@ -80,12 +83,23 @@ impl SqlStore {
             // The single-use ids share that connection: SQLite has one writer anyway, and
             // they wait for it here rather than in SQLite's busy handler.
             (
-                TokenWriter::start(Db::Sqlite(writer.clone()), 1, Some(pool.clone())),
+                TokenWriter::start(
+                    Db::Sqlite(writer.clone()),
+                    1,
+                    Some(Checkpoints {
+                        bulk: pool.clone(),
+                        tail: writer.clone(),
+                    }),
+                ),
                 SpendWriter::start(Db::Sqlite(writer), 1),
             )
         };
+        // An in-memory database is its one connection's: nothing else can read it.
+        let inline_reads =
+            (!memory).then(|| Arc::new(InlineReads::new(file, Db::Sqlite(pool.clone()))));
         Ok(Self {
             db: Db::Sqlite(pool),
+            inline_reads,
             tokens,
             spends,
             // One process writes this database: its own commits are all there is to hear.
@@ -333,6 +347,53 @@ mod tests {
         assert!(
             after >= before + 2000 * 64,
             "database file {before} → {after} bytes: the WAL was not checkpointed"
+        );
+    }
+
+    /// The checkpoint sequence number of the WAL's header (big-endian, bytes 12..16), which
+    /// SQLite increments each time the WAL starts over from its beginning.
+    fn wal_restarts(database: &Path) -> u32 {
+        use std::io::Read as _;
+        let mut wal = std::fs::File::open(database.with_extension("sqlite-wal")).unwrap();
+        let mut header = [0u8; 16];
+        wal.read_exact(&mut header).unwrap();
+        u32::from_be_bytes([header[12], header[13], header[14], header[15]])
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_while_tokens_are_written_without_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db.sqlite");
+        let store = std::sync::Arc::new(
+            SqlStore::sqlite(&format!("sqlite://{}", file.display()))
+                .await
+                .unwrap(),
+        );
+        store.insert_token(&token(255, "svc", 1000)).await.unwrap();
+        let before = wal_restarts(&file);
+        // Writers that never pause for longer than a batch: the checkpoint must still catch up.
+        let until = std::time::Instant::now() + Duration::from_millis(3500);
+        let writers: Vec<_> = (0..16u8)
+            .map(|writer| {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move {
+                    let mut count = 0u64;
+                    while std::time::Instant::now() < until {
+                        let mut record = token(writer, "svc", 1000);
+                        record.digest[1..9].copy_from_slice(&count.to_le_bytes());
+                        record.jti = format!("jti-{writer}-{count}");
+                        store.insert_token(&record).await.unwrap();
+                        count += 1;
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        assert!(
+            wal_restarts(&file) > before,
+            "the WAL never started over: it grows for as long as tokens are issued"
         );
     }
 

@@ -92,8 +92,7 @@ impl TokenStore for SqlStore {
     }
 
     async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        self.db
-            .optional(sql("SELECT * FROM access_tokens WHERE digest = $1").bytes(digest))
+        self.lookup(sql("SELECT * FROM access_tokens WHERE digest = $1").bytes(digest))
             .await?
             .as_ref()
             .map(token_from_row)
