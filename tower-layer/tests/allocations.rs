@@ -97,8 +97,9 @@ async fn the_warm_path_allocates_only_the_principals_place_in_the_request() {
     );
 
     // In an axum app, compared with a `route_layer` that does nothing (which costs allocations
-    // of axum's own, 14 a request here), the layer adds two: the extensions' table, which the
-    // router's request had not needed yet, and the principal's boxed `Arc`.
+    // of axum's own: 14 or 15 a request, with the features this crate or the whole workspace
+    // turns on), the layer adds at most what `http::Extensions` costs: two or three, as the
+    // request's extensions were already in use or not.
     let app = axum::Router::new()
         .route(
             "/noop",
@@ -141,7 +142,7 @@ async fn the_warm_path_allocates_only_the_principals_place_in_the_request() {
         "axum: {noop} allocations in {ROUNDS} requests through a no-op route_layer, {protected} through ScopeLayer"
     );
     assert!(
-        protected <= noop + 2 * ROUNDS,
+        protected <= noop + 3 * ROUNDS,
         "the layer added {} allocations to {ROUNDS} axum requests",
         protected - noop.min(protected)
     );
