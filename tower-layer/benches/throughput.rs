@@ -6,7 +6,7 @@
 //!
 //! Run with: `cargo bench -p tower-scopegate --bench throughput` (needs Debian's `wrk` and
 //! util-linux's `taskset`; `ROUNDS` and `SECONDS` override 5 rounds of 3 s per variant, and
-//! `ONLY=warm` runs one variant, for profiling). `LAYOUT`: `pinned` (default: wrk on core 0,
+//! `ONLY=warm` runs one variant, for profiling). `LAYOUT`: `one-core` (default: wrk on core 0,
 //! the API with one thread on core 1) or `machine` (nothing pinned: the API with two worker
 //! threads and wrk share both cores, as on a small server).
 
@@ -30,7 +30,7 @@ const OPAQUE: &str = "q9Xv3kz7Jd1oWm2Lr8Tn5Yb0Hc4Fa6Se_Ug-Pi7Ko1Zx";
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Layout {
     /// wrk on core 0, each API on core 1 with one thread.
-    Pinned,
+    OneCore,
     /// Nothing pinned; our API with two worker threads.
     Machine,
 }
@@ -39,15 +39,17 @@ impl Layout {
     fn from_env() -> Self {
         match std::env::var("LAYOUT").as_deref() {
             Ok("machine") => Self::Machine,
-            Ok("pinned") | Err(_) => Self::Pinned,
-            Ok(other) => panic!("LAYOUT is `pinned` or `machine`, not {other:?}"),
+            Ok("one-core") | Err(_) => Self::OneCore,
+            Ok(other) => panic!(
+                "LAYOUT is `one-core` or `machine`, as for the issuance bench, not {other:?}"
+            ),
         }
     }
 
     /// `command` to run on `core` when pinned, as is otherwise.
     fn on_core(self, core: &str, command: &str) -> Command {
         match self {
-            Self::Pinned => {
+            Self::OneCore => {
                 let mut pinned = Command::new("taskset");
                 pinned.args(["-c", core, command]);
                 pinned
@@ -58,7 +60,7 @@ impl Layout {
 
     fn describe(self) -> &'static str {
         match self {
-            Self::Pinned => "wrk on core 0, API (one thread) on core 1",
+            Self::OneCore => "wrk on core 0, API (one thread) on core 1",
             Self::Machine => {
                 "nothing pinned: wrk and the API (two worker threads) share both cores"
             }
@@ -143,7 +145,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn main() {
     let layout = Layout::from_env();
-    if layout == Layout::Pinned {
+    if layout == Layout::OneCore {
         // This process (and every thread it starts from now on) on core 1.
         let pinned = Command::new("taskset")
             .args(["-p", "-c", "1", &std::process::id().to_string()])
@@ -180,7 +182,7 @@ fn main() {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = match layout {
-            Layout::Pinned => tokio::runtime::Builder::new_current_thread(),
+            Layout::OneCore => tokio::runtime::Builder::new_current_thread(),
             Layout::Machine => {
                 let mut builder = tokio::runtime::Builder::new_multi_thread();
                 builder.worker_threads(2);

@@ -130,6 +130,11 @@ impl<'a> UntrustedJws<'a> {
     pub(crate) fn into_header_and_payload(self) -> (Header, Vec<u8>) {
         (self.header, self.payload)
     }
+
+    /// `header.payload` as received: what the signature covers.
+    pub(crate) fn signing_input(&self) -> &'a str {
+        self.signing_input
+    }
 }
 
 fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidToken> {

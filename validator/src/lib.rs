@@ -409,8 +409,8 @@ impl Validator {
         let key_fingerprint = inner.jwks.verify(&jws).await?;
         // A key fetch may have taken a while: judge the claims by the time now.
         let now = inner.clock.now();
+        let signed = jws.signing_input();
         let (header, payload) = jws.into_header_and_payload();
-        let signed = verified::signed_part(token);
         let (principal, marks) = claims::check_jwt(signed, &payload, &inner.rules, now)?;
         inner
             .token_type

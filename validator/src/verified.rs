@@ -34,7 +34,7 @@ pub(crate) fn token_hash(token: &str) -> TokenHash {
 }
 
 /// `header.payload` of a compact JWS.
-pub(crate) fn signed_part(token: &str) -> &str {
+fn signed_part(token: &str) -> &str {
     token.rsplit_once('.').map_or("", |(signed, _)| signed)
 }
 
