@@ -123,8 +123,21 @@ pub(crate) fn for_each_member_where<'de>(
     wanted: impl Fn(&str) -> bool,
     member: impl FnMut(&str, Member<'de>),
 ) -> Result<(), String> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    de::Deserializer::deserialize_map(&mut deserializer, MemberVisitor { wanted, member })
+    let visitor = MemberVisitor { wanted, member };
+    // UTF-8 checked once for the whole input (a fast scan) rather than per string, which is
+    // most of what `serde_json` spends on a claim set; invalid input is read byte by byte so
+    // that the error says where.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => read_map(&mut serde_json::Deserializer::from_str(text), visitor),
+        Err(_) => read_map(&mut serde_json::Deserializer::from_slice(bytes), visitor),
+    }
+}
+
+fn read_map<'de, R: serde_json::de::Read<'de>>(
+    deserializer: &mut serde_json::Deserializer<R>,
+    visitor: impl Visitor<'de, Value = ()>,
+) -> Result<(), String> {
+    de::Deserializer::deserialize_map(&mut *deserializer, visitor)
         .map_err(|error| error.to_string())?;
     deserializer.end().map_err(|error| error.to_string())
 }

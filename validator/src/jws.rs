@@ -73,6 +73,8 @@ pub(crate) fn three_segments(token: &str) -> Option<[&str; 3]> {
 
 /// Decoded headers beyond this are refused (real ones are under 200 bytes).
 const MAX_HEADER_BYTES: usize = 2048;
+/// Headers up to this are decoded on the stack.
+const SMALL_HEADER_BYTES: usize = 384;
 /// The largest signature of a supported algorithm: RSA with an 8192-bit key.
 const MAX_SIGNATURE_BYTES: usize = 1024;
 
@@ -83,15 +85,32 @@ const KEY_SELECTING_PARAMETERS: [&str; 4] = ["jku", "jwk", "x5u", "x5c"];
 impl<'a> UntrustedJws<'a> {
     /// Splits and reads the header of a three-segment token; only `allowed` algorithms pass.
     pub(crate) fn parse(token: &'a str, allowed: &[Algorithm]) -> Result<Self, InvalidToken> {
-        let Some([header, payload, signature]) = three_segments(token) else {
+        let Some(segments) = three_segments(token) else {
             return Err(InvalidToken::Malformed("a JWS has exactly three segments"));
         };
+        Self::from_segments(token, segments, allowed)
+    }
+
+    /// [`parse`](Self::parse) for a token already split by [`three_segments`].
+    pub(crate) fn from_segments(
+        token: &'a str,
+        [header, payload, signature]: [&'a str; 3],
+        allowed: &[Algorithm],
+    ) -> Result<Self, InvalidToken> {
         if header.is_empty() || signature.is_empty() {
             return Err(InvalidToken::Malformed("empty header or signature segment"));
         }
-        let mut buffer = [0u8; MAX_HEADER_BYTES];
+        // Real headers fit the small buffer; zeroing the largest one on every call cost more
+        // than reading the header.
+        let (mut small, mut large) = ([0u8; SMALL_HEADER_BYTES], Vec::new());
+        let buffer = if header.len() <= SMALL_HEADER_BYTES / 3 * 4 {
+            &mut small[..]
+        } else {
+            large.resize(MAX_HEADER_BYTES, 0);
+            &mut large[..]
+        };
         let length = URL_SAFE_NO_PAD
-            .decode_slice(header, &mut buffer)
+            .decode_slice(header, buffer)
             .map_err(|_| InvalidToken::Malformed("header is not base64url, or too long"))?;
         let header = read_header(&buffer[..length], allowed)?;
         if signature.len() > MAX_SIGNATURE_BYTES * 4 / 3 + 4 {
@@ -302,6 +321,46 @@ mod tests {
         let token = format!("{}.e30.c2ln", b64(r#"{"alg":"ES256"}"#));
         let error = UntrustedJws::parse(&token, &[Algorithm::RS256]).unwrap_err();
         assert_eq!(error, InvalidToken::AlgorithmNotAllowed("ES256".into()));
+    }
+
+    #[test]
+    fn a_token_that_parses_has_bearer_syntax() {
+        // The validator skips the `b64token` scan for a token that parses.
+        let token = format!("{}.e30.c2ln", b64(r#"{"alg":"ES256"}"#));
+        assert!(UntrustedJws::parse(&token, &Algorithm::ALL).is_ok());
+        let mut variants = vec![
+            format!("{token}="),
+            format!("{token}=="),
+            format!("{token} "),
+        ];
+        for position in 0..=token.len() {
+            for other in (0..=127u8).map(char::from).chain(['é', '€']) {
+                let mut variant = token.clone();
+                variant.insert(position, other);
+                variants.push(variant.clone());
+                if position < token.len() {
+                    variant.remove(position + other.len_utf8());
+                    variants.push(variant);
+                }
+            }
+        }
+        let (mut parsed, mut refused) = (0, 0);
+        for variant in &variants {
+            if crate::introspect::is_b64token(variant) {
+                parsed += usize::from(UntrustedJws::parse(variant, &Algorithm::ALL).is_ok());
+            } else {
+                assert!(
+                    UntrustedJws::parse(variant, &Algorithm::ALL).is_err(),
+                    "{variant:?} parsed"
+                );
+                refused += 1;
+            }
+        }
+        // Both kinds were tried: some variants still parse, many break the syntax.
+        assert!(
+            parsed > 0 && refused > 1000,
+            "{parsed} parsed, {refused} refused"
+        );
     }
 
     proptest! {
