@@ -169,45 +169,46 @@ impl<'de, W: Fn(&str) -> bool, F: FnMut(&str, Member<'de>)> Visitor<'de> for Mem
     }
 }
 
-/// The member names of one object so far, to refuse a duplicate. Names are borrowed from the
-/// input where they have no escapes. The first sixteen are kept on the stack and scanned, so a
-/// claim set's dozen members cost no allocation; past them, a set, so an object of hundreds of
-/// members costs no quadratic comparison.
+/// The member names of one object so far, to refuse a duplicate. The first sixteen names
+/// without escapes (a claim set's dozen) are borrowed from the input, kept on the stack and
+/// scanned: no allocation, and nothing to drop. Past them, or at the first escaped name, a set,
+/// so an object of hundreds of members costs no quadratic comparison.
 #[derive(Default)]
 struct SeenNames<'de> {
-    few: [Option<Cow<'de, str>>; 16],
+    few: [&'de str; 16],
     count: usize,
     many: BTreeSet<Cow<'de, str>>,
 }
 
 impl<'de> SeenNames<'de> {
     fn insert<E: de::Error>(&mut self, name: Cow<'de, str>) -> Result<(), E> {
-        let duplicate = if self.many.is_empty() {
-            self.few[..self.count]
-                .iter()
-                .flatten()
-                .any(|seen| *seen == name)
-        } else {
-            self.many.contains(&name)
-        };
-        if duplicate {
-            return Err(E::custom(format_args!(
-                "duplicate member {:?}",
-                truncate(&name)
-            )));
-        }
-        if self.count < self.few.len() {
-            self.few[self.count] = Some(name);
-            self.count += 1;
-        } else {
-            if self.many.is_empty() {
-                self.many
-                    .extend(self.few.iter_mut().filter_map(Option::take));
+        if self.many.is_empty() {
+            if let Cow::Borrowed(borrowed) = name
+                && self.count < self.few.len()
+            {
+                if self.few[..self.count].contains(&borrowed) {
+                    return Err(duplicate(borrowed));
+                }
+                self.few[self.count] = borrowed;
+                self.count += 1;
+                return Ok(());
             }
-            self.many.insert(name);
+            self.many.extend(
+                self.few[..self.count]
+                    .iter()
+                    .map(|seen| Cow::Borrowed(*seen)),
+            );
         }
+        if self.many.contains(&name) {
+            return Err(duplicate(&name));
+        }
+        self.many.insert(name);
         Ok(())
     }
+}
+
+fn duplicate<E: de::Error>(name: &str) -> E {
+    E::custom(format_args!("duplicate member {:?}", truncate(name)))
 }
 
 /// A JSON value checked like a [`StrictValue`] (duplicate names at any depth), and dropped as
@@ -440,6 +441,9 @@ mod tests {
         for bad in [
             &br#"{"a":1,"a":2}"#[..],
             br#"{"a":1,"\u0061":2}"#,
+            // An escaped name moves the names seen into the set: both orders are caught.
+            br#"{"\u0061":1,"a":2}"#,
+            br#"{"a":1,"\u0062":2,"a":3}"#,
             br#"{"a":{"b":1,"b":1}}"#,
             br#"{"a":[{"b":1,"b":1}]}"#,
             br#"{"a":1} x"#,
