@@ -24,7 +24,9 @@ pub(crate) struct Interned {
 /// kept, and at most [`CAPACITY`] of them.
 #[derive(Debug)]
 pub(crate) struct Interner<T: ?Sized> {
-    values: RwLock<HashMap<Box<str>, Arc<T>>>,
+    /// `ahash`, not SipHash: two lookups per verification, and only verified claim sets reach
+    /// them (an attacker cannot choose the keys without the issuer's signature).
+    values: RwLock<HashMap<Box<str>, Arc<T>, ahash::RandomState>>,
 }
 
 impl<T: ?Sized> Default for Interner<T> {
