@@ -15,7 +15,13 @@ use std::hint::black_box;
 
 use common::{Fixture, ready, time};
 
-const ROUNDS: usize = 41;
+/// Rounds per algorithm; `ROUNDS=401` narrows the interval when comparing two builds.
+fn rounds() -> usize {
+    std::env::var("ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(41)
+}
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -30,7 +36,8 @@ fn quartiles(values: &mut [f64]) -> (f64, f64) {
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     println!(
-        "{ROUNDS} alternating rounds per algorithm; medians, and the interquartile range of the per-round ratio"
+        "{} alternating rounds per algorithm; medians, and the interquartile range of the per-round ratio",
+        rounds()
     );
     println!(
         "{:6} {:>10} {:>10} {:>9} {:>11} {:>15}",
@@ -52,7 +59,7 @@ fn main() {
         let slow_iterations = if key.alg == "RS256" { 400 } else { 150 };
 
         let (mut bares, mut colds, mut warms, mut ratios) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds() {
             let bare_ns = time(slow_iterations, || {
                 bare.verify_sig(black_box(signing_input.as_bytes()), black_box(signature))
                     .unwrap()

@@ -3,6 +3,7 @@
 //! would let the token pick its own key are refused.
 
 use base64_simd::AsOut as _;
+use smallvec::SmallVec;
 
 use crate::algorithm::Algorithm;
 use crate::error::InvalidToken;
@@ -37,8 +38,34 @@ fn dots(token: &str) -> memchr::Memchr<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) alg: Algorithm,
-    pub(crate) kid: Option<String>,
-    pub(crate) typ: Option<String>,
+    pub(crate) kid: Option<HeaderText>,
+    pub(crate) typ: Option<HeaderText>,
+}
+
+/// A header string (`kid`, `typ`), kept inline when short — a key thumbprint is 43 bytes —
+/// so that reading a header allocates nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct HeaderText(SmallVec<[u8; 46]>);
+
+impl HeaderText {
+    fn new(text: &str) -> Self {
+        Self(SmallVec::from_slice(text.as_bytes()))
+    }
+}
+
+impl std::ops::Deref for HeaderText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Made from a `str`, so this never falls back; a few nanoseconds on short text.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for HeaderText {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, formatter)
+    }
 }
 
 /// A compact JWS whose signature has not been checked yet, every segment already decoded so
@@ -248,10 +275,10 @@ fn read_header(bytes: &[u8], allowed: &[Algorithm]) -> Result<Header, InvalidTok
 fn string_member(
     value: Option<Member<'_>>,
     not_a_string: &'static str,
-) -> Result<Option<String>, InvalidToken> {
+) -> Result<Option<HeaderText>, InvalidToken> {
     match value {
         None => Ok(None),
-        Some(Member::String(value)) => Ok(Some(value.into_owned())),
+        Some(Member::String(value)) => Ok(Some(HeaderText::new(&value))),
         Some(Member::Other(_)) => Err(header_problem(not_a_string)),
     }
 }

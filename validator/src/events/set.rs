@@ -114,6 +114,7 @@ pub(crate) async fn verify(
         let found: String = jws
             .header
             .typ
+            .as_deref()
             .unwrap_or_default()
             .chars()
             .take(32)
