@@ -370,6 +370,28 @@ mod tests {
     }
 
     #[test]
+    fn long_headers_and_key_ids_are_read() {
+        // Past the stack buffer (384 bytes) and past the inline key id (46): same result.
+        for length in [46, 47, 500, 2000] {
+            let kid = "k".repeat(length);
+            let header = format!(r#"{{"alg":"ES256","kid":"{kid}","typ":"at+jwt"}}"#);
+            let token = format!("{}.e30.c2ln", b64(&header));
+            let jws = UntrustedJws::parse(&token, &Algorithm::ALL).unwrap();
+            assert_eq!(jws.header.kid.as_deref(), Some(kid.as_str()));
+            assert_eq!(jws.header.typ.as_deref(), Some("at+jwt"));
+        }
+        let kid = "k".repeat(2100);
+        let token = format!(
+            "{}.e30.c2ln",
+            b64(&format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#))
+        );
+        assert_eq!(
+            UntrustedJws::parse(&token, &Algorithm::ALL).unwrap_err(),
+            InvalidToken::Malformed("header is not base64url, or too long")
+        );
+    }
+
+    #[test]
     fn segments_have_one_spelling() {
         let header = b64(r#"{"alg":"ES256"}"#);
         assert!(UntrustedJws::parse(&format!("{header}.e30.c2ln"), &Algorithm::ALL).is_ok());
