@@ -2,6 +2,7 @@
 //! response's (RFC 7662 §2.2) — and building the principal.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,8 +71,14 @@ pub(crate) fn check_jwt(
         problem,
     })?;
     let marks = known.type_marks();
+    let headers = &rules.interned.headers;
     let principal = check(known, rules, now, Source::Jwt, |identifiers| {
-        ClaimText::jws(signed, identifiers)
+        let shared = |header: &str| {
+            headers
+                .get_or_make(header, |header| Ok::<_, Infallible>(Arc::from(header)))
+                .unwrap_or_else(|never| match never {})
+        };
+        ClaimText::jws(signed, shared, identifiers)
     })?;
     Ok((principal, marks))
 }

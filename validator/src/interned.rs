@@ -18,6 +18,9 @@ pub(crate) struct Interned {
     pub(crate) scopes: Interner<ScopeSet>,
     /// Single audiences, by their text.
     pub(crate) audiences: Interner<[String]>,
+    /// JWT header segments as received: an issuer's tokens mostly share one, and a cached
+    /// principal keeps its token's header for the exact-token comparison.
+    pub(crate) headers: Interner<str>,
 }
 
 /// Values by the text they were made from. Only values made from verified claim sets are

@@ -59,50 +59,34 @@ const IDENTIFIERS: usize = 5;
 /// The claim set as received, with the identifiers read from it.
 #[derive(Clone)]
 pub(crate) struct ClaimText {
-    /// The claim set — a JWT's `header.payload` as received (base64url), or an introspection
-    /// answer's JSON — then each identifier, decoded: one allocation per principal.
+    /// The claim set — a JWT's payload segment as received (base64url), or an introspection
+    /// answer's JSON — then each identifier present, decoded, in order: one allocation per
+    /// principal.
     text: Box<str>,
-    layout: Layout,
-    identifiers: [Span; IDENTIFIERS],
+    /// A JWT's header segment as received, shared with the principals of the other tokens
+    /// with the same header (most of an issuer's tokens have one); `None` for an
+    /// introspection answer. `header.payload` is what a verified-token cache hit must match.
+    header: Option<Arc<str>>,
+    /// Where the claim set ends in `text`.
+    claims_end: u32,
+    /// Each identifier's length, [`ABSENT`] for one the claims do not have; each starts where
+    /// the one before it that is present ends.
+    identifier_lengths: [u32; IDENTIFIERS],
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Layout {
-    /// `text[..signed_end]` is `header.payload`; the payload starts at `payload_start`.
-    Jws { payload_start: u32, signed_end: u32 },
-    /// `text[..end]` is a JSON object.
-    Json { end: u32 },
-}
-
-/// Where an identifier is in the text; `start == u32::MAX` for an absent one.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    start: u32,
-    len: u32,
-}
-
-impl Span {
-    const ABSENT: Self = Self {
-        start: u32::MAX,
-        len: 0,
-    };
-}
+const ABSENT: u32 = u32::MAX;
 
 impl ClaimText {
     /// A JWT's claims: its signed part (`header.payload`, as received) and its identifiers.
-    /// `None` if the token is too long to be described (4 GiB).
-    pub(crate) fn jws(signed: &str, identifiers: [Option<&str>; IDENTIFIERS]) -> Option<Self> {
-        let (header, _) = signed.split_once('.')?;
-        let payload_start = u32::try_from(header.len() + 1).ok()?;
-        let signed_end = u32::try_from(signed.len()).ok()?;
-        Self::with_identifiers(
-            signed,
-            Layout::Jws {
-                payload_start,
-                signed_end,
-            },
-            identifiers,
-        )
+    /// `None` if the token is too long to be described (4 GiB). `share` gives the header
+    /// segment's shared copy (see [`Interned`](crate::interned::Interned)).
+    pub(crate) fn jws(
+        signed: &str,
+        share: impl FnOnce(&str) -> Arc<str>,
+        identifiers: [Option<&str>; IDENTIFIERS],
+    ) -> Option<Self> {
+        let (header, payload) = signed.split_once('.')?;
+        Self::with_identifiers(payload, Some(share(header)), identifiers)
     }
 
     /// An introspection answer's claims, as JSON.
@@ -111,13 +95,12 @@ impl ClaimText {
         identifiers: [Option<&str>; IDENTIFIERS],
     ) -> Option<Self> {
         let json = serde_json::to_string(claims).ok()?;
-        let end = u32::try_from(json.len()).ok()?;
-        Self::with_identifiers(&json, Layout::Json { end }, identifiers)
+        Self::with_identifiers(&json, None, identifiers)
     }
 
     fn with_identifiers(
         claims: &str,
-        layout: Layout,
+        header: Option<Arc<str>>,
         identifiers: [Option<&str>; IDENTIFIERS],
     ) -> Option<Self> {
         let length = claims.len()
@@ -126,62 +109,73 @@ impl ClaimText {
                 .flatten()
                 .map(|id| id.len())
                 .sum::<usize>();
+        // Every offset fits a u32, and no length is mistaken for ABSENT.
+        if length >= ABSENT as usize {
+            return None;
+        }
         let mut text = String::with_capacity(length);
         text.push_str(claims);
-        let mut spans = [Span::ABSENT; IDENTIFIERS];
-        for (span, identifier) in spans.iter_mut().zip(identifiers) {
+        let mut identifier_lengths = [ABSENT; IDENTIFIERS];
+        for (stored, identifier) in identifier_lengths.iter_mut().zip(identifiers) {
             if let Some(identifier) = identifier {
-                *span = Span {
-                    start: u32::try_from(text.len()).ok()?,
-                    len: u32::try_from(identifier.len()).ok()?,
-                };
+                *stored = u32::try_from(identifier.len()).ok()?;
                 text.push_str(identifier);
             }
         }
         Some(Self {
             text: text.into_boxed_str(),
-            layout,
-            identifiers: spans,
+            header,
+            claims_end: u32::try_from(claims.len()).ok()?,
+            identifier_lengths,
         })
     }
 
     pub(crate) fn identifier(&self, which: Identifier) -> Option<&str> {
-        let Span { start, len } = self.identifiers[which as usize];
-        if start == u32::MAX {
+        let (before, rest) = self.identifier_lengths.split_at(which as usize);
+        let length = *rest.first()?;
+        if length == ABSENT {
             return None;
         }
-        let start = start as usize;
-        self.text.get(start..start + len as usize)
+        let start = before
+            .iter()
+            .filter(|length| **length != ABSENT)
+            .fold(self.claims_end as usize, |start, length| {
+                start + *length as usize
+            });
+        self.text.get(start..start + length as usize)
     }
 
-    /// A JWT's `header.payload`, which a verified-token cache hit must match byte for byte.
-    pub(crate) fn signed_part(&self) -> Option<&str> {
-        match self.layout {
-            Layout::Jws { signed_end, .. } => self.text.get(..signed_end as usize),
-            Layout::Json { .. } => None,
-        }
+    /// The claim set as stored: a JWT's payload segment, or an answer's JSON.
+    fn claims_text(&self) -> &str {
+        self.text
+            .get(..self.claims_end as usize)
+            .unwrap_or_default()
+    }
+
+    /// Whether `signed` is, byte for byte, this JWT's `header.payload`: what a verified-token
+    /// cache hit must match. Never true for an introspection answer's claim set.
+    pub(crate) fn is_signed_part(&self, signed: &str) -> bool {
+        let Some(header) = &self.header else {
+            return false;
+        };
+        let payload = self.claims_text();
+        // Length, the header, the dot and the payload: no scan for the separator.
+        signed.len() == header.len() + 1 + payload.len()
+            && signed.as_bytes().get(header.len()) == Some(&b'.')
+            && signed.starts_with(&**header)
+            && signed.ends_with(payload)
     }
 
     /// The claim set's JSON. Decoding cannot fail: the same bytes were decoded and parsed
     /// when the token was verified.
     fn json_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
-        match self.layout {
-            Layout::Jws {
-                payload_start,
-                signed_end,
-            } => {
-                let payload = self
-                    .text
-                    .get(payload_start as usize..signed_end as usize)
-                    .unwrap_or_default();
-                URL_SAFE_NO_PAD
-                    .decode(payload)
-                    .map_or(std::borrow::Cow::Borrowed(b"{}"), std::borrow::Cow::Owned)
-            }
-            Layout::Json { end } => {
-                std::borrow::Cow::Borrowed(self.text.get(..end as usize).unwrap_or("{}").as_bytes())
-            }
+        let claims = self.claims_text();
+        if self.header.is_none() {
+            return std::borrow::Cow::Borrowed(claims.as_bytes());
         }
+        URL_SAFE_NO_PAD
+            .decode(claims)
+            .map_or(std::borrow::Cow::Borrowed(b"{}"), std::borrow::Cow::Owned)
     }
 }
 
@@ -429,5 +423,62 @@ mod tests {
     #[test]
     fn a_principal_stays_small() {
         assert!(size_of::<Principal>() <= 200, "{}", size_of::<Principal>());
+    }
+
+    #[test]
+    fn only_the_exact_signed_part_matches() {
+        let text = ClaimText::jws(
+            "ab.cd",
+            |header| Arc::from(header),
+            [Some("jane"), None, None, None, None],
+        )
+        .unwrap();
+        assert!(text.is_signed_part("ab.cd"));
+        for other in [
+            "", "ab", "ab.", ".cd", "abcd", "ab.cdx", "xab.cd", "ab.c", "a.bcd", "abc.d", "ab-cd",
+            "ab.cD", "aB.cd", "ab..cd", "ab.cd.",
+        ] {
+            assert!(!text.is_signed_part(other), "{other:?}");
+        }
+        assert_eq!(text.identifier(Identifier::Subject), Some("jane"));
+        assert_eq!(text.identifier(Identifier::Client), None);
+        let answer = ClaimText::json(&Map::new(), [None; IDENTIFIERS]).unwrap();
+        assert!(!answer.is_signed_part("{}"));
+        assert!(!answer.is_signed_part(""));
+    }
+
+    #[test]
+    fn identifiers_are_found_after_the_claims_and_each_other() {
+        let identifiers = [Some("sub-1"), None, Some(""), Some("sid-22"), Some("jkt")];
+        let text = ClaimText::jws("h.payload", |header| Arc::from(header), identifiers).unwrap();
+        let found = [
+            Identifier::Subject,
+            Identifier::Client,
+            Identifier::TokenId,
+            Identifier::Session,
+            Identifier::KeyThumbprint,
+        ]
+        .map(|which| text.identifier(which));
+        assert_eq!(found, identifiers);
+        assert_eq!(text.claims_text(), "payload");
+    }
+
+    #[test]
+    fn principals_of_one_header_share_it() {
+        let interned = crate::interned::Interned::default();
+        let shared = |header: &str| {
+            interned
+                .headers
+                .get_or_make(header, |header| Ok::<_, ()>(Arc::from(header)))
+                .unwrap()
+        };
+        let first = ClaimText::jws("hh.p1", shared, [None; IDENTIFIERS]).unwrap();
+        let second = ClaimText::jws("hh.p22", shared, [None; IDENTIFIERS]).unwrap();
+        let (Some(one), Some(two)) = (&first.header, &second.header) else {
+            panic!("JWT claim sets keep their header");
+        };
+        assert!(Arc::ptr_eq(one, two));
+        assert!(first.is_signed_part("hh.p1") && second.is_signed_part("hh.p22"));
+        assert!(!first.is_signed_part("hh.p22") && !second.is_signed_part("hh.p1"));
     }
 }

@@ -15,8 +15,8 @@ use crate::principal::Principal;
 ///
 /// Hashing 86 bytes (an ES256 signature) instead of the whole token keeps the hot path cheap;
 /// the entry's principal keeps the signed part (`header.payload`, which carries nothing
-/// secret: it is the principal's claim set, as received) and a hit requires it to match byte
-/// for byte. A hit thus
+/// secret: it is the principal's claim set, as received; the header shared between tokens
+/// that have the same one) and a hit requires it to match byte for byte. A hit thus
 /// still means *this exact token* — the same signature by SHA-256's collision resistance, the
 /// same signed part by comparison — and the cache still never holds a usable token, since the
 /// signature itself is never stored.
@@ -130,7 +130,7 @@ impl VerifiedTokens {
         self.cache
             .as_ref()?
             .get(hash)
-            .filter(|hit| hit.principal.claims.signed_part() == Some(signed_part(token)))
+            .filter(|hit| hit.principal.claims.is_signed_part(signed_part(token)))
     }
 
     /// Forgets the entry for a token that must not be answered from the cache again.
