@@ -27,7 +27,7 @@ pub(crate) struct Interned {
 /// kept, and at most [`CAPACITY`] of them.
 #[derive(Debug)]
 pub(crate) struct Interner<T: ?Sized> {
-    /// `ahash`, not SipHash: two lookups per verification, and only verified claim sets reach
+    /// `ahash`, not SipHash: three lookups per verification, and only verified tokens reach
     /// them (an attacker cannot choose the keys without the issuer's signature).
     values: RwLock<HashMap<Box<str>, Arc<T>, ahash::RandomState>>,
 }
