@@ -35,6 +35,9 @@ mod postgres;
 #[path = "issuance/node_oidc_provider.rs"]
 mod node_oidc_provider;
 
+#[path = "../../tower-layer/benches/pinning/mod.rs"]
+mod pinning;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -500,6 +503,16 @@ fn peer_ratios(
     ratios
 }
 
+/// The median, lowest and highest of a variant's per-round ratios.
+fn spread(mut ratios: Vec<f64>) -> (f64, f64, f64) {
+    ratios.sort_by(f64::total_cmp);
+    (
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+    )
+}
+
 fn main() {
     let layout = match std::env::var("LAYOUT").as_deref() {
         Ok("one-core") => Layout::OneCore,
@@ -507,16 +520,8 @@ fn main() {
         Ok(other) => panic!("LAYOUT is `machine` or `one-core`, not `{other}`"),
     };
     if layout == Layout::OneCore {
-        // The service (and every thread it starts, sqlx's SQLite workers included) on core 1,
-        // wrk on core 0.
-        let pinned = Command::new("taskset")
-            .args(["-p", "-c", "1", &std::process::id().to_string()])
-            .output()
-            .is_ok_and(|output| output.status.success());
-        assert!(
-            pinned,
-            "taskset (util-linux) could not pin the service to core 1"
-        );
+        // sqlx's SQLite workers included; wrk on core 0.
+        pinning::pin_to_core_1("the service");
     }
     let compare_metrics = match std::env::var("METRICS").as_deref() {
         Ok("compare") => true,
@@ -680,14 +685,9 @@ fn main() {
             "{} (its CPU: its process'); this service / {NODE}, per round (median, min–max):",
             node.describe()
         );
-        for (name, mut ratios) in peer_ratios {
-            ratios.sort_by(f64::total_cmp);
-            println!(
-                "{name:30} {:.2}× ({:.2}–{:.2})",
-                ratios[ratios.len() / 2],
-                ratios[0],
-                ratios[ratios.len() - 1]
-            );
+        for (name, ratios) in peer_ratios {
+            let (median, low, high) = spread(ratios);
+            println!("{name:30} {median:.2}× ({low:.2}–{high:.2})");
         }
     }
     if let Some(handle) = handle {
@@ -697,14 +697,9 @@ fn main() {
             "the recorder recorded nothing"
         );
         println!("metrics on / metrics off, per round (median, min–max):");
-        for (name, mut ratios) in metric_ratios {
-            ratios.sort_by(f64::total_cmp);
-            println!(
-                "{name:30} {:.3} ({:.3}–{:.3})",
-                ratios[ratios.len() / 2],
-                ratios[0],
-                ratios[ratios.len() - 1]
-            );
+        for (name, ratios) in metric_ratios {
+            let (median, low, high) = spread(ratios);
+            println!("{name:30} {median:.3} ({low:.3}–{high:.3})");
         }
     }
     drop(runtime);

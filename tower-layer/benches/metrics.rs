@@ -25,6 +25,8 @@
 #[path = "../../validator/tests/support/mod.rs"]
 mod support;
 
+mod pinning;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
@@ -143,15 +145,7 @@ fn warm_validator(
 }
 
 fn main() {
-    // This process (and every thread it starts from now on) on core 1.
-    let pinned = Command::new("taskset")
-        .args(["-p", "-c", "1", &std::process::id().to_string()])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    assert!(
-        pinned,
-        "taskset (util-linux) could not pin the API to core 1"
-    );
+    pinning::pin_to_core_1("the API");
     let rounds = env_number("ROUNDS", 40);
     let seconds = env_number("SECONDS", 1);
 

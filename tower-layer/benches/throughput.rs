@@ -15,6 +15,8 @@
 #[path = "../../validator/tests/support/mod.rs"]
 mod support;
 
+mod pinning;
+
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
@@ -146,15 +148,7 @@ fn median(values: &mut [f64]) -> f64 {
 fn main() {
     let layout = Layout::from_env();
     if layout == Layout::OneCore {
-        // This process (and every thread it starts from now on) on core 1.
-        let pinned = Command::new("taskset")
-            .args(["-p", "-c", "1", &std::process::id().to_string()])
-            .output()
-            .is_ok_and(|output| output.status.success());
-        assert!(
-            pinned,
-            "taskset (util-linux) could not pin the API to core 1"
-        );
+        pinning::pin_to_core_1("the API");
     }
     let rounds = env_number("ROUNDS", 5);
     let seconds = env_number("SECONDS", 3);
