@@ -12,14 +12,15 @@ use serde_json::{Map, Value};
 use crate::error::InvalidToken;
 use crate::interned::Interned;
 use crate::json::{self, Member};
-use crate::principal::{ClaimText, Principal, RevocationCheck};
+use crate::principal::{ClaimText, NumericDate, Principal, RevocationCheck};
 use crate::scope::ScopeSet;
 use crate::token_type::TypeMarks;
 
 /// What the claims are checked against.
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimRules {
-    pub(crate) issuer: Arc<str>,
+    /// Thin (`Arc<String>`): every principal whose `iss` it is holds it.
+    pub(crate) issuer: Arc<String>,
     pub(crate) audiences: Vec<String>,
     pub(crate) leeway: Duration,
     /// `dangerous_accept_any_audience`: the caller judges `aud` itself.
@@ -51,8 +52,8 @@ enum Source {
 }
 
 /// Reads and checks the claim set of a token whose signature has been verified. `signed` is
-/// the token's `header.payload`, which the principal keeps as its claim set; `payload` is its
-/// decoded payload. The claims are read in one pass that builds only the registered ones.
+/// the token's `header.payload`; `payload` is its decoded payload, which the principal keeps
+/// as its claim set (with the header, to tell this token from others on a cache hit). The claims are read in one pass that builds only the registered ones.
 pub(crate) fn check_jwt(
     signed: &str,
     payload: &[u8],
@@ -72,13 +73,18 @@ pub(crate) fn check_jwt(
     })?;
     let marks = known.type_marks();
     let headers = &rules.interned.headers;
+    let header = signed.split_once('.').map_or(signed, |(header, _)| header);
     let principal = check(known, rules, now, Source::Jwt, |identifiers| {
         let shared = |header: &str| {
             headers
-                .get_or_make(header, |header| Ok::<_, Infallible>(Arc::from(header)))
+                .get_or_make(header, |header| {
+                    Ok::<_, Infallible>(Arc::new(header.to_owned()))
+                })
                 .unwrap_or_else(|never| match never {})
         };
-        ClaimText::jws(signed, shared, identifiers)
+        // The strict pass read it as UTF-8 already: this cannot fail.
+        let claims = std::str::from_utf8(payload).ok()?;
+        ClaimText::jws(header, claims, shared, identifiers)
     })?;
     Ok((principal, marks))
 }
@@ -189,8 +195,8 @@ fn check(
     Ok(Principal {
         scopes,
         audiences,
-        expires_at: expires_at.map(to_duration),
-        issued_at: issued_at.map(to_duration),
+        expires_at: NumericDate::new(expires_at.map(to_duration)),
+        issued_at: NumericDate::new(issued_at.map(to_duration)),
         issuer,
         claims,
         confirmed: known.cnf.is_some(),
@@ -386,10 +392,10 @@ fn audiences(
     aud: Option<Member<'_>>,
     required: bool,
     interned: &Interned,
-) -> Result<Arc<[String]>, InvalidToken> {
+) -> Result<Arc<Vec<String>>, InvalidToken> {
     match aud {
         Some(Member::String(audience)) => interned.audiences.get_or_make(&audience, |audience| {
-            Ok::<_, InvalidToken>(Arc::from([audience.to_owned()]))
+            Ok::<_, InvalidToken>(Arc::new(vec![audience.to_owned()]))
         }),
         Some(Member::Other(Value::Array(values))) if values.is_empty() => {
             Err(claim("aud", "empty array"))
@@ -397,11 +403,12 @@ fn audiences(
         Some(Member::Other(Value::Array(values))) => values
             .iter()
             .map(|value| value.as_str().map(str::to_owned))
-            .collect::<Option<Arc<[String]>>>()
+            .collect::<Option<Vec<String>>>()
+            .map(Arc::new)
             .ok_or_else(|| claim("aud", "array holds a non-string")),
         Some(_) => Err(claim("aud", "not a string or an array of strings")),
         None if required => Err(claim("aud", "missing")),
-        None => Ok(Arc::from([])),
+        None => Ok(Arc::default()),
     }
 }
 

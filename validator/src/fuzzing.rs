@@ -4,7 +4,7 @@
 //! Besides "never panics", each checks a property the parser promises, so a fuzzer finds wrong
 //! answers as well as crashes.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use crate::algorithm::Algorithm;
@@ -20,7 +20,7 @@ use crate::scope::{Requirement, Scope, ScopeSet};
 const NOW: Duration = Duration::from_secs(1_700_000_000);
 
 static RULES: LazyLock<ClaimRules> = LazyLock::new(|| ClaimRules {
-    issuer: "https://issuer.example".into(),
+    issuer: Arc::new("https://issuer.example".to_owned()),
     audiences: vec!["api".to_owned()],
     leeway: Duration::from_secs(30),
     any_audience: false,

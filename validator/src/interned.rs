@@ -17,10 +17,10 @@ pub(crate) struct Interned {
     /// Scope sets by their space-separated text.
     pub(crate) scopes: Interner<ScopeSet>,
     /// Single audiences, by their text.
-    pub(crate) audiences: Interner<[String]>,
+    pub(crate) audiences: Interner<Vec<String>>,
     /// JWT header segments as received: an issuer's tokens mostly share one, and a cached
     /// principal keeps its token's header for the exact-token comparison.
-    pub(crate) headers: Interner<str>,
+    pub(crate) headers: Interner<String>,
 }
 
 /// Values by the text they were made from. Only values made from verified claim sets are

@@ -400,14 +400,20 @@ impl Introspector {
         let fresh_until = match &answer {
             Ok(principal) => {
                 let limit = now + self.policy.max_ttl;
-                principal.expires_at.map_or(limit, |exp| exp.min(limit))
+                principal
+                    .expires_at
+                    .get()
+                    .map_or(limit, |exp| exp.min(limit))
             }
             Err(_) => now + self.policy.inactive_ttl,
         };
         let stale_until = match (&answer, self.policy.serve_stale) {
             (Ok(principal), Some(bound)) => {
                 let limit = fresh_until + bound;
-                principal.expires_at.map_or(limit, |exp| exp.min(limit))
+                principal
+                    .expires_at
+                    .get()
+                    .map_or(limit, |exp| exp.min(limit))
             }
             _ => fresh_until,
         };

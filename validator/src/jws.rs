@@ -108,6 +108,30 @@ pub(crate) fn three_segments(token: &str) -> Option<[&str; 3]> {
 /// own cost.
 const SEGMENTS: base64_simd::Base64 = base64_simd::URL_SAFE_NO_PAD;
 
+/// Whether `segment` is, byte for byte, the encoding of `decoded`: the one spelling strict
+/// decoding accepts. Encodes a chunk at a time on the stack: no allocation, whatever the size.
+pub(crate) fn is_encoding_of(segment: &str, decoded: &[u8]) -> bool {
+    /// Whole 3-byte groups, so that every chunk but the last encodes without a partial group.
+    const CHUNK: usize = 3 * 128;
+    // Written before it is read: no need to zero it on every cache hit.
+    let mut encoded = [std::mem::MaybeUninit::<u8>::uninit(); 4 * CHUNK / 3];
+    let mut rest = segment.as_bytes();
+    if rest.len() != SEGMENTS.encoded_length(decoded.len()) {
+        return false;
+    }
+    for chunk in decoded.chunks(CHUNK) {
+        let encoded = SEGMENTS.encode(chunk, encoded.as_mut_slice().as_out());
+        let Some((presented, after)) = rest.split_at_checked(encoded.len()) else {
+            return false;
+        };
+        if presented != &*encoded {
+            return false;
+        }
+        rest = after;
+    }
+    rest.is_empty()
+}
+
 /// Decoded headers beyond this are refused (real ones are under 200 bytes).
 const MAX_HEADER_BYTES: usize = 2048;
 /// Headers up to this are decoded on the stack.

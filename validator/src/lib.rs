@@ -384,6 +384,7 @@ impl Validator {
         let unexpired = hit
             .principal
             .expires_at
+            .get()
             .is_some_and(|exp| now < exp.saturating_add(inner.rules.leeway));
         if !unexpired {
             // Nothing evicts by time: an expired token's entry goes when it is next presented.

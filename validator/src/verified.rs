@@ -14,9 +14,10 @@ use crate::principal::Principal;
 /// The cache key: SHA-256 of the token's signature segment.
 ///
 /// Hashing 86 bytes (an ES256 signature) instead of the whole token keeps the hot path cheap;
-/// the entry's principal keeps the signed part (`header.payload`, which carries nothing
-/// secret: it is the principal's claim set, as received; the header shared between tokens
-/// that have the same one) and a hit requires it to match byte for byte. A hit thus
+/// the entry's principal keeps what the signed part (`header.payload`) says, which carries
+/// nothing secret: the header segment (shared between tokens that have the same one) and the
+/// decoded claim set, whose encoding is the payload segment (decoding is strict: a payload has
+/// one spelling). A hit requires `header.payload` to match them byte for byte. A hit thus
 /// still means *this exact token* — the same signature by SHA-256's collision resistance, the
 /// same signed part by comparison — and the cache still never holds a usable token, since the
 /// signature itself is never stored.
@@ -149,7 +150,7 @@ impl VerifiedTokens {
         now: Duration,
     ) {
         let Some(cache) = &self.cache else { return };
-        if principal.expires_at.is_some_and(|exp| exp > now) {
+        if principal.expires_at.get().is_some_and(|exp| exp > now) {
             cache.insert(
                 hash,
                 Verified {

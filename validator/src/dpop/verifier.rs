@@ -256,7 +256,7 @@ mod tests {
     /// A principal from an introspection answer with these extra members.
     fn principal(extra: Value) -> Principal {
         let rules = ClaimRules {
-            issuer: "https://idp.example.com".into(),
+            issuer: Arc::new("https://idp.example.com".to_owned()),
             audiences: vec!["api".to_owned()],
             leeway: Duration::ZERO,
             any_audience: false,

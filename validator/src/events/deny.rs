@@ -57,6 +57,7 @@ impl Cutoff {
     fn refuses(self, principal: &Principal) -> bool {
         principal
             .issued_at
+            .get()
             .is_none_or(|issued_at| issued_at <= self.toe)
     }
 
@@ -99,16 +100,14 @@ fn identifier_hash(kind: Kind, id: &str) -> u64 {
     let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
     hasher.write_u8(kind as u8);
     hasher.write(id.as_bytes());
-    // 0 stands for "no identifier" in a principal's memo.
-    hasher.finish().max(1)
+    hasher.finish()
 }
 
-/// A principal's identifiers, hashed once (on its first check, right after verification).
+/// A principal's identifiers as the deny set looks them up: hashed on each check, that is
+/// once per principal per change of the set (see [`DenySet::refuses`]).
 fn identifiers(principal: &Principal) -> [Option<u64>; 4] {
-    principal.revocation_check.identifiers(|| {
-        [Kind::TokenId, Kind::Session, Kind::Subject, Kind::Client]
-            .map(|kind| kind.claim(principal).map(|id| identifier_hash(kind, id)))
-    })
+    [Kind::TokenId, Kind::Session, Kind::Subject, Kind::Client]
+        .map(|kind| kind.claim(principal).map(|id| identifier_hash(kind, id)))
 }
 
 /// The keys are hashes already.
