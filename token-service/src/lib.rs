@@ -23,6 +23,7 @@ pub mod grant;
 pub mod http;
 pub mod id_token;
 pub mod keys;
+pub mod opaque_token;
 pub mod own_tokens;
 pub mod rate_limits;
 pub mod registration;
@@ -337,6 +338,12 @@ impl State {
     #[must_use]
     pub fn now(&self) -> u64 {
         self.inner.clock.now().as_secs()
+    }
+
+    /// The time since the epoch, from the injected clock, to its full precision.
+    #[must_use]
+    pub fn since_epoch(&self) -> std::time::Duration {
+        self.inner.clock.now()
     }
 
     /// The secret `name` every instance shares (the CSRF key), decrypted.

@@ -7,7 +7,7 @@ use crate::State;
 use crate::config::{Client, TokenFormat};
 use crate::error::{ErrorCode, OAuthError};
 use crate::secret::token_digest;
-use crate::store::Revoked;
+use crate::store::{Revoked, TokenKey};
 use crate::tokens;
 
 /// RFC 7009 §2.1 `token_type_hint`: where to look first. Every kind is looked up anyway
@@ -89,10 +89,9 @@ async fn revoke_access(state: &State, client: &Client, token: &str) -> Result<Fo
     }
     match active.format {
         TokenFormat::Opaque => {
-            let digest = token_digest(token);
             match state
                 .store()
-                .revoke_token(&digest, client.id(), state.now())
+                .revoke_token(&TokenKey::of(token), client.id(), state.now())
                 .await?
             {
                 Revoked::Done | Revoked::Unknown => {}

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use crate::State;
 use crate::config::{Client, GrantType, TokenFormat};
 use crate::error::{ErrorCode, OAuthError};
-use crate::secret::{random_token, token_digest};
-use crate::store::{StoreError, TokenRecord};
+use crate::opaque_token;
+use crate::secret::random_token;
+use crate::store::{StoreError, TokenKey, TokenRecord};
 use crate::telemetry::metrics;
 
 /// Longest token the service looks at; anything longer is not one of its tokens.
@@ -118,9 +119,13 @@ pub struct ActiveToken {
     pub sid: Option<String>,
 }
 
-/// A short random identifier (128 bits) for `jti`.
-fn new_jti() -> String {
-    random_token()[..22].to_owned()
+/// A `jti` issued `since_epoch` after the epoch: the millisecond, in hex (12 characters),
+/// then 96 random bits (16 characters, base64url). Identifiers issued one after another sort
+/// one after another, so an opaque token's row lands at the end of the `jti` index rather
+/// than on a random page of it; the random part keeps them unique across instances.
+fn new_jti(since_epoch: std::time::Duration) -> String {
+    let millisecond = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
+    format!("{millisecond:012x}{}", &random_token()[..16])
 }
 
 /// Issues an access token for `grant` in the client's format and lifetime.
@@ -129,7 +134,9 @@ fn new_jti() -> String {
 ///
 /// `temporarily_unavailable` if an opaque token cannot be stored or no key can sign.
 pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OAuthError> {
-    let now = state.now();
+    // One reading of the clock: `iat`, the `jti` and an opaque token's issue time agree.
+    let since_epoch = state.since_epoch();
+    let now = since_epoch.as_secs();
     let lifetime = grant
         .client
         .settings
@@ -139,14 +146,14 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
     let ttl = grant.not_after.map_or(lifetime, |not_after| {
         lifetime.min(not_after.saturating_sub(now))
     });
-    let jti = new_jti();
+    let jti = new_jti(since_epoch);
     let access_token = match grant.client.settings.token_format {
         TokenFormat::Opaque => {
-            let token = random_token();
+            let token = opaque_token::new(since_epoch);
             state
                 .store()
                 .insert_token(&TokenRecord {
-                    digest: token_digest(&token),
+                    key: TokenKey::of(&token),
                     jti: jti.clone(),
                     client_id: grant.client.id().to_owned(),
                     subject: grant.subject.clone(),
@@ -306,7 +313,7 @@ pub async fn lookup(state: &State, token: &str) -> Result<Option<ActiveToken>, S
         }
         return Ok(Some(found));
     }
-    let Some(record) = state.store().find_token(&token_digest(token)).await? else {
+    let Some(record) = state.store().find_token(&TokenKey::of(token)).await? else {
         return Ok(None);
     };
     if record.revoked_at.is_some() || record.expires_at <= now {

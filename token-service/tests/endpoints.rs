@@ -7,8 +7,11 @@ mod support;
 use std::time::Duration;
 
 use axum::body::Body;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Request, StatusCode, header};
 use scopegate_token_service::secret::token_digest;
+use scopegate_token_service::store::TokenKey;
 use serde_json::json;
 use support::*;
 
@@ -53,7 +56,11 @@ async fn client_credentials_with_basic_auth_issues_an_rfc9068_jwt() {
     let iat = claims["iat"].as_u64().unwrap();
     assert_eq!(claims["exp"].as_u64().unwrap() - iat, 900);
     assert_eq!(claims["nbf"].as_u64().unwrap(), iat);
-    assert_eq!(claims["jti"].as_str().unwrap().len(), 22);
+    // The millisecond of issue in hex, then 96 random bits (base64url).
+    let jti = claims["jti"].as_str().unwrap();
+    assert_eq!(jti.len(), 28);
+    let millisecond = u64::from_str_radix(&jti[..12], 16).unwrap();
+    assert_eq!(millisecond / 1000, iat);
 }
 
 #[tokio::test]
@@ -323,17 +330,24 @@ async fn opaque_tokens_are_random_and_stored_only_as_digests() {
     let first = service.token(OPAQUE_CLIENT, "").await;
     let second = service.token(OPAQUE_CLIENT, "").await;
     let token = first["access_token"].as_str().unwrap();
-    assert_eq!(token.len(), 43, "256 bits, base64url");
+    assert_eq!(
+        token.len(),
+        54,
+        "64 bits of issue time, 256 random bits, base64url"
+    );
     assert!(
         token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     );
+    let decoded = URL_SAFE_NO_PAD.decode(token).unwrap();
+    let issued = u64::try_from(service.state.since_epoch().as_micros()).unwrap();
+    assert_eq!(decoded[..8], issued.to_be_bytes(), "the issue time, in µs");
     assert_ne!(token, second["access_token"].as_str().unwrap());
     let stored = service
         .state
         .store()
-        .find_token(&token_digest(token))
+        .find_token(&TokenKey::of(token))
         .await
         .unwrap()
         .unwrap();
@@ -826,14 +840,14 @@ async fn sweep_removes_expired_opaque_tokens() {
         .as_str()
         .unwrap()
         .to_owned();
-    let digest = token_digest(&token);
+    let key = TokenKey::of(&token);
     service.advance(Duration::from_secs(3600 + 61));
     service.state.sweep().await;
     assert!(
         service
             .state
             .store()
-            .find_token(&digest)
+            .find_token(&key)
             .await
             .unwrap()
             .is_none()

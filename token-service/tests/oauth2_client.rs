@@ -139,7 +139,7 @@ async fn oauth2_crate_with_client_secret_post_and_its_error_types() {
         .request_async(&http)
         .await
         .unwrap();
-    assert_eq!(token.access_token().secret().len(), 43);
+    assert_eq!(token.access_token().secret().len(), 54);
 
     let refused = client
         .exchange_client_credentials()

@@ -280,7 +280,7 @@ async fn userinfo_is_guarded_by_tower_scopegate() {
     }
     let first = &opaque_tokens[0];
     let opaque = first["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(opaque.len(), 43);
+    assert_eq!(opaque.len(), 54);
     let answer = userinfo(Some(opaque)).await.unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["cache-control"], "no-store");

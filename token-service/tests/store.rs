@@ -16,7 +16,7 @@ use scopegate_token_service::sealing::{self, Sealer};
 use scopegate_token_service::secret::Secret;
 use scopegate_token_service::store::{
     self, CodeRecord, Redemption, RefreshRecord, Revoked, SessionRecord, StoreError, StoredScope,
-    TokenRecord,
+    TokenKey, TokenRecord,
 };
 use support::backends;
 use support::postgres::with_database;
@@ -72,7 +72,7 @@ fn refresh(digest: u8, family: &str) -> RefreshRecord {
 
 fn token(digest: u8, client: &str) -> TokenRecord {
     TokenRecord {
-        digest: [digest; 32],
+        key: TokenKey::from_digest([digest; 32]),
         jti: format!("jti-{digest}"),
         client_id: client.into(),
         subject: client.into(),
@@ -106,7 +106,10 @@ async fn records_round_trip_on_every_backend() {
         for digest in [3, 8] {
             store.insert_token(&token(digest, "svc-a")).await.unwrap();
             assert_eq!(
-                store.find_token(&[digest; 32]).await.unwrap(),
+                store
+                    .find_token(&TokenKey::from_digest([digest; 32]))
+                    .await
+                    .unwrap(),
                 Some(token(digest, "svc-a")),
                 "{name}"
             );
@@ -136,15 +139,24 @@ async fn records_round_trip_on_every_backend() {
             "{name}"
         );
         assert_eq!(
-            store.revoke_token(&[3; 32], "svc-b", 70).await.unwrap(),
+            store
+                .revoke_token(&TokenKey::from_digest([3; 32]), "svc-b", 70)
+                .await
+                .unwrap(),
             Revoked::OtherClient
         );
         assert_eq!(
-            store.revoke_token(&[3; 32], "svc-a", 70).await.unwrap(),
+            store
+                .revoke_token(&TokenKey::from_digest([3; 32]), "svc-a", 70)
+                .await
+                .unwrap(),
             Revoked::Done
         );
         assert_eq!(
-            store.revoke_token(&[9; 32], "svc-a", 70).await.unwrap(),
+            store
+                .revoke_token(&TokenKey::from_digest([9; 32]), "svc-a", 70)
+                .await
+                .unwrap(),
             Revoked::Unknown
         );
         store.revoke_jwt("j1", "svc-a", 500, 70).await.unwrap();
@@ -221,9 +233,17 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens_on_every_b
         assert_eq!(session.ended_at, Some(100), "{name}");
         let refresh = store.find_refresh(&[5; 32]).await.unwrap().unwrap();
         assert_eq!(refresh.revoked_at, Some(100), "{name}");
-        let own = store.find_token(&[6; 32]).await.unwrap().unwrap();
+        let own = store
+            .find_token(&TokenKey::from_digest([6; 32]))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(own.revoked_at, Some(100), "{name}");
-        let others = store.find_token(&[7; 32]).await.unwrap().unwrap();
+        let others = store
+            .find_token(&TokenKey::from_digest([7; 32]))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(others.revoked_at, None, "{name}");
         assert!(!store.delete_user("jane", 101).await.unwrap(), "{name}");
     }
@@ -285,9 +305,17 @@ async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend
         assert!(store.find_client("web").await.unwrap().is_none(), "{name}");
         let refresh = store.find_refresh(&[5; 32]).await.unwrap().unwrap();
         assert_eq!(refresh.revoked_at, Some(100), "{name}");
-        let own = store.find_token(&[6; 32]).await.unwrap().unwrap();
+        let own = store
+            .find_token(&TokenKey::from_digest([6; 32]))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(own.revoked_at, Some(100), "{name}");
-        let others = store.find_token(&[7; 32]).await.unwrap().unwrap();
+        let others = store
+            .find_token(&TokenKey::from_digest([7; 32]))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(others.revoked_at, None, "{name}");
         assert!(!store.delete_client("web", 101).await.unwrap(), "{name}");
 
@@ -381,7 +409,9 @@ async fn concurrent_token_inserts_all_land_and_a_duplicate_fails_alone_on_every_
             let distinct = index % 200;
             inserts.spawn(async move {
                 let mut record = token(0, "svc");
-                record.digest[..2].copy_from_slice(&distinct.to_le_bytes());
+                let mut digest = [0; 32];
+                digest[..2].copy_from_slice(&distinct.to_le_bytes());
+                record.key = TokenKey::from_digest(digest);
                 record.jti = format!("jti-{index}");
                 (distinct, store.insert_token(&record).await)
             });
@@ -400,7 +430,8 @@ async fn concurrent_token_inserts_all_land_and_a_duplicate_fails_alone_on_every_
         for distinct in 0..200u16 {
             let mut digest = [0; 32];
             digest[..2].copy_from_slice(&distinct.to_le_bytes());
-            assert!(store.find_token(&digest).await.unwrap().is_some(), "{name}");
+            let key = TokenKey::from_digest(digest);
+            assert!(store.find_token(&key).await.unwrap().is_some(), "{name}");
         }
     }
 }
@@ -486,7 +517,11 @@ async fn tokens_recorded_while_their_grant_is_revoked_never_escape_on_every_back
             work.join_all().await;
             for index in 0..8_u8 {
                 let digest = round * 16 + index;
-                let access = store.find_token(&[digest; 32]).await.unwrap().unwrap();
+                let access = store
+                    .find_token(&TokenKey::from_digest([digest; 32]))
+                    .await
+                    .unwrap()
+                    .unwrap();
                 assert!(
                     access.revoked_at.is_some(),
                     "{name}: access token {digest} escaped"

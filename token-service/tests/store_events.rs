@@ -14,7 +14,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use scopegate_token_service::store::{
-    self, EVENT_RETENTION_SECS, EventKind, EventRecord, SessionRecord, Store, TokenRecord,
+    self, EVENT_RETENTION_SECS, EventKind, EventRecord, SessionRecord, Store, TokenKey, TokenRecord,
 };
 use scopegate_token_service::users::Account;
 use support::backends;
@@ -22,7 +22,7 @@ use support::postgres::TestDatabase;
 
 fn token(digest: u8, client: &str, subject: &str) -> TokenRecord {
     TokenRecord {
-        digest: [digest; 32],
+        key: TokenKey::from_digest([digest; 32]),
         jti: format!("jti-{digest}"),
         client_id: client.into(),
         subject: subject.into(),
@@ -90,9 +90,18 @@ async fn every_revocation_writes_its_one_event_on_every_backend() {
 
         // An opaque token: named by the base64url of its digest, kept until it expires.
         store.insert_token(&token(1, "web", "u1")).await.unwrap();
-        store.revoke_token(&[1; 32], "web", 50).await.unwrap();
-        store.revoke_token(&[1; 32], "web", 51).await.unwrap(); // again: nothing new
-        store.revoke_token(&[1; 32], "other", 52).await.unwrap(); // not its client
+        store
+            .revoke_token(&TokenKey::from_digest([1; 32]), "web", 50)
+            .await
+            .unwrap();
+        store
+            .revoke_token(&TokenKey::from_digest([1; 32]), "web", 51)
+            .await
+            .unwrap(); // again: nothing new
+        store
+            .revoke_token(&TokenKey::from_digest([1; 32]), "other", 52)
+            .await
+            .unwrap(); // not its client
         assert_eq!(
             events_after(&*store, 0).await,
             [(

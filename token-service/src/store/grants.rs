@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::db::{Row, sql};
 use super::events::{self, EventKind, NewEvent};
 use super::sql::{REVOKED_MARK, digest_of, duplicate_or};
-use super::tokens::token_digest_text;
+use super::tokens::{stored_key, token_digest_text};
 use super::{CodeRecord, Redemption, RefreshRecord, SessionRecord, SqlStore, StoreError};
 
 /// Sessions, codes, refresh tokens and the tokens of each grant.
@@ -378,10 +378,10 @@ impl GrantStore for SqlStore {
             .await?;
         let mut named = Vec::with_capacity(opaque.len() + listed.len());
         for row in &opaque {
-            let digest = digest_of("access_tokens", &row.bytes("digest")?)?;
+            let key = stored_key(&row.bytes("digest")?)?;
             named.push((
                 EventKind::TokenDigest,
-                token_digest_text(&digest),
+                token_digest_text(&key.digest()),
                 row.int("expires_at")?,
             ));
         }

@@ -195,12 +195,12 @@ pub(super) fn unexpected_null(column: &str) -> sqlx::Error {
 #[cfg(test)]
 mod tests {
     use super::super::prelude::*;
-    use super::super::{Revoked, SqlStore, TokenRecord};
+    use super::super::{Revoked, SqlStore, TokenKey, TokenRecord};
     use super::*;
 
     fn token(digest: u8) -> TokenRecord {
         TokenRecord {
-            digest: [digest; 32],
+            key: TokenKey::from_digest([digest; 32]),
             jti: format!("jti-{digest}"),
             client_id: "svc".to_owned(),
             subject: "svc".to_owned(),
@@ -225,8 +225,20 @@ mod tests {
         let store = file_store(&dir).await;
         let record = token(1);
         store.insert_token(&record).await.unwrap();
-        assert_eq!(store.find_token(&[1; 32]).await.unwrap(), Some(record));
-        assert_eq!(store.find_token(&[2; 32]).await.unwrap(), None);
+        assert_eq!(
+            store
+                .find_token(&TokenKey::from_digest([1; 32]))
+                .await
+                .unwrap(),
+            Some(record)
+        );
+        assert_eq!(
+            store
+                .find_token(&TokenKey::from_digest([2; 32]))
+                .await
+                .unwrap(),
+            None
+        );
         let reads = store.inline_reads.as_ref().unwrap();
         assert_eq!(
             reads.opened.load(Ordering::Relaxed),
@@ -235,10 +247,17 @@ mod tests {
         );
         // Revoked through the pool: the next read here sees it, on the connection it kept.
         assert_eq!(
-            store.revoke_token(&[1; 32], "svc", 200).await.unwrap(),
+            store
+                .revoke_token(&TokenKey::from_digest([1; 32]), "svc", 200)
+                .await
+                .unwrap(),
             Revoked::Done
         );
-        let found = store.find_token(&[1; 32]).await.unwrap().unwrap();
+        let found = store
+            .find_token(&TokenKey::from_digest([1; 32]))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(found.revoked_at, Some(200));
         assert_eq!(reads.opened.load(Ordering::Relaxed), 1);
     }

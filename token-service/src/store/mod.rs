@@ -3,7 +3,8 @@
 //! revocation list ([`TokenStore`]), signing keys and shared secrets ([`KeyStore`]), and failed
 //! sign-ins ([`ThrottleStore`]), identifiers used once ([`ReplayStore`]), the revocation events
 //! APIs read ([`EventStore`]), claim scopes defined at run time ([`ScopeStore`]). Secrets and
-//! tokens are kept as SHA-256 digests only. SQLite is the embedded default; Postgres serves several instances; both run the same statements,
+//! tokens are kept as SHA-256 digests only (an opaque access token's after its issue time: see
+//! [`TokenKey`]). SQLite is the embedded default; Postgres serves several instances; both run the same statements,
 //! written once in the role modules, over twin migrations.
 
 mod clients;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use crate::opaque_token::TokenKey;
 pub use clients::ClientStore;
 pub use events::{EVENT_RETENTION_SECS, EventKind, EventRecord, EventStore};
 pub use grants::GrantStore;
@@ -73,11 +75,11 @@ pub enum StoreError {
     Duplicate(String),
 }
 
-/// An opaque access token, known by the SHA-256 digest of its value.
+/// An opaque access token, known by its key: its issue time and the SHA-256 of its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
-    /// SHA-256 of the token.
-    pub digest: [u8; 32],
+    /// What the store finds it by (see [`TokenKey`]).
+    pub key: TokenKey,
     /// Token identifier (also in logs instead of the token).
     pub jti: String,
     /// The client it was issued to.

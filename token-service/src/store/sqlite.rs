@@ -126,7 +126,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::prelude::*;
-    use super::super::{Revoked, Swept, TokenRecord};
+    use super::super::{Revoked, Swept, TokenKey, TokenRecord};
     use super::*;
     use crate::config::Client;
     use crate::secret::SecretHash;
@@ -134,7 +134,7 @@ mod tests {
 
     fn token(digest: u8, client: &str, expires_at: u64) -> TokenRecord {
         TokenRecord {
-            digest: [digest; 32],
+            key: TokenKey::from_digest([digest; 32]),
             jti: format!("jti-{digest}"),
             client_id: client.to_owned(),
             subject: client.to_owned(),
@@ -153,15 +153,30 @@ mod tests {
         let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
         let record = token(1, "svc-a", 1000);
         store.insert_token(&record).await.unwrap();
-        assert_eq!(store.find_token(&[1; 32]).await.unwrap(), Some(record));
-        assert_eq!(store.find_token(&[2; 32]).await.unwrap(), None);
         assert_eq!(
-            store.revoke_token(&[1; 32], "svc-b", 200).await.unwrap(),
+            store
+                .find_token(&TokenKey::from_digest([1; 32]))
+                .await
+                .unwrap(),
+            Some(record)
+        );
+        assert_eq!(
+            store
+                .find_token(&TokenKey::from_digest([2; 32]))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .revoke_token(&TokenKey::from_digest([1; 32]), "svc-b", 200)
+                .await
+                .unwrap(),
             Revoked::OtherClient
         );
         assert_eq!(
             store
-                .find_token(&[1; 32])
+                .find_token(&TokenKey::from_digest([1; 32]))
                 .await
                 .unwrap()
                 .unwrap()
@@ -169,14 +184,20 @@ mod tests {
             None
         );
         assert_eq!(
-            store.revoke_token(&[1; 32], "svc-a", 200).await.unwrap(),
+            store
+                .revoke_token(&TokenKey::from_digest([1; 32]), "svc-a", 200)
+                .await
+                .unwrap(),
             Revoked::Done
         );
         // A second revocation keeps the first time.
-        store.revoke_token(&[1; 32], "svc-a", 300).await.unwrap();
+        store
+            .revoke_token(&TokenKey::from_digest([1; 32]), "svc-a", 300)
+            .await
+            .unwrap();
         assert_eq!(
             store
-                .find_token(&[1; 32])
+                .find_token(&TokenKey::from_digest([1; 32]))
                 .await
                 .unwrap()
                 .unwrap()
@@ -184,7 +205,10 @@ mod tests {
             Some(200)
         );
         assert_eq!(
-            store.revoke_token(&[9; 32], "svc-a", 200).await.unwrap(),
+            store
+                .revoke_token(&TokenKey::from_digest([9; 32]), "svc-a", 200)
+                .await
+                .unwrap(),
             Revoked::Unknown
         );
     }
@@ -284,8 +308,20 @@ mod tests {
                 revoked_jwts: 1
             }
         );
-        assert!(store.find_token(&[1; 32]).await.unwrap().is_none());
-        assert!(store.find_token(&[2; 32]).await.unwrap().is_some());
+        assert!(
+            store
+                .find_token(&TokenKey::from_digest([1; 32]))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .find_token(&TokenKey::from_digest([2; 32]))
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert!(!store.is_jwt_revoked("old").await.unwrap());
         assert!(store.is_jwt_revoked("new").await.unwrap());
     }
@@ -302,7 +338,9 @@ mod tests {
             tokio::spawn(async move {
                 let mut record = token(0, "svc", 1000);
                 let distinct = index % 200;
-                record.digest[..2].copy_from_slice(&distinct.to_le_bytes());
+                let mut digest = [0; 32];
+                digest[..2].copy_from_slice(&distinct.to_le_bytes());
+                record.key = TokenKey::from_digest(digest);
                 record.jti = format!("jti-{index}");
                 (distinct, store.insert_token(&record).await)
             })
@@ -321,7 +359,8 @@ mod tests {
         for distinct in 0..200u16 {
             let mut digest = [0; 32];
             digest[..2].copy_from_slice(&distinct.to_le_bytes());
-            assert!(store.find_token(&digest).await.unwrap().is_some());
+            let key = TokenKey::from_digest(digest);
+            assert!(store.find_token(&key).await.unwrap().is_some());
         }
     }
 
@@ -336,7 +375,9 @@ mod tests {
         let before = std::fs::metadata(&file).unwrap().len();
         for index in 0..2000u16 {
             let mut record = token(0, "svc", 1000);
-            record.digest[..2].copy_from_slice(&index.to_le_bytes());
+            let mut digest = [0; 32];
+            digest[..2].copy_from_slice(&index.to_le_bytes());
+            record.key = TokenKey::from_digest(digest);
             record.jti = format!("jti-{index}");
             store.insert_token(&record).await.unwrap();
         }
@@ -380,7 +421,9 @@ mod tests {
                     let mut count = 0u64;
                     while std::time::Instant::now() < until {
                         let mut record = token(writer, "svc", 1000);
-                        record.digest[1..9].copy_from_slice(&count.to_le_bytes());
+                        let mut digest = [writer; 32];
+                        digest[1..9].copy_from_slice(&count.to_le_bytes());
+                        record.key = TokenKey::from_digest(digest);
                         record.jti = format!("jti-{writer}-{count}");
                         store.insert_token(&record).await.unwrap();
                         count += 1;
@@ -407,7 +450,13 @@ mod tests {
             store.close().await;
         }
         let reopened = SqlStore::sqlite(&url).await.unwrap();
-        assert!(reopened.find_token(&[7; 32]).await.unwrap().is_some());
+        assert!(
+            reopened
+                .find_token(&TokenKey::from_digest([7; 32]))
+                .await
+                .unwrap()
+                .is_some()
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

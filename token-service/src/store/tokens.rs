@@ -6,20 +6,20 @@ use async_trait::async_trait;
 use super::db::{Db, Row, Statement, sql};
 use super::events::{self, EventKind, NewEvent};
 use super::group_commit::{self, TokenSink};
-use super::sql::{digest_of, json_list, parse_list};
-use super::{Revoked, SqlStore, StoreError, TokenRecord};
+use super::sql::{json_list, parse_list};
+use super::{Revoked, SqlStore, StoreError, TokenKey, TokenRecord};
 
 /// Opaque access tokens and revoked JWTs.
 #[async_trait]
 pub trait TokenStore {
     /// Records an opaque access token; returns once it is committed.
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
-    /// An opaque access token by digest (expired and revoked ones included).
-    async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
+    /// An opaque access token by key (expired and revoked ones included).
+    async fn find_token(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StoreError>;
     /// Revokes an opaque token on behalf of `client_id`.
     async fn revoke_token(
         &self,
-        digest: &[u8; 32],
+        key: &TokenKey,
         client_id: &str,
         now: u64,
     ) -> Result<Revoked, StoreError>;
@@ -37,7 +37,7 @@ pub trait TokenStore {
 
 fn token_from_row(row: &Row) -> Result<TokenRecord, StoreError> {
     Ok(TokenRecord {
-        digest: digest_of("access_tokens", &row.bytes("digest")?)?,
+        key: stored_key(&row.bytes("digest")?)?,
         jti: row.text("jti")?,
         client_id: row.text("client_id")?,
         subject: row.text("subject")?,
@@ -58,7 +58,7 @@ fn bind_token<'a>(
     audience: &'a str,
 ) -> Statement<'a> {
     statement
-        .bytes(&token.digest)
+        .bytes(token.key.as_stored())
         .text(&token.jti)
         .text(&token.client_id)
         .text(&token.subject)
@@ -91,8 +91,8 @@ impl TokenStore for SqlStore {
         self.tokens.insert(token).await
     }
 
-    async fn find_token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        self.lookup(sql("SELECT * FROM access_tokens WHERE digest = $1").bytes(digest))
+    async fn find_token(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StoreError> {
+        self.lookup(sql("SELECT * FROM access_tokens WHERE digest = $1").bytes(key.as_stored()))
             .await?
             .as_ref()
             .map(token_from_row)
@@ -101,7 +101,7 @@ impl TokenStore for SqlStore {
 
     async fn revoke_token(
         &self,
-        digest: &[u8; 32],
+        key: &TokenKey,
         client_id: &str,
         now: u64,
     ) -> Result<Revoked, StoreError> {
@@ -113,12 +113,12 @@ impl TokenStore for SqlStore {
                      WHERE digest = $2 AND client_id = $3 AND revoked_at IS NULL \
                      RETURNING expires_at")
                 .int(now)
-                .bytes(digest)
+                .bytes(key.as_stored())
                 .text(client_id),
             )
             .await?;
         if let Some(row) = revoked {
-            let subject = token_digest_text(digest);
+            let subject = token_digest_text(&key.digest());
             let event = NewEvent::token(
                 EventKind::TokenDigest,
                 &subject,
@@ -131,7 +131,8 @@ impl TokenStore for SqlStore {
             return Ok(Revoked::Done);
         }
         drop(transaction);
-        let owner = sql("SELECT client_id FROM access_tokens WHERE digest = $1").bytes(digest);
+        let owner =
+            sql("SELECT client_id FROM access_tokens WHERE digest = $1").bytes(key.as_stored());
         Ok(match self.db.optional(owner).await? {
             Some(row) if row.text("client_id")? == client_id => Revoked::Done,
             Some(_) => Revoked::OtherClient,
@@ -174,6 +175,14 @@ impl TokenStore for SqlStore {
         let statement = sql("SELECT 1 AS revoked FROM revoked_jwts WHERE jti = $1").text(jti);
         Ok(self.db.optional(statement).await?.is_some())
     }
+}
+
+/// An access token's key as stored (its `digest` column: see [`TokenKey`]).
+pub(super) fn stored_key(stored: &[u8]) -> Result<TokenKey, StoreError> {
+    TokenKey::from_stored(stored).ok_or_else(|| StoreError::Corrupt {
+        table: "access_tokens",
+        reason: "a token key is neither 40 nor 32 bytes".to_owned(),
+    })
 }
 
 /// How an opaque token is named in events: the unpadded base64url of its SHA-256, which
