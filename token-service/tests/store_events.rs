@@ -17,6 +17,7 @@ use scopegate_token_service::store::{
     self, EVENT_RETENTION_SECS, EventKind, EventRecord, SessionRecord, Store, TokenKey, TokenRecord,
 };
 use scopegate_token_service::users::Account;
+use scopegate_token_service::{opaque_token, secret};
 use support::backends;
 use support::postgres::TestDatabase;
 
@@ -80,6 +81,47 @@ async fn events_after(
             )
         })
         .collect()
+}
+
+/// A token of the current format is stored under its issue time and digest; revoking it, on
+/// its own or with its grant, still names it by the SHA-256 of the whole token, which is what
+/// an API holding the token computes.
+#[tokio::test]
+async fn tokens_stored_under_their_issue_time_are_named_by_their_digest() {
+    for (name, store, _keep) in backends().await {
+        let issued = |second: u64| opaque_token::new(Duration::from_secs(second));
+        let (alone, granted) = (issued(100), issued(101));
+        for (value, jti) in [(&alone, "jti-alone"), (&granted, "jti-granted")] {
+            let mut record = token(0, "web", "u1");
+            record.key = TokenKey::of(value);
+            record.jti = jti.into();
+            store.insert_token(&record).await.unwrap();
+            assert_eq!(TokenKey::of(value).as_stored().len(), 40);
+            let found = store.find_token(&TokenKey::of(value)).await.unwrap();
+            assert_eq!(found, Some(record), "{name}");
+        }
+        store
+            .record_grant_token("grant-9", "jti-granted", "web", 1_000)
+            .await
+            .unwrap();
+        store
+            .revoke_token(&TokenKey::of(&alone), "web", 50)
+            .await
+            .unwrap();
+        store.revoke_grant("grant-9", 60).await.unwrap();
+        let named: BTreeSet<String> = events_after(&*store, 0)
+            .await
+            .into_iter()
+            .filter(|event| event.0 == EventKind::TokenDigest)
+            .map(|event| event.1)
+            .collect();
+        let digest = |value: &str| URL_SAFE_NO_PAD.encode(secret::token_digest(value));
+        assert_eq!(
+            named,
+            BTreeSet::from([digest(&alone), digest(&granted)]),
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test]
