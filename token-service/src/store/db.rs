@@ -12,6 +12,7 @@ use sqlx::{Database, Encode, PgPool, Postgres, Row as _, Sqlite, SqlitePool, Typ
 use tracing::Instrument as _;
 
 use super::inline_reads::{InlineRow, unexpected_null};
+use super::sql::Placeholders;
 use crate::telemetry::metrics;
 
 /// A pool of either backend.
@@ -209,6 +210,14 @@ impl Row {
 }
 
 impl Db {
+    /// How this backend's generated multi-row statements write their parameters.
+    pub(super) const fn placeholders(&self) -> Placeholders {
+        match self {
+            Self::Sqlite(_) => Placeholders::Anonymous,
+            Self::Postgres(_) => Placeholders::Numbered,
+        }
+    }
+
     /// OpenTelemetry's name of the backend.
     const fn system(&self) -> &'static str {
         match self {

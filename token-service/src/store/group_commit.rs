@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use tracing::Instrument as _;
 
-use super::sql::{duplicate_or, insert_spent_ids_sql, insert_tokens_sql};
+use super::sql::{Placeholders, duplicate_or, insert_spent_ids_sql, insert_tokens_sql};
 use super::{StoreError, TokenRecord};
 use crate::telemetry::metrics;
 
@@ -26,22 +26,44 @@ const MAX_BATCH: usize = 64;
 /// Rows waiting for the writer; requests beyond this wait to be queued.
 const QUEUE: usize = 4096;
 
-/// The statement for each batch size, built once.
-static STATEMENTS: LazyLock<Vec<String>> =
-    LazyLock::new(|| (0..=MAX_BATCH).map(insert_tokens_sql).collect());
+/// A generated statement for each batch size and each way of writing parameters, built once.
+struct Statements([Vec<String>; 2]);
 
-/// The `INSERT` statement for `rows` access-token rows (1 ..= 64), built once.
-pub(super) fn statement(rows: usize) -> &'static str {
-    &STATEMENTS[rows]
+impl Statements {
+    fn new(make: fn(usize, Placeholders) -> String) -> Self {
+        let sizes = |placeholders| {
+            (0..=MAX_BATCH)
+                .map(|rows| make(rows, placeholders))
+                .collect()
+        };
+        Self([
+            sizes(Placeholders::Numbered),
+            sizes(Placeholders::Anonymous),
+        ])
+    }
+
+    fn get(&self, placeholders: Placeholders, rows: usize) -> &str {
+        let sizes = match placeholders {
+            Placeholders::Numbered => &self.0[0],
+            Placeholders::Anonymous => &self.0[1],
+        };
+        &sizes[rows]
+    }
 }
 
-/// The spending statement for each batch size, built once.
-static SPEND_STATEMENTS: LazyLock<Vec<String>> =
-    LazyLock::new(|| (0..=MAX_BATCH).map(insert_spent_ids_sql).collect());
+static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements::new(insert_tokens_sql));
+
+/// The `INSERT` statement for `rows` access-token rows (1 ..= 64), built once.
+pub(super) fn statement(placeholders: Placeholders, rows: usize) -> &'static str {
+    STATEMENTS.get(placeholders, rows)
+}
+
+static SPEND_STATEMENTS: LazyLock<Statements> =
+    LazyLock::new(|| Statements::new(insert_spent_ids_sql));
 
 /// The statement spending `rows` single-use ids (1 ..= 64) and returning those it inserted.
-pub(super) fn spend_statement(rows: usize) -> &'static str {
-    &SPEND_STATEMENTS[rows]
+pub(super) fn spend_statement(placeholders: Placeholders, rows: usize) -> &'static str {
+    SPEND_STATEMENTS.get(placeholders, rows)
 }
 
 /// The span of a request waiting for its row's group commit: the batch's statement runs in the

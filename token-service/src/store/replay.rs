@@ -29,7 +29,10 @@ impl ReplayStore for SqlStore {
 
 impl SpendSink for Db {
     async fn spend(&self, rows: &[(&[u8; 32], u64)]) -> Result<Vec<[u8; 32]>, sqlx::Error> {
-        let mut statement = sql(group_commit::spend_statement(rows.len()));
+        let mut statement = sql(group_commit::spend_statement(
+            self.placeholders(),
+            rows.len(),
+        ));
         for (key, expires_at) in rows {
             statement = statement.bytes(*key).int(*expires_at);
         }

@@ -77,7 +77,7 @@ impl TokenSink for Db {
             .iter()
             .map(|token| json_list(&token.audience))
             .collect();
-        let mut statement = sql(group_commit::statement(tokens.len()));
+        let mut statement = sql(group_commit::statement(self.placeholders(), tokens.len()));
         for (token, audience) in tokens.iter().zip(&audiences) {
             statement = bind_token(statement, token, audience);
         }
