@@ -77,7 +77,7 @@ impl TokenKey {
 
     /// A key read back from the store; `None` unless it is 40 or 32 bytes.
     #[must_use]
-    pub fn from_stored(stored: &[u8]) -> Option<Self> {
+    pub(crate) fn from_stored(stored: &[u8]) -> Option<Self> {
         let mut bytes = [0u8; TOKEN_BYTES];
         let ordered = match stored.len() {
             TOKEN_BYTES => true,
@@ -99,6 +99,7 @@ impl TokenKey {
 
     /// A key made of `digest` alone, as a token without an issue time has: for tests that
     /// need rows of their own.
+    #[doc(hidden)]
     #[must_use]
     pub fn from_digest(digest: [u8; 32]) -> Self {
         let mut bytes = [0u8; TOKEN_BYTES];

@@ -53,7 +53,8 @@ enum Source {
 
 /// Reads and checks the claim set of a token whose signature has been verified. `signed` is
 /// the token's `header.payload`; `payload` is its decoded payload, which the principal keeps
-/// as its claim set (with the header, to tell this token from others on a cache hit). The claims are read in one pass that builds only the registered ones.
+/// as its claim set (with the header, to tell this token from others on a cache hit). The
+/// claims are read in one pass that builds only the registered ones.
 pub(crate) fn check_jwt(
     signed: &str,
     payload: &[u8],

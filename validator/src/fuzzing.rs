@@ -62,7 +62,12 @@ pub fn compact_jws(input: &[u8]) {
         "a signature made without the private key verified"
     );
     let signed = untrusted.signing_input();
-    let _ = claims::check_jwt(signed, &untrusted.into_payload(), &RULES, NOW);
+    if let Ok((principal, _)) = claims::check_jwt(signed, &untrusted.into_payload(), &RULES, NOW) {
+        assert!(
+            principal.claims.is_signed_part(signed),
+            "a principal's kept claim set does not encode back to its token's payload"
+        );
+    }
 }
 
 /// The strict JSON reader: whatever it accepts is an object `serde_json` also reads, with the

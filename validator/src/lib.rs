@@ -425,6 +425,9 @@ impl Validator {
         let signed = jws.signing_input();
         let (header, payload) = jws.into_header_and_payload();
         let (principal, marks) = claims::check_jwt(signed, &payload, &inner.rules, now)?;
+        // What a cache hit relies on: the kept claim set encodes back to this very payload
+        // (strict decoding and the hit's encoding are the same `jws::SEGMENTS`).
+        debug_assert!(principal.claims.is_signed_part(signed));
         inner
             .token_type
             .check_claims(header.typ.as_deref(), marks)?;

@@ -84,7 +84,7 @@ pub(crate) enum Identifier {
 
 const IDENTIFIERS: usize = 5;
 
-/// The claim set as received, with the identifiers read from it.
+/// The claim set, decoded, with the identifiers read from it.
 #[derive(Clone)]
 pub(crate) struct ClaimText {
     /// The claim set's JSON — a JWT's decoded payload (three quarters of its base64url

@@ -1,7 +1,8 @@
 //! The two backends behind one handle. The store's SQL is written once, as plain code in the
 //! role modules, and runs through [`Db`], which hands each statement to SQLite or Postgres:
-//! placeholders are `$N` (both read them) and columns have types both map alike (`i64`, text,
-//! bytes), so a statement and its rows mean the same on either.
+//! placeholders are `$N` (both read them; only the generated multi-row statements of group
+//! commits write `?` on SQLite, see `sql::Placeholders`) and columns have types both map alike
+//! (`i64`, text, bytes), so a statement and its rows mean the same on either.
 
 use std::future::Future;
 use std::time::Instant;
@@ -43,7 +44,7 @@ pub(super) enum Value {
     OptionalText(Option<String>),
 }
 
-/// A statement and its arguments, bound in order to `$1`, `$2`, …
+/// A statement and its arguments, bound in order to `$1`, `$2`, … (or to anonymous `?`s)
 #[derive(Debug, Clone)]
 pub(super) struct Statement<'a> {
     sql: &'a str,

@@ -1,5 +1,7 @@
-//! Access tokens: opaque ones known by their digest (written in groups, see `group_commit`),
-//! and the revocation list of JWTs.
+//! Access tokens: opaque ones known by their key (written in groups, see `group_commit`), and
+//! the revocation list of JWTs. The `digest` column holds the key: the token's issue time then
+//! its SHA-256 (40 bytes), or the SHA-256 alone for a token of the earlier format (32 bytes;
+//! the first migration's comment predates this).
 
 use async_trait::async_trait;
 

@@ -7,8 +7,9 @@
 //! the set, not once per request.
 //!
 //! That look-up must not walk the principal's claims (a map of separately allocated strings,
-//! cold in memory for most cached tokens): a principal's identifiers are hashed once, with a
-//! key random per process, and the tables are keyed by those hashes. A claim is read only to
+//! cold in memory for most cached tokens): a principal's identifiers are hashed (once per
+//! principal per change of the set), with a key random per process, and the tables are keyed
+//! by those hashes. A claim is read only to
 //! confirm a hash that matched. Held identifiers are `Arc<str>`, so copying a snapshot of
 //! 100 000 entries costs reference-count increments, not allocations.
 
