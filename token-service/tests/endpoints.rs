@@ -398,6 +398,44 @@ async fn introspection_of_an_opaque_token_shows_only_the_callers_scopes() {
     assert_eq!(other.json["scope"], "other:thing:read");
 }
 
+/// A token issued before opaque tokens carried their issue time (43 characters, stored under
+/// its SHA-256 alone) is still found: introspected, then revoked by its client.
+#[tokio::test]
+async fn opaque_tokens_of_the_earlier_format_still_introspect_and_revoke() {
+    let service = TestService::start().await;
+    let legacy = scopegate_token_service::secret::random_token();
+    assert_eq!(TokenKey::of(&legacy).as_stored().len(), 32);
+    let now = service.state.now();
+    service
+        .state
+        .store()
+        .insert_token(&scopegate_token_service::store::TokenRecord {
+            // What the earlier version wrote: the token's SHA-256.
+            key: TokenKey::from_digest(token_digest(&legacy)),
+            jti: "issued-before".into(),
+            client_id: "svc-opaque".into(),
+            subject: "svc-opaque".into(),
+            scope: "akamai:social_profile:read".into(),
+            audience: vec![API.into()],
+            issued_at: now,
+            expires_at: now + 600,
+            revoked_at: None,
+            jkt: None,
+            act: None,
+        })
+        .await
+        .unwrap();
+    let answer = service.introspect(API_CREDENTIALS, &legacy).await;
+    assert_eq!(answer.json["active"], true, "{}", answer.text);
+    assert_eq!(answer.json["jti"], "issued-before");
+    let revoked = service
+        .post("/revoke", Some(OPAQUE_CLIENT), &format!("token={legacy}"))
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    let answer = service.introspect(API_CREDENTIALS, &legacy).await;
+    assert_eq!(answer.text, r#"{"active":false}"#);
+}
+
 #[tokio::test]
 async fn introspection_of_a_jwt_works_too() {
     let service = TestService::start().await;
