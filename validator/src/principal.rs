@@ -201,11 +201,6 @@ impl ClaimText {
                 .strip_prefix('.')
                 .is_some_and(|payload| jws::is_encoding_of(payload, self.claims_text().as_bytes()))
     }
-
-    /// The claim set's JSON.
-    fn json_bytes(&self) -> &[u8] {
-        self.claims_text().as_bytes()
-    }
 }
 
 /// What the revocation check remembers about a principal: the version of the last deny set
@@ -345,7 +340,7 @@ impl Principal {
     /// Every claim of the token, as JSON, read from the claim set on each call.
     #[must_use]
     pub fn claims(&self) -> Map<String, Value> {
-        serde_json::from_slice(self.claims.json_bytes()).unwrap_or_default()
+        serde_json::from_slice(self.claims.claims_text().as_bytes()).unwrap_or_default()
     }
 
     /// One claim, as JSON, read from the claim set on each call.
@@ -353,7 +348,7 @@ impl Principal {
     pub fn claim(&self, name: &str) -> Option<Value> {
         let mut found = None;
         json::for_each_member_where(
-            self.claims.json_bytes(),
+            self.claims.claims_text().as_bytes(),
             |member| member == name,
             |_, value| found = Some(value.into_value()),
         )
@@ -366,7 +361,7 @@ impl Principal {
     /// # Errors
     /// When the claims do not fit `T` (a missing field, a wrong type).
     pub fn deserialize_claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(self.claims.json_bytes())
+        serde_json::from_slice(self.claims.claims_text().as_bytes())
     }
 
     /// Checks the granted scopes against a route's requirement for a request `method`.
