@@ -12,7 +12,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, Encode, PgPool, Postgres, Row as _, Sqlite, SqlitePool, Type};
 use tracing::Instrument as _;
 
-use super::inline_reads::{InlineRow, unexpected_null};
+use super::direct::{InlineRow, unexpected_null};
 use super::sql::Placeholders;
 use crate::telemetry::metrics;
 
@@ -140,7 +140,7 @@ where
 pub(super) enum Row {
     Sqlite(SqliteRow),
     Postgres(PgRow),
-    /// Read on the caller's thread (SQLite, [`InlineReads`](super::inline_reads::InlineReads)).
+    /// Read on the caller's thread (SQLite, through rusqlite: see `direct`).
     Inline(InlineRow),
 }
 

@@ -16,12 +16,13 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument as _;
 
 use super::sql::{Placeholders, duplicate_or, insert_spent_ids_sql, insert_tokens_sql};
+use super::sqlite_writer::SqliteWriter;
 use super::{StoreError, TokenRecord};
 use crate::telemetry::metrics;
 
-/// Most rows in one statement (10 parameters each, far below SQLite's limit of 32 766 and
+/// Most rows in one statement (11 parameters each, far below SQLite's limit of 32 766 and
 /// Postgres' 65 535).
-const MAX_BATCH: usize = 64;
+pub(super) const MAX_BATCH: usize = 64;
 
 /// Rows waiting for the writer; requests beyond this wait to be queued.
 const QUEUE: usize = 4096;
@@ -179,8 +180,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 pub(super) struct Checkpoints {
     /// A pooled connection, beside the writer.
     pub(super) bulk: SqlitePool,
-    /// The writer's own pool of one connection.
-    pub(super) tail: SqlitePool,
+    /// The writer's own connection.
+    pub(super) tail: SqliteWriter,
 }
 
 async fn checkpoint_while_open(checkpoints: Checkpoints, writer: mpsc::WeakSender<Pending>) {
@@ -191,11 +192,12 @@ async fn checkpoint_while_open(checkpoints: Checkpoints, writer: mpsc::WeakSende
         if writer.upgrade().is_none() {
             return;
         }
-        for pool in [&checkpoints.bulk, &checkpoints.tail] {
-            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(pool)
-                .await
-            {
+        let bulk = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&checkpoints.bulk)
+            .await
+            .map(|_| ());
+        for checkpointed in [bulk, checkpoints.tail.checkpoint().await] {
+            if let Err(error) = checkpointed {
                 tracing::warn!(%error, "WAL checkpoint failed; the WAL file grows until one succeeds");
             }
         }

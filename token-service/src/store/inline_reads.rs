@@ -11,10 +11,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
 
-use super::db::{Arg, Db, Observation, Row, SQLITE, Statement};
+use super::db::{Db, Observation, Row, SQLITE, Statement};
+use super::direct;
 
 /// Most connections opened: one per thread reading at the same moment (the runtime's workers)
 /// is all that is ever used.
@@ -107,89 +107,8 @@ impl InlineReads {
 
 /// The first row of `statement` on `connection` (`None`: it could not be read).
 fn first_row(connection: &Connection, statement: &Statement<'_>) -> Option<Option<Row>> {
-    let mut prepared = connection.prepare_cached(statement.sql()).ok()?;
-    for (index, argument) in statement.arguments().iter().enumerate() {
-        let position = index + 1;
-        match *argument {
-            Arg::Int(value) => prepared.raw_bind_parameter(position, value),
-            Arg::OptionalInt(value) => prepared.raw_bind_parameter(position, value),
-            Arg::Text(value) => prepared.raw_bind_parameter(position, value),
-            Arg::OptionalText(value) => prepared.raw_bind_parameter(position, value),
-            Arg::Bytes(value) => prepared.raw_bind_parameter(position, value),
-        }
-        .ok()?;
-    }
-    let names: Vec<String> = prepared
-        .column_names()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let mut rows = prepared.raw_query();
-    let Some(row) = rows.next().ok()? else {
-        return Some(None);
-    };
-    let values = names
-        .into_iter()
-        .enumerate()
-        .map(|(index, name)| row.get::<_, Value>(index).map(|value| (name, value)))
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .ok()?;
-    Some(Some(Row::Inline(InlineRow(values))))
-}
-
-/// A row read here: its columns by name, as SQLite gave them.
-pub(super) struct InlineRow(Vec<(String, Value)>);
-
-impl InlineRow {
-    fn value(&self, column: &str) -> Result<&Value, sqlx::Error> {
-        self.0
-            .iter()
-            .find(|(name, _)| name == column)
-            .map(|(_, value)| value)
-            .ok_or_else(|| sqlx::Error::ColumnNotFound(column.to_owned()))
-    }
-
-    /// A number column (`None` for `NULL`).
-    pub(super) fn int(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
-        match self.value(column)? {
-            Value::Null => Ok(None),
-            Value::Integer(value) => Ok(Some(*value)),
-            _ => Err(mismatched(column, "an integer")),
-        }
-    }
-
-    /// A text column (`None` for `NULL`).
-    pub(super) fn text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
-        match self.value(column)? {
-            Value::Null => Ok(None),
-            Value::Text(value) => Ok(Some(value.clone())),
-            _ => Err(mismatched(column, "text")),
-        }
-    }
-
-    /// A bytes column (`None` for `NULL`).
-    pub(super) fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        match self.value(column)? {
-            Value::Null => Ok(None),
-            Value::Blob(value) => Ok(Some(value.clone())),
-            _ => Err(mismatched(column, "bytes")),
-        }
-    }
-}
-
-fn mismatched(column: &str, expected: &str) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: format!("{column:?}"),
-        source: format!("expected {expected}").into(),
-    }
-}
-
-/// A column that must not be `NULL` was.
-pub(super) fn unexpected_null(column: &str) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: format!("{column:?}"),
-        source: "unexpected NULL".into(),
-    }
+    let rows = direct::query(connection, statement.sql(), statement.arguments()).ok()?;
+    Some(rows.into_iter().next())
 }
 
 #[cfg(test)]

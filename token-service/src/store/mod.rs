@@ -9,6 +9,7 @@
 
 mod clients;
 mod db;
+mod direct;
 mod events;
 mod grants;
 mod group_commit;
@@ -20,6 +21,7 @@ mod replay;
 mod scopes;
 mod sql;
 mod sqlite;
+mod sqlite_writer;
 mod throttle;
 mod tokens;
 mod users;

@@ -5,9 +5,10 @@
 use async_trait::async_trait;
 use aws_lc_rs::digest;
 
-use super::db::{Db, sql};
+use super::db::{Db, Row, Statement, sql};
 use super::group_commit::{self, SpendSink};
-use super::sql::digest_of;
+use super::sql::{Placeholders, digest_of};
+use super::sqlite_writer::SqliteWriter;
 use super::{SqlStore, StoreError};
 
 /// Single-use identifiers, under digest keys.
@@ -27,23 +28,34 @@ impl ReplayStore for SqlStore {
     }
 }
 
+/// The statement spending the ids of `rows` (key, expiry) not spent already.
+fn spend<'a>(placeholders: Placeholders, rows: &[(&'a [u8; 32], u64)]) -> Statement<'a> {
+    let mut statement = sql(group_commit::spend_statement(placeholders, rows.len()));
+    for (key, expires_at) in rows {
+        statement = statement.bytes(*key).int(*expires_at);
+    }
+    statement
+}
+
+/// The keys the statement of [`spend`] returned: those it inserted.
+fn spent(rows: &[Row]) -> Result<Vec<[u8; 32]>, sqlx::Error> {
+    rows.iter()
+        .map(|row| {
+            digest_of("spent_ids", &row.bytes("key")?)
+                .map_err(|error| sqlx::Error::Protocol(error.to_string()))
+        })
+        .collect()
+}
+
 impl SpendSink for Db {
     async fn spend(&self, rows: &[(&[u8; 32], u64)]) -> Result<Vec<[u8; 32]>, sqlx::Error> {
-        let mut statement = sql(group_commit::spend_statement(
-            self.placeholders(),
-            rows.len(),
-        ));
-        for (key, expires_at) in rows {
-            statement = statement.bytes(*key).int(*expires_at);
-        }
-        self.all(statement)
-            .await?
-            .iter()
-            .map(|row| {
-                digest_of("spent_ids", &row.bytes("key")?)
-                    .map_err(|error| sqlx::Error::Protocol(error.to_string()))
-            })
-            .collect()
+        spent(&self.all(spend(self.placeholders(), rows)).await?)
+    }
+}
+
+impl SpendSink for SqliteWriter {
+    async fn spend(&self, rows: &[(&[u8; 32], u64)]) -> Result<Vec<[u8; 32]>, sqlx::Error> {
+        spent(&self.all(spend(Placeholders::Anonymous, rows)).await?)
     }
 }
 

@@ -11,6 +11,7 @@ use super::db::Db;
 use super::group_commit::{Checkpoints, SpendWriter, TokenWriter};
 use super::inline_reads::InlineReads;
 use super::sql::refuse_usernames_differing_by_case;
+use super::sqlite_writer::SqliteWriter;
 use super::{SqlStore, StoreError};
 
 impl SqlStore {
@@ -62,36 +63,31 @@ impl SqlStore {
         }
         refuse_usernames_differing_by_case(&Db::Sqlite(pool.clone())).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        // The token writer's own connection: its page cache stays valid between batches
-        // (a pooled one would have been invalidated by other connections' writes meanwhile).
-        // SQLite's own checkpoints are off on it (they would run inside a commit, every 1000
-        // pages); a background task checkpoints once a second, the bulk beside the writer and
-        // the tail on its connection between two batches (`group_commit::Checkpoints`).
+        // The token writer's own connection, written through on the runtime's thread
+        // (`sqlite_writer`): its page cache stays valid between batches (a pooled one would
+        // have been invalidated by other connections' writes meanwhile). SQLite's own
+        // checkpoints are off on it (they would run inside a commit, every 1000 pages); a
+        // background task checkpoints once a second, the bulk beside the writer and the tail
+        // on its connection between two batches (`group_commit::Checkpoints`).
         let (tokens, spends) = if memory {
             (
                 TokenWriter::start(Db::Sqlite(pool.clone()), 1, None),
                 SpendWriter::start(Db::Sqlite(pool.clone()), 1),
             )
         } else {
-            let writer = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(options.pragma("wal_autocheckpoint", "0"))
-                .await?;
+            let writer = SqliteWriter::open(&file)?;
             // The single-use ids share that connection: SQLite has one writer anyway, and
             // they wait for it here rather than in SQLite's busy handler.
             (
                 TokenWriter::start(
-                    Db::Sqlite(writer.clone()),
+                    writer.clone(),
                     1,
                     Some(Checkpoints {
                         bulk: pool.clone(),
                         tail: writer.clone(),
                     }),
                 ),
-                SpendWriter::start(Db::Sqlite(writer), 1),
+                SpendWriter::start(writer, 1),
             )
         };
         // An in-memory database is its one connection's: nothing else can read it.

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use super::db::{Db, Row, Statement, sql};
 use super::events::{self, EventKind, NewEvent};
 use super::group_commit::{self, TokenSink};
-use super::sql::{json_list, parse_list};
+use super::sql::{Placeholders, json_list, parse_list};
+use super::sqlite_writer::SqliteWriter;
 use super::{Revoked, SqlStore, StoreError, TokenKey, TokenRecord};
 
 /// Opaque access tokens and revoked JWTs.
@@ -73,16 +74,38 @@ fn bind_token<'a>(
         .optional_text(token.act.as_deref())
 }
 
+/// The statement inserting `tokens` (their `audiences` written as JSON lists).
+fn insert_tokens<'a>(
+    placeholders: Placeholders,
+    tokens: &[&'a TokenRecord],
+    audiences: &'a [String],
+) -> Statement<'a> {
+    let mut statement = sql(group_commit::statement(placeholders, tokens.len()));
+    for (token, audience) in tokens.iter().zip(audiences) {
+        statement = bind_token(statement, token, audience);
+    }
+    statement
+}
+
+fn audiences(tokens: &[&TokenRecord]) -> Vec<String> {
+    tokens
+        .iter()
+        .map(|token| json_list(&token.audience))
+        .collect()
+}
+
 impl TokenSink for Db {
     async fn insert(&self, tokens: &[&TokenRecord]) -> Result<(), sqlx::Error> {
-        let audiences: Vec<String> = tokens
-            .iter()
-            .map(|token| json_list(&token.audience))
-            .collect();
-        let mut statement = sql(group_commit::statement(self.placeholders(), tokens.len()));
-        for (token, audience) in tokens.iter().zip(&audiences) {
-            statement = bind_token(statement, token, audience);
-        }
+        let audiences = audiences(tokens);
+        let statement = insert_tokens(self.placeholders(), tokens, &audiences);
+        self.execute(statement).await.map(|_| ())
+    }
+}
+
+impl TokenSink for SqliteWriter {
+    async fn insert(&self, tokens: &[&TokenRecord]) -> Result<(), sqlx::Error> {
+        let audiences = audiences(tokens);
+        let statement = insert_tokens(Placeholders::Anonymous, tokens, &audiences);
         self.execute(statement).await.map(|_| ())
     }
 }
