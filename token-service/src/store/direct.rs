@@ -72,22 +72,42 @@ pub(super) fn query(
     parameters: &[impl ToSql],
 ) -> rusqlite::Result<Vec<Row>> {
     let mut prepared = prepare(connection, sql, parameters)?;
-    let names: Vec<String> = prepared
-        .column_names()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let names = column_names(&prepared);
     let mut rows = prepared.raw_query();
     let mut read = Vec::new();
     while let Some(row) = rows.next()? {
-        let values = names
-            .iter()
-            .enumerate()
-            .map(|(index, name)| Ok((name.clone(), row.get::<_, Value>(index)?)))
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        read.push(Row::Inline(InlineRow(values)));
+        read.push(inline_row(row, names.clone())?);
     }
     Ok(read)
+}
+
+/// The first row of `sql`, a lookup by key: SQLite is not asked for another.
+pub(super) fn first(
+    connection: &Connection,
+    sql: &str,
+    parameters: &[impl ToSql],
+) -> rusqlite::Result<Option<Row>> {
+    let mut prepared = prepare(connection, sql, parameters)?;
+    let names = column_names(&prepared);
+    let mut rows = prepared.raw_query();
+    rows.next()?.map(|row| inline_row(row, names)).transpose()
+}
+
+fn column_names(prepared: &rusqlite::Statement<'_>) -> Vec<String> {
+    prepared
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn inline_row(row: &rusqlite::Row<'_>, names: Vec<String>) -> rusqlite::Result<Row> {
+    let values = names
+        .into_iter()
+        .enumerate()
+        .map(|(index, name)| Ok((name, row.get::<_, Value>(index)?)))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Row::Inline(InlineRow(values)))
 }
 
 /// SQLite could not take its lock at once (another connection holds it): nothing was done.

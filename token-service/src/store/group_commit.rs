@@ -94,8 +94,12 @@ where
         tokio::spawn(async move {
             loop {
                 let mut batch = Vec::with_capacity(MAX_BATCH);
-                if waiting.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                    return;
+                {
+                    let mut waiting = waiting.lock().await;
+                    if waiting.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                        return;
+                    }
+                    gather(&mut waiting, &mut batch).await;
                 }
                 metrics::group_commit(name, batch.len());
                 write(batch).await;
@@ -103,6 +107,25 @@ where
         });
     }
     queue
+}
+
+/// Adds to `batch` the rows of the requests running now. Woken by the first row sent, a writer
+/// runs next (tokio runs a task woken by the running one before the others), and would commit
+/// that row alone: a commit per request, each writing its pages whole. Yielding lets the other
+/// requests ready to run queue theirs first, for as long as each yield brings more.
+async fn gather<P>(waiting: &mut mpsc::Receiver<P>, batch: &mut Vec<P>) {
+    while batch.len() < MAX_BATCH {
+        tokio::task::yield_now().await;
+        let before = batch.len();
+        while batch.len() < MAX_BATCH
+            && let Ok(row) = waiting.try_recv()
+        {
+            batch.push(row);
+        }
+        if batch.len() == before {
+            return;
+        }
+    }
 }
 
 /// A database that can insert a batch of access-token rows in one statement.
@@ -340,5 +363,62 @@ async fn spend_batch(sink: &impl SpendSink, batch: Vec<Spend>) {
                 let _ = spend.spent.send(Err(StoreError::Shared(message.clone())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use super::super::TokenKey;
+    use super::*;
+
+    /// Records the size of each batch it is given.
+    #[derive(Clone, Default)]
+    struct Batches(Arc<StdMutex<Vec<usize>>>);
+
+    impl TokenSink for Batches {
+        async fn insert(&self, tokens: &[&TokenRecord]) -> Result<(), sqlx::Error> {
+            self.0.lock().unwrap().push(tokens.len());
+            Ok(())
+        }
+    }
+
+    fn token(byte: u8) -> TokenRecord {
+        TokenRecord {
+            key: TokenKey::from_digest([byte; 32]),
+            jti: format!("jti-{byte}"),
+            client_id: "svc".to_owned(),
+            subject: "svc".to_owned(),
+            scope: "a:b:read".to_owned(),
+            audience: Vec::new(),
+            act: None,
+            issued_at: 100,
+            expires_at: 1000,
+            revoked_at: None,
+            jkt: None,
+        }
+    }
+
+    // One worker thread, which runs a task woken by the running one next (its LIFO slot): the
+    // writer, woken by the first row.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_rows_of_requests_running_together_share_one_commit() {
+        let batches = Batches::default();
+        let writer = TokenWriter::start(batches.clone(), 1, None);
+        // Spawned from a task on the worker, as a server's connections are.
+        tokio::spawn(async move {
+            let mut requests = tokio::task::JoinSet::new();
+            for byte in 0..10 {
+                let writer = writer.clone();
+                requests.spawn(async move { writer.insert(&token(byte)).await });
+            }
+            for written in requests.join_all().await {
+                written.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(*batches.0.lock().unwrap(), [10]);
     }
 }

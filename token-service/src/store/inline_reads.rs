@@ -107,8 +107,7 @@ impl InlineReads {
 
 /// The first row of `statement` on `connection` (`None`: it could not be read).
 fn first_row(connection: &Connection, statement: &Statement<'_>) -> Option<Option<Row>> {
-    let rows = direct::query(connection, statement.sql(), statement.arguments()).ok()?;
-    Some(rows.into_iter().next())
+    direct::first(connection, statement.sql(), statement.arguments()).ok()
 }
 
 #[cfg(test)]
