@@ -148,11 +148,10 @@ impl IntrospectionSource for ActiveTokens {
     ) -> BoxFuture<'a, Result<Map<String, Value>, FetchError>> {
         Box::pin(async move {
             match tokens::lookup(&self.0, token).await {
-                Ok(Some(active)) => Ok(tokens::introspection_answer(
-                    &self.0,
-                    &active,
-                    &active.scope,
-                )),
+                Ok(Some(active)) => {
+                    let scope = active.scope.clone();
+                    Ok(tokens::introspection_answer(&self.0, active, &scope).into_map())
+                }
                 Ok(None) => Ok(Map::from_iter([("active".to_owned(), Value::Bool(false))])),
                 Err(error) => Err(FetchError::InProcess {
                     what: "token store",

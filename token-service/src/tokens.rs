@@ -6,6 +6,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use scopegate_validator::ScopeSet;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::State;
@@ -378,39 +379,74 @@ async fn verified_jwt(state: &State, token: &str) -> Option<ActiveToken> {
     })
 }
 
+/// The RFC 7662 §2.2 answer for an active token, serialized as it is (no JSON map built
+/// first: introspection is a hot path).
+#[derive(Debug, Serialize)]
+pub struct IntrospectionAnswer {
+    active: bool,
+    scope: String,
+    client_id: String,
+    sub: String,
+    aud: Vec<String>,
+    iss: String,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    jti: String,
+    token_type: &'static str,
+    /// RFC 9449 §6.2: the resource server compares this to the proof's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation>,
+    /// RFC 8693 §4.1: who acts for the subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    act: Option<Value>,
+    /// Custom claims about the token's user: never one of the names above, which no claim
+    /// scope may define (`config::PROTECTED_CLAIMS`).
+    #[serde(flatten)]
+    user_claims: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct Confirmation {
+    jkt: String,
+}
+
+impl IntrospectionAnswer {
+    /// The answer as a JSON object.
+    #[must_use]
+    pub fn into_map(self) -> serde_json::Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            // A struct of strings, numbers and JSON values always serializes to an object.
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 /// The RFC 7662 §2.2 answer for `active`, showing `scope` (the caller decides which of its
 /// scopes the asker may see).
 #[must_use]
 pub fn introspection_answer(
     state: &State,
-    active: &ActiveToken,
+    active: ActiveToken,
     scope: &ScopeSet,
-) -> serde_json::Map<String, Value> {
-    let answer = json!({
-        "active": true,
-        "scope": scope.to_string(),
-        "client_id": active.client_id,
-        "sub": active.subject,
-        "aud": active.audience,
-        "iss": state.config().issuer,
-        "iat": active.issued_at,
-        "nbf": active.issued_at,
-        "exp": active.expires_at,
-        "jti": active.jti,
-        "token_type": token_type(active.jkt.is_some()),
-    });
-    let Value::Object(mut map) = answer else {
-        return serde_json::Map::new();
-    };
-    if let Some(jkt) = &active.jkt {
-        // RFC 9449 §6.2: the resource server compares this to the proof's key.
-        map.insert("cnf".to_owned(), json!({ "jkt": jkt }));
+) -> IntrospectionAnswer {
+    IntrospectionAnswer {
+        active: true,
+        scope: scope.to_string(),
+        client_id: active.client_id,
+        sub: active.subject,
+        aud: active.audience,
+        iss: state.config().issuer.clone(),
+        iat: active.issued_at,
+        nbf: active.issued_at,
+        exp: active.expires_at,
+        jti: active.jti,
+        token_type: token_type(active.jkt.is_some()),
+        cnf: active.jkt.map(|jkt| Confirmation { jkt }),
+        act: active.act,
+        user_claims: serde_json::Map::new(),
     }
-    if let Some(act) = &active.act {
-        // RFC 8693 §4.1: who acts for the subject.
-        map.insert("act".to_owned(), act.clone());
-    }
-    map
 }
 
 /// What an API may learn of `token` at introspection: only if some scope or audience of the
@@ -424,7 +460,7 @@ pub async fn introspect_for_api(
     state: &State,
     api: &crate::config::Api,
     token: &str,
-) -> Result<Option<serde_json::Map<String, Value>>, OAuthError> {
+) -> Result<Option<IntrospectionAnswer>, OAuthError> {
     let Some(active) = lookup(state, token).await? else {
         return Ok(None);
     };
@@ -438,10 +474,13 @@ pub async fn introspect_for_api(
     if scope.is_empty() && !addressed {
         return Ok(None);
     }
-    let mut answer = introspection_answer(state, &active, &scope);
-    if addressed {
-        answer.extend(user_claims(state, &active).await?);
-    }
+    let user_claims = if addressed {
+        user_claims(state, &active).await?
+    } else {
+        serde_json::Map::new()
+    };
+    let mut answer = introspection_answer(state, active, &scope);
+    answer.user_claims = user_claims;
     Ok(Some(answer))
 }
 

@@ -8,7 +8,7 @@ use axum::extract::State as Shared;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::client_auth::{self, Proof};
 use super::error::no_store;
@@ -20,7 +20,7 @@ use crate::config::Api;
 use crate::credentials;
 use crate::error::OAuthError;
 use crate::telemetry::metrics::{self, Introspected};
-use crate::tokens;
+use crate::tokens::{self, IntrospectionAnswer};
 
 pub(super) async fn introspect(
     Shared(state): Shared<State>,
@@ -30,20 +30,17 @@ pub(super) async fn introspect(
 ) -> Response {
     let answered = answer(&state, &peer, &headers, &body).await;
     metrics::introspected(match &answered {
-        Ok((api, body)) if body.get("active") == Some(&Value::Bool(true)) => {
-            Introspected::Active(&api.id)
-        }
-        Ok((api, _)) => Introspected::Inactive(&api.id),
+        Ok((api, Some(_))) => Introspected::Active(&api.id),
+        Ok((api, None)) => Introspected::Inactive(&api.id),
         Err(error) => Introspected::Refused(error.code.as_str()),
     });
-    match answered {
-        Ok((_, body)) => {
-            let mut response = Json(body).into_response();
-            no_store(&mut response);
-            response
-        }
-        Err(error) => error.into_response(),
-    }
+    let mut response = match answered {
+        Ok((_, Some(active))) => Json(active).into_response(),
+        Ok((_, None)) => Json(json!({ "active": false })).into_response(),
+        Err(error) => return error.into_response(),
+    };
+    no_store(&mut response);
+    response
 }
 
 /// A registered API, authenticated by its secret (Basic or the form) or its assertion, and
@@ -78,22 +75,16 @@ pub(super) async fn authenticate_api(
     Ok(api)
 }
 
-fn inactive() -> Value {
-    json!({ "active": false })
-}
-
 async fn answer(
     state: &State,
     peer: &Peer,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Arc<Api>, Value), OAuthError> {
+) -> Result<(Arc<Api>, Option<IntrospectionAnswer>), OAuthError> {
     let form = Form::parse(headers, body, &[])?;
     let api = authenticate_api(state, peer, headers, &form).await?;
     // token_type_hint is only a hint (RFC 7662 §2.1): every kind is looked up anyway.
     let token = form.require("token")?;
-    let answer = tokens::introspect_for_api(state, &api, token)
-        .await?
-        .map_or_else(inactive, Value::Object);
+    let answer = tokens::introspect_for_api(state, &api, token).await?;
     Ok((api, answer))
 }

@@ -5,6 +5,8 @@
 //! the role modules handle both alike.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::{LazyLock, PoisonError, RwLock};
 
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ToSql, ffi};
@@ -72,7 +74,7 @@ pub(super) fn query(
     parameters: &[impl ToSql],
 ) -> rusqlite::Result<Vec<Row>> {
     let mut prepared = prepare(connection, sql, parameters)?;
-    let names = column_names(&prepared);
+    let names = column_names(&prepared)?;
     let mut rows = prepared.raw_query();
     let mut read = Vec::new();
     while let Some(row) = rows.next()? {
@@ -88,20 +90,37 @@ pub(super) fn first(
     parameters: &[impl ToSql],
 ) -> rusqlite::Result<Option<Row>> {
     let mut prepared = prepare(connection, sql, parameters)?;
-    let names = column_names(&prepared);
+    let names = column_names(&prepared)?;
     let mut rows = prepared.raw_query();
     rows.next()?.map(|row| inline_row(row, names)).transpose()
 }
 
-fn column_names(prepared: &rusqlite::Statement<'_>) -> Vec<String> {
-    prepared
-        .column_names()
-        .into_iter()
-        .map(str::to_owned)
+fn column_names(prepared: &rusqlite::Statement<'_>) -> rusqlite::Result<Vec<&'static str>> {
+    (0..prepared.column_count())
+        .map(|index| prepared.column_name(index).map(interned))
         .collect()
 }
 
-fn inline_row(row: &rusqlite::Row<'_>, names: Vec<String>) -> rusqlite::Result<Row> {
+/// `name`, kept for the life of the process: rows read here name their columns without a
+/// string each. The names are those of the schema and of the store's own statements, a few
+/// dozen in all.
+fn interned(name: &str) -> &'static str {
+    static NAMES: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(RwLock::default);
+    let read = NAMES.read().unwrap_or_else(PoisonError::into_inner);
+    if let Some(kept) = read.get(name) {
+        return kept;
+    }
+    drop(read);
+    let mut names = NAMES.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(kept) = names.get(name) {
+        return kept;
+    }
+    let kept: &'static str = Box::leak(name.into());
+    names.insert(kept);
+    kept
+}
+
+fn inline_row(row: &rusqlite::Row<'_>, names: Vec<&'static str>) -> rusqlite::Result<Row> {
     let values = names
         .into_iter()
         .enumerate()
@@ -184,13 +203,13 @@ impl DatabaseError for DirectError {
 }
 
 /// A row read here: its columns by name, as SQLite gave them.
-pub(super) struct InlineRow(Vec<(String, Value)>);
+pub(super) struct InlineRow(Vec<(&'static str, Value)>);
 
 impl InlineRow {
     fn value(&self, column: &str) -> Result<&Value, sqlx::Error> {
         self.0
             .iter()
-            .find(|(name, _)| name == column)
+            .find(|(name, _)| *name == column)
             .map(|(_, value)| value)
             .ok_or_else(|| sqlx::Error::ColumnNotFound(column.to_owned()))
     }
