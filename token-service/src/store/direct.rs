@@ -5,8 +5,8 @@
 //! the role modules handle both alike.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
-use std::sync::{LazyLock, PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ToSql, ffi};
@@ -78,55 +78,54 @@ pub(super) fn query(
     let mut rows = prepared.raw_query();
     let mut read = Vec::new();
     while let Some(row) = rows.next()? {
-        read.push(inline_row(row, names.clone())?);
+        read.push(inline_row(row, Arc::clone(&names))?);
     }
     Ok(read)
 }
 
-/// The first row of `sql`, a lookup by key: SQLite is not asked for another.
+/// The first row of `sql`, a lookup by key: SQLite is not asked for another. The statement's
+/// column names are kept once for the process (a lookup's SQL is one of the store's own).
 pub(super) fn first(
     connection: &Connection,
     sql: &str,
     parameters: &[impl ToSql],
 ) -> rusqlite::Result<Option<Row>> {
+    static COLUMNS: LazyLock<RwLock<HashMap<String, ColumnNames>>> = LazyLock::new(RwLock::default);
     let mut prepared = prepare(connection, sql, parameters)?;
-    let names = column_names(&prepared)?;
+    let kept = COLUMNS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(sql)
+        .map(Arc::clone);
+    let names = match kept {
+        Some(names) => names,
+        None => {
+            let names = column_names(&prepared)?;
+            COLUMNS
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(sql.to_owned(), Arc::clone(&names));
+            names
+        }
+    };
     let mut rows = prepared.raw_query();
     rows.next()?.map(|row| inline_row(row, names)).transpose()
 }
 
-fn column_names(prepared: &rusqlite::Statement<'_>) -> rusqlite::Result<Vec<&'static str>> {
+/// A statement's column names, shared by the rows it reads.
+type ColumnNames = Arc<[Box<str>]>;
+
+fn column_names(prepared: &rusqlite::Statement<'_>) -> rusqlite::Result<ColumnNames> {
     (0..prepared.column_count())
-        .map(|index| prepared.column_name(index).map(interned))
+        .map(|index| prepared.column_name(index).map(Box::from))
         .collect()
 }
 
-/// `name`, kept for the life of the process: rows read here name their columns without a
-/// string each. The names are those of the schema and of the store's own statements, a few
-/// dozen in all.
-fn interned(name: &str) -> &'static str {
-    static NAMES: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(RwLock::default);
-    let read = NAMES.read().unwrap_or_else(PoisonError::into_inner);
-    if let Some(kept) = read.get(name) {
-        return kept;
-    }
-    drop(read);
-    let mut names = NAMES.write().unwrap_or_else(PoisonError::into_inner);
-    if let Some(kept) = names.get(name) {
-        return kept;
-    }
-    let kept: &'static str = Box::leak(name.into());
-    names.insert(kept);
-    kept
-}
-
-fn inline_row(row: &rusqlite::Row<'_>, names: Vec<&'static str>) -> rusqlite::Result<Row> {
-    let values = names
-        .into_iter()
-        .enumerate()
-        .map(|(index, name)| Ok((name, row.get::<_, Value>(index)?)))
+fn inline_row(row: &rusqlite::Row<'_>, names: ColumnNames) -> rusqlite::Result<Row> {
+    let values = (0..names.len())
+        .map(|index| row.get::<_, Value>(index))
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Row::Inline(InlineRow(values)))
+    Ok(Row::Inline(InlineRow { names, values }))
 }
 
 /// SQLite could not take its lock at once (another connection holds it): nothing was done.
@@ -203,14 +202,17 @@ impl DatabaseError for DirectError {
 }
 
 /// A row read here: its columns by name, as SQLite gave them.
-pub(super) struct InlineRow(Vec<(&'static str, Value)>);
+pub(super) struct InlineRow {
+    names: ColumnNames,
+    values: Vec<Value>,
+}
 
 impl InlineRow {
     fn value(&self, column: &str) -> Result<&Value, sqlx::Error> {
-        self.0
+        self.names
             .iter()
-            .find(|(name, _)| *name == column)
-            .map(|(_, value)| value)
+            .position(|name| &**name == column)
+            .and_then(|index| self.values.get(index))
             .ok_or_else(|| sqlx::Error::ColumnNotFound(column.to_owned()))
     }
 
