@@ -84,7 +84,8 @@ pub(super) fn query(
 }
 
 /// The first row of `sql`, a lookup by key: SQLite is not asked for another. The statement's
-/// column names are kept once for the process (a lookup's SQL is one of the store's own).
+/// column names are kept once for the process (a lookup's SQL is one of the store's own, a
+/// few in all), and checked against the statement's on each read.
 pub(super) fn first(
     connection: &Connection,
     sql: &str,
@@ -98,8 +99,8 @@ pub(super) fn first(
         .get(sql)
         .map(Arc::clone);
     let names = match kept {
-        Some(names) => names,
-        None => {
+        Some(names) if same_columns(&prepared, &names) => names,
+        _ => {
             let names = column_names(&prepared)?;
             COLUMNS
                 .write()
@@ -110,6 +111,17 @@ pub(super) fn first(
     };
     let mut rows = prepared.raw_query();
     rows.next()?.map(|row| inline_row(row, names)).transpose()
+}
+
+/// Whether `prepared` reads the columns `names` were kept for (two databases of one process
+/// could differ in a table's columns; the check is a pointer and a few bytes per column).
+fn same_columns(prepared: &rusqlite::Statement<'_>, names: &[Box<str>]) -> bool {
+    prepared.column_count() == names.len()
+        && names.iter().enumerate().all(|(index, name)| {
+            prepared
+                .column_name(index)
+                .is_ok_and(|column| column == &**name)
+        })
 }
 
 /// A statement's column names, shared by the rows it reads.
@@ -309,6 +321,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(changed, 2);
+    }
+
+    #[test]
+    fn a_lookup_names_the_columns_of_its_own_database() {
+        let ordered = |columns: &str| {
+            let connection = Connection::open_in_memory().unwrap();
+            connection
+                .execute_batch(&format!(
+                    "CREATE TABLE lookup ({columns}); INSERT INTO lookup (n, t) VALUES (1, 'text')"
+                ))
+                .unwrap();
+            connection
+        };
+        // One statement, two databases whose table has its columns in another order.
+        let (first_order, second_order) =
+            (ordered("n INTEGER, t TEXT"), ordered("t TEXT, n INTEGER"));
+        let sql = "SELECT * FROM lookup WHERE rowid = ?";
+        let _ = first(&second_order, sql, &[Arg::Int(1)]).unwrap();
+        for connection in [&first_order, &second_order, &first_order] {
+            let Some(Row::Inline(row)) = first(connection, sql, &[Arg::Int(1)]).unwrap() else {
+                panic!("the row is found");
+            };
+            assert_eq!(row.int("n").unwrap(), Some(1));
+            assert_eq!(row.text("t").unwrap().as_deref(), Some("text"));
+        }
+        assert!(first(&first_order, sql, &[Arg::Int(2)]).unwrap().is_none());
     }
 
     #[test]
