@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ToSql, ffi};
@@ -83,45 +83,44 @@ pub(super) fn query(
     Ok(read)
 }
 
-/// The first row of `sql`, a lookup by key: SQLite is not asked for another. The statement's
-/// column names are kept once for the process (a lookup's SQL is one of the store's own, a
-/// few in all), and checked against the statement's on each read.
+/// The column names of the statements [`first`] ran on one database, kept once: a lookup's
+/// SQL is one of the store's own, a few in all, and the database's tables do not change
+/// under a running service (its migrations ran first).
+#[derive(Default)]
+pub(super) struct Columns(RwLock<HashMap<String, ColumnNames>>);
+
+impl Columns {
+    fn of(&self, prepared: &rusqlite::Statement<'_>, sql: &str) -> rusqlite::Result<ColumnNames> {
+        let kept = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(sql)
+            .map(Arc::clone);
+        if let Some(names) = kept {
+            return Ok(names);
+        }
+        let names = column_names(prepared)?;
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(sql.to_owned(), Arc::clone(&names));
+        Ok(names)
+    }
+}
+
+/// The first row of `sql`, a lookup by key on the database `columns` are kept for: SQLite is
+/// not asked for another.
 pub(super) fn first(
     connection: &Connection,
     sql: &str,
     parameters: &[impl ToSql],
+    columns: &Columns,
 ) -> rusqlite::Result<Option<Row>> {
-    static COLUMNS: LazyLock<RwLock<HashMap<String, ColumnNames>>> = LazyLock::new(RwLock::default);
     let mut prepared = prepare(connection, sql, parameters)?;
-    let kept = COLUMNS
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(sql)
-        .map(Arc::clone);
-    let names = match kept {
-        Some(names) if same_columns(&prepared, &names) => names,
-        _ => {
-            let names = column_names(&prepared)?;
-            COLUMNS
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(sql.to_owned(), Arc::clone(&names));
-            names
-        }
-    };
+    let names = columns.of(&prepared, sql)?;
     let mut rows = prepared.raw_query();
     rows.next()?.map(|row| inline_row(row, names)).transpose()
-}
-
-/// Whether `prepared` reads the columns `names` were kept for (two databases of one process
-/// could differ in a table's columns; the check is a pointer and a few bytes per column).
-fn same_columns(prepared: &rusqlite::Statement<'_>, names: &[Box<str>]) -> bool {
-    prepared.column_count() == names.len()
-        && names.iter().enumerate().all(|(index, name)| {
-            prepared
-                .column_name(index)
-                .is_ok_and(|column| column == &**name)
-        })
 }
 
 /// A statement's column names, shared by the rows it reads.
@@ -332,21 +331,25 @@ mod tests {
                     "CREATE TABLE lookup ({columns}); INSERT INTO lookup (n, t) VALUES (1, 'text')"
                 ))
                 .unwrap();
-            connection
+            (connection, Columns::default())
         };
         // One statement, two databases whose table has its columns in another order.
-        let (first_order, second_order) =
-            (ordered("n INTEGER, t TEXT"), ordered("t TEXT, n INTEGER"));
+        let databases = [ordered("n INTEGER, t TEXT"), ordered("t TEXT, n INTEGER")];
         let sql = "SELECT * FROM lookup WHERE rowid = ?";
-        let _ = first(&second_order, sql, &[Arg::Int(1)]).unwrap();
-        for connection in [&first_order, &second_order, &first_order] {
-            let Some(Row::Inline(row)) = first(connection, sql, &[Arg::Int(1)]).unwrap() else {
+        for (connection, columns) in databases.iter().chain(&databases) {
+            let Some(Row::Inline(row)) = first(connection, sql, &[Arg::Int(1)], columns).unwrap()
+            else {
                 panic!("the row is found");
             };
             assert_eq!(row.int("n").unwrap(), Some(1));
             assert_eq!(row.text("t").unwrap().as_deref(), Some("text"));
         }
-        assert!(first(&first_order, sql, &[Arg::Int(2)]).unwrap().is_none());
+        let (connection, columns) = &databases[0];
+        assert!(
+            first(connection, sql, &[Arg::Int(2)], columns)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

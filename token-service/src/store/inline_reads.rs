@@ -25,6 +25,8 @@ pub(super) struct InlineReads {
     file: PathBuf,
     idle: Mutex<Vec<Connection>>,
     opened: AtomicUsize,
+    /// The column names of each statement read here (this database's).
+    columns: direct::Columns,
     fallback: Db,
 }
 
@@ -45,6 +47,7 @@ impl InlineReads {
             file,
             idle: Mutex::new(Vec::new()),
             opened: AtomicUsize::new(0),
+            columns: direct::Columns::default(),
             fallback,
         }
     }
@@ -66,7 +69,13 @@ impl InlineReads {
     /// `None` when it could not be read here.
     fn read(&self, statement: &Statement<'_>) -> Option<Option<Row>> {
         let connection = self.take()?;
-        let row = first_row(&connection, statement);
+        let row = direct::first(
+            &connection,
+            statement.sql(),
+            statement.arguments(),
+            &self.columns,
+        )
+        .ok();
         // A connection that failed is closed: the next read opens a fresh one.
         if row.is_some()
             && let Ok(mut idle) = self.idle.lock()
@@ -103,11 +112,6 @@ impl InlineReads {
         connection.pragma_update(None, "query_only", true)?;
         Ok(connection)
     }
-}
-
-/// The first row of `statement` on `connection` (`None`: it could not be read).
-fn first_row(connection: &Connection, statement: &Statement<'_>) -> Option<Option<Row>> {
-    direct::first(connection, statement.sql(), statement.arguments()).ok()
 }
 
 #[cfg(test)]
