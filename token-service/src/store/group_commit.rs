@@ -370,7 +370,6 @@ async fn spend_batch(sink: &impl SpendSink, batch: Vec<Spend>) {
 mod tests {
     use std::sync::Mutex as StdMutex;
 
-    use super::super::TokenKey;
     use super::*;
 
     /// Records the size of each batch it is given.
@@ -381,22 +380,6 @@ mod tests {
         async fn insert(&self, tokens: &[&TokenRecord]) -> Result<(), sqlx::Error> {
             self.0.lock().unwrap().push(tokens.len());
             Ok(())
-        }
-    }
-
-    fn token(byte: u8) -> TokenRecord {
-        TokenRecord {
-            key: TokenKey::from_digest([byte; 32]),
-            jti: format!("jti-{byte}"),
-            client_id: "svc".to_owned(),
-            subject: "svc".to_owned(),
-            scope: "a:b:read".to_owned(),
-            audience: Vec::new(),
-            act: None,
-            issued_at: 100,
-            expires_at: 1000,
-            revoked_at: None,
-            jkt: None,
         }
     }
 
@@ -411,7 +394,7 @@ mod tests {
             let mut requests = tokio::task::JoinSet::new();
             for byte in 0..10 {
                 let writer = writer.clone();
-                requests.spawn(async move { writer.insert(&token(byte)).await });
+                requests.spawn(async move { writer.insert(&TokenRecord::sample(byte)).await });
             }
             for written in requests.join_all().await {
                 written.unwrap();

@@ -122,17 +122,8 @@ mod tests {
 
     fn token(digest: u8) -> TokenRecord {
         TokenRecord {
-            key: TokenKey::from_digest([digest; 32]),
-            jti: format!("jti-{digest}"),
-            client_id: "svc".to_owned(),
-            subject: "svc".to_owned(),
-            scope: "a:b:read".to_owned(),
-            audience: vec!["https://api.example.test".to_owned()],
-            act: None,
-            issued_at: 100,
-            expires_at: 1000,
-            revoked_at: None,
             jkt: Some("thumbprint".to_owned()),
+            ..TokenRecord::sample(digest)
         }
     }
 

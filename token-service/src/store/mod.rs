@@ -104,6 +104,26 @@ pub struct TokenRecord {
     pub act: Option<String>,
 }
 
+#[cfg(test)]
+impl TokenRecord {
+    /// A token of client `svc` for the store's tests, known by `[byte; 32]` (`jti-{byte}`).
+    pub(super) fn sample(byte: u8) -> Self {
+        Self {
+            key: TokenKey::from_digest([byte; 32]),
+            jti: format!("jti-{byte}"),
+            client_id: "svc".to_owned(),
+            subject: "svc".to_owned(),
+            scope: "a:b:read".to_owned(),
+            audience: vec!["https://api.example.test".to_owned()],
+            act: None,
+            issued_at: 100,
+            expires_at: 1000,
+            revoked_at: None,
+            jkt: None,
+        }
+    }
+}
+
 /// A browser session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {

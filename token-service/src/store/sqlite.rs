@@ -130,17 +130,10 @@ mod tests {
 
     fn token(digest: u8, client: &str, expires_at: u64) -> TokenRecord {
         TokenRecord {
-            key: TokenKey::from_digest([digest; 32]),
-            jti: format!("jti-{digest}"),
             client_id: client.to_owned(),
             subject: client.to_owned(),
-            scope: "a:b:read".to_owned(),
-            audience: vec!["https://api.example.test".to_owned()],
-            act: None,
-            issued_at: 100,
             expires_at,
-            revoked_at: None,
-            jkt: None,
+            ..TokenRecord::sample(digest)
         }
     }
 

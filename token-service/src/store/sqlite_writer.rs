@@ -169,22 +169,6 @@ mod tests {
     use super::super::{SqlStore, TokenKey, TokenRecord};
     use super::*;
 
-    fn token(byte: u8) -> TokenRecord {
-        TokenRecord {
-            key: TokenKey::from_digest([byte; 32]),
-            jti: format!("jti-{byte}"),
-            client_id: "svc".to_owned(),
-            subject: "svc".to_owned(),
-            scope: "a:b:read".to_owned(),
-            audience: vec!["https://api.example.test".to_owned()],
-            act: None,
-            issued_at: 100,
-            expires_at: 1000,
-            revoked_at: None,
-            jkt: None,
-        }
-    }
-
     // One runtime thread: a batch waiting for the lock on it would stop every other task.
     #[tokio::test]
     async fn a_batch_meeting_another_connections_write_waits_off_the_runtime_then_commits() {
@@ -193,12 +177,12 @@ mod tests {
         let store = SqlStore::sqlite(&format!("sqlite://{}", file.display()))
             .await
             .unwrap();
-        store.insert_token(&token(1)).await.unwrap();
+        store.insert_token(&TokenRecord::sample(1)).await.unwrap();
         let holder = Connection::open(&file).unwrap();
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
         let insert = tokio::spawn({
             let store = store.clone();
-            async move { store.insert_token(&token(2)).await }
+            async move { store.insert_token(&TokenRecord::sample(2)).await }
         });
         let spend = tokio::spawn({
             let store = store.clone();
