@@ -15,19 +15,22 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::secret::{random_bytes, token_digest};
+use crate::secret::token_digest;
 
 /// Bytes of issue time before the random part.
 const ORDER_BYTES: usize = 8;
-/// A token of this format, decoded: the issue time and 256 random bits.
-const TOKEN_BYTES: usize = ORDER_BYTES + 32;
+/// Random bytes in a token: 256 bits.
+pub const RANDOM_BYTES: usize = 32;
+/// A token of this format, decoded: the issue time and its random part.
+const TOKEN_BYTES: usize = ORDER_BYTES + RANDOM_BYTES;
 
-/// A new opaque access token issued `since_epoch` after the epoch.
+/// A new opaque access token issued `since_epoch` after the epoch, whose random part is
+/// `random` (fresh from the system RNG).
 #[must_use]
-pub fn new(since_epoch: Duration) -> String {
+pub fn new(since_epoch: Duration, random: &[u8; RANDOM_BYTES]) -> String {
     let mut token = [0u8; TOKEN_BYTES];
     token[..ORDER_BYTES].copy_from_slice(&order(since_epoch));
-    token[ORDER_BYTES..].copy_from_slice(&random_bytes());
+    token[ORDER_BYTES..].copy_from_slice(random);
     URL_SAFE_NO_PAD.encode(token)
 }
 
@@ -128,15 +131,16 @@ impl fmt::Debug for TokenKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::random_bytes;
 
     #[test]
     fn a_token_is_its_issue_time_then_256_random_bits() {
         let at = Duration::from_micros(1_800_000_000_123_456);
-        let token = new(at);
+        let token = new(at, &random_bytes());
         assert_eq!(token.len(), 54);
         let decoded = URL_SAFE_NO_PAD.decode(&token).unwrap();
         assert_eq!(decoded[..8], 1_800_000_000_123_456u64.to_be_bytes());
-        assert_ne!(new(at), token, "the random part differs");
+        assert_ne!(new(at, &random_bytes()), token, "the random part differs");
         let key = TokenKey::of(&token);
         assert_eq!(key.as_stored()[..8], decoded[..8]);
         assert_eq!(key.as_stored()[8..], token_digest(&token));
@@ -149,7 +153,7 @@ mod tests {
         let mut keys: Vec<Vec<u8>> = (0..100u64)
             .map(|step| {
                 let at = Duration::from_micros(1_800_000_000_000_000 + step * 997);
-                TokenKey::of(&new(at)).as_stored().to_vec()
+                TokenKey::of(&new(at, &random_bytes())).as_stored().to_vec()
             })
             .collect();
         let issued = keys.clone();
@@ -171,7 +175,7 @@ mod tests {
     /// (or anything else) changes its key's digest, so it finds no row.
     #[test]
     fn any_value_gets_a_key_holding_its_digest() {
-        let token = new(Duration::from_secs(1_800_000_000));
+        let token = new(Duration::from_secs(1_800_000_000), &random_bytes());
         let mut altered = token.clone().into_bytes();
         altered[3] = if altered[3] == b'A' { b'B' } else { b'A' };
         let altered = String::from_utf8(altered).unwrap();
@@ -198,7 +202,7 @@ mod tests {
 
     #[test]
     fn debug_shows_no_whole_digest() {
-        let key = TokenKey::of(&new(Duration::from_secs(1)));
+        let key = TokenKey::of(&new(Duration::from_secs(1), &random_bytes()));
         let shown = format!("{key:?}");
         assert!(shown.len() < 24, "{shown}");
     }

@@ -54,7 +54,14 @@ impl<'de> Deserialize<'de> for Secret {
 /// 32 random bytes.
 #[must_use]
 pub fn random_bytes() -> [u8; 32] {
-    let mut bytes = [0u8; 32];
+    random_array()
+}
+
+/// `N` random bytes. The system RNG's cost is mostly per call (each call mixes in the CPU's own
+/// generator), not per byte: a caller needing several random values draws them at once.
+#[must_use]
+pub fn random_array<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     // aws-lc's system RNG does not fail on supported platforms; an all-zero token would be
     // caught by no one, so a failure here must stop the process rather than continue.
     #[allow(clippy::expect_used)]

@@ -13,7 +13,7 @@ use crate::State;
 use crate::config::{Client, GrantType, TokenFormat};
 use crate::error::{ErrorCode, OAuthError};
 use crate::opaque_token;
-use crate::secret::random_token;
+use crate::secret;
 use crate::store::{StoreError, TokenKey, TokenRecord};
 use crate::telemetry::metrics;
 
@@ -60,8 +60,8 @@ pub struct IssuedToken {
     pub access_token: String,
     /// Lifetime in seconds.
     pub expires_in: u64,
-    /// Granted scopes.
-    pub scope: ScopeSet,
+    /// Granted scopes, space-separated (as the token response and the token's row write them).
+    pub scope: String,
     /// Its identifier (for logs).
     pub jti: String,
     /// Bound to a DPoP key: its `token_type` is `DPoP` (RFC 9449 §5).
@@ -124,10 +124,18 @@ pub struct ActiveToken {
 /// then 96 random bits (16 characters, base64url). Identifiers issued one after another sort
 /// one after another, so an opaque token's row lands at the end of the `jti` index rather
 /// than on a random page of it; the random part keeps them unique across instances.
-fn new_jti(since_epoch: std::time::Duration) -> String {
+fn new_jti(since_epoch: std::time::Duration, random: &[u8; JTI_RANDOM_BYTES]) -> String {
+    use std::fmt::Write as _;
     let millisecond = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
-    format!("{millisecond:012x}{}", &random_token()[..16])
+    let mut jti = String::with_capacity(28);
+    // Writing to a `String` cannot fail.
+    let _ = write!(jti, "{millisecond:012x}");
+    URL_SAFE_NO_PAD.encode_string(random, &mut jti);
+    jti
 }
+
+/// Random bytes in a `jti`: 96 bits, 16 characters.
+const JTI_RANDOM_BYTES: usize = 12;
 
 /// Issues an access token for `grant` in the client's format and lifetime.
 ///
@@ -147,10 +155,17 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
     let ttl = grant.not_after.map_or(lifetime, |not_after| {
         lifetime.min(not_after.saturating_sub(now))
     });
-    let jti = new_jti(since_epoch);
+    // The `jti`'s random part and an opaque token's, in one draw.
+    let random: [u8; JTI_RANDOM_BYTES + opaque_token::RANDOM_BYTES] = secret::random_array();
+    let (mut jti_random, mut token_random) =
+        ([0; JTI_RANDOM_BYTES], [0; opaque_token::RANDOM_BYTES]);
+    jti_random.copy_from_slice(&random[..JTI_RANDOM_BYTES]);
+    token_random.copy_from_slice(&random[JTI_RANDOM_BYTES..]);
+    let jti = new_jti(since_epoch, &jti_random);
+    let scope = grant.scope.to_string();
     let access_token = match grant.client.settings.token_format {
         TokenFormat::Opaque => {
-            let token = opaque_token::new(since_epoch);
+            let token = opaque_token::new(since_epoch, &token_random);
             state
                 .store()
                 .insert_token(&TokenRecord {
@@ -158,7 +173,7 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
                     jti: jti.clone(),
                     client_id: grant.client.id().to_owned(),
                     subject: grant.subject.clone(),
-                    scope: grant.scope.to_string(),
+                    scope: scope.clone(),
                     audience: grant.audience.clone(),
                     issued_at: now,
                     expires_at: now + ttl,
@@ -169,7 +184,7 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
                 .await?;
             token
         }
-        TokenFormat::Jwt => sign_jwt(state, grant, &jti, now, ttl)?,
+        TokenFormat::Jwt => sign_jwt(state, grant, &scope, &jti, now, ttl)?,
     };
     for grant_id in &grant.grants {
         let revoked_meanwhile = state
@@ -192,7 +207,7 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
     Ok(IssuedToken {
         access_token,
         expires_in: ttl,
-        scope: grant.scope.clone(),
+        scope,
         jti,
         dpop_bound: grant.jkt.is_some(),
     })
@@ -202,6 +217,7 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
 fn sign_jwt(
     state: &State,
     grant: &AccessGrant,
+    scope: &str,
     jti: &str,
     now: u64,
     ttl: u64,
@@ -220,7 +236,7 @@ fn sign_jwt(
         "nbf": now,
         "exp": now + ttl,
         "jti": jti,
-        "scope": grant.scope.to_string(),
+        "scope": scope,
     });
     if let Some(fields) = claims.as_object_mut() {
         if let Some(jkt) = &grant.jkt {

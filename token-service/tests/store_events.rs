@@ -89,7 +89,12 @@ async fn events_after(
 #[tokio::test]
 async fn tokens_stored_under_their_issue_time_are_named_by_their_digest() {
     for (name, store, _keep) in backends().await {
-        let issued = |second: u64| opaque_token::new(Duration::from_secs(second));
+        let issued = |second: u64| {
+            opaque_token::new(
+                Duration::from_secs(second),
+                &scopegate_token_service::secret::random_bytes(),
+            )
+        };
         let (alone, granted) = (issued(100), issued(101));
         for (value, jti) in [(&alone, "jti-alone"), (&granted, "jti-granted")] {
             let mut record = token(0, "web", "u1");

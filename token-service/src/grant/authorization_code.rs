@@ -400,7 +400,7 @@ mod tests {
             access: IssuedToken {
                 access_token: "secret-access-value".into(),
                 expires_in: 60,
-                scope: scopegate_validator::ScopeSet::default(),
+                scope: String::new(),
                 jti: "jti-1".into(),
                 dpop_bound: false,
             },

@@ -35,7 +35,6 @@ mod userinfo;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use tower_http::trace::TraceLayer;
 
 use crate::State;
 use crate::store::StoreError;
@@ -108,8 +107,7 @@ pub async fn app(state: State) -> Result<Router, AppError> {
         .layer(axum::Extension(peer::TrustedProxies(
             state.config().trusted_proxies.clone().into(),
         )))
-        .layer(axum::middleware::from_fn(observe::record))
-        .layer(TraceLayer::new_for_http().make_span_with(observe::request_span))
+        .layer(observe::ObserveLayer)
         .with_state(state))
 }
 

@@ -2,15 +2,18 @@
 //! caller's trace), its duration by route and status, and the Prometheus scrape endpoint on a
 //! listener of its own.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::header::CONTENT_TYPE;
 use metrics_exporter_prometheus::PrometheusHandle;
+use pin_project_lite::pin_project;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::telemetry::metrics;
@@ -58,20 +61,93 @@ fn remote_parent(headers: &http::HeaderMap) -> opentelemetry::Context {
         .extract(&opentelemetry_http::HeaderExtractor(headers))
 }
 
-/// Records each request's duration by method, route and status, and its status on its span.
-pub(super) async fn record(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = route_of(&request).to_owned();
-    let response = next.run(request).await;
-    let status = response.status();
-    let span = tracing::Span::current();
-    span.record("http.response.status_code", i64::from(status.as_u16()));
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+/// Observes each request of the routes it wraps: its span ([`request_span`], entered whenever
+/// the route runs), its duration by method, route and status, and its status on the span. One
+/// layer, no boxed future and no clone of the route per request: it wraps every route, and a
+/// request's own work is a few microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ObserveLayer;
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner }
     }
-    metrics::http_request(method.as_str(), &route, status.as_u16(), started.elapsed());
-    response
+}
+
+/// The service of [`ObserveLayer`].
+#[derive(Debug, Clone)]
+pub(super) struct Observe<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Observe<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Observed<S::Future>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let span = request_span(&request);
+        let method = metrics::method_label(request.method().as_str());
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let started = Instant::now();
+        let future = span.in_scope(|| self.inner.call(request));
+        Observed {
+            future,
+            span,
+            method,
+            route,
+            started,
+        }
+    }
+}
+
+pin_project! {
+    /// A request being answered, in its span.
+    pub(super) struct Observed<F> {
+        #[pin]
+        future: F,
+        span: tracing::Span,
+        method: &'static str,
+        route: Option<MatchedPath>,
+        started: Instant,
+    }
+}
+
+impl<F, E> Future for Observed<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let answered = std::task::ready!(this.future.poll(context));
+        if let Ok(response) = &answered {
+            let status = response.status();
+            let elapsed = this.started.elapsed();
+            this.span
+                .record("http.response.status_code", i64::from(status.as_u16()));
+            if status.is_server_error() {
+                this.span.record("otel.status_code", "ERROR");
+                tracing::error!(status = status.as_u16(), ?elapsed, "response failed");
+            } else {
+                tracing::debug!(status = status.as_u16(), ?elapsed, "request answered");
+            }
+            let route = this.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            metrics::http_request(this.method, route, status.as_u16(), elapsed);
+        }
+        Poll::Ready(answered)
+    }
 }
 
 /// The routes of the metrics listener: `GET /metrics` in Prometheus's text format.

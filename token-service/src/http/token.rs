@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use scopegate_validator::ScopeSet;
-use serde_json::json;
 
 use super::client_auth::{self, Credentials, Proof};
 use super::error::{DPOP_NONCE, no_store};
@@ -39,24 +38,16 @@ pub(super) async fn token(
             refresh_token,
             issued_token_type,
         }) => {
-            let mut answer = json!({
-                "access_token": issued.access_token,
-                "token_type": issued.token_type(),
-                "expires_in": issued.expires_in,
-                "scope": issued.scope.to_string(),
-            });
-            if let Some(fields) = answer.as_object_mut() {
-                if let Some(id_token) = id_token {
-                    fields.insert("id_token".to_owned(), id_token.into());
-                }
-                if let Some(refresh_token) = refresh_token {
-                    fields.insert("refresh_token".to_owned(), refresh_token.into());
-                }
-                if let Some(issued_token_type) = issued_token_type {
-                    fields.insert("issued_token_type".to_owned(), issued_token_type.into());
-                }
-            }
-            let mut response = Json(answer).into_response();
+            let mut response = Json(TokenResponse {
+                access_token: &issued.access_token,
+                token_type: issued.token_type(),
+                expires_in: issued.expires_in,
+                scope: &issued.scope,
+                id_token: id_token.as_deref(),
+                refresh_token: refresh_token.as_deref(),
+                issued_token_type,
+            })
+            .into_response();
             no_store(&mut response);
             // RFC 9449 §8.2: the nonce to use next, so a client need not be refused for it.
             if let Some(nonce) = state.dpop_nonces().and_then(|nonces| {
@@ -71,6 +62,22 @@ pub(super) async fn token(
             error.into_response()
         }
     }
+}
+
+/// The successful token response's body (RFC 6749 §5.1, OpenID Connect Core §3.1.3.3,
+/// RFC 8693 §2.2.1), serialized as it is, without a JSON tree built first.
+#[derive(serde::Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
 }
 
 /// What a grant issued.

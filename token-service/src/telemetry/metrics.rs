@@ -228,9 +228,9 @@ pub fn signing_key_in_use(activated_at: u64) {
     gauge!(SIGNING_KEY_ACTIVE_SINCE).set(activated_at as f64);
 }
 
-/// An HTTP request was answered. `route` is the matched route template (never the raw path).
-pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let method = method_label(method);
+/// An HTTP request was answered. `method` is its [`method_label`]; `route` is the matched route
+/// template (never the raw path).
+pub fn http_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
     let record = |histogram: &Histogram| histogram.record(elapsed.as_secs_f64());
     let new_series = || {
         histogram!(
@@ -283,9 +283,10 @@ fn with_cached<K: Eq + Hash>(
     cache.with_borrow_mut(|handles| use_it(handles.entry(key).or_insert_with(create)));
 }
 
-/// A method outside the standard ones is `_OTHER` (OpenTelemetry's rule): a client choosing
-/// its own methods must not make new series.
-fn method_label(method: &str) -> &'static str {
+/// The label of a request's method (`http_request`'s `method`): a method outside the standard
+/// ones is `_OTHER` (OpenTelemetry's rule), so that a client choosing its own methods makes no
+/// new series.
+pub fn method_label(method: &str) -> &'static str {
     const KNOWN: [&str; 9] = [
         "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
     ];

@@ -84,7 +84,6 @@ where
     // statement summaries at WARN: one per query would double every trace).
     let filter = Targets::new()
         .with_target("scopegate_token_service", Level::DEBUG)
-        .with_target("tower_http", Level::DEBUG)
         .with_target("sqlx", Level::WARN)
         .with_default(Level::INFO);
     let layer = tracing_opentelemetry::layer()
