@@ -529,3 +529,24 @@ async fn user_claims(
         None => serde_json::Map::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_jti_is_the_millisecond_in_hex_then_its_random_part_in_base64url() {
+        let since_epoch = Duration::from_millis(0x0123_4567_89ab);
+        assert_eq!(
+            new_jti(since_epoch, &[0xff; JTI_RANDOM_BYTES]),
+            "0123456789ab________________"
+        );
+        // Twelve hex digits at least, for as long as the clock reads before the year 10 000.
+        assert_eq!(
+            new_jti(Duration::from_millis(1), &[0; JTI_RANDOM_BYTES]),
+            "000000000001AAAAAAAAAAAAAAAA"
+        );
+    }
+}
