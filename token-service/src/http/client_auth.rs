@@ -60,6 +60,10 @@ pub(crate) const MAX_ASSERTION_BYTES: usize = 8 * 1024;
 
 /// Reverses the `application/x-www-form-urlencoded` encoding of a Basic credential part.
 fn form_decode(part: &str) -> Option<String> {
+    if !part.contains(['+', '%']) {
+        // Nothing encoded (most ids and secrets): the part as it is.
+        return Some(part.to_owned());
+    }
     let plus_as_space = part.replace('+', " ");
     percent_encoding::percent_decode_str(&plus_as_space)
         .decode_utf8()

@@ -22,6 +22,25 @@ pub(crate) const fn status(error: &OAuthError) -> StatusCode {
     }
 }
 
+/// A token-endpoint answer (RFC 6749 §5.1): `value` as JSON, with [`no_store`]'s headers. The
+/// body is written into one buffer sized for such an answer: axum's `Json` starts smaller and
+/// writes through `BytesMut`'s writer, which checks its capacity at every fragment.
+pub(crate) fn no_store_json(value: &impl serde::Serialize) -> Response {
+    let mut body = Vec::with_capacity(512);
+    if let Err(error) = serde_json::to_writer(&mut body, value) {
+        // Only a map with non-string keys fails; none of the answers has one.
+        tracing::error!(%error, "an answer could not be written as JSON");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let mut response = Response::new(axum::body::Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    no_store(&mut response);
+    response
+}
+
 /// Headers every token-endpoint answer carries (RFC 6749 §5.1).
 pub(crate) fn no_store(response: &mut Response) {
     let headers = response.headers_mut();

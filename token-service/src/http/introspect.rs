@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State as Shared;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -11,7 +10,7 @@ use http::HeaderMap;
 use serde_json::json;
 
 use super::client_auth::{self, Proof};
-use super::error::no_store;
+use super::error::no_store_json;
 use super::form::Form;
 use super::peer::Peer;
 use super::token::accepted;
@@ -34,13 +33,11 @@ pub(super) async fn introspect(
         Ok((api, None)) => Introspected::Inactive(&api.id),
         Err(error) => Introspected::Refused(error.code.as_str()),
     });
-    let mut response = match answered {
-        Ok((_, Some(active))) => Json(active).into_response(),
-        Ok((_, None)) => Json(json!({ "active": false })).into_response(),
-        Err(error) => return error.into_response(),
-    };
-    no_store(&mut response);
-    response
+    match answered {
+        Ok((_, Some(active))) => no_store_json(&active),
+        Ok((_, None)) => no_store_json(&json!({ "active": false })),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// A registered API, authenticated by its secret (Basic or the form) or its assertion, and

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State as Shared;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -11,7 +10,7 @@ use http::{HeaderMap, HeaderValue};
 use scopegate_validator::ScopeSet;
 
 use super::client_auth::{self, Credentials, Proof};
-use super::error::{DPOP_NONCE, no_store};
+use super::error::{DPOP_NONCE, no_store_json};
 use super::form::Form;
 use super::peer::Peer;
 use crate::State;
@@ -38,7 +37,7 @@ pub(super) async fn token(
             refresh_token,
             issued_token_type,
         }) => {
-            let mut response = Json(TokenResponse {
+            let mut response = no_store_json(&TokenResponse {
                 access_token: &issued.access_token,
                 token_type: issued.token_type(),
                 expires_in: issued.expires_in,
@@ -46,9 +45,7 @@ pub(super) async fn token(
                 id_token: id_token.as_deref(),
                 refresh_token: refresh_token.as_deref(),
                 issued_token_type,
-            })
-            .into_response();
-            no_store(&mut response);
+            });
             // RFC 9449 §8.2: the nonce to use next, so a client need not be refused for it.
             if let Some(nonce) = state.dpop_nonces().and_then(|nonces| {
                 HeaderValue::from_str(&nonces.current(Duration::from_secs(state.now()))).ok()
