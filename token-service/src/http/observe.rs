@@ -24,9 +24,8 @@ const UNMATCHED: &str = "unmatched";
 /// The span of one request: method, route and path — nothing a client sent beyond them (no
 /// headers, no body, and no query: it holds `id_token_hint`, `state`, codes and PKCE
 /// challenges). Its parent is the caller's span when it sent a W3C `traceparent`.
-pub(super) fn request_span(request: &Request) -> tracing::Span {
+fn request_span(request: &Request, route: &str) -> tracing::Span {
     let method = request.method().as_str();
-    let route = route_of(request);
     let span = tracing::debug_span!(
         "request",
         otel.name = format_args!("{method} {route}").to_string(),
@@ -46,11 +45,8 @@ pub(super) fn request_span(request: &Request) -> tracing::Span {
 }
 
 /// The route template a request matched (never its path), or [`UNMATCHED`].
-fn route_of(request: &Request) -> &str {
-    request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
+fn route_name(matched: Option<&MatchedPath>) -> &str {
+    matched.map_or(UNMATCHED, MatchedPath::as_str)
 }
 
 /// The caller's trace context from its W3C `traceparent` / `tracestate` headers (an empty
@@ -95,9 +91,9 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let span = request_span(&request);
-        let method = metrics::method_label(request.method().as_str());
         let route = request.extensions().get::<MatchedPath>().cloned();
+        let span = request_span(&request, route_name(route.as_ref()));
+        let method = metrics::method_label(request.method().as_str());
         let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(request));
         Observed {
@@ -143,7 +139,7 @@ where
             } else {
                 tracing::debug!(status = status.as_u16(), ?elapsed, "request answered");
             }
-            let route = this.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            let route = route_name(this.route.as_ref());
             metrics::http_request(this.method, route, status.as_u16(), elapsed);
         }
         Poll::Ready(answered)

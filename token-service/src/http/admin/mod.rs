@@ -284,8 +284,6 @@ fn string_member<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a s
 
 /// A response that must not be cached (it shows a secret).
 fn no_store(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    super::error::no_store(&mut response);
     response
 }
