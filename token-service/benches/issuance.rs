@@ -51,6 +51,10 @@ use scopegate_validator::SystemClock;
 
 use node_oidc_provider::NodeOidcProvider;
 
+/// The allocator the shipped binary runs on (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: scopegate_token_service::Allocator = scopegate_token_service::Allocator;
+
 const API: &str = "https://api.example.test";
 
 /// Every issuance asks for both of the client's scopes (node-oidc-provider grants none

@@ -48,6 +48,11 @@ use scopegate_validator::{Clock, SystemClock};
 
 pub use config::Config;
 
+/// The global allocator the `token-service` binary (and its benchmarks) run on: the service
+/// allocates and frees across threads on every request (runtime workers, the store's writer),
+/// where glibc's allocator spent about a fifth of the service's CPU (BENCHMARKS.md).
+pub use mimalloc::MiMalloc as Allocator;
+
 use crate::clients::Registry;
 use crate::keys::{KeyError, KeyRing};
 use crate::secret::SecretVerifier;

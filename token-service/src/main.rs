@@ -20,6 +20,9 @@ use scopegate_token_service::store;
 use scopegate_token_service::telemetry::traces;
 use scopegate_token_service::{State, rotation, users};
 
+#[global_allocator]
+static ALLOCATOR: scopegate_token_service::Allocator = scopegate_token_service::Allocator;
+
 /// A compact OAuth2 / OpenID Connect authorization server.
 ///
 /// Without --config it runs on the demo configuration built into the binary
