@@ -44,7 +44,7 @@ use std::time::Instant;
 
 use base64::Engine;
 use scopegate_token_service::config::Config;
-use scopegate_token_service::http::app;
+use scopegate_token_service::http;
 use scopegate_token_service::keys::{KeyAlgorithm, SigningKey};
 use scopegate_token_service::{State, store};
 use scopegate_validator::SystemClock;
@@ -378,8 +378,12 @@ async fn start_service(algorithm: &str, storage: &str) -> String {
     let state = State::with_store(config, store, std::sync::Arc::new(SystemClock))
         .await
         .unwrap();
-    let router = app(state).await.unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    // Served as the binary serves (its background jobs, peer addresses, socket options).
+    tokio::spawn(async move {
+        http::serve(state, listener, std::future::pending())
+            .await
+            .unwrap();
+    });
     issuer
 }
 
