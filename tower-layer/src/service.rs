@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Extensions, HeaderValue, Request, Response, StatusCode};
 use scopegate_validator::dpop::check_bearer_use;
 use scopegate_validator::{Principal, ScopeSet};
 use tower_service::Service;
@@ -47,25 +47,33 @@ where
         self.inner.poll_ready(context)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let (mut parts, body) = request.into_parts();
-        let rule = self.config.rule_for(parts.uri.path());
-        // The fast path: a token whose answer is cached needs no waiting and no allocation.
-        if let Some(principal) = cached(&self.config, rule, &parts) {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let rule = self.config.rule_for(request.uri().path());
+        // The fast path: a token whose answer is cached needs no waiting and no allocation,
+        // and the request goes on whole (not taken apart and put together again).
+        if let Some(principal) = cached(&self.config, rule, &request) {
             rule.outcomes.accepted();
-            pass_on(&self.config, &mut parts, principal, AuthScheme::Bearer);
-            return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
+            pass_on(
+                &self.config,
+                request.extensions_mut(),
+                principal,
+                AuthScheme::Bearer,
+            );
+            return ResponseFuture::inner(self.inner.call(request));
         }
-        if self.config.anonymous_allowed && presents_nothing(&self.config, &parts) {
+        if self.config.anonymous_allowed && presents_nothing(&self.config, &request) {
             rule.outcomes.anonymous();
-            parts.extensions.insert(Anonymous);
+            request.extensions_mut().insert(Anonymous);
             // An extractor's 401 to an anonymous caller challenges as the layer would: with
             // DPoP's challenge too where DPoP is accepted.
             if self.config.options_customized || self.config.dpop.is_some() {
-                parts.extensions.insert(Arc::clone(&self.config.options));
+                request
+                    .extensions_mut()
+                    .insert(Arc::clone(&self.config.options));
             }
-            return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
+            return ResponseFuture::inner(self.inner.call(request));
         }
+        let (mut parts, body) = request.into_parts();
         // Validation may wait (a key fetch, an introspection call): a clone waits, and asks for
         // readiness only once the request is authorized, so the ready instance is not held by
         // a request that may well be refused.
@@ -78,7 +86,12 @@ where
             match authorize(&config, rule, &parts).await {
                 Ok(authorized) => {
                     rule.outcomes.accepted();
-                    pass_on(&config, &mut parts, authorized.principal, authorized.scheme);
+                    pass_on(
+                        &config,
+                        &mut parts.extensions,
+                        authorized.principal,
+                        authorized.scheme,
+                    );
                     std::future::poll_fn(|context| inner.poll_ready(context)).await?;
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
                     if let Some(nonce) = authorized.next_nonce {
@@ -132,14 +145,19 @@ fn with_nonce(config: &Config, rejection: Rejection) -> Rejection {
 /// the scheme and the layer's response options (an extractor's refusal then challenges with
 /// DPoP); for a bearer request, the options only when they are not the defaults — a bearer
 /// request's refusals challenge `Bearer`, which the defaults do, and its fast path stays lean.
-fn pass_on(config: &Config, parts: &mut Parts, principal: Arc<Principal>, scheme: AuthScheme) {
-    parts.extensions.insert(principal);
+fn pass_on(
+    config: &Config,
+    extensions: &mut Extensions,
+    principal: Arc<Principal>,
+    scheme: AuthScheme,
+) {
+    extensions.insert(principal);
     let dpop = scheme == AuthScheme::Dpop;
     if dpop {
-        parts.extensions.insert(scheme);
+        extensions.insert(scheme);
     }
     if config.options_customized || dpop {
-        parts.extensions.insert(Arc::clone(&config.options));
+        extensions.insert(Arc::clone(&config.options));
     }
 }
 
@@ -151,12 +169,12 @@ pub(crate) struct Anonymous;
 
 /// No `Authorization` header at all, and no token in the query string: the only requests an
 /// optional layer serves as anonymous.
-fn presents_nothing(config: &Config, request: &Parts) -> bool {
-    !request.headers.contains_key(AUTHORIZATION)
+fn presents_nothing<B>(config: &Config, request: &Request<B>) -> bool {
+    !request.headers().contains_key(AUTHORIZATION)
         && matches!(
             token::credentials(
-                &request.headers,
-                request.uri.query(),
+                request.headers(),
+                request.uri().query(),
                 config.max_header_bytes
             ),
             Credentials::Missing
@@ -166,10 +184,10 @@ fn presents_nothing(config: &Config, request: &Parts) -> bool {
 /// A cached principal, presented as a bearer token where that is accepted, that is no
 /// sender-constrained token and satisfies the rule's requirement; anything else takes the full
 /// path, which also produces the right refusal.
-fn cached(config: &Config, rule: &Rule, request: &Parts) -> Option<Arc<Principal>> {
+fn cached<B>(config: &Config, rule: &Rule, request: &Request<B>) -> Option<Arc<Principal>> {
     let Credentials::Bearer(token) = token::credentials(
-        &request.headers,
-        request.uri.query(),
+        request.headers(),
+        request.uri().query(),
         config.max_header_bytes,
     ) else {
         return None;
@@ -184,7 +202,7 @@ fn cached(config: &Config, rule: &Rule, request: &Parts) -> Option<Arc<Principal
     let principal = config.validator.cached(token)?;
     check_bearer_use(&principal).ok()?;
     principal
-        .check(&rule.requirement, request.method.as_str())
+        .check(&rule.requirement, request.method().as_str())
         .ok()?;
     Some(principal)
 }
