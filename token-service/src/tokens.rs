@@ -168,7 +168,7 @@ pub async fn issue(state: &State, grant: &AccessGrant) -> Result<IssuedToken, OA
             let token = opaque_token::new(since_epoch, &token_random);
             state
                 .store()
-                .insert_token(&TokenRecord {
+                .insert_token(TokenRecord {
                     key: TokenKey::of(&token),
                     jti: jti.clone(),
                     client_id: grant.client.id().to_owned(),

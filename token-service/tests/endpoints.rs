@@ -409,7 +409,7 @@ async fn opaque_tokens_of_the_earlier_format_still_introspect_and_revoke() {
     service
         .state
         .store()
-        .insert_token(&scopegate_token_service::store::TokenRecord {
+        .insert_token(scopegate_token_service::store::TokenRecord {
             // What the earlier version wrote: the token's SHA-256.
             key: TokenKey::from_digest(token_digest(&legacy)),
             jti: "issued-before".into(),

@@ -104,7 +104,7 @@ async fn records_round_trip_on_every_backend() {
         );
         // Unbound (odd digest) and DPoP-bound (even) tokens alike.
         for digest in [3, 8] {
-            store.insert_token(&token(digest, "svc-a")).await.unwrap();
+            store.insert_token(token(digest, "svc-a")).await.unwrap();
             assert_eq!(
                 store
                     .find_token(&TokenKey::from_digest([digest; 32]))
@@ -223,9 +223,9 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens_on_every_b
         store.insert_refresh(&refresh(5, "family-1")).await.unwrap();
         let mut own = token(6, "web");
         own.subject = "u1".into();
-        store.insert_token(&own).await.unwrap();
+        store.insert_token(own).await.unwrap();
         let others = token(7, "svc"); // another subject: untouched
-        store.insert_token(&others).await.unwrap();
+        store.insert_token(others).await.unwrap();
 
         assert!(store.delete_user("jane", 100).await.unwrap(), "{name}");
         assert!(store.find_user_by_name("jane").await.unwrap().is_none());
@@ -298,8 +298,8 @@ async fn clients_round_trip_and_deleting_one_revokes_its_tokens_on_every_backend
         assert_eq!(format!("{found:?}"), format!("{signer:?}"), "{name}");
         assert!(!found.is_public() && found.keys.is_some(), "{name}");
         store.insert_refresh(&refresh(5, "family-1")).await.unwrap();
-        store.insert_token(&token(6, "web")).await.unwrap();
-        store.insert_token(&token(7, "svc")).await.unwrap(); // another client: untouched
+        store.insert_token(token(6, "web")).await.unwrap();
+        store.insert_token(token(7, "svc")).await.unwrap(); // another client: untouched
 
         assert!(store.delete_client("web", 100).await.unwrap(), "{name}");
         assert!(store.find_client("web").await.unwrap().is_none(), "{name}");
@@ -413,7 +413,7 @@ async fn concurrent_token_inserts_all_land_and_a_duplicate_fails_alone_on_every_
                 digest[..2].copy_from_slice(&distinct.to_le_bytes());
                 record.key = TokenKey::from_digest(digest);
                 record.jti = format!("jti-{index}");
-                (distinct, store.insert_token(&record).await)
+                (distinct, store.insert_token(record).await)
             });
         }
         let mut written = std::collections::HashMap::<u16, usize>::new();
@@ -493,7 +493,7 @@ async fn tokens_recorded_while_their_grant_is_revoked_never_escape_on_every_back
                 let (store, grant) = (Arc::clone(&store), grant.clone());
                 work.spawn(async move {
                     let digest = round * 16 + index;
-                    store.insert_token(&token(digest, "web")).await.unwrap();
+                    store.insert_token(token(digest, "web")).await.unwrap();
                     let jti = format!("jti-{digest}");
                     if store
                         .record_grant_token(&grant, &jti, "web", 1_000)

@@ -100,7 +100,7 @@ async fn tokens_stored_under_their_issue_time_are_named_by_their_digest() {
             let mut record = token(0, "web", "u1");
             record.key = TokenKey::of(value);
             record.jti = jti.into();
-            store.insert_token(&record).await.unwrap();
+            store.insert_token(record.clone()).await.unwrap();
             assert_eq!(TokenKey::of(value).as_stored().len(), 40);
             let found = store.find_token(&TokenKey::of(value)).await.unwrap();
             assert_eq!(found, Some(record), "{name}");
@@ -136,7 +136,7 @@ async fn every_revocation_writes_its_one_event_on_every_backend() {
         let wide = |now: u64| now + EVENT_RETENTION_SECS;
 
         // An opaque token: named by the base64url of its digest, kept until it expires.
-        store.insert_token(&token(1, "web", "u1")).await.unwrap();
+        store.insert_token(token(1, "web", "u1")).await.unwrap();
         store
             .revoke_token(&TokenKey::from_digest([1; 32]), "web", 50)
             .await
@@ -173,7 +173,7 @@ async fn every_revocation_writes_its_one_event_on_every_backend() {
         seen = store.last_event_position().await.unwrap();
 
         // A grant: its opaque token by digest, its JWT by jti; a second revocation adds nothing.
-        store.insert_token(&token(2, "web", "u1")).await.unwrap();
+        store.insert_token(token(2, "web", "u1")).await.unwrap();
         store
             .record_grant_token("grant-1", "jti-2", "web", 1_002)
             .await

@@ -48,13 +48,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
                  every caller"
             );
         }
+        // Borrowed, not cloned: every worker would write the `Arc`'s count on every request.
         let trusted = parts
             .extensions
             .get::<TrustedProxies>()
-            .map(|trusted| Arc::clone(&trusted.0))
-            .unwrap_or_default();
+            .map_or(&[][..], |trusted| &trusted.0[..]);
         Ok(Self(peer.map(|peer| {
-            client_address(peer, &parts.headers, &trusted).to_string()
+            client_address(peer, &parts.headers, trusted).to_string()
         })))
     }
 }

@@ -170,15 +170,12 @@ impl TokenWriter {
     }
 
     /// Records `token`; returns once the transaction holding it has committed.
-    pub(super) async fn insert(&self, token: &TokenRecord) -> Result<(), StoreError> {
+    pub(super) async fn insert(&self, token: TokenRecord) -> Result<(), StoreError> {
         let (written, outcome) = oneshot::channel();
         let stopped = || StoreError::Shared("the token writer has stopped".to_owned());
         async {
             self.queue
-                .send(Pending {
-                    token: token.clone(),
-                    written,
-                })
+                .send(Pending { token, written })
                 .await
                 .map_err(|_| stopped())?;
             outcome.await.map_err(|_| stopped())?
@@ -394,7 +391,7 @@ mod tests {
             let mut requests = tokio::task::JoinSet::new();
             for byte in 0..10 {
                 let writer = writer.clone();
-                requests.spawn(async move { writer.insert(&TokenRecord::sample(byte)).await });
+                requests.spawn(async move { writer.insert(TokenRecord::sample(byte)).await });
             }
             for written in requests.join_all().await {
                 written.unwrap();

@@ -137,7 +137,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(&dir).await;
         let record = token(1);
-        store.insert_token(&record).await.unwrap();
+        store.insert_token(record.clone()).await.unwrap();
         assert_eq!(
             store
                 .find_token(&TokenKey::from_digest([1; 32]))
@@ -179,7 +179,7 @@ mod tests {
     async fn a_read_that_cannot_run_here_goes_through_the_pool() {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(&dir).await;
-        store.insert_token(&token(3)).await.unwrap();
+        store.insert_token(token(3)).await.unwrap();
         // No file there: every connection fails to open.
         let unreadable = InlineReads::new(dir.path().join("missing/db.sqlite"), store.db.clone());
         let statement =
@@ -194,7 +194,7 @@ mod tests {
     async fn inline_rows_read_like_pooled_ones() {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(&dir).await;
-        store.insert_token(&token(4)).await.unwrap();
+        store.insert_token(token(4)).await.unwrap();
         let statement = || {
             super::super::db::sql("SELECT * FROM access_tokens WHERE digest = $1").bytes(&[4; 32])
         };

@@ -141,7 +141,7 @@ mod tests {
     async fn tokens_round_trip_and_revoke_only_for_their_client() {
         let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
         let record = token(1, "svc-a", 1000);
-        store.insert_token(&record).await.unwrap();
+        store.insert_token(record.clone()).await.unwrap();
         assert_eq!(
             store
                 .find_token(&TokenKey::from_digest([1; 32]))
@@ -285,8 +285,8 @@ mod tests {
     #[tokio::test]
     async fn sweep_removes_only_expired_rows() {
         let store = SqlStore::sqlite("sqlite::memory:").await.unwrap();
-        store.insert_token(&token(1, "a", 100)).await.unwrap();
-        store.insert_token(&token(2, "a", 300)).await.unwrap();
+        store.insert_token(token(1, "a", 100)).await.unwrap();
+        store.insert_token(token(2, "a", 300)).await.unwrap();
         store.revoke_jwt("old", "a", 100, 50).await.unwrap();
         store.revoke_jwt("new", "a", 300, 50).await.unwrap();
         let swept = store.sweep(200).await.unwrap();
@@ -331,7 +331,7 @@ mod tests {
                 digest[..2].copy_from_slice(&distinct.to_le_bytes());
                 record.key = TokenKey::from_digest(digest);
                 record.jti = format!("jti-{index}");
-                (distinct, store.insert_token(&record).await)
+                (distinct, store.insert_token(record).await)
             })
         });
         let mut written = std::collections::HashMap::<u16, usize>::new();
@@ -368,7 +368,7 @@ mod tests {
             digest[..2].copy_from_slice(&index.to_le_bytes());
             record.key = TokenKey::from_digest(digest);
             record.jti = format!("jti-{index}");
-            store.insert_token(&record).await.unwrap();
+            store.insert_token(record).await.unwrap();
         }
         // The writer never checkpoints itself: only the background task moves the rows from
         // the WAL into the database file.
@@ -399,7 +399,7 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        store.insert_token(&token(255, "svc", 1000)).await.unwrap();
+        store.insert_token(token(255, "svc", 1000)).await.unwrap();
         let before = wal_restarts(&file);
         // Writers that never pause for longer than a batch: the checkpoint must still catch up.
         let until = std::time::Instant::now() + Duration::from_millis(3500);
@@ -414,7 +414,7 @@ mod tests {
                         digest[1..9].copy_from_slice(&count.to_le_bytes());
                         record.key = TokenKey::from_digest(digest);
                         record.jti = format!("jti-{writer}-{count}");
-                        store.insert_token(&record).await.unwrap();
+                        store.insert_token(record).await.unwrap();
                         count += 1;
                     }
                 })
@@ -435,7 +435,7 @@ mod tests {
         let url = format!("sqlite://{}/nested/db.sqlite", dir.path().display());
         {
             let store = SqlStore::sqlite(&url).await.unwrap();
-            store.insert_token(&token(7, "a", 1000)).await.unwrap();
+            store.insert_token(token(7, "a", 1000)).await.unwrap();
             store.close().await;
         }
         let reopened = SqlStore::sqlite(&url).await.unwrap();

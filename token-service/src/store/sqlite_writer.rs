@@ -177,12 +177,12 @@ mod tests {
         let store = SqlStore::sqlite(&format!("sqlite://{}", file.display()))
             .await
             .unwrap();
-        store.insert_token(&TokenRecord::sample(1)).await.unwrap();
+        store.insert_token(TokenRecord::sample(1)).await.unwrap();
         let holder = Connection::open(&file).unwrap();
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
         let insert = tokio::spawn({
             let store = store.clone();
-            async move { store.insert_token(&TokenRecord::sample(2)).await }
+            async move { store.insert_token(TokenRecord::sample(2)).await }
         });
         let spend = tokio::spawn({
             let store = store.clone();

@@ -16,7 +16,7 @@ use super::{Revoked, SqlStore, StoreError, TokenKey, TokenRecord};
 #[async_trait]
 pub trait TokenStore {
     /// Records an opaque access token; returns once it is committed.
-    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    async fn insert_token(&self, token: TokenRecord) -> Result<(), StoreError>;
     /// An opaque access token by key (expired and revoked ones included).
     async fn find_token(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StoreError>;
     /// Revokes an opaque token on behalf of `client_id`.
@@ -112,7 +112,7 @@ impl TokenSink for SqliteWriter {
 
 #[async_trait]
 impl TokenStore for SqlStore {
-    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+    async fn insert_token(&self, token: TokenRecord) -> Result<(), StoreError> {
         self.tokens.insert(token).await
     }
 
