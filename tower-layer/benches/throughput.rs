@@ -6,7 +6,8 @@
 //!
 //! Run with: `cargo bench -p tower-scopegate --bench throughput` (needs Debian's `wrk` and
 //! util-linux's `taskset`; `ROUNDS` and `SECONDS` override 5 rounds of 3 s per variant, and
-//! `ONLY=warm` runs one variant, for profiling). `LAYOUT`: `one-core` (default: wrk on core 0,
+//! `ONLY=warm` runs one variant, for profiling; `CALIBRATE=1` runs the warm layer next to
+//! layers that only burn a fixed CPU time, to show what a layer's nanoseconds cost the ratio). `LAYOUT`: `one-core` (default: wrk on core 0,
 //! the API with one thread on core 1) or `machine` (nothing pinned: the API with two worker
 //! threads and wrk share both cores, as on a small server).
 
@@ -25,6 +26,17 @@ use axum::routing::get;
 use scopegate_validator::MockClock;
 use support::{FakeIdp, SigningKey};
 use tower_scopegate::ScopeLayer;
+
+/// The CPU-only layers of `CALIBRATE=1`, in nanoseconds per request.
+const SPIN_NANOS: [u64; 5] = [100, 200, 300, 450, 600];
+
+/// Busy for `duration`, touching no memory: a layer's CPU time without its cache footprint.
+fn spin(duration: std::time::Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < duration {
+        std::hint::spin_loop();
+    }
+}
 
 const OPAQUE: &str = "q9Xv3kz7Jd1oWm2Lr8Tn5Yb0Hc4Fa6Se_Ug-Pi7Ko1Zx";
 
@@ -213,6 +225,17 @@ fn main() {
                     get(|| async { "ok" })
                         .route_layer(ScopeLayer::all_of(&warm, [requirement]).unwrap()),
                 );
+            let app = SPIN_NANOS.iter().fold(app, |app, nanos| {
+                app.route(
+                    &format!("/spin/{nanos}"),
+                    get(|| async { "ok" }).route_layer(tower::util::MapRequestLayer::new(
+                        move |request: axum::http::Request<axum::body::Body>| {
+                            spin(std::time::Duration::from_nanos(*nanos));
+                            request
+                        },
+                    )),
+                )
+            });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             sender.send(listener.local_addr().unwrap()).unwrap();
             axum::serve(listener, app).await.unwrap();
@@ -255,7 +278,25 @@ fn main() {
         variant("scopegate cached opaque", at("/opaque"), &opaque, 9),
     ];
     // Side-by-side pairs: (scopegate variant, jwt-authorizer variant).
-    let pairs = [(2, 4), (3, 4), (6, 8), (7, 8)];
+    let mut pairs = vec![(2, 4), (3, 4), (6, 8), (7, 8)];
+    // `CALIBRATE=1`: what a layer that only burns CPU costs the ratio, next to the warm layer.
+    let calibration: Vec<Variant> = [
+        variant("unprotected (ES256 header)", at("/unprotected"), &jwt, 0),
+        variant("no-op route_layer", at("/noop"), &jwt, 0),
+        variant("scopegate warm ES256", at("/warm"), &jwt, 0),
+    ]
+    .into_iter()
+    .chain(SPIN_NANOS.iter().map(|nanos| {
+        let name: &'static str = format!("no-op layer spinning {nanos} ns").leak();
+        variant(name, at(&format!("/spin/{nanos}")), &jwt, 0)
+    }))
+    .collect();
+    let variants: Vec<Variant> = if std::env::var_os("CALIBRATE").is_some() {
+        pairs.clear();
+        calibration
+    } else {
+        variants.into()
+    };
     // For profiling one variant: `ONLY=<part of its name>` runs just that one.
     if let Ok(only) = std::env::var("ONLY") {
         let variant = variants
