@@ -352,7 +352,9 @@ fn main() {
             high
         );
     }
-    println!("\nside by side (ratio of request rates in each round; median, min–max):");
+    if !pairs.is_empty() {
+        println!("\nside by side (ratio of request rates in each round; median, min–max):");
+    }
     for (ours, theirs) in pairs {
         let mut per_round: Vec<f64> = round_rates[ours]
             .iter()
