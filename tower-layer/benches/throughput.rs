@@ -7,9 +7,10 @@
 //! Run with: `cargo bench -p tower-scopegate --bench throughput` (needs Debian's `wrk` and
 //! util-linux's `taskset`; `ROUNDS` and `SECONDS` override 5 rounds of 3 s per variant, and
 //! `ONLY=warm` runs one variant, for profiling; `CALIBRATE=1` runs the warm layer next to
-//! layers that only burn a fixed CPU time, to show what a layer's nanoseconds cost the ratio). `LAYOUT`: `one-core` (default: wrk on core 0,
-//! the API with one thread on core 1) or `machine` (nothing pinned: the API with two worker
-//! threads and wrk share both cores, as on a small server).
+//! layers that only burn a fixed CPU time, to show what a layer's nanoseconds cost the ratio).
+//! `LAYOUT`: `one-core` (default: wrk on core 0, the API with one thread on core 1) or
+//! `machine` (nothing pinned: the API with two worker threads and wrk share both cores, as on
+//! a small server).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -278,25 +279,19 @@ fn main() {
         variant("scopegate cached opaque", at("/opaque"), &opaque, 9),
     ];
     // Side-by-side pairs: (scopegate variant, jwt-authorizer variant).
-    let mut pairs = vec![(2, 4), (3, 4), (6, 8), (7, 8)];
-    // `CALIBRATE=1`: what a layer that only burns CPU costs the ratio, next to the warm layer.
-    let calibration: Vec<Variant> = [
-        variant("unprotected (ES256 header)", at("/unprotected"), &jwt, 0),
-        variant("no-op route_layer", at("/noop"), &jwt, 0),
-        variant("scopegate warm ES256", at("/warm"), &jwt, 0),
-    ]
-    .into_iter()
-    .chain(SPIN_NANOS.iter().map(|nanos| {
-        let name: &'static str = format!("no-op layer spinning {nanos} ns").leak();
-        variant(name, at(&format!("/spin/{nanos}")), &jwt, 0)
-    }))
-    .collect();
-    let variants: Vec<Variant> = if std::env::var_os("CALIBRATE").is_some() {
-        pairs.clear();
-        calibration
-    } else {
-        variants.into()
-    };
+    let pairs = [(2, 4), (3, 4), (6, 8), (7, 8)];
+    // `CALIBRATE=1`: what a layer that only burns CPU costs the ratio — the first three variants
+    // (unprotected, no-op layer, warm layer), then the spinning layers; nothing side by side.
+    let (variants, pairs): (Vec<Variant>, &[(usize, usize)]) =
+        if std::env::var_os("CALIBRATE").is_some() {
+            let spinning = SPIN_NANOS.iter().map(|nanos| {
+                let name: &'static str = format!("no-op layer spinning {nanos} ns").leak();
+                variant(name, at(&format!("/spin/{nanos}")), &jwt, 0)
+            });
+            (variants.into_iter().take(3).chain(spinning).collect(), &[])
+        } else {
+            (variants.into(), &pairs)
+        };
     // For profiling one variant: `ONLY=<part of its name>` runs just that one.
     if let Ok(only) = std::env::var("ONLY") {
         let variant = variants
@@ -355,7 +350,7 @@ fn main() {
     if !pairs.is_empty() {
         println!("\nside by side (ratio of request rates in each round; median, min–max):");
     }
-    for (ours, theirs) in pairs {
+    for &(ours, theirs) in pairs {
         let mut per_round: Vec<f64> = round_rates[ours]
             .iter()
             .zip(&round_rates[theirs])
