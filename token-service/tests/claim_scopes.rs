@@ -116,9 +116,18 @@ async fn delete(service: &TestService) {
 }
 
 async fn scopes_supported(service: &TestService) -> Vec<String> {
+    supported(service, "scopes_supported").await
+}
+
+async fn claims_supported(service: &TestService) -> Vec<String> {
+    supported(service, "claims_supported").await
+}
+
+/// One of discovery's lists, e.g. `scopes_supported`.
+async fn supported(service: &TestService, list: &str) -> Vec<String> {
     let discovery = service.get("/.well-known/openid-configuration").await;
     assert_eq!(discovery.status, StatusCode::OK);
-    serde_json::from_value(discovery.json["scopes_supported"].clone()).unwrap()
+    serde_json::from_value(discovery.json[list].clone()).unwrap()
 }
 
 /// An authorization request of `client` to `redirect`, asking for `scope` (none: the client's
@@ -258,17 +267,24 @@ async fn a_scope_defined_while_clients_list_it_is_granted_with_its_claims_from_t
     let id_token = claims_of(before["id_token"].as_str().unwrap());
     assert!(id_token.get("department").is_none(), "{id_token}");
     assert!(!scopes_supported(&service).await.contains(&SCOPE.to_owned()));
+    let claims = claims_supported(&service).await;
+    assert!(!claims.contains(&"department".to_owned()), "{claims:?}");
     assert_eq!(batch_audience(&service).await, [API]);
 
     define(&service).await;
 
-    // Discovery names it at once here; every place a user's claims go has it.
+    // Discovery names it and its claim at once here; every place a user's claims go has it.
     let supported = scopes_supported(&service).await;
     assert!(supported.contains(&SCOPE.to_owned()), "{supported:?}");
     assert!(
         supported.contains(&"ad:user_custom:read".to_owned()),
         "{supported:?}"
     );
+    let claims = claims_supported(&service).await;
+    for claim in ["department", "company_name", "sub", "email"] {
+        let named = claims.iter().filter(|named| *named == claim).count();
+        assert_eq!(named, 1, "{claim} in {claims:?}");
+    }
     let after = hr_portal_tokens(&service, Some(&asked)).await;
     let access_token = after["access_token"].as_str().unwrap();
     assert_eq!(
@@ -301,6 +317,9 @@ async fn a_scope_defined_while_clients_list_it_is_granted_with_its_claims_from_t
     let info = userinfo(&service, access_token).await;
     assert_eq!(info.json["division"], "Finance", "{}", info.text);
     assert!(info.json.get("department").is_none(), "{}", info.text);
+    let claims = claims_supported(&service).await;
+    assert!(claims.contains(&"division".to_owned()), "{claims:?}");
+    assert!(!claims.contains(&"department".to_owned()), "{claims:?}");
     let introspected = service.introspect(API_CREDENTIALS, &opaque).await;
     assert!(
         introspected.json.get("department").is_none(),

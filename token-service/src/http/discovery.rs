@@ -1,5 +1,7 @@
 //! Discovery (RFC 8414 and OpenID Connect Discovery 1.0) and the JWKS.
 
+use std::collections::BTreeSet;
+
 use axum::Json;
 use axum::extract::State as Shared;
 use axum::response::{IntoResponse, Response};
@@ -7,6 +9,7 @@ use http::{HeaderValue, header};
 use serde_json::json;
 
 use crate::State;
+use crate::config::CustomScope;
 
 const AUTH_METHODS: [&str; 3] = [
     "client_secret_basic",
@@ -33,6 +36,7 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
             .iter()
             .map(|scope| scope.name.as_str().to_owned()),
     );
+    let claims = claims_supported(custom.all());
     let assertion_algorithms = crate::client_assertion::ALGORITHMS.map(|alg| alg.as_str());
     let mut response = Json(json!({
         "issuer": config.issuer,
@@ -53,12 +57,7 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
         "authorization_response_iss_parameter_supported": true,
         "subject_types_supported": ["public"],
         "scopes_supported": scopes,
-        "claims_supported": [
-            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "acr",
-            "name", "given_name", "middle_name", "family_name", "nickname", "birthdate", "gender",
-            "updated_at", "email", "email_verified", "phone_number", "phone_number_verified",
-            "address",
-        ],
+        "claims_supported": claims,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": assertion_algorithms,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
@@ -77,6 +76,24 @@ pub(super) async fn metadata(Shared(state): Shared<State>) -> Response {
     response
 }
 
+/// The claims an id_token or `/userinfo` may carry: the standard ones this service supplies,
+/// then every defined scope's own (OpenID Connect Discovery 1.0 §3), each named once.
+fn claims_supported(custom: &[CustomScope]) -> Vec<&str> {
+    #[rustfmt::skip]
+    const STANDARD: [&str; 23] = [
+        "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "acr",
+        "name", "given_name", "middle_name", "family_name", "nickname", "birthdate", "gender",
+        "updated_at", "email", "email_verified", "phone_number", "phone_number_verified",
+        "address",
+    ];
+    let defined: BTreeSet<&str> = custom
+        .iter()
+        .flat_map(|scope| scope.claims.keys().map(String::as_str))
+        .filter(|claim| !STANDARD.contains(claim))
+        .collect();
+    STANDARD.into_iter().chain(defined).collect()
+}
+
 pub(super) async fn jwks(Shared(state): Shared<State>) -> Response {
     let document = state.keys().jwks(state.now());
     let mut response = Json(document).into_response();
@@ -85,4 +102,37 @@ pub(super) async fn jwks(Shared(state): Shared<State>) -> Response {
         response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(name: &str, claims: &[&str]) -> CustomScope {
+        CustomScope {
+            name: name.parse().unwrap(),
+            claims: claims
+                .iter()
+                .map(|claim| ((*claim).to_owned(), "attribute".to_owned()))
+                .collect(),
+            access_token: false,
+            source: crate::config::claim_source::ATTRIBUTES.to_owned(),
+        }
+    }
+
+    #[test]
+    fn claims_supported_names_each_claim_once_standard_ones_first() {
+        let custom = [
+            scope("hr:department:read", &["department", "email"]),
+            scope("hr:team:read", &["team", "department"]),
+        ];
+        let claims = claims_supported(&custom);
+        assert_eq!(claims[0], "sub");
+        assert_eq!(claims[claims.len() - 2..], ["department", "team"]);
+        for claim in ["department", "email", "team", "address"] {
+            let named = claims.iter().filter(|named| **named == claim).count();
+            assert_eq!(named, 1, "{claim} in {claims:?}");
+        }
+        assert_eq!(claims_supported(&[]).len(), 23);
+    }
 }
