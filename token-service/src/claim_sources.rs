@@ -1,12 +1,13 @@
 //! Reading a user's record from the claim sources (`[[claim_sources]]`): one HTTP request per
 //! user and source, within the source's timeout, its answer (a JSON object) reused for the
-//! source's `cache_ttl`. Concurrent sign-ins of one user wait for one request. The scopes'
-//! claim mappings then read claims from the record, as they read stored attributes
+//! source's `cache_ttl`. Concurrent sign-ins of one user wait for one request; a source that
+//! timed out or could not be reached is left alone for its `backoff`. The scopes' claim
+//! mappings then read claims from the record, as they read stored attributes
 //! ([`id_token`](crate::id_token)).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
@@ -47,6 +48,10 @@ pub enum SourceError {
     /// The user has no `{email}` to fill in the source's URL.
     #[error("claim source `{0}` needs the user's email, which is not known")]
     NoEmail(String),
+    /// Not asked: it timed out or could not be reached moments ago, and its `backoff` has not
+    /// passed yet.
+    #[error("claim source `{0}` failed moments ago and is not asked again yet")]
+    Resting(String),
     /// A scope names a source that is not configured (cannot happen once the configuration
     /// is checked).
     #[error("no claim source `{0}`")]
@@ -57,6 +62,37 @@ struct Source {
     settings: ClaimSource,
     /// Records by `sub`; `None` when the source's answers are not reused.
     cache: Option<moka::future::Cache<String, Record>>,
+    /// Until when the source is not asked, after a timeout or a connection failure.
+    resting_until: Mutex<Option<Instant>>,
+}
+
+impl Source {
+    fn is_resting(&self) -> bool {
+        let until = *self
+            .resting_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// A source that is slow or down would cost every sign-in its whole timeout: after such a
+    /// failure it rests for its `backoff`. An answer, even a refusal, says it is up.
+    fn note(&self, outcome: &Result<Record, SourceError>) {
+        let until = match outcome {
+            Err(SourceError::Timeout(_) | SourceError::Unreachable(_)) => {
+                Instant::now().checked_add(self.settings.backoff)
+            }
+            Ok(_) | Err(SourceError::Status(..) | SourceError::Junk(..)) => None,
+            // Nothing was asked: this says nothing of the source.
+            Err(SourceError::NoEmail(_) | SourceError::Resting(_) | SourceError::Unknown(_)) => {
+                return;
+            }
+        };
+        *self
+            .resting_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = until;
+    }
 }
 
 /// Every configured claim source, and the HTTP client that asks them.
@@ -100,6 +136,7 @@ impl ClaimSources {
                     Source {
                         settings: settings.clone(),
                         cache,
+                        resting_until: Mutex::new(None),
                     },
                 )
             })
@@ -119,25 +156,43 @@ impl ClaimSources {
     }
 
     /// The record of `user` at `source`: from the cache while it is fresh, else asked (once,
-    /// however many wait). A user the source does not know (404) has an empty record.
+    /// however many wait) unless the source is resting after a failure. A user the source
+    /// does not know (404) has an empty record.
     ///
     /// # Errors
     ///
-    /// [`SourceError`] when the source is down, slow or answers junk; nothing is cached then.
+    /// [`SourceError`] when the source is down, slow, resting or answers junk; nothing is
+    /// cached then.
     pub async fn record(&self, source: &str, user: Identity<'_>) -> Result<Record, SourceError> {
         let Some(entry) = self.sources.get(source) else {
             return Err(SourceError::Unknown(source.to_owned()));
         };
         let Some(cache) = &entry.cache else {
-            return self.ask(&entry.settings, user).await;
+            return self.ask(entry, user).await;
         };
         cache
-            .try_get_with(user.sub.to_owned(), self.ask(&entry.settings, user))
+            .try_get_with(user.sub.to_owned(), self.ask(entry, user))
             .await
             .map_err(|error| (*error).clone())
     }
 
-    async fn ask(&self, source: &ClaimSource, user: Identity<'_>) -> Result<Record, SourceError> {
+    /// Asks `entry` about `user`, unless it is resting.
+    async fn ask(&self, entry: &Source, user: Identity<'_>) -> Result<Record, SourceError> {
+        let source = &entry.settings;
+        if entry.is_resting() {
+            crate::telemetry::metrics::claim_source_skipped(&source.name);
+            return Err(SourceError::Resting(source.name.clone()));
+        }
+        let outcome = self.ask_now(source, user).await;
+        entry.note(&outcome);
+        outcome
+    }
+
+    async fn ask_now(
+        &self,
+        source: &ClaimSource,
+        user: Identity<'_>,
+    ) -> Result<Record, SourceError> {
         let name = || source.name.clone();
         let url = filled_url(source, user)?;
         let mut request = match source.method {
@@ -295,6 +350,7 @@ mod tests {
             auth: None,
             timeout: Duration::from_secs(1),
             cache_ttl: Duration::ZERO,
+            backoff: Duration::ZERO,
             on_failure: OnFailure::Omit,
         }
     }

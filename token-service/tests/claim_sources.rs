@@ -188,7 +188,7 @@ cache_ttl = "0s"
 async fn failures_are_typed_and_a_404_is_an_empty_record() {
     let (fake, url) = Fake::start().await;
     let sources = sources(&format!(
-        "[[claim_sources]]\nname = \"p\"\nurl = \"{url}/p/{{sub}}\"\ntimeout = \"300ms\"\ncache_ttl = \"0s\"\n"
+        "[[claim_sources]]\nname = \"p\"\nurl = \"{url}/p/{{sub}}\"\ntimeout = \"300ms\"\ncache_ttl = \"0s\"\nbackoff = \"0s\"\n"
     ));
     for (behaviour, expected) in [
         (Behaviour::Slow, SourceError::Timeout("p".into())),
@@ -216,6 +216,11 @@ async fn failures_are_typed_and_a_404_is_an_empty_record() {
     assert_eq!(
         down.record("down", JANE).await.unwrap_err(),
         SourceError::Unreachable("down".into())
+    );
+    assert_eq!(
+        down.record("down", JANE).await.unwrap_err(),
+        SourceError::Resting("down".into()),
+        "a source that is down rests for its backoff"
     );
     let no_email = self::sources(&format!(
         "[[claim_sources]]\nname = \"m\"\nurl = \"{url}/{{email}}\"\n"
@@ -251,6 +256,56 @@ async fn answers_are_reused_for_their_lifetime_and_failures_are_not() {
     };
     sources.record("p", other).await.unwrap();
     assert_eq!(fake.count(), 4, "per user");
+}
+
+#[tokio::test]
+async fn a_source_that_timed_out_rests_for_its_backoff_then_is_asked_again() {
+    let (fake, url) = Fake::start().await;
+    let entry = |name: &str, backoff: &str| {
+        format!(
+            "[[claim_sources]]\nname = \"{name}\"\nurl = \"{url}/{name}/{{sub}}\"\ntimeout = \"300ms\"\ncache_ttl = \"1h\"\nbackoff = \"{backoff}\"\n"
+        )
+    };
+    let sources = sources(&(entry("long", "10m") + &entry("short", "200ms")));
+    let john = Identity {
+        sub: "u-2",
+        username: "john",
+        email: None,
+    };
+    fake.set(Behaviour::Profile);
+    sources.record("long", JANE).await.unwrap();
+    assert_eq!(fake.count(), 1);
+
+    fake.set(Behaviour::Slow);
+    assert_eq!(
+        sources.record("long", john).await.unwrap_err(),
+        SourceError::Timeout("long".into())
+    );
+    assert_eq!(fake.count(), 2);
+    // Up again, but the source rests: nobody asks it, for any user, within its backoff; an
+    // answer it gave before stays cached.
+    fake.set(Behaviour::Profile);
+    assert_eq!(
+        sources.record("long", john).await.unwrap_err(),
+        SourceError::Resting("long".into())
+    );
+    assert_eq!(
+        sources.record("long", JANE).await.unwrap()["companyName"],
+        "Bizcorp"
+    );
+    assert_eq!(fake.count(), 2, "a resting source is not asked");
+
+    // Once its backoff has passed it is asked again (the sleep only ever outlasts it).
+    fake.set(Behaviour::Slow);
+    assert!(sources.record("short", john).await.is_err());
+    assert_eq!(fake.count(), 3);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    fake.set(Behaviour::Profile);
+    assert_eq!(
+        sources.record("short", john).await.unwrap()["companyName"],
+        "Bizcorp"
+    );
+    assert_eq!(fake.count(), 4);
 }
 
 #[tokio::test]
@@ -331,6 +386,10 @@ fn a_bad_source_is_refused_at_start_up_naming_its_field() {
             "claim_sources[0].cache_ttl",
         ),
         (
+            "name = \"a\"\nurl = \"http://x.test\"\nbackoff = \"11m\"",
+            "claim_sources[0].backoff",
+        ),
+        (
             "name = \"a\"\nurl = \"http://x.test\"\n[[claim_sources]]\nname = \"a\"\nurl = \"http://y.test\"",
             "claim_sources[1].name",
         ),
@@ -385,6 +444,7 @@ url = "{url}/profiles/{{username}}"
 bearer_token = "profile-token"
 timeout = "300ms"
 cache_ttl = "1h"
+backoff = "0s"
 on_failure = "{policy}"
 
 [[scopes]]
@@ -561,6 +621,29 @@ async fn a_source_that_is_down_is_omitted_or_refuses_as_configured() {
     let (_, params) = location_params(&answer);
     assert_eq!(param(&params, "error"), Some("temporarily_unavailable"));
     assert!(param(&params, "code").is_none());
+}
+
+#[tokio::test]
+async fn a_sign_in_while_the_source_rests_is_turned_away_at_once_without_asking_it() {
+    let (fake, url) = Fake::start().await;
+    fake.set(Behaviour::Slow);
+    let config = service_config(&url, "refuse").replace("backoff = \"0s\"", "backoff = \"10m\"");
+    let service = TestService::start_with(&config).await;
+    let refused = |answer: &support::Answer| {
+        let (_, params) = location_params(answer);
+        param(&params, "error") == Some("temporarily_unavailable")
+            && param(&params, "code").is_none()
+    };
+    let form = login_form(&service, &authorize_query()).await;
+    let answer = submit(&service, &form, "jane", "jane-password-1").await;
+    assert!(refused(&answer), "{}", answer.text);
+    assert_eq!(fake.count(), 1);
+
+    fake.set(Behaviour::Profile);
+    let form = login_form(&service, &authorize_query()).await;
+    let answer = submit(&service, &form, "jane", "jane-password-1").await;
+    assert!(refused(&answer), "{}", answer.text);
+    assert_eq!(fake.count(), 1, "the resting source was asked");
 }
 
 #[test]

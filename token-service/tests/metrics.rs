@@ -606,3 +606,53 @@ async fn labels_name_routes_and_registered_parties_never_what_a_caller_sent() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_claim_source_asked_and_one_left_resting_are_counted_by_result() {
+    let _turn = one_at_a_time().await;
+    // Nobody listens there: the first request finds it down, the second is not sent.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let config = Config::from_toml(&format!(
+        "issuer = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:0\"\nstorage = \"sqlite::memory:\"\n\
+         [[claim_sources]]\nname = \"metered\"\nurl = \"http://{closed}/{{sub}}\"\nbackoff = \"10m\"\n"
+    ))
+    .unwrap();
+    let sources = scopegate_token_service::claim_sources::ClaimSources::new(&config.claim_sources);
+    let user = scopegate_token_service::claim_sources::Identity {
+        sub: "u-1",
+        username: "jane",
+        email: None,
+    };
+    let requests = |scrape: &Scrape, result: &str| {
+        scrape.sum(
+            "scopegate_claim_source_requests_total",
+            &[("source", "metered"), ("result", result)],
+        )
+    };
+    let before = scrape().await;
+    assert!(sources.record("metered", user).await.is_err());
+    assert!(sources.record("metered", user).await.is_err());
+    let after = scrape().await;
+    assert_eq!(
+        requests(&after, "unreachable") - requests(&before, "unreachable"),
+        1.0
+    );
+    assert_eq!(
+        requests(&after, "skipped") - requests(&before, "skipped"),
+        1.0
+    );
+    assert_eq!(
+        after.sum(
+            "scopegate_claim_source_duration_seconds_count",
+            &[("source", "metered")]
+        ) - before.sum(
+            "scopegate_claim_source_duration_seconds_count",
+            &[("source", "metered")]
+        ),
+        1.0,
+        "a request not sent takes no time"
+    );
+}

@@ -19,6 +19,8 @@ pub const PLACEHOLDERS: [&str; 3] = ["{sub}", "{username}", "{email}"];
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a source's answer is reused.
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Longest a source that timed out or could not be reached is left alone.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// How a source is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -91,6 +93,7 @@ pub(super) struct RawClaimSource {
     header_value: Option<Secret>,
     timeout: Option<super::duration::HumanDuration>,
     cache_ttl: Option<super::duration::HumanDuration>,
+    backoff: Option<super::duration::HumanDuration>,
     #[serde(default)]
     on_failure: OnFailure,
 }
@@ -110,6 +113,9 @@ pub struct ClaimSource {
     pub timeout: Duration,
     /// How long an answer is reused for the same user (0: asked every time).
     pub cache_ttl: Duration,
+    /// After a timeout or a connection failure, how long the source is not asked (0: asked
+    /// every time): a source that is down costs each sign-in its whole timeout otherwise.
+    pub backoff: Duration,
     /// Omit the claims or refuse when the source fails.
     pub on_failure: OnFailure,
 }
@@ -118,6 +124,8 @@ pub struct ClaimSource {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default reuse of an answer.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+/// The default rest of a source that is down.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
 
 impl RawClaimSource {
     /// Checks the entry at `claim_sources[position]`.
@@ -172,6 +180,10 @@ impl RawClaimSource {
         if cache_ttl > MAX_CACHE_TTL {
             return Err(invalid(field("cache_ttl"), "must be at most 1d"));
         }
+        let backoff = self.backoff.map_or(DEFAULT_BACKOFF, |backoff| backoff.0);
+        if backoff > MAX_BACKOFF {
+            return Err(invalid(field("backoff"), "must be at most 10m"));
+        }
         Ok(ClaimSource {
             name: self.name,
             url: self.url,
@@ -179,6 +191,7 @@ impl RawClaimSource {
             auth,
             timeout,
             cache_ttl,
+            backoff,
             on_failure: self.on_failure,
         })
     }

@@ -63,6 +63,13 @@ pub fn claim_source_asked(source: &str, result: &'static str, took: Duration) {
     histogram!(CLAIM_SOURCE_DURATION, "source" => source.to_owned()).record(took.as_secs_f64());
 }
 
+/// A claim source was not asked, resting after a timeout or a connection failure: counted
+/// with `result` `skipped`, and no duration.
+pub fn claim_source_skipped(source: &str) {
+    counter!(CLAIM_SOURCE_REQUESTS, "source" => source.to_owned(), "result" => "skipped")
+        .increment(1);
+}
+
 /// An access token was issued.
 pub fn token_issued(grant: GrantType, format: TokenFormat, client_id: &str) {
     counter!(
