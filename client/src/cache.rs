@@ -25,6 +25,9 @@ pub(crate) type Fetch = Arc<dyn Fn() -> BoxFuture<Result<AccessToken, Error>> + 
 
 /// The longest a token is kept, whatever `expires_in` says.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The longest a server's `Retry-After` holds requests off: a wrong one (a day, a date years
+/// ahead) must not stop the app from trying once the server is back.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// How long tokens are kept and how often the endpoint may be asked.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +37,7 @@ pub(crate) struct Policy {
     /// The lifetime of a token whose response has no `expires_in`.
     pub(crate) assumed_lifetime: Duration,
     /// After a failed request, callers without a valid token get its error for this long
-    /// before another request is made.
+    /// before another request is made — longer if the server's `Retry-After` says so.
     pub(crate) retry_after_failure: Duration,
     /// A refused token is dropped at most once per this period.
     pub(crate) invalidation_cooldown: Duration,
@@ -121,7 +124,7 @@ impl Cache {
         let holding_off = state
             .failure
             .as_ref()
-            .is_some_and(|(at, _)| elapsed_within(now, *at, self.policy.retry_after_failure));
+            .is_some_and(|(at, error)| elapsed_within(now, *at, hold_off(&self.policy, error)));
         if let Some(held) = &state.held {
             let token = held.token.clone();
             if now < held.refresh_at {
@@ -240,6 +243,16 @@ fn settle(
     result
 }
 
+/// How long callers get `error` before the endpoint is asked again: the policy's hold-off, or
+/// what the server asked for (`Retry-After`, RFC 9110 §10.2.3) if longer, up to
+/// [`MAX_RETRY_AFTER`].
+fn hold_off(policy: &Policy, error: &Error) -> Duration {
+    error
+        .retry_after()
+        .map_or(Duration::ZERO, |asked| asked.min(MAX_RETRY_AFTER))
+        .max(policy.retry_after_failure)
+}
+
 /// Whether less than `window` has passed from `since` to `now` (no overflow for huge windows).
 fn elapsed_within(now: Instant, since: Instant, window: Duration) -> bool {
     now.saturating_duration_since(since) < window
@@ -268,6 +281,8 @@ mod tests {
         gate: Semaphore,
         lifetime: Mutex<Option<Duration>>,
         failing: Mutex<bool>,
+        /// The `Retry-After` of its failures.
+        retry_after: Mutex<Option<Duration>>,
     }
 
     impl Endpoint {
@@ -277,6 +292,7 @@ mod tests {
                 gate: Semaphore::new(1),
                 lifetime: Mutex::new(lifetime),
                 failing: Mutex::new(false),
+                retry_after: Mutex::new(None),
             })
         }
 
@@ -300,6 +316,7 @@ mod tests {
                         return Err(Error::Status {
                             url: "https://idp.test/token".to_owned(),
                             status: 503,
+                            retry_after: *endpoint.retry_after.lock().unwrap(),
                         });
                     }
                     let lifetime = *endpoint.lifetime.lock().unwrap();
@@ -368,6 +385,43 @@ mod tests {
         *endpoint.failing.lock().unwrap() = false;
         assert_eq!(token(&cache).await, "token-2");
         assert_eq!(endpoint.requests(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_s_retry_after_holds_requests_off_that_long_up_to_five_minutes() {
+        let endpoint = Endpoint::new(Some(secs(300)));
+        *endpoint.failing.lock().unwrap() = true;
+        *endpoint.retry_after.lock().unwrap() = Some(secs(30));
+        let cache = endpoint.cache();
+        assert!(cache.token().await.is_err());
+        advance(secs(29)).await;
+        let held = cache.token().await.unwrap_err();
+        assert_eq!(held.retry_after(), Some(secs(30)));
+        assert_eq!(endpoint.requests(), 1, "asked again before its Retry-After");
+        advance(secs(2)).await;
+        assert!(cache.token().await.is_err());
+        assert_eq!(endpoint.requests(), 2);
+
+        // A wait shorter than the client's own hold-off does not shorten it.
+        *endpoint.retry_after.lock().unwrap() = Some(Duration::ZERO);
+        advance(secs(31)).await;
+        assert!(cache.token().await.is_err());
+        assert_eq!(endpoint.requests(), 3);
+        advance(Duration::from_millis(900)).await;
+        assert!(cache.token().await.is_err());
+        assert_eq!(endpoint.requests(), 3);
+
+        // A day is taken as five minutes.
+        *endpoint.retry_after.lock().unwrap() = Some(secs(86_400));
+        advance(secs(1)).await;
+        assert!(cache.token().await.is_err());
+        assert_eq!(endpoint.requests(), 4);
+        advance(secs(299)).await;
+        assert!(cache.token().await.is_err());
+        assert_eq!(endpoint.requests(), 4);
+        advance(secs(2)).await;
+        *endpoint.failing.lock().unwrap() = false;
+        assert_eq!(token(&cache).await, "token-5");
     }
 
     #[tokio::test(start_paused = true)]

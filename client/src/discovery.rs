@@ -38,6 +38,7 @@ pub(crate) async fn token_endpoint(
         return Err(Error::Status {
             url: url.to_string(),
             status,
+            retry_after: crate::http::retry_after(response.headers(), std::time::SystemTime::now()),
         });
     }
     let body = read_body(response, &url).await?;

@@ -2,6 +2,7 @@
 //! asked. Messages never contain the client secret or a token.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why no access token could be obtained, or why a call through [`BearerClient`] failed.
 ///
@@ -24,6 +25,9 @@ pub enum Error {
         description: Option<String>,
         /// The `error_uri`, if the server sent one.
         uri: Option<String>,
+        /// How long the server asked to wait before the next request (its `Retry-After`,
+        /// RFC 9110 §10.2.3), if it said so.
+        retry_after: Option<Duration>,
     },
     /// The server could not be reached, or its answer could not be read (connection refused,
     /// TLS, timeout, …).
@@ -42,6 +46,9 @@ pub enum Error {
         url: String,
         /// The HTTP status.
         status: u16,
+        /// How long the server asked to wait before the next request (its `Retry-After`,
+        /// RFC 9110 §10.2.3), if it said so — typically with 429 or 503.
+        retry_after: Option<Duration>,
     },
     /// The answer's body is larger than a token response or discovery document can be.
     #[error("{url} answered more than {limit} bytes")]
@@ -117,6 +124,15 @@ impl Error {
             source = cause.source();
         }
         text
+    }
+
+    /// How long the server asked to wait before asking again (`Retry-After`), when it did.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::OAuth { retry_after, .. } | Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// The RFC 6749 §5.2 error code, when the token endpoint answered one.

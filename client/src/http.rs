@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use url::{Host, Url};
 
@@ -54,6 +54,23 @@ pub(crate) fn transport(url: &Url, error: reqwest::Error) -> Error {
     }
 }
 
+/// The wait a `Retry-After` header asks for (RFC 9110 §10.2.3): a number of seconds, or an
+/// HTTP date (a date already past asks for none). `None` when there is no such header or it is
+/// neither.
+pub(crate) fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
+        // Seconds beyond u64 are as good as forever; the caller caps the wait anyway.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// Reads `response`'s body, refusing it as soon as it is known to exceed [`MAX_BODY_BYTES`].
 pub(crate) async fn read_body(
     mut response: reqwest::Response,
@@ -89,6 +106,38 @@ mod tests {
 
     fn refused(url: &str, allow_insecure_http: bool) -> bool {
         refusal(&Url::parse(url).unwrap(), allow_insecure_http).is_some()
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date_and_anything_else_is_ignored() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let header = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+            retry_after(&headers, now)
+        };
+        assert_eq!(header("120"), Some(Duration::from_secs(120)));
+        assert_eq!(header(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            header("99999999999999999999999"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        // 784111777 s is Sun, 06 Nov 1994 08:49:37 GMT (RFC 9110's example).
+        assert_eq!(
+            header("Sun, 06 Nov 1994 08:51:37 GMT"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            header("Sun, 06 Nov 1994 08:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        for junk in ["", "-5", "1.5", "soon", "Sun, 06 Nov 1994"] {
+            assert_eq!(header(junk), None, "{junk:?}");
+        }
+        assert_eq!(retry_after(&http::HeaderMap::new(), now), None);
     }
 
     #[test]

@@ -24,7 +24,8 @@ use crate::token_request::{Endpoint, TokenRequest};
 ///   while one request for the next runs.
 /// - However many callers need a new token at once, one request is in flight; its answer —
 ///   token or error — goes to all of them. After a failure, callers without a valid token get
-///   that error for a second ([`retry_after_failure`]) before the endpoint is asked again.
+///   that error for a second ([`retry_after_failure`]), or as long as the server's
+///   `Retry-After` asks (at most five minutes), before the endpoint is asked again.
 /// - [`invalidate`](Self::invalidate) drops a token an API refused, only if it is still the one
 ///   held.
 ///
@@ -176,7 +177,10 @@ impl TokenSourceBuilder {
 
     /// After a failed token request, how long callers without a valid token get its error
     /// before the endpoint is asked again (default 1 s; zero asks again at once, still one
-    /// request at a time).
+    /// request at a time). A refusal with a longer `Retry-After` (a 429 `slow_down`, a 503) is
+    /// held that long instead, up to five minutes; the wait is in [`Error::retry_after`].
+    ///
+    /// [`Error::retry_after`]: crate::Error::retry_after
     pub fn retry_after_failure(mut self, hold_off: Duration) -> Self {
         self.policy.retry_after_failure = hold_off;
         self

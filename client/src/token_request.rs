@@ -16,7 +16,7 @@ use url::form_urlencoded::{Serializer, byte_serialize};
 
 use crate::discovery;
 use crate::error::Error;
-use crate::http::{read_body, transport};
+use crate::http::{read_body, retry_after, transport};
 use crate::token::{AccessToken, Secret};
 
 /// Where tokens are asked for.
@@ -88,6 +88,7 @@ impl TokenRequest {
             .await
             .map_err(|error| transport(url, error))?;
         let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers(), std::time::SystemTime::now());
         let body = read_body(response, url).await?;
         if status == 200 {
             let token = token_response(url, &body)?;
@@ -98,7 +99,7 @@ impl TokenRequest {
             );
             Ok(token)
         } else {
-            Err(error_response(url, status, &body))
+            Err(error_response(url, status, &body, retry_after))
         }
     }
 
@@ -196,18 +197,21 @@ struct ErrorResponse {
     error_uri: Option<String>,
 }
 
-/// A non-200 answer: the OAuth error it carries, or just its status.
-fn error_response(url: &Url, status: u16, body: &[u8]) -> Error {
+/// A non-200 answer: the OAuth error it carries, or just its status; with the wait its
+/// `Retry-After` asked for.
+fn error_response(url: &Url, status: u16, body: &[u8], retry_after: Option<Duration>) -> Error {
     match serde_json::from_slice::<ErrorResponse>(body) {
         Ok(error) if !error.error.is_empty() => Error::OAuth {
             status,
             code: error.error,
             description: error.error_description,
             uri: error.error_uri,
+            retry_after,
         },
         _ => Error::Status {
             url: url.to_string(),
             status,
+            retry_after,
         },
     }
 }
@@ -338,8 +342,10 @@ mod tests {
             &url(),
             401,
             br#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+            None,
         );
         assert_eq!(error.oauth_code(), Some("invalid_client"));
+        assert_eq!(error.retry_after(), None);
         assert_eq!(
             error.to_string(),
             "the token endpoint refused the request (HTTP 401): invalid_client \
@@ -350,11 +356,24 @@ mod tests {
             br#"{"error":""}"#,
             br#"{"message":"x"}"#,
         ] {
-            let error = error_response(&url(), 502, body);
+            let error = error_response(&url(), 502, body, None);
             assert!(
                 matches!(error, Error::Status { status: 502, .. }),
                 "{body:?}: {error:?}"
             );
         }
+        // The wait a refusal asks for stays with it, OAuth error or not.
+        let wait = Some(Duration::from_secs(420));
+        let slowed = error_response(&url(), 429, br#"{"error":"slow_down"}"#, wait);
+        assert_eq!(
+            (slowed.oauth_code(), slowed.retry_after()),
+            (Some("slow_down"), wait)
+        );
+        let busy = error_response(&url(), 503, b"", wait);
+        assert!(
+            matches!(busy, Error::Status { status: 503, .. }),
+            "{busy:?}"
+        );
+        assert_eq!(busy.retry_after(), wait);
     }
 }

@@ -123,7 +123,7 @@ async fn junk_answers_are_typed_errors() {
                 br#"{"error":"invalid_scope","error_description":"no such scope","error_uri":"https://idp.test/e"}"#,
             ),
             |error| {
-                matches!(error, Error::OAuth { status: 400, code, description: Some(description), uri: Some(_) }
+                matches!(error, Error::OAuth { status: 400, code, description: Some(description), uri: Some(_), retry_after: None }
                     if code == "invalid_scope" && description == "no such scope")
             },
         ),

@@ -33,6 +33,8 @@ const JWT_CLIENT: (&str, &str) = ("svc", "svc:secret %+1");
 const OPAQUE_CLIENT: (&str, &str) = ("svc-opaque", "svc-opaque-secret");
 /// An opaque-token client whose tokens live six seconds (kept three: half their lifetime).
 const SHORT_CLIENT: (&str, &str) = ("svc-short", "svc-short-secret");
+/// A client allowed one token request an hour.
+const METERED_CLIENT: (&str, &str) = ("svc-metered", "svc-metered-secret");
 /// A client of the example gRPC API.
 const ORDERS_CLIENT: (&str, &str) = ("clerk", "clerk-secret");
 const ORDERS_ID: &str = "https://orders.example.test";
@@ -78,6 +80,14 @@ access_token_ttl = "6s"
 audience = ["{API_ID}"]
 
 [[clients]]
+id = "{metered}"
+secret = "{metered_secret}"
+grants = ["client_credentials"]
+scopes = ["akamai:social_profile:read"]
+rate_limit = "1/h"
+audience = ["{API_ID}"]
+
+[[clients]]
 id = "{clerk}"
 secret = "{clerk_secret}"
 grants = ["client_credentials"]
@@ -97,6 +107,8 @@ scopes = ["shop:orders"]
 "#,
         clerk = ORDERS_CLIENT.0,
         clerk_secret = ORDERS_CLIENT.1,
+        metered = METERED_CLIENT.0,
+        metered_secret = METERED_CLIENT.1,
         jwt = JWT_CLIENT.0,
         jwt_secret = JWT_CLIENT.1,
         opaque = OPAQUE_CLIENT.0,
@@ -563,6 +575,38 @@ async fn the_token_services_refusals_and_absence_are_typed_errors() {
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_is_held_off_as_long_as_retry_after_says() {
+    let stack = Stack::start(API_ID).await;
+    stack.tokens(METERED_CLIENT).token().await.unwrap();
+    let slowed = || {
+        counter(
+            &stack.service_metrics,
+            "scopegate_token_errors_total",
+            ("error", "slow_down"),
+        )
+    };
+    // Another process of the same client: over the rate, told to wait about an hour.
+    let tokens = stack.tokens(METERED_CLIENT);
+    let error = tokens.token().await.unwrap_err();
+    assert_eq!(error.oauth_code(), Some("slow_down"), "{error:?}");
+    let wait = error.retry_after().expect("a 429 with Retry-After");
+    assert!(
+        wait > Duration::from_secs(600) && wait <= Duration::from_secs(3600),
+        "{wait:?}"
+    );
+    assert_eq!(slowed().await, 1);
+    // Past the client's own one-second hold-off, it still waits as it was told (at most five
+    // minutes): the calls get the refusal without asking again. (A slower machine only
+    // lengthens the sleep, which stays far below the wait.)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..3 {
+        let held = tokens.token().await.unwrap_err();
+        assert_eq!(held.oauth_code(), Some("slow_down"));
+    }
+    assert_eq!(slowed().await, 1, "the token endpoint was asked again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
