@@ -22,6 +22,7 @@ pub use replay::{CloneRequest, NoRetry, Replay};
 pub use service::Bearer;
 pub use source::{TokenSource, TokenSourceBuilder};
 pub use token::AccessToken;
+pub use token_request::ClientAuthMethod;
 
 /// The error of a [`Bearer`] service: the inner service's, or an [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -30,6 +31,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const _: () = {
     const fn shared<T: Send + Sync + Clone>() {}
     shared::<TokenSource>();
+    shared::<ClientAuthMethod>();
     shared::<AccessToken>();
     shared::<Error>();
     shared::<BuildError>();

@@ -11,7 +11,7 @@ use crate::cache::{Cache, Fetch, MAX_LIFETIME, Policy};
 use crate::error::{BuildError, Error};
 use crate::http::{default_client, refusal};
 use crate::token::{AccessToken, Secret};
-use crate::token_request::{Endpoint, TokenRequest};
+use crate::token_request::{ClientAuthMethod, Credentials, Endpoint, TokenRequest};
 
 /// Access tokens for one OAuth client, obtained with the client-credentials grant
 /// (RFC 6749 §4.4) and kept until shortly before they expire.
@@ -101,6 +101,7 @@ pub struct TokenSourceBuilder {
     issuer: Option<String>,
     client_id: Option<String>,
     client_secret: Option<Secret>,
+    auth_method: ClientAuthMethod,
     scope: Vec<String>,
     resources: Vec<String>,
     http: Option<reqwest::Client>,
@@ -130,12 +131,22 @@ impl TokenSourceBuilder {
     }
 
     /// The client's secret, sent as `client_secret_basic` (RFC 6749 §2.3.1, which every
-    /// authorization server must support): id and secret form-urlencoded, then base64.
+    /// authorization server must support): id and secret form-urlencoded, then base64. See
+    /// [`client_auth_method`](Self::client_auth_method) for a server that wants it in the
+    /// form.
     ///
     /// # Security
     /// Never printed: `Debug` output shows `[redacted]`.
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
         self.client_secret = Some(Secret(secret.into()));
+        self
+    }
+
+    /// How id and secret reach the token endpoint: in the `Authorization` header
+    /// ([`SecretBasic`](ClientAuthMethod::SecretBasic), the default) or in the form
+    /// ([`SecretPost`](ClientAuthMethod::SecretPost)).
+    pub fn client_auth_method(mut self, method: ClientAuthMethod) -> Self {
+        self.auth_method = method;
         self
     }
 
@@ -222,7 +233,7 @@ impl TokenSourceBuilder {
             .client_secret
             .filter(|secret| !secret.0.is_empty())
             .ok_or_else(|| BuildError::new("client_secret", "required"))?;
-        let authorization = TokenRequest::basic_authorization(&client_id, &secret)
+        let credentials = Credentials::new(self.auth_method, &client_id, &secret)
             .ok_or_else(|| BuildError::new("client_id", "cannot be sent in a header"))?;
         let scope = checked_scope(&self.scope)?;
         for resource in &self.resources {
@@ -242,7 +253,7 @@ impl TokenSourceBuilder {
         let request = Arc::new(TokenRequest {
             http,
             endpoint,
-            authorization,
+            credentials,
             form: TokenRequest::form(scope.as_deref(), &self.resources),
             allow_insecure_http: self.allow_insecure_http,
         });

@@ -31,31 +31,81 @@ pub(crate) enum Endpoint {
     },
 }
 
+/// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuthMethod {
+    /// `client_secret_basic`: id and secret in an `Authorization: Basic` header, which every
+    /// authorization server must accept.
+    #[default]
+    SecretBasic,
+    /// `client_secret_post`: id and secret as `client_id` and `client_secret` in the form, for
+    /// a server that accepts only that (its discovery document's
+    /// `token_endpoint_auth_methods_supported` says).
+    SecretPost,
+}
+
+/// The client's credentials as each request carries them.
+pub(crate) enum Credentials {
+    /// The `Authorization` header's value.
+    Basic(HeaderValue),
+    /// `&client_id=…&client_secret=…`, appended to the form.
+    Post(Secret),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Self::Basic(_) => "client_secret_basic",
+            Self::Post(_) => "client_secret_post",
+        })
+    }
+}
+
+impl Credentials {
+    /// The credentials of `client_id` sent as `method`; `None` when they cannot be sent so (an
+    /// id that cannot be in a header).
+    pub(crate) fn new(method: ClientAuthMethod, client_id: &str, secret: &Secret) -> Option<Self> {
+        match method {
+            ClientAuthMethod::SecretBasic => {
+                basic_authorization(client_id, secret).map(Self::Basic)
+            }
+            ClientAuthMethod::SecretPost => {
+                let mut form = Serializer::new(String::new());
+                form.append_pair("client_id", client_id);
+                form.append_pair("client_secret", &secret.0);
+                Some(Self::Post(Secret(format!("&{}", form.finish()))))
+            }
+        }
+    }
+}
+
+/// `client_secret_basic` (RFC 6749 §2.3.1): id and secret each form-urlencoded, joined by
+/// `:`, base64 — so that a `:` or `%` in either survives.
+fn basic_authorization(client_id: &str, secret: &Secret) -> Option<HeaderValue> {
+    let credentials = format!(
+        "{}:{}",
+        byte_serialize(client_id.as_bytes()).collect::<String>(),
+        byte_serialize(secret.0.as_bytes()).collect::<String>()
+    );
+    let mut value =
+        HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials))).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 /// Everything one token request needs, built once.
 #[derive(Debug)]
 pub(crate) struct TokenRequest {
     pub(crate) http: reqwest::Client,
     pub(crate) endpoint: Endpoint,
-    pub(crate) authorization: HeaderValue,
+    pub(crate) credentials: Credentials,
+    /// The form without credentials.
     pub(crate) form: String,
     pub(crate) allow_insecure_http: bool,
 }
 
 impl TokenRequest {
-    /// `client_secret_basic` (RFC 6749 §2.3.1): id and secret each form-urlencoded, joined by
-    /// `:`, base64 — so that a `:` or `%` in either survives.
-    pub(crate) fn basic_authorization(client_id: &str, secret: &Secret) -> Option<HeaderValue> {
-        let credentials = format!(
-            "{}:{}",
-            byte_serialize(client_id.as_bytes()).collect::<String>(),
-            byte_serialize(secret.0.as_bytes()).collect::<String>()
-        );
-        let mut value =
-            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials))).ok()?;
-        value.set_sensitive(true);
-        Some(value)
-    }
-
     /// The form body: `grant_type=client_credentials`, then `scope` and each `resource`
     /// (RFC 8707) if given.
     pub(crate) fn form(scope: Option<&str>, resources: &[String]) -> String {
@@ -77,13 +127,20 @@ impl TokenRequest {
     pub(crate) async fn send(&self) -> Result<AccessToken, Error> {
         let url = self.endpoint_url().await?;
         tracing::debug!(token_endpoint = %url, "requesting an access token");
-        let response = self
+        let request = self
             .http
             .post(url.clone())
-            .header(AUTHORIZATION, self.authorization.clone())
             .header(ACCEPT, "application/json")
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(self.form.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let request = match &self.credentials {
+            Credentials::Basic(authorization) => request
+                .header(AUTHORIZATION, authorization.clone())
+                .body(self.form.clone()),
+            Credentials::Post(credentials) => {
+                request.body(format!("{}{}", self.form, credentials.0))
+            }
+        };
+        let response = request
             .send()
             .await
             .map_err(|error| transport(url, error))?;
@@ -226,13 +283,28 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_encoded_before_base64() {
-        let header =
-            TokenRequest::basic_authorization("api:one+two", &Secret("s%cr:t +x".to_owned()))
-                .unwrap();
+        let header = basic_authorization("api:one+two", &Secret("s%cr:t +x".to_owned())).unwrap();
         let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
         let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
         assert_eq!(decoded, "api%3Aone%2Btwo:s%25cr%3At+%2Bx");
         assert!(header.is_sensitive());
+    }
+
+    #[test]
+    fn post_credentials_are_form_pairs_that_debug_does_not_show() {
+        let secret = Secret("s%cr&t =x".to_owned());
+        let post = Credentials::new(ClientAuthMethod::SecretPost, "api:one+two", &secret).unwrap();
+        let Credentials::Post(pairs) = &post else {
+            panic!("{post:?}");
+        };
+        assert_eq!(
+            pairs.0,
+            "&client_id=api%3Aone%2Btwo&client_secret=s%25cr%26t+%3Dx"
+        );
+        assert_eq!(format!("{post:?}"), "client_secret_post");
+        let basic = Credentials::new(ClientAuthMethod::SecretBasic, "api", &secret).unwrap();
+        assert!(matches!(basic, Credentials::Basic(_)));
+        assert_eq!(format!("{basic:?}"), "client_secret_basic");
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use scopegate_client::{BearerClient, TokenSource};
+use scopegate_client::{BearerClient, ClientAuthMethod, TokenSource};
 use support::{Answer, Api, INVALID_TOKEN, Server, Verdict};
 
 /// Everything logged, at every level and by every crate.
@@ -54,11 +54,12 @@ async fn neither_secret_nor_token_reaches_the_logs_or_debug_output() {
     let response = client.send(client.get(&url)).await.unwrap();
     assert_eq!(response.status(), 200);
     let token = tokens.token().await.unwrap();
-    // A failed request is logged too.
+    // A failed request is logged too; this one sends its secret in the form.
     let failing = TokenSource::builder()
         .token_endpoint(server.token_endpoint())
         .client_id("svc")
         .client_secret("svc-secret-7f3e")
+        .client_auth_method(ClientAuthMethod::SecretPost)
         .build()
         .unwrap();
     server.set(Answer::Fixed {
@@ -76,7 +77,8 @@ async fn neither_secret_nor_token_reaches_the_logs_or_debug_output() {
     ] {
         assert!(logged.contains(expected), "{expected:?} not in:\n{logged}");
     }
-    let printed = format!("{logged}\n{client:?}\n{tokens:?}\n{token:?}\n{error:?}\n{error}");
+    let printed =
+        format!("{logged}\n{client:?}\n{tokens:?}\n{failing:?}\n{token:?}\n{error:?}\n{error}");
     let basic = server.seen()[0].headers["authorization"]
         .to_str()
         .unwrap()

@@ -9,7 +9,7 @@ mod support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use scopegate_client::{Error, TokenSource};
+use scopegate_client::{ClientAuthMethod, Error, TokenSource};
 use support::{Answer, Server};
 
 fn source(token_endpoint: &str) -> TokenSource {
@@ -27,6 +27,36 @@ fn fixed(status: u16, content_type: &'static str, body: &[u8]) -> Answer {
         content_type,
         body: body.to_vec(),
     }
+}
+
+#[tokio::test]
+async fn client_secret_post_sends_id_and_secret_in_the_form_and_no_authorization() {
+    let server = Server::start(Answer::Tokens { expires_in: 60 }).await;
+    let tokens = TokenSource::builder()
+        .token_endpoint(server.token_endpoint())
+        .client_id("svc:one")
+        .client_secret("s%cr&t =x")
+        .client_auth_method(ClientAuthMethod::SecretPost)
+        .scope("a:b:read")
+        .build()
+        .unwrap();
+    assert_eq!(tokens.token().await.unwrap().secret(), "tok-1");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].headers.get("authorization").is_none());
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(seen[0].body.as_bytes())
+        .into_owned()
+        .collect();
+    let expected = [
+        ("grant_type", "client_credentials"),
+        ("scope", "a:b:read"),
+        ("client_id", "svc:one"),
+        ("client_secret", "s%cr&t =x"),
+    ];
+    assert_eq!(
+        form,
+        expected.map(|(name, value)| (name.to_owned(), value.to_owned()))
+    );
 }
 
 #[tokio::test]

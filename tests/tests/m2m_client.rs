@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use reqwest::StatusCode;
-use scopegate_client::{BearerClient, BearerLayer, Error, TokenSource};
+use scopegate_client::{BearerClient, BearerLayer, ClientAuthMethod, Error, TokenSource};
 use serde_json::Value;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
@@ -575,6 +575,29 @@ async fn the_token_services_refusals_and_absence_are_typed_errors() {
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_secret_post_gets_a_token_the_api_accepts_and_a_wrong_secret_is_refused() {
+    let stack = Stack::start(API_ID).await;
+    let posting = |secret: &str| {
+        TokenSource::builder()
+            .issuer(&stack.issuer)
+            .client_id(JWT_CLIENT.0)
+            .client_secret(secret)
+            .client_auth_method(ClientAuthMethod::SecretPost)
+            .build()
+            .unwrap()
+    };
+    let client = BearerClient::new(reqwest::Client::new(), posting(JWT_CLIENT.1));
+    let response = client
+        .send(client.get(format!("{}/me", stack.api)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(stack.tokens_issued(JWT_CLIENT.0).await, 1);
+    let error = posting("wrong").token().await.unwrap_err();
+    assert_eq!(error.oauth_code(), Some("invalid_client"), "{error:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
