@@ -12,6 +12,7 @@ use std::convert::Infallible;
 
 use axum::Router;
 use axum::body::Body;
+use axum::handler::Handler as _;
 use axum::http::{Request, Response};
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -44,6 +45,13 @@ fn layer(c: &mut Criterion) {
     let scope = || ScopeLayer::all_of(&validator, ["akamai:social_profile:read"]).unwrap();
     let plain = Router::new().route("/r", get(|| async { "ok" }));
     let protected = Router::new().route("/r", get(|| async { "ok" }).route_layer(scope()));
+    let noop = Router::new().route(
+        "/r",
+        get(|| async { "ok" }).route_layer(tower::util::MapRequestLayer::new(
+            |request: Request<Body>| request,
+        )),
+    );
+    let handler_layered = Router::new().route("/r", get((|| async { "ok" }).layer(scope())));
     let echo = |_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::from("ok"))) };
     let bare = ServiceBuilder::new().service_fn(echo);
     let layered = ServiceBuilder::new().layer(scope()).service_fn(echo);
@@ -60,6 +68,20 @@ fn layer(c: &mut Criterion) {
         b.iter(|| {
             runtime
                 .block_on(protected.clone().oneshot(request(&token)))
+                .unwrap()
+        })
+    });
+    group.bench_function("axum route + no-op route_layer", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(noop.clone().oneshot(request(&token)))
+                .unwrap()
+        })
+    });
+    group.bench_function("axum route + Handler::layer(ScopeLayer) (warm JWT)", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(handler_layered.clone().oneshot(request(&token)))
                 .unwrap()
         })
     });

@@ -1,4 +1,5 @@
-//! Throughput of a trivial route, unprotected and protected, over real HTTP with `wrk`
+//! Throughput of a trivial route, unprotected and protected (by `route_layer`, and by
+//! `Handler::layer` on the handler: `handler`), over real HTTP with `wrk`
 //! (Debian's `wrk` package) on loopback, and the same route behind the `jwt-authorizer` crate
 //! (its latest release, built from `benchmarks/jwt-authorizer-api` as a program of its own, on
 //! the same core, with the same tokens and the same scope check). The variants alternate in
@@ -23,6 +24,7 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
 use axum::Router;
+use axum::handler::Handler as _;
 use axum::routing::get;
 use scopegate_validator::MockClock;
 use support::{FakeIdp, SigningKey};
@@ -217,6 +219,11 @@ fn main() {
                         .route_layer(ScopeLayer::all_of(&warm, [requirement]).unwrap()),
                 )
                 .route(
+                    "/warm-handler",
+                    get((|| async { "ok" })
+                        .layer(ScopeLayer::all_of(&warm, [requirement]).unwrap())),
+                )
+                .route(
                     "/cold",
                     get(|| async { "ok" })
                         .route_layer(ScopeLayer::all_of(&cold, [requirement]).unwrap()),
@@ -277,6 +284,12 @@ fn main() {
             9,
         ),
         variant("scopegate cached opaque", at("/opaque"), &opaque, 9),
+        variant(
+            "scopegate warm ES256 (handler)",
+            at("/warm-handler"),
+            &jwt,
+            0,
+        ),
     ];
     // Side-by-side pairs: (scopegate variant, jwt-authorizer variant).
     let pairs = [(2, 4), (3, 4), (6, 8), (7, 8)];

@@ -10,6 +10,7 @@ mod dpop_client;
 
 use axum::Router;
 use axum::body::Body;
+use axum::handler::Handler as _;
 use axum::http::{Method, Request, StatusCode, header};
 use axum::routing::get;
 use http_body_util::BodyExt;
@@ -155,6 +156,54 @@ async fn route_layers_protect_single_routes_and_extractors_read_the_principal() 
     assert_eq!(
         send(&app, Method::GET, "/company", Some(&plain)).await.0,
         StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_layer_on_one_handler_checks_and_answers_as_a_route_layer_does() {
+    let key = SigningKey::es256("k");
+    let idp = FakeIdp::start(&[&key]).await;
+    let clock = MockClock::at_system_time();
+    let validator = idp.validator(&clock);
+    let scope = |requirement| ScopeLayer::all_of(&validator, [requirement]).unwrap();
+    // `Handler::layer`: one handler, without the extra boxing of `route_layer`.
+    let app = Router::new().route(
+        "/profile",
+        get(me.layer(scope("akamai:social_profile:read")))
+            .put(me.layer(scope("akamai:social_profile:write"))),
+    );
+    let token = key.sign(&idp.claims(&clock));
+    assert_eq!(
+        send(&app, Method::GET, "/profile", Some(&token)).await,
+        (
+            StatusCode::OK,
+            "user-1/akamai:social_profile:read openid".into()
+        )
+    );
+    let challenge = |method: Method, token: Option<&str>| {
+        let mut request = Request::builder().method(method).uri("/profile");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let app = app.clone();
+        async move {
+            let response = app
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let challenge = response.headers()[header::WWW_AUTHENTICATE].clone();
+            (response.status(), challenge.to_str().unwrap().to_owned())
+        }
+    };
+    let (status, refused) = challenge(Method::PUT, Some(&token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.contains("error=\"insufficient_scope\""),
+        "{refused}"
+    );
+    assert_eq!(
+        challenge(Method::GET, None).await,
+        (StatusCode::UNAUTHORIZED, "Bearer realm=\"api\"".to_owned())
     );
 }
 
