@@ -97,6 +97,12 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The client assertion (`private_key_jwt`) could not be signed.
+    #[error("cannot sign the client assertion: {reason}")]
+    Assertion {
+        /// What went wrong.
+        reason: String,
+    },
     /// Called outside a tokio runtime: the token refresh runs as a tokio task.
     #[error("no tokio runtime: scopegate-client needs one to refresh tokens")]
     NoRuntime,

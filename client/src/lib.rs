@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod assertion;
 mod bearer_client;
 mod cache;
 mod discovery;
@@ -14,6 +15,7 @@ mod source;
 mod token;
 mod token_request;
 
+pub use assertion::{AssertionAlgorithm, AssertionKey};
 pub use bearer_client::BearerClient;
 pub use error::{BuildError, Error};
 pub use future::ResponseFuture;
@@ -32,6 +34,7 @@ const _: () = {
     const fn shared<T: Send + Sync + Clone>() {}
     shared::<TokenSource>();
     shared::<ClientAuthMethod>();
+    shared::<AssertionKey>();
     shared::<AccessToken>();
     shared::<Error>();
     shared::<BuildError>();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 use url::Url;
 
+use crate::assertion::AssertionKey;
 use crate::cache::{Cache, Fetch, MAX_LIFETIME, Policy};
 use crate::error::{BuildError, Error};
 use crate::http::{default_client, refusal};
@@ -101,6 +102,7 @@ pub struct TokenSourceBuilder {
     issuer: Option<String>,
     client_id: Option<String>,
     client_secret: Option<Secret>,
+    assertion_key: Option<AssertionKey>,
     auth_method: ClientAuthMethod,
     scope: Vec<String>,
     resources: Vec<String>,
@@ -139,6 +141,16 @@ impl TokenSourceBuilder {
     /// Never printed: `Debug` output shows `[redacted]`.
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
         self.client_secret = Some(Secret(secret.into()));
+        self
+    }
+
+    /// Authenticate with `private_key_jwt` (RFC 7523 §2.2) instead of a secret: each token
+    /// request carries a fresh assertion signed by `key` (`iss` and `sub` the client id, `aud`
+    /// the issuer when it is set, else the token endpoint; one minute; a random `jti`). The
+    /// server must hold the matching public key (the token service: `clients[].jwks` or
+    /// `jwks_uri`).
+    pub fn private_key_jwt(mut self, key: AssertionKey) -> Self {
+        self.assertion_key = Some(key);
         self
     }
 
@@ -219,8 +231,9 @@ impl TokenSourceBuilder {
     ///
     /// # Errors
     /// A [`BuildError`] naming the setting at fault: neither or both of `token_endpoint` and
-    /// `issuer`, a URL that is not https (or http on loopback), a missing or empty `client_id`
-    /// or `client_secret`, a `scope` with characters RFC 6749 §3.3 does not allow, a
+    /// `issuer`, a URL that is not https (or http on loopback), a missing or empty `client_id`,
+    /// neither or both of `client_secret` and `private_key_jwt` (or a `client_auth_method` with
+    /// a private key), a `scope` with characters RFC 6749 §3.3 does not allow, a
     /// `resource` that is not an absolute URI without fragment, an `assumed_lifetime` of zero
     /// or over a day.
     pub fn build(self) -> Result<TokenSource, BuildError> {
@@ -229,12 +242,36 @@ impl TokenSourceBuilder {
             .client_id
             .filter(|id| !id.is_empty())
             .ok_or_else(|| BuildError::new("client_id", "required"))?;
-        let secret = self
-            .client_secret
-            .filter(|secret| !secret.0.is_empty())
-            .ok_or_else(|| BuildError::new("client_secret", "required"))?;
-        let credentials = Credentials::new(self.auth_method, &client_id, &secret)
-            .ok_or_else(|| BuildError::new("client_id", "cannot be sent in a header"))?;
+        let credentials = match (self.client_secret, self.assertion_key) {
+            (Some(_), Some(_)) => {
+                return Err(BuildError::new(
+                    "client_secret",
+                    "set a client secret or a private key (private_key_jwt), not both",
+                ));
+            }
+            (None, Some(_)) if self.auth_method != ClientAuthMethod::default() => {
+                return Err(BuildError::new(
+                    "client_auth_method",
+                    "says how a client secret is sent; private_key_jwt sends none",
+                ));
+            }
+            (None, Some(key)) => Credentials::Assertion {
+                client_id: client_id.clone(),
+                key,
+            },
+            (secret, None) => {
+                let secret = secret
+                    .filter(|secret| !secret.0.is_empty())
+                    .ok_or_else(|| {
+                        BuildError::new(
+                            "client_secret",
+                            "required, or a private key (private_key_jwt)",
+                        )
+                    })?;
+                Credentials::new(self.auth_method, &client_id, &secret)
+                    .ok_or_else(|| BuildError::new("client_id", "cannot be sent in a header"))?
+            }
+        };
         let scope = checked_scope(&self.scope)?;
         for resource in &self.resources {
             check_resource(resource)?;
@@ -404,6 +441,38 @@ mod tests {
             .dangerous_allow_insecure_http()
             .build()
             .unwrap();
+    }
+
+    #[test]
+    fn a_private_key_takes_the_place_of_the_secret_never_beside_it() {
+        let (pem, _, _) = crate::assertion::tests::p256();
+        let key =
+            || AssertionKey::from_pem(crate::AssertionAlgorithm::ES256, pem.as_bytes()).unwrap();
+        let keyed = || {
+            TokenSource::builder()
+                .token_endpoint("https://idp.example.test/token")
+                .client_id("svc")
+                .private_key_jwt(key())
+        };
+        let source = keyed().build().unwrap();
+        assert_eq!(
+            format!("{:?}", source.inner.request.credentials),
+            "private_key_jwt"
+        );
+        assert_eq!(field_of(complete().private_key_jwt(key())), "client_secret");
+        assert_eq!(
+            field_of(keyed().client_auth_method(ClientAuthMethod::SecretPost)),
+            "client_auth_method"
+        );
+        assert_eq!(
+            field_of(
+                TokenSource::builder()
+                    .token_endpoint("https://idp.example.test/token")
+                    .client_id("svc")
+            ),
+            "client_secret"
+        );
+        assert_eq!(field_of(keyed().client_id("")), "client_id");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (§5.1 success, §5.2 error). The token endpoint is configured, or found once through
 //! OpenID Connect discovery.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 use url::form_urlencoded::{Serializer, byte_serialize};
 
+use crate::assertion::{ASSERTION_TYPE, AssertionKey};
 use crate::discovery;
 use crate::error::Error;
 use crate::http::{read_body, retry_after, transport};
@@ -51,6 +52,11 @@ pub(crate) enum Credentials {
     Basic(HeaderValue),
     /// `&client_id=…&client_secret=…`, appended to the form.
     Post(Secret),
+    /// `private_key_jwt`: a fresh assertion by the client with this id, signed by this key.
+    Assertion {
+        client_id: String,
+        key: AssertionKey,
+    },
 }
 
 impl std::fmt::Debug for Credentials {
@@ -58,6 +64,7 @@ impl std::fmt::Debug for Credentials {
         formatter.write_str(match self {
             Self::Basic(_) => "client_secret_basic",
             Self::Post(_) => "client_secret_post",
+            Self::Assertion { .. } => "private_key_jwt",
         })
     }
 }
@@ -139,6 +146,18 @@ impl TokenRequest {
             Credentials::Post(credentials) => {
                 request.body(format!("{}{}", self.form, credentials.0))
             }
+            Credentials::Assertion { client_id, key } => {
+                let assertion = key
+                    .sign(client_id, self.assertion_audience(url), SystemTime::now())
+                    .map_err(|error| Error::Assertion {
+                        reason: error.to_string(),
+                    })?;
+                // Appended to the form: `&` before the first new pair too.
+                let mut form = Serializer::for_suffix(self.form.clone(), 0);
+                form.append_pair("client_assertion_type", ASSERTION_TYPE);
+                form.append_pair("client_assertion", &assertion);
+                request.body(form.finish())
+            }
         };
         let response = request
             .send()
@@ -157,6 +176,16 @@ impl TokenRequest {
             Ok(token)
         } else {
             Err(error_response(url, status, &body, retry_after))
+        }
+    }
+
+    /// Who an assertion is for: the issuer when it is known — what RFC 7523's revision asks,
+    /// so that an assertion cannot be replayed at another server's endpoint — else the token
+    /// endpoint (OpenID Connect Core §9).
+    fn assertion_audience<'a>(&'a self, token_endpoint: &'a Url) -> &'a str {
+        match &self.endpoint {
+            Endpoint::Discovered { issuer, .. } => issuer,
+            Endpoint::Fixed(_) => token_endpoint.as_str(),
         }
     }
 

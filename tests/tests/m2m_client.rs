@@ -19,7 +19,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use reqwest::StatusCode;
-use scopegate_client::{BearerClient, BearerLayer, ClientAuthMethod, Error, TokenSource};
+use scopegate_client::{
+    AssertionAlgorithm, AssertionKey, BearerClient, BearerLayer, ClientAuthMethod, Error,
+    TokenSource,
+};
 use serde_json::Value;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
@@ -33,6 +36,8 @@ const JWT_CLIENT: (&str, &str) = ("svc", "svc:secret %+1");
 const OPAQUE_CLIENT: (&str, &str) = ("svc-opaque", "svc-opaque-secret");
 /// An opaque-token client whose tokens live six seconds (kept three: half their lifetime).
 const SHORT_CLIENT: (&str, &str) = ("svc-short", "svc-short-secret");
+/// A client registered with a public key: it authenticates with `private_key_jwt`.
+const KEYED_CLIENT: &str = "svc-keyed";
 /// A client allowed one token request an hour.
 const METERED_CLIENT: (&str, &str) = ("svc-metered", "svc-metered-secret");
 /// A client of the example gRPC API.
@@ -80,6 +85,13 @@ access_token_ttl = "6s"
 audience = ["{API_ID}"]
 
 [[clients]]
+id = "{KEYED_CLIENT}"
+grants = ["client_credentials"]
+scopes = ["akamai:social_profile:read"]
+audience = ["{API_ID}"]
+jwks = {{ keys = [{{ kty = "EC", crv = "P-256", kid = "k1", x = "{keyed_x}", y = "{keyed_y}" }}] }}
+
+[[clients]]
 id = "{metered}"
 secret = "{metered_secret}"
 grants = ["client_credentials"]
@@ -107,6 +119,8 @@ scopes = ["shop:orders"]
 "#,
         clerk = ORDERS_CLIENT.0,
         clerk_secret = ORDERS_CLIENT.1,
+        keyed_x = keyed_key().1,
+        keyed_y = keyed_key().2,
         metered = METERED_CLIENT.0,
         metered_secret = METERED_CLIENT.1,
         jwt = JWT_CLIENT.0,
@@ -116,6 +130,28 @@ scopes = ["shop:orders"]
         short = SHORT_CLIENT.0,
         short_secret = SHORT_CLIENT.1,
     )
+}
+
+/// The key of [`KEYED_CLIENT`], made once per test process: its PKCS#8 PEM, and its public
+/// point's x and y (base64url).
+fn keyed_key() -> &'static (String, String, String) {
+    static KEY: std::sync::OnceLock<(String, String, String)> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            STANDARD.encode(pair.to_pkcs8v1().unwrap().as_ref())
+        );
+        let point = pair.public_key().as_ref();
+        (
+            pem,
+            URL_SAFE_NO_PAD.encode(&point[1..33]),
+            URL_SAFE_NO_PAD.encode(&point[33..]),
+        )
+    })
 }
 
 /// The token service and the example API, each a process, with their metrics listeners.
@@ -598,6 +634,49 @@ async fn client_secret_post_gets_a_token_the_api_accepts_and_a_wrong_secret_is_r
     assert_eq!(stack.tokens_issued(JWT_CLIENT.0).await, 1);
     let error = posting("wrong").token().await.unwrap_err();
     assert_eq!(error.oauth_code(), Some("invalid_client"), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_key_jwt_gets_a_token_the_api_accepts_and_another_key_is_refused() {
+    let stack = Stack::start(API_ID).await;
+    let keyed = |pem: &str, issuer: bool| {
+        let key = AssertionKey::from_pem(AssertionAlgorithm::ES256, pem.as_bytes())
+            .unwrap()
+            .with_kid("k1");
+        let builder = TokenSource::builder()
+            .client_id(KEYED_CLIENT)
+            .private_key_jwt(key);
+        // Found by discovery, the assertion is for the issuer; configured, for the endpoint.
+        if issuer {
+            builder.issuer(&stack.issuer)
+        } else {
+            builder.token_endpoint(format!("{}/token", stack.issuer))
+        }
+        .build()
+        .unwrap()
+    };
+    for issuer in [true, false] {
+        let client = BearerClient::new(reqwest::Client::new(), keyed(&keyed_key().0, issuer));
+        let response = client
+            .send(client.get(format!("{}/me", stack.api)))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "issuer: {issuer}");
+    }
+    assert_eq!(stack.tokens_issued(KEYED_CLIENT).await, 2);
+
+    let other = {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        use base64::Engine as _;
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(pair.to_pkcs8v1().unwrap().as_ref())
+        )
+    };
+    let error = keyed(&other, true).token().await.unwrap_err();
+    assert_eq!(error.oauth_code(), Some("invalid_client"), "{error:?}");
+    assert_eq!(stack.tokens_issued(KEYED_CLIENT).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
