@@ -1,7 +1,8 @@
 //! Reading a user's record from the claim sources (`[[claim_sources]]`): one HTTP request per
 //! user and source, within the source's timeout, its answer (a JSON object) reused for the
 //! source's `cache_ttl`. Concurrent sign-ins of one user wait for one request; a source that
-//! timed out or could not be reached is left alone for its `backoff`. The scopes' claim
+//! timed out or could not be reached three times in a row is left alone for its `backoff`, then
+//! tried with one request. The scopes' claim
 //! mappings then read claims from the record, as they read stored attributes
 //! ([`id_token`](crate::id_token)).
 
@@ -48,8 +49,8 @@ pub enum SourceError {
     /// The user has no `{email}` to fill in the source's URL.
     #[error("claim source `{0}` needs the user's email, which is not known")]
     NoEmail(String),
-    /// Not asked: it timed out or could not be reached moments ago, and its `backoff` has not
-    /// passed yet.
+    /// Not asked: it timed out or could not be reached several times in a row moments ago, and
+    /// its `backoff` has not passed yet (or one request is trying it now).
     #[error("claim source `{0}` failed moments ago and is not asked again yet")]
     Resting(String),
     /// A scope names a source that is not configured (cannot happen once the configuration
@@ -62,36 +63,60 @@ struct Source {
     settings: ClaimSource,
     /// Records by `sub`; `None` when the source's answers are not reused.
     cache: Option<moka::future::Cache<String, Record>>,
-    /// Until when the source is not asked, after a timeout or a connection failure.
-    resting_until: Mutex<Option<Instant>>,
+    /// Whether the source is asked, after timeouts or connection failures.
+    health: Mutex<Health>,
 }
 
+/// A source's recent failures: the state of its circuit breaker.
+#[derive(Default)]
+struct Health {
+    /// Timeouts and connection failures since its last answer.
+    failures_in_a_row: u32,
+    /// Until when it is not asked; once past, one request goes through to try it.
+    resting_until: Option<Instant>,
+}
+
+/// Failures in a row before a source rests: one slow record is not an outage.
+const FAILURES_BEFORE_REST: u32 = 3;
+
 impl Source {
-    fn is_resting(&self) -> bool {
-        let until = *self
-            .resting_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        until.is_some_and(|until| Instant::now() < until)
+    /// Whether a request may go to the source now. While it rests, none; once its rest is
+    /// over, one — the others keep failing at once until that one comes back or times out.
+    fn may_ask(&self) -> bool {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(until) = health.resting_until else {
+            return true;
+        };
+        let now = Instant::now();
+        if now < until {
+            return false;
+        }
+        // The trial request's own time: nobody else asks while it is out.
+        health.resting_until = now.checked_add(self.settings.timeout);
+        true
     }
 
-    /// A source that is slow or down would cost every sign-in its whole timeout: after such a
-    /// failure it rests for its `backoff`. An answer, even a refusal, says it is up.
+    /// A source that is slow or down would cost every sign-in its whole timeout: after
+    /// [`FAILURES_BEFORE_REST`] such failures in a row (or a failed trial after a rest) it
+    /// rests for its `backoff`. An answer, even a refusal, says it is up.
     fn note(&self, outcome: &Result<Record, SourceError>) {
-        let until = match outcome {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        match outcome {
             Err(SourceError::Timeout(_) | SourceError::Unreachable(_)) => {
-                Instant::now().checked_add(self.settings.backoff)
+                health.failures_in_a_row = health.failures_in_a_row.saturating_add(1);
+                let trial_failed = health.resting_until.is_some();
+                if (trial_failed || health.failures_in_a_row >= FAILURES_BEFORE_REST)
+                    && !self.settings.backoff.is_zero()
+                {
+                    health.resting_until = Instant::now().checked_add(self.settings.backoff);
+                }
             }
-            Ok(_) | Err(SourceError::Status(..) | SourceError::Junk(..)) => None,
+            Ok(_) | Err(SourceError::Status(..) | SourceError::Junk(..)) => {
+                *health = Health::default();
+            }
             // Nothing was asked: this says nothing of the source.
-            Err(SourceError::NoEmail(_) | SourceError::Resting(_) | SourceError::Unknown(_)) => {
-                return;
-            }
-        };
-        *self
-            .resting_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = until;
+            Err(SourceError::NoEmail(_) | SourceError::Resting(_) | SourceError::Unknown(_)) => {}
+        }
     }
 }
 
@@ -136,7 +161,7 @@ impl ClaimSources {
                     Source {
                         settings: settings.clone(),
                         cache,
-                        resting_until: Mutex::new(None),
+                        health: Mutex::default(),
                     },
                 )
             })
@@ -179,7 +204,7 @@ impl ClaimSources {
     /// Asks `entry` about `user`, unless it is resting.
     async fn ask(&self, entry: &Source, user: Identity<'_>) -> Result<Record, SourceError> {
         let source = &entry.settings;
-        if entry.is_resting() {
+        if !entry.may_ask() {
             crate::telemetry::metrics::claim_source_skipped(&source.name);
             return Err(SourceError::Resting(source.name.clone()));
         }

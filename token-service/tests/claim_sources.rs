@@ -49,6 +49,12 @@ struct Fake {
 
 impl Fake {
     async fn start() -> (Self, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener)
+    }
+
+    /// The fake, answering on `listener`.
+    fn start_on(listener: tokio::net::TcpListener) -> (Self, String) {
         let fake = Self {
             behaviour: Arc::new(std::sync::Mutex::new(Behaviour::Profile)),
             requests: Arc::new(AtomicUsize::new(0)),
@@ -62,7 +68,6 @@ impl Fake {
                 async move { state.answer(method.to_string(), uri, headers, body).await }
             },
         ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (fake, url)
@@ -213,14 +218,16 @@ async fn failures_are_typed_and_a_404_is_an_empty_record() {
     let down = self::sources(&format!(
         "[[claim_sources]]\nname = \"down\"\nurl = \"http://127.0.0.1:{closed}/x\"\n"
     ));
-    assert_eq!(
-        down.record("down", JANE).await.unwrap_err(),
-        SourceError::Unreachable("down".into())
-    );
+    for _ in 0..3 {
+        assert_eq!(
+            down.record("down", JANE).await.unwrap_err(),
+            SourceError::Unreachable("down".into())
+        );
+    }
     assert_eq!(
         down.record("down", JANE).await.unwrap_err(),
         SourceError::Resting("down".into()),
-        "a source that is down rests for its backoff"
+        "a source down three times in a row rests for its backoff"
     );
     let no_email = self::sources(&format!(
         "[[claim_sources]]\nname = \"m\"\nurl = \"{url}/{{email}}\"\n"
@@ -258,54 +265,102 @@ async fn answers_are_reused_for_their_lifetime_and_failures_are_not() {
     assert_eq!(fake.count(), 4, "per user");
 }
 
+const JOHN: Identity<'static> = Identity {
+    sub: "u-2",
+    username: "john",
+    email: None,
+};
+
 #[tokio::test]
-async fn a_source_that_timed_out_rests_for_its_backoff_then_is_asked_again() {
+async fn a_source_that_timed_out_three_times_in_a_row_rests_and_its_cached_answers_stay() {
     let (fake, url) = Fake::start().await;
-    let entry = |name: &str, backoff: &str| {
-        format!(
-            "[[claim_sources]]\nname = \"{name}\"\nurl = \"{url}/{name}/{{sub}}\"\ntimeout = \"300ms\"\ncache_ttl = \"1h\"\nbackoff = \"{backoff}\"\n"
-        )
-    };
-    let sources = sources(&(entry("long", "10m") + &entry("short", "200ms")));
-    let john = Identity {
-        sub: "u-2",
-        username: "john",
-        email: None,
+    // A timeout long enough for an answer on a slow machine; `Slow` answers after 30 s.
+    let sources = sources(&format!(
+        "[[claim_sources]]\nname = \"p\"\nurl = \"{url}/p/{{sub}}\"\ntimeout = \"2s\"\ncache_ttl = \"1h\"\nbackoff = \"10m\"\n"
+    ));
+    let timed_out = || async {
+        assert_eq!(
+            sources.record("p", JOHN).await.unwrap_err(),
+            SourceError::Timeout("p".into())
+        );
     };
     fake.set(Behaviour::Profile);
-    sources.record("long", JANE).await.unwrap();
-    assert_eq!(fake.count(), 1);
+    sources.record("p", JANE).await.unwrap();
 
+    // Two timeouts then an answer: one slow moment is not an outage, and the count starts over.
     fake.set(Behaviour::Slow);
-    assert_eq!(
-        sources.record("long", john).await.unwrap_err(),
-        SourceError::Timeout("long".into())
-    );
-    assert_eq!(fake.count(), 2);
-    // Up again, but the source rests: nobody asks it, for any user, within its backoff; an
+    timed_out().await;
+    timed_out().await;
+    fake.set(Behaviour::Error);
+    assert!(matches!(
+        sources.record("p", JOHN).await,
+        Err(SourceError::Status(..))
+    ));
+    fake.set(Behaviour::Slow);
+    timed_out().await;
+    timed_out().await;
+    assert_eq!(fake.count(), 6, "every one of these was asked");
+    timed_out().await;
+
+    // Three in a row: up again, but resting, it is asked for nobody within its backoff; an
     // answer it gave before stays cached.
     fake.set(Behaviour::Profile);
     assert_eq!(
-        sources.record("long", john).await.unwrap_err(),
-        SourceError::Resting("long".into())
+        sources.record("p", JOHN).await.unwrap_err(),
+        SourceError::Resting("p".into())
     );
     assert_eq!(
-        sources.record("long", JANE).await.unwrap()["companyName"],
+        sources.record("p", JANE).await.unwrap()["companyName"],
         "Bizcorp"
     );
-    assert_eq!(fake.count(), 2, "a resting source is not asked");
+    assert_eq!(fake.count(), 7, "a resting source is not asked");
+}
 
-    // Once its backoff has passed it is asked again (the sleep only ever outlasts it).
-    fake.set(Behaviour::Slow);
-    assert!(sources.record("short", john).await.is_err());
-    assert_eq!(fake.count(), 3);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    fake.set(Behaviour::Profile);
+#[tokio::test]
+async fn after_its_rest_one_request_tries_the_source_while_the_others_fail_at_once() {
+    // Bound but not listening: connections are refused until it listens.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let address = socket.local_addr().unwrap();
+    let sources = sources(&format!(
+        "[[claim_sources]]\nname = \"p\"\nurl = \"http://{address}/p/{{sub}}\"\ntimeout = \"30s\"\ncache_ttl = \"0s\"\nbackoff = \"200ms\"\n"
+    ));
+    for _ in 0..3 {
+        assert_eq!(
+            sources.record("p", JANE).await.unwrap_err(),
+            SourceError::Unreachable("p".into())
+        );
+    }
     assert_eq!(
-        sources.record("short", john).await.unwrap()["companyName"],
-        "Bizcorp"
+        sources.record("p", JANE).await.unwrap_err(),
+        SourceError::Resting("p".into())
     );
-    assert_eq!(fake.count(), 4);
+
+    // Back up, answering slowly; once the backoff has passed (the sleep only ever outlasts
+    // it) one request goes through and the others do not wait for it.
+    let (fake, _) = Fake::start_on(socket.listen(64).unwrap());
+    fake.set(Behaviour::Held);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let trial = {
+        let sources = sources.clone();
+        tokio::spawn(async move { sources.record("p", JANE).await })
+    };
+    while fake.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        sources.record("p", JOHN).await.unwrap_err(),
+        SourceError::Resting("p".into()),
+        "a second request while the trial is out"
+    );
+    assert_eq!(fake.count(), 1);
+    fake.release.notify_waiters();
+    assert_eq!(trial.await.unwrap().unwrap()["companyName"], "Bizcorp");
+
+    // Its answer closes the circuit: everyone is asked again.
+    fake.set(Behaviour::Profile);
+    sources.record("p", JOHN).await.unwrap();
+    assert_eq!(fake.count(), 2);
 }
 
 #[tokio::test]
@@ -624,26 +679,31 @@ async fn a_source_that_is_down_is_omitted_or_refuses_as_configured() {
 }
 
 #[tokio::test]
-async fn a_sign_in_while_the_source_rests_is_turned_away_at_once_without_asking_it() {
+async fn a_sign_in_while_the_source_rests_is_turned_away_without_asking_it() {
     let (fake, url) = Fake::start().await;
     fake.set(Behaviour::Slow);
-    let config = service_config(&url, "refuse").replace("backoff = \"0s\"", "backoff = \"10m\"");
+    let config = service_config(&url, "refuse")
+        .replace("backoff = \"0s\"", "backoff = \"10m\"")
+        .replace("timeout = \"300ms\"", "timeout = \"2s\"");
     let service = TestService::start_with(&config).await;
     let refused = |answer: &support::Answer| {
         let (_, params) = location_params(answer);
         param(&params, "error") == Some("temporarily_unavailable")
             && param(&params, "code").is_none()
     };
-    let form = login_form(&service, &authorize_query()).await;
-    let answer = submit(&service, &form, "jane", "jane-password-1").await;
-    assert!(refused(&answer), "{}", answer.text);
-    assert_eq!(fake.count(), 1);
+    // Three sign-ins in a row wait out the source's timeout and are turned away.
+    for attempt in 1..=3 {
+        let form = login_form(&service, &authorize_query()).await;
+        let answer = submit(&service, &form, "jane", "jane-password-1").await;
+        assert!(refused(&answer), "{}", answer.text);
+        assert_eq!(fake.count(), attempt);
+    }
 
     fake.set(Behaviour::Profile);
     let form = login_form(&service, &authorize_query()).await;
     let answer = submit(&service, &form, "jane", "jane-password-1").await;
     assert!(refused(&answer), "{}", answer.text);
-    assert_eq!(fake.count(), 1, "the resting source was asked");
+    assert_eq!(fake.count(), 3, "the resting source was asked");
 }
 
 #[test]

@@ -113,8 +113,9 @@ pub struct ClaimSource {
     pub timeout: Duration,
     /// How long an answer is reused for the same user (0: asked every time).
     pub cache_ttl: Duration,
-    /// After a timeout or a connection failure, how long the source is not asked (0: asked
-    /// every time): a source that is down costs each sign-in its whole timeout otherwise.
+    /// After three timeouts or connection failures in a row, how long the source is not asked
+    /// (0: asked every time): a source that is down costs each sign-in its whole timeout
+    /// otherwise.
     pub backoff: Duration,
     /// Omit the claims or refuse when the source fails.
     pub on_failure: OnFailure,
