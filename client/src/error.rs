@@ -16,6 +16,7 @@ pub enum Error {
     /// credentials (`invalid_client`), a scope the client may not have (`invalid_scope`), …
     #[error("the token endpoint refused the request (HTTP {status}): {code}{}",
         description.as_deref().map(|text| format!(" ({text:?})")).unwrap_or_default())]
+    #[non_exhaustive]
     OAuth {
         /// The HTTP status (400 or 401 as RFC 6749 says; some servers use others).
         status: u16,
@@ -41,6 +42,7 @@ pub enum Error {
     },
     /// The server answered a status that is neither success nor an OAuth error.
     #[error("{url} answered HTTP {status}")]
+    #[non_exhaustive]
     Status {
         /// The URL asked.
         url: String,
@@ -49,6 +51,18 @@ pub enum Error {
         /// How long the server asked to wait before the next request (its `Retry-After`,
         /// RFC 9110 §10.2.3), if it said so — typically with 429 or 503.
         retry_after: Option<Duration>,
+    },
+    /// The token endpoint redirected the request and the HTTP client followed: the app's own
+    /// client (see `TokenSourceBuilder::http_client`) follows redirects. Its answer is not
+    /// used.
+    #[error(
+        "{url} redirected the token request to {to}; use an HTTP client that follows no redirects"
+    )]
+    Redirected {
+        /// The token endpoint.
+        url: String,
+        /// Where the answer came from.
+        to: String,
     },
     /// The answer's body is larger than a token response or discovery document can be.
     #[error("{url} answered more than {limit} bytes")]
@@ -132,7 +146,8 @@ impl Error {
         text
     }
 
-    /// How long the server asked to wait before asking again (`Retry-After`), when it did.
+    /// How long the server asked to wait before asking again (its `Retry-After`, as it sent
+    /// it), when it did. The source itself holds requests off at most five minutes.
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

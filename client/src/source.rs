@@ -178,6 +178,12 @@ impl TokenSourceBuilder {
 
     /// The HTTP client for the token endpoint and discovery. By default one of its own: 5 s
     /// to connect, 30 s in all, no redirects.
+    ///
+    /// # Security
+    /// Give one that follows no redirects (`reqwest::redirect::Policy::none()`): a 307 or 308
+    /// from the token endpoint would send the form — with `client_secret_post`, the secret —
+    /// to wherever it points. A token request that was redirected anyway is answered with
+    /// [`Error::Redirected`](crate::Error::Redirected), not with its token.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
         self
@@ -200,8 +206,9 @@ impl TokenSourceBuilder {
 
     /// After a failed token request, how long callers without a valid token get its error
     /// before the endpoint is asked again (default 1 s; zero asks again at once, still one
-    /// request at a time). A refusal with a longer `Retry-After` (a 429 `slow_down`, a 503) is
-    /// held that long instead, up to five minutes; the wait is in [`Error::retry_after`].
+    /// request at a time). An answer whose `Retry-After` asks for longer (a 429 `slow_down`, a
+    /// 503, or any other refusal carrying one) is held that long instead, up to five minutes;
+    /// the server's value is in [`Error::retry_after`].
     ///
     /// [`Error::retry_after`]: crate::Error::retry_after
     pub fn retry_after_failure(mut self, hold_off: Duration) -> Self {

@@ -163,8 +163,14 @@ impl TokenRequest {
             .send()
             .await
             .map_err(|error| transport(url, error))?;
+        if response.url() != url {
+            return Err(Error::Redirected {
+                url: url.to_string(),
+                to: response.url().to_string(),
+            });
+        }
         let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers(), std::time::SystemTime::now());
+        let retry_after = retry_after(response.headers(), SystemTime::now());
         let body = read_body(response, url).await?;
         if status == 200 {
             let token = token_response(url, &body)?;

@@ -30,6 +30,35 @@ fn fixed(status: u16, content_type: &'static str, body: &[u8]) -> Answer {
 }
 
 #[tokio::test]
+async fn a_redirected_token_request_is_an_error_whichever_client_sends_it() {
+    let server = Server::start(Answer::RedirectTo("/elsewhere")).await;
+    let builder = || {
+        TokenSource::builder()
+            .token_endpoint(server.token_endpoint())
+            .client_id("svc")
+            .client_secret("s")
+            .client_auth_method(ClientAuthMethod::SecretPost)
+    };
+    // Its own client does not follow.
+    let error = builder().build().unwrap().token().await.unwrap_err();
+    assert!(
+        matches!(error, Error::Status { status: 307, .. }),
+        "{error:?}"
+    );
+    // An app's client that follows: the token it was given elsewhere is not used.
+    let following = builder()
+        .http_client(reqwest::Client::new())
+        .build()
+        .unwrap();
+    let error = following.token().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Redirected { to, .. } if to.ends_with("/elsewhere")),
+        "{error:?}"
+    );
+    assert_eq!(server.token_requests(), 3);
+}
+
+#[tokio::test]
 async fn client_secret_post_sends_id_and_secret_in_the_form_and_no_authorization() {
     let server = Server::start(Answer::Tokens { expires_in: 60 }).await;
     let tokens = TokenSource::builder()
@@ -153,7 +182,7 @@ async fn junk_answers_are_typed_errors() {
                 br#"{"error":"invalid_scope","error_description":"no such scope","error_uri":"https://idp.test/e"}"#,
             ),
             |error| {
-                matches!(error, Error::OAuth { status: 400, code, description: Some(description), uri: Some(_), retry_after: None }
+                matches!(error, Error::OAuth { status: 400, code, description: Some(description), uri: Some(_), .. }
                     if code == "invalid_scope" && description == "no such scope")
             },
         ),

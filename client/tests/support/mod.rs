@@ -24,6 +24,8 @@ pub enum Answer {
     },
     /// A 200 whose body is streamed (no `Content-Length`), `size` bytes of JSON-looking text.
     Streamed { size: usize },
+    /// At `/token`, a 307 to this path of the server; there, tokens as `Tokens`.
+    RedirectTo(&'static str),
 }
 
 /// One request the server received.
@@ -125,6 +127,19 @@ impl Server {
                 body,
             )
                 .into_response(),
+            Answer::RedirectTo(path) if uri.path() == "/token" => (
+                StatusCode::TEMPORARY_REDIRECT,
+                [("location", format!("{}{path}", self.url))],
+            )
+                .into_response(),
+            Answer::RedirectTo(_) => {
+                let body = serde_json::json!({
+                    "access_token": format!("tok-{n}"),
+                    "token_type": "Bearer",
+                    "expires_in": 60,
+                });
+                ([("content-type", "application/json")], body.to_string()).into_response()
+            }
             Answer::Streamed { size } => {
                 let chunk = Bytes::from(vec![b' '; 1024]);
                 let chunks = (0..size / 1024).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
