@@ -58,6 +58,7 @@ pub enum Error {
     #[error(
         "{url} redirected the token request to {to}; use an HTTP client that follows no redirects"
     )]
+    #[non_exhaustive]
     Redirected {
         /// The token endpoint.
         url: String,
@@ -113,6 +114,7 @@ pub enum Error {
     },
     /// The client assertion (`private_key_jwt`) could not be signed.
     #[error("cannot sign the client assertion: {reason}")]
+    #[non_exhaustive]
     Assertion {
         /// What went wrong.
         reason: String,

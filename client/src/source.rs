@@ -103,7 +103,8 @@ pub struct TokenSourceBuilder {
     client_id: Option<String>,
     client_secret: Option<Secret>,
     assertion_key: Option<AssertionKey>,
-    auth_method: ClientAuthMethod,
+    assertion_audience: Option<String>,
+    auth_method: Option<ClientAuthMethod>,
     scope: Vec<String>,
     resources: Vec<String>,
     http: Option<reqwest::Client>,
@@ -154,11 +155,20 @@ impl TokenSourceBuilder {
         self
     }
 
+    /// The `aud` of each `private_key_jwt` assertion. By default the issuer when it is set
+    /// (what RFC 7523's revision asks of servers), else the token endpoint (OpenID Connect
+    /// Core §9); set it for a server that wants the other — its issuer identifier while the
+    /// token endpoint is configured, say.
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.assertion_audience = Some(audience.into());
+        self
+    }
+
     /// How id and secret reach the token endpoint: in the `Authorization` header
     /// ([`SecretBasic`](ClientAuthMethod::SecretBasic), the default) or in the form
     /// ([`SecretPost`](ClientAuthMethod::SecretPost)).
     pub fn client_auth_method(mut self, method: ClientAuthMethod) -> Self {
-        self.auth_method = method;
+        self.auth_method = Some(method);
         self
     }
 
@@ -181,8 +191,8 @@ impl TokenSourceBuilder {
     ///
     /// # Security
     /// Give one that follows no redirects (`reqwest::redirect::Policy::none()`): a 307 or 308
-    /// from the token endpoint would send the form — with `client_secret_post`, the secret —
-    /// to wherever it points. A token request that was redirected anyway is answered with
+    /// from the token endpoint would send the form — with `client_secret_post` the secret, with
+    /// `private_key_jwt` an assertion still unused at the real server — to wherever it points. A token request that was redirected anyway is answered with
     /// [`Error::Redirected`](crate::Error::Redirected), not with its token.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
@@ -240,7 +250,7 @@ impl TokenSourceBuilder {
     /// A [`BuildError`] naming the setting at fault: neither or both of `token_endpoint` and
     /// `issuer`, a URL that is not https (or http on loopback), a missing or empty `client_id`,
     /// neither or both of `client_secret` and `private_key_jwt` (or a `client_auth_method` with
-    /// a private key), a `scope` with characters RFC 6749 §3.3 does not allow, a
+    /// a private key, an `assertion_audience` without one or empty), a `scope` with characters RFC 6749 §3.3 does not allow, a
     /// `resource` that is not an absolute URI without fragment, an `assumed_lifetime` of zero
     /// or over a day.
     pub fn build(self) -> Result<TokenSource, BuildError> {
@@ -256,7 +266,7 @@ impl TokenSourceBuilder {
                     "set a client secret or a private key (private_key_jwt), not both",
                 ));
             }
-            (None, Some(_)) if self.auth_method != ClientAuthMethod::default() => {
+            (None, Some(_)) if self.auth_method.is_some() => {
                 return Err(BuildError::new(
                     "client_auth_method",
                     "says how a client secret is sent; private_key_jwt sends none",
@@ -265,7 +275,19 @@ impl TokenSourceBuilder {
             (None, Some(key)) => Credentials::Assertion {
                 client_id: client_id.clone(),
                 key,
+                audience: match self.assertion_audience {
+                    Some(audience) if audience.is_empty() => {
+                        return Err(BuildError::new("assertion_audience", "is empty"));
+                    }
+                    audience => audience,
+                },
             },
+            (_, None) if self.assertion_audience.is_some() => {
+                return Err(BuildError::new(
+                    "assertion_audience",
+                    "is for private_key_jwt assertions; this client sends a secret",
+                ));
+            }
             (secret, None) => {
                 let secret = secret
                     .filter(|secret| !secret.0.is_empty())
@@ -275,7 +297,7 @@ impl TokenSourceBuilder {
                             "required, or a private key (private_key_jwt)",
                         )
                     })?;
-                Credentials::new(self.auth_method, &client_id, &secret)
+                Credentials::new(self.auth_method.unwrap_or_default(), &client_id, &secret)
                     .ok_or_else(|| BuildError::new("client_id", "cannot be sent in a header"))?
             }
         };
@@ -467,9 +489,23 @@ mod tests {
             "private_key_jwt"
         );
         assert_eq!(field_of(complete().private_key_jwt(key())), "client_secret");
+        for method in [ClientAuthMethod::SecretPost, ClientAuthMethod::SecretBasic] {
+            assert_eq!(
+                field_of(keyed().client_auth_method(method)),
+                "client_auth_method"
+            );
+        }
+        keyed()
+            .assertion_audience("https://as.test")
+            .build()
+            .unwrap();
         assert_eq!(
-            field_of(keyed().client_auth_method(ClientAuthMethod::SecretPost)),
-            "client_auth_method"
+            field_of(keyed().assertion_audience("")),
+            "assertion_audience"
+        );
+        assert_eq!(
+            field_of(complete().assertion_audience("https://as.test")),
+            "assertion_audience"
         );
         assert_eq!(
             field_of(

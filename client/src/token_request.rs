@@ -52,10 +52,12 @@ pub(crate) enum Credentials {
     Basic(HeaderValue),
     /// `&client_id=…&client_secret=…`, appended to the form.
     Post(Secret),
-    /// `private_key_jwt`: a fresh assertion by the client with this id, signed by this key.
+    /// `private_key_jwt`: a fresh assertion by the client with this id, signed by this key,
+    /// for this audience if one is configured.
     Assertion {
         client_id: String,
         key: AssertionKey,
+        audience: Option<String>,
     },
 }
 
@@ -146,12 +148,17 @@ impl TokenRequest {
             Credentials::Post(credentials) => {
                 request.body(format!("{}{}", self.form, credentials.0))
             }
-            Credentials::Assertion { client_id, key } => {
-                let assertion = key
-                    .sign(client_id, self.assertion_audience(url), SystemTime::now())
-                    .map_err(|error| Error::Assertion {
-                        reason: error.to_string(),
-                    })?;
+            Credentials::Assertion {
+                client_id,
+                key,
+                audience,
+            } => {
+                let audience = assertion_audience(&self.endpoint, audience.as_deref(), url);
+                let assertion =
+                    key.sign(client_id, audience, SystemTime::now())
+                        .map_err(|error| Error::Assertion {
+                            reason: error.to_string(),
+                        })?;
                 // Appended to the form: `&` before the first new pair too.
                 let mut form = Serializer::for_suffix(self.form.clone(), 0);
                 form.append_pair("client_assertion_type", ASSERTION_TYPE);
@@ -185,16 +192,6 @@ impl TokenRequest {
         }
     }
 
-    /// Who an assertion is for: the issuer when it is known — what RFC 7523's revision asks,
-    /// so that an assertion cannot be replayed at another server's endpoint — else the token
-    /// endpoint (OpenID Connect Core §9).
-    fn assertion_audience<'a>(&'a self, token_endpoint: &'a Url) -> &'a str {
-        match &self.endpoint {
-            Endpoint::Discovered { issuer, .. } => issuer,
-            Endpoint::Fixed(_) => token_endpoint.as_str(),
-        }
-    }
-
     async fn endpoint_url(&self) -> Result<&Url, Error> {
         match &self.endpoint {
             Endpoint::Fixed(url) => Ok(url),
@@ -206,6 +203,21 @@ impl TokenRequest {
                     .await
             }
         }
+    }
+}
+
+/// Who an assertion is for: the audience configured; else the issuer when it is known — what
+/// RFC 7523's revision asks, so that an assertion cannot be replayed at another server's
+/// endpoint — else the token endpoint (OpenID Connect Core §9).
+fn assertion_audience<'a>(
+    endpoint: &'a Endpoint,
+    configured: Option<&'a str>,
+    token_endpoint: &'a Url,
+) -> &'a str {
+    match (configured, endpoint) {
+        (Some(audience), _) => audience,
+        (None, Endpoint::Discovered { issuer, .. }) => issuer,
+        (None, Endpoint::Fixed(_)) => token_endpoint.as_str(),
     }
 }
 
@@ -323,6 +335,30 @@ mod tests {
         let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
         assert_eq!(decoded, "api%3Aone%2Btwo:s%25cr%3At+%2Bx");
         assert!(header.is_sensitive());
+    }
+
+    #[test]
+    fn an_assertion_is_for_the_configured_audience_else_the_issuer_else_the_endpoint() {
+        let endpoint = url();
+        let fixed = Endpoint::Fixed(endpoint.clone());
+        let discovered = Endpoint::Discovered {
+            issuer: "https://idp.example.test".to_owned(),
+            found: OnceCell::new(),
+        };
+        assert_eq!(
+            assertion_audience(&discovered, None, &endpoint),
+            "https://idp.example.test"
+        );
+        assert_eq!(
+            assertion_audience(&fixed, None, &endpoint),
+            "https://idp.example.test/token"
+        );
+        for endpoint_kind in [&fixed, &discovered] {
+            assert_eq!(
+                assertion_audience(endpoint_kind, Some("https://as.test"), &endpoint),
+                "https://as.test"
+            );
+        }
     }
 
     #[test]

@@ -181,8 +181,9 @@ impl ClaimSources {
     }
 
     /// The record of `user` at `source`: from the cache while it is fresh, else asked (once,
-    /// however many wait) unless the source is resting after a failure. A user the source
-    /// does not know (404) has an empty record.
+    /// however many wait) unless the source is resting after failures in a row, or being tried
+    /// by one request after its rest. A user the source does not know (404) has an empty
+    /// record.
     ///
     /// # Errors
     ///
@@ -204,11 +205,13 @@ impl ClaimSources {
     /// Asks `entry` about `user`, unless it is resting.
     async fn ask(&self, entry: &Source, user: Identity<'_>) -> Result<Record, SourceError> {
         let source = &entry.settings;
+        // Before the breaker: a request that cannot be made must not take the trial's turn.
+        let url = filled_url(source, user)?;
         if !entry.may_ask() {
             crate::telemetry::metrics::claim_source_skipped(&source.name);
             return Err(SourceError::Resting(source.name.clone()));
         }
-        let outcome = self.ask_now(source, user).await;
+        let outcome = self.ask_now(source, url, user).await;
         entry.note(&outcome);
         outcome
     }
@@ -216,10 +219,10 @@ impl ClaimSources {
     async fn ask_now(
         &self,
         source: &ClaimSource,
+        url: String,
         user: Identity<'_>,
     ) -> Result<Record, SourceError> {
         let name = || source.name.clone();
-        let url = filled_url(source, user)?;
         let mut request = match source.method {
             SourceMethod::Get => self.http.get(url),
             SourceMethod::Post => self.http.post(url).json(&json!({
