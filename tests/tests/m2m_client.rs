@@ -132,26 +132,28 @@ scopes = ["shop:orders"]
     )
 }
 
-/// The key of [`KEYED_CLIENT`], made once per test process: its PKCS#8 PEM, and its public
-/// point's x and y (base64url).
+/// A fresh P-256 key: its PKCS#8 PEM, and its public point's x and y (base64url).
+fn p256() -> (String, String, String) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        STANDARD.encode(pair.to_pkcs8v1().unwrap().as_ref())
+    );
+    let point = pair.public_key().as_ref();
+    (
+        pem,
+        URL_SAFE_NO_PAD.encode(&point[1..33]),
+        URL_SAFE_NO_PAD.encode(&point[33..]),
+    )
+}
+
+/// The key of [`KEYED_CLIENT`], made once per test process.
 fn keyed_key() -> &'static (String, String, String) {
     static KEY: std::sync::OnceLock<(String, String, String)> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| {
-        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
-        use base64::Engine as _;
-        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            STANDARD.encode(pair.to_pkcs8v1().unwrap().as_ref())
-        );
-        let point = pair.public_key().as_ref();
-        (
-            pem,
-            URL_SAFE_NO_PAD.encode(&point[1..33]),
-            URL_SAFE_NO_PAD.encode(&point[33..]),
-        )
-    })
+    KEY.get_or_init(p256)
 }
 
 /// The token service and the example API, each a process, with their metrics listeners.
@@ -665,15 +667,7 @@ async fn private_key_jwt_gets_a_token_the_api_accepts_and_another_key_is_refused
     }
     assert_eq!(stack.tokens_issued(KEYED_CLIENT).await, 2);
 
-    let other = {
-        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-        use base64::Engine as _;
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            base64::engine::general_purpose::STANDARD.encode(pair.to_pkcs8v1().unwrap().as_ref())
-        )
-    };
+    let (other, _, _) = p256();
     let error = keyed(&other, true).token().await.unwrap_err();
     assert_eq!(error.oauth_code(), Some("invalid_client"), "{error:?}");
     assert_eq!(stack.tokens_issued(KEYED_CLIENT).await, 2);
