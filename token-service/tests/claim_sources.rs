@@ -190,6 +190,54 @@ cache_ttl = "0s"
 }
 
 #[tokio::test]
+async fn credentials_may_come_from_files_without_their_line_break() {
+    let (fake, url) = Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().replace('\\', "/")
+    };
+    let (token, password, key) = (
+        file("token", "file-token\n"),
+        file("password", "file password\r\n"),
+        file("key", "file-key"),
+    );
+    let sources = sources(&format!(
+        r#"
+[[claim_sources]]
+name = "bearer"
+url = "{url}/bearer"
+bearer_token_file = "{token}"
+cache_ttl = "0s"
+
+[[claim_sources]]
+name = "basic"
+url = "{url}/basic"
+username = "scopegate"
+password_file = "{password}"
+cache_ttl = "0s"
+
+[[claim_sources]]
+name = "keyed"
+url = "{url}/keyed"
+header_name = "X-Api-Key"
+header_value_file = "{key}"
+cache_ttl = "0s"
+"#
+    ));
+    for source in ["bearer", "basic", "keyed"] {
+        sources.record(source, JANE).await.unwrap();
+    }
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].2["authorization"], "Bearer file-token");
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode("scopegate:file password");
+    assert_eq!(seen[1].2["authorization"], format!("Basic {basic}").as_str());
+    assert_eq!(seen[2].2["x-api-key"], "file-key");
+}
+
+#[tokio::test]
 async fn failures_are_typed_and_a_404_is_an_empty_record() {
     let (fake, url) = Fake::start().await;
     let sources = sources(&format!(
@@ -448,6 +496,18 @@ fn a_bad_source_is_refused_at_start_up_naming_its_field() {
         (
             "name = \"a\"\nurl = \"http://x.test\"\nbackoff = \"11m\"",
             "claim_sources[0].backoff",
+        ),
+        (
+            "name = \"a\"\nurl = \"http://x.test\"\nbearer_token = \"t\"\nbearer_token_file = \"/etc/hostname\"",
+            "claim_sources[0].bearer_token_file",
+        ),
+        (
+            "name = \"a\"\nurl = \"http://x.test\"\nusername = \"u\"\npassword_file = \"/nonexistent/scopegate-password\"",
+            "claim_sources[0].password_file",
+        ),
+        (
+            "name = \"a\"\nurl = \"http://x.test\"\nheader_name = \"X-Key\"\nheader_value_file = \"/dev/null\"",
+            "claim_sources[0].header_value_file",
         ),
         (
             "name = \"a\"\nurl = \"http://x.test\"\n[[claim_sources]]\nname = \"a\"\nurl = \"http://y.test\"",

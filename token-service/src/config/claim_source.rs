@@ -87,10 +87,13 @@ pub(super) struct RawClaimSource {
     #[serde(default)]
     method: SourceMethod,
     bearer_token: Option<Secret>,
+    bearer_token_file: Option<String>,
     username: Option<String>,
     password: Option<Secret>,
+    password_file: Option<String>,
     header_name: Option<String>,
     header_value: Option<Secret>,
+    header_value_file: Option<String>,
     timeout: Option<super::duration::HumanDuration>,
     cache_ttl: Option<super::duration::HumanDuration>,
     backoff: Option<super::duration::HumanDuration>,
@@ -140,12 +143,25 @@ impl RawClaimSource {
             ));
         }
         check_url(&field("url"), &self.url)?;
-        let auth = match (
+        let bearer_token = secret_or_file(
+            &field,
+            "bearer_token",
             self.bearer_token,
-            self.username,
-            self.password,
-            self.header_name,
+            self.bearer_token_file,
+        )?;
+        let password = secret_or_file(&field, "password", self.password, self.password_file)?;
+        let header_value = secret_or_file(
+            &field,
+            "header_value",
             self.header_value,
+            self.header_value_file,
+        )?;
+        let auth = match (
+            bearer_token,
+            self.username,
+            password,
+            self.header_name,
+            header_value,
         ) {
             (None, None, None, None, None) => None,
             (Some(token), None, None, None, None) => Some(SourceAuth::Bearer { token }),
@@ -195,6 +211,35 @@ impl RawClaimSource {
             backoff,
             on_failure: self.on_failure,
         })
+    }
+}
+
+/// A credential given inline (`name`) or in a file (`name_file`, for a mounted secret), not
+/// both. The file's content is the value, without the line break that ends it.
+fn secret_or_file(
+    field: &dyn Fn(&str) -> String,
+    name: &str,
+    inline: Option<Secret>,
+    file: Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    let file_field = format!("{name}_file");
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            field(&file_field),
+            format!("set `{name}` or `{file_field}`, not both"),
+        )),
+        (inline, None) => Ok(inline),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                invalid(field(&file_field), format!("cannot read {path:?}: {error}"))
+            })?;
+            let value = text.strip_suffix('\n').unwrap_or(&text);
+            let value = value.strip_suffix('\r').unwrap_or(value);
+            if value.is_empty() {
+                return Err(invalid(field(&file_field), format!("{path:?} is empty")));
+            }
+            Ok(Some(Secret::new(value.to_owned())))
+        }
     }
 }
 
