@@ -233,7 +233,10 @@ cache_ttl = "0s"
     assert_eq!(seen[0].2["authorization"], "Bearer file-token");
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode("scopegate:file password");
-    assert_eq!(seen[1].2["authorization"], format!("Basic {basic}").as_str());
+    assert_eq!(
+        seen[1].2["authorization"],
+        format!("Basic {basic}").as_str()
+    );
     assert_eq!(seen[2].2["x-api-key"], "file-key");
 }
 
