@@ -730,8 +730,8 @@ async fn the_example_m2m_client_makes_its_calls_with_one_token() {
         "0s",
     ])
     .unwrap();
-    let secret = config.client_secret(|_| None).unwrap();
-    let tokens = config.token_source(secret).unwrap();
+    let credentials = config.credentials(|_| None).unwrap();
+    let tokens = config.token_source(credentials).unwrap();
 
     let summary = example_m2m_client::run(&config, tokens, std::future::pending())
         .await
@@ -747,6 +747,35 @@ async fn the_example_m2m_client_makes_its_calls_with_one_token() {
     );
     assert_eq!(stack.tokens_issued(OPAQUE_CLIENT.0).await, 1);
     assert_eq!(stack.api_outcomes("accepted").await, 20);
+
+    // The same program with a private key instead of a secret.
+    let key_file = stack.dir.path().join("svc-keyed.pem");
+    std::fs::write(&key_file, &keyed_key().0).unwrap();
+    let config = example_m2m_client::Config::try_parse_from([
+        "m2m-client",
+        "--issuer",
+        &stack.issuer,
+        "--client-id",
+        KEYED_CLIENT,
+        "--private-key-file",
+        key_file.to_str().unwrap(),
+        "--key-id",
+        "k1",
+        "--api-url",
+        &format!("{}/me", stack.api),
+        "--calls",
+        "3",
+        "--interval",
+        "0s",
+    ])
+    .unwrap();
+    let credentials = config.credentials(|_| None).unwrap();
+    let tokens = config.token_source(credentials).unwrap();
+    let summary = example_m2m_client::run(&config, tokens, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.succeeded, 3, "{summary:?}");
+    assert_eq!(stack.tokens_issued(KEYED_CLIENT).await, 1);
 }
 
 /// The example gRPC API in this process, accepting tokens for `audience` from `issuer`.

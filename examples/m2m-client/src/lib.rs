@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use scopegate_client::{BearerClient, TokenSource};
+use scopegate_client::{AssertionAlgorithm, AssertionKey, BearerClient, TokenSource};
 use tokio::task::JoinSet;
 
 /// The settings, from arguments or the environment. The secret is never an argument (other
@@ -28,8 +28,18 @@ pub struct Config {
     #[arg(long, env = "CLIENT_ID")]
     pub client_id: String,
     /// A file holding the client's secret (a final newline is ignored); else `CLIENT_SECRET`.
-    #[arg(long, env = "CLIENT_SECRET_FILE")]
+    #[arg(long, env = "CLIENT_SECRET_FILE", conflicts_with = "private_key_file")]
     pub client_secret_file: Option<PathBuf>,
+    /// A PEM file holding the client's private key: authenticate with `private_key_jwt`
+    /// (RFC 7523) instead of a secret.
+    #[arg(long, env = "PRIVATE_KEY_FILE")]
+    pub private_key_file: Option<PathBuf>,
+    /// The private key's algorithm: ES256, ES384, RS256, PS256 or EdDSA.
+    #[arg(long, env = "KEY_ALGORITHM", default_value = "ES256", value_parser = algorithm, requires = "private_key_file")]
+    pub key_algorithm: AssertionAlgorithm,
+    /// The `kid` of the key as the token service has it registered.
+    #[arg(long, env = "KEY_ID", requires = "private_key_file")]
+    pub key_id: Option<String>,
     /// Scopes to ask for, space-separated; none: the client's own.
     #[arg(long, env = "SCOPE")]
     pub scope: Option<String>,
@@ -72,14 +82,40 @@ impl Config {
         Ok(secret)
     }
 
+    /// How the client proves itself: its private key when
+    /// [`private_key_file`](Self::private_key_file) is set, else its secret
+    /// ([`client_secret`](Self::client_secret)).
+    ///
+    /// # Errors
+    /// A message naming the key file that cannot be read or holds no usable key, or what
+    /// [`client_secret`](Self::client_secret) says.
+    pub fn credentials(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Credentials, String> {
+        let Some(path) = &self.private_key_file else {
+            return self.client_secret(lookup).map(Credentials::Secret);
+        };
+        let pem = std::fs::read(path)
+            .map_err(|error| format!("PRIVATE_KEY_FILE {}: {error}", path.display()))?;
+        let key = AssertionKey::from_pem(self.key_algorithm, &pem)
+            .map_err(|error| format!("PRIVATE_KEY_FILE {}: {error}", path.display()))?;
+        Ok(Credentials::PrivateKey(match &self.key_id {
+            Some(kid) => key.with_kid(kid),
+            None => key,
+        }))
+    }
+
     /// The token source these settings describe.
     ///
     /// # Errors
     /// The setting at fault, by name.
-    pub fn token_source(&self, secret: String) -> Result<TokenSource, String> {
-        let mut builder = TokenSource::builder()
-            .client_id(&self.client_id)
-            .client_secret(secret);
+    pub fn token_source(&self, credentials: Credentials) -> Result<TokenSource, String> {
+        let builder = TokenSource::builder().client_id(&self.client_id);
+        let mut builder = match credentials {
+            Credentials::Secret(secret) => builder.client_secret(secret),
+            Credentials::PrivateKey(key) => builder.private_key_jwt(key),
+        };
         if let Some(issuer) = &self.issuer {
             builder = builder.issuer(issuer);
         }
@@ -93,6 +129,29 @@ impl Config {
             builder = builder.resource(resource);
         }
         builder.build().map_err(|error| error.to_string())
+    }
+}
+
+/// What the client proves itself with.
+#[derive(Debug)]
+pub enum Credentials {
+    /// Its secret (`client_secret_basic`).
+    Secret(String),
+    /// Its private key (`private_key_jwt`).
+    PrivateKey(AssertionKey),
+}
+
+/// `--key-algorithm`'s value.
+fn algorithm(name: &str) -> Result<AssertionAlgorithm, String> {
+    match name {
+        "ES256" => Ok(AssertionAlgorithm::ES256),
+        "ES384" => Ok(AssertionAlgorithm::ES384),
+        "RS256" => Ok(AssertionAlgorithm::RS256),
+        "PS256" => Ok(AssertionAlgorithm::PS256),
+        "EdDSA" => Ok(AssertionAlgorithm::EdDSA),
+        other => Err(format!(
+            "{other:?}: one of ES256, ES384, RS256, PS256, EdDSA"
+        )),
     }
 }
 
@@ -249,6 +308,34 @@ mod tests {
             .is_err()
         );
         assert!(parse(&["--issuer", "x", "--client-id", "a", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_private_key_takes_the_secret_s_place_and_a_bad_one_is_named() {
+        let base = ["--issuer", "http://127.0.0.1:8080", "--client-id", "svc-a"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        assert!(with(&["--client-secret-file", "s", "--private-key-file", "k"]).is_err());
+        assert!(with(&["--private-key-file", "k", "--key-algorithm", "HS256"]).is_err());
+        assert!(with(&["--key-id", "k1"]).is_err(), "a key id without a key");
+        let config = with(&["--private-key-file", "k", "--key-algorithm", "EdDSA"]).unwrap();
+        assert_eq!(config.key_algorithm, AssertionAlgorithm::EdDSA);
+
+        let dir = std::env::temp_dir().join(format!("m2m-client-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key.pem");
+        std::fs::write(&file, "not a key\n").unwrap();
+        let config = Config {
+            private_key_file: Some(file),
+            ..config
+        };
+        // No secret is looked up once a key is given.
+        let refused = config
+            .credentials(|_| panic!("a secret looked up"))
+            .unwrap_err();
+        assert!(refused.contains("PRIVATE_KEY_FILE"), "{refused}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let unreadable = config.credentials(|_| None).unwrap_err();
+        assert!(unreadable.contains("PRIVATE_KEY_FILE"), "{unreadable}");
     }
 
     #[test]

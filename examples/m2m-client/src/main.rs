@@ -18,8 +18,8 @@ async fn main() -> ExitCode {
         .init();
     let config = Config::parse();
     let started = config
-        .client_secret(|name| std::env::var(name).ok())
-        .and_then(|secret| config.token_source(secret));
+        .credentials(|name| std::env::var(name).ok())
+        .and_then(|credentials| config.token_source(credentials));
     let tokens = match started {
         Ok(tokens) => tokens,
         Err(message) => {
