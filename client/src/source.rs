@@ -192,7 +192,8 @@ impl TokenSourceBuilder {
     /// # Security
     /// Give one that follows no redirects (`reqwest::redirect::Policy::none()`): a 307 or 308
     /// from the token endpoint would send the form — with `client_secret_post` the secret, with
-    /// `private_key_jwt` an assertion still unused at the real server — to wherever it points. A token request that was redirected anyway is answered with
+    /// `private_key_jwt` an assertion still unused at the real server — to wherever it points.
+    /// A token request that was redirected anyway is answered with
     /// [`Error::Redirected`](crate::Error::Redirected), not with its token.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
@@ -249,58 +250,23 @@ impl TokenSourceBuilder {
     /// # Errors
     /// A [`BuildError`] naming the setting at fault: neither or both of `token_endpoint` and
     /// `issuer`, a URL that is not https (or http on loopback), a missing or empty `client_id`,
-    /// neither or both of `client_secret` and `private_key_jwt` (or a `client_auth_method` with
-    /// a private key, an `assertion_audience` without one or empty), a `scope` with characters RFC 6749 §3.3 does not allow, a
-    /// `resource` that is not an absolute URI without fragment, an `assumed_lifetime` of zero
-    /// or over a day.
+    /// neither or both of `client_secret` and `private_key_jwt` (or a `client_auth_method` with a
+    /// private key, an `assertion_audience` without one or empty), a `scope` with characters
+    /// RFC 6749 §3.3 does not allow, a `resource` that is not an absolute URI without fragment,
+    /// an `assumed_lifetime` of zero or over a day.
     pub fn build(self) -> Result<TokenSource, BuildError> {
         let endpoint = self.endpoint()?;
         let client_id = self
             .client_id
             .filter(|id| !id.is_empty())
             .ok_or_else(|| BuildError::new("client_id", "required"))?;
-        let credentials = match (self.client_secret, self.assertion_key) {
-            (Some(_), Some(_)) => {
-                return Err(BuildError::new(
-                    "client_secret",
-                    "set a client secret or a private key (private_key_jwt), not both",
-                ));
-            }
-            (None, Some(_)) if self.auth_method.is_some() => {
-                return Err(BuildError::new(
-                    "client_auth_method",
-                    "says how a client secret is sent; private_key_jwt sends none",
-                ));
-            }
-            (None, Some(key)) => Credentials::Assertion {
-                client_id: client_id.clone(),
-                key,
-                audience: match self.assertion_audience {
-                    Some(audience) if audience.is_empty() => {
-                        return Err(BuildError::new("assertion_audience", "is empty"));
-                    }
-                    audience => audience,
-                },
-            },
-            (_, None) if self.assertion_audience.is_some() => {
-                return Err(BuildError::new(
-                    "assertion_audience",
-                    "is for private_key_jwt assertions; this client sends a secret",
-                ));
-            }
-            (secret, None) => {
-                let secret = secret
-                    .filter(|secret| !secret.0.is_empty())
-                    .ok_or_else(|| {
-                        BuildError::new(
-                            "client_secret",
-                            "required, or a private key (private_key_jwt)",
-                        )
-                    })?;
-                Credentials::new(self.auth_method.unwrap_or_default(), &client_id, &secret)
-                    .ok_or_else(|| BuildError::new("client_id", "cannot be sent in a header"))?
-            }
-        };
+        let credentials = credentials(
+            &client_id,
+            self.client_secret,
+            self.assertion_key,
+            self.assertion_audience,
+            self.auth_method,
+        )?;
         let scope = checked_scope(&self.scope)?;
         for resource in &self.resources {
             check_resource(resource)?;
@@ -363,6 +329,51 @@ impl TokenSourceBuilder {
                 "token_endpoint",
                 "required, or the issuer to find it by discovery",
             )),
+        }
+    }
+}
+
+/// The credentials the settings give: a secret (sent as `method` says) or a private key (for
+/// `audience`, if set), never both, and no setting that belongs to the other kind.
+fn credentials(
+    client_id: &str,
+    secret: Option<Secret>,
+    key: Option<AssertionKey>,
+    audience: Option<String>,
+    method: Option<ClientAuthMethod>,
+) -> Result<Credentials, BuildError> {
+    match (secret, key) {
+        (Some(_), Some(_)) => Err(BuildError::new(
+            "client_secret",
+            "set a client secret or a private key (private_key_jwt), not both",
+        )),
+        (None, Some(_)) if method.is_some() => Err(BuildError::new(
+            "client_auth_method",
+            "says how a client secret is sent; private_key_jwt sends none",
+        )),
+        (None, Some(_)) if audience.as_deref() == Some("") => {
+            Err(BuildError::new("assertion_audience", "is empty"))
+        }
+        (None, Some(key)) => Ok(Credentials::Assertion {
+            client_id: client_id.to_owned(),
+            key,
+            audience,
+        }),
+        (_, None) if audience.is_some() => Err(BuildError::new(
+            "assertion_audience",
+            "is for private_key_jwt assertions; this client sends a secret",
+        )),
+        (secret, None) => {
+            let secret = secret
+                .filter(|secret| !secret.0.is_empty())
+                .ok_or_else(|| {
+                    BuildError::new(
+                        "client_secret",
+                        "required, or a private key (private_key_jwt)",
+                    )
+                })?;
+            Credentials::new(method.unwrap_or_default(), client_id, &secret)
+                .ok_or_else(|| BuildError::new("client_id", "cannot be sent in a header"))
         }
     }
 }

@@ -710,8 +710,7 @@ async fn the_example_m2m_client_makes_its_calls_with_one_token() {
     let stack = Stack::start(API_ID).await;
     let secret_file = stack.dir.path().join("client-secret");
     std::fs::write(&secret_file, format!("{}\n", OPAQUE_CLIENT.1)).unwrap();
-    let config = example_m2m_client::Config::try_parse_from([
-        "m2m-client",
+    let summary = run_example(&[
         "--issuer",
         &stack.issuer,
         "--client-id",
@@ -729,14 +728,7 @@ async fn the_example_m2m_client_makes_its_calls_with_one_token() {
         "--interval",
         "0s",
     ])
-    .unwrap();
-    let credentials = config.credentials(|_| None).unwrap();
-    let tokens = config.token_source(credentials).unwrap();
-
-    let summary = example_m2m_client::run(&config, tokens, std::future::pending())
-        .await
-        .unwrap();
-
+    .await;
     assert_eq!(
         summary,
         example_m2m_client::Summary {
@@ -751,8 +743,7 @@ async fn the_example_m2m_client_makes_its_calls_with_one_token() {
     // The same program with a private key instead of a secret.
     let key_file = stack.dir.path().join("svc-keyed.pem");
     std::fs::write(&key_file, &keyed_key().0).unwrap();
-    let config = example_m2m_client::Config::try_parse_from([
-        "m2m-client",
+    let summary = run_example(&[
         "--issuer",
         &stack.issuer,
         "--client-id",
@@ -768,14 +759,23 @@ async fn the_example_m2m_client_makes_its_calls_with_one_token() {
         "--interval",
         "0s",
     ])
+    .await;
+    assert_eq!(summary.succeeded, 3, "{summary:?}");
+    assert_eq!(stack.tokens_issued(KEYED_CLIENT).await, 1);
+}
+
+/// The example program's calls with these arguments, run to the end in this process (the
+/// credentials it reads from files, never the environment).
+async fn run_example(arguments: &[&str]) -> example_m2m_client::Summary {
+    let config = example_m2m_client::Config::try_parse_from(
+        std::iter::once("m2m-client").chain(arguments.iter().copied()),
+    )
     .unwrap();
     let credentials = config.credentials(|_| None).unwrap();
     let tokens = config.token_source(credentials).unwrap();
-    let summary = example_m2m_client::run(&config, tokens, std::future::pending())
+    example_m2m_client::run(&config, tokens, std::future::pending())
         .await
-        .unwrap();
-    assert_eq!(summary.succeeded, 3, "{summary:?}");
-    assert_eq!(stack.tokens_issued(KEYED_CLIENT).await, 1);
+        .unwrap()
 }
 
 /// The example gRPC API in this process, accepting tokens for `audience` from `issuer`.
